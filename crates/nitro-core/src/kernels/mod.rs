@@ -1,0 +1,6 @@
+//! Exact integer kernels: the only place that knows about accumulator widths, SIMD and threads
+//! (ARCHITECTURE.md). Layers describe products; kernels prove and compute them.
+
+pub mod gemm;
+
+pub use gemm::{gemm_nn, gemm_nt, gemm_tn, Int, Path};

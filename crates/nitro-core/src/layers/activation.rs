@@ -1,0 +1,312 @@
+//! Integer activations (SPEC §3.4). Inputs are the `i8` outputs of a scaling layer, so
+//! `x ∈ [−127, 127]`; backward divides the error by a per-element *inverse slope*.
+
+use crate::arith::tdiv;
+use crate::error::{Error, Result};
+use alloc::format;
+use ndarray::{Array, Dimension, IxDyn, Zip};
+
+/// The activation functions of SPEC §3.4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActivationKind {
+    /// The paper's NITRO-ReLU with inverse negative slope `a` (default 4) and mean correction.
+    NitroRelu {
+        /// Inverse negative slope.
+        a: u8,
+    },
+    /// NITRO-ReLU without the mean correction.
+    PocketLeakyRelu {
+        /// Inverse negative slope.
+        a: u8,
+    },
+    /// `clamp(x, 0, 127)`.
+    PocketRelu,
+    /// Piecewise-linear tanh.
+    PocketTanh,
+    /// PocketReLU between two applications of the ±1 bipolar mask.
+    BipolarPocketRelu,
+    /// PocketLeakyReLU between two applications of the ±1 bipolar mask.
+    BipolarPocketLeakyRelu {
+        /// Inverse negative slope.
+        a: u8,
+    },
+}
+
+/// `a → μ_a`, the mean correction of NITRO-ReLU (SPEC §3.4).
+const MU_TABLE: [(u8, i8); 9] = [
+    (3, 31),
+    (4, 36),
+    (5, 38),
+    (7, 40),
+    (8, 42),
+    (10, 43),
+    (15, 44),
+    (16, 44),
+    (20, 45),
+];
+
+/// The mean correction `μ_a`, or `None` for an `a` the spec does not define.
+pub fn nitro_relu_mu(a: u8) -> Option<i8> {
+    MU_TABLE.iter().find(|(k, _)| *k == a).map(|(_, m)| *m)
+}
+
+impl Default for ActivationKind {
+    fn default() -> Self {
+        ActivationKind::NitroRelu { a: 4 }
+    }
+}
+
+impl ActivationKind {
+    /// Check the parameter against the spec's table.
+    pub fn validate(&self) -> Result<()> {
+        match *self {
+            ActivationKind::NitroRelu { a }
+            | ActivationKind::PocketLeakyRelu { a }
+            | ActivationKind::BipolarPocketLeakyRelu { a } => {
+                if nitro_relu_mu(a).is_none() {
+                    return Err(Error::config(format!(
+                        "inverse negative slope a={a} is not one of 3, 4, 5, 7, 8, 10, 15, 16, 20"
+                    )));
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Short stable name (used in files and the Python API).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ActivationKind::NitroRelu { .. } => "nitro_relu",
+            ActivationKind::PocketLeakyRelu { .. } => "pocket_leaky_relu",
+            ActivationKind::PocketRelu => "pocket_relu",
+            ActivationKind::PocketTanh => "pocket_tanh",
+            ActivationKind::BipolarPocketRelu => "bipolar_pocket_relu",
+            ActivationKind::BipolarPocketLeakyRelu { .. } => "bipolar_pocket_leaky_relu",
+        }
+    }
+
+    /// Parse [`ActivationKind::name`] plus the slope parameter `a` (ignored where unused).
+    pub fn from_name(name: &str, a: u8) -> Result<Self> {
+        let k = match name {
+            "nitro_relu" => ActivationKind::NitroRelu { a },
+            "pocket_leaky_relu" => ActivationKind::PocketLeakyRelu { a },
+            "pocket_relu" => ActivationKind::PocketRelu,
+            "pocket_tanh" => ActivationKind::PocketTanh,
+            "bipolar_pocket_relu" => ActivationKind::BipolarPocketRelu,
+            "bipolar_pocket_leaky_relu" => ActivationKind::BipolarPocketLeakyRelu { a },
+            other => {
+                return Err(Error::config(format!(
+                    "unknown activation {other:?}; expected one of nitro_relu, pocket_leaky_relu, \
+                     pocket_relu, pocket_tanh, bipolar_pocket_relu, bipolar_pocket_leaky_relu"
+                )))
+            }
+        };
+        k.validate()?;
+        Ok(k)
+    }
+
+    /// The slope parameter `a` (0 where the activation has none).
+    pub fn slope(&self) -> u8 {
+        match *self {
+            ActivationKind::NitroRelu { a }
+            | ActivationKind::PocketLeakyRelu { a }
+            | ActivationKind::BipolarPocketLeakyRelu { a } => a,
+            _ => 0,
+        }
+    }
+
+    fn is_bipolar(&self) -> bool {
+        matches!(
+            self,
+            ActivationKind::BipolarPocketRelu | ActivationKind::BipolarPocketLeakyRelu { .. }
+        )
+    }
+
+    /// The un-masked function (bipolar variants use their inner activation).
+    fn inner(&self) -> ActivationKind {
+        match *self {
+            ActivationKind::BipolarPocketRelu => ActivationKind::PocketRelu,
+            ActivationKind::BipolarPocketLeakyRelu { a } => ActivationKind::PocketLeakyRelu { a },
+            k => k,
+        }
+    }
+
+    /// Forward of one element (non-bipolar semantics; bipolar kinds apply their inner function).
+    pub fn forward_scalar(&self, x: i8) -> i8 {
+        let x = i64::from(x);
+        let y = match self.inner() {
+            ActivationKind::NitroRelu { a } => {
+                let mu = i64::from(nitro_relu_mu(a).unwrap_or(0));
+                x.clamp(0, 127) + tdiv(x.clamp(-127, 0), i64::from(a)) - mu
+            }
+            ActivationKind::PocketLeakyRelu { a } => {
+                x.clamp(0, 127) + tdiv(x.clamp(-127, 0), i64::from(a))
+            }
+            ActivationKind::PocketRelu => x.clamp(0, 127),
+            ActivationKind::PocketTanh => {
+                if x >= 127 {
+                    127
+                } else if x >= 75 {
+                    tdiv(x, 3) + 83
+                } else if x >= 32 {
+                    x + 32
+                } else if x >= -31 {
+                    2 * x
+                } else if x >= -74 {
+                    x - 32
+                } else if x >= -127 {
+                    tdiv(x, 3) - 83
+                } else {
+                    -127
+                }
+            }
+            _ => unreachable!("inner() never returns a bipolar kind"),
+        };
+        // Every branch above stays within [-127, 127] for x in [-128, 127].
+        y as i8
+    }
+
+    /// Inverse slope at `x`; `None` stands for ∞ (no error passes).
+    pub fn inverse_slope(&self, x: i8) -> Option<i64> {
+        let x = i64::from(x);
+        match self.inner() {
+            ActivationKind::NitroRelu { a } | ActivationKind::PocketLeakyRelu { a } => {
+                if (0..127).contains(&x) {
+                    Some(1)
+                } else if (-127..0).contains(&x) {
+                    Some(i64::from(a))
+                } else {
+                    None
+                }
+            }
+            ActivationKind::PocketRelu => (x > 0 && x <= 127).then_some(1),
+            ActivationKind::PocketTanh => {
+                if x >= 127 {
+                    None
+                } else if x >= 75 {
+                    Some(8)
+                } else if x >= 32 {
+                    Some(2)
+                } else if x >= -31 {
+                    Some(1)
+                } else if x >= -74 {
+                    Some(2)
+                } else if x >= -127 {
+                    Some(8)
+                } else {
+                    None
+                }
+            }
+            _ => unreachable!("inner() never returns a bipolar kind"),
+        }
+    }
+
+    /// Backward of one element: `tdiv(δ, s(x))`, 0 where `s = ∞`.
+    pub fn backward_scalar(&self, x: i8, delta: i32) -> i32 {
+        match self.inverse_slope(x) {
+            // |tdiv(δ, s)| ≤ |δ|, so the result fits i32.
+            Some(s) => tdiv(i64::from(delta), s) as i32,
+            None => 0,
+        }
+    }
+}
+
+/// The bipolar mask sign at a flat index of a tensor of `shape` (SPEC §3.4): `batch×features`
+/// → −1 on odd features; NCHW → −1 where `i + j` is odd.
+fn bipolar_negative(shape: &[usize], flat: usize) -> bool {
+    match shape.len() {
+        4 => {
+            let (h, w) = (shape[2], shape[3]);
+            let j = flat % w;
+            let i = (flat / w) % h;
+            (i + j) % 2 == 1
+        }
+        _ => {
+            let f = *shape.last().unwrap_or(&1);
+            (flat % f.max(1)) % 2 == 1
+        }
+    }
+}
+
+/// An activation layer: the function plus its saved input.
+#[derive(Clone, Debug)]
+pub struct Activation {
+    /// Which function.
+    pub kind: ActivationKind,
+    saved: Option<Array<i8, IxDyn>>,
+}
+
+impl Activation {
+    /// A layer for `kind` (validated).
+    pub fn new(kind: ActivationKind) -> Result<Self> {
+        kind.validate()?;
+        Ok(Activation { kind, saved: None })
+    }
+
+    /// Forward; the input is saved in training mode.
+    pub fn forward<D: Dimension>(&mut self, x: Array<i8, D>, train: bool) -> Array<i8, D> {
+        let y = self.infer(&x);
+        self.saved = if train { Some(x.into_dyn()) } else { None };
+        y
+    }
+
+    /// Forward without saving.
+    pub fn infer<D: Dimension>(&self, x: &Array<i8, D>) -> Array<i8, D> {
+        let k = self.kind;
+        if k.is_bipolar() {
+            let shape = x.shape().to_vec();
+            let mut y = x.clone();
+            for (i, v) in y.iter_mut().enumerate() {
+                *v = if bipolar_negative(&shape, i) {
+                    -k.forward_scalar(-*v)
+                } else {
+                    k.forward_scalar(*v)
+                };
+            }
+            y
+        } else {
+            x.mapv(|v| k.forward_scalar(v))
+        }
+    }
+
+    /// Backward: `δ_in = tdiv(δ, s(x))` with the saved input.
+    pub fn backward<D: Dimension>(&mut self, delta: Array<i32, D>) -> Result<Array<i32, D>> {
+        let x = self
+            .saved
+            .take()
+            .ok_or_else(|| Error::config("activation backward without a training-mode forward"))?;
+        if x.shape() != delta.shape() {
+            return Err(Error::shape(format!(
+                "activation: error shape {:?} differs from input shape {:?}",
+                delta.shape(),
+                x.shape()
+            )));
+        }
+        Ok(backward_with_input(self.kind, x.view(), delta))
+    }
+}
+
+/// `δ_in = tdiv(δ, s(x))` element-wise; for bipolar kinds the slope is taken at the masked input
+/// (the mask multiplies δ twice, which cancels).
+pub fn backward_with_input<D: Dimension>(
+    kind: ActivationKind,
+    x: ndarray::ArrayView<'_, i8, IxDyn>,
+    mut delta: Array<i32, D>,
+) -> Array<i32, D> {
+    if kind.is_bipolar() {
+        let shape = x.shape().to_vec();
+        for (i, (d, &xv)) in delta.iter_mut().zip(x.iter()).enumerate() {
+            let xm = if bipolar_negative(&shape, i) { -xv } else { xv };
+            *d = kind.backward_scalar(xm, *d);
+        }
+    } else {
+        let x = x
+            .into_shape_with_order(delta.raw_dim())
+            .expect("same shape checked");
+        Zip::from(&mut delta)
+            .and(&x)
+            .for_each(|d, &xv| *d = kind.backward_scalar(xv, *d));
+    }
+    delta
+}

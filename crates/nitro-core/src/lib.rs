@@ -1,0 +1,62 @@
+//! # nitro-core — NITRO-D, integer-only training of deep neural networks
+//!
+//! An exact, deterministic implementation of NITRO-D (Pirillo, Colombo, Roveri, ECAI 2025):
+//! data, weights, activations, errors and updates are integers; there is no floating point
+//! anywhere in this crate (`#![deny(clippy::float_arithmetic)]`). Learning uses local error
+//! signals — every hidden block has its own learning head — and IntegerSGD.
+//!
+//! * Exact: every product's accumulator width is proven before it runs ([`kernels::gemm`]); no
+//!   result ever wraps. An update that would leave its storage type is an [`Error::Overflow`].
+//! * Deterministic: same seed → same bits, on any number of threads and any platform.
+//! * `no_std`: build with `default-features = false` (needs `alloc`); features `std` (files,
+//!   clocks, IDX readers) and `parallel` (rayon) are on by default.
+//!
+//! ## Example: train a small MLP on synthetic data
+//!
+//! ```
+//! use nitro_core::{Mlp, MlpConfig, Dataset, TrainConfig, train::{fit, Control}};
+//! use ndarray::Array2;
+//!
+//! // Two classes: rows whose first half is bright vs. whose second half is bright.
+//! let n = 256;
+//! let x = Array2::from_shape_fn((n, 16), |(i, j)| if (i % 2 == 0) == (j < 8) { 100i8 } else { -100 });
+//! let y: Vec<usize> = (0..n).map(|i| i % 2).collect();
+//! let data = Dataset::new(x, y, (1, 4, 4)).unwrap();
+//!
+//! let mut model = Mlp::new(MlpConfig::new(16, &[32], 2)).unwrap();
+//! let cfg = TrainConfig { epochs: 3, batch_size: 16, ..TrainConfig::default() };
+//! let history = fit(&mut model, &data, Some(&data), &cfg,
+//!                   &mut |_| Control::Continue, &mut |_| Control::Continue).unwrap();
+//! let acc = history.epochs.last().unwrap().test.unwrap();
+//! assert!(acc.correct * 10 >= acc.total * 9, "accuracy {acc:?}");
+//! ```
+#![cfg_attr(not(feature = "std"), no_std)]
+#![deny(clippy::float_arithmetic)]
+#![deny(missing_docs)]
+
+extern crate alloc;
+
+pub mod arith;
+pub mod block;
+pub mod data;
+pub mod error;
+pub mod init;
+pub mod io;
+pub mod kernels;
+pub mod layers;
+pub mod model;
+pub mod optim;
+pub mod rng;
+pub mod train;
+
+pub use block::{Compat, LocalLinearBlock};
+pub use data::{Augment, Dataset, Normalization};
+pub use error::{Error, Result};
+pub use init::Init;
+pub use layers::ActivationKind;
+pub use model::{Hyper, Mlp, MlpConfig, Preset, StepStats};
+pub use optim::{Fraction, Plateau, Schedule, Sgd};
+pub use train::{fit, EpochMetrics, History, TrainConfig};
+
+/// The library version (also written into saved models).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

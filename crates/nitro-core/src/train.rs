@@ -1,0 +1,288 @@
+//! The epoch loop: shuffling, batching, augmentation, per-epoch metrics, schedules, plateau and
+//! early stopping (SPEC §2, §5, §7), with a per-batch progress callback that can cancel.
+
+use crate::data::{Augment, Dataset};
+use crate::error::{Error, Result};
+use crate::model::{Hyper, Mlp};
+use crate::optim::{Fraction, Plateau, PlateauAction, Schedule};
+use crate::rng::Pcg32;
+use alloc::format;
+use alloc::vec::Vec;
+
+/// Stream ids of the training RNGs (independent of the model's init streams).
+const SHUFFLE_STREAM: u64 = 0x5_0000;
+const AUGMENT_STREAM: u64 = 0x6_0000;
+
+/// Settings of a training run.
+#[derive(Clone, Debug)]
+pub struct TrainConfig {
+    /// Epochs to run (early stopping may end sooner).
+    pub epochs: u32,
+    /// Samples per batch; the last incomplete batch is dropped (SPEC §2).
+    pub batch_size: usize,
+    /// IntegerSGD settings; `lr_inv` is the starting value.
+    pub hyper: Hyper,
+    /// Schedule of `lr_inv` between epochs.
+    pub schedule: Schedule,
+    /// Plateau rule and early stopping (the paper's protocol), watching test accuracy.
+    pub plateau: Option<Plateau>,
+    /// Per-sample augmentation.
+    pub augment: Option<Augment>,
+    /// Visit a fresh seeded permutation each epoch (otherwise the stored order).
+    pub shuffle: bool,
+    /// Seed of shuffling and augmentation.
+    pub seed: u64,
+    /// Rows per evaluation chunk.
+    pub eval_chunk: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 1,
+            batch_size: 64,
+            hyper: Hyper::default(),
+            schedule: Schedule::Constant,
+            plateau: None,
+            augment: None,
+            shuffle: true,
+            seed: 0,
+            eval_chunk: 1000,
+        }
+    }
+}
+
+/// Metrics of one epoch.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EpochMetrics {
+    /// 1-based epoch number.
+    pub epoch: u32,
+    /// Sum of the output loss over all training batches.
+    pub train_loss: i64,
+    /// Training accuracy of the output layer (during training).
+    pub train: Fraction,
+    /// Each block head's local training accuracy.
+    pub blocks: Vec<Fraction>,
+    /// Test accuracy after the epoch (if a test set was given).
+    pub test: Option<Fraction>,
+    /// `lr_inv` used during the epoch.
+    pub lr_inv: i64,
+    /// Wall-clock milliseconds of the epoch's training batches (0 without `std`).
+    pub train_millis: u64,
+    /// Wall-clock milliseconds of the epoch's evaluation (0 without `std`).
+    pub eval_millis: u64,
+}
+
+/// The history of a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct History {
+    /// One entry per completed epoch (plus a partial one if cancelled mid-epoch).
+    pub epochs: Vec<EpochMetrics>,
+    /// True if the callback cancelled the run.
+    pub cancelled: bool,
+    /// True if early stopping ended the run.
+    pub early_stopped: bool,
+}
+
+impl History {
+    /// Best test accuracy over the epochs (the paper's reported metric).
+    pub fn best_test(&self) -> Option<Fraction> {
+        self.epochs
+            .iter()
+            .filter_map(|e| e.test)
+            .fold(None, |best: Option<Fraction>, f| match best {
+                Some(b) if !f.gt(&b) => Some(b),
+                _ => Some(f),
+            })
+    }
+}
+
+/// What the progress callback sees after each batch.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    /// 1-based epoch.
+    pub epoch: u32,
+    /// Batches done in this epoch.
+    pub batch: usize,
+    /// Batches per epoch.
+    pub batches: usize,
+    /// Running output-loss sum in this epoch.
+    pub loss: i64,
+    /// Running training accuracy in this epoch.
+    pub train: Fraction,
+}
+
+/// What the callback wants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// Go on.
+    Continue,
+    /// Stop after this batch; the model stays consistent.
+    Stop,
+}
+
+/// Something that can be trained batch by batch and evaluated.
+pub trait Trainable {
+    /// One SPEC §4.3 step.
+    fn step(
+        &mut self,
+        x: ndarray::ArrayView2<'_, i8>,
+        labels: &[usize],
+        hyper: &Hyper,
+    ) -> Result<crate::model::StepStats>;
+    /// Correct predictions on a labelled set.
+    fn correct(&self, data: &Dataset, chunk: usize) -> Result<u64>;
+    /// Number of local-loss blocks.
+    fn num_blocks(&self) -> usize;
+    /// Record the settings used (for saving).
+    fn set_hyper(&mut self, hyper: Hyper);
+}
+
+impl Trainable for Mlp {
+    fn step(
+        &mut self,
+        x: ndarray::ArrayView2<'_, i8>,
+        labels: &[usize],
+        hyper: &Hyper,
+    ) -> Result<crate::model::StepStats> {
+        self.train_step(x, labels, hyper)
+    }
+    fn correct(&self, data: &Dataset, chunk: usize) -> Result<u64> {
+        self.count_correct(data.x.view(), &data.y, chunk)
+    }
+    fn num_blocks(&self) -> usize {
+        self.blocks.len()
+    }
+    fn set_hyper(&mut self, hyper: Hyper) {
+        self.hyper = Some(hyper);
+    }
+}
+
+#[cfg(feature = "std")]
+struct Clock(std::time::Instant);
+#[cfg(feature = "std")]
+impl Clock {
+    fn start() -> Self {
+        Clock(std::time::Instant::now())
+    }
+    fn millis(&self) -> u64 {
+        self.0.elapsed().as_millis() as u64
+    }
+}
+#[cfg(not(feature = "std"))]
+struct Clock;
+#[cfg(not(feature = "std"))]
+impl Clock {
+    fn start() -> Self {
+        Clock
+    }
+    fn millis(&self) -> u64 {
+        0
+    }
+}
+
+/// Train `model` on `train` for `cfg.epochs` epochs, evaluating on `test` after each epoch.
+///
+/// `on_batch` is called after every batch (and `on_epoch` after every epoch); returning
+/// [`Control::Stop`] ends training after that batch, with a consistent model and a complete
+/// history so far (`History::cancelled` set).
+pub fn fit<M: Trainable>(
+    model: &mut M,
+    train: &Dataset,
+    test: Option<&Dataset>,
+    cfg: &TrainConfig,
+    on_batch: &mut dyn FnMut(&Progress) -> Control,
+    on_epoch: &mut dyn FnMut(&EpochMetrics) -> Control,
+) -> Result<History> {
+    if cfg.batch_size == 0 {
+        return Err(Error::config("batch_size must be positive"));
+    }
+    if train.len() < cfg.batch_size {
+        return Err(Error::config(format!(
+            "{} training samples are fewer than one batch of {}",
+            train.len(),
+            cfg.batch_size
+        )));
+    }
+    cfg.hyper.sgds()?;
+    let mut hyper = cfg.hyper;
+    model.set_hyper(hyper);
+    let mut plateau = cfg.plateau.clone();
+    let mut shuffle_rng = Pcg32::new(cfg.seed, SHUFFLE_STREAM);
+    let mut aug_rng = Pcg32::new(cfg.seed, AUGMENT_STREAM);
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    let batches = train.len() / cfg.batch_size;
+    let mut history = History::default();
+    for epoch in 1..=cfg.epochs {
+        if cfg.shuffle {
+            shuffle_rng.shuffle(&mut order);
+        }
+        let clock = Clock::start();
+        let mut m = EpochMetrics {
+            epoch,
+            lr_inv: hyper.lr_inv,
+            blocks: alloc::vec![Fraction::default(); model.num_blocks()],
+            ..EpochMetrics::default()
+        };
+        for b in 0..batches {
+            let idx = &order[b * cfg.batch_size..(b + 1) * cfg.batch_size];
+            let (x, y) = train.batch(idx, cfg.augment.as_ref(), &mut aug_rng);
+            let s = model.step(x.view(), &y, &hyper)?;
+            m.train_loss += s.loss;
+            m.train.correct += s.correct;
+            m.train.total += s.total;
+            for (f, l) in m.blocks.iter_mut().zip(&s.blocks) {
+                f.correct += l.correct;
+                f.total += s.total;
+            }
+            let p = Progress {
+                epoch,
+                batch: b + 1,
+                batches,
+                loss: m.train_loss,
+                train: m.train,
+            };
+            if on_batch(&p) == Control::Stop {
+                history.cancelled = true;
+                break;
+            }
+        }
+        m.train_millis = clock.millis();
+        model.set_hyper(hyper);
+        if history.cancelled {
+            history.epochs.push(m);
+            return Ok(history);
+        }
+        if let Some(t) = test {
+            let clock = Clock::start();
+            m.test = Some(Fraction {
+                correct: model.correct(t, cfg.eval_chunk)?,
+                total: t.len() as u64,
+            });
+            m.eval_millis = clock.millis();
+        }
+        let mut stop = on_epoch(&m) == Control::Stop;
+        if let (Some(p), Some(acc)) = (plateau.as_mut(), m.test) {
+            match p.observe(epoch, acc) {
+                PlateauAction::ReduceLr => {
+                    hyper.lr_inv = hyper
+                        .lr_inv
+                        .checked_mul(p.factor)
+                        .ok_or_else(|| Error::config("lr_inv overflow"))?
+                }
+                PlateauAction::Stop => {
+                    history.early_stopped = true;
+                    stop = true;
+                }
+                PlateauAction::None => {}
+            }
+        }
+        hyper.lr_inv = cfg.schedule.next(cfg.hyper.lr_inv, hyper.lr_inv, epoch);
+        history.epochs.push(m);
+        if stop {
+            history.cancelled |= !history.early_stopped;
+            break;
+        }
+    }
+    Ok(history)
+}

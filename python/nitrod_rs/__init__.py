@@ -1,0 +1,1 @@
+"""nitrod-rs: Python package (Rust extension bindings and pure-Python helpers)."""
