@@ -207,7 +207,6 @@ pub struct Mlp {
     pub normalization: Option<Normalization>,
     /// The settings of the last training run (saved with the model).
     pub hyper: Option<Hyper>,
-    saved_last: Option<Array2<i16>>,
 }
 
 impl Mlp {
@@ -287,7 +286,6 @@ impl Mlp {
             out,
             normalization: None,
             hyper: None,
-            saved_last: None,
         })
     }
 
@@ -406,7 +404,6 @@ impl Mlp {
             };
         }
         let z = self.out.forward(input.view(), true)?;
-        self.saved_last = None;
         let pred = self.out_scale.forward(&z);
         // 2. Output layer: δ = ŷ − y, update.
         let (loss, correct) = loss_and_correct(&pred, &target, labels);

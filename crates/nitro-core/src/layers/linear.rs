@@ -61,7 +61,7 @@ impl Linear {
         i16: From<T>,
     {
         self.check_input(x.ncols())?;
-        let mut z = gemm_nt(x, self.weight.view())?;
+        let mut z = gemm_nt(x, self.weight.view()).map_err(|e| self.rename(e))?;
         if let Some(b) = &self.bias {
             z += &b.mapv(i64::from);
         }
@@ -72,11 +72,24 @@ impl Linear {
     /// Forward without saving anything (evaluation); `&self` so it can be shared.
     pub fn infer<T: Int>(&self, x: ArrayView2<'_, T>) -> Result<Array2<i64>> {
         self.check_input(x.ncols())?;
-        let mut z = gemm_nt(x, self.weight.view())?;
+        let mut z = gemm_nt(x, self.weight.view()).map_err(|e| self.rename(e))?;
         if let Some(b) = &self.bias {
             z += &b.mapv(i64::from);
         }
         Ok(z)
+    }
+
+    /// Attribute a kernel error to this layer.
+    fn rename(&self, e: Error) -> Error {
+        match e {
+            Error::Overflow { op, detail, .. } => Error::Overflow {
+                layer: self.name.clone(),
+                op,
+                detail,
+            },
+            Error::Shape(m) => Error::Shape(format!("{}: {m}", self.name)),
+            o => o,
+        }
     }
 
     fn check_input(&self, cols: usize) -> Result<()> {
@@ -115,7 +128,7 @@ impl Linear {
             )));
         }
         let din = if input_error {
-            let d = gemm_nn(delta, self.weight.view())?;
+            let d = gemm_nn(delta, self.weight.view()).map_err(|e| self.rename(e))?;
             let mut out = Array2::<i32>::zeros(d.raw_dim());
             for (o, &v) in out.iter_mut().zip(d.iter()) {
                 *o = narrow_i32(v, &self.name, "input error")?;
@@ -124,7 +137,7 @@ impl Linear {
         } else {
             None
         };
-        let grad = gemm_tn(delta, x.view())?;
+        let grad = gemm_tn(delta, x.view()).map_err(|e| self.rename(e))?;
         let bias_grad = self
             .bias
             .as_ref()
