@@ -83,15 +83,23 @@ impl Normalization {
     /// `clamp(tdiv((x − mean_c)·51, mad_c), −128, 127)` for every pixel.
     pub fn apply(&self, images: ArrayView2<'_, u8>) -> Result<Array2<i8>> {
         let plane = plane_len(images.ncols(), self.channels())?;
+        // 256 possible pixel values per channel: one table per channel.
+        let tables: Vec<[i8; 256]> = (0..self.channels())
+            .map(|c| core::array::from_fn(|p| self.normalize_pixel(c, p as u8)))
+            .collect();
         let mut out = Array2::<i8>::zeros(images.raw_dim());
         for (orow, irow) in out.rows_mut().into_iter().zip(images.rows()) {
             for (i, (o, &p)) in orow.into_iter().zip(irow.iter()).enumerate() {
-                let c = i / plane;
-                let x = i64::from(p) - 128;
-                *o = tdiv((x - self.mean[c]) * 51, self.mad[c]).clamp(-128, 127) as i8;
+                *o = tables[i / plane][usize::from(p)];
             }
         }
         Ok(out)
+    }
+
+    /// The normalised value of one pixel of channel `c` (SPEC §2).
+    pub fn normalize_pixel(&self, c: usize, p: u8) -> i8 {
+        let x = i64::from(p) - 128;
+        tdiv((x - self.mean[c]) * 51, self.mad[c]).clamp(-128, 127) as i8
     }
 }
 

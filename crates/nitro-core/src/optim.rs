@@ -39,8 +39,10 @@ impl Sgd {
     /// The new value of one parameter (exact, in `i64`).
     #[inline]
     pub fn step(&self, p: i32, g: i64) -> i64 {
-        let mut delta = tdiv(g, self.lr_inv * self.amp);
-        if self.decay_inv > 0 {
+        let div = self.lr_inv * self.amp;
+        // Most quotients are 0 (|G| < lr_inv·amp, |P| < decay_inv): skip the slow division then.
+        let mut delta = if g.unsigned_abs() < div as u64 { 0 } else { tdiv(g, div) };
+        if self.decay_inv > 0 && i64::from(p).unsigned_abs() >= self.decay_inv as u64 {
             delta += tdiv(i64::from(p), self.decay_inv);
         }
         i64::from(p) - delta

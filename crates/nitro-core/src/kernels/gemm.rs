@@ -90,16 +90,27 @@ fn check_k(ka: usize, kb: usize) -> Result<()> {
     Ok(())
 }
 
+/// Which kernels a product may use. The default allows everything; tests force each variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dispatch {
+    /// Pack operands as `i16` when both fit (|v| ≤ 32767): twice the throughput per instruction.
+    pub allow_i16: bool,
+    /// Use explicit SIMD (AVX2) when the CPU has it.
+    pub allow_simd: bool,
+}
+
+impl Default for Dispatch {
+    fn default() -> Self {
+        Dispatch {
+            allow_i16: true,
+            allow_simd: true,
+        }
+    }
+}
+
 /// `C = A·Bᵀ` with `A: m×k`, `B: n×k`, exactly, into `i64`; path proven from the operands.
 pub fn gemm_nt<A: Int, B: Int>(a: ArrayView2<'_, A>, b: ArrayView2<'_, B>) -> Result<Array2<i64>> {
-    check_k(a.ncols(), b.ncols())?;
-    let pa = pack_rows(a);
-    let pb = pack_rows(b);
-    let k = a.ncols();
-    let (ma, mb) = (max_abs(&pa), max_abs(&pb));
-    prove_i64(ma, mb, k)?;
-    let path = Path::prove(ma, mb, k);
-    Ok(gemm_packed(&pa, &pb, a.nrows(), b.nrows(), k, path))
+    gemm_nt_with(a, b, None, Dispatch::default())
 }
 
 /// `C = A·B` with `A: m×k`, `B: k×n`.
@@ -112,43 +123,98 @@ pub fn gemm_tn<A: Int, B: Int>(a: ArrayView2<'_, A>, b: ArrayView2<'_, B>) -> Re
     gemm_nt(a.t(), b.t())
 }
 
-/// `A·Bᵀ` on a forced path — for tests and benchmarks. The caller vouches for the path's
-/// precondition (a too-optimistic path is rejected by re-proving and falling back).
+/// `A·Bᵀ` with an optionally forced accumulation path and restricted kernels — for tests and
+/// benchmarks. A forced path is never allowed to be less safe than the proof: if it is, the
+/// proven path is used instead.
 pub fn gemm_nt_with<A: Int, B: Int>(
     a: ArrayView2<'_, A>,
     b: ArrayView2<'_, B>,
-    path: Path,
+    path: Option<Path>,
+    dispatch: Dispatch,
 ) -> Result<Array2<i64>> {
     check_k(a.ncols(), b.ncols())?;
-    let pa = pack_rows(a);
-    let pb = pack_rows(b);
     let k = a.ncols();
-    let (ma, mb) = (max_abs(&pa), max_abs(&pb));
+    let (ma, mb) = (view_max_abs(&a), view_max_abs(&b));
     prove_i64(ma, mb, k)?;
     let proven = Path::prove(ma, mb, k);
-    // Never let a forced path be less safe than the proof: compare chunk lengths.
-    let safe = match (path, proven) {
-        (_, Path::I64) => Path::I64,
-        (Path::I64, _) => Path::I64,
-        (p, q) => {
-            if p.chunk_len(k) <= q.chunk_len(k) {
-                p
-            } else {
-                q
-            }
-        }
+    let path = match path {
+        None => proven,
+        Some(p) => safest(p, proven, k),
     };
-    Ok(gemm_packed(&pa, &pb, a.nrows(), b.nrows(), k, safe))
+    let (m, n) = (a.nrows(), b.nrows());
+    let simd = dispatch.allow_simd && has_avx2();
+    if dispatch.allow_i16 && path != Path::I64 && ma <= 32_767 && mb <= 32_767 {
+        let (pa, pb) = (pack_rows::<A, i16>(a), pack_rows::<B, i16>(b));
+        Ok(gemm_packed(&pa, &pb, m, n, k, path, simd))
+    } else {
+        let (pa, pb) = (pack_rows::<A, i32>(a), pack_rows::<B, i32>(b));
+        Ok(gemm_packed(&pa, &pb, m, n, k, path, simd))
+    }
 }
 
-/// Copy a matrix view into a row-major `i32` buffer (any input layout, incl. transposed views).
-fn pack_rows<T: Int>(a: ArrayView2<'_, T>) -> Vec<i32> {
+fn safest(p: Path, q: Path, k: usize) -> Path {
+    match (p, q) {
+        (_, Path::I64) | (Path::I64, _) => Path::I64,
+        (p, q) if p.chunk_len(k) <= q.chunk_len(k) => p,
+        (_, q) => q,
+    }
+}
+
+fn view_max_abs<T: Int>(a: &ArrayView2<'_, T>) -> u64 {
+    match a.as_slice_memory_order() {
+        Some(s) => max_abs(s),
+        None => a
+            .iter()
+            .map(|&v| Into::<i64>::into(v).unsigned_abs())
+            .max()
+            .unwrap_or(0),
+    }
+}
+
+#[inline]
+fn has_avx2() -> bool {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(all(not(feature = "std"), target_arch = "x86_64", target_feature = "avx2"))]
+    {
+        true
+    }
+    #[cfg(not(any(
+        all(feature = "std", target_arch = "x86_64"),
+        all(not(feature = "std"), target_arch = "x86_64", target_feature = "avx2")
+    )))]
+    {
+        false
+    }
+}
+
+/// Narrowing conversion used by packing; only called after the magnitude check.
+trait Packed: Copy + Default + Send + Sync + Into<i64> + 'static {
+    fn from_i32(v: i32) -> Self;
+}
+impl Packed for i16 {
+    #[inline(always)]
+    fn from_i32(v: i32) -> Self {
+        v as i16 // |v| ≤ 32767 was checked by the caller
+    }
+}
+impl Packed for i32 {
+    #[inline(always)]
+    fn from_i32(v: i32) -> Self {
+        v
+    }
+}
+
+/// Copy a matrix view into a row-major buffer (any input layout, incl. transposed views).
+fn pack_rows<T: Int, P: Packed>(a: ArrayView2<'_, T>) -> Vec<P> {
     let mut out = Vec::with_capacity(a.len());
     if let Some(s) = a.as_slice() {
-        out.extend(s.iter().map(|&v| Into::<i32>::into(v)));
+        out.extend(s.iter().map(|&v| P::from_i32(v.into())));
     } else {
         for row in a.rows() {
-            out.extend(row.iter().map(|&v| Into::<i32>::into(v)));
+            out.extend(row.iter().map(|&v| P::from_i32(v.into())));
         }
     }
     out
@@ -158,14 +224,39 @@ fn pack_rows<T: Int>(a: ArrayView2<'_, T>) -> Vec<i32> {
 #[cfg(feature = "parallel")]
 const PAR_THRESHOLD: usize = 1 << 18;
 
-fn gemm_packed(pa: &[i32], pb: &[i32], m: usize, n: usize, k: usize, path: Path) -> Array2<i64> {
+fn gemm_packed<P: Packed>(
+    pa: &[P],
+    pb: &[P],
+    m: usize,
+    n: usize,
+    k: usize,
+    path: Path,
+    simd: bool,
+) -> Array2<i64>
+where
+    P: Kernel,
+{
     let mut c = alloc::vec![0i64; m * n];
     let chunk = path.chunk_len(k);
     if n > 0 && m > 0 {
         let row = |(i, crow): (usize, &mut [i64])| {
             let arow = &pa[i * k..(i + 1) * k];
-            for (j, cv) in crow.iter_mut().enumerate() {
-                *cv = dot(arow, &pb[j * k..(j + 1) * k], chunk);
+            let mut j = 0;
+            while j + 4 <= n {
+                let bs = [
+                    &pb[j * k..(j + 1) * k],
+                    &pb[(j + 1) * k..(j + 2) * k],
+                    &pb[(j + 2) * k..(j + 3) * k],
+                    &pb[(j + 3) * k..(j + 4) * k],
+                ];
+                let r = dot4(arow, bs, chunk, simd);
+                crow[j..j + 4].copy_from_slice(&r);
+                j += 4;
+            }
+            while j < n {
+                let b = &pb[j * k..(j + 1) * k];
+                crow[j] = dot4(arow, [b, b, b, b], chunk, simd)[0];
+                j += 1;
             }
         };
         #[cfg(feature = "parallel")]
@@ -183,66 +274,162 @@ fn gemm_packed(pa: &[i32], pb: &[i32], m: usize, n: usize, k: usize, path: Path)
     Array2::from_shape_vec((m, n), c).expect("m*n elements")
 }
 
-/// Exact dot product; `chunk` terms per `i32` partial sum (0 = all in `i64`).
+/// Four exact dot products of `a` with `b[0..4]`; `chunk` terms per `i32` partial sum
+/// (0 = everything in `i64`).
 #[inline]
-fn dot(a: &[i32], b: &[i32], chunk: usize) -> i64 {
+fn dot4<P: Kernel>(a: &[P], b: [&[P]; 4], chunk: usize, simd: bool) -> [i64; 4] {
+    let mut total = [0i64; 4];
     if chunk == 0 {
-        return a
-            .iter()
-            .zip(b)
-            .map(|(&x, &y)| i64::from(x) * i64::from(y))
-            .sum();
+        for (t, bj) in total.iter_mut().zip(b) {
+            *t = a.iter().zip(bj).map(|(&x, &y)| x.into() * y.into()).sum();
+        }
+        return total;
     }
-    let mut total = 0i64;
-    for (ca, cb) in a.chunks(chunk).zip(b.chunks(chunk)) {
-        total += i64::from(dot_i32(ca, cb));
+    let mut start = 0;
+    while start < a.len() {
+        let end = (start + chunk).min(a.len());
+        let part = P::dot4_i32(
+            &a[start..end],
+            [
+                &b[0][start..end],
+                &b[1][start..end],
+                &b[2][start..end],
+                &b[3][start..end],
+            ],
+            simd,
+        );
+        for (t, p) in total.iter_mut().zip(part) {
+            *t += i64::from(p);
+        }
+        start = end;
     }
     total
 }
 
-/// `i32` dot product; the caller has proven that every partial sum fits (SPEC §10).
-#[inline]
-fn dot_i32(a: &[i32], b: &[i32]) -> i32 {
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked just above).
-            return unsafe { dot_i32_avx2(a, b) };
-        }
-    }
-    dot_i32_portable(a, b)
+/// The `i32`-accumulating inner kernels, per packed width. The caller has proven that every
+/// partial sum fits `i32` (SPEC §10): each SIMD lane and each pair sum of `vpmaddwd` is a
+/// partial sum of the proven total, bounded by `Σ|aᵢ·bᵢ| ≤ max|A|·max|B|·K ≤ 2³¹−1`.
+trait Kernel: Packed {
+    fn dot4_i32(a: &[Self], b: [&[Self]; 4], simd: bool) -> [i32; 4];
 }
 
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
+impl Kernel for i32 {
+    #[inline]
+    fn dot4_i32(a: &[i32], b: [&[i32]; 4], simd: bool) -> [i32; 4] {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if simd {
+                // SAFETY: `simd` is only true when AVX2 was detected (or enabled at compile time).
+                return unsafe { dot4_i32_avx2(a, b) };
+            }
+        }
+        let _ = simd;
+        dot4_portable(a, b)
+    }
+}
+
+impl Kernel for i16 {
+    #[inline]
+    fn dot4_i32(a: &[i16], b: [&[i16]; 4], simd: bool) -> [i32; 4] {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if simd {
+                // SAFETY: as above.
+                return unsafe { dot4_i16_avx2(a, b) };
+            }
+        }
+        let _ = simd;
+        dot4_portable(a, b)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn dot_i32_avx2(a: &[i32], b: &[i32]) -> i32 {
-    // Same portable code, compiled with AVX2 enabled so LLVM vectorises it 8 lanes wide.
-    dot_i32_portable(a, b)
+unsafe fn dot4_i32_avx2(a: &[i32], b: [&[i32]; 4]) -> [i32; 4] {
+    // The portable code, compiled with AVX2 so LLVM vectorises it 8 lanes wide.
+    dot4_portable(a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dot4_i16_avx2(a: &[i16], b: [&[i16]; 4]) -> [i32; 4] {
+    use core::arch::x86_64::*;
+    let n = a.len();
+    for bj in &b {
+        debug_assert_eq!(bj.len(), n);
+    }
+    let mut acc = [_mm256_setzero_si256(); 4];
+    let mut i = 0;
+    while i + 16 <= n {
+        // SAFETY: i + 16 ≤ n = len of every slice; unaligned loads.
+        let va = unsafe { _mm256_loadu_si256(a.as_ptr().add(i) as *const __m256i) };
+        for (acc_j, bj) in acc.iter_mut().zip(&b) {
+            let vb = unsafe { _mm256_loadu_si256(bj.as_ptr().add(i) as *const __m256i) };
+            *acc_j = _mm256_add_epi32(*acc_j, _mm256_madd_epi16(va, vb));
+        }
+        i += 16;
+    }
+    let mut out = [0i32; 4];
+    for (o, (acc_j, bj)) in out.iter_mut().zip(acc.iter().zip(&b)) {
+        let mut lanes = [0i32; 8];
+        // SAFETY: `lanes` holds exactly 32 bytes.
+        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, *acc_j) };
+        let mut s: i32 = lanes.iter().sum();
+        for t in i..n {
+            s += i32::from(a[t]) * i32::from(bj[t]);
+        }
+        *o = s;
+    }
+    out
 }
 
 #[inline(always)]
-fn dot_i32_portable(a: &[i32], b: &[i32]) -> i32 {
-    // Eight independent lanes; each lane's partial sum is a partial sum of the proven total,
-    // so it fits i32 as well (|partial| ≤ Σ|a_i·b_i| ≤ bound).
-    let mut acc = [0i32; 8];
-    let (ca, ra) = a.split_at(a.len() - a.len() % 8);
-    let (cb, rb) = b.split_at(ca.len());
-    for (x, y) in ca.chunks_exact(8).zip(cb.chunks_exact(8)) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
+fn dot4_portable<P: Packed>(a: &[P], b: [&[P]; 4]) -> [i32; 4]
+where
+    i32: From<P>,
+{
+    let mut out = [0i32; 4];
+    for (o, bj) in out.iter_mut().zip(b) {
+        // Eight independent lanes; each lane's sum is a partial sum of the proven total.
+        let mut acc = [0i32; 8];
+        let split = a.len() - a.len() % 8;
+        for (x, y) in a[..split].chunks_exact(8).zip(bj[..split].chunks_exact(8)) {
+            for l in 0..8 {
+                acc[l] += i32::from(x[l]) * i32::from(y[l]);
+            }
         }
+        let mut s: i32 = acc.iter().sum();
+        for (&x, &y) in a[split..].iter().zip(&bj[split..]) {
+            s += i32::from(x) * i32::from(y);
+        }
+        *o = s;
     }
-    let mut s: i32 = acc.iter().sum();
-    for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
-    }
-    s
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::rng::Pcg32;
+
+    const DISPATCHES: [Dispatch; 4] = [
+        Dispatch {
+            allow_i16: true,
+            allow_simd: true,
+        },
+        Dispatch {
+            allow_i16: true,
+            allow_simd: false,
+        },
+        Dispatch {
+            allow_i16: false,
+            allow_simd: true,
+        },
+        Dispatch {
+            allow_i16: false,
+            allow_simd: false,
+        },
+    ];
 
     fn oracle(a: &Array2<i32>, b: &Array2<i32>) -> Array2<i64> {
         let (m, k) = a.dim();
@@ -272,11 +459,11 @@ mod tests {
     #[test]
     fn all_paths_match_oracle_on_random_shapes() {
         let mut r = Pcg32::new(3, 0);
-        for case in 0..60 {
+        for case in 0..140 {
             let m = 1 + r.below(9) as usize;
             let n = 1 + r.below(9) as usize;
             let k = 1 + r.below(300) as usize;
-            let bound = [1u32, 127, 30_000, 1 << 20, (1 << 30) - 1][case % 5];
+            let bound = [1u32, 127, 30_000, 32_767, 32_768, 1 << 20, (1 << 30) - 1][case % 7];
             let a = random(&mut r, m, k, bound);
             let b = random(&mut r, n, k, 127);
             let want = oracle(&a, &b);
@@ -285,12 +472,20 @@ mod tests {
                 want,
                 "auto case {case}"
             );
-            for p in [Path::I32, Path::Chunked(1), Path::Chunked(7), Path::I64] {
-                assert_eq!(
-                    gemm_nt_with(a.view(), b.view(), p).unwrap(),
-                    want,
-                    "{p:?} case {case}"
-                );
+            for p in [
+                Path::I32,
+                Path::Chunked(1),
+                Path::Chunked(7),
+                Path::Chunked(33),
+                Path::I64,
+            ] {
+                for d in DISPATCHES {
+                    assert_eq!(
+                        gemm_nt_with(a.view(), b.view(), Some(p), d).unwrap(),
+                        want,
+                        "{p:?} {d:?} case {case}"
+                    );
+                }
             }
         }
     }
