@@ -41,7 +41,11 @@ impl Sgd {
     pub fn step(&self, p: i32, g: i64) -> i64 {
         let div = self.lr_inv * self.amp;
         // Most quotients are 0 (|G| < lr_inv·amp, |P| < decay_inv): skip the slow division then.
-        let mut delta = if g.unsigned_abs() < div as u64 { 0 } else { tdiv(g, div) };
+        let mut delta = if g.unsigned_abs() < div as u64 {
+            0
+        } else {
+            tdiv(g, div)
+        };
         if self.decay_inv > 0 && i64::from(p).unsigned_abs() >= self.decay_inv as u64 {
             delta += tdiv(i64::from(p), self.decay_inv);
         }
@@ -161,11 +165,7 @@ impl Fraction {
 
     /// Accuracy in basis points (1/100 of a percent), truncated — for integer-only reports.
     pub fn basis_points(&self) -> u64 {
-        if self.total == 0 {
-            0
-        } else {
-            self.correct * 10_000 / self.total
-        }
+        (self.correct * 10_000).checked_div(self.total).unwrap_or(0)
     }
 }
 
@@ -251,8 +251,10 @@ mod tests {
         assert_eq!(s.step(25_000, -1_000_000), 25_001);
         // Negative parameter, decay rounds toward zero: tdiv(-19_999, 10_000) = -1
         let s = Sgd::new(512, 1, 10_000).unwrap();
-        assert_eq!(s.step(-19_999, 1023), -19_999 - (1 - 1));
-        assert_eq!(s.step(-19_999, 1024), -19_999 - (2 - 1));
+        // Δ = tdiv(1023, 512) + tdiv(−19_999, 10_000) = 1 − 1 = 0
+        assert_eq!(s.step(-19_999, 1023), -19_999);
+        // Δ = tdiv(1024, 512) + (−1) = 1
+        assert_eq!(s.step(-19_999, 1024), -20_000);
         let s = Sgd::new(2, 1, 0).unwrap();
         assert_eq!(s.step(5, -7), 5 - (-3));
     }

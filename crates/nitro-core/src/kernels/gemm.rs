@@ -224,7 +224,7 @@ fn pack_rows<T: Int, P: Packed>(a: ArrayView2<'_, T>) -> Vec<P> {
 #[cfg(feature = "parallel")]
 const PAR_THRESHOLD: usize = 1 << 18;
 
-fn gemm_packed<P: Packed>(
+fn gemm_packed<P: Kernel>(
     pa: &[P],
     pb: &[P],
     m: usize,
@@ -232,10 +232,7 @@ fn gemm_packed<P: Packed>(
     k: usize,
     path: Path,
     simd: bool,
-) -> Array2<i64>
-where
-    P: Kernel,
-{
+) -> Array2<i64> {
     let mut c = alloc::vec![0i64; m * n];
     let chunk = path.chunk_len(k);
     if n > 0 && m > 0 {

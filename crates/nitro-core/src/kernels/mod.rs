@@ -3,4 +3,4 @@
 
 pub mod gemm;
 
-pub use gemm::{gemm_nn, gemm_nt, gemm_tn, Int, Path};
+pub use gemm::{gemm_nn, gemm_nt, gemm_nt_with, gemm_tn, Dispatch, Int, Path};
