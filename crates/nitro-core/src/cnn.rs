@@ -387,6 +387,73 @@ impl CnnConfig {
     }
 }
 
+impl CnnConfig {
+    /// Name and shape of every parameter tensor this architecture has (weights, then
+    /// `<name>.bias` when `bias` is set), in the order of [`Cnn::convs`] then [`Cnn::linears`].
+    /// Computed from the configuration alone, without allocating any weights.
+    pub fn tensor_shapes(&self) -> Result<Vec<(String, Vec<usize>)>> {
+        let feature_shape = self.validate()?;
+        let mut convs = Vec::new();
+        let mut heads = Vec::new();
+        let (mut c, mut d) = (self.input.0, self.input.1);
+        let feats = self.effective_features();
+        for (i, f) in feats.iter().enumerate() {
+            match *f {
+                Feature::Conv {
+                    filters,
+                    kernel,
+                    padding,
+                    ..
+                } => {
+                    d = d + 2 * padding - kernel + 1;
+                    let g = head_geometry(filters, d, self.decoder_dim);
+                    convs.push((
+                        format!("conv_encoder_{i:02}"),
+                        alloc::vec![filters, c, kernel, kernel],
+                        filters,
+                    ));
+                    heads.push((
+                        format!("linear_pred_{i:02}"),
+                        alloc::vec![self.classes, g.features],
+                        self.classes,
+                    ));
+                    c = filters;
+                }
+                Feature::MaxPool(k) | Feature::AvgPool(k) => d /= k,
+                Feature::Dropout(_) => {}
+            }
+        }
+        let nf = feats.len();
+        let mut prev = feature_shape.0 * feature_shape.1 * feature_shape.2;
+        for (j, &w) in self.classifier.iter().enumerate() {
+            heads.push((
+                format!("linear_encoder_{:02}", nf + j),
+                alloc::vec![w, prev],
+                w,
+            ));
+            heads.push((
+                format!("linear_pred_{:02}", nf + j),
+                alloc::vec![self.classes, w],
+                self.classes,
+            ));
+            prev = w;
+        }
+        heads.push((
+            format!("linear_{:02}", nf + self.classifier.len()),
+            alloc::vec![self.classes, prev],
+            self.classes,
+        ));
+        let mut out = Vec::new();
+        for (name, shape, outs) in convs.into_iter().chain(heads) {
+            if self.bias {
+                out.push((format!("{name}.bias"), alloc::vec![outs]));
+            }
+            out.push((name, shape));
+        }
+        Ok(out)
+    }
+}
+
 /// One stage of the feature extractor.
 #[derive(Clone, Debug)]
 pub enum Stage {
