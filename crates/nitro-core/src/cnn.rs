@@ -350,7 +350,7 @@ impl CnnConfig {
                     }
                     if filters
                         .checked_mul(c * kernel * kernel)
-                        .is_none_or(|p| p > 1 << 30)
+                        .map_or(true, |p| p > 1 << 30)
                     {
                         return Err(Error::config(format!("feature {i}: too many weights")));
                     }
@@ -376,7 +376,7 @@ impl CnnConfig {
             .iter()
             .chain(core::iter::once(&self.classes))
         {
-            if prev.checked_mul(wd).is_none_or(|p| p > 1 << 30) {
+            if prev.checked_mul(wd).map_or(true, |p| p > 1 << 30) {
                 return Err(Error::config(format!(
                     "classifier layer {prev}→{wd} is too large"
                 )));
@@ -456,6 +456,7 @@ impl CnnConfig {
 
 /// One stage of the feature extractor.
 #[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Stage {
     /// A local-loss conv block.
     Block(LocalConv2dBlock),

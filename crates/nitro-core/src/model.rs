@@ -103,7 +103,7 @@ impl MlpConfig {
         // Keep every layer's weight count (and so memory) sane: < 2^31 parameters per layer.
         let mut prev = self.inputs;
         for &w in self.hidden.iter().chain(core::iter::once(&self.classes)) {
-            if prev.checked_mul(w).is_none_or(|p| p > i32::MAX as usize) {
+            if prev.checked_mul(w).map_or(true, |p| p > i32::MAX as usize) {
                 return Err(Error::config(format!("layer {prev}→{w} is too large")));
             }
             prev = w;

@@ -159,11 +159,7 @@ impl Fraction {
 
     /// Accuracy in basis points (1/100 of a percent), truncated — for integer-only reports.
     pub fn basis_points(&self) -> u64 {
-        if self.total == 0 {
-            0
-        } else {
-            self.correct * 10_000 / self.total
-        }
+        (self.correct * 10_000).checked_div(self.total).unwrap_or(0)
     }
 }
 
@@ -249,7 +245,7 @@ mod tests {
         assert_eq!(s.step(25_000, -1_000_000), 25_001);
         // Negative parameter, decay rounds toward zero: tdiv(-19_999, 10_000) = -1
         let s = Sgd::new(512, 1, 10_000).unwrap();
-        assert_eq!(s.step(-19_999, 1023), -19_999 - (1 - 1));
+        assert_eq!(s.step(-19_999, 1023), -19_999); // Δ = 1 − 1 = 0
         assert_eq!(s.step(-19_999, 1024), -19_999 - (2 - 1));
         let s = Sgd::new(2, 1, 0).unwrap();
         assert_eq!(s.step(5, -7), 5 - (-3));

@@ -298,7 +298,9 @@ fn head_sizing_spec_example() {
 }
 
 /// (kernel, padding, D) of every conv head, from the model builder.
-fn heads(preset: CnnPreset, dataset: &str) -> Vec<((usize, usize), (usize, usize), usize)> {
+type Head = ((usize, usize), (usize, usize), usize);
+
+fn heads(preset: CnnPreset, dataset: &str) -> Vec<Head> {
     let spec = preset.spec(dataset).unwrap();
     let m = Cnn::new(spec.config).unwrap();
     m.stages
