@@ -229,3 +229,22 @@ fn small_cnn_learns_fashion_mnist() {
     assert!(acc.correct * 100 > acc.total * 60, "accuracy {acc:?}");
     let _: Array2<i8> = train.x;
 }
+
+/// Seconds per VGG8B training step at batch 64 (1×28×28); slow, run on demand:
+/// `cargo test --release -p nitro-core --test cnn_model -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn vgg8b_step_time_batch_64() {
+    let spec = CnnPreset::Vgg8b.spec("fashion-mnist").unwrap();
+    let mut m = Cnn::new(spec.config).unwrap();
+    let (x, y) = random_images(64, (1, 28, 28), 11);
+    let t = std::time::Instant::now();
+    m.train_step(x.view(), &y, &spec.hyper).unwrap();
+    let step = t.elapsed();
+    let t = std::time::Instant::now();
+    m.predict_logits(x.view()).unwrap();
+    eprintln!(
+        "VGG8B batch 64: {step:?} per training step; inference {:?} per 64 images",
+        t.elapsed()
+    );
+}
