@@ -18,6 +18,9 @@ use ndarray::{Array1, Array2};
 use safetensors::tensor::{Dtype, SafeTensors, View};
 use serde_json::{json, Value};
 
+mod cnn;
+pub use cnn::{cnn_from_bytes, cnn_to_bytes, Model};
+
 /// Value of the `format` metadata key.
 pub const FORMAT: &str = "nitrod-rs";
 /// Version of the file layout written by this library.

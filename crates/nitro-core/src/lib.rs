@@ -38,6 +38,7 @@ extern crate alloc;
 
 pub mod arith;
 pub mod block;
+pub mod cnn;
 pub mod data;
 pub mod error;
 pub mod init;
@@ -50,6 +51,7 @@ pub mod rng;
 pub mod train;
 
 pub use block::{Compat, LocalLinearBlock};
+pub use cnn::{Cnn, CnnConfig, CnnPreset, Feature, LocalConv2dBlock};
 pub use data::{Augment, Dataset, Normalization};
 pub use error::{Error, Result};
 pub use init::Init;

@@ -2,5 +2,6 @@
 //! (ARCHITECTURE.md). Layers describe products; kernels prove and compute them.
 
 pub mod gemm;
+pub mod im2col;
 
 pub use gemm::{gemm_nn, gemm_nt, gemm_nt_with, gemm_tn, Dispatch, Int, Path};

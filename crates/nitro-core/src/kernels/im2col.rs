@@ -1,0 +1,107 @@
+//! Convolution lowering (SPEC §3.2, §10): a stride-1 convolution over a zero-padded NCHW tensor
+//! becomes one exact matrix product, so that the accumulator proofs of [`crate::kernels::gemm`]
+//! apply unchanged — in particular to the weight gradient, whose reduction runs over
+//! `batch × H × W` terms (up to `64·28·28 = 50176`) and takes the chunked path when needed.
+//!
+//! Index conventions: a "patch row" is `(m, i, j)` → `(m·Ho + i)·Wo + j`; a "patch column" is
+//! `(c, u, v)` → `(c·k + u)·k + v`, which is the row-major flattening of a weight `F×C×k×k`.
+
+use crate::error::{Error, Result};
+use alloc::format;
+use alloc::vec;
+use ndarray::{s, Array2, Array4, ArrayView4};
+
+/// `x` zero-padded by `p` on each side of both spatial axes.
+pub fn pad<T: Copy + Default>(x: ArrayView4<'_, T>, p: usize) -> Array4<T> {
+    let (n, c, h, w) = x.dim();
+    if p == 0 {
+        return x.to_owned();
+    }
+    let mut out = Array4::<T>::default((n, c, h + 2 * p, w + 2 * p));
+    out.slice_mut(s![.., .., p..p + h, p..p + w]).assign(&x);
+    out
+}
+
+/// Output size of a stride-1 `k×k` window over a padded `hp×wp` plane.
+pub fn out_size(hp: usize, wp: usize, k: usize) -> Result<(usize, usize)> {
+    if k == 0 || hp < k || wp < k {
+        return Err(Error::shape(format!(
+            "convolution: kernel {k} does not fit the padded input {hp}×{wp}"
+        )));
+    }
+    Ok((hp - k + 1, wp - k + 1))
+}
+
+/// Patch matrix `(N·Ho·Wo) × (C·k·k)` of a padded tensor (forward: `z = patches · Wᵀ`).
+pub fn im2col<T: Copy + Default>(xp: ArrayView4<'_, T>, k: usize) -> Result<Array2<T>> {
+    let (n, c, hp, wp) = xp.dim();
+    let (ho, wo) = out_size(hp, wp, k)?;
+    let xs = xp.as_standard_layout();
+    let x = xs.as_slice().expect("standard layout");
+    let ckk = c * k * k;
+    let mut out = vec![T::default(); n * ho * wo * ckk];
+    for m in 0..n {
+        for i in 0..ho {
+            for j in 0..wo {
+                let row = ((m * ho + i) * wo + j) * ckk;
+                for ch in 0..c {
+                    for u in 0..k {
+                        let src = ((m * c + ch) * hp + i + u) * wp + j;
+                        let dst = row + (ch * k + u) * k;
+                        out[dst..dst + k].copy_from_slice(&x[src..src + k]);
+                    }
+                }
+            }
+        }
+    }
+    Ok(Array2::from_shape_vec((n * ho * wo, ckk), out).expect("sizes computed above"))
+}
+
+/// Transposed patch matrix `(C·k·k) × (N·Ho·Wo)` (weight gradient: `G = δᵀ-rows · patchesᵀ`,
+/// both operands row-contiguous along the long `N·Ho·Wo` reduction).
+pub fn im2col_t<T: Copy + Default>(xp: ArrayView4<'_, T>, k: usize) -> Result<Array2<T>> {
+    let (n, c, hp, wp) = xp.dim();
+    let (ho, wo) = out_size(hp, wp, k)?;
+    let xs = xp.as_standard_layout();
+    let x = xs.as_slice().expect("standard layout");
+    let r = n * ho * wo;
+    let mut out = vec![T::default(); c * k * k * r];
+    for ch in 0..c {
+        for u in 0..k {
+            for v in 0..k {
+                let row = ((ch * k + u) * k + v) * r;
+                for m in 0..n {
+                    for i in 0..ho {
+                        let src = ((m * c + ch) * hp + i + u) * wp + v;
+                        let dst = row + (m * ho + i) * wo;
+                        out[dst..dst + wo].copy_from_slice(&x[src..src + wo]);
+                    }
+                }
+            }
+        }
+    }
+    Ok(Array2::from_shape_vec((c * k * k, r), out).expect("sizes computed above"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array4;
+
+    #[test]
+    fn patches_and_transposed_patches_agree() {
+        let x = Array4::from_shape_fn((2, 3, 5, 4), |(m, c, i, j)| {
+            (m * 60 + c * 20 + i * 4 + j) as i16
+        });
+        let xp = pad(x.view(), 1);
+        assert_eq!(xp.dim(), (2, 3, 7, 6));
+        assert_eq!(xp[[0, 0, 0, 0]], 0);
+        assert_eq!(xp[[1, 2, 1, 1]], x[[1, 2, 0, 0]]);
+        let p = im2col(xp.view(), 3).unwrap();
+        let pt = im2col_t(xp.view(), 3).unwrap();
+        assert_eq!(p.t(), pt);
+        // Row (m=1, i=2, j=1), column (c=2, u=1, v=2) reads xp[1, 2, 3, 3].
+        assert_eq!(p[[(5 + 2) * 4 + 1, (2 * 3 + 1) * 3 + 2]], xp[[1, 2, 3, 3]]);
+        assert!(im2col(xp.view(), 8).is_err());
+    }
+}

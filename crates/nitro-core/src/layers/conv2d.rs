@@ -1,0 +1,242 @@
+//! IntegerConv2d (SPEC §3.2): stride 1, zero padding `p`, square kernel `k`, optional bias.
+//!
+//! Forward `z[m,f,i,j] = Σ_{c,u,v} W[f,c,u,v]·xp[m,c,i+u,j+v]`; weight gradient
+//! `G[f,c,u,v] = Σ_{m,i,j} δ[m,f,i,j]·xp[m,c,i+u,j+v]`; bias gradient `Σ_{m,i,j} δ`. Both are
+//! lowered onto the exact GEMM ([`crate::kernels::im2col`]), so their accumulator widths are
+//! proven (SPEC §10). The input-error path is not needed inside a NITRO-D block and is not built.
+
+use crate::error::{Error, Result};
+use crate::kernels::im2col::{im2col, im2col_t, out_size, pad};
+use crate::kernels::{gemm_nt, Int};
+use crate::optim::Sgd;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use ndarray::{Array1, Array2, Array4, ArrayView2, ArrayView4, Axis};
+
+/// A 2-D convolution with `i32` weights `F×C×k×k` and an optional `i32` bias `F`.
+#[derive(Clone, Debug)]
+pub struct Conv2d {
+    /// Name used in errors and in saved files (e.g. `conv_encoder_00`).
+    pub name: String,
+    /// Weights, `F × C × k × k`.
+    pub weight: Array4<i32>,
+    /// Optional bias, `F`.
+    pub bias: Option<Array1<i32>>,
+    /// Zero padding on each side.
+    pub padding: usize,
+    saved: Option<Array4<i16>>,
+}
+
+impl Conv2d {
+    /// A layer with the given weights; `stride` must be 1 (the paper's only stride).
+    pub fn new(
+        name: impl Into<String>,
+        weight: Array4<i32>,
+        bias: Option<Array1<i32>>,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Self> {
+        let name = name.into();
+        if stride != 1 {
+            return Err(Error::config(format!(
+                "{name}: convolution stride {stride} is not supported; NITRO-D convolutions use \
+                 stride 1 (SPEC §3.2) — downsample with MaxPool/AvgPool instead"
+            )));
+        }
+        let (f, c, kh, kw) = weight.dim();
+        if kh != kw || kh == 0 || f == 0 || c == 0 {
+            return Err(Error::shape(format!(
+                "{name}: weight must be F×C×k×k with positive sizes, got {:?}",
+                weight.dim()
+            )));
+        }
+        if let Some(b) = &bias {
+            if b.len() != f {
+                return Err(Error::shape(format!(
+                    "{name}: bias has {} entries, weight has {f} filters",
+                    b.len()
+                )));
+            }
+        }
+        Ok(Conv2d {
+            name,
+            weight,
+            bias,
+            padding,
+            saved: None,
+        })
+    }
+
+    /// Filters `F`.
+    pub fn filters(&self) -> usize {
+        self.weight.dim().0
+    }
+    /// Input channels `C`.
+    pub fn channels(&self) -> usize {
+        self.weight.dim().1
+    }
+    /// Kernel size `k`.
+    pub fn kernel(&self) -> usize {
+        self.weight.dim().2
+    }
+    /// `fan_in = C·k·k` (SPEC §3.2; the scaling layer after it uses `2⁸·fan_in`).
+    pub fn fan_in(&self) -> usize {
+        self.channels() * self.kernel() * self.kernel()
+    }
+
+    /// Output spatial size for an `h×w` input.
+    pub fn output_size(&self, h: usize, w: usize) -> Result<(usize, usize)> {
+        let p = 2 * self.padding;
+        out_size(h + p, w + p, self.kernel()).map_err(|e| self.rename(e))
+    }
+
+    fn weight_matrix(&self) -> ArrayView2<'_, i32> {
+        let f = self.filters();
+        self.weight
+            .view()
+            .into_shape_with_order((f, self.fan_in()))
+            .expect("standard-layout weight")
+    }
+
+    fn rename(&self, e: Error) -> Error {
+        match e {
+            Error::Overflow { op, detail, .. } => Error::Overflow {
+                layer: self.name.clone(),
+                op,
+                detail,
+            },
+            Error::Shape(m) => Error::Shape(format!("{}: {m}", self.name)),
+            o => o,
+        }
+    }
+
+    fn compute(&self, xp: &Array4<i16>) -> Result<Array4<i64>> {
+        let (n, _, hp, wp) = xp.dim();
+        let (ho, wo) = out_size(hp, wp, self.kernel()).map_err(|e| self.rename(e))?;
+        let cols = im2col(xp.view(), self.kernel())?;
+        // F × (N·Ho·Wo): row f holds every output position of filter f.
+        let z = gemm_nt(self.weight_matrix(), cols.view()).map_err(|e| self.rename(e))?;
+        let f = self.filters();
+        let hw = ho * wo;
+        let zs = z.as_slice().expect("standard layout");
+        let mut out = Vec::with_capacity(n * f * hw);
+        for m in 0..n {
+            for fi in 0..f {
+                let b = self.bias.as_ref().map_or(0, |b| i64::from(b[fi]));
+                let row = &zs[fi * n * hw + m * hw..fi * n * hw + (m + 1) * hw];
+                out.extend(row.iter().map(|&v| v + b));
+            }
+        }
+        Ok(Array4::from_shape_vec((n, f, ho, wo), out).expect("sizes computed above"))
+    }
+
+    fn padded_input<T: Int>(&self, x: &ArrayView4<'_, T>) -> Result<Array4<i16>>
+    where
+        i16: From<T>,
+    {
+        if x.dim().1 != self.channels() {
+            return Err(Error::shape(format!(
+                "{}: expected {} input channels, got {}",
+                self.name,
+                self.channels(),
+                x.dim().1
+            )));
+        }
+        Ok(pad(x.mapv(i16::from).view(), self.padding))
+    }
+
+    /// `z` (exact, `i64`, `N×F×Ho×Wo`); in training mode the padded input is saved.
+    pub fn forward<T: Int>(&mut self, x: ArrayView4<'_, T>, train: bool) -> Result<Array4<i64>>
+    where
+        i16: From<T>,
+    {
+        let xp = self.padded_input(&x)?;
+        let z = self.compute(&xp)?;
+        self.saved = if train { Some(xp) } else { None };
+        Ok(z)
+    }
+
+    /// Forward without saving anything (evaluation).
+    pub fn infer<T: Int>(&self, x: ArrayView4<'_, T>) -> Result<Array4<i64>>
+    where
+        i16: From<T>,
+    {
+        let xp = self.padded_input(&x)?;
+        self.compute(&xp)
+    }
+
+    /// Weight gradient `F×C×k×k` and bias gradient for `δ` (`N×F×Ho×Wo`) against the saved
+    /// padded input (not consumed). The reduction over `N·Ho·Wo` is proven by the GEMM.
+    pub fn gradients(
+        &self,
+        delta: ArrayView4<'_, i32>,
+    ) -> Result<(Array4<i64>, Option<Array1<i64>>)> {
+        let xp = self.saved.as_ref().ok_or_else(|| {
+            Error::config(format!(
+                "{}: backward without a training-mode forward",
+                self.name
+            ))
+        })?;
+        let (n, _, hp, wp) = xp.dim();
+        let (ho, wo) = out_size(hp, wp, self.kernel())?;
+        let f = self.filters();
+        if delta.dim() != (n, f, ho, wo) {
+            return Err(Error::shape(format!(
+                "{}: error is {:?}, expected {:?}",
+                self.name,
+                delta.dim(),
+                (n, f, ho, wo)
+            )));
+        }
+        // δ as F × (N·Ho·Wo), matching the column order of the transposed patches.
+        let hw = ho * wo;
+        let ds = delta.as_standard_layout();
+        let d = ds.as_slice().expect("standard layout");
+        let mut dt = Vec::with_capacity(d.len());
+        for fi in 0..f {
+            for m in 0..n {
+                dt.extend_from_slice(&d[(m * f + fi) * hw..(m * f + fi + 1) * hw]);
+            }
+        }
+        let dt = Array2::from_shape_vec((f, n * hw), dt).expect("sizes");
+        let cols = im2col_t(xp.view(), self.kernel())?;
+        let g = gemm_nt(dt.view(), cols.view()).map_err(|e| self.rename(e))?;
+        let (_, c, k, _) = self.weight.dim();
+        let g = g.into_shape_with_order((f, c, k, k)).expect("F×CKK");
+        let gb = self
+            .bias
+            .as_ref()
+            .map(|_| dt.map(|&v| i64::from(v)).sum_axis(Axis(1)));
+        Ok((g, gb))
+    }
+
+    /// Backward for `δ`: update weights (and bias) with IntegerSGD, all-or-nothing. No input
+    /// error is produced (SPEC §3.2: it is never needed inside a NITRO-D block).
+    pub fn backward(&mut self, delta: ArrayView4<'_, i32>, sgd: &Sgd) -> Result<()> {
+        let (g, gb) = self.gradients(delta)?;
+        self.saved = None;
+        let mut w = self.weight.clone();
+        sgd.apply(
+            w.as_slice_mut().expect("owned standard layout"),
+            g.as_slice().expect("standard layout"),
+            &self.name,
+        )?;
+        if let (Some(b), Some(g)) = (&self.bias, &gb) {
+            let mut nb = b.clone();
+            sgd.apply(
+                nb.as_slice_mut().expect("contiguous"),
+                g.as_slice().expect("contiguous"),
+                &self.name,
+            )?;
+            self.bias = Some(nb);
+        }
+        self.weight = w;
+        Ok(())
+    }
+
+    /// Drop anything saved by a training-mode forward.
+    pub fn clear(&mut self) {
+        self.saved = None;
+    }
+}

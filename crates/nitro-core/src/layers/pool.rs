@@ -1,0 +1,283 @@
+//! Pooling and flattening (SPEC §3.5): MaxPool2d and IntegerAvgPool2d with kernel = stride,
+//! asymmetric kernels and padding, and Flatten NCHW → `N × (C·H·W)`.
+
+use crate::arith::tdiv;
+use crate::block::Compat;
+use crate::error::{Error, Result};
+use alloc::format;
+use alloc::vec::Vec;
+use ndarray::{Array2, Array4, ArrayView4};
+
+/// Element types that can be pooled (the `i8` block outputs, `i16` after dropout, `i32` errors).
+pub trait PoolElem: Copy + Ord + Into<i64> + TryFrom<i64> + Default + Send + Sync {
+    /// The type's minimum: the max-pool padding value (SPEC §3.5).
+    const MIN: Self;
+}
+impl PoolElem for i8 {
+    const MIN: Self = i8::MIN;
+}
+impl PoolElem for i16 {
+    const MIN: Self = i16::MIN;
+}
+impl PoolElem for i32 {
+    const MIN: Self = i32::MIN;
+}
+
+/// Maximum or (truncating) average.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolKind {
+    /// MaxPool2d.
+    Max,
+    /// IntegerAvgPool2d.
+    Avg,
+}
+
+impl PoolKind {
+    /// Stable name (`"max"` / `"avg"`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            PoolKind::Max => "max",
+            PoolKind::Avg => "avg",
+        }
+    }
+    /// Parse [`PoolKind::name`].
+    pub fn from_name(s: &str) -> Result<Self> {
+        match s {
+            "max" => Ok(PoolKind::Max),
+            "avg" => Ok(PoolKind::Avg),
+            o => Err(Error::config(format!(
+                "pooling must be \"max\" or \"avg\", got {o:?}"
+            ))),
+        }
+    }
+}
+
+/// Marks a max-pool window whose maximum was a padding element (routes no error).
+const PADDING: usize = usize::MAX;
+
+/// A pooling layer with kernel `(kh, kw)` = stride and padding `(ph, pw)`.
+#[derive(Clone, Debug)]
+pub struct Pool2d {
+    /// Max or average.
+    pub kind: PoolKind,
+    /// Kernel (= stride) `(kh, kw)`.
+    pub kernel: (usize, usize),
+    /// Padding `(ph, pw)`, each at most half the kernel.
+    pub padding: (usize, usize),
+    saved_shape: Option<(usize, usize, usize, usize)>,
+    saved_argmax: Option<Vec<usize>>,
+}
+
+impl Pool2d {
+    /// Validate and build.
+    pub fn new(kind: PoolKind, kernel: (usize, usize), padding: (usize, usize)) -> Result<Self> {
+        if kernel.0 == 0 || kernel.1 == 0 {
+            return Err(Error::config("pooling kernel must be positive"));
+        }
+        if padding.0 > kernel.0 / 2 || padding.1 > kernel.1 / 2 {
+            return Err(Error::config(format!(
+                "pooling padding {padding:?} exceeds half the kernel {kernel:?} (SPEC §3.5)"
+            )));
+        }
+        Ok(Pool2d {
+            kind,
+            kernel,
+            padding,
+            saved_shape: None,
+            saved_argmax: None,
+        })
+    }
+
+    /// Output size `(H + 2ph − kh)/kh + 1` (floor) and likewise for the width.
+    pub fn output_size(&self, h: usize, w: usize) -> Result<(usize, usize)> {
+        let (kh, kw) = self.kernel;
+        let (hp, wp) = (h + 2 * self.padding.0, w + 2 * self.padding.1);
+        if hp < kh || wp < kw {
+            return Err(Error::shape(format!(
+                "pooling kernel {:?} does not fit input {h}×{w} with padding {:?}",
+                self.kernel, self.padding
+            )));
+        }
+        Ok(((hp - kh) / kh + 1, (wp - kw) / kw + 1))
+    }
+
+    /// Forward. Max pooling pads with the type's minimum, or with 0 in
+    /// [`Compat::Reference`] (SPEC §12 item 3); ties go to the first element in row-major
+    /// order. Average pooling pads with 0 and truncates. Training saves what backward needs.
+    pub fn forward<T: PoolElem>(
+        &mut self,
+        x: ArrayView4<'_, T>,
+        train: bool,
+        compat: Compat,
+    ) -> Result<Array4<T>> {
+        let (y, arg) = self.apply(x, compat)?;
+        if train {
+            self.saved_shape = Some(x.dim());
+            self.saved_argmax = (self.kind == PoolKind::Max).then_some(arg);
+        } else {
+            self.saved_shape = None;
+            self.saved_argmax = None;
+        }
+        Ok(y)
+    }
+
+    /// Forward without saving: the pooled tensor and, for max pooling, each window's arg-max
+    /// (flat input index; `usize::MAX` when the maximum was padding).
+    pub fn apply<T: PoolElem>(
+        &self,
+        x: ArrayView4<'_, T>,
+        compat: Compat,
+    ) -> Result<(Array4<T>, Vec<usize>)> {
+        let (n, c, h, w) = x.dim();
+        let (ho, wo) = self.output_size(h, w)?;
+        let (kh, kw) = self.kernel;
+        let (ph, pw) = self.padding;
+        let xs = x.as_standard_layout();
+        let xv = xs.as_slice().expect("standard layout");
+        let mut out = Vec::with_capacity(n * c * ho * wo);
+        let mut arg = Vec::new();
+        let pad_value = match compat {
+            Compat::Exact => T::MIN,
+            Compat::Reference => T::default(),
+        };
+        let area = (kh * kw) as i64;
+        for plane in 0..n * c {
+            let base = plane * h * w;
+            for oi in 0..ho {
+                for oj in 0..wo {
+                    let mut best = pad_value;
+                    let mut best_at = PADDING;
+                    let mut first = true;
+                    let mut sum = 0i64;
+                    for u in 0..kh {
+                        let y = (oi * kh + u).wrapping_sub(ph);
+                        for v in 0..kw {
+                            let xx = (oj * kw + v).wrapping_sub(pw);
+                            let (val, at) = if y < h && xx < w {
+                                let at = base + y * w + xx;
+                                sum += Into::<i64>::into(xv[at]);
+                                (xv[at], at)
+                            } else {
+                                // Average pooling pads with zero: nothing to add.
+                                (pad_value, PADDING)
+                            };
+                            if first || val > best {
+                                best = val;
+                                best_at = at;
+                                first = false;
+                            }
+                        }
+                    }
+                    match self.kind {
+                        PoolKind::Max => {
+                            out.push(best);
+                            arg.push(best_at);
+                        }
+                        PoolKind::Avg => {
+                            // |mean| ≤ max|x|: always fits T.
+                            out.push(T::try_from(tdiv(sum, area)).map_err(|_| {
+                                Error::overflow("avgpool", "forward", "mean outside the type")
+                            })?);
+                        }
+                    }
+                }
+            }
+        }
+        let y = Array4::from_shape_vec((n, c, ho, wo), out).expect("sizes computed above");
+        Ok((y, arg))
+    }
+
+    /// Backward: max routes each `δ` to the saved arg-max (nothing for a padding maximum);
+    /// average gives every input of the window `tdiv(δ, kh·kw)`. Inputs outside every window
+    /// get 0.
+    pub fn backward(&mut self, delta: ArrayView4<'_, i32>) -> Result<Array4<i32>> {
+        let (n, c, h, w) = self
+            .saved_shape
+            .take()
+            .ok_or_else(|| Error::config("pooling backward without a training-mode forward"))?;
+        let (ho, wo) = self.output_size(h, w)?;
+        if delta.dim() != (n, c, ho, wo) {
+            return Err(Error::shape(format!(
+                "pooling: error is {:?}, expected {:?}",
+                delta.dim(),
+                (n, c, ho, wo)
+            )));
+        }
+        let ds = delta.as_standard_layout();
+        let d = ds.as_slice().expect("standard layout");
+        let mut out = alloc::vec![0i32; n * c * h * w];
+        match self.kind {
+            PoolKind::Max => {
+                let arg = self
+                    .saved_argmax
+                    .take()
+                    .ok_or_else(|| Error::config("max-pool backward without saved arg-max"))?;
+                // Windows do not overlap (stride = kernel), so each input gets at most one δ.
+                for (&a, &dv) in arg.iter().zip(d) {
+                    if a != PADDING {
+                        out[a] = dv;
+                    }
+                }
+            }
+            PoolKind::Avg => {
+                let (kh, kw) = self.kernel;
+                let (ph, pw) = self.padding;
+                let area = (kh * kw) as i64;
+                for plane in 0..n * c {
+                    for y in 0..h {
+                        let oi = (y + ph) / kh;
+                        if oi >= ho {
+                            continue;
+                        }
+                        for xx in 0..w {
+                            let oj = (xx + pw) / kw;
+                            if oj >= wo {
+                                continue;
+                            }
+                            let dv = d[(plane * ho + oi) * wo + oj];
+                            // |tdiv(δ, area)| ≤ |δ|: fits i32.
+                            out[(plane * h + y) * w + xx] = tdiv(i64::from(dv), area) as i32;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Array4::from_shape_vec((n, c, h, w), out).expect("sizes"))
+    }
+
+    /// Drop saved training state.
+    pub fn clear(&mut self) {
+        self.saved_shape = None;
+        self.saved_argmax = None;
+    }
+}
+
+/// Flatten NCHW → `N × (C·H·W)` row-major (SPEC §3.5).
+pub fn flatten<T: Clone>(x: Array4<T>) -> Array2<T> {
+    let (n, c, h, w) = x.dim();
+    let x = if x.is_standard_layout() {
+        x
+    } else {
+        x.as_standard_layout().into_owned()
+    };
+    x.into_shape_with_order((n, c * h * w))
+        .expect("standard layout")
+}
+
+/// Inverse of [`flatten`]: `N × (C·H·W)` → NCHW.
+pub fn unflatten<T: Clone>(x: Array2<T>, chw: (usize, usize, usize)) -> Result<Array4<T>> {
+    let n = x.nrows();
+    if x.ncols() != chw.0 * chw.1 * chw.2 {
+        return Err(Error::shape(format!(
+            "cannot reshape {} features into {chw:?}",
+            x.ncols()
+        )));
+    }
+    let x = if x.is_standard_layout() {
+        x
+    } else {
+        x.as_standard_layout().into_owned()
+    };
+    Ok(x.into_shape_with_order((n, chw.0, chw.1, chw.2))
+        .expect("standard layout"))
+}

@@ -1,0 +1,360 @@
+//! SPEC §3.2, §3.5, §4.1, §10: convolution and pooling against naive oracles, head sizing.
+
+use ndarray::{Array4, ArrayView4};
+use nitro_core::cnn::{head_geometry, CnnPreset, Stage};
+use nitro_core::kernels::Path;
+use nitro_core::layers::{Conv2d, Pool2d, PoolKind};
+use nitro_core::rng::Pcg32;
+use nitro_core::{Cnn, Compat, Error};
+
+fn rand4(r: &mut Pcg32, dim: (usize, usize, usize, usize), bound: u32) -> Array4<i32> {
+    Array4::from_shape_fn(dim, |_| r.symmetric(bound))
+}
+
+fn padded(x: ArrayView4<'_, i64>, ph: usize, pw: usize, fill: i64) -> Array4<i64> {
+    let (n, c, h, w) = x.dim();
+    Array4::from_shape_fn((n, c, h + 2 * ph, w + 2 * pw), |(m, ch, i, j)| {
+        if i >= ph && i < h + ph && j >= pw && j < w + pw {
+            x[[m, ch, i - ph, j - pw]]
+        } else {
+            fill
+        }
+    })
+}
+
+fn conv_oracle(x: &Array4<i64>, w: &Array4<i64>, p: usize) -> Array4<i64> {
+    let xp = padded(x.view(), p, p, 0);
+    let (n, c, hp, wp) = xp.dim();
+    let (f, _, k, _) = w.dim();
+    let (ho, wo) = (hp - k + 1, wp - k + 1);
+    Array4::from_shape_fn((n, f, ho, wo), |(m, fi, i, j)| {
+        let mut s = 0i64;
+        for ch in 0..c {
+            for u in 0..k {
+                for v in 0..k {
+                    s += w[[fi, ch, u, v]] * xp[[m, ch, i + u, j + v]];
+                }
+            }
+        }
+        s
+    })
+}
+
+fn grad_oracle(x: &Array4<i64>, d: &Array4<i64>, p: usize, k: usize) -> Array4<i64> {
+    let xp = padded(x.view(), p, p, 0);
+    let (n, c, _, _) = xp.dim();
+    let (_, f, ho, wo) = d.dim();
+    Array4::from_shape_fn((f, c, k, k), |(fi, ch, u, v)| {
+        let mut s = 0i64;
+        for m in 0..n {
+            for i in 0..ho {
+                for j in 0..wo {
+                    s += d[[m, fi, i, j]] * xp[[m, ch, i + u, j + v]];
+                }
+            }
+        }
+        s
+    })
+}
+
+/// Conv forward and weight/bias gradient vs. the i64 oracle over random shapes (k 1/3/5,
+/// p 0/1/2, channels 1–8, batch 1–4), with magnitudes that force every accumulator path.
+#[test]
+fn conv_forward_and_gradient_match_oracle() {
+    let mut r = Pcg32::new(42, 7);
+    // (max |x|, max |w|, max |δ|): narrow, chunked, and i64 accumulations.
+    let mags = [
+        (127u32, 64u32, 300u32),
+        (127, 1 << 17, 1 << 17),
+        (32_767, 1 << 20, 1 << 24),
+    ];
+    let mut paths = Vec::new();
+    for case in 0..36 {
+        let k = [1, 3, 5][case % 3];
+        let p = [0, 1, 2][(case / 3) % 3];
+        let (xm, wm, dm) = mags[case % mags.len()];
+        let n = 1 + r.below(4) as usize;
+        let c = 1 + r.below(8) as usize;
+        let f = 1 + r.below(8) as usize;
+        let h = k.max(3) + r.below(6) as usize;
+        let wd = k.max(3) + r.below(6) as usize;
+        let x = rand4(&mut r, (n, c, h, wd), xm).mapv(|v| v as i16);
+        let w = rand4(&mut r, (f, c, k, k), wm);
+        let bias = (case % 2 == 0).then(|| ndarray::Array1::from_shape_fn(f, |i| i as i32 - 3));
+        let mut conv = Conv2d::new("conv", w.clone(), bias.clone(), 1, p).unwrap();
+        let z = conv.forward(x.view(), true).unwrap();
+        let x64 = x.mapv(i64::from);
+        let mut want = conv_oracle(&x64, &w.mapv(i64::from), p);
+        if let Some(b) = &bias {
+            for ((_, fi, _, _), v) in want.indexed_iter_mut() {
+                *v += i64::from(b[fi]);
+            }
+        }
+        assert_eq!(z, want, "forward, case {case}");
+        let (ho, wo) = conv.output_size(h, wd).unwrap();
+        let d = rand4(&mut r, (n, f, ho, wo), dm);
+        let (g, gb) = conv.gradients(d.view()).unwrap();
+        assert_eq!(
+            g,
+            grad_oracle(&x64, &d.mapv(i64::from), p, k),
+            "gradient, case {case}"
+        );
+        if bias.is_some() {
+            let want_b: Vec<i64> = (0..f)
+                .map(|fi| {
+                    d.index_axis(ndarray::Axis(1), fi)
+                        .iter()
+                        .map(|&v| i64::from(v))
+                        .sum()
+                })
+                .collect();
+            assert_eq!(gb.unwrap().to_vec(), want_b, "bias gradient, case {case}");
+        }
+        paths.push(Path::prove(u64::from(dm), u64::from(xm), n * ho * wo));
+        paths.push(Path::prove(u64::from(wm), u64::from(xm), c * k * k));
+    }
+    assert!(paths.contains(&Path::I32));
+    assert!(paths.iter().any(|p| matches!(p, Path::Chunked(_))));
+    assert!(paths.contains(&Path::I64));
+}
+
+/// The weight gradient of a 64×28×28 batch reduces over 50176 terms: with δ large enough it
+/// takes the chunked path and stays exact (SPEC §10).
+#[test]
+fn conv_gradient_long_reduction_is_exact() {
+    let (n, c, h) = (64, 1, 28);
+    let x = Array4::from_elem((n, c, h, h), 127i8);
+    let mut conv = Conv2d::new("conv", Array4::zeros((2, 1, 3, 3)), None, 1, 1).unwrap();
+    conv.forward(x.view(), true).unwrap();
+    let d = Array4::from_elem((n, 2, h, h), 20_000i32);
+    assert!(matches!(
+        Path::prove(20_000, 127, n * h * h),
+        Path::Chunked(_)
+    ));
+    let (g, _) = conv.gradients(d.view()).unwrap();
+    // Centre tap sees every position: 50176 · 20000 · 127 ≫ 2³¹.
+    assert_eq!(g[[0, 0, 1, 1]], 50_176i64 * 20_000 * 127);
+    // Corner tap (u=0,v=0) misses the first row and column: 64·27·27 terms.
+    assert_eq!(g[[1, 0, 0, 0]], 64 * 27 * 27 * 20_000i64 * 127);
+}
+
+#[test]
+fn conv_rejects_other_strides() {
+    let e = Conv2d::new("c", Array4::zeros((1, 1, 3, 3)), None, 2, 1).unwrap_err();
+    assert!(
+        matches!(&e, Error::Config(m) if m.contains("stride 2")),
+        "{e}"
+    );
+}
+
+fn pool_oracle(
+    x: &Array4<i64>,
+    kind: PoolKind,
+    k: (usize, usize),
+    p: (usize, usize),
+    fill: i64,
+    d: &Array4<i64>,
+) -> (Array4<i64>, Array4<i64>) {
+    let (n, c, h, w) = x.dim();
+    let xp = padded(
+        x.view(),
+        p.0,
+        p.1,
+        if kind == PoolKind::Max { fill } else { 0 },
+    );
+    let (ho, wo) = ((h + 2 * p.0 - k.0) / k.0 + 1, (w + 2 * p.1 - k.1) / k.1 + 1);
+    let mut y = Array4::zeros((n, c, ho, wo));
+    let mut back = Array4::zeros((n, c, h, w));
+    for m in 0..n {
+        for ch in 0..c {
+            for oi in 0..ho {
+                for oj in 0..wo {
+                    let cells: Vec<(usize, usize)> = (0..k.0)
+                        .flat_map(|u| (0..k.1).map(move |v| (oi * k.0 + u, oj * k.1 + v)))
+                        .collect();
+                    let vals: Vec<i64> = cells.iter().map(|&(i, j)| xp[[m, ch, i, j]]).collect();
+                    let dv = d[[m, ch, oi, oj]];
+                    let area = (k.0 * k.1) as i64;
+                    match kind {
+                        PoolKind::Max => {
+                            let mx = *vals.iter().max().unwrap();
+                            let at = vals.iter().position(|&v| v == mx).unwrap();
+                            y[[m, ch, oi, oj]] = mx;
+                            let (i, j) = cells[at];
+                            let inside = i >= p.0 && i < h + p.0 && j >= p.1 && j < w + p.1;
+                            if inside {
+                                back[[m, ch, i - p.0, j - p.1]] = dv;
+                            }
+                        }
+                        PoolKind::Avg => {
+                            y[[m, ch, oi, oj]] = vals.iter().sum::<i64>() / area;
+                            for &(i, j) in &cells {
+                                if i >= p.0 && i < h + p.0 && j >= p.1 && j < w + p.1 {
+                                    back[[m, ch, i - p.0, j - p.1]] = dv / area;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (y, back)
+}
+
+/// Max/avg pooling forward and backward vs. oracles: non-square kernels, padding, ties (values
+/// from a tiny range), the type-minimum pad (exact) and the 0 pad (reference).
+#[test]
+fn pooling_matches_oracle() {
+    let mut r = Pcg32::new(5, 9);
+    for case in 0..120 {
+        let kind = if case % 2 == 0 {
+            PoolKind::Max
+        } else {
+            PoolKind::Avg
+        };
+        let compat = if case % 4 < 2 {
+            Compat::Exact
+        } else {
+            Compat::Reference
+        };
+        let k = (1 + r.below(4) as usize, 1 + r.below(4) as usize);
+        let p = (
+            r.below(k.0 as u32 / 2 + 1) as usize,
+            r.below(k.1 as u32 / 2 + 1) as usize,
+        );
+        let n = 1 + r.below(3) as usize;
+        let c = 1 + r.below(3) as usize;
+        let h = k.0 + r.below(7) as usize;
+        let w = k.1 + r.below(7) as usize;
+        // Small ranges force ties; include −128 in exact mode to tie with the pad value.
+        let bound = if case % 3 == 0 { 2 } else { 127 };
+        let x = Array4::from_shape_fn((n, c, h, w), |_| {
+            if case % 5 == 0 && r.below(4) == 0 {
+                i8::MIN
+            } else {
+                r.symmetric(bound) as i8
+            }
+        });
+        let mut pool = Pool2d::new(kind, k, p).unwrap();
+        let y = pool.forward(x.view(), true, compat).unwrap();
+        let d = Array4::from_shape_fn(y.raw_dim(), |_| r.symmetric(1000));
+        let fill = match compat {
+            Compat::Exact => i64::from(i8::MIN),
+            Compat::Reference => 0,
+        };
+        let (wy, wb) = pool_oracle(&x.mapv(i64::from), kind, k, p, fill, &d.mapv(i64::from));
+        assert_eq!(
+            y.mapv(i64::from),
+            wy,
+            "forward case {case} {kind:?} {k:?} {p:?}"
+        );
+        let b = pool.backward(d.view()).unwrap();
+        assert_eq!(
+            b.mapv(i64::from),
+            wb,
+            "backward case {case} {kind:?} {k:?} {p:?}"
+        );
+    }
+}
+
+#[test]
+fn max_pool_ties_and_reference_padding() {
+    // One 1×1×2×3 plane, kernel (2,2), padding (0,1): windows [pad,a,pad,d] and [b,c,e,f].
+    let x = Array4::from_shape_vec((1, 1, 2, 3), vec![-5i8, 7, 7, -9, 3, 7]).unwrap();
+    let mut pool = Pool2d::new(PoolKind::Max, (2, 2), (0, 1)).unwrap();
+    let d = Array4::from_shape_vec((1, 1, 1, 2), vec![11, 22]).unwrap();
+    // Exact: pad = −128; first window max −5 (at (0,0)); second: 7 at (0,1) wins the tie.
+    let y = pool.forward(x.view(), true, Compat::Exact).unwrap();
+    assert_eq!(y.iter().copied().collect::<Vec<_>>(), vec![-5, 7]);
+    let b = pool.backward(d.view()).unwrap();
+    assert_eq!(
+        b.iter().copied().collect::<Vec<_>>(),
+        vec![11, 22, 0, 0, 0, 0]
+    );
+    // Reference: pad = 0 beats −5 and −9, so the first window's error is dropped.
+    let y = pool.forward(x.view(), true, Compat::Reference).unwrap();
+    assert_eq!(y.iter().copied().collect::<Vec<_>>(), vec![0, 7]);
+    let b = pool.backward(d.view()).unwrap();
+    assert_eq!(
+        b.iter().copied().collect::<Vec<_>>(),
+        vec![0, 22, 0, 0, 0, 0]
+    );
+    assert!(Pool2d::new(PoolKind::Max, (2, 2), (2, 0)).is_err());
+}
+
+#[test]
+fn head_sizing_spec_example() {
+    let g = head_geometry(128, 28, 4096);
+    assert_eq!(g.kernel, (8, 4));
+    assert_eq!(g.padding, (4, 0));
+    assert_eq!(g.features, 3584);
+    // The fixture's heads: decoder 784.
+    assert_eq!(head_geometry(8, 28, 784).kernel, (4, 2));
+    assert_eq!(head_geometry(16, 14, 784).kernel, (2, 2));
+    // No pooling when the output already fits.
+    let g = head_geometry(4, 7, 784);
+    assert_eq!((g.kernel, g.padding, g.features), ((1, 1), (0, 0), 196));
+}
+
+/// (kernel, padding, D) of every conv head, from the model builder.
+type Head = ((usize, usize), (usize, usize), usize);
+
+fn heads(preset: CnnPreset, dataset: &str) -> Vec<Head> {
+    let spec = preset.spec(dataset).unwrap();
+    let m = Cnn::new(spec.config).unwrap();
+    m.stages
+        .iter()
+        .filter_map(|s| match s {
+            Stage::Block(b) => {
+                let pooled = b.pool.as_ref().map(|p| (p.kernel, p.padding));
+                assert_eq!(pooled.is_some(), b.geometry.kernel != (1, 1));
+                Some((b.geometry.kernel, b.geometry.padding, b.head.in_features()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn vgg_head_shapes_28_and_32() {
+    // VGG8B on 28×28: blocks at d = 28, 28, 14, 14, 7, 3.
+    assert_eq!(
+        heads(CnnPreset::Vgg8b, "fashion-mnist"),
+        vec![
+            ((8, 4), (4, 0), 3584),
+            ((8, 8), (4, 4), 4096),
+            ((4, 4), (2, 2), 4096),
+            ((8, 4), (4, 2), 4096),
+            ((4, 2), (2, 1), 4096),
+            ((2, 1), (1, 0), 3072),
+        ]
+    );
+    // VGG8B on 32×32: d = 32, 32, 16, 16, 8, 4.
+    assert_eq!(
+        heads(CnnPreset::Vgg8b, "cifar10"),
+        vec![
+            ((8, 4), (0, 0), 4096),
+            ((8, 8), (0, 0), 4096),
+            ((4, 4), (0, 0), 4096),
+            ((8, 4), (0, 0), 4096),
+            ((4, 2), (0, 0), 4096),
+            ((2, 1), (0, 0), 4096),
+        ]
+    );
+    // VGG11B on 28×28: d = 28 ×4, 14 ×2, 7 ×2, 3.
+    let h = heads(CnnPreset::Vgg11b, "mnist");
+    assert_eq!(h.len(), 9);
+    assert_eq!(h[0], ((8, 4), (4, 0), 3584));
+    assert_eq!(h[2], ((8, 4), (4, 0), 3584));
+    assert_eq!(h[3], ((8, 8), (4, 4), 4096));
+    assert_eq!(h[4], ((4, 4), (2, 2), 4096));
+    assert_eq!(h[5], ((8, 4), (4, 2), 4096));
+    assert_eq!(h[6], ((4, 2), (2, 1), 4096));
+    assert_eq!(h[8], ((2, 1), (1, 0), 3072));
+    // VGG11B on 32×32.
+    let h = heads(CnnPreset::Vgg11b, "cifar10");
+    assert_eq!(h[0], ((8, 4), (0, 0), 4096));
+    assert_eq!(h[3], ((8, 8), (0, 0), 4096));
+    assert_eq!(h[8], ((2, 1), (0, 0), 4096));
+}
