@@ -16,6 +16,7 @@
 
 use crate::arith::max_abs;
 use crate::error::{Error, Result};
+use alloc::borrow::Cow;
 use alloc::format;
 use alloc::vec::Vec;
 use ndarray::{Array2, ArrayView2};
@@ -144,10 +145,10 @@ pub fn gemm_nt_with<A: Int, B: Int>(
     let (m, n) = (a.nrows(), b.nrows());
     let simd = dispatch.allow_simd && has_avx2();
     if dispatch.allow_i16 && path != Path::I64 && ma <= 32_767 && mb <= 32_767 {
-        let (pa, pb) = (pack_rows::<A, i16>(a), pack_rows::<B, i16>(b));
+        let (pa, pb) = (packed::<A, i16>(&a), packed::<B, i16>(&b));
         Ok(gemm_packed(&pa, &pb, m, n, k, path, simd))
     } else {
-        let (pa, pb) = (pack_rows::<A, i32>(a), pack_rows::<B, i32>(b));
+        let (pa, pb) = (packed::<A, i32>(&a), packed::<B, i32>(&b));
         Ok(gemm_packed(&pa, &pb, m, n, k, path, simd))
     }
 }
@@ -207,6 +208,19 @@ impl Packed for i32 {
     }
 }
 
+/// The operand as a row-major slice of `P`: borrowed when it already is one, packed otherwise.
+fn packed<'a, T: Int, P: Packed>(a: &'a ArrayView2<'_, T>) -> Cow<'a, [P]> {
+    if core::any::TypeId::of::<T>() == core::any::TypeId::of::<P>() {
+        if let Some(s) = a.as_slice() {
+            // SAFETY: T and P are the same type (checked through TypeId just above).
+            let s: &'a [P] =
+                unsafe { core::slice::from_raw_parts(s.as_ptr() as *const P, s.len()) };
+            return Cow::Borrowed(s);
+        }
+    }
+    Cow::Owned(pack_rows(*a))
+}
+
 /// Copy a matrix view into a row-major buffer (any input layout, incl. transposed views).
 fn pack_rows<T: Int, P: Packed>(a: ArrayView2<'_, T>) -> Vec<P> {
     let mut out = Vec::with_capacity(a.len());
@@ -223,6 +237,10 @@ fn pack_rows<T: Int, P: Packed>(a: ArrayView2<'_, T>) -> Vec<P> {
 /// Work below this many multiply-adds stays on the calling thread.
 #[cfg(feature = "parallel")]
 const PAR_THRESHOLD: usize = 1 << 18;
+/// Reduction block: operands of a micro-tile (6 rows × KBLOCK) stay in L1.
+const KBLOCK: usize = 2048;
+/// Column block: NB rows of B (× KBLOCK) stay in L2 while every row of A passes over them.
+const NB: usize = 64;
 
 fn gemm_packed<P: Kernel>(
     pa: &[P],
@@ -234,172 +252,230 @@ fn gemm_packed<P: Kernel>(
     simd: bool,
 ) -> Array2<i64> {
     let mut c = alloc::vec![0i64; m * n];
-    let chunk = path.chunk_len(k);
-    if n > 0 && m > 0 {
-        let row = |(i, crow): (usize, &mut [i64])| {
-            let arow = &pa[i * k..(i + 1) * k];
-            let mut j = 0;
-            while j + 4 <= n {
-                let bs = [
-                    &pb[j * k..(j + 1) * k],
-                    &pb[(j + 1) * k..(j + 2) * k],
-                    &pb[(j + 2) * k..(j + 3) * k],
-                    &pb[(j + 3) * k..(j + 4) * k],
-                ];
-                let r = dot4(arow, bs, chunk, simd);
-                crow[j..j + 4].copy_from_slice(&r);
-                j += 4;
-            }
-            while j < n {
-                let b = &pb[j * k..(j + 1) * k];
-                crow[j] = dot4(arow, [b, b, b, b], chunk, simd)[0];
-                j += 1;
-            }
-        };
-        #[cfg(feature = "parallel")]
-        {
-            if m * n * k >= PAR_THRESHOLD && m > 1 {
-                use rayon::prelude::*;
-                c.par_chunks_mut(n).enumerate().for_each(row);
-            } else {
-                c.chunks_mut(n).enumerate().for_each(row);
-            }
-        }
-        #[cfg(not(feature = "parallel"))]
-        c.chunks_mut(n).enumerate().for_each(row);
+    if n == 0 || m == 0 {
+        return Array2::from_shape_vec((m, n), c).expect("m*n elements");
     }
+    let chunk = path.chunk_len(k);
+    // Rows of C per task: at least 2 (the micro-tile height), about 4 tasks per thread.
+    #[cfg(feature = "parallel")]
+    let rows_per_task = {
+        let tasks = 4 * rayon::current_num_threads();
+        m.div_ceil(tasks).max(2)
+    };
+    #[cfg(not(feature = "parallel"))]
+    let rows_per_task = m;
+    let task = |(t, cblock): (usize, &mut [i64])| {
+        let i0 = t * rows_per_task;
+        let rows = cblock.len() / n;
+        let a = &pa[i0 * k..(i0 + rows) * k];
+        if chunk == 0 {
+            block_i64(a, pb, cblock, rows, n, k);
+        } else {
+            block_i32(a, pb, cblock, rows, n, k, chunk.min(KBLOCK), simd);
+        }
+    };
+    #[cfg(feature = "parallel")]
+    {
+        use rayon::prelude::*;
+        if m * n * k >= PAR_THRESHOLD && m > rows_per_task {
+            c.par_chunks_mut(rows_per_task * n)
+                .enumerate()
+                .for_each(task);
+        } else {
+            c.chunks_mut(rows_per_task * n).enumerate().for_each(task);
+        }
+    }
+    #[cfg(not(feature = "parallel"))]
+    c.chunks_mut(rows_per_task * n).enumerate().for_each(task);
     Array2::from_shape_vec((m, n), c).expect("m*n elements")
 }
 
-/// Four exact dot products of `a` with `b[0..4]`; `chunk` terms per `i32` partial sum
-/// (0 = everything in `i64`).
-#[inline]
-fn dot4<P: Kernel>(a: &[P], b: [&[P]; 4], chunk: usize, simd: bool) -> [i64; 4] {
-    let mut total = [0i64; 4];
-    if chunk == 0 {
-        for (t, bj) in total.iter_mut().zip(b) {
-            *t = a.iter().zip(bj).map(|(&x, &y)| x.into() * y.into()).sum();
+/// `C[rows×n] += A[rows×k]·B[n×k]ᵀ`, all in `i64` (the path for unprovable operands).
+fn block_i64<P: Packed>(a: &[P], b: &[P], c: &mut [i64], rows: usize, n: usize, k: usize) {
+    for i in 0..rows {
+        let ar = &a[i * k..(i + 1) * k];
+        for j in 0..n {
+            let br = &b[j * k..(j + 1) * k];
+            c[i * n + j] = ar.iter().zip(br).map(|(&x, &y)| x.into() * y.into()).sum();
         }
-        return total;
     }
-    let mut start = 0;
-    while start < a.len() {
-        let end = (start + chunk).min(a.len());
-        let part = P::dot4_i32(
-            &a[start..end],
-            [
-                &b[0][start..end],
-                &b[1][start..end],
-                &b[2][start..end],
-                &b[3][start..end],
-            ],
-            simd,
-        );
-        for (t, p) in total.iter_mut().zip(part) {
-            *t += i64::from(p);
-        }
-        start = end;
-    }
-    total
 }
 
-/// The `i32`-accumulating inner kernels, per packed width. The caller has proven that every
+/// `C[rows×n] += A·Bᵀ`, blocked: reductions of `kb` terms (proven to fit `i32`) per micro-tile,
+/// added into the `i64` result; B processed in column blocks of [`NB`] rows.
+#[allow(clippy::too_many_arguments)]
+fn block_i32<P: Kernel>(
+    a: &[P],
+    b: &[P],
+    c: &mut [i64],
+    rows: usize,
+    n: usize,
+    k: usize,
+    kb: usize,
+    simd: bool,
+) {
+    let mut k0 = 0;
+    while k0 < k {
+        let k1 = (k0 + kb).min(k);
+        let mut j0 = 0;
+        while j0 < n {
+            let j1 = (j0 + NB).min(n);
+            let mut i = 0;
+            while i < rows {
+                // Two rows of A (the second duplicated at the edge, its results discarded).
+                let i_b = (i + 1).min(rows - 1);
+                let ar = [&a[i * k + k0..i * k + k1], &a[i_b * k + k0..i_b * k + k1]];
+                let mut j = j0;
+                while j < j1 {
+                    let jj: [usize; 4] = core::array::from_fn(|t| (j + t).min(j1 - 1));
+                    let br: [&[P]; 4] =
+                        core::array::from_fn(|t| &b[jj[t] * k + k0..jj[t] * k + k1]);
+                    let tile = P::tile_2x4(ar, br, simd);
+                    let ncols = (j1 - j).min(4);
+                    for (r, trow) in tile.iter().enumerate().take(if i_b == i { 1 } else { 2 }) {
+                        let crow = &mut c[(i + r) * n + j..(i + r) * n + j + ncols];
+                        for (cv, &t) in crow.iter_mut().zip(trow) {
+                            *cv += i64::from(t);
+                        }
+                    }
+                    j += 4;
+                }
+                i += 2;
+            }
+            j0 = j1;
+        }
+        k0 = k1;
+    }
+}
+
+/// The `i32`-accumulating micro-kernels, per packed width. The caller has proven that every
 /// partial sum fits `i32` (SPEC §10): each SIMD lane and each pair sum of `vpmaddwd` is a
 /// partial sum of the proven total, bounded by `Σ|aᵢ·bᵢ| ≤ max|A|·max|B|·K ≤ 2³¹−1`.
 trait Kernel: Packed {
-    fn dot4_i32(a: &[Self], b: [&[Self]; 4], simd: bool) -> [i32; 4];
+    /// The 2×4 dot products of two rows of A with four rows of B (equal lengths).
+    fn tile_2x4(a: [&[Self]; 2], b: [&[Self]; 4], simd: bool) -> [[i32; 4]; 2];
 }
 
 impl Kernel for i32 {
     #[inline]
-    fn dot4_i32(a: &[i32], b: [&[i32]; 4], simd: bool) -> [i32; 4] {
+    fn tile_2x4(a: [&[i32]; 2], b: [&[i32]; 4], simd: bool) -> [[i32; 4]; 2] {
         #[cfg(target_arch = "x86_64")]
         {
             if simd {
                 // SAFETY: `simd` is only true when AVX2 was detected (or enabled at compile time).
-                return unsafe { dot4_i32_avx2(a, b) };
+                return unsafe { tile_i32_avx2(a, b) };
             }
         }
         let _ = simd;
-        dot4_portable(a, b)
+        tile_portable(a, b)
     }
 }
 
 impl Kernel for i16 {
     #[inline]
-    fn dot4_i32(a: &[i16], b: [&[i16]; 4], simd: bool) -> [i32; 4] {
+    fn tile_2x4(a: [&[i16]; 2], b: [&[i16]; 4], simd: bool) -> [[i32; 4]; 2] {
         #[cfg(target_arch = "x86_64")]
         {
             if simd {
                 // SAFETY: as above.
-                return unsafe { dot4_i16_avx2(a, b) };
+                return unsafe { tile_i16_avx2(a, b) };
             }
         }
         let _ = simd;
-        dot4_portable(a, b)
+        tile_portable(a, b)
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn dot4_i32_avx2(a: &[i32], b: [&[i32]; 4]) -> [i32; 4] {
-    // The portable code, compiled with AVX2 so LLVM vectorises it 8 lanes wide.
-    dot4_portable(a, b)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn dot4_i16_avx2(a: &[i16], b: [&[i16]; 4]) -> [i32; 4] {
+unsafe fn hsum_avx2(v: core::arch::x86_64::__m256i) -> i32 {
     use core::arch::x86_64::*;
-    let n = a.len();
-    for bj in &b {
-        debug_assert_eq!(bj.len(), n);
-    }
-    let mut acc = [_mm256_setzero_si256(); 4];
-    let mut i = 0;
-    while i + 16 <= n {
-        // SAFETY: i + 16 ≤ n = len of every slice; unaligned loads.
-        let va = unsafe { _mm256_loadu_si256(a.as_ptr().add(i) as *const __m256i) };
-        for (acc_j, bj) in acc.iter_mut().zip(&b) {
-            let vb = unsafe { _mm256_loadu_si256(bj.as_ptr().add(i) as *const __m256i) };
-            *acc_j = _mm256_add_epi32(*acc_j, _mm256_madd_epi16(va, vb));
+    let mut lanes = [0i32; 8];
+    // SAFETY: `lanes` holds exactly 32 bytes.
+    unsafe { _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, v) };
+    lanes.iter().sum()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn tile_i16_avx2(a: [&[i16]; 2], b: [&[i16]; 4]) -> [[i32; 4]; 2] {
+    use core::arch::x86_64::*;
+    let n = a[0].len();
+    let mut acc = [[_mm256_setzero_si256(); 4]; 2];
+    let mut t = 0;
+    while t + 16 <= n {
+        // SAFETY: t + 16 ≤ n, the length of every slice (unaligned loads).
+        let va: [__m256i; 2] = core::array::from_fn(|r| unsafe {
+            _mm256_loadu_si256(a[r].as_ptr().add(t) as *const __m256i)
+        });
+        for (c, bc) in b.iter().enumerate() {
+            let vb = unsafe { _mm256_loadu_si256(bc.as_ptr().add(t) as *const __m256i) };
+            acc[0][c] = _mm256_add_epi32(acc[0][c], _mm256_madd_epi16(va[0], vb));
+            acc[1][c] = _mm256_add_epi32(acc[1][c], _mm256_madd_epi16(va[1], vb));
         }
-        i += 16;
+        t += 16;
     }
-    let mut out = [0i32; 4];
-    for (o, (acc_j, bj)) in out.iter_mut().zip(acc.iter().zip(&b)) {
-        let mut lanes = [0i32; 8];
-        // SAFETY: `lanes` holds exactly 32 bytes.
-        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, *acc_j) };
-        let mut s: i32 = lanes.iter().sum();
-        for t in i..n {
-            s += i32::from(a[t]) * i32::from(bj[t]);
+    let mut out = [[0i32; 4]; 2];
+    for r in 0..2 {
+        for c in 0..4 {
+            // SAFETY: AVX2 is enabled for this function.
+            let mut s = unsafe { hsum_avx2(acc[r][c]) };
+            for u in t..n {
+                s += i32::from(a[r][u]) * i32::from(b[c][u]);
+            }
+            out[r][c] = s;
         }
-        *o = s;
+    }
+    out
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn tile_i32_avx2(a: [&[i32]; 2], b: [&[i32]; 4]) -> [[i32; 4]; 2] {
+    use core::arch::x86_64::*;
+    let n = a[0].len();
+    let mut acc = [[_mm256_setzero_si256(); 4]; 2];
+    let mut t = 0;
+    while t + 8 <= n {
+        // SAFETY: t + 8 ≤ n, the length of every slice (unaligned loads).
+        let va: [__m256i; 2] = core::array::from_fn(|r| unsafe {
+            _mm256_loadu_si256(a[r].as_ptr().add(t) as *const __m256i)
+        });
+        for (c, bc) in b.iter().enumerate() {
+            let vb = unsafe { _mm256_loadu_si256(bc.as_ptr().add(t) as *const __m256i) };
+            acc[0][c] = _mm256_add_epi32(acc[0][c], _mm256_mullo_epi32(va[0], vb));
+            acc[1][c] = _mm256_add_epi32(acc[1][c], _mm256_mullo_epi32(va[1], vb));
+        }
+        t += 8;
+    }
+    let mut out = [[0i32; 4]; 2];
+    for r in 0..2 {
+        for c in 0..4 {
+            // SAFETY: AVX2 is enabled for this function.
+            let mut s = unsafe { hsum_avx2(acc[r][c]) };
+            for u in t..n {
+                s += a[r][u] * b[c][u];
+            }
+            out[r][c] = s;
+        }
     }
     out
 }
 
 #[inline(always)]
-fn dot4_portable<P: Packed>(a: &[P], b: [&[P]; 4]) -> [i32; 4]
+fn tile_portable<P: Packed>(a: [&[P]; 2], b: [&[P]; 4]) -> [[i32; 4]; 2]
 where
     i32: From<P>,
 {
-    let mut out = [0i32; 4];
-    for (o, bj) in out.iter_mut().zip(b) {
-        // Eight independent lanes; each lane's sum is a partial sum of the proven total.
-        let mut acc = [0i32; 8];
-        let split = a.len() - a.len() % 8;
-        for (x, y) in a[..split].chunks_exact(8).zip(bj[..split].chunks_exact(8)) {
-            for l in 0..8 {
-                acc[l] += i32::from(x[l]) * i32::from(y[l]);
-            }
+    let mut out = [[0i32; 4]; 2];
+    for (orow, ar) in out.iter_mut().zip(a) {
+        for (o, bc) in orow.iter_mut().zip(b) {
+            *o = ar
+                .iter()
+                .zip(bc)
+                .map(|(&x, &y)| i32::from(x) * i32::from(y))
+                .sum();
         }
-        let mut s: i32 = acc.iter().sum();
-        for (&x, &y) in a[split..].iter().zip(&bj[split..]) {
-            s += i32::from(x) * i32::from(y);
-        }
-        *o = s;
     }
     out
 }
@@ -509,6 +585,38 @@ mod tests {
             Err(Error::Overflow { .. })
         ));
         assert!(matches!(gemm_nt(a.view(), b.t()), Err(Error::Shape(_))));
+    }
+
+    #[test]
+    fn blocked_shapes_match_oracle() {
+        // Larger than one K block and one column block, odd rows, columns not a multiple of 4.
+        let mut r = Pcg32::new(11, 3);
+        for (m, n, k, ba, bb) in [
+            (5, 150, 5000, 127, 30_000),
+            (3, 67, 2049, 40_000, 127),
+            (7, 9, 4100, 1 << 20, 1 << 9),
+        ] {
+            let a = random(&mut r, m, k, ba);
+            let b = random(&mut r, n, k, bb);
+            let want = oracle(&a, &b);
+            for d in DISPATCHES {
+                assert_eq!(
+                    gemm_nt_with(a.view(), b.view(), None, d).unwrap(),
+                    want,
+                    "{m}x{n}x{k} {d:?}"
+                );
+            }
+            assert_eq!(
+                gemm_nt_with(
+                    a.view(),
+                    b.view(),
+                    Some(Path::Chunked(100)),
+                    Dispatch::default()
+                )
+                .unwrap(),
+                want
+            );
+        }
     }
 
     #[test]
