@@ -41,6 +41,7 @@ pub mod block;
 pub mod cnn;
 pub mod data;
 pub mod error;
+pub mod export;
 pub mod init;
 pub mod io;
 pub mod kernels;
