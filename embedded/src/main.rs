@@ -112,6 +112,36 @@ fn main() -> ! {
     }
 }
 
+/// Export `model` as a blob, load it back, check that it predicts identically (logits of the
+/// whole test split), and return the loaded model (the original is dropped).
+fn reload(out: &mut Console, model: nitro_core::Mlp, test: &Split<'_>) -> nitro_core::Result<nitro_core::Mlp> {
+    let blob = nitro_core::export::to_blob(&model)?;
+    let loaded = nitro_core::export::from_blob(&blob)?;
+    let blob_len = blob.len();
+    drop(blob);
+    let norm = model.normalization.as_ref().expect("set in app::build");
+    let mut same = true;
+    for start in (0..test.len()).step_by(50) {
+        let end = (start + 50).min(test.len());
+        let x = norm.apply(test.view().slice(ndarray::s![start..end, ..]))?;
+        same &= model.predict_logits(x.view())? == loaded.predict_logits(x.view())?;
+    }
+    let _ = writeln!(
+        out,
+        "export: {} B blob (format v{}), reloaded; logits on all {} test images {}; \
+         continuing training from the reloaded model (peak heap so far {} B)",
+        blob_len,
+        nitro_core::export::BLOB_VERSION,
+        test.len(),
+        if same { "identical" } else { "DIFFER" },
+        peak()
+    );
+    if !same {
+        return Err(nitro_core::Error::Format("reloaded model predicts differently".into()));
+    }
+    Ok(loaded)
+}
+
 fn run(out: &mut Console) -> nitro_core::Result<bool> {
     let train = Split { x: TRAIN_X, y: TRAIN_Y };
     let test = Split { x: TEST_X, y: TEST_Y };
@@ -139,10 +169,19 @@ fn run(out: &mut Console) -> nitro_core::Result<bool> {
         test.len(),
         HEAP_SIZE / 1024
     );
+    #[cfg(feature = "float-canary")]
+    {
+        let v = core::hint::black_box(1.5f32) * core::hint::black_box(model.num_parameters() as f32);
+        let _ = writeln!(out, "float canary: {}", v as i32);
+    }
     let mut rng = Pcg32::new(s.seed, 0x5_0000);
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut last = app::Epoch::default();
     for n in 1..=s.epochs {
+        if n == s.epochs {
+            // Export → load round trip on the device, then finish training from the loaded model.
+            model = reload(out, model, &test)?;
+        }
         let t0 = centis();
         last = app::epoch(&mut model, &s, &train, &test, &mut rng, &mut order)?;
         let dt = centis().wrapping_sub(t0);

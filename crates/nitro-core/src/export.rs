@@ -174,9 +174,6 @@ impl<'a> Reader<'a> {
     fn u32(&mut self, what: &str) -> Result<u32> {
         Ok(u32::from_le_bytes(self.array(what)?))
     }
-    fn i32(&mut self, what: &str) -> Result<i32> {
-        Ok(i32::from_le_bytes(self.array(what)?))
-    }
     fn u64(&mut self, what: &str) -> Result<u64> {
         Ok(u64::from_le_bytes(self.array(what)?))
     }
