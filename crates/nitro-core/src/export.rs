@@ -523,6 +523,19 @@ mod tests {
     }
 
     #[test]
+    fn safetensors_to_blob_is_lossless() {
+        // The path of `nitrod export model.safetensors --format bin`.
+        let (m, x, _) = trained(true);
+        let st = crate::io::from_bytes(&crate::io::to_bytes(&m).unwrap()).unwrap();
+        let back = from_blob(&to_blob(&st).unwrap()).unwrap();
+        same_params(&m, &back);
+        assert_eq!(
+            m.predict(x.view()).unwrap(),
+            back.predict(x.view()).unwrap()
+        );
+    }
+
+    #[test]
     fn without_optional_sections() {
         let m = Mlp::new(MlpConfig::new(5, &[], 2)).unwrap();
         let back = from_blob(&to_blob(&m).unwrap()).unwrap();
