@@ -523,6 +523,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "std")]
     fn safetensors_to_blob_is_lossless() {
         // The path of `nitrod export model.safetensors --format bin`.
         let (m, x, _) = trained(true);

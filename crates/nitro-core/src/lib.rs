@@ -43,6 +43,7 @@ pub mod data;
 pub mod error;
 pub mod export;
 pub mod init;
+#[cfg(feature = "std")]
 pub mod io;
 pub mod kernels;
 pub mod layers;
