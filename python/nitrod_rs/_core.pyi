@@ -7,6 +7,26 @@ from typing import Any, final
 import numpy as np
 import numpy.typing as npt
 
+__all__ = [
+    "__version__",
+    "NitroError",
+    "FormatError",
+    "IntegerOverflowError",
+    "Model",
+    "fit_normalization",
+    "normalize",
+    "read_metadata",
+    "preset_spec",
+    "tdiv",
+    "linear",
+    "linear_i16",
+    "linear_backward",
+    "scaling",
+    "activation_forward",
+    "activation_backward",
+    "integer_sgd_update",
+]
+
 __version__: str
 
 class NitroError(ValueError): ...

@@ -330,6 +330,9 @@ class _TqdmBar:
 def _progress(enabled: bool, epochs: int) -> _PlainBar | _TqdmBar | None:
     if not enabled:
         return None
+    if not sys.stderr.isatty():
+        # tqdm redraws with carriage returns, unreadable in logs: use one line per 10 %.
+        return _PlainBar(epochs)
     try:
         from tqdm.auto import tqdm
     except ImportError:

@@ -94,15 +94,24 @@ def scaling(z: Any, fan_in: int) -> np.ndarray:
     return _core.scaling(_int_array(z, "z", np.int64), int(fan_in))
 
 
+def _act_input(x: Any, kind: str) -> np.ndarray:
+    xa = _int_array(x, "x", np.int8)
+    if kind.startswith("bipolar") and xa.size and int(xa.min()) < -127:
+        # SPEC §3.4: activation inputs come from a scaling layer, so x ∈ [−127, 127]; the
+        # bipolar mask negates x, which −128 would not survive in int8.
+        raise ValueError("bipolar activations take x in [-127, 127] (scaling-layer output)")
+    return xa
+
+
 def activation(x: Any, kind: str = "nitro_relu", slope: int = 4) -> np.ndarray:
     """Forward of activation ``kind`` on ``int8`` input (SPEC §3.4)."""
-    return _core.activation_forward(_int_array(x, "x", np.int8), kind, int(slope))
+    return _core.activation_forward(_act_input(x, kind), kind, int(slope))
 
 
 def activation_backward(x: Any, delta: Any, kind: str = "nitro_relu",
                         slope: int = 4) -> np.ndarray:
     """``δ_in = tdiv(δ, s(x))`` of activation ``kind`` (0 where the inverse slope is ∞)."""
-    return _core.activation_backward(_int_array(x, "x", np.int8),
+    return _core.activation_backward(_act_input(x, kind),
                                      _int_array(delta, "delta", np.int32), kind, int(slope))
 
 
