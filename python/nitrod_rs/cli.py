@@ -115,6 +115,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
           file=sys.stderr)
     start = time.monotonic()
     interrupted = False
+    history: Any = None
     try:
         history = model.fit(x_train, y_train, validation_data=(ds.x_test, ds.y_test),
                             seed=args.seed, threads=args.threads,

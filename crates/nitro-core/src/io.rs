@@ -94,10 +94,11 @@ pub fn to_bytes(model: &Mlp) -> Result<Vec<u8>> {
             ));
         }
     }
-    let mut meta: Vec<(String, String)> = Vec::new();
-    meta.push(("format".into(), FORMAT.into()));
-    meta.push(("format_version".into(), FORMAT_VERSION.into()));
-    meta.push(("library_version".into(), env!("CARGO_PKG_VERSION").into()));
+    let mut meta: Vec<(String, String)> = alloc::vec![
+        ("format".into(), FORMAT.into()),
+        ("format_version".into(), FORMAT_VERSION.into()),
+        ("library_version".into(), env!("CARGO_PKG_VERSION").into()),
+    ];
     meta.push((
         "architecture".into(),
         architecture_json(&model.config).to_string(),

@@ -103,7 +103,12 @@ impl MlpConfig {
         // Keep every layer's weight count (and so memory) sane: < 2^31 parameters per layer.
         let mut prev = self.inputs;
         for &w in self.hidden.iter().chain(core::iter::once(&self.classes)) {
-            if prev.checked_mul(w).is_none_or(|p| p > i32::MAX as usize) {
+            // (`Option::is_none_or` needs Rust 1.82; the MSRV is 1.80.)
+            let too_large = match prev.checked_mul(w) {
+                Some(p) => p > i32::MAX as usize,
+                None => true,
+            };
+            if too_large {
                 return Err(Error::config(format!("layer {prev}→{w} is too large")));
             }
             prev = w;

@@ -211,7 +211,9 @@ impl Trainable for Pooled<'_> {
     }
     fn correct(&self, data: &Dataset, chunk: usize) -> nitro_core::Result<u64> {
         let mlp = &*self.mlp;
-        in_pool(self.pool, move || mlp.count_correct(data.x.view(), &data.y, chunk))
+        in_pool(self.pool, move || {
+            mlp.count_correct(data.x.view(), &data.y, chunk)
+        })
     }
     fn num_blocks(&self) -> usize {
         self.mlp.blocks.len()
@@ -294,7 +296,11 @@ impl Model {
     /// The IntegerSGD settings of the last training run, if any.
     #[getter]
     fn hyper<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        self.inner.hyper.as_ref().map(|h| hyper_dict(py, h)).transpose()
+        self.inner
+            .hyper
+            .as_ref()
+            .map(|h| hyper_dict(py, h))
+            .transpose()
     }
 
     /// Per-channel normalisation statistics `(mean, mad)` stored with the model, if any.
@@ -357,7 +363,10 @@ impl Model {
 
     /// Replace parameters by `int32` arrays keyed by name. All shapes are checked before anything
     /// is written, so a failing call leaves the model unchanged.
-    fn load_state_dict(&mut self, params: Vec<(String, PyReadonlyArrayDyn<'_, i32>)>) -> PyResult<()> {
+    fn load_state_dict(
+        &mut self,
+        params: Vec<(String, PyReadonlyArrayDyn<'_, i32>)>,
+    ) -> PyResult<()> {
         // Validate everything first.
         for (key, arr) in &params {
             let (l, is_bias) = find_linear(&mut self.inner, key)?;
@@ -406,7 +415,13 @@ impl Model {
         compat: &str,
         threads: Option<usize>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let hyper = hyper_from(lr_inv, lr_amp_factor, fwd_decay_inv, subnet_decay_inv, compat)?;
+        let hyper = hyper_from(
+            lr_inv,
+            lr_amp_factor,
+            fwd_decay_inv,
+            subnet_decay_inv,
+            compat,
+        )?;
         let labels = labels_to_usize(&labels)?;
         let pool = pool_for(threads)?;
         let xv = x.as_array();
@@ -487,7 +502,13 @@ impl Model {
         on_epoch: Option<Py<PyAny>>,
         threads: Option<usize>,
     ) -> PyResult<(Bound<'py, PyDict>, Option<Py<PyAny>>)> {
-        let hyper = hyper_from(lr_inv, lr_amp_factor, fwd_decay_inv, subnet_decay_inv, compat)?;
+        let hyper = hyper_from(
+            lr_inv,
+            lr_amp_factor,
+            fwd_decay_inv,
+            subnet_decay_inv,
+            compat,
+        )?;
         let y = labels_to_usize(&y)?;
         let test_labels = match (&x_test, &y_test) {
             (Some(_), Some(yt)) => Some(labels_to_usize(yt)?),
@@ -697,7 +718,10 @@ fn tdiv<'py>(
     Ok(out.into_pyarray(py))
 }
 
-fn linear_layer(w: &PyReadonlyArray2<'_, i32>, b: Option<&PyReadonlyArray1<'_, i32>>) -> PyResult<Linear> {
+fn linear_layer(
+    w: &PyReadonlyArray2<'_, i32>,
+    b: Option<&PyReadonlyArray1<'_, i32>>,
+) -> PyResult<Linear> {
     Linear::new(
         "ops.linear",
         w.as_array().to_owned(),
@@ -736,6 +760,9 @@ fn linear_i16<'py>(
     Ok(z.into_pyarray(py))
 }
 
+/// Two `int64` matrices returned together.
+type MatrixPair<'py> = (Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<i64>>);
+
 /// The input error `δ·W` and weight gradient `δᵀ·x` of a linear layer (SPEC §3.1), `int64`.
 #[pyfunction]
 fn linear_backward<'py>(
@@ -743,7 +770,7 @@ fn linear_backward<'py>(
     x: PyReadonlyArray2<'py, i8>,
     weight: PyReadonlyArray2<'py, i32>,
     delta: PyReadonlyArray2<'py, i32>,
-) -> PyResult<(Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<i64>>)> {
+) -> PyResult<MatrixPair<'py>> {
     let (xv, wv, dv) = (x.as_array(), weight.as_array(), delta.as_array());
     if dv.nrows() != xv.nrows() || dv.ncols() != wv.nrows() || xv.ncols() != wv.ncols() {
         return Err(value_err(format!(
@@ -786,8 +813,8 @@ fn activation_forward<'py>(
     kind: &str,
     slope: u8,
 ) -> PyResult<Bound<'py, PyArrayDyn<i8>>> {
-    let layer = Activation::new(ActivationKind::from_name(kind, slope).map_err(to_py)?)
-        .map_err(to_py)?;
+    let layer =
+        Activation::new(ActivationKind::from_name(kind, slope).map_err(to_py)?).map_err(to_py)?;
     let x = x.as_array().to_owned();
     let y = py.detach(|| layer.infer(&x));
     Ok(y.into_pyarray(py))
@@ -850,7 +877,9 @@ fn integer_sgd_update<'py>(
 #[pyfunction]
 #[pyo3(signature = (name, dataset="fashion-mnist"))]
 fn preset_spec<'py>(py: Python<'py>, name: &str, dataset: &str) -> PyResult<Bound<'py, PyDict>> {
-    let spec = nitro_core::Preset::from_name(name).map_err(to_py)?.spec(dataset);
+    let spec = nitro_core::Preset::from_name(name)
+        .map_err(to_py)?
+        .spec(dataset);
     let c = &spec.config;
     let d = hyper_dict(py, &spec.hyper)?;
     let mut layers = vec![c.inputs];
@@ -873,7 +902,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", nitro_core::VERSION)?;
     m.add("NitroError", py.get_type::<NitroError>())?;
     m.add("FormatError", py.get_type::<FormatError>())?;
-    m.add("IntegerOverflowError", py.get_type::<IntegerOverflowError>())?;
+    m.add(
+        "IntegerOverflowError",
+        py.get_type::<IntegerOverflowError>(),
+    )?;
     m.add_class::<Model>()?;
     m.add_function(wrap_pyfunction!(fit_normalization, m)?)?;
     m.add_function(wrap_pyfunction!(normalize, m)?)?;
