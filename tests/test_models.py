@@ -268,3 +268,50 @@ def test_bad_inputs_raise_documented_exceptions(name):
 def test_bad_constructor_arguments(kwargs, exc):
     with pytest.raises(exc):
         MLP(**kwargs)
+
+
+# -- threads, fork safety, plotting ---------------------------------------------------------------
+
+
+def test_same_bits_on_any_thread_count():
+    x, y = small_data(512)
+    states = []
+    for threads in (1, 2, None):
+        m = MLP([784, 48, 24, 10], seed=7)
+        m.fit(x, y, epochs=2, progress=False, threads=threads, fwd_decay_inv=5000)
+        states.append(m.state_dict())
+    for s in states[1:]:
+        for k in s:
+            np.testing.assert_array_equal(s[k], states[0][k])
+
+
+def test_forked_child_can_use_the_engine():
+    import multiprocessing as mp
+
+    x, y = small_data(256)
+    model = MLP([784, 32, 10], seed=0)
+    model.fit(x, y, epochs=1, progress=False)  # starts the global rayon pool in the parent
+    expected = model.predict(x)
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        got = pool.apply_async(_predict_in_child, (model.to_bytes(), x)).get(timeout=60)
+    np.testing.assert_array_equal(got, expected)
+
+
+def _predict_in_child(data, x):
+    m = MLP.from_bytes(data)
+    m.fit(x, np.zeros(len(x), dtype=np.int64), epochs=1, progress=False)  # uses the pool
+    return MLP.from_bytes(data).predict(x)
+
+
+def test_history_plot(tmp_path):
+    x, y = small_data(128)
+    h = MLP([784, 8, 10]).fit(x, y, epochs=2, validation_data=(x, y), progress=False)
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="pip install matplotlib"):
+            h.plot(tmp_path / "c.png")
+    else:
+        h.plot(tmp_path / "c.png")
+        assert (tmp_path / "c.png").stat().st_size > 0
