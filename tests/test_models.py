@@ -315,3 +315,21 @@ def test_history_plot(tmp_path):
     else:
         h.plot(tmp_path / "c.png")
         assert (tmp_path / "c.png").stat().st_size > 0
+
+
+def test_callback_exception_propagates_with_history():
+    x, y = small_data(128)
+    model = MLP([784, 8, 10])
+
+    def boom(entry):
+        raise RuntimeError(f"stop at {entry['epoch']}")
+
+    with pytest.raises(RuntimeError, match="stop at 1") as info:
+        model.fit(x, y, epochs=3, progress=False, callbacks=[boom])
+    assert model.history is not None and len(model.history) == 1
+    assert info.value.history is model.history  # type: ignore[attr-defined]
+
+
+def test_save_into_missing_directory_is_oserror(tmp_path):
+    with pytest.raises(OSError):
+        MLP([16, 4, 2]).save(tmp_path / "no" / "such" / "dir" / "m.safetensors")
