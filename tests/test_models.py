@@ -37,6 +37,8 @@ def test_fit_learns_fashion_mnist_subset(fmnist):
     # History is complete and consistent with evaluate (same engine, same bits).
     assert len(history) == 3 and not history.cancelled
     assert history.epochs[-1]["val_correct"] == result["correct"]
+    assert history.epochs[-1]["val_loss_sum"] == result["loss_sum"]
+    assert history.epochs[-1]["val_loss"] == pytest.approx(result["loss"])
     assert history["epoch"] == [1, 2, 3]
     assert all(len(e["block_accuracy"]) == 1 for e in history.epochs)
     assert history.epochs[-1]["train_accuracy"] > 0.6

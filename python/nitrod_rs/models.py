@@ -171,6 +171,9 @@ def _epoch_entry(d: Mapping[str, Any]) -> dict[str, Any]:
         "train_total": tt,
         "block_accuracy": [_ratio(c, t) for c, t in d["blocks"]],
         "val_accuracy": _ratio(*test) if test else None,
+        "val_loss": d["test_loss"] / test[1] if test and d.get("test_loss") is not None
+        else None,
+        "val_loss_sum": d.get("test_loss") if test else None,
         "val_correct": int(test[0]) if test else None,
         "val_total": int(test[1]) if test else None,
         "lr_inv": int(d["lr_inv"]),
@@ -185,7 +188,8 @@ class History:
     ``epochs`` is a list of dicts with ``epoch``, ``train_accuracy``, ``train_loss`` (mean
     ``Σ(y − ŷ)²`` per sample), ``train_loss_sum``, ``train_correct``, ``train_total``,
     ``block_accuracy`` (each block head's local training accuracy), ``val_accuracy``,
-    ``val_correct``, ``val_total`` (``None`` without validation data), ``lr_inv`` and
+    ``val_loss`` (mean per sample), ``val_loss_sum``, ``val_correct``, ``val_total``
+    (``None`` without validation data), ``lr_inv`` and
     ``seconds``. ``history["val_accuracy"]`` gives one metric over the epochs.
     """
 

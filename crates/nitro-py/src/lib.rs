@@ -166,7 +166,11 @@ fn fraction_pair(f: &Fraction) -> (u64, u64) {
     (f.correct, f.total)
 }
 
-fn epoch_dict<'py>(py: Python<'py>, m: &EpochMetrics) -> PyResult<Bound<'py, PyDict>> {
+fn epoch_dict<'py>(
+    py: Python<'py>,
+    m: &EpochMetrics,
+    test_loss: Option<i64>,
+) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("epoch", m.epoch)?;
     d.set_item("train_loss", m.train_loss)?;
@@ -175,6 +179,7 @@ fn epoch_dict<'py>(py: Python<'py>, m: &EpochMetrics) -> PyResult<Bound<'py, PyD
     let blocks: Vec<(u64, u64)> = m.blocks.iter().map(fraction_pair).collect();
     d.set_item("blocks", blocks)?;
     d.set_item("test", m.test.as_ref().map(fraction_pair))?;
+    d.set_item("test_loss", m.test.and(test_loss))?;
     d.set_item("lr_inv", m.lr_inv)?;
     d.set_item("train_millis", m.train_millis)?;
     d.set_item("eval_millis", m.eval_millis)?;
@@ -197,6 +202,25 @@ struct Model {
 struct Pooled<'a> {
     mlp: &'a mut Mlp,
     pool: Option<&'a rayon::ThreadPool>,
+    /// The evaluation loss `Σ (y − ŷ)²` of every `correct` call, in order (one per epoch).
+    test_losses: &'a Mutex<Vec<i64>>,
+}
+
+/// Correct predictions and the loss `Σ (y − ŷ)²` on a labelled set, in chunks of rows; the
+/// arg-max (first on ties) is the one `Mlp::count_correct` uses.
+fn correct_and_loss(mlp: &Mlp, data: &Dataset, chunk: usize) -> nitro_core::Result<(u64, i64)> {
+    let (mut correct, mut loss) = (0u64, 0i64);
+    let chunk = chunk.max(1);
+    for start in (0..data.len()).step_by(chunk) {
+        let end = (start + chunk).min(data.len());
+        let labels = &data.y[start..end];
+        let logits = mlp.predict_logits(data.x.slice(ndarray::s![start..end, ..]))?;
+        let target = nitro_core::data::one_hot(labels, mlp.config.classes)?;
+        let (l, c) = nitro_core::block::loss_and_correct(&logits, &target, labels);
+        correct += c;
+        loss += l;
+    }
+    Ok((correct, loss))
 }
 
 impl Trainable for Pooled<'_> {
@@ -211,9 +235,11 @@ impl Trainable for Pooled<'_> {
     }
     fn correct(&self, data: &Dataset, chunk: usize) -> nitro_core::Result<u64> {
         let mlp = &*self.mlp;
-        in_pool(self.pool, move || {
-            mlp.count_correct(data.x.view(), &data.y, chunk)
-        })
+        let (correct, loss) = in_pool(self.pool, move || correct_and_loss(mlp, data, chunk))?;
+        if let Ok(mut v) = self.test_losses.lock() {
+            v.push(loss);
+        }
+        Ok(correct)
     }
     fn num_blocks(&self) -> usize {
         self.mlp.blocks.len()
@@ -543,6 +569,7 @@ impl Model {
         let xt = x_test.as_ref().map(|a| a.as_array());
         let mlp = &mut self.inner;
         let pending: Mutex<Option<PyErr>> = Mutex::new(None);
+        let test_losses: Mutex<Vec<i64>> = Mutex::new(Vec::new());
         let record = |e: PyErr| {
             if let Ok(mut p) = pending.lock() {
                 p.get_or_insert(e);
@@ -575,7 +602,8 @@ impl Model {
                 let Some(cb) = &on_epoch else {
                     return Control::Continue;
                 };
-                let r = epoch_dict(py, m)
+                let loss = test_losses.lock().ok().and_then(|v| v.last().copied());
+                let r = epoch_dict(py, m, loss)
                     .and_then(|d| cb.call1(py, (d,)))
                     .and_then(|v| v.is_truthy(py));
                 match r {
@@ -594,6 +622,7 @@ impl Model {
             let mut model = Pooled {
                 mlp,
                 pool: pool.as_ref(),
+                test_losses: &test_losses,
             };
             nitro_core::fit(&mut model, &train, test.as_ref(), &cfg, &mut ob, &mut oe)
         });
@@ -605,8 +634,15 @@ impl Model {
         };
         let d = PyDict::new(py);
         let epochs = PyList::empty(py);
+        let losses = test_losses.into_inner().unwrap_or_default();
+        let mut losses = losses.into_iter();
         for m in &history.epochs {
-            epochs.append(epoch_dict(py, m)?)?;
+            let loss = if m.test.is_some() {
+                losses.next()
+            } else {
+                None
+            };
+            epochs.append(epoch_dict(py, m, loss)?)?;
         }
         d.set_item("epochs", epochs)?;
         d.set_item("cancelled", history.cancelled)?;
