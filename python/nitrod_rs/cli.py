@@ -82,13 +82,19 @@ def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.2f}%"
 
 
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
 def _summary_table(entries: Sequence[dict[str, Any]]) -> str:
-    head = f"{'epoch':>5}  {'train acc':>9}  {'test acc':>9}  {'blocks':<22}  {'lr_inv':>7}  {'sec':>6}"
+    head = (f"{'epoch':>5}  {'train acc':>9}  {'test acc':>9}  {'test loss':>9}  "
+            f"{'blocks':<22}  {'lr_inv':>7}  {'sec':>6}")
     lines = [head, "-" * len(head)]
     for e in entries:
         blocks = " ".join(f"{100 * b:.1f}" for b in e["block_accuracy"])
         lines.append(f"{e['epoch']:>5}  {_pct(e['train_accuracy']):>9}  "
-                     f"{_pct(e['val_accuracy']):>9}  {blocks:<22}  {e['lr_inv']:>7}  "
+                     f"{_pct(e['val_accuracy']):>9}  {_num(e.get('val_loss')):>9}  "
+                     f"{blocks:<22}  {e['lr_inv']:>7}  "
                      f"{e['seconds']:>6.1f}")
     return "\n".join(lines)
 
