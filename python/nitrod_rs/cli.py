@@ -1,0 +1,228 @@
+"""The ``nitrod`` command: ``train``, ``eval`` and ``info``.
+
+Exit codes: 0 success, 2 usage error (argparse), 1 any other error with a one-line message on
+stderr (the traceback only with ``--debug``), 130 after Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["main"]
+
+
+class _UsageError(Exception):
+    """A bad combination of arguments found after parsing (exit code 2)."""
+
+
+def _positive(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _non_negative(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {s!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
+    return v
+
+
+def _parser() -> argparse.ArgumentParser:
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the full traceback on errors")
+    p = argparse.ArgumentParser(
+        prog="nitrod", parents=[debug],
+        description="Integer-only NITRO-D training (nitrod-rs).")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", parents=[debug], help="train a preset on a data set")
+    t.add_argument("--model", default="mlp2", help="preset: mlp1, mlp2, mlp3 or mlp4")
+    t.add_argument("--dataset", default=None,
+                   help="mnist, fashion-mnist or cifar10 (default: the preset's)")
+    t.add_argument("--data-dir", default=None, help="directory searched first for the data")
+    t.add_argument("--epochs", type=_positive, default=20)
+    t.add_argument("--batch-size", type=_positive, default=None)
+    t.add_argument("--seed", type=_non_negative, default=0)
+    t.add_argument("--threads", type=_positive, default=None)
+    t.add_argument("--limit", type=_positive, default=None,
+                   help="train on the first N training samples only")
+    t.add_argument("--out", default=None, help="save the trained model (.safetensors)")
+    t.add_argument("--json", default=None, help="write the history and test accuracy as JSON")
+    t.add_argument("--plot", default=None, help="save accuracy curves (needs matplotlib)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    e = sub.add_parser("eval", parents=[debug], help="evaluate a saved model on a test set")
+    e.add_argument("--model", required=True, help="a .safetensors file")
+    e.add_argument("--dataset", required=True, help="mnist, fashion-mnist or cifar10")
+    e.add_argument("--data-dir", default=None)
+    e.add_argument("--threads", type=_positive, default=None)
+
+    i = sub.add_parser("info", parents=[debug], help="describe a saved model")
+    i.add_argument("file", help="a .safetensors file")
+    return p
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.2f}%"
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
+def _summary_table(entries: Sequence[dict[str, Any]]) -> str:
+    head = (f"{'epoch':>5}  {'train acc':>9}  {'test acc':>9}  {'test loss':>9}  "
+            f"{'blocks':<22}  {'lr_inv':>7}  {'sec':>6}")
+    lines = [head, "-" * len(head)]
+    for e in entries:
+        blocks = " ".join(f"{100 * b:.1f}" for b in e["block_accuracy"])
+        lines.append(f"{e['epoch']:>5}  {_pct(e['train_accuracy']):>9}  "
+                     f"{_pct(e['val_accuracy']):>9}  {_num(e.get('val_loss')):>9}  "
+                     f"{blocks:<22}  {e['lr_inv']:>7}  "
+                     f"{e['seconds']:>6.1f}")
+    return "\n".join(lines)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from . import datasets, presets
+
+    name = args.model.lower()
+    if name not in presets.PRESETS:
+        raise _UsageError(f"unknown --model {args.model!r}; expected one of "
+                          + ", ".join(presets.PRESETS))
+    ds_name = datasets.canonical_name(args.dataset or presets.DEFAULT_DATASET[name])
+    model, settings = presets.preset(name, ds_name, seed=args.seed)
+    settings["epochs"] = args.epochs
+    if args.batch_size is not None:
+        settings["batch_size"] = args.batch_size
+    print(f"loading {ds_name} ...", file=sys.stderr)
+    ds = datasets.load(ds_name, args.data_dir)
+    x_train, y_train = ds.x_train, ds.y_train
+    if args.limit is not None:
+        x_train, y_train = x_train[: args.limit], y_train[: args.limit]
+    print(f"training {name} ({model._m.describe()}, {model.num_parameters} parameters) on "
+          f"{len(y_train)} {ds_name} images for {args.epochs} epochs, seed {args.seed}",
+          file=sys.stderr)
+    start = time.monotonic()
+    interrupted = False
+    history: Any = None
+    try:
+        history = model.fit(x_train, y_train, validation_data=(ds.x_test, ds.y_test),
+                            seed=args.seed, threads=args.threads,
+                            progress=not args.no_progress, **settings)
+    except KeyboardInterrupt as exc:
+        interrupted = True
+        history = getattr(exc, "history", None) or model.history
+        print("interrupted: stopping after the current batch", file=sys.stderr)
+    elapsed = time.monotonic() - start
+    assert history is not None
+    test = model.evaluate(ds.x_test, ds.y_test, threads=args.threads)
+    print(_summary_table(history.epochs))
+    best = history.best_val_accuracy
+    print(f"final test accuracy: {_pct(test['accuracy'])} "
+          f"({test['correct']}/{test['total']}); best over epochs {_pct(best)}; "
+          f"{elapsed:.1f}s")
+    if args.out:
+        model.save(args.out)
+        print(f"saved model to {args.out}", file=sys.stderr)
+    if args.json:
+        doc = {
+            "model": name,
+            "dataset": ds_name,
+            "seed": args.seed,
+            "train_samples": int(len(y_train)),
+            "settings": {k: (list(v) if isinstance(v, tuple) else v)
+                         for k, v in settings.items()},
+            **history.to_dict(),
+            "test_accuracy": test["accuracy"],
+            "test_correct": test["correct"],
+            "test_total": test["total"],
+            "seconds": elapsed,
+        }
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=2)
+    if args.plot:
+        history.plot(args.plot)
+    return 130 if interrupted else 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from . import datasets
+    from .models import load
+
+    model = load(args.model)
+    ds = datasets.load(args.dataset, args.data_dir)
+    r = model.evaluate(ds.x_test, ds.y_test, threads=args.threads)
+    print(f"{args.model} on {ds.name} test set: accuracy {_pct(r['accuracy'])} "
+          f"({r['correct']}/{r['total']}), mean loss {r['loss']:.1f}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from . import _core
+
+    with open(args.file, "rb") as f:
+        data = f.read()
+    meta = dict(_core.read_metadata(data))
+    model = _core.Model.from_bytes(data)
+    print(f"file:            {args.file} ({len(data)} bytes)")
+    print(f"format:          {meta.get('format')} v{meta.get('format_version')}, "
+          f"written by nitrod-rs {meta.get('library_version')}")
+    print(f"architecture:    {model.describe()}")
+    cfg = model.config
+    print(f"                 dropout {cfg['dropout_pct']}%, bias {cfg['bias']}, "
+          f"init {cfg['init']}, seed {cfg['seed']}")
+    print(f"parameters:      {model.num_parameters()}")
+    for pname, shape in model.parameter_shapes():
+        print(f"  {pname:<20} int32 {list(shape)}")
+    hyper = model.hyper
+    print("training:        " + (", ".join(f"{k}={v}" for k, v in hyper.items())
+                                 if hyper else "(never trained)"))
+    norm = model.normalization
+    print("normalization:   " + (f"mean {norm[0]}, mad {norm[1]}" if norm else "(none)"))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``nitrod`` console script; returns the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)  # exits with 2 on usage errors
+    debug = bool(getattr(args, "debug", False))
+    commands = {"train": _cmd_train, "eval": _cmd_eval, "info": _cmd_info}
+    try:
+        return commands[args.command](args)
+    except _UsageError as exc:
+        parser.print_usage(sys.stderr)
+        print(f"nitrod: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
+        print("nitrod: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI's contract: one line, exit 1
+        if debug:
+            traceback.print_exc()
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"nitrod: error: {type(exc).__name__}: {msg}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

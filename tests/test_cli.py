@@ -1,0 +1,100 @@
+"""The nitrod command: exit codes, --json content, info output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nitrod_rs import cli
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "nitrod_rs.cli", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize("args", [[], ["train", "--epochs", "0"], ["train", "--bogus"],
+                                  ["frobnicate"], ["eval", "--dataset", "mnist"],
+                                  ["train", "--model", "vgg99"]])
+def test_usage_errors_exit_2(args):
+    r = run(*args)
+    assert r.returncode == 2, r.stderr
+    assert "usage" in r.stderr
+
+
+def test_other_errors_exit_1_with_one_line(tmp_path):
+    r = run("info", str(tmp_path / "missing.safetensors"))
+    assert r.returncode == 1
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("nitrod: error:")
+    assert "Traceback" not in r.stderr
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a model at all")
+    r = run("info", str(junk))
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    r = run("info", str(junk), "--debug")
+    assert r.returncode == 1 and "Traceback" in r.stderr
+    r = run("train", "--dataset", "imagenet")
+    assert r.returncode == 1 and "unknown dataset" in r.stderr
+
+
+def test_train_json_eval_info(tmp_path, fmnist):
+    out, hist = tmp_path / "m.safetensors", tmp_path / "h.json"
+    r = run("train", "--model", "mlp1", "--dataset", "fashion-mnist", "--epochs", "2",
+            "--limit", "3000", "--seed", "1", "--out", str(out), "--json", str(hist),
+            "--threads", "2")
+    assert r.returncode == 0, r.stderr
+    assert "final test accuracy" in r.stdout and "train acc" in r.stdout
+    doc = json.loads(hist.read_text())
+    assert doc["model"] == "mlp1" and doc["dataset"] == "fashion-mnist" and doc["seed"] == 1
+    assert [e["epoch"] for e in doc["epochs"]] == [1, 2]
+    assert doc["train_samples"] == 3000 and doc["test_total"] == 10000
+    assert 0.0 <= doc["test_accuracy"] <= 1.0
+    # The final evaluation and the last epoch's validation are the same computation.
+    assert doc["test_correct"] == doc["epochs"][-1]["val_correct"]
+    assert doc["settings"]["fwd_decay_inv"] == 12000
+
+    r = run("eval", "--model", str(out), "--dataset", "fashion-mnist")
+    assert r.returncode == 0, r.stderr
+    assert f"{doc['test_correct']}/10000" in r.stdout
+
+    r = run("info", str(out))
+    assert r.returncode == 0, r.stderr
+    for words in ("784-100-50-10 nitro_relu", "linear_encoder_00", "linear_02",
+                  "fwd_decay_inv=12000", "normalization:   mean [", "parameters:      85400"):
+        assert words in r.stdout, (words, r.stdout)
+
+
+def test_main_returns_codes_in_process(tmp_path, capsys):
+    assert cli.main(["info", str(tmp_path / "nope")]) == 1
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--help"])
+    assert e.value.code == 0
+
+
+def test_ctrl_c_during_train_exits_130_and_keeps_results(tmp_path, fmnist):
+    import signal
+    import time
+
+    hist = tmp_path / "h.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nitrod_rs.cli", "train", "--model", "mlp1", "--epochs", "500",
+         "--dataset", "fashion-mnist", "--limit", "6400", "--json", str(hist), "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        while "training mlp1" not in proc.stderr.readline():
+            pass
+        time.sleep(2.0)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "final test accuracy" in out
+    doc = json.loads(hist.read_text())
+    assert doc["cancelled"] is True and len(doc["epochs"]) >= 1
