@@ -1,4 +1,4 @@
-"""The Python example in README_PYTHON.md runs as written."""
+"""The Python example in README.md runs as written."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 
 
 def test_readme_python_example(repo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    text = (repo_root / "README_PYTHON.md").read_text(encoding="utf-8")
+    text = (repo_root / "README.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    assert blocks, "README_PYTHON.md has no python example"
+    assert blocks, "README.md has no python example"
     monkeypatch.chdir(tmp_path)
     for code in blocks:
-        exec(compile(code, "README_PYTHON.md", "exec"), {"__name__": "__readme__"})
+        exec(compile(code, "README.md", "exec"), {"__name__": "__readme__"})
     assert (tmp_path / "tiny.safetensors").is_file()
