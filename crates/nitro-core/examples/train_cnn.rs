@@ -1,0 +1,222 @@
+//! Train a NITRO-D CNN preset (VGG8B, VGG11B or the small demo CNN) on MNIST-format IDX files.
+//!
+//! ```text
+//! cargo run --release -p nitro-core --example train_cnn -- --preset small \
+//!     --data-dir /usr/share/datasets/fashion-mnist --epochs 10 --seed 0 [--threads 2] \
+//!     [--limit N] [--test-limit N] [--max-minutes M] [--compat reference] [--save FILE]
+//! ```
+//! Prints progress every 20 batches (seconds per step), one line per epoch, and ends with
+//! `test_accuracy=` and `best_test_accuracy=` lines. `--max-minutes` stops training after the
+//! batch that crosses the time budget and still evaluates the model.
+
+use ndarray::s;
+use nitro_core::cnn::{Cnn, CnnPreset};
+use nitro_core::data::idx::load_mnist_like;
+use nitro_core::train::{fit, Control, TrainConfig};
+use nitro_core::{Compat, Dataset, Fraction, Normalization, Plateau};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+fn pct(f: Fraction) -> String {
+    let bp = f.basis_points();
+    format!("{}.{:02}%", bp / 100, bp % 100)
+}
+
+fn value<T: std::str::FromStr>(args: &[String], flag: &str) -> Result<Option<T>, String> {
+    match args.iter().position(|a| a == flag) {
+        None => Ok(None),
+        Some(i) => {
+            let v = args
+                .get(i + 1)
+                .ok_or_else(|| format!("{flag} needs a value"))?;
+            v.parse()
+                .map(Some)
+                .map_err(|_| format!("{flag}: invalid value {v:?}"))
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<(), String> {
+    let preset: String = value(args, "--preset")?.unwrap_or_else(|| "small".into());
+    let dir: PathBuf =
+        value(args, "--data-dir")?.unwrap_or_else(|| "/usr/share/datasets/fashion-mnist".into());
+    let epochs: u32 = value(args, "--epochs")?.unwrap_or(1);
+    let seed: u64 = value(args, "--seed")?.unwrap_or(0);
+    let limit: Option<usize> = value(args, "--limit")?;
+    let test_limit: Option<usize> = value(args, "--test-limit")?;
+    let max_minutes: Option<u64> = value(args, "--max-minutes")?;
+    let compat: Option<String> = value(args, "--compat")?;
+    let save: Option<PathBuf> = value(args, "--save")?;
+    let dataset = dir.to_string_lossy().to_lowercase();
+    let dataset = if dataset.contains("fashion") {
+        "fashion-mnist"
+    } else {
+        "mnist"
+    };
+    let spec = CnnPreset::from_name(&preset)
+        .and_then(|p| p.spec(dataset))
+        .map_err(|e| e.to_string())?;
+
+    let raw = load_mnist_like(&dir).map_err(|e| e.to_string())?;
+    let n = limit.unwrap_or(usize::MAX).min(raw.train_x.nrows());
+    let nt = test_limit.unwrap_or(usize::MAX).min(raw.test_x.nrows());
+    let norm = Normalization::fit(raw.train_x.view(), 1).map_err(|e| e.to_string())?;
+    let train = Dataset::new(
+        norm.apply(raw.train_x.slice(s![..n, ..]))
+            .map_err(|e| e.to_string())?,
+        raw.train_y[..n].to_vec(),
+        (1, 28, 28),
+    )
+    .map_err(|e| e.to_string())?;
+    let test = Dataset::new(
+        norm.apply(raw.test_x.slice(s![..nt, ..]))
+            .map_err(|e| e.to_string())?,
+        raw.test_y[..nt].to_vec(),
+        (1, 28, 28),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut config = spec.config.clone();
+    config.seed = seed;
+    let mut model = Cnn::new(config).map_err(|e| e.to_string())?;
+    model.normalization = Some(norm);
+    let mut hyper = spec.hyper;
+    if let Some(c) = compat {
+        hyper.compat = Compat::from_name(&c).map_err(|e| e.to_string())?;
+    }
+    let cfg = TrainConfig {
+        epochs,
+        hyper,
+        augment: spec.augment,
+        plateau: args
+            .iter()
+            .any(|a| a == "--paper-protocol")
+            .then(Plateau::paper),
+        seed,
+        ..TrainConfig::default()
+    };
+    println!(
+        "{preset} on {dataset}: {n} train / {nt} test images, {} parameters, augment {:?}, compat {}, threads {}",
+        model.num_parameters(),
+        spec.augment,
+        hyper.compat.name(),
+        rayon::current_num_threads()
+    );
+    let start = Instant::now();
+    let mut last = Instant::now();
+    let mut steps = 0u64;
+    let history =
+        fit(
+            &mut model,
+            &train,
+            Some(&test),
+            &cfg,
+            &mut |p| {
+                steps += 1;
+                if p.batch % 20 == 0 || p.batch == p.batches {
+                    let dt = last.elapsed();
+                    last = Instant::now();
+                    eprintln!(
+                        "  epoch {} batch {}/{}  train {}  {:.2?} per step  elapsed {:.0?}",
+                        p.epoch,
+                        p.batch,
+                        p.batches,
+                        pct(p.train),
+                        dt / 20,
+                        start.elapsed()
+                    );
+                }
+                match max_minutes {
+                    Some(m) if start.elapsed().as_secs() >= m * 60 => Control::Stop,
+                    _ => Control::Continue,
+                }
+            },
+            &mut |m| {
+                println!(
+                "epoch {:3}  {:>5}.{:03}s train  {:>5}.{:03}s eval  train {}  test {}  blocks [{}]",
+                m.epoch,
+                m.train_millis / 1000,
+                m.train_millis % 1000,
+                m.eval_millis / 1000,
+                m.eval_millis % 1000,
+                pct(m.train),
+                m.test.map(pct).unwrap_or_default(),
+                m.blocks.iter().map(|f| pct(*f)).collect::<Vec<_>>().join(", ")
+            );
+                Control::Continue
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    let mut last_test = history.epochs.last().and_then(|e| e.test);
+    if history.cancelled {
+        // Time budget reached mid-epoch: evaluate the model as it stands.
+        let t = Instant::now();
+        let correct = model
+            .count_correct(test.x.view(), &test.y, 256)
+            .map_err(|e| e.to_string())?;
+        last_test = Some(Fraction {
+            correct,
+            total: test.len() as u64,
+        });
+        println!(
+            "stopped by --max-minutes after {steps} steps; evaluation took {:.1?}",
+            t.elapsed()
+        );
+    }
+    let train_ms: u64 = history.epochs.iter().map(|e| e.train_millis).sum();
+    println!(
+        "steps={steps} train_seconds={}.{:03} seconds_per_step={}.{:03}",
+        train_ms / 1000,
+        train_ms % 1000,
+        train_ms / steps.max(1) / 1000,
+        train_ms / steps.max(1) % 1000
+    );
+    if let Some(p) = save {
+        nitro_core::io::Model::Cnn(model)
+            .save_file(&p)
+            .map_err(|e| e.to_string())?;
+        println!("saved {}", p.display());
+    }
+    let last_test = last_test.unwrap_or_default();
+    let best = history
+        .best_test()
+        .map_or(last_test, |b| if last_test.gt(&b) { last_test } else { b });
+    println!(
+        "test_accuracy={}/{} ({})",
+        last_test.correct,
+        last_test.total,
+        pct(last_test)
+    );
+    println!(
+        "best_test_accuracy={}/{} ({})",
+        best.correct,
+        best.total,
+        pct(best)
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let threads: Option<usize> = match value(&args, "--threads") {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match threads {
+        Some(t) => match rayon::ThreadPoolBuilder::new().num_threads(t).build() {
+            Ok(pool) => pool.install(|| run(&args)),
+            Err(e) => Err(e.to_string()),
+        },
+        None => run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
