@@ -50,6 +50,7 @@ pub mod layers;
 pub mod model;
 pub mod optim;
 pub mod rng;
+pub mod tensor;
 pub mod train;
 
 pub use block::{Compat, LocalLinearBlock};
