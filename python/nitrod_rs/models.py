@@ -178,6 +178,7 @@ def _epoch_entry(d: Mapping[str, Any]) -> dict[str, Any]:
         "val_total": int(test[1]) if test else None,
         "lr_inv": int(d["lr_inv"]),
         "seconds": (int(d["train_millis"]) + int(d["eval_millis"])) / 1000.0,
+        "train_seconds": int(d["train_millis"]) / 1000.0,
     }
     return entry
 
