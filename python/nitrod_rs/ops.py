@@ -234,19 +234,24 @@ def _pool_input(x: Any) -> np.ndarray:
 
 def _pool(x: Any, kind: str, kernel: Any, padding: Any, compat: str) -> np.ndarray:
     xa = _pool_input(x)
-    fn = {np.dtype(np.int8): _core.pool2d_i8, np.dtype(np.int16): _core.pool2d_i16,
-          np.dtype(np.int32): _core.pool2d_i32}[xa.dtype]
-    return fn(xa, kind, _pair(kernel, "kernel"), _pair(padding, "padding"), compat)
+    k, p = _pair(kernel, "kernel"), _pair(padding, "padding")
+    if xa.dtype == np.int8:
+        return _core.pool2d_i8(xa, kind, k, p, compat)
+    if xa.dtype == np.int16:
+        return _core.pool2d_i16(xa, kind, k, p, compat)
+    return _core.pool2d_i32(xa, kind, k, p, compat)
 
 
 def _pool_backward(x: Any, delta: Any, kind: str, kernel: Any, padding: Any,
                    compat: str) -> np.ndarray:
     xa = _pool_input(x)
-    fn = {np.dtype(np.int8): _core.pool2d_backward_i8,
-          np.dtype(np.int16): _core.pool2d_backward_i16,
-          np.dtype(np.int32): _core.pool2d_backward_i32}[xa.dtype]
-    return fn(xa, _nchw(delta, "delta", np.int32), kind, _pair(kernel, "kernel"),
-              _pair(padding, "padding"), compat)
+    d = _nchw(delta, "delta", np.int32)
+    k, p = _pair(kernel, "kernel"), _pair(padding, "padding")
+    if xa.dtype == np.int8:
+        return _core.pool2d_backward_i8(xa, d, kind, k, p, compat)
+    if xa.dtype == np.int16:
+        return _core.pool2d_backward_i16(xa, d, kind, k, p, compat)
+    return _core.pool2d_backward_i32(xa, d, kind, k, p, compat)
 
 
 def maxpool2d(x: Any, kernel: Any = 2, padding: Any = 0, compat: str = "exact") -> np.ndarray:
