@@ -208,3 +208,17 @@ def test_tiny_cnn_learns_fashion_mnist_subset(fmnist):  # type: ignore[no-untype
     assert elapsed < 60, f"took {elapsed:.1f}s"
     assert history.epochs[-1]["val_correct"] == result["correct"]
     assert len(history.epochs[-1]["block_accuracy"]) == 3
+
+
+def test_cnn_same_bits_on_any_thread_count_and_fit_equals_train_batch():  # type: ignore[no-untyped-def]
+    x, y = random_images(96)
+    a, b, c = tiny_cnn(seed=4), tiny_cnn(seed=4), tiny_cnn(seed=4)
+    for m in (a, b, c):
+        m.fit_normalization(x)
+    for i in range(3):
+        sl = slice(32 * i, 32 * (i + 1))
+        assert a.train_batch(x[sl], y[sl], threads=1) == b.train_batch(x[sl], y[sl], threads=2)
+    c.fit(x, y, epochs=1, batch_size=32, shuffle=False, progress=False)
+    for k, v in a.state_dict().items():
+        np.testing.assert_array_equal(b.state_dict()[k], v)
+        np.testing.assert_array_equal(c.state_dict()[k], v)

@@ -184,14 +184,14 @@ def _epoch_entry(d: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class History:
-    """Per-epoch metrics of a :meth:`MLP.fit` run.
+    """Per-epoch metrics of a :meth:`MLP.fit` or :meth:`CNN.fit` run.
 
     ``epochs`` is a list of dicts with ``epoch``, ``train_accuracy``, ``train_loss`` (mean
     ``Σ(y − ŷ)²`` per sample), ``train_loss_sum``, ``train_correct``, ``train_total``,
     ``block_accuracy`` (each block head's local training accuracy), ``val_accuracy``,
     ``val_loss`` (mean per sample), ``val_loss_sum``, ``val_correct``, ``val_total``
-    (``None`` without validation data), ``lr_inv`` and
-    ``seconds``. ``history["val_accuracy"]`` gives one metric over the epochs.
+    (``None`` without validation data), ``lr_inv``, ``seconds`` (training and validation)
+    and ``train_seconds``. ``history["val_accuracy"]`` gives one metric over the epochs.
     """
 
     def __init__(
