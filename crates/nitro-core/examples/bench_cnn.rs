@@ -5,9 +5,9 @@
 //!
 //! `cargo run --release -p nitro-core --example bench_cnn [-- --steps N --infer N]`
 
+use ndarray::{s, Array4};
 use nitro_core::rng::Pcg32;
 use nitro_core::{Cnn, CnnPreset};
-use ndarray::{s, Array4};
 use std::time::Instant;
 
 fn arg(name: &str, default: usize) -> usize {
@@ -17,6 +17,11 @@ fn arg(name: &str, default: usize) -> usize {
         .and_then(|i| args.get(i + 1))
         .map(|v| v.parse().expect("a positive integer"))
         .unwrap_or(default)
+}
+
+/// Milliseconds as `s.mmm s`.
+fn secs(ms: u128) -> String {
+    format!("{}.{:03} s", ms / 1000, ms % 1000)
 }
 
 fn main() -> nitro_core::Result<()> {
@@ -38,12 +43,12 @@ fn main() -> nitro_core::Result<()> {
     let xb = x.slice(s![..batch, .., .., ..]);
     let t = Instant::now();
     model.train_step(xb, &y[..batch], &spec.hyper)?;
-    println!("warm-up step: {:.2} s", t.elapsed().as_secs_f64());
+    println!("warm-up step: {}", secs(t.elapsed().as_millis()));
     let t = Instant::now();
     for _ in 0..steps {
         model.train_step(xb, &y[..batch], &spec.hyper)?;
     }
-    let per_step = t.elapsed().as_secs_f64() / steps as f64;
+    let per_step = t.elapsed().as_millis() / steps as u128;
     let t = Instant::now();
     let mut done = 0;
     while done < infer {
@@ -51,8 +56,16 @@ fn main() -> nitro_core::Result<()> {
         model.predict_logits(x.slice(s![done..end, .., .., ..]))?;
         done = end;
     }
-    let ips = infer as f64 / t.elapsed().as_secs_f64();
-    println!("VGG8B training: {per_step:.2} s per step (batch {batch}, mean of {steps})");
-    println!("VGG8B inference: {ips:.1} images/s ({infer} images, batches of {batch})");
+    // Images per second with one decimal, in integers (the crate has no floats, SPEC §1).
+    let tenths = (infer as u128 * 10_000_000) / t.elapsed().as_micros().max(1);
+    println!(
+        "VGG8B training: {} per step (batch {batch}, mean of {steps})",
+        secs(per_step)
+    );
+    println!(
+        "VGG8B inference: {}.{} images/s ({infer} images, batches of {batch})",
+        tenths / 10,
+        tenths % 10
+    );
     Ok(())
 }

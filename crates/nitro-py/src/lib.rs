@@ -16,8 +16,8 @@ use nitro_core::layers::activation::backward_with_input;
 use nitro_core::layers::{Activation, Conv2d, Linear, Pool2d, PoolKind, Scaling};
 use nitro_core::train::{Control, Progress, Trainable};
 use nitro_core::{
-    io, ActivationKind, Augment, Cnn, CnnConfig, Compat, Dataset, EpochMetrics, Error, Feature, Fraction, Hyper, Init, Mlp,
-    MlpConfig, Normalization, Plateau, Sgd, StepStats, TrainConfig,
+    io, ActivationKind, Augment, Cnn, CnnConfig, Compat, Dataset, EpochMetrics, Error, Feature,
+    Fraction, Hyper, Init, Mlp, MlpConfig, Normalization, Plateau, Sgd, StepStats, TrainConfig,
 };
 use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyArrayDyn, PyReadonlyArray1, PyReadonlyArray2,
@@ -1033,13 +1033,7 @@ impl CnnModel {
             .iter()
             .map(|b| {
                 let g = &b.geometry;
-                (
-                    b.conv.name.clone(),
-                    g.kernel,
-                    g.padding,
-                    g.dims,
-                    g.features,
-                )
+                (b.conv.name.clone(), g.kernel, g.padding, g.dims, g.features)
             })
             .collect()
     }
@@ -1150,8 +1144,8 @@ impl CnnModel {
             let shape_err = |e: ndarray::ShapeError| value_err(format!("parameter {key:?}: {e}"));
             match find_cnn_param(&mut self.inner, key)? {
                 CnnParam::ConvWeight(c) => {
-                    c.weight = ndarray::Array4::from_shape_vec(c.weight.dim(), vals)
-                        .map_err(shape_err)?;
+                    c.weight =
+                        ndarray::Array4::from_shape_vec(c.weight.dim(), vals).map_err(shape_err)?;
                     c.clear();
                 }
                 CnnParam::ConvBias(c) => {
@@ -1298,10 +1292,8 @@ impl CnnModel {
     /// Save atomically to a `.safetensors` file.
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
         let m = &self.inner;
-        py.detach(|| -> nitro_core::Result<()> {
-            io::write_atomic(&path, &io::cnn_to_bytes(m)?)
-        })
-        .map_err(to_py)
+        py.detach(|| -> nitro_core::Result<()> { io::write_atomic(&path, &io::cnn_to_bytes(m)?) })
+            .map_err(to_py)
     }
 
     fn __repr__(&self) -> String {
@@ -1310,7 +1302,13 @@ impl CnnModel {
 }
 
 /// `(conv name, head kernel, head padding, pooled dims, D)`.
-type HeadInfo = (String, (usize, usize), (usize, usize), (usize, usize), usize);
+type HeadInfo = (
+    String,
+    (usize, usize),
+    (usize, usize),
+    (usize, usize),
+    usize,
+);
 
 fn wrap_model(py: Python<'_>, m: io::Model) -> PyResult<Py<PyAny>> {
     Ok(match m {
@@ -1627,6 +1625,9 @@ fn conv2d<'py>(
     Ok(z.into_dyn().into_pyarray(py))
 }
 
+/// A convolution's weight gradient (`F×C×k×k`) and bias gradient (`F`), `int64`.
+type ConvGrads<'py> = (Bound<'py, PyArrayDyn<i64>>, Bound<'py, PyArray1<i64>>);
+
 /// The weight and bias gradients of `IntegerConv2d` (SPEC §3.2): `(Σ δ ⋆ x, Σ δ)` in `int64`,
 /// reduced over batch × H × W with the engine's proven accumulators. `delta` is `int32`
 /// N×F×Ho×Wo.
@@ -1638,7 +1639,7 @@ fn conv2d_weight_grad<'py>(
     weight: PyReadonlyArrayDyn<'py, i32>,
     delta: PyReadonlyArrayDyn<'py, i32>,
     padding: usize,
-) -> PyResult<(Bound<'py, PyArrayDyn<i64>>, Bound<'py, PyArray1<i64>>)> {
+) -> PyResult<ConvGrads<'py>> {
     let f = weight.shape().first().copied().unwrap_or(0);
     let mut layer = conv_layer(&weight, Some(Array1::zeros(f)), padding)?;
     let xv = view4(&x, "x")?;
