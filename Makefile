@@ -59,8 +59,11 @@ example: data
 demo: data python-dev
 	$(VENV)/bin/nitrod train --model mlp2 --dataset fashion-mnist --epochs 10 --seed 0
 
+## bench: criterion benches, then seconds per VGG8B training step (batch 64, 1×28×28) and
+## VGG8B inference images/s (examples/bench_cnn.rs; 1 warm-up + 2 timed steps)
 bench:
 	$(CARGO) bench -p nitro-core
+	$(CARGO) run --release -q -p nitro-core --example bench_cnn -- --steps 2 --infer 128
 
 ## test-purity: integer purity on machine code — no float instruction in nitro-core (no_std, x86-64)
 test-purity:

@@ -43,3 +43,11 @@ def golden():  # type: ignore[no-untyped-def]
     if not p.is_file():
         _missing(f"golden fixture {p}")
     return np.load(p)
+
+
+@pytest.fixture(scope="session")
+def golden_cnn():  # type: ignore[no-untyped-def]
+    p = FIXTURES / "cnn_small_fmnist_20.npz"
+    if not p.is_file():
+        _missing(f"golden fixture {p}")
+    return np.load(p)

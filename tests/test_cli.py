@@ -19,7 +19,9 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
 
 @pytest.mark.parametrize("args", [[], ["train", "--epochs", "0"], ["train", "--bogus"],
                                   ["frobnicate"], ["eval", "--dataset", "mnist"],
-                                  ["train", "--model", "vgg99"]])
+                                  ["train", "--model", "vgg99"],
+                                  ["export", "x.safetensors", "--format", "onnx",
+                                   "--out", "y"]])
 def test_usage_errors_exit_2(args):
     r = run(*args)
     assert r.returncode == 2, r.stderr
@@ -65,6 +67,28 @@ def test_train_json_eval_info(tmp_path, fmnist):
     assert r.returncode == 0, r.stderr
     for words in ("784-100-50-10 nitro_relu", "linear_encoder_00", "linear_02",
                   "fwd_decay_inv=12000", "normalization:   mean [", "parameters:      85400"):
+        assert words in r.stdout, (words, r.stdout)
+
+
+def test_train_eval_info_small_cnn(tmp_path, fmnist):
+    out, hist = tmp_path / "c.safetensors", tmp_path / "c.json"
+    r = run("train", "--model", "small-cnn", "--dataset", "fashion-mnist", "--epochs", "1",
+            "--limit", "640", "--test-limit", "300", "--out", str(out), "--json", str(hist))
+    assert r.returncode == 0, r.stderr
+    assert "final test accuracy" in r.stdout and "s per training step" in r.stdout
+    assert "images/s" in r.stdout
+    assert "epoch 1/1" in r.stderr  # the progress display
+    doc = json.loads(hist.read_text())
+    assert doc["model"] == "small-cnn" and doc["test_total"] == 300
+    assert doc["settings"]["augment"] == [2, True]
+    assert doc["timing"]["seconds_per_step"] > 0
+    r = run("eval", "--model", str(out), "--dataset", "fashion-mnist", "--limit", "300")
+    assert r.returncode == 0, r.stderr
+    assert f"{doc['test_correct']}/300" in r.stdout
+    r = run("info", str(out))
+    assert r.returncode == 0, r.stderr
+    for words in ("CNN 1×28×28 C32k3 M2 C64k3 M2 | 256", "conv_encoder_00", "int32 [32, 1, 3, 3]",
+                  "decoder_dim 2048", "fwd_decay_inv=28000"):
         assert words in r.stdout, (words, r.stdout)
 
 

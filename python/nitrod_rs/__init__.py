@@ -5,6 +5,8 @@
     history = model.fit(x_train, y_train, epochs=5, validation_data=(x_test, y_test))
     model.save("mlp2.safetensors")
 
+    cnn = nitrod_rs.CNN([32, "M", 64, "M"], [256], input_shape=(1, 28, 28))
+
 See ``nitrod_rs.presets`` for the paper's models, ``nitrod_rs.ops`` for the integer
 primitives and ``nitrod_rs.datasets`` for MNIST / Fashion-MNIST / CIFAR-10 loaders.
 """
@@ -13,12 +15,14 @@ from __future__ import annotations
 
 from . import datasets, ops, presets
 from ._core import FormatError, IntegerOverflowError, NitroError, __version__
-from .models import MLP, History, load
+from .models import CNN, MLP, History, from_bytes, load
 
 __all__ = [
     "MLP",
+    "CNN",
     "History",
     "load",
+    "from_bytes",
     "NitroError",
     "FormatError",
     "IntegerOverflowError",

@@ -1,4 +1,4 @@
-"""The ``nitrod`` command: ``train``, ``eval`` and ``info``.
+"""The ``nitrod`` command: ``train``, ``eval``, ``info`` and ``export``.
 
 Exit codes: 0 success, 2 usage error (argparse), 1 any other error with a one-line message on
 stderr (the traceback only with ``--debug``), 130 after Ctrl-C.
@@ -52,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     t = sub.add_parser("train", parents=[debug], help="train a preset on a data set")
-    t.add_argument("--model", default="mlp2", help="preset: mlp1, mlp2, mlp3 or mlp4")
+    t.add_argument("--model", default="mlp2",
+                   help="preset: mlp1, mlp2, mlp3, mlp4, vgg8b, vgg11b or small-cnn")
     t.add_argument("--dataset", default=None,
                    help="mnist, fashion-mnist or cifar10 (default: the preset's)")
     t.add_argument("--data-dir", default=None, help="directory searched first for the data")
@@ -62,19 +63,34 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=_positive, default=None)
     t.add_argument("--limit", type=_positive, default=None,
                    help="train on the first N training samples only")
+    t.add_argument("--test-limit", type=_positive, default=None,
+                   help="validate and test on the first N test samples only")
     t.add_argument("--out", default=None, help="save the trained model (.safetensors)")
     t.add_argument("--json", default=None, help="write the history and test accuracy as JSON")
     t.add_argument("--plot", default=None, help="save accuracy curves (needs matplotlib)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--compat", choices=("exact", "reference"), default=None,
+                   help="training mode (SPEC §12; default exact)")
 
     e = sub.add_parser("eval", parents=[debug], help="evaluate a saved model on a test set")
     e.add_argument("--model", required=True, help="a .safetensors file")
     e.add_argument("--dataset", required=True, help="mnist, fashion-mnist or cifar10")
     e.add_argument("--data-dir", default=None)
     e.add_argument("--threads", type=_positive, default=None)
+    e.add_argument("--limit", type=_positive, default=None,
+                   help="evaluate on the first N test samples only")
 
     i = sub.add_parser("info", parents=[debug], help="describe a saved model")
     i.add_argument("file", help="a .safetensors file")
+
+    x = sub.add_parser("export", parents=[debug],
+                       help="export an MLP as a no_std model blob or Rust source (devices)")
+    x.add_argument("file", help="a .safetensors file (an MLP)")
+    x.add_argument("--format", choices=("bin", "rust"), default="bin",
+                   help="bin: the compact blob (nitro_core::export::from_blob loads it); "
+                        "rust: const arrays")
+    x.add_argument("--out", required=True, help="the file to write")
+    x.add_argument("--name", default=None, help="the model's name in the Rust source")
     return p
 
 
@@ -102,13 +118,15 @@ def _summary_table(entries: Sequence[dict[str, Any]]) -> str:
 def _cmd_train(args: argparse.Namespace) -> int:
     from . import datasets, presets
 
-    name = args.model.lower()
+    name = args.model.lower().replace("_", "-")
     if name not in presets.PRESETS:
         raise _UsageError(f"unknown --model {args.model!r}; expected one of "
                           + ", ".join(presets.PRESETS))
     ds_name = datasets.canonical_name(args.dataset or presets.DEFAULT_DATASET[name])
     model, settings = presets.preset(name, ds_name, seed=args.seed)
     settings["epochs"] = args.epochs
+    if args.compat is not None:
+        settings["compat"] = args.compat
     if args.batch_size is not None:
         settings["batch_size"] = args.batch_size
     print(f"loading {ds_name} ...", file=sys.stderr)
@@ -116,6 +134,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     x_train, y_train = ds.x_train, ds.y_train
     if args.limit is not None:
         x_train, y_train = x_train[: args.limit], y_train[: args.limit]
+    x_test, y_test = ds.x_test, ds.y_test
+    if args.test_limit is not None:
+        x_test, y_test = x_test[: args.test_limit], y_test[: args.test_limit]
     print(f"training {name} ({model._m.describe()}, {model.num_parameters} parameters) on "
           f"{len(y_train)} {ds_name} images for {args.epochs} epochs, seed {args.seed}",
           file=sys.stderr)
@@ -123,7 +144,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     interrupted = False
     history: Any = None
     try:
-        history = model.fit(x_train, y_train, validation_data=(ds.x_test, ds.y_test),
+        history = model.fit(x_train, y_train, validation_data=(x_test, y_test),
                             seed=args.seed, threads=args.threads,
                             progress=not args.no_progress, **settings)
     except KeyboardInterrupt as exc:
@@ -132,12 +153,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print("interrupted: stopping after the current batch", file=sys.stderr)
     elapsed = time.monotonic() - start
     assert history is not None
-    test = model.evaluate(ds.x_test, ds.y_test, threads=args.threads)
+    t_eval = time.monotonic()
+    test = model.evaluate(x_test, y_test, threads=args.threads)
+    eval_s = time.monotonic() - t_eval
     print(_summary_table(history.epochs))
     best = history.best_val_accuracy
     print(f"final test accuracy: {_pct(test['accuracy'])} "
           f"({test['correct']}/{test['total']}); best over epochs {_pct(best)}; "
           f"{elapsed:.1f}s")
+    timing = _timing(history.epochs, len(y_train), settings["batch_size"], test["total"],
+                     eval_s)
+    if timing:
+        print(f"speed: {timing['seconds_per_step']:.3f} s per training step "
+              f"(batch {settings['batch_size']}), {timing['seconds_per_epoch']:.1f} s per "
+              f"epoch, inference {timing['inference_images_per_s']:.0f} images/s")
     if args.out:
         model.save(args.out)
         print(f"saved model to {args.out}", file=sys.stderr)
@@ -154,6 +183,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             "test_correct": test["correct"],
             "test_total": test["total"],
             "seconds": elapsed,
+            "timing": timing,
         }
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(doc, f, indent=2)
@@ -162,13 +192,31 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 130 if interrupted else 0
 
 
+def _timing(entries: Sequence[dict[str, Any]], n_train: int, batch_size: int, n_test: int,
+            eval_s: float) -> dict[str, float] | None:
+    """Seconds per training step and per epoch (training only), inference images/s."""
+    done = [e for e in entries if e.get("train_seconds") is not None]
+    if not done:
+        return None
+    train_s = sum(float(e["train_seconds"]) for e in done)
+    steps = len(done) * (n_train // batch_size)
+    return {
+        "seconds_per_step": train_s / max(steps, 1),
+        "seconds_per_epoch": train_s / len(done),
+        "inference_images_per_s": n_test / eval_s if eval_s > 0 else 0.0,
+    }
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from . import datasets
     from .models import load
 
     model = load(args.model)
     ds = datasets.load(args.dataset, args.data_dir)
-    r = model.evaluate(ds.x_test, ds.y_test, threads=args.threads)
+    x_test, y_test = ds.x_test, ds.y_test
+    if args.limit is not None:
+        x_test, y_test = x_test[: args.limit], y_test[: args.limit]
+    r = model.evaluate(x_test, y_test, threads=args.threads)
     print(f"{args.model} on {ds.name} test set: accuracy {_pct(r['accuracy'])} "
           f"({r['correct']}/{r['total']}), mean loss {r['loss']:.1f}")
     return 0
@@ -180,14 +228,20 @@ def _cmd_info(args: argparse.Namespace) -> int:
     with open(args.file, "rb") as f:
         data = f.read()
     meta = dict(_core.read_metadata(data))
-    model = _core.Model.from_bytes(data)
+    model = _core.model_from_bytes(data)
+    kind = "cnn" if isinstance(model, _core.CnnModel) else "mlp"
     print(f"file:            {args.file} ({len(data)} bytes)")
     print(f"format:          {meta.get('format')} v{meta.get('format_version')}, "
           f"written by nitrod-rs {meta.get('library_version')}")
-    print(f"architecture:    {model.describe()}")
+    print(f"architecture:    {kind.upper()} {model.describe()}")
     cfg = model.config
     print(f"                 dropout {cfg['dropout_pct']}%, bias {cfg['bias']}, "
           f"init {cfg['init']}, seed {cfg['seed']}")
+    if isinstance(model, _core.CnnModel):
+        print(f"                 input {tuple(cfg['input'])}, decoder_dim {cfg['decoder_dim']}, "
+              f"head pool {cfg['head_pool']}, conv_amp_adjust {cfg['conv_amp_adjust']}")
+        for name, k, pad, dims, feats in model.head_geometries():
+            print(f"  head of {name}: pool {k} padding {pad} -> {dims}, D={feats}")
     print(f"parameters:      {model.num_parameters()}")
     for pname, shape in model.parameter_shapes():
         print(f"  {pname:<20} int32 {list(shape)}")
@@ -199,12 +253,32 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .models import MLP, load
+
+    model = load(args.file)
+    if not isinstance(model, MLP):
+        raise ValueError(f"{args.file} is a CNN; export supports MLP models only "
+                         "(the device blob format has no convolutions)")
+    if args.format == "bin":
+        out: bytes = model.to_blob()
+    else:
+        name = args.name or os.path.basename(args.file)
+        out = model.to_rust_source(name).encode("utf-8")
+    with open(args.out, "wb") as f:
+        f.write(out)
+    print(f"wrote {args.out} ({len(out)} bytes, {args.format}) from {args.file}",
+          file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nitrod`` console script; returns the exit code."""
     parser = _parser()
     args = parser.parse_args(argv)  # exits with 2 on usage errors
     debug = bool(getattr(args, "debug", False))
-    commands = {"train": _cmd_train, "eval": _cmd_eval, "info": _cmd_info}
+    commands = {"train": _cmd_train, "eval": _cmd_eval, "info": _cmd_info,
+                "export": _cmd_export}
     try:
         return commands[args.command](args)
     except _UsageError as exc:

@@ -26,7 +26,7 @@ import numpy as np
 
 from . import _core
 
-__all__ = ["MLP", "History", "load", "PathLike"]
+__all__ = ["MLP", "CNN", "History", "load", "from_bytes", "PathLike"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -178,19 +178,20 @@ def _epoch_entry(d: Mapping[str, Any]) -> dict[str, Any]:
         "val_total": int(test[1]) if test else None,
         "lr_inv": int(d["lr_inv"]),
         "seconds": (int(d["train_millis"]) + int(d["eval_millis"])) / 1000.0,
+        "train_seconds": int(d["train_millis"]) / 1000.0,
     }
     return entry
 
 
 class History:
-    """Per-epoch metrics of a :meth:`MLP.fit` run.
+    """Per-epoch metrics of a :meth:`MLP.fit` or :meth:`CNN.fit` run.
 
     ``epochs`` is a list of dicts with ``epoch``, ``train_accuracy``, ``train_loss`` (mean
     ``Σ(y − ŷ)²`` per sample), ``train_loss_sum``, ``train_correct``, ``train_total``,
     ``block_accuracy`` (each block head's local training accuracy), ``val_accuracy``,
     ``val_loss`` (mean per sample), ``val_loss_sum``, ``val_correct``, ``val_total``
-    (``None`` without validation data), ``lr_inv`` and
-    ``seconds``. ``history["val_accuracy"]`` gives one metric over the epochs.
+    (``None`` without validation data), ``lr_inv``, ``seconds`` (training and validation)
+    and ``train_seconds``. ``history["val_accuracy"]`` gives one metric over the epochs.
     """
 
     def __init__(
@@ -357,61 +358,19 @@ def _epoch_line(e: Mapping[str, Any], epochs: int) -> str:
 # ---------------------------------------------------------------------------
 
 
-class MLP:
-    """An integer-only local-loss MLP (NITRO-D ``IntegerLocalLossMLP``, SPEC §4.2).
+class _Model:
+    """What :class:`MLP` and :class:`CNN` share: normalisation, ``fit``, ``train_batch``,
+    ``predict``, ``evaluate``, ``state_dict`` and files. ``_m`` is the engine's model."""
 
-    Args:
-        layers: widths ``[inputs, hidden..., classes]``; the paper's MLP2 is the default.
-        activation: one of ``nitro_relu`` (paper), ``pocket_leaky_relu``, ``pocket_relu``,
-            ``pocket_tanh``, ``bipolar_pocket_relu``, ``bipolar_pocket_leaky_relu``.
-        slope: inverse negative slope ``a`` of the leaky activations (3, 4, 5, 7, 8, 10, 15,
-            16 or 20; paper 4).
-        dropout: dropout after each block, as an integer percentage (5..95 step 5) or a float
-            rate such as ``0.1``; 0 disables it.
-        seed: seed of initialisation and dropout (and the default seed of ``fit``).
-        bias: linear layers with bias (paper: no).
-        init: ``"kaiming"``, ``"xavier"`` or ``"std"``; default Xavier for pocket_tanh,
-            Kaiming otherwise (SPEC §6).
-    """
+    _m: Any
+    history: History | None
 
-    def __init__(
-        self,
-        layers: Sequence[int] = (784, 200, 100, 50, 10),
-        *,
-        activation: str = "nitro_relu",
-        slope: int = 4,
-        dropout: int | float = 0,
-        seed: int = 0,
-        bias: bool = False,
-        init: str | None = None,
-    ) -> None:
-        if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence):
-            raise TypeError("layers must be a sequence of integers [inputs, hidden..., classes]")
-        widths = [_check_int(w, "layer width", minimum=1) for w in layers]
-        if len(widths) < 2:
-            raise ValueError("layers needs at least [inputs, classes]")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; expected one of "
-                             + ", ".join(ACTIVATIONS))
-        self._m = _core.Model(
-            widths[0],
-            widths[1:-1],
-            widths[-1],
-            activation=activation,
-            slope=_check_int(slope, "slope", minimum=1),
-            dropout_pct=_dropout_pct(dropout),
-            bias=bool(bias),
-            init=init,
-            seed=_check_int(seed, "seed", minimum=0),
-        )
-        self.history: History | None = None
+    def _check(self, x: Any, name: str) -> tuple[np.ndarray, tuple[int, int, int]]:
+        raise NotImplementedError
 
-    @classmethod
-    def _from_core(cls, core: _core.Model) -> MLP:
-        self = cls.__new__(cls)
-        self._m = core
-        self.history = None
-        return self
+    def _fit_compat(self) -> str:
+        """The ``compat`` of ``fit`` when none is given."""
+        return "exact"
 
     # -- description ---------------------------------------------------------------------
 
@@ -419,11 +378,6 @@ class MLP:
     def config(self) -> dict[str, Any]:
         """The architecture (as saved in the file's metadata)."""
         return dict(self._m.config)
-
-    @property
-    def layers(self) -> list[int]:
-        c = self._m.config
-        return [c["inputs"], *c["hidden"], c["classes"]]
 
     @property
     def classes(self) -> int:
@@ -444,14 +398,11 @@ class MLP:
     def num_parameters(self) -> int:
         return self._m.num_parameters()
 
-    def __repr__(self) -> str:
-        return f"MLP({self._m.describe()}, parameters={self._m.num_parameters()})"
-
     # -- inputs --------------------------------------------------------------------------
 
     def fit_normalization(self, x: np.ndarray) -> tuple[list[int], list[int]]:
         """Fit the SPEC §2 statistics on ``uint8`` training images and store them."""
-        x2, chw = _check_images(x, "x", self._m.config["inputs"])
+        x2, chw = self._check(x, "x")
         if x2.dtype != np.uint8:
             raise TypeError("fit_normalization needs uint8 raw pixels, got int8")
         stats = _core.fit_normalization(x2, chw[0])
@@ -459,7 +410,7 @@ class MLP:
         return stats
 
     def _prepare(self, x: Any, name: str = "x") -> tuple[np.ndarray, tuple[int, int, int]]:
-        x2, chw = _check_images(x, name, self._m.config["inputs"])
+        x2, chw = self._check(x, name)
         if x2.dtype == np.int8:
             return x2, chw
         stats = self._m.normalization
@@ -509,7 +460,7 @@ class MLP:
         progress: bool = True,
         callbacks: Sequence[Callable[[dict[str, Any]], Any]] | None = None,
         seed: int | None = None,
-        compat: str = "exact",
+        compat: str | None = None,
         threads: int | None = None,
     ) -> History:
         """Train with IntegerSGD (SPEC §4.3, §5) for ``epochs`` epochs.
@@ -525,8 +476,7 @@ class MLP:
         """
         epochs = _check_int(epochs, "epochs", minimum=1)
         batch_size = _check_int(batch_size, "batch_size", minimum=1)
-        inputs = self._m.config["inputs"]
-        x2, chw = _check_images(x, "x", inputs)
+        x2, chw = self._check(x, "x")
         if x2.dtype == np.uint8 and self._m.normalization is None:
             self._m.set_normalization(_core.fit_normalization(x2, chw[0]))
         xn, chw = self._prepare(x, "x")
@@ -542,7 +492,8 @@ class MLP:
             yt = self._labels(validation_data[1], xt.shape[0], "validation_data[1]")
         hyper = self._hyper({"lr_inv": lr_inv, "lr_amp_factor": lr_amp_factor,
                              "fwd_decay_inv": fwd_decay_inv,
-                             "subnet_decay_inv": subnet_decay_inv, "compat": compat})
+                             "subnet_decay_inv": subnet_decay_inv,
+                             "compat": self._fit_compat() if compat is None else compat})
         if threads is not None:
             threads = _check_int(threads, "threads", minimum=1)
         seed = self._m.config["seed"] if seed is None else _check_int(seed, "seed", minimum=0)
@@ -684,11 +635,312 @@ class MLP:
         """The ``.safetensors`` file contents."""
         return self._m.to_bytes()
 
+
+
+
+
+class MLP(_Model):
+    """An integer-only local-loss MLP (NITRO-D ``IntegerLocalLossMLP``, SPEC §4.2).
+
+    Args:
+        layers: widths ``[inputs, hidden..., classes]``; the paper's MLP2 is the default.
+        activation: one of ``nitro_relu`` (paper), ``pocket_leaky_relu``, ``pocket_relu``,
+            ``pocket_tanh``, ``bipolar_pocket_relu``, ``bipolar_pocket_leaky_relu``.
+        slope: inverse negative slope ``a`` of the leaky activations (3, 4, 5, 7, 8, 10, 15,
+            16 or 20; paper 4).
+        dropout: dropout after each block, as an integer percentage (5..95 step 5) or a float
+            rate such as ``0.1``; 0 disables it.
+        seed: seed of initialisation and dropout (and the default seed of ``fit``).
+        bias: linear layers with bias (paper: no).
+        init: ``"kaiming"``, ``"xavier"`` or ``"std"``; default Xavier for pocket_tanh,
+            Kaiming otherwise (SPEC §6).
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[int] = (784, 200, 100, 50, 10),
+        *,
+        activation: str = "nitro_relu",
+        slope: int = 4,
+        dropout: int | float = 0,
+        seed: int = 0,
+        bias: bool = False,
+        init: str | None = None,
+    ) -> None:
+        if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence):
+            raise TypeError("layers must be a sequence of integers [inputs, hidden..., classes]")
+        widths = [_check_int(w, "layer width", minimum=1) for w in layers]
+        if len(widths) < 2:
+            raise ValueError("layers needs at least [inputs, classes]")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; expected one of "
+                             + ", ".join(ACTIVATIONS))
+        self._m = _core.Model(
+            widths[0],
+            widths[1:-1],
+            widths[-1],
+            activation=activation,
+            slope=_check_int(slope, "slope", minimum=1),
+            dropout_pct=_dropout_pct(dropout),
+            bias=bool(bias),
+            init=init,
+            seed=_check_int(seed, "seed", minimum=0),
+        )
+        self.history: History | None = None
+
+    @classmethod
+    def _from_core(cls, core: _core.Model) -> MLP:
+        self = cls.__new__(cls)
+        self._m = core
+        self.history = None
+        return self
+
+
+    @property
+    def layers(self) -> list[int]:
+        c = self._m.config
+        return [c["inputs"], *c["hidden"], c["classes"]]
+
+    def __repr__(self) -> str:
+        return f"MLP({self._m.describe()}, parameters={self._m.num_parameters()})"
+
+    def _check(self, x: Any, name: str) -> tuple[np.ndarray, tuple[int, int, int]]:
+        return _check_images(x, name, self._m.config["inputs"])
+
     @classmethod
     def from_bytes(cls, data: bytes) -> MLP:
         return cls._from_core(_core.Model.from_bytes(bytes(data)))
 
+    # -- export for devices (issue 5) ------------------------------------------------------
 
-def load(path: PathLike) -> MLP:
-    """Load a model saved with :meth:`MLP.save`."""
-    return MLP._from_core(_core.Model.load(os.fspath(path)))
+    def to_blob(self) -> bytes:
+        """The compact ``no_std``-loadable model blob (``nitro_core::export::to_blob``)."""
+        return self._m.to_blob()
+
+    @classmethod
+    def from_blob(cls, data: bytes) -> MLP:
+        """A model rebuilt by the device loader ``nitro_core::export::from_blob``."""
+        return cls._from_core(_core.Model.from_blob(bytes(data)))
+
+    def to_rust_source(self, name: str = "model") -> str:
+        """Rust source with the model as ``const`` arrays (``export::to_rust_source``)."""
+        return self._m.to_rust_source(name)
+
+
+def _check_cnn_images(x: Any, name: str,
+                      shape: tuple[int, int, int]) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """Validate CNN input ``N x C x H x W`` (or ``N x H x W`` for one channel) of geometry
+    ``shape``; return a 2-D (N x C·H·W) view and the geometry."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(
+            f"{name} must be a numpy.ndarray of dtype uint8 or int8, got {type(x).__name__}"
+        )
+    if x.dtype not in (np.uint8, np.int8):
+        raise TypeError(
+            f"{name} must have dtype uint8 (raw pixels) or int8 (already normalised), "
+            f"got {x.dtype}"
+        )
+    c, h, w = shape
+    if x.ndim == 4:
+        got = (int(x.shape[1]), int(x.shape[2]), int(x.shape[3]))
+    elif x.ndim == 3 and c == 1:
+        got = (1, int(x.shape[1]), int(x.shape[2]))
+    else:
+        want = "N x C x H x W" + (" or N x H x W" if c == 1 else "")
+        raise ValueError(f"{name} must have shape {want} for this CNN (input {shape}); "
+                         f"got {x.ndim} dimension(s) {tuple(x.shape)}")
+    if got != (c, h, w):
+        raise ValueError(f"{name} has images of shape {got} (array {tuple(x.shape)}), "
+                         f"the model expects {(c, h, w)}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(x.shape)}); expected at least one sample")
+    if not x.flags.c_contiguous:
+        raise ValueError(
+            f"{name} must be C-contiguous; pass np.ascontiguousarray({name}) instead"
+        )
+    return x.reshape(x.shape[0], c * h * w), got
+
+
+_POOL_NAMES = {"m": "maxpool", "max": "maxpool", "maxpool": "maxpool", "p": "maxpool",
+               "a": "avgpool", "avg": "avgpool", "avgpool": "avgpool"}
+
+
+def _feature_arg(f: Any, i: int) -> tuple[str, list[int]]:
+    """One feature-extractor entry, normalised to the engine's ``(kind, [numbers])``."""
+    where = f"features[{i}]"
+    if isinstance(f, (int, np.integer)) and not isinstance(f, bool):
+        return ("conv", [_check_int(f, where, minimum=1), 3, 1, 1])
+    if isinstance(f, str):
+        key = f.lower()
+        if key in _POOL_NAMES:
+            return (_POOL_NAMES[key], [2])
+        raise ValueError(f"{where}: unknown feature {f!r}; use an int (3x3 conv filters), "
+                         "'M' (max-pool 2), 'A' (avg-pool 2) or a tuple")
+    if isinstance(f, (tuple, list)) and f and isinstance(f[0], str):
+        kind = f[0].lower()
+        nums = [_check_int(v, f"{where} value", minimum=0) for v in f[1:]]
+        if kind == "conv":
+            if not 1 <= len(nums) <= 4:
+                raise ValueError(f"{where}: ('conv', filters[, kernel[, stride[, padding]]]), "
+                                 f"got {f!r}")
+            filters = nums[0]
+            kernel = nums[1] if len(nums) > 1 else 3
+            stride = nums[2] if len(nums) > 2 else 1
+            padding = nums[3] if len(nums) > 3 else kernel // 2
+            if filters < 1 or kernel < 1:
+                raise ValueError(f"{where}: filters and kernel must be positive, got {f!r}")
+            if stride != 1:
+                raise ValueError(f"{where}: convolution stride {stride} is not supported "
+                                 "(NITRO-D convolutions use stride 1; pool to downsample)")
+            return ("conv", [filters, kernel, stride, padding])
+        if kind in _POOL_NAMES or kind == "dropout":
+            if len(nums) > 1:
+                raise ValueError(f"{where}: ({kind!r}, size) takes one number, got {f!r}")
+            if kind == "dropout":
+                if not nums:
+                    raise ValueError(f"{where}: ('dropout', percent) needs the percent")
+                return ("dropout", [_dropout_pct(int(nums[0]))])
+            k = nums[0] if nums else 2
+            if k < 1:
+                raise ValueError(f"{where}: pooling size must be positive")
+            return (_POOL_NAMES[kind], [k])
+    raise TypeError(f"{where} must be an int (conv filters), 'M', 'A', or a tuple such as "
+                    f"('conv', 64, 3, 1, 1), ('maxpool', 2), ('avgpool', 2), ('dropout', 10); "
+                    f"got {f!r}")
+
+
+class CNN(_Model):
+    """An integer-only local-loss CNN (NITRO-D ``IntegerLocalLossCNN``, SPEC §4.1, §4.2).
+
+    Args:
+        features: the feature extractor. An int ``n`` is a ``LocalConv2dBlock`` with ``n``
+            3x3 filters, padding 1; ``"M"`` / ``"A"`` a max / average pooling of 2; tuples
+            ``("conv", filters, kernel=3, stride=1, padding=kernel//2)``, ``("maxpool", k)``,
+            ``("avgpool", k)``, ``("dropout", percent)``.
+        classifier: hidden widths of the MLP classifier (local-loss linear blocks).
+        input_shape: ``(C, H, W)`` with ``H == W``; ``(1, 28, 28)`` for (Fashion-)MNIST,
+            ``(3, 32, 32)`` for CIFAR-10.
+        classes: number of classes.
+        decoder_dim: largest flattened learning-head input of a conv block (SPEC §4.1).
+        head_pool: ``"max"`` or ``"avg"`` pooling in the conv blocks' learning heads.
+        activation, slope, bias, init, seed: as for :class:`MLP`.
+        dropout: classifier dropout (percentage or rate); per SPEC §7 it also puts one
+            Dropout just before the last feature-extractor entry.
+        conv_amp_adjust: multiply each conv block's amplification by ``d²/(kh·kw)`` (SPEC §5;
+            off reproduces the paper).
+        compat: the default training mode of ``fit``/``train_batch`` (``"exact"`` or
+            ``"reference"``, SPEC §12).
+    """
+
+    def __init__(
+        self,
+        features: Sequence[Any] = (32, "M", 64, "M"),
+        classifier: Sequence[int] = (1024,),
+        *,
+        input_shape: Sequence[int] = (1, 28, 28),
+        classes: int = 10,
+        decoder_dim: int = 2048,
+        head_pool: str = "max",
+        activation: str = "nitro_relu",
+        slope: int = 4,
+        dropout: int | float = 0,
+        seed: int = 0,
+        bias: bool = False,
+        init: str | None = None,
+        conv_amp_adjust: bool = False,
+        compat: str = "exact",
+    ) -> None:
+        if isinstance(features, (str, bytes)) or not isinstance(features, Sequence):
+            raise TypeError("features must be a sequence of feature entries")
+        feats = [_feature_arg(f, i) for i, f in enumerate(features)]
+        if isinstance(classifier, (str, bytes)) or not isinstance(classifier, Sequence):
+            raise TypeError("classifier must be a sequence of hidden widths")
+        widths = [_check_int(w, "classifier width", minimum=1) for w in classifier]
+        if (isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence)
+                or len(input_shape) != 3):
+            raise TypeError("input_shape must be a (C, H, W) tuple")
+        c, h, w = (_check_int(v, "input_shape entry", minimum=1) for v in input_shape)
+        if h != w:
+            raise ValueError(f"input_shape must be square (H == W), got {(c, h, w)}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; expected one of "
+                             + ", ".join(ACTIVATIONS))
+        if head_pool not in ("max", "avg"):
+            raise ValueError(f"head_pool must be 'max' or 'avg', got {head_pool!r}")
+        if compat not in ("exact", "reference"):
+            raise ValueError(f"compat must be 'exact' or 'reference', got {compat!r}")
+        self._m = _core.CnnModel(
+            (c, h, w), feats, widths, _check_int(classes, "classes", minimum=2),
+            activation=activation,
+            slope=_check_int(slope, "slope", minimum=1),
+            dropout_pct=_dropout_pct(dropout),
+            bias=bool(bias),
+            init=init,
+            seed=_check_int(seed, "seed", minimum=0),
+            decoder_dim=_check_int(decoder_dim, "decoder_dim", minimum=1),
+            head_pool=head_pool,
+            conv_amp_adjust=bool(conv_amp_adjust),
+        )
+        self._compat = compat
+        self.history = None
+
+    @classmethod
+    def _from_core(cls, core: _core.CnnModel) -> CNN:
+        self = cls.__new__(cls)
+        self._m = core
+        hyper = core.hyper
+        self._compat = str(hyper["compat"]) if hyper else "exact"
+        self.history = None
+        return self
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        c, h, w = self._m.config["input"]
+        return (int(c), int(h), int(w))
+
+    @property
+    def feature_shape(self) -> tuple[int, int, int]:
+        """``(C, d, d)`` of the flattened features entering the classifier."""
+        return self._m.feature_shape
+
+    def head_geometries(self) -> list[dict[str, Any]]:
+        """Per conv block: its name, the learning head's pooling ``kernel`` and ``padding``,
+        pooled ``dims`` and flattened size ``features`` (SPEC §4.1)."""
+        return [{"block": n, "kernel": k, "padding": p, "dims": d, "features": f}
+                for n, k, p, d, f in self._m.head_geometries()]
+
+    def __repr__(self) -> str:
+        return f"CNN({self._m.describe()}, parameters={self._m.num_parameters()})"
+
+    def _check(self, x: Any, name: str) -> tuple[np.ndarray, tuple[int, int, int]]:
+        return _check_cnn_images(x, name, self.input_shape)
+
+    def _fit_compat(self) -> str:
+        return self._compat
+
+    def _hyper(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        if overrides.get("compat") is None:
+            overrides = {**overrides, "compat": self._compat}
+        h = super()._hyper(overrides)
+        self._compat = h["compat"]
+        return h
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> CNN:
+        return cls._from_core(_core.CnnModel.from_bytes(bytes(data)))
+
+
+def _wrap(core: Any) -> MLP | CNN:
+    if isinstance(core, _core.CnnModel):
+        return CNN._from_core(core)
+    return MLP._from_core(core)
+
+
+def load(path: PathLike) -> MLP | CNN:
+    """Load a model saved with :meth:`MLP.save` or :meth:`CNN.save` (either kind)."""
+    return _wrap(_core.load_model(os.fspath(path)))
+
+
+def from_bytes(data: bytes) -> MLP | CNN:
+    """A model of either kind from ``.safetensors`` bytes."""
+    return _wrap(_core.model_from_bytes(bytes(data)))

@@ -1,7 +1,8 @@
 """The engine's integer primitives on numpy arrays (SPEC §1, §3, §5).
 
 Every function here calls the same Rust code the models use (``Linear`` and its exact GEMM,
-``Scaling``, ``ActivationKind``, ``Sgd``); only argument checking happens in Python.
+``Conv2d`` (im2col + GEMM), ``Pool2d``, ``Scaling``, ``ActivationKind``, ``Sgd``); only argument
+checking happens in Python.
 
 Dtypes: ``linear`` takes ``int8`` (or ``int16``) inputs and ``int32`` weights and returns
 ``int64``; ``scaling`` takes any integer array and returns ``int8``; activations take ``int8``
@@ -38,6 +39,12 @@ __all__ = [
     "bipolar_pocket_leaky_relu",
     "bipolar_pocket_leaky_relu_backward",
     "integer_sgd_update",
+    "conv2d",
+    "conv2d_weight_grad",
+    "maxpool2d",
+    "maxpool2d_backward",
+    "avgpool2d",
+    "avgpool2d_backward",
 ]
 
 
@@ -171,3 +178,106 @@ def integer_sgd_update(params: Any, grads: Any, *, lr_inv: int, amp: int = 1,
     return _core.integer_sgd_update(_int_array(params, "params", np.int32),
                                     _int_array(grads, "grads", np.int64),
                                     lr_inv=int(lr_inv), amp=int(amp), decay_inv=int(decay_inv))
+
+
+# ---------------------------------------------------------------------------
+# Convolution and pooling (SPEC §3.2, §3.5)
+# ---------------------------------------------------------------------------
+
+
+def _pair(v: Any, name: str) -> tuple[int, int]:
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"{name} must be an int or a pair (h, w), got {v!r}")
+        a, b = v
+    else:
+        a = b = v
+    for t in (a, b):
+        if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or int(t) < 0:
+            raise ValueError(f"{name} must hold non-negative integers, got {v!r}")
+    return (int(a), int(b))
+
+
+def _nchw(a: Any, name: str, dtype: type[np.signedinteger[Any]]) -> np.ndarray:
+    return _int_array(a, name, dtype, 4)
+
+
+def conv2d(x: Any, weight: Any, bias: Any = None, padding: int = 0) -> np.ndarray:
+    """``IntegerConv2d`` forward, stride 1, zero ``padding`` on each side (SPEC §3.2), exact
+    in ``int64``. ``x``: ``N x C x H x W`` int8, ``weight``: ``F x C x k x k`` int32,
+    ``bias``: ``F`` int32. Returns ``N x F x Ho x Wo`` int64."""
+    w = _nchw(weight, "weight", np.int32)
+    b = None if bias is None else _int_array(bias, "bias", np.int32, 1)
+    pad = _pair(padding, "padding")[0]
+    return _core.conv2d(_nchw(x, "x", np.int8), w, b, pad)
+
+
+def conv2d_weight_grad(x: Any, weight: Any, delta: Any,
+                       padding: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The weight and bias gradients of ``IntegerConv2d`` for error ``delta``
+    (``N x F x Ho x Wo`` int32): ``(grad_w F x C x k x k, grad_b F)``, both int64, reduced over
+    batch x H x W with the engine's proven accumulators. (NITRO-D conv blocks do not pass an
+    error to their input, so there is no input gradient.)"""
+    pad = _pair(padding, "padding")[0]
+    return _core.conv2d_weight_grad(_nchw(x, "x", np.int8), _nchw(weight, "weight", np.int32),
+                                    _nchw(delta, "delta", np.int32), pad)
+
+
+def _pool_input(x: Any) -> np.ndarray:
+    """The narrowest engine dtype (int8, int16, int32) that holds ``x``; the model pools
+    int8 block outputs and int16 pooled features."""
+    arr = np.asarray(x)
+    if arr.dtype in (np.int8, np.int16, np.int32):
+        return _nchw(arr, "x", arr.dtype.type)
+    return _nchw(arr, "x", np.int32)
+
+
+def _pool(x: Any, kind: str, kernel: Any, padding: Any, compat: str) -> np.ndarray:
+    xa = _pool_input(x)
+    k, p = _pair(kernel, "kernel"), _pair(padding, "padding")
+    if xa.dtype == np.int8:
+        return _core.pool2d_i8(xa, kind, k, p, compat)
+    if xa.dtype == np.int16:
+        return _core.pool2d_i16(xa, kind, k, p, compat)
+    return _core.pool2d_i32(xa, kind, k, p, compat)
+
+
+def _pool_backward(x: Any, delta: Any, kind: str, kernel: Any, padding: Any,
+                   compat: str) -> np.ndarray:
+    xa = _pool_input(x)
+    d = _nchw(delta, "delta", np.int32)
+    k, p = _pair(kernel, "kernel"), _pair(padding, "padding")
+    if xa.dtype == np.int8:
+        return _core.pool2d_backward_i8(xa, d, kind, k, p, compat)
+    if xa.dtype == np.int16:
+        return _core.pool2d_backward_i16(xa, d, kind, k, p, compat)
+    return _core.pool2d_backward_i32(xa, d, kind, k, p, compat)
+
+
+def maxpool2d(x: Any, kernel: Any = 2, padding: Any = 0, compat: str = "exact") -> np.ndarray:
+    """MaxPool2d with kernel = stride (an int or ``(kh, kw)``) and ``padding`` (≤ half the
+    kernel; padded cells never win in ``"exact"`` mode, count as 0 in ``"reference"``), on
+    ``N x C x H x W`` integers; same dtype out."""
+    return _pool(x, "max", kernel, padding, compat)
+
+
+def maxpool2d_backward(x: Any, delta: Any, kernel: Any = 2, padding: Any = 0,
+                       compat: str = "exact") -> np.ndarray:
+    """Routes each ``delta`` (int32, pooled shape) to its window's arg-max in ``x`` (first in
+    row-major order on ties); int32, shaped like ``x``."""
+    return _pool_backward(x, delta, "max", kernel, padding, compat)
+
+
+def avgpool2d(x: Any, kernel: Any = 2, padding: Any = 0) -> np.ndarray:
+    """IntegerAvgPool2d: ``tdiv(window sum, kh·kw)`` (padding counts as 0), kernel = stride."""
+    return _pool(x, "avg", kernel, padding, "exact")
+
+
+def avgpool2d_backward(delta: Any, input_shape: Any, kernel: Any = 2,
+                       padding: Any = 0) -> np.ndarray:
+    """``tdiv(δ, kh·kw)`` to every input of the window; int32 of ``input_shape``
+    (``N x C x H x W``)."""
+    shape = tuple(int(v) for v in input_shape)
+    if len(shape) != 4:
+        raise ValueError(f"input_shape must be (N, C, H, W), got {input_shape!r}")
+    return _pool_backward(np.zeros(shape, np.int8), delta, "avg", kernel, padding, "exact")

@@ -10,12 +10,11 @@ use crate::error::{Error, Result};
 use crate::init::Init;
 use crate::layers::{ActivationKind, Linear};
 use crate::model::{Hyper, Mlp, MlpConfig};
-use alloc::borrow::Cow;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use ndarray::{Array1, Array2};
-use safetensors::tensor::{Dtype, SafeTensors, View};
+use safetensors::tensor::{Dtype, SafeTensors};
 use serde_json::{json, Value};
 
 mod cnn;
@@ -40,20 +39,6 @@ impl I32Tensor {
     }
 }
 
-impl View for &I32Tensor {
-    fn dtype(&self) -> Dtype {
-        Dtype::I32
-    }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn data(&self) -> Cow<'_, [u8]> {
-        Cow::Borrowed(&self.bytes)
-    }
-    fn data_len(&self) -> usize {
-        self.bytes.len()
-    }
-}
 
 fn architecture_json(c: &MlpConfig) -> Value {
     json!({
@@ -115,9 +100,47 @@ pub fn to_bytes(model: &Mlp) -> Result<Vec<u8>> {
             json!({"mean": n.mean, "mad": n.mad}).to_string(),
         ));
     }
-    let refs = tensors.iter().map(|(n, t)| (n.as_str(), t));
-    safetensors::serialize(refs, Some(meta.into_iter().collect()))
-        .map_err(|e| Error::format(format!("cannot serialise model: {e}")))
+    serialize_sorted(tensors, meta)
+}
+
+/// Write a safetensors buffer with tensors and metadata in sorted order, so that the same model
+/// always gives the same bytes (the `safetensors` crate's writer orders metadata by a hash map).
+/// The header is padded with spaces to a multiple of 8 bytes, as the format recommends.
+fn serialize_sorted(
+    mut tensors: Vec<(String, I32Tensor)>,
+    mut meta: Vec<(String, String)>,
+) -> Result<Vec<u8>> {
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    meta.sort();
+    let mut header = serde_json::Map::new();
+    let meta_obj: serde_json::Map<String, Value> = meta
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    header.insert("__metadata__".into(), Value::Object(meta_obj));
+    let mut offset = 0usize;
+    for (name, t) in &tensors {
+        if name == "__metadata__" {
+            return Err(Error::format("a tensor may not be called __metadata__"));
+        }
+        let end = offset + t.bytes.len();
+        header.insert(
+            name.clone(),
+            json!({"dtype": "I32", "shape": t.shape, "data_offsets": [offset, end]}),
+        );
+        offset = end;
+    }
+    let mut h = Value::Object(header).to_string().into_bytes();
+    while h.len() % 8 != 0 {
+        h.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + h.len() + offset);
+    out.extend_from_slice(&(h.len() as u64).to_le_bytes());
+    out.extend_from_slice(&h);
+    for (_, t) in &tensors {
+        out.extend_from_slice(&t.bytes);
+    }
+    Ok(out)
 }
 
 fn meta_err(key: &str, what: &str) -> Error {

@@ -212,9 +212,7 @@ pub fn cnn_to_bytes(model: &Cnn) -> Result<Vec<u8>> {
             json!({"mean": n.mean, "mad": n.mad}).to_string(),
         ));
     }
-    let refs = tensors.iter().map(|(n, t)| (n.as_str(), t));
-    safetensors::serialize(refs, Some(meta.into_iter().collect()))
-        .map_err(|e| Error::format(format!("cannot serialise model: {e}")))
+    super::serialize_sorted(tensors, meta)
 }
 
 /// Check the format keys and return the parsed metadata map and architecture.

@@ -1,0 +1,71 @@
+//! `make bench`'s closing numbers (issue 4 item 5): seconds per VGG8B training step (batch 64,
+//! 1×28×28, random data; 1 warm-up step, then the mean of `--steps` timed steps, default 2)
+//! and VGG8B inference images per second (evaluation-mode forward of `--infer` images in
+//! batches of 64, default 128).
+//!
+//! `cargo run --release -p nitro-core --example bench_cnn [-- --steps N --infer N]`
+
+use ndarray::{s, Array4};
+use nitro_core::rng::Pcg32;
+use nitro_core::{Cnn, CnnPreset};
+use std::time::Instant;
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.parse().expect("a positive integer"))
+        .unwrap_or(default)
+}
+
+/// Milliseconds as `s.mmm s`.
+fn secs(ms: u128) -> String {
+    format!("{}.{:03} s", ms / 1000, ms % 1000)
+}
+
+fn main() -> nitro_core::Result<()> {
+    let steps = arg("--steps", 2).max(1);
+    let infer = arg("--infer", 128).max(1);
+    let spec = CnnPreset::Vgg8b.spec("fashion-mnist")?;
+    let mut model = Cnn::new(spec.config)?;
+    let batch = 64;
+    let mut r = Pcg32::new(7, 1);
+    let n = batch.max(infer);
+    let x = Array4::from_shape_fn((n, 1, 28, 28), |_| r.symmetric(127) as i8);
+    let y: Vec<usize> = (0..n).map(|_| r.below(10) as usize).collect();
+    println!(
+        "VGG8B ({}, {} parameters), batch {batch}, 1x28x28 random data, {} threads",
+        model.describe(),
+        model.num_parameters(),
+        rayon::current_num_threads()
+    );
+    let xb = x.slice(s![..batch, .., .., ..]);
+    let t = Instant::now();
+    model.train_step(xb, &y[..batch], &spec.hyper)?;
+    println!("warm-up step: {}", secs(t.elapsed().as_millis()));
+    let t = Instant::now();
+    for _ in 0..steps {
+        model.train_step(xb, &y[..batch], &spec.hyper)?;
+    }
+    let per_step = t.elapsed().as_millis() / steps as u128;
+    let t = Instant::now();
+    let mut done = 0;
+    while done < infer {
+        let end = (done + batch).min(infer);
+        model.predict_logits(x.slice(s![done..end, .., .., ..]))?;
+        done = end;
+    }
+    // Images per second with one decimal, in integers (the crate has no floats, SPEC §1).
+    let tenths = (infer as u128 * 10_000_000) / t.elapsed().as_micros().max(1);
+    println!(
+        "VGG8B training: {} per step (batch {batch}, mean of {steps})",
+        secs(per_step)
+    );
+    println!(
+        "VGG8B inference: {}.{} images/s ({infer} images, batches of {batch})",
+        tenths / 10,
+        tenths % 10
+    );
+    Ok(())
+}
