@@ -39,7 +39,6 @@ impl I32Tensor {
     }
 }
 
-
 fn architecture_json(c: &MlpConfig) -> Value {
     json!({
         "kind": "mlp",
