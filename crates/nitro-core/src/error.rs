@@ -78,6 +78,18 @@ impl Error {
     pub(crate) fn format(msg: impl Into<String>) -> Self {
         Error::Format(msg.into())
     }
+    /// Attribute an error raised by a kernel or helper to the layer `name`.
+    pub(crate) fn in_layer(self, name: &str) -> Self {
+        match self {
+            Error::Overflow { op, detail, .. } => Error::Overflow {
+                layer: name.into(),
+                op,
+                detail,
+            },
+            Error::Shape(m) => Error::Shape(alloc::format!("{name}: {m}")),
+            o => o,
+        }
+    }
     pub(crate) fn overflow(layer: &str, op: &'static str, detail: impl Into<String>) -> Self {
         Error::Overflow {
             layer: layer.into(),

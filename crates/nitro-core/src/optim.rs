@@ -81,6 +81,26 @@ impl Sgd {
     }
 }
 
+impl Sgd {
+    /// Update a layer's weights and optional bias together, all-or-nothing: if any new value
+    /// would leave `i32`, neither is changed and [`Error::Overflow`] names `layer`.
+    pub fn apply_layer(
+        &self,
+        weight: &mut [i32],
+        weight_grad: &[i64],
+        bias: Option<(&mut [i32], &[i64])>,
+        layer: &str,
+    ) -> Result<()> {
+        let mut w = weight.to_vec();
+        self.apply(&mut w, weight_grad, layer)?;
+        if let Some((b, g)) = bias {
+            self.apply(b, g, layer)?;
+        }
+        weight.copy_from_slice(&w);
+        Ok(())
+    }
+}
+
 /// How the inverse learning rate evolves between epochs (SPEC §5). All integer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Schedule {

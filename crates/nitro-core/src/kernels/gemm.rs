@@ -138,12 +138,36 @@ pub fn gemm_nt_with<A: Int, B: Int>(
     let (ma, mb) = (view_max_abs(&a), view_max_abs(&b));
     prove_i64(ma, mb, k)?;
     let proven = Path::prove(ma, mb, k);
+    let forced = path.is_some();
     let path = match path {
         None => proven,
         Some(p) => safest(p, proven, k),
     };
     let (m, n) = (a.nrows(), b.nrows());
     let simd = dispatch.allow_simd && has_avx2();
+    // One operand wider than i16 (typically errors), the other narrow: split the wide one into
+    // exact high and low i16 halves and run two i16 products (SPEC §10, "split a weight into an
+    // exact high and low part").
+    let splittable =
+        |wide: u64, narrow: u64| wide > I16_MAX && wide <= SPLIT_MAX && narrow <= I16_MAX;
+    if dispatch.allow_i16 && !forced && path != Path::I64 {
+        if splittable(ma, mb) {
+            let (hi, lo) = split_hi_lo(&packed::<A, i32>(&a));
+            let pb = packed::<B, i16>(&b);
+            return Ok(combine(
+                gemm_packed(&hi, &pb, m, n, k, Path::prove(max_abs(&hi), mb, k), simd),
+                gemm_packed(&lo, &pb, m, n, k, Path::prove(max_abs(&lo), mb, k), simd),
+            ));
+        }
+        if splittable(mb, ma) {
+            let (hi, lo) = split_hi_lo(&packed::<B, i32>(&b));
+            let pa = packed::<A, i16>(&a);
+            return Ok(combine(
+                gemm_packed(&pa, &hi, m, n, k, Path::prove(ma, max_abs(&hi), k), simd),
+                gemm_packed(&pa, &lo, m, n, k, Path::prove(ma, max_abs(&lo), k), simd),
+            ));
+        }
+    }
     if dispatch.allow_i16 && path != Path::I64 && ma <= 32_767 && mb <= 32_767 {
         let (pa, pb) = (packed::<A, i16>(&a), packed::<B, i16>(&b));
         Ok(gemm_packed(&pa, &pb, m, n, k, path, simd))
@@ -151,6 +175,24 @@ pub fn gemm_nt_with<A: Int, B: Int>(
         let (pa, pb) = (packed::<A, i32>(&a), packed::<B, i32>(&b));
         Ok(gemm_packed(&pa, &pb, m, n, k, path, simd))
     }
+}
+
+const I16_MAX: u64 = 32_767;
+/// Largest magnitude whose high half `v >> 15` still fits `i16`.
+const SPLIT_MAX: u64 = 32_767 * 32_768;
+
+/// `v = hi·2¹⁵ + lo` exactly, with `lo = v & 0x7fff ∈ [0, 32767]` and `hi = v >> 15`
+/// (arithmetic shift, i.e. floor); both fit `i16` when `|v| ≤ SPLIT_MAX`.
+fn split_hi_lo(v: &[i32]) -> (Vec<i16>, Vec<i16>) {
+    let hi = v.iter().map(|&x| (x >> 15) as i16).collect();
+    let lo = v.iter().map(|&x| (x & 0x7fff) as i16).collect();
+    (hi, lo)
+}
+
+/// `C = C_hi·2¹⁵ + C_lo` (cannot overflow: the caller proved the whole product fits `i64`).
+fn combine(mut hi: Array2<i64>, lo: Array2<i64>) -> Array2<i64> {
+    hi.zip_mut_with(&lo, |h, &l| *h = *h * 32_768 + l);
+    hi
 }
 
 fn safest(p: Path, q: Path, k: usize) -> Path {
@@ -616,6 +658,42 @@ mod tests {
                 .unwrap(),
                 want
             );
+        }
+    }
+
+    #[test]
+    fn split_products_match_oracle() {
+        let mut r = Pcg32::new(21, 4);
+        for (bound, k) in [
+            (40_000u32, 300usize),
+            (1 << 29, 70),
+            (32_767 * 32_768, 3000),
+        ] {
+            let a = random(&mut r, 6, k, bound);
+            let b = random(&mut r, 9, k, 127);
+            // Extremes of the split range on both signs.
+            let mut a2 = a.clone();
+            a2[[0, 0]] = -(bound as i32);
+            a2[[1, 1]] = bound as i32;
+            let want = oracle(&a2, &b);
+            assert_eq!(
+                gemm_nt(a2.view(), b.view()).unwrap(),
+                want,
+                "A wide, bound {bound}"
+            );
+            assert_eq!(
+                gemm_nt(b.view(), a2.view()).unwrap(),
+                want.t().to_owned(),
+                "B wide, bound {bound}"
+            );
+        }
+        let (hi, lo) = split_hi_lo(&[-1, 0, 32_767, 32_768, -32_768, -1_073_709_056]);
+        for (v, (h, l)) in [-1i64, 0, 32_767, 32_768, -32_768, -1_073_709_056]
+            .iter()
+            .zip(hi.iter().zip(&lo))
+        {
+            assert_eq!(i64::from(*h) * 32_768 + i64::from(*l), *v);
+            assert!(*l >= 0);
         }
     }
 

@@ -88,7 +88,7 @@ impl Conv2d {
     /// Output spatial size for an `h×w` input.
     pub fn output_size(&self, h: usize, w: usize) -> Result<(usize, usize)> {
         let p = 2 * self.padding;
-        out_size(h + p, w + p, self.kernel()).map_err(|e| self.rename(e))
+        out_size(h + p, w + p, self.kernel()).map_err(|e| e.in_layer(&self.name))
     }
 
     fn weight_matrix(&self) -> ArrayView2<'_, i32> {
@@ -99,24 +99,12 @@ impl Conv2d {
             .expect("standard-layout weight")
     }
 
-    fn rename(&self, e: Error) -> Error {
-        match e {
-            Error::Overflow { op, detail, .. } => Error::Overflow {
-                layer: self.name.clone(),
-                op,
-                detail,
-            },
-            Error::Shape(m) => Error::Shape(format!("{}: {m}", self.name)),
-            o => o,
-        }
-    }
-
     fn compute(&self, xp: &Array4<i16>) -> Result<Array4<i64>> {
         let (n, _, hp, wp) = xp.dim();
-        let (ho, wo) = out_size(hp, wp, self.kernel()).map_err(|e| self.rename(e))?;
+        let (ho, wo) = out_size(hp, wp, self.kernel()).map_err(|e| e.in_layer(&self.name))?;
         let cols = im2col(xp.view(), self.kernel())?;
         // F × (N·Ho·Wo): row f holds every output position of filter f.
-        let z = gemm_nt(self.weight_matrix(), cols.view()).map_err(|e| self.rename(e))?;
+        let z = gemm_nt(self.weight_matrix(), cols.view()).map_err(|e| e.in_layer(&self.name))?;
         let f = self.filters();
         let hw = ho * wo;
         let zs = z.as_slice().expect("standard layout");
@@ -201,7 +189,7 @@ impl Conv2d {
         }
         let dt = Array2::from_shape_vec((f, n * hw), dt).expect("sizes");
         let cols = im2col_t(xp.view(), self.kernel())?;
-        let g = gemm_nt(dt.view(), cols.view()).map_err(|e| self.rename(e))?;
+        let g = gemm_nt(dt.view(), cols.view()).map_err(|e| e.in_layer(&self.name))?;
         let (_, c, k, _) = self.weight.dim();
         let g = g.into_shape_with_order((f, c, k, k)).expect("F×CKK");
         let gb = self
@@ -216,22 +204,19 @@ impl Conv2d {
     pub fn backward(&mut self, delta: ArrayView4<'_, i32>, sgd: &Sgd) -> Result<()> {
         let (g, gb) = self.gradients(delta)?;
         self.saved = None;
-        let mut w = self.weight.clone();
-        sgd.apply(
-            w.as_slice_mut().expect("owned standard layout"),
+        let bias = match (self.bias.as_mut(), gb.as_ref()) {
+            (Some(b), Some(g)) => Some((
+                b.as_slice_mut().expect("contiguous"),
+                g.as_slice().expect("contiguous"),
+            )),
+            _ => None,
+        };
+        sgd.apply_layer(
+            self.weight.as_slice_mut().expect("owned standard layout"),
             g.as_slice().expect("standard layout"),
+            bias,
             &self.name,
         )?;
-        if let (Some(b), Some(g)) = (&self.bias, &gb) {
-            let mut nb = b.clone();
-            sgd.apply(
-                nb.as_slice_mut().expect("contiguous"),
-                g.as_slice().expect("contiguous"),
-                &self.name,
-            )?;
-            self.bias = Some(nb);
-        }
-        self.weight = w;
         Ok(())
     }
 

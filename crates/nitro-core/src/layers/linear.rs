@@ -61,7 +61,7 @@ impl Linear {
         i16: From<T>,
     {
         self.check_input(x.ncols())?;
-        let mut z = gemm_nt(x, self.weight.view()).map_err(|e| self.rename(e))?;
+        let mut z = gemm_nt(x, self.weight.view()).map_err(|e| e.in_layer(&self.name))?;
         if let Some(b) = &self.bias {
             z += &b.mapv(i64::from);
         }
@@ -72,24 +72,11 @@ impl Linear {
     /// Forward without saving anything (evaluation); `&self` so it can be shared.
     pub fn infer<T: Int>(&self, x: ArrayView2<'_, T>) -> Result<Array2<i64>> {
         self.check_input(x.ncols())?;
-        let mut z = gemm_nt(x, self.weight.view()).map_err(|e| self.rename(e))?;
+        let mut z = gemm_nt(x, self.weight.view()).map_err(|e| e.in_layer(&self.name))?;
         if let Some(b) = &self.bias {
             z += &b.mapv(i64::from);
         }
         Ok(z)
-    }
-
-    /// Attribute a kernel error to this layer.
-    fn rename(&self, e: Error) -> Error {
-        match e {
-            Error::Overflow { op, detail, .. } => Error::Overflow {
-                layer: self.name.clone(),
-                op,
-                detail,
-            },
-            Error::Shape(m) => Error::Shape(format!("{}: {m}", self.name)),
-            o => o,
-        }
     }
 
     fn check_input(&self, cols: usize) -> Result<()> {
@@ -128,7 +115,7 @@ impl Linear {
             )));
         }
         let din = if input_error {
-            let d = gemm_nn(delta, self.weight.view()).map_err(|e| self.rename(e))?;
+            let d = gemm_nn(delta, self.weight.view()).map_err(|e| e.in_layer(&self.name))?;
             let mut out = Array2::<i32>::zeros(d.raw_dim());
             for (o, &v) in out.iter_mut().zip(d.iter()) {
                 *o = narrow_i32(v, &self.name, "input error")?;
@@ -137,28 +124,25 @@ impl Linear {
         } else {
             None
         };
-        let grad = gemm_tn(delta, x.view()).map_err(|e| self.rename(e))?;
+        let grad = gemm_tn(delta, x.view()).map_err(|e| e.in_layer(&self.name))?;
         let bias_grad = self
             .bias
             .as_ref()
             .map(|_| delta.map(|&v| i64::from(v)).sum_axis(Axis(0)));
         // Update weights and bias all-or-nothing.
-        let mut w = self.weight.clone();
-        sgd.apply(
-            w.as_slice_mut().expect("owned standard layout"),
+        let bias = match (self.bias.as_mut(), bias_grad.as_ref()) {
+            (Some(b), Some(g)) => Some((
+                b.as_slice_mut().expect("contiguous"),
+                g.as_slice().expect("contiguous"),
+            )),
+            _ => None,
+        };
+        sgd.apply_layer(
+            self.weight.as_slice_mut().expect("owned standard layout"),
             grad.as_slice().expect("standard layout"),
+            bias,
             &self.name,
         )?;
-        if let (Some(b), Some(g)) = (&self.bias, &bias_grad) {
-            let mut nb = b.clone();
-            sgd.apply(
-                nb.as_slice_mut().expect("contiguous"),
-                g.as_slice().expect("contiguous"),
-                &self.name,
-            )?;
-            self.bias = Some(nb);
-        }
-        self.weight = w;
         Ok(din)
     }
 
