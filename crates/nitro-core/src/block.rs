@@ -93,6 +93,28 @@ pub fn argmax_rows<T: Copy + Ord>(a: &Array2<T>) -> Vec<usize> {
         .collect()
 }
 
+/// The number of rows of `x` whose prediction equals the label, predicting `chunk` rows at a
+/// time (bounded memory for large evaluation sets).
+pub fn count_correct_chunked<'a>(
+    x: ArrayView2<'a, i8>,
+    labels: &[usize],
+    chunk: usize,
+    predict: impl Fn(ArrayView2<'a, i8>) -> Result<Vec<usize>>,
+) -> Result<u64> {
+    let chunk = chunk.max(1);
+    let mut correct = 0u64;
+    for start in (0..x.nrows()).step_by(chunk) {
+        let end = (start + chunk).min(x.nrows());
+        let p = predict(x.slice_move(ndarray::s![start..end, ..]))?;
+        correct += p
+            .iter()
+            .zip(&labels[start..end])
+            .filter(|(a, b)| a == b)
+            .count() as u64;
+    }
+    Ok(correct)
+}
+
 /// Local loss and accuracy of one block for one step.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LocalStats {

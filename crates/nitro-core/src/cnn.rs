@@ -780,18 +780,7 @@ impl Cnn {
         if labels.len() != x.nrows() {
             return Err(Error::shape("samples and labels differ in number"));
         }
-        let chunk = chunk.max(1);
-        let mut correct = 0u64;
-        for start in (0..x.nrows()).step_by(chunk) {
-            let end = (start + chunk).min(x.nrows());
-            let p = self.predict(x.slice(ndarray::s![start..end, ..]))?;
-            correct += p
-                .iter()
-                .zip(&labels[start..end])
-                .filter(|(a, b)| a == b)
-                .count() as u64;
-        }
-        Ok(correct)
+        crate::block::count_correct_chunked(x, labels, chunk, |rows| self.predict(rows))
     }
 
     /// One training step of SPEC §4.3 on NCHW images. In [`Compat::Reference`] the classifier

@@ -370,18 +370,7 @@ impl Mlp {
         chunk: usize,
     ) -> Result<u64> {
         self.check_batch(&x, Some(labels))?;
-        let mut correct = 0u64;
-        let chunk = chunk.max(1);
-        for start in (0..x.nrows()).step_by(chunk) {
-            let end = (start + chunk).min(x.nrows());
-            let p = self.predict(x.slice(ndarray::s![start..end, ..]))?;
-            correct += p
-                .iter()
-                .zip(&labels[start..end])
-                .filter(|(a, b)| a == b)
-                .count() as u64;
-        }
-        Ok(correct)
+        crate::block::count_correct_chunked(x, labels, chunk, |rows| self.predict(rows))
     }
 
     /// One training step of SPEC §4.3 on a batch of normalised inputs and class labels.
