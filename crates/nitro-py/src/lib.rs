@@ -547,8 +547,165 @@ fn find_linear<'a>(m: &'a mut Mlp, key: &str) -> PyResult<(&'a mut Linear, bool)
     Ok((l, is_bias))
 }
 
-#[pymethods]
-impl Model {
+/// One `#[pymethods]` block per model class: the methods every model shares (thin wrappers
+/// over the generic `run_*` helpers, written once here), followed by the class's own.
+macro_rules! model_pymethods {
+    ($ty:ty { $($own:tt)* }) => {
+        #[pymethods]
+        impl $ty {
+            /// The IntegerSGD settings of the last training run, if any.
+            #[getter]
+            fn hyper<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+                self.inner
+                    .hyper
+                    .as_ref()
+                    .map(|h| hyper_dict(py, h))
+                    .transpose()
+            }
+
+            /// Per-channel normalisation statistics `(mean, mad)` stored with the model, if any.
+            #[getter]
+            fn normalization(&self) -> Option<(Vec<i64>, Vec<i64>)> {
+                self.inner
+                    .normalization
+                    .as_ref()
+                    .map(|n| (n.mean.clone(), n.mad.clone()))
+            }
+
+            /// Store (or with `None`, clear) the normalisation statistics.
+            #[pyo3(signature = (stats))]
+            fn set_normalization(&mut self, stats: Option<(Vec<i64>, Vec<i64>)>) -> PyResult<()> {
+                self.inner.normalization = match stats {
+                    None => None,
+                    Some((mean, mad)) => {
+                        let n = Normalization { mean, mad };
+                        n.validate().map_err(to_py)?;
+                        Some(n)
+                    }
+                };
+                Ok(())
+            }
+
+            /// E.g. `784-200-100-50-10 nitro_relu`.
+            fn describe(&self) -> String {
+                self.inner.describe()
+            }
+
+            /// Number of trainable parameters.
+            fn num_parameters(&self) -> usize {
+                self.inner.num_parameters()
+            }
+
+            /// Exactly one SPEC §4.3 training step on a normalised batch; returns its statistics.
+            #[pyo3(signature = (x, labels, *, lr_inv=512, lr_amp_factor=640, fwd_decay_inv=0, subnet_decay_inv=0, compat="exact", threads=None))]
+            #[allow(clippy::too_many_arguments)]
+            fn train_step<'py>(
+                &mut self,
+                py: Python<'py>,
+                x: PyReadonlyArray2<'py, i8>,
+                labels: PyReadonlyArray1<'py, i64>,
+                lr_inv: i64,
+                lr_amp_factor: i64,
+                fwd_decay_inv: i64,
+                subnet_decay_inv: i64,
+                compat: &str,
+                threads: Option<usize>,
+            ) -> PyResult<Bound<'py, PyDict>> {
+                let hyper = hyper_from(
+                    lr_inv,
+                    lr_amp_factor,
+                    fwd_decay_inv,
+                    subnet_decay_inv,
+                    compat,
+                )?;
+                run_step(py, &mut self.inner, x, labels, hyper, threads)
+            }
+
+            /// Evaluation-mode logits (`int8`, `N × classes`).
+            #[pyo3(signature = (x, *, threads=None))]
+            fn predict_logits<'py>(
+                &self,
+                py: Python<'py>,
+                x: PyReadonlyArray2<'py, i8>,
+                threads: Option<usize>,
+            ) -> PyResult<Bound<'py, PyArray2<i8>>> {
+                run_logits(py, &self.inner, x, threads)
+            }
+
+            /// Predicted classes (`int64`; arg-max, first on ties).
+            #[pyo3(signature = (x, *, threads=None))]
+            fn predict<'py>(
+                &self,
+                py: Python<'py>,
+                x: PyReadonlyArray2<'py, i8>,
+                threads: Option<usize>,
+            ) -> PyResult<Bound<'py, PyArray1<i64>>> {
+                run_predict(py, &self.inner, x, threads)
+            }
+
+            /// Train for `epochs` epochs (the Rust epoch loop, GIL released). Returns the history as a
+            /// dict and the exception that stopped training early (e.g. `KeyboardInterrupt`), or `None`.
+            #[pyo3(signature = (x, y, chw, *, x_test=None, y_test=None, epochs, batch_size=64, lr_inv=512, lr_amp_factor=640, fwd_decay_inv=0, subnet_decay_inv=0, compat="exact", augment=None, shuffle=true, plateau=false, early_stopping=false, seed=0, on_batch=None, on_epoch=None, threads=None))]
+            #[allow(clippy::too_many_arguments)]
+            fn fit<'py>(
+                &mut self,
+                py: Python<'py>,
+                x: PyReadonlyArray2<'py, i8>,
+                y: PyReadonlyArray1<'py, i64>,
+                chw: (usize, usize, usize),
+                x_test: Option<PyReadonlyArray2<'py, i8>>,
+                y_test: Option<PyReadonlyArray1<'py, i64>>,
+                epochs: u32,
+                batch_size: usize,
+                lr_inv: i64,
+                lr_amp_factor: i64,
+                fwd_decay_inv: i64,
+                subnet_decay_inv: i64,
+                compat: &str,
+                augment: Option<(usize, bool)>,
+                shuffle: bool,
+                plateau: bool,
+                early_stopping: bool,
+                seed: u64,
+                on_batch: Option<Py<PyAny>>,
+                on_epoch: Option<Py<PyAny>>,
+                threads: Option<usize>,
+            ) -> PyResult<(Bound<'py, PyDict>, Option<Py<PyAny>>)> {
+                let cfg = train_config(
+                    epochs,
+                    batch_size,
+                    lr_inv,
+                    lr_amp_factor,
+                    fwd_decay_inv,
+                    subnet_decay_inv,
+                    compat,
+                    augment,
+                    shuffle,
+                    plateau,
+                    early_stopping,
+                    seed,
+                )?;
+                run_fit(
+                    py,
+                    &mut self.inner,
+                    x,
+                    y,
+                    chw,
+                    x_test,
+                    y_test,
+                    cfg,
+                    on_batch,
+                    on_epoch,
+                    threads,
+                )
+            }
+
+            $($own)*
+        }
+    };
+}
+
+model_pymethods!(Model {
     /// A freshly initialised model `inputs → hidden… → classes`.
     #[new]
     #[pyo3(signature = (inputs, hidden, classes, *, activation="nitro_relu", slope=4, dropout_pct=0, bias=false, init=None, seed=0))]
@@ -599,49 +756,6 @@ impl Model {
         d.set_item("init", c.init.name())?;
         d.set_item("seed", c.seed)?;
         Ok(d)
-    }
-
-    /// The IntegerSGD settings of the last training run, if any.
-    #[getter]
-    fn hyper<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        self.inner
-            .hyper
-            .as_ref()
-            .map(|h| hyper_dict(py, h))
-            .transpose()
-    }
-
-    /// Per-channel normalisation statistics `(mean, mad)` stored with the model, if any.
-    #[getter]
-    fn normalization(&self) -> Option<(Vec<i64>, Vec<i64>)> {
-        self.inner
-            .normalization
-            .as_ref()
-            .map(|n| (n.mean.clone(), n.mad.clone()))
-    }
-
-    /// Store (or with `None`, clear) the normalisation statistics.
-    #[pyo3(signature = (stats))]
-    fn set_normalization(&mut self, stats: Option<(Vec<i64>, Vec<i64>)>) -> PyResult<()> {
-        self.inner.normalization = match stats {
-            None => None,
-            Some((mean, mad)) => {
-                let n = Normalization { mean, mad };
-                n.validate().map_err(to_py)?;
-                Some(n)
-            }
-        };
-        Ok(())
-    }
-
-    /// E.g. `784-200-100-50-10 nitro_relu`.
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-
-    /// Number of trainable parameters.
-    fn num_parameters(&self) -> usize {
-        self.inner.num_parameters()
     }
 
     /// Parameter names in a fixed order (`linear_encoder_00`, `linear_pred_00`, …, `linear_03`,
@@ -708,110 +822,6 @@ impl Model {
         Ok(())
     }
 
-    /// Exactly one SPEC §4.3 training step on a normalised batch; returns its statistics.
-    #[pyo3(signature = (x, labels, *, lr_inv=512, lr_amp_factor=640, fwd_decay_inv=0, subnet_decay_inv=0, compat="exact", threads=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn train_step<'py>(
-        &mut self,
-        py: Python<'py>,
-        x: PyReadonlyArray2<'py, i8>,
-        labels: PyReadonlyArray1<'py, i64>,
-        lr_inv: i64,
-        lr_amp_factor: i64,
-        fwd_decay_inv: i64,
-        subnet_decay_inv: i64,
-        compat: &str,
-        threads: Option<usize>,
-    ) -> PyResult<Bound<'py, PyDict>> {
-        let hyper = hyper_from(
-            lr_inv,
-            lr_amp_factor,
-            fwd_decay_inv,
-            subnet_decay_inv,
-            compat,
-        )?;
-        run_step(py, &mut self.inner, x, labels, hyper, threads)
-    }
-
-    /// Evaluation-mode logits (`int8`, `N × classes`).
-    #[pyo3(signature = (x, *, threads=None))]
-    fn predict_logits<'py>(
-        &self,
-        py: Python<'py>,
-        x: PyReadonlyArray2<'py, i8>,
-        threads: Option<usize>,
-    ) -> PyResult<Bound<'py, PyArray2<i8>>> {
-        run_logits(py, &self.inner, x, threads)
-    }
-
-    /// Predicted classes (`int64`; arg-max, first on ties).
-    #[pyo3(signature = (x, *, threads=None))]
-    fn predict<'py>(
-        &self,
-        py: Python<'py>,
-        x: PyReadonlyArray2<'py, i8>,
-        threads: Option<usize>,
-    ) -> PyResult<Bound<'py, PyArray1<i64>>> {
-        run_predict(py, &self.inner, x, threads)
-    }
-
-    /// Train for `epochs` epochs (the Rust epoch loop, GIL released). Returns the history as a
-    /// dict and the exception that stopped training early (e.g. `KeyboardInterrupt`), or `None`.
-    #[pyo3(signature = (x, y, chw, *, x_test=None, y_test=None, epochs, batch_size=64, lr_inv=512, lr_amp_factor=640, fwd_decay_inv=0, subnet_decay_inv=0, compat="exact", augment=None, shuffle=true, plateau=false, early_stopping=false, seed=0, on_batch=None, on_epoch=None, threads=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn fit<'py>(
-        &mut self,
-        py: Python<'py>,
-        x: PyReadonlyArray2<'py, i8>,
-        y: PyReadonlyArray1<'py, i64>,
-        chw: (usize, usize, usize),
-        x_test: Option<PyReadonlyArray2<'py, i8>>,
-        y_test: Option<PyReadonlyArray1<'py, i64>>,
-        epochs: u32,
-        batch_size: usize,
-        lr_inv: i64,
-        lr_amp_factor: i64,
-        fwd_decay_inv: i64,
-        subnet_decay_inv: i64,
-        compat: &str,
-        augment: Option<(usize, bool)>,
-        shuffle: bool,
-        plateau: bool,
-        early_stopping: bool,
-        seed: u64,
-        on_batch: Option<Py<PyAny>>,
-        on_epoch: Option<Py<PyAny>>,
-        threads: Option<usize>,
-    ) -> PyResult<(Bound<'py, PyDict>, Option<Py<PyAny>>)> {
-        let cfg = train_config(
-            epochs,
-            batch_size,
-            lr_inv,
-            lr_amp_factor,
-            fwd_decay_inv,
-            subnet_decay_inv,
-            compat,
-            augment,
-            shuffle,
-            plateau,
-            early_stopping,
-            seed,
-        )?;
-        run_fit(
-            py,
-            &mut self.inner,
-            x,
-            y,
-            chw,
-            x_test,
-            y_test,
-            cfg,
-            on_batch,
-            on_epoch,
-            threads,
-        )
-    }
-
     /// The model as `.safetensors` bytes (SPEC §8).
     fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let b = io::to_bytes(&self.inner).map_err(to_py)?;
@@ -862,7 +872,7 @@ impl Model {
     fn __repr__(&self) -> String {
         format!("<nitrod_rs._core.Model {}>", self.inner.describe())
     }
-}
+});
 
 // ---------------------------------------------------------------------------------------------
 // The CNN
@@ -968,8 +978,7 @@ struct CnnModel {
     inner: Cnn,
 }
 
-#[pymethods]
-impl CnnModel {
+model_pymethods!(CnnModel {
     /// A freshly initialised CNN: `input` is `(C, H, W)` with `H = W`, `features` the
     /// feature-extractor entries, `classifier` the hidden widths of the MLP classifier.
     #[new]
@@ -1036,49 +1045,6 @@ impl CnnModel {
                 (b.conv.name.clone(), g.kernel, g.padding, g.dims, g.features)
             })
             .collect()
-    }
-
-    /// The IntegerSGD settings of the last training run, if any.
-    #[getter]
-    fn hyper<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        self.inner
-            .hyper
-            .as_ref()
-            .map(|h| hyper_dict(py, h))
-            .transpose()
-    }
-
-    /// Per-channel normalisation statistics `(mean, mad)` stored with the model, if any.
-    #[getter]
-    fn normalization(&self) -> Option<(Vec<i64>, Vec<i64>)> {
-        self.inner
-            .normalization
-            .as_ref()
-            .map(|n| (n.mean.clone(), n.mad.clone()))
-    }
-
-    /// Store (or with `None`, clear) the normalisation statistics.
-    #[pyo3(signature = (stats))]
-    fn set_normalization(&mut self, stats: Option<(Vec<i64>, Vec<i64>)>) -> PyResult<()> {
-        self.inner.normalization = match stats {
-            None => None,
-            Some((mean, mad)) => {
-                let n = Normalization { mean, mad };
-                n.validate().map_err(to_py)?;
-                Some(n)
-            }
-        };
-        Ok(())
-    }
-
-    /// E.g. `1×28×28 C8k3 M2 C16k3 M2 | 32 → 10 nitro_relu`.
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-
-    /// Number of trainable parameters.
-    fn num_parameters(&self) -> usize {
-        self.inner.num_parameters()
     }
 
     /// Parameter names in a fixed order (convolutions, then linear layers: conv heads,
@@ -1173,109 +1139,6 @@ impl CnnModel {
         Ok(())
     }
 
-    /// Exactly one SPEC §4.3 training step on a normalised batch (rows `N × C·H·W`).
-    #[pyo3(signature = (x, labels, *, lr_inv=512, lr_amp_factor=640, fwd_decay_inv=0, subnet_decay_inv=0, compat="exact", threads=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn train_step<'py>(
-        &mut self,
-        py: Python<'py>,
-        x: PyReadonlyArray2<'py, i8>,
-        labels: PyReadonlyArray1<'py, i64>,
-        lr_inv: i64,
-        lr_amp_factor: i64,
-        fwd_decay_inv: i64,
-        subnet_decay_inv: i64,
-        compat: &str,
-        threads: Option<usize>,
-    ) -> PyResult<Bound<'py, PyDict>> {
-        let hyper = hyper_from(
-            lr_inv,
-            lr_amp_factor,
-            fwd_decay_inv,
-            subnet_decay_inv,
-            compat,
-        )?;
-        run_step(py, &mut self.inner, x, labels, hyper, threads)
-    }
-
-    /// Evaluation-mode logits (`int8`, `N × classes`) of rows `N × C·H·W`.
-    #[pyo3(signature = (x, *, threads=None))]
-    fn predict_logits<'py>(
-        &self,
-        py: Python<'py>,
-        x: PyReadonlyArray2<'py, i8>,
-        threads: Option<usize>,
-    ) -> PyResult<Bound<'py, PyArray2<i8>>> {
-        run_logits(py, &self.inner, x, threads)
-    }
-
-    /// Predicted classes (`int64`; arg-max, first on ties).
-    #[pyo3(signature = (x, *, threads=None))]
-    fn predict<'py>(
-        &self,
-        py: Python<'py>,
-        x: PyReadonlyArray2<'py, i8>,
-        threads: Option<usize>,
-    ) -> PyResult<Bound<'py, PyArray1<i64>>> {
-        run_predict(py, &self.inner, x, threads)
-    }
-
-    /// Train for `epochs` epochs (the Rust epoch loop, GIL released); as `Model.fit`.
-    #[pyo3(signature = (x, y, chw, *, x_test=None, y_test=None, epochs, batch_size=64, lr_inv=512, lr_amp_factor=640, fwd_decay_inv=0, subnet_decay_inv=0, compat="exact", augment=None, shuffle=true, plateau=false, early_stopping=false, seed=0, on_batch=None, on_epoch=None, threads=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn fit<'py>(
-        &mut self,
-        py: Python<'py>,
-        x: PyReadonlyArray2<'py, i8>,
-        y: PyReadonlyArray1<'py, i64>,
-        chw: (usize, usize, usize),
-        x_test: Option<PyReadonlyArray2<'py, i8>>,
-        y_test: Option<PyReadonlyArray1<'py, i64>>,
-        epochs: u32,
-        batch_size: usize,
-        lr_inv: i64,
-        lr_amp_factor: i64,
-        fwd_decay_inv: i64,
-        subnet_decay_inv: i64,
-        compat: &str,
-        augment: Option<(usize, bool)>,
-        shuffle: bool,
-        plateau: bool,
-        early_stopping: bool,
-        seed: u64,
-        on_batch: Option<Py<PyAny>>,
-        on_epoch: Option<Py<PyAny>>,
-        threads: Option<usize>,
-    ) -> PyResult<(Bound<'py, PyDict>, Option<Py<PyAny>>)> {
-        let cfg = train_config(
-            epochs,
-            batch_size,
-            lr_inv,
-            lr_amp_factor,
-            fwd_decay_inv,
-            subnet_decay_inv,
-            compat,
-            augment,
-            shuffle,
-            plateau,
-            early_stopping,
-            seed,
-        )?;
-        run_fit(
-            py,
-            &mut self.inner,
-            x,
-            y,
-            chw,
-            x_test,
-            y_test,
-            cfg,
-            on_batch,
-            on_epoch,
-            threads,
-        )
-    }
-
     /// The model as `.safetensors` bytes (SPEC §8).
     fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let b = io::cnn_to_bytes(&self.inner).map_err(to_py)?;
@@ -1299,7 +1162,7 @@ impl CnnModel {
     fn __repr__(&self) -> String {
         format!("<nitrod_rs._core.CnnModel {}>", self.inner.describe())
     }
-}
+});
 
 /// `(conv name, head kernel, head padding, pooled dims, D)`.
 type HeadInfo = (
