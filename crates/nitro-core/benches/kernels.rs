@@ -1,6 +1,12 @@
-//! Criterion benches: the exact GEMM on the shapes MLP2 training uses, and one MLP2 step.
+//! Criterion benches: the exact GEMM on the shapes training uses (every kernel path), and one
+//! MLP2 training step.
+//!
+//! Shapes (SPEC §3, the speed issue): MLP2's first layer forward `(M=64, K=784, N=200)`; its
+//! weight gradient `δᵀ·x` `(M=200, K=64, N=784)` with errors wider than `i16` (the exact
+//! high/low split); and the im2col shape of a VGG8B 3×3 convolution with 128 input and 256
+//! output channels on a 28×28 map at batch 64 `(M=64·28·28, K=1152, N=256)`.
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ndarray::Array2;
 use nitro_core::kernels::gemm::{gemm_nt_with, Dispatch, Path};
 use nitro_core::rng::Pcg32;
@@ -11,48 +17,72 @@ fn random(r: &mut Pcg32, rows: usize, cols: usize, bound: u32) -> Array2<i32> {
     Array2::from_shape_fn((rows, cols), |_| r.symmetric(bound))
 }
 
-fn gemm(c: &mut Criterion) {
+fn random_i8(r: &mut Pcg32, rows: usize, cols: usize) -> Array2<i8> {
+    Array2::from_shape_fn((rows, cols), |_| r.symmetric(127) as i8)
+}
+
+const I16_SIMD: Dispatch = Dispatch {
+    allow_i16: true,
+    allow_simd: true,
+};
+const I16_PORTABLE: Dispatch = Dispatch {
+    allow_i16: true,
+    allow_simd: false,
+};
+const I32_SIMD: Dispatch = Dispatch {
+    allow_i16: false,
+    allow_simd: true,
+};
+const I32_PORTABLE: Dispatch = Dispatch {
+    allow_i16: false,
+    allow_simd: false,
+};
+
+fn gemm_mlp(c: &mut Criterion) {
     let mut r = Pcg32::new(1, 1);
-    // MLP2 first layer forward: x (64×784, i8 range) · Wᵀ (200×784, weights ~ 2^14).
-    let x = random(&mut r, 64, 784, 127);
+    // MLP2 first layer forward: x (64×784, i8) · Wᵀ (200×784, weights that fit i16).
+    let x = random_i8(&mut r, 64, 784);
     let w = random(&mut r, 200, 784, 16_000);
     let mut g = c.benchmark_group("gemm_64x784x200");
     g.throughput(Throughput::Elements(64 * 784 * 200));
-    let variants = [
-        (
-            "i16_avx2",
-            Dispatch {
-                allow_i16: true,
-                allow_simd: true,
-            },
-            None,
-        ),
-        (
-            "i32_avx2",
-            Dispatch {
-                allow_i16: false,
-                allow_simd: true,
-            },
-            None,
-        ),
-        (
-            "i32_portable",
-            Dispatch {
-                allow_i16: false,
-                allow_simd: false,
-            },
-            None,
-        ),
-        (
-            "chunked64_i16",
-            Dispatch::default(),
-            Some(Path::Chunked(64)),
-        ),
-        ("i64", Dispatch::default(), Some(Path::I64)),
+    let variants: [(&str, Dispatch, Option<Path>); 6] = [
+        ("i16_avx2", I16_SIMD, None),
+        ("i16_portable", I16_PORTABLE, None),
+        ("i16_avx2_chunked64", I16_SIMD, Some(Path::Chunked(64))),
+        ("i32_avx2", I32_SIMD, None),
+        ("i32_portable", I32_PORTABLE, None),
+        ("i64", I16_SIMD, Some(Path::I64)),
     ];
     for (name, d, p) in variants {
         g.bench_function(name, |b| {
             b.iter(|| gemm_nt_with(black_box(x.view()), w.view(), p, d).unwrap())
+        });
+    }
+    g.finish();
+
+    // Weight gradient δᵀ·x: errors up to 2^20 (split into two i16 halves) × i8 inputs, K = 64.
+    let delta = random(&mut r, 64, 200, 1 << 20);
+    let mut g = c.benchmark_group("gemm_wgrad_200x64x784");
+    g.throughput(Throughput::Elements(64 * 784 * 200));
+    for (name, d) in [("split_i16_avx2", I16_SIMD), ("i32_avx2", I32_SIMD)] {
+        g.bench_function(name, |b| {
+            b.iter(|| gemm_nt_with(black_box(delta.t()), x.t(), None, d).unwrap())
+        });
+    }
+    g.finish();
+}
+
+fn gemm_conv(c: &mut Criterion) {
+    let mut r = Pcg32::new(3, 1);
+    let (m, k, n) = (64 * 28 * 28, 1152, 256);
+    let cols = random_i8(&mut r, m, k);
+    let w = random(&mut r, n, k, 16_000);
+    let mut g = c.benchmark_group("gemm_conv");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements((m * k * n) as u64));
+    for (name, d) in [("i16_avx2", I16_SIMD), ("i32_avx2", I32_SIMD)] {
+        g.bench_with_input(BenchmarkId::new(name, "50176x1152x256"), &d, |b, &d| {
+            b.iter(|| gemm_nt_with(black_box(cols.view()), w.view(), None, d).unwrap())
         });
     }
     g.finish();
@@ -63,12 +93,12 @@ fn mlp2_step(c: &mut Criterion) {
     let mut model = Mlp::new(spec.config).unwrap();
     let hyper = Hyper { ..spec.hyper };
     let mut r = Pcg32::new(2, 2);
-    let x = Array2::from_shape_fn((64, 784), |_| r.symmetric(127) as i8);
+    let x = random_i8(&mut r, 64, 784);
     let y: Vec<usize> = (0..64).map(|i| i % 10).collect();
     c.bench_function("mlp2_train_step_batch64", |b| {
         b.iter(|| model.train_step(x.view(), &y, &hyper).unwrap())
     });
 }
 
-criterion_group!(benches, gemm, mlp2_step);
+criterion_group!(benches, gemm_mlp, gemm_conv, mlp2_step);
 criterion_main!(benches);

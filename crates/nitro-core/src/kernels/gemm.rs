@@ -14,18 +14,28 @@
 //! only differ in speed. Because integer addition is exact and no path can overflow, results
 //! are bit-identical for any thread count.
 
-use crate::arith::max_abs;
+use super::pack16::{self, Narrow, SPLIT_MAX};
 use crate::error::{Error, Result};
 use alloc::borrow::Cow;
 use alloc::format;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU8, Ordering};
 use ndarray::{Array2, ArrayView2};
 
 /// Integer element types accepted by the kernels (all fit in `i32`).
-pub trait Int: Copy + Send + Sync + Into<i64> + Into<i32> + 'static {}
-impl Int for i8 {}
-impl Int for i16 {}
-impl Int for i32 {}
+pub trait Int: Copy + Send + Sync + Into<i64> + Into<i32> + 'static {
+    /// The largest magnitude a value of the type can have (`|MIN|`).
+    const BOUND: u64;
+}
+impl Int for i8 {
+    const BOUND: u64 = 128;
+}
+impl Int for i16 {
+    const BOUND: u64 = 32_768;
+}
+impl Int for i32 {
+    const BOUND: u64 = 1 << 31;
+}
 
 /// The accumulation strategy of one product (SPEC §10).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,9 +119,29 @@ impl Default for Dispatch {
     }
 }
 
+/// The dispatch used by [`gemm_nt`], [`gemm_nn`] and [`gemm_tn`] (and so by every layer):
+/// [`Dispatch::default`] unless changed with [`set_dispatch`].
+pub fn dispatch() -> Dispatch {
+    let v = DISPATCH.load(Ordering::Relaxed);
+    Dispatch {
+        allow_i16: v & 1 == 0,
+        allow_simd: v & 2 == 0,
+    }
+}
+
+/// Restrict the kernels every layer uses, process-wide — for tests that compare whole training
+/// runs across kernel paths (results are identical on every path; only speed differs).
+pub fn set_dispatch(d: Dispatch) {
+    let v = u8::from(!d.allow_i16) | (u8::from(!d.allow_simd) << 1);
+    DISPATCH.store(v, Ordering::Relaxed);
+}
+
+/// Bits of the process-wide dispatch: 1 = no `i16` packing, 2 = no SIMD (0 = everything).
+static DISPATCH: AtomicU8 = AtomicU8::new(0);
+
 /// `C = A·Bᵀ` with `A: m×k`, `B: n×k`, exactly, into `i64`; path proven from the operands.
 pub fn gemm_nt<A: Int, B: Int>(a: ArrayView2<'_, A>, b: ArrayView2<'_, B>) -> Result<Array2<i64>> {
-    gemm_nt_with(a, b, None, Dispatch::default())
+    gemm_nt_with(a, b, None, dispatch())
 }
 
 /// `C = A·B` with `A: m×k`, `B: k×n`.
@@ -127,6 +157,13 @@ pub fn gemm_tn<A: Int, B: Int>(a: ArrayView2<'_, A>, b: ArrayView2<'_, B>) -> Re
 /// `A·Bᵀ` with an optionally forced accumulation path and restricted kernels — for tests and
 /// benchmarks. A forced path is never allowed to be less safe than the proof: if it is, the
 /// proven path is used instead.
+///
+/// Kernel choice: when both operands fit `i16` (`|v| ≤ 32767`, found while packing them), the
+/// packed `i16` engine ([`super::pack16`]) runs with `i32` blocks of at most `chunk/2` pairs.
+/// When one operand is wider (typically errors, `|v| ≤ 32767·32768`) and the other fits `i16`,
+/// the wide one is split exactly into high and low `i16` halves, both products run on the `i16`
+/// engine and are recombined (`C = C_hi·2¹⁵ + C_lo`). Everything else takes the `i32` or `i64`
+/// paths below.
 pub fn gemm_nt_with<A: Int, B: Int>(
     a: ArrayView2<'_, A>,
     b: ArrayView2<'_, B>,
@@ -135,64 +172,93 @@ pub fn gemm_nt_with<A: Int, B: Int>(
 ) -> Result<Array2<i64>> {
     check_k(a.ncols(), b.ncols())?;
     let k = a.ncols();
-    let (ma, mb) = (view_max_abs(&a), view_max_abs(&b));
-    prove_i64(ma, mb, k)?;
-    let proven = Path::prove(ma, mb, k);
-    let forced = path.is_some();
-    let path = match path {
-        None => proven,
-        Some(p) => safest(p, proven, k),
-    };
     let (m, n) = (a.nrows(), b.nrows());
     let simd = dispatch.allow_simd && has_avx2();
-    // One operand wider than i16 (typically errors), the other narrow: split the wide one into
-    // exact high and low i16 halves and run two i16 products (SPEC §10, "split a weight into an
-    // exact high and low part").
-    let splittable =
-        |wide: u64, narrow: u64| wide > I16_MAX && wide <= SPLIT_MAX && narrow <= I16_MAX;
-    if dispatch.allow_i16 && !forced && path != Path::I64 {
-        if splittable(ma, mb) {
-            let (hi, lo) = split_hi_lo(&packed::<A, i32>(&a));
-            let pb = packed::<B, i16>(&b);
-            return Ok(combine(
-                gemm_packed(&hi, &pb, m, n, k, Path::prove(max_abs(&hi), mb, k), simd),
-                gemm_packed(&lo, &pb, m, n, k, Path::prove(max_abs(&lo), mb, k), simd),
-            ));
-        }
-        if splittable(mb, ma) {
-            let (hi, lo) = split_hi_lo(&packed::<B, i32>(&b));
-            let pa = packed::<A, i16>(&a);
-            return Ok(combine(
-                gemm_packed(&pa, &hi, m, n, k, Path::prove(ma, max_abs(&hi), k), simd),
-                gemm_packed(&pa, &lo, m, n, k, Path::prove(ma, max_abs(&lo), k), simd),
-            ));
+    if dispatch.allow_i16 && path != Some(Path::I64) {
+        let (pa, pb) = (
+            pack16::pack_a(&a, Narrow::Direct),
+            pack16::pack_b(&b, Narrow::Direct),
+        );
+        match (pa, pb) {
+            (Some(pa), Some(pb)) => {
+                prove_i64(pa.max, pb.max, k)?;
+                let chosen = choose(path, Path::prove(pa.max, pb.max, k), k);
+                if let Some(kc) = pairs_per_block(chosen, k) {
+                    let c = pack16::gemm16(&pa, &pb, kc, simd);
+                    return Ok(Array2::from_shape_vec((m, n), c).expect("m*n elements"));
+                }
+            }
+            // One side too wide for i16: split it exactly (unless a path was forced).
+            (None, Some(pb)) if path.is_none() => {
+                let ma = view_max_abs(&a);
+                prove_i64(ma, pb.max, k)?;
+                if ma <= SPLIT_MAX {
+                    if let Some(pa) = pack16::pack_a(&a, Narrow::Split) {
+                        if let Some(kc) = pairs_per_block(Path::prove(pa.max, pb.max, k), k) {
+                            let c = pack16::gemm16(&pa, &pb, kc, simd);
+                            return Ok(combine_rows(c, m, n));
+                        }
+                    }
+                }
+            }
+            (Some(pa), None) if path.is_none() => {
+                let mb = view_max_abs(&b);
+                prove_i64(pa.max, mb, k)?;
+                if mb <= SPLIT_MAX {
+                    if let Some(pb) = pack16::pack_b(&b, Narrow::Split) {
+                        if let Some(kc) = pairs_per_block(Path::prove(pa.max, pb.max, k), k) {
+                            let c = pack16::gemm16(&pa, &pb, kc, simd);
+                            return Ok(combine_cols(c, m, n));
+                        }
+                    }
+                }
+            }
+            _ => {}
         }
     }
-    if dispatch.allow_i16 && path != Path::I64 && ma <= 32_767 && mb <= 32_767 {
-        let (pa, pb) = (packed::<A, i16>(&a), packed::<B, i16>(&b));
-        Ok(gemm_packed(&pa, &pb, m, n, k, path, simd))
-    } else {
-        let (pa, pb) = (packed::<A, i32>(&a), packed::<B, i32>(&b));
-        Ok(gemm_packed(&pa, &pb, m, n, k, path, simd))
+    let (ma, mb) = (view_max_abs(&a), view_max_abs(&b));
+    prove_i64(ma, mb, k)?;
+    let path = choose(path, Path::prove(ma, mb, k), k);
+    let (pa, pb) = (packed::<A, i32>(&a), packed::<B, i32>(&b));
+    Ok(gemm_packed(&pa, &pb, m, n, k, path, simd))
+}
+
+/// The forced path made no less safe than the proven one, or the proven one.
+fn choose(forced: Option<Path>, proven: Path, k: usize) -> Path {
+    match forced {
+        None => proven,
+        Some(p) => safest(p, proven, k),
     }
 }
 
-const I16_MAX: u64 = 32_767;
-/// Largest magnitude whose high half `v >> 15` still fits `i16`.
-const SPLIT_MAX: u64 = 32_767 * 32_768;
-
-/// `v = hi·2¹⁵ + lo` exactly, with `lo = v & 0x7fff ∈ [0, 32767]` and `hi = v >> 15`
-/// (arithmetic shift, i.e. floor); both fit `i16` when `|v| ≤ SPLIT_MAX`.
-fn split_hi_lo(v: &[i32]) -> (Vec<i16>, Vec<i16>) {
-    let hi = v.iter().map(|&x| (x >> 15) as i16).collect();
-    let lo = v.iter().map(|&x| (x & 0x7fff) as i16).collect();
-    (hi, lo)
+/// Pairs per `i32` block of the `i16` engine: `⌊chunk/2⌋`, or `None` when not even one pair is
+/// proven to fit (or the path is `i64`).
+fn pairs_per_block(path: Path, k: usize) -> Option<usize> {
+    match path {
+        Path::I64 => None,
+        p => {
+            let pairs = p.chunk_len(k) / 2;
+            (pairs >= 1 || k <= 1).then_some(pairs.max(1))
+        }
+    }
 }
 
-/// `C = C_hi·2¹⁵ + C_lo` (cannot overflow: the caller proved the whole product fits `i64`).
-fn combine(mut hi: Array2<i64>, lo: Array2<i64>) -> Array2<i64> {
-    hi.zip_mut_with(&lo, |h, &l| *h = *h * 32_768 + l);
-    hi
+/// `C[i][j] = C'[i][j]·2¹⁵ + C'[m+i][j]` for a product whose A was split (rows: high halves,
+/// then low halves). Cannot overflow: the caller proved the whole product fits `i64`.
+fn combine_rows(c: Vec<i64>, m: usize, n: usize) -> Array2<i64> {
+    let (hi, lo) = c.split_at(m * n);
+    let out: Vec<i64> = hi.iter().zip(lo).map(|(&h, &l)| h * 32_768 + l).collect();
+    Array2::from_shape_vec((m, n), out).expect("m*n elements")
+}
+
+/// As [`combine_rows`] for a split B (columns: high halves `0..n`, then low halves `n..2n`).
+fn combine_cols(c: Vec<i64>, m: usize, n: usize) -> Array2<i64> {
+    let mut out = Vec::with_capacity(m * n);
+    for row in c.chunks_exact(2 * n) {
+        let (hi, lo) = row.split_at(n);
+        out.extend(hi.iter().zip(lo).map(|(&h, &l)| h * 32_768 + l));
+    }
+    Array2::from_shape_vec((m, n), out).expect("m*n elements")
 }
 
 fn safest(p: Path, q: Path, k: usize) -> Path {
@@ -204,18 +270,11 @@ fn safest(p: Path, q: Path, k: usize) -> Path {
 }
 
 fn view_max_abs<T: Int>(a: &ArrayView2<'_, T>) -> u64 {
-    match a.as_slice_memory_order() {
-        Some(s) => max_abs(s),
-        None => a
-            .iter()
-            .map(|&v| Into::<i64>::into(v).unsigned_abs())
-            .max()
-            .unwrap_or(0),
-    }
+    pack16::max_abs_view(a)
 }
 
 #[inline]
-fn has_avx2() -> bool {
+pub(crate) fn has_avx2() -> bool {
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     {
         std::arch::is_x86_feature_detected!("avx2")
@@ -687,13 +746,23 @@ mod tests {
                 "B wide, bound {bound}"
             );
         }
-        let (hi, lo) = split_hi_lo(&[-1, 0, 32_767, 32_768, -32_768, -1_073_709_056]);
-        for (v, (h, l)) in [-1i64, 0, 32_767, 32_768, -32_768, -1_073_709_056]
-            .iter()
-            .zip(hi.iter().zip(&lo))
-        {
-            assert_eq!(i64::from(*h) * 32_768 + i64::from(*l), *v);
-            assert!(*l >= 0);
+        // The exact split of SPEC §10 at its extremes: v = hi·2¹⁵ + lo, 0 ≤ lo ≤ 32767, |hi| ≤ 32767.
+        let vals = [
+            -1i32,
+            0,
+            32_767,
+            32_768,
+            -32_768,
+            -1_073_709_056,
+            1_073_709_056,
+        ];
+        for v in vals {
+            let (hi, lo) = (v >> 15, v & 0x7fff);
+            assert_eq!(i64::from(hi) * 32_768 + i64::from(lo), i64::from(v));
+            assert!(
+                (0..=32_767).contains(&lo) && hi.unsigned_abs() <= 32_767,
+                "{v}"
+            );
         }
     }
 

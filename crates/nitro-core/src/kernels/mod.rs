@@ -3,5 +3,8 @@
 
 pub mod gemm;
 pub mod im2col;
+mod pack16;
 
-pub use gemm::{gemm_nn, gemm_nt, gemm_nt_with, gemm_tn, Dispatch, Int, Path};
+pub use gemm::{
+    dispatch, gemm_nn, gemm_nt, gemm_nt_with, gemm_tn, set_dispatch, Dispatch, Int, Path,
+};
