@@ -25,7 +25,7 @@ fn secs(ms: u128) -> String {
 }
 
 fn main() -> nitro_core::Result<()> {
-    let steps = arg("--steps", 2).max(1);
+    let steps = arg("--steps", 2);
     let infer = arg("--infer", 128).max(1);
     let spec = CnnPreset::Vgg8b.spec("fashion-mnist")?;
     let mut model = Cnn::new(spec.config)?;
@@ -41,14 +41,17 @@ fn main() -> nitro_core::Result<()> {
         rayon::current_num_threads()
     );
     let xb = x.slice(s![..batch, .., .., ..]);
-    let t = Instant::now();
-    model.train_step(xb, &y[..batch], &spec.hyper)?;
-    println!("warm-up step: {}", secs(t.elapsed().as_millis()));
-    let t = Instant::now();
-    for _ in 0..steps {
+    let mut per_step = 0;
+    if steps > 0 {
+        let t = Instant::now();
         model.train_step(xb, &y[..batch], &spec.hyper)?;
+        println!("warm-up step: {}", secs(t.elapsed().as_millis()));
+        let t = Instant::now();
+        for _ in 0..steps {
+            model.train_step(xb, &y[..batch], &spec.hyper)?;
+        }
+        per_step = t.elapsed().as_millis() / steps as u128;
     }
-    let per_step = t.elapsed().as_millis() / steps as u128;
     let t = Instant::now();
     let mut done = 0;
     while done < infer {

@@ -166,7 +166,9 @@ impl LocalConv2dBlock {
         i16: From<T>,
     {
         let z = self.conv.forward(x, train)?;
-        let h = self.act.forward(self.conv_scale.forward(&z), train);
+        let scaled = self.conv_scale.forward(&z);
+        crate::kernels::recycle(z);
+        let h = self.act.forward(scaled, train);
         self.saved_out = if train { Some(h.clone()) } else { None };
         Ok(h)
     }
@@ -177,7 +179,9 @@ impl LocalConv2dBlock {
         i16: From<T>,
     {
         let z = self.conv.infer(x)?;
-        Ok(self.act.infer(&self.conv_scale.forward(&z)))
+        let scaled = self.conv_scale.forward(&z);
+        crate::kernels::recycle(z);
+        Ok(self.act.infer(&scaled))
     }
 
     /// The opt-in amplification adjustment `d² / (kh·kw)` of SPEC §5 (at least 1).

@@ -14,6 +14,7 @@
 //! only differ in speed. Because integer addition is exact and no path can overflow, results
 //! are bit-identical for any thread count.
 
+pub use super::pack16::RowSource;
 use super::pack16::{self, Narrow, SPLIT_MAX};
 use crate::error::{Error, Result};
 use alloc::borrow::Cow;
@@ -185,20 +186,15 @@ pub fn gemm_nt_with<A: Int, B: Int>(
                 let chosen = choose(path, Path::prove(pa.max, pb.max, k), k);
                 if let Some(kc) = pairs_per_block(chosen, k) {
                     let c = pack16::gemm16(&pa, &pb, kc, simd);
+                    pa.release();
+                    pb.release();
                     return Ok(Array2::from_shape_vec((m, n), c).expect("m*n elements"));
                 }
             }
             // One side too wide for i16: split it exactly (unless a path was forced).
             (None, Some(pb)) if path.is_none() => {
-                let ma = view_max_abs(&a);
-                prove_i64(ma, pb.max, k)?;
-                if ma <= SPLIT_MAX {
-                    if let Some(pa) = pack16::pack_a(&a, Narrow::Split) {
-                        if let Some(kc) = pairs_per_block(Path::prove(pa.max, pb.max, k), k) {
-                            let c = pack16::gemm16(&pa, &pb, kc, simd);
-                            return Ok(combine_rows(c, m, n));
-                        }
-                    }
+                if let Some(c) = split_a(&a, pb, simd)? {
+                    return Ok(c);
                 }
             }
             (Some(pa), None) if path.is_none() => {
@@ -208,6 +204,8 @@ pub fn gemm_nt_with<A: Int, B: Int>(
                     if let Some(pb) = pack16::pack_b(&b, Narrow::Split) {
                         if let Some(kc) = pairs_per_block(Path::prove(pa.max, pb.max, k), k) {
                             let c = pack16::gemm16(&pa, &pb, kc, simd);
+                            pa.release();
+                            pb.release();
                             return Ok(combine_cols(c, m, n));
                         }
                     }
@@ -221,6 +219,111 @@ pub fn gemm_nt_with<A: Int, B: Int>(
     let path = choose(path, Path::prove(ma, mb, k), k);
     let (pa, pb) = (packed::<A, i32>(&a), packed::<B, i32>(&b));
     Ok(gemm_packed(&pa, &pb, m, n, k, path, simd))
+}
+
+/// `A·Bᵀ` for an A wider than `i16` (up to `32767·32768`) and a packed B: A split exactly into
+/// high and low halves, one product on the `i16` engine, recombined. `None` if A is too wide or
+/// no pair is proven to fit `i32` (the caller then takes the general paths).
+fn split_a<A: Int>(
+    a: &ArrayView2<'_, A>,
+    pb: pack16::Packed16<u32>,
+    simd: bool,
+) -> Result<Option<Array2<i64>>> {
+    let (m, k, n) = (a.nrows(), a.ncols(), pb.rows);
+    let ma = view_max_abs(a);
+    prove_i64(ma, pb.max, k)?;
+    if ma <= SPLIT_MAX {
+        if let Some(pa) = pack16::pack_a(a, Narrow::Split) {
+            if let Some(kc) = pairs_per_block(Path::prove(pa.max, pb.max, k), k) {
+                let c = pack16::gemm16(&pa, &pb, kc, simd);
+                pa.release();
+                pb.release();
+                return Ok(Some(combine_rows(c, m, n)));
+            }
+            pa.release();
+        }
+    }
+    pb.release();
+    Ok(None)
+}
+
+/// `C = A·Bᵀ` where B (`n×k`) is given row by row ([`RowSource`], e.g. the patches of a
+/// convolution, never materialised): packed straight from its rows on the `i16` engine (A direct
+/// or split as in [`gemm_nt_with`]); otherwise B is materialised and takes [`gemm_nt`]'s paths.
+pub fn gemm_nt_rows<A: Int>(a: ArrayView2<'_, A>, b: &dyn RowSource) -> Result<Array2<i64>> {
+    check_k(a.ncols(), b.cols())?;
+    let d = dispatch();
+    let (m, n, k) = (a.nrows(), b.rows(), b.cols());
+    let simd = d.allow_simd && has_avx2();
+    if d.allow_i16 {
+        if let Some(pb) = pack16::pack_b_rows(b) {
+            match pack16::pack_a(&a, Narrow::Direct) {
+                Some(pa) => {
+                    prove_i64(pa.max, pb.max, k)?;
+                    if let Some(kc) = pairs_per_block(Path::prove(pa.max, pb.max, k), k) {
+                        let c = pack16::gemm16(&pa, &pb, kc, simd);
+                        pa.release();
+                        pb.release();
+                        return Ok(Array2::from_shape_vec((m, n), c).expect("m*n elements"));
+                    }
+                    pa.release();
+                    pb.release();
+                }
+                None => {
+                    if let Some(c) = split_a(&a, pb, simd)? {
+                        return Ok(c);
+                    }
+                }
+            }
+        }
+    }
+    let mut mat = Array2::<i16>::zeros((n, k));
+    for (r, mut row) in mat.rows_mut().into_iter().enumerate() {
+        b.row(r, row.as_slice_mut().expect("standard layout"));
+    }
+    gemm_nt_with(a, mat.view(), None, d)
+}
+
+/// `C = A·Bᵀ` where A (`m×k`) is given row by row ([`RowSource`]) and B is a matrix: the
+/// orientation to use when A is the long operand (e.g. convolution patches `(N·Ho·Wo)×(C·k·k)`
+/// times weights `F×(C·k·k)`), so that C's rows are short. B direct or split as in
+/// [`gemm_nt_with`]; otherwise A is materialised and takes [`gemm_nt`]'s paths.
+pub fn gemm_rows_nt<B: Int>(a: &dyn RowSource, b: ArrayView2<'_, B>) -> Result<Array2<i64>> {
+    check_k(a.cols(), b.ncols())?;
+    let d = dispatch();
+    let (m, n, k) = (a.rows(), b.nrows(), a.cols());
+    let simd = d.allow_simd && has_avx2();
+    if d.allow_i16 {
+        if let Some(pa) = pack16::pack_a_rows(a) {
+            let direct = pack16::pack_b(&b, Narrow::Direct);
+            let (pb, split) = match direct {
+                Some(pb) => (Some(pb), false),
+                None if view_max_abs(&b) <= SPLIT_MAX => (pack16::pack_b(&b, Narrow::Split), true),
+                None => (None, false),
+            };
+            if let Some(pb) = pb {
+                prove_i64(pa.max, pb.max, k)?;
+                let kc = pairs_per_block(Path::prove(pa.max, pb.max, k), k);
+                if let Some(kc) = kc {
+                    let c = pack16::gemm16(&pa, &pb, kc, simd);
+                    pa.release();
+                    pb.release();
+                    return Ok(if split {
+                        combine_cols(c, m, n)
+                    } else {
+                        Array2::from_shape_vec((m, n), c).expect("m*n elements")
+                    });
+                }
+                pb.release();
+            }
+            pa.release();
+        }
+    }
+    let mut mat = Array2::<i16>::zeros((m, k));
+    for (r, mut row) in mat.rows_mut().into_iter().enumerate() {
+        a.row(r, row.as_slice_mut().expect("standard layout"));
+    }
+    gemm_nt_with(mat.view(), b, None, d)
 }
 
 /// The forced path made no less safe than the proven one, or the proven one.
@@ -248,6 +351,7 @@ fn pairs_per_block(path: Path, k: usize) -> Option<usize> {
 fn combine_rows(c: Vec<i64>, m: usize, n: usize) -> Array2<i64> {
     let (hi, lo) = c.split_at(m * n);
     let out: Vec<i64> = hi.iter().zip(lo).map(|(&h, &l)| h * 32_768 + l).collect();
+    super::pool::give(c);
     Array2::from_shape_vec((m, n), out).expect("m*n elements")
 }
 
@@ -258,6 +362,7 @@ fn combine_cols(c: Vec<i64>, m: usize, n: usize) -> Array2<i64> {
         let (hi, lo) = row.split_at(n);
         out.extend(hi.iter().zip(lo).map(|(&h, &l)| h * 32_768 + l));
     }
+    super::pool::give(c);
     Array2::from_shape_vec((m, n), out).expect("m*n elements")
 }
 

@@ -6,6 +6,7 @@
 //! Index conventions: a "patch row" is `(m, i, j)` → `(m·Ho + i)·Wo + j`; a "patch column" is
 //! `(c, u, v)` → `(c·k + u)·k + v`, which is the row-major flattening of a weight `F×C×k×k`.
 
+use super::gemm::RowSource;
 use crate::error::{Error, Result};
 use alloc::format;
 use alloc::vec;
@@ -83,6 +84,137 @@ pub fn im2col_t<T: Copy + Default>(xp: ArrayView4<'_, T>, k: usize) -> Result<Ar
     Ok(Array2::from_shape_vec((c * k * k, r), out).expect("sizes computed above"))
 }
 
+/// The geometry of a padded `N×C×Hp×Wp` tensor under a stride-1 `k×k` window.
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    n: usize,
+    c: usize,
+    hp: usize,
+    wp: usize,
+    k: usize,
+    ho: usize,
+    wo: usize,
+}
+
+fn geometry_of(xp: &ArrayView4<'_, i16>, k: usize) -> Result<(Geometry, u64)> {
+    let (n, c, hp, wp) = xp.dim();
+    let (ho, wo) = out_size(hp, wp, k)?;
+    let bound = xp
+        .iter()
+        .fold(0u32, |m, &v| m.max(i32::from(v).unsigned_abs()));
+    Ok((
+        Geometry {
+            n,
+            c,
+            hp,
+            wp,
+            k,
+            ho,
+            wo,
+        },
+        u64::from(bound),
+    ))
+}
+
+/// The patch matrix of [`im2col`] as a [`RowSource`]: rows are written on demand while the
+/// GEMM packs them, so the `(N·Ho·Wo) × (C·k·k)` matrix is never stored.
+pub struct Patches<'a> {
+    x: &'a [i16],
+    g: Geometry,
+    bound: u64,
+}
+
+impl<'a> Patches<'a> {
+    /// Patches of a padded tensor in standard layout.
+    pub fn new(xp: ArrayView4<'a, i16>, k: usize) -> Result<Self> {
+        let (g, bound) = geometry_of(&xp, k)?;
+        let x = xp
+            .to_slice()
+            .ok_or_else(|| Error::shape("convolution patches need a standard-layout input"))?;
+        Ok(Patches { x, g, bound })
+    }
+}
+
+impl RowSource for Patches<'_> {
+    fn rows(&self) -> usize {
+        self.g.n * self.g.ho * self.g.wo
+    }
+    fn cols(&self) -> usize {
+        self.g.c * self.g.k * self.g.k
+    }
+    fn bound(&self) -> u64 {
+        self.bound
+    }
+    fn row(&self, r: usize, out: &mut [i16]) {
+        let Geometry {
+            c,
+            hp,
+            wp,
+            k,
+            ho,
+            wo,
+            ..
+        } = self.g;
+        let (m, i, j) = (r / (ho * wo), (r / wo) % ho, r % wo);
+        for ch in 0..c {
+            for u in 0..k {
+                let src = ((m * c + ch) * hp + i + u) * wp + j;
+                let dst = (ch * k + u) * k;
+                out[dst..dst + k].copy_from_slice(&self.x[src..src + k]);
+            }
+        }
+    }
+}
+
+/// The transposed patch matrix of [`im2col_t`] as a [`RowSource`] (never stored).
+pub struct PatchesT<'a> {
+    x: &'a [i16],
+    g: Geometry,
+    bound: u64,
+}
+
+impl<'a> PatchesT<'a> {
+    /// Transposed patches of a padded tensor in standard layout.
+    pub fn new(xp: ArrayView4<'a, i16>, k: usize) -> Result<Self> {
+        let (g, bound) = geometry_of(&xp, k)?;
+        let x = xp
+            .to_slice()
+            .ok_or_else(|| Error::shape("convolution patches need a standard-layout input"))?;
+        Ok(PatchesT { x, g, bound })
+    }
+}
+
+impl RowSource for PatchesT<'_> {
+    fn rows(&self) -> usize {
+        self.g.c * self.g.k * self.g.k
+    }
+    fn cols(&self) -> usize {
+        self.g.n * self.g.ho * self.g.wo
+    }
+    fn bound(&self) -> u64 {
+        self.bound
+    }
+    fn row(&self, r: usize, out: &mut [i16]) {
+        let Geometry {
+            n,
+            c,
+            hp,
+            wp,
+            k,
+            ho,
+            wo,
+        } = self.g;
+        let (ch, u, v) = (r / (k * k), (r / k) % k, r % k);
+        for m in 0..n {
+            for i in 0..ho {
+                let src = ((m * c + ch) * hp + i + u) * wp + v;
+                let dst = (m * ho + i) * wo;
+                out[dst..dst + wo].copy_from_slice(&self.x[src..src + wo]);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +235,25 @@ mod tests {
         // Row (m=1, i=2, j=1), column (c=2, u=1, v=2) reads xp[1, 2, 3, 3].
         assert_eq!(p[[(5 + 2) * 4 + 1, (2 * 3 + 1) * 3 + 2]], xp[[1, 2, 3, 3]]);
         assert!(im2col(xp.view(), 8).is_err());
+        // The on-demand row sources write exactly the rows of the stored matrices.
+        let (src, src_t) = (
+            Patches::new(xp.view(), 3).unwrap(),
+            PatchesT::new(xp.view(), 3).unwrap(),
+        );
+        assert_eq!((src.rows(), src.cols()), p.dim());
+        assert_eq!((src_t.rows(), src_t.cols()), pt.dim());
+        assert_eq!(src.bound(), 119);
+        for (r, want) in p.rows().into_iter().enumerate() {
+            let mut row = vec![0i16; src.cols()];
+            src.row(r, &mut row);
+            assert_eq!(row, want.to_vec(), "patch row {r}");
+        }
+        for (r, want) in pt.rows().into_iter().enumerate() {
+            let mut row = vec![-1i16; src_t.cols()];
+            src_t.row(r, &mut row);
+            assert_eq!(row, want.to_vec(), "transposed patch row {r}");
+        }
+        assert!(Patches::new(xp.view(), 8).is_err());
+        assert!(PatchesT::new(xp.t(), 3).is_err());
     }
 }

@@ -4,7 +4,11 @@
 pub mod gemm;
 pub mod im2col;
 mod pack16;
+pub(crate) mod pool;
+
+pub use pool::recycle;
 
 pub use gemm::{
-    dispatch, gemm_nn, gemm_nt, gemm_nt_with, gemm_tn, set_dispatch, Dispatch, Int, Path,
+    dispatch, gemm_nn, gemm_nt, gemm_nt_rows, gemm_nt_with, gemm_rows_nt, gemm_tn, set_dispatch,
+    Dispatch, Int, Path, RowSource,
 };

@@ -19,11 +19,11 @@
 //! caller chooses `kc ≤ chunk/2` where `chunk` is the proven number of terms whose sum fits
 //! `i32` ([`super::gemm::Path`]), so no lane can overflow. Block sums are added into `i64`.
 
-use alloc::vec;
 use alloc::vec::Vec;
 use ndarray::ArrayView2;
 
 use super::gemm::Int;
+use super::pool;
 
 /// Rows of C per micro-tile.
 pub(crate) const MR: usize = 6;
@@ -32,6 +32,8 @@ pub(crate) const NR: usize = 16;
 /// Pairs of the reduction per cache block: a B micro-panel (`KC·NR·4` bytes = 16 KiB) stays in
 /// L1 while the A panels of a task stream past it.
 pub(crate) const KC: usize = 256;
+/// A panels per L2 group (see [`block`]).
+const MC: usize = 24;
 
 /// Largest magnitude packed directly as `i16`.
 pub(crate) const I16_MAX: u64 = 32_767;
@@ -155,20 +157,15 @@ unsafe fn pack_a_avx2<T: Int>(a: &ArrayView2<'_, T>, how: Narrow) -> Option<Pack
 #[inline(always)]
 fn pack_a_impl<T: Int>(a: &ArrayView2<'_, T>, how: Narrow) -> Option<Packed16<u32>> {
     let (m, k) = a.dim();
-    let rows = packed_rows(a, how);
-    let kp = k.div_ceil(2);
-    let panels = rows.div_ceil(MR);
-    let mut data = vec![0u32; panels * kp * MR];
     let mx = packed_bound(max_abs_view(a), how);
     if mx > I16_MAX {
         return None;
     }
+    let rows = packed_rows(a, how);
+    let kp = k.div_ceil(2);
+    let mut data = pool::take::<u32>(rows.div_ceil(MR) * kp * MR);
     let row_major = k > 0 && a.strides()[1] == 1;
-    for (p, dst) in data
-        .chunks_exact_mut((kp * MR).max(1))
-        .enumerate()
-        .take(panels)
-    {
+    for_panels(&mut data, kp * MR, |p, dst| {
         let live = MR.min(rows - p * MR);
         if row_major {
             for r in 0..live {
@@ -199,7 +196,99 @@ fn pack_a_impl<T: Int>(a: &ArrayView2<'_, T>, how: Narrow) -> Option<Packed16<u3
                 }
             }
         }
+    });
+    Some(Packed16 {
+        data,
+        rows,
+        kp,
+        max: mx,
+    })
+}
+
+/// Run `fill(panel, storage)` over consecutive panels of `len` words each — on several threads
+/// when there is enough to pack. Panels are disjoint, so the result does not depend on the order.
+fn for_panels<F: Fn(usize, &mut [u32]) + Sync + Send>(data: &mut [u32], len: usize, fill: F) {
+    if len == 0 {
+        return;
     }
+    #[cfg(feature = "parallel")]
+    {
+        use rayon::prelude::*;
+        if data.len() >= 1 << 18 && rayon::current_num_threads() > 1 {
+            data.par_chunks_exact_mut(len)
+                .enumerate()
+                .for_each(|(p, d)| fill(p, d));
+            return;
+        }
+    }
+    for (p, d) in data.chunks_exact_mut(len).enumerate() {
+        fill(p, d);
+    }
+}
+
+/// A matrix given row by row (e.g. convolution patches, never materialised): the kernels pack
+/// it straight from the rows it writes.
+pub trait RowSource: Sync {
+    /// Number of rows.
+    fn rows(&self) -> usize;
+    /// Length of every row (the reduction dimension).
+    fn cols(&self) -> usize;
+    /// An upper bound of every value's magnitude.
+    fn bound(&self) -> u64;
+    /// Write row `r` into `out` (`out.len() == cols()`).
+    fn row(&self, r: usize, out: &mut [i16]);
+}
+
+/// Pack the rows of a [`RowSource`] as A panels; `None` if its bound exceeds `i16`.
+pub(crate) fn pack_a_rows(src: &dyn RowSource) -> Option<Packed16<u32>> {
+    let (rows, k) = (src.rows(), src.cols());
+    let mx = src.bound();
+    if mx > I16_MAX {
+        return None;
+    }
+    let kp = k.div_ceil(2);
+    let mut data = pool::take::<u32>(rows.div_ceil(MR) * kp * MR);
+    for_panels(&mut data, kp * MR, |p, dst| {
+        let mut row = alloc::vec![0i16; k];
+        for r in 0..MR.min(rows - p * MR) {
+            src.row(p * MR + r, &mut row);
+            for (d, pair) in dst.chunks_exact_mut(MR).zip(row.chunks_exact(2)) {
+                d[r] = word(i32::from(pair[0]), i32::from(pair[1]));
+            }
+            if k % 2 == 1 {
+                dst[(kp - 1) * MR + r] = word(i32::from(row[k - 1]), 0);
+            }
+        }
+    });
+    Some(Packed16 {
+        data,
+        rows,
+        kp,
+        max: mx,
+    })
+}
+
+/// Pack the rows of a [`RowSource`] as B panels; `None` if its bound exceeds `i16`.
+pub(crate) fn pack_b_rows(src: &dyn RowSource) -> Option<Packed16<u32>> {
+    let (rows, k) = (src.rows(), src.cols());
+    let mx = src.bound();
+    if mx > I16_MAX {
+        return None;
+    }
+    let kp = k.div_ceil(2);
+    let mut data = pool::take::<u32>(rows.div_ceil(NR) * kp * NR);
+    for_panels(&mut data, kp * NR, |p, dst| {
+        let mut row = alloc::vec![0i16; k];
+        for l in 0..NR.min(rows - p * NR) {
+            src.row(p * NR + l, &mut row);
+            for (d, pair) in dst.chunks_exact_mut(NR).zip(row.chunks_exact(2)) {
+                d[l] = word(i32::from(pair[0]), i32::from(pair[1]));
+            }
+            if k % 2 == 1 {
+                dst[(kp - 1) * NR + l] = word(i32::from(row[k - 1]), 0);
+            }
+        }
+    });
     Some(Packed16 {
         data,
         rows,
@@ -230,21 +319,16 @@ unsafe fn pack_b_avx2<T: Int>(b: &ArrayView2<'_, T>, how: Narrow) -> Option<Pack
 #[inline(always)]
 fn pack_b_impl<T: Int>(b: &ArrayView2<'_, T>, how: Narrow) -> Option<Packed16<u32>> {
     let (m, k) = b.dim();
-    let rows = packed_rows(b, how);
-    let kp = k.div_ceil(2);
-    let panels = rows.div_ceil(NR);
-    let mut data = vec![0u32; panels * kp * NR];
     let mx = packed_bound(max_abs_view(b), how);
     if mx > I16_MAX {
         return None;
     }
+    let rows = packed_rows(b, how);
+    let kp = k.div_ceil(2);
+    let mut data = pool::take::<u32>(rows.div_ceil(NR) * kp * NR);
     let row_major = k > 0 && b.strides()[1] == 1;
     let col_major = k > 0 && m > 0 && b.strides()[0] == 1;
-    for (p, dst) in data
-        .chunks_exact_mut((kp * NR).max(1))
-        .enumerate()
-        .take(panels)
-    {
+    for_panels(&mut data, kp * NR, |p, dst| {
         let live = NR.min(rows - p * NR);
         let srcs: [(usize, u32, i32); NR] =
             core::array::from_fn(|l| source(how, m, (p * NR + l).min(rows - 1)));
@@ -254,12 +338,10 @@ fn pack_b_impl<T: Int>(b: &ArrayView2<'_, T>, how: Narrow) -> Option<Packed16<u3
                 let row = row.as_slice().expect("unit stride row");
                 let conv = |v: T| (Into::<i32>::into(v) >> sh) & mask;
                 for (d, pair) in dst.chunks_exact_mut(NR).zip(row.chunks_exact(2)) {
-                    let (x0, x1) = (conv(pair[0]), conv(pair[1]));
-                    d[l] = word(x0, x1);
+                    d[l] = word(conv(pair[0]), conv(pair[1]));
                 }
                 if k % 2 == 1 {
-                    let x0 = conv(row[k - 1]);
-                    dst[(kp - 1) * NR + l] = word(x0, 0);
+                    dst[(kp - 1) * NR + l] = word(conv(row[k - 1]), 0);
                 }
             }
         } else if col_major {
@@ -290,7 +372,7 @@ fn pack_b_impl<T: Int>(b: &ArrayView2<'_, T>, how: Narrow) -> Option<Packed16<u3
                 }
             }
         }
-    }
+    });
     Some(Packed16 {
         data,
         rows,
@@ -305,11 +387,13 @@ pub(crate) fn gemm16(a: &Packed16<u32>, b: &Packed16<u32>, kc: usize, simd: bool
     let (m, n, kp) = (a.rows, b.rows, a.kp);
     debug_assert_eq!(kp, b.kp);
     debug_assert!(kc >= 1);
-    let mut c = vec![0i64; m * n];
+    let mut c = pool::take::<i64>(m * n);
     if m == 0 || n == 0 || kp == 0 {
         return c;
     }
+    // Equal K blocks of at most `kc` (and KC) pairs: no short tail block.
     let kc = kc.clamp(1, KC);
+    let kc = kp.div_ceil(kp.div_ceil(kc));
     let panels_a = m.div_ceil(MR);
     // A panels per task: about four tasks per thread, never less than one panel.
     #[cfg(feature = "parallel")]
@@ -366,15 +450,23 @@ fn block(
     let mut q0 = 0;
     while q0 < kp {
         let len = kc.min(kp - q0);
-        for jp in 0..panels_b {
-            let bp = &b.data[(jp * kp + q0) * NR..(jp * kp + q0 + len) * NR];
-            let cols = NR.min(n - jp * NR);
-            for ip in 0..panels {
-                let ap = &a.data[((p0 + ip) * kp + q0) * MR..((p0 + ip) * kp + q0 + len) * MR];
-                let live = MR.min(rows - ip * MR);
-                let c0 = ip * MR * n + jp * NR;
-                micro(ap, bp, &mut cblock[c0..], n, live, cols, simd);
+        // Groups of MC A panels: a group's K block (MC·MR·KC·4 bytes ≤ 144 KiB) stays in L2
+        // while every B micro-panel passes over it.
+        let mut g0 = 0;
+        while g0 < panels {
+            let g1 = (g0 + MC).min(panels);
+            for jp in 0..panels_b {
+                let bp = &b.data[(jp * kp + q0) * NR..(jp * kp + q0 + len) * NR];
+                let cols = NR.min(n - jp * NR);
+                for ip in g0..g1 {
+                    let a0 = ((p0 + ip) * kp + q0) * MR;
+                    let ap = &a.data[a0..a0 + len * MR];
+                    let live = MR.min(rows - ip * MR);
+                    let c0 = ip * MR * n + jp * NR;
+                    micro(ap, bp, &mut cblock[c0..], n, live, cols, simd);
+                }
             }
+            g0 = g1;
         }
         q0 += len;
     }
@@ -473,5 +565,12 @@ unsafe fn micro_avx2(ap: &[u32], bp: &[u32], c: &mut [i64], ldc: usize, rows: us
                 *cv += i64::from(s);
             }
         }
+    }
+}
+
+impl Packed16<u32> {
+    /// Return the packed storage for reuse.
+    pub(crate) fn release(self) {
+        pool::give(self.data);
     }
 }

@@ -6,8 +6,8 @@
 //! proven (SPEC §10). The input-error path is not needed inside a NITRO-D block and is not built.
 
 use crate::error::{Error, Result};
-use crate::kernels::im2col::{im2col, im2col_t, out_size, pad};
-use crate::kernels::{gemm_nt, Int};
+use crate::kernels::im2col::{out_size, pad, Patches, PatchesT};
+use crate::kernels::{gemm_nt_rows, gemm_rows_nt, Int};
 use crate::optim::Sgd;
 use alloc::format;
 use alloc::string::String;
@@ -102,20 +102,31 @@ impl Conv2d {
     fn compute(&self, xp: &Array4<i16>) -> Result<Array4<i64>> {
         let (n, _, hp, wp) = xp.dim();
         let (ho, wo) = out_size(hp, wp, self.kernel()).map_err(|e| e.in_layer(&self.name))?;
-        let cols = im2col(xp.view(), self.kernel())?;
-        // F × (N·Ho·Wo): row f holds every output position of filter f.
-        let z = gemm_nt(self.weight_matrix(), cols.view()).map_err(|e| e.in_layer(&self.name))?;
+        let cols = Patches::new(xp.view(), self.kernel())?;
+        // (N·Ho·Wo) × F: row (m, i, j) holds every filter's output at that position.
+        let z = gemm_rows_nt(&cols, self.weight_matrix()).map_err(|e| e.in_layer(&self.name))?;
         let f = self.filters();
         let hw = ho * wo;
         let zs = z.as_slice().expect("standard layout");
-        let mut out = Vec::with_capacity(n * f * hw);
-        for m in 0..n {
-            for fi in 0..f {
-                let b = self.bias.as_ref().map_or(0, |b| i64::from(b[fi]));
-                let row = &zs[fi * n * hw + m * hw..fi * n * hw + (m + 1) * hw];
-                out.extend(row.iter().map(|&v| v + b));
+        // Transpose each image's Ho·Wo × F block into F × Ho·Wo (tiles of 16 positions keep both
+        // sides in cache), adding the bias.
+        let mut out = crate::kernels::pool::take::<i64>(n * f * hw);
+        let bias: Vec<i64> = match &self.bias {
+            Some(b) => b.iter().map(|&v| i64::from(v)).collect(),
+            None => alloc::vec![0; f],
+        };
+        for (m, om) in out.chunks_exact_mut((f * hw).max(1)).enumerate().take(n) {
+            let zm = &zs[m * hw * f..(m + 1) * hw * f];
+            for s0 in (0..hw).step_by(16) {
+                let s1 = (s0 + 16).min(hw);
+                for (fi, &b) in bias.iter().enumerate() {
+                    for sp in s0..s1 {
+                        om[fi * hw + sp] = zm[sp * f + fi] + b;
+                    }
+                }
             }
         }
+        crate::kernels::recycle(z);
         Ok(Array4::from_shape_vec((n, f, ho, wo), out).expect("sizes computed above"))
     }
 
@@ -188,8 +199,8 @@ impl Conv2d {
             }
         }
         let dt = Array2::from_shape_vec((f, n * hw), dt).expect("sizes");
-        let cols = im2col_t(xp.view(), self.kernel())?;
-        let g = gemm_nt(dt.view(), cols.view()).map_err(|e| e.in_layer(&self.name))?;
+        let cols = PatchesT::new(xp.view(), self.kernel())?;
+        let g = gemm_nt_rows(dt.view(), &cols).map_err(|e| e.in_layer(&self.name))?;
         let (_, c, k, _) = self.weight.dim();
         let g = g.into_shape_with_order((f, c, k, k)).expect("F×CKK");
         let gb = self

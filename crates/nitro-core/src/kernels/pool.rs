@@ -1,0 +1,106 @@
+//! Reused buffers for packed operands and product results: a training step packs and produces
+//! the same sizes batch after batch, so the kernels take zeroed buffers from a small free list
+//! instead of asking the allocator (and, for large sizes, the OS: fresh pages fault in one by
+//! one) every time. With `std` the lists are process-wide behind a mutex; without it every
+//! buffer is a fresh allocation.
+
+use alloc::vec::Vec;
+
+/// Buffers kept per element type; beyond that the smallest is released.
+#[cfg(feature = "std")]
+const KEEP: usize = 6;
+
+/// Element types with a free list.
+pub(crate) trait Pooled: Copy + Default + 'static {
+    #[cfg(feature = "std")]
+    fn list() -> &'static std::sync::Mutex<Vec<Vec<Self>>>;
+}
+
+#[cfg(feature = "std")]
+static U32: std::sync::Mutex<Vec<Vec<u32>>> = std::sync::Mutex::new(Vec::new());
+#[cfg(feature = "std")]
+static I64: std::sync::Mutex<Vec<Vec<i64>>> = std::sync::Mutex::new(Vec::new());
+
+impl Pooled for u32 {
+    #[cfg(feature = "std")]
+    fn list() -> &'static std::sync::Mutex<Vec<Vec<u32>>> {
+        &U32
+    }
+}
+impl Pooled for i64 {
+    #[cfg(feature = "std")]
+    fn list() -> &'static std::sync::Mutex<Vec<Vec<i64>>> {
+        &I64
+    }
+}
+
+/// A buffer of `len` zeros (reused storage when one large enough is free).
+pub(crate) fn take<T: Pooled>(len: usize) -> Vec<T> {
+    #[cfg(feature = "std")]
+    {
+        let reused = {
+            let mut free = T::list().lock().unwrap_or_else(|e| e.into_inner());
+            // The smallest free buffer that fits, else none (a new one is allocated).
+            let best = free
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.capacity() >= len)
+                .min_by_key(|(_, v)| v.capacity())
+                .map(|(i, _)| i);
+            best.map(|i| free.swap_remove(i))
+        };
+        if let Some(mut v) = reused {
+            v.clear();
+            v.resize(len, T::default());
+            return v;
+        }
+    }
+    alloc::vec![T::default(); len]
+}
+
+/// Return a buffer for reuse.
+pub(crate) fn give<T: Pooled>(v: Vec<T>) {
+    #[cfg(feature = "std")]
+    {
+        if v.capacity() < 4096 {
+            return;
+        }
+        let mut free = T::list().lock().unwrap_or_else(|e| e.into_inner());
+        free.push(v);
+        if free.len() > KEEP {
+            let smallest = free
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, v)| v.capacity())
+                .map(|(i, _)| i)
+                .expect("non-empty");
+            free.swap_remove(smallest);
+        }
+    }
+    #[cfg(not(feature = "std"))]
+    drop(v);
+}
+
+/// Hand a product's result back for reuse once its values have been consumed (optional; a
+/// dropped result is simply freed).
+pub fn recycle<D: ndarray::Dimension>(c: ndarray::Array<i64, D>) {
+    let (v, _) = c.into_raw_vec_and_offset();
+    give(v);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn taken_buffers_are_zeroed_and_sized() {
+        let mut v = take::<u32>(10_000);
+        assert_eq!(v.len(), 10_000);
+        v.iter_mut().for_each(|x| *x = 7);
+        give(v);
+        let w = take::<u32>(5_000);
+        assert_eq!(w.len(), 5_000);
+        assert!(w.iter().all(|&x| x == 0));
+        give(w);
+    }
+}
