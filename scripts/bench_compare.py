@@ -55,6 +55,7 @@ from nitrod_numpy import NumpyMLP  # noqa: E402
 RNG = np.random.default_rng(20240711)
 ROWS: list[tuple[str, str, str, str, str]] = []
 NOTES: list[str] = []
+SHARES: list[float] = []
 
 
 # -- measuring ---------------------------------------------------------------------------------
@@ -95,8 +96,42 @@ def fmt_gemm(s: float, macs: int) -> str:
     return f"{fmt_time(s)} {macs / s / 1e9:7.2f} GMAC/s"
 
 
+def cpu_ticks() -> tuple[int, int, int] | None:
+    """(all CPUs' busy ticks incl. hypervisor steal, all ticks, this process's ticks)."""
+    try:
+        f = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+        mine = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, ValueError, IndexError):
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = f
+    busy = user + nice + system + irq + softirq + steal
+    return busy, busy + idle + iowait, int(mine[11]) + int(mine[12])
+
+
+def others_share(a: tuple[int, int, int] | None, b: tuple[int, int, int] | None) -> float | None:
+    """Fraction of the machine's CPU time that other processes (and the hypervisor) took
+    between two :func:`cpu_ticks` samples; what distorts multi-threaded timings most."""
+    if a is None or b is None or b[1] <= a[1]:
+        return None
+    return max(0.0, ((b[0] - a[0]) - (b[2] - a[2])) / (b[1] - a[1]))
+
+
+_SECTION: list[Any] = []  # [row index, cpu_ticks at its start] of the open section
+
+
+def close_section() -> None:
+    if _SECTION:
+        i, start = _SECTION.pop(), _SECTION.pop()
+        share = others_share(start, cpu_ticks())
+        if share is not None:
+            ROWS[i] = (f"{ROWS[i][0]}  [other processes: {share:.0%} of CPU]", *ROWS[i][1:])
+            SHARES.append(share)
+
+
 def section(title: str) -> None:
+    close_section()
     ROWS.append((title, "", "", "", ""))
+    _SECTION.extend([cpu_ticks(), len(ROWS) - 1])
 
 
 def row(what: str, nitro: str, competitor: str, comp: str, ratio: float | None) -> None:
@@ -325,10 +360,15 @@ def main() -> None:
     gemm_rows("VGG8B conv2 im2col", 64 * 28 * 28, 1152, 256, 32767, 2 if q else 5, 1024)
     x, y = mlp2_rows(5 if q else 30)
     torch_rows(x, y, 5 if q else 30, not ARGS.no_vgg8b)
+    close_section()
     print()
     print_table()
     for note in NOTES:
         print(note)
+    if SHARES and max(SHARES) > 0.10:
+        print(f"WARNING: other processes took up to {max(SHARES):.0%} of the CPUs during a "
+              "section: its timings are distorted (multi-threaded ones, OpenBLAS's above all); "
+              "rerun on a quiet machine, or compare with --threads 1.")
     print("load average at end: " + " ".join(f"{v:.2f}" for v in os.getloadavg())
           + f"; total {time.perf_counter() - t0:.0f} s")
 
