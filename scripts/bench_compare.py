@@ -172,7 +172,8 @@ def openblas_info() -> str:
                 except AttributeError:
                     continue
                 cfg.restype = ctypes.c_char_p
-                return f"{cfg().decode().strip()}, {nth()} threads"
+                n = nth()
+                return f"{cfg().decode().strip()}, {n} thread{'' if n == 1 else 's'}"
     return f"BLAS library not identified (OPENBLAS_NUM_THREADS={T})"
 
 
@@ -250,7 +251,8 @@ def mlp2_rows(repeats: int) -> tuple[np.ndarray, np.ndarray]:
     if diff or not moved:
         raise SystemExit(f"MLP2: nitrod-rs and the NumPy step disagree in {diff} weights "
                          f"after {steps} steps ({moved} weights moved)")
-    NOTES.append(f"MLP2: nitrod-rs ({T} threads and 1 thread) and the NumPy int64 step end "
+    who = "1 thread" if T == 1 else f"{T} threads and 1 thread"
+    NOTES.append(f"MLP2: nitrod-rs ({who}) and the NumPy int64 step end "
                  f"with bit-identical weights after {steps} steps ({moved} of "
                  f"{model.num_parameters} weights changed).")
     row(f"nitrod MLP.train_batch, {T} thr", fmt_time(t_nitro), "NumPy int64 NITRO-D step",
@@ -368,7 +370,7 @@ def main() -> None:
     if SHARES and max(SHARES) > 0.10:
         print(f"WARNING: other processes took up to {max(SHARES):.0%} of the CPUs during a "
               "section: its timings are distorted (multi-threaded ones, OpenBLAS's above all); "
-              "rerun on a quiet machine, or compare with --threads 1.")
+              "rerun on a quiet machine" + (", or compare with --threads 1." if T > 1 else "."))
     print("load average at end: " + " ".join(f"{v:.2f}" for v in os.getloadavg())
           + f"; total {time.perf_counter() - t0:.0f} s")
 
