@@ -60,10 +60,14 @@ demo: data python-dev
 	$(VENV)/bin/nitrod train --model mlp2 --dataset fashion-mnist --epochs 10 --seed 0
 
 ## bench: criterion benches, then seconds per VGG8B training step (batch 64, 1×28×28) and
-## VGG8B inference images/s (examples/bench_cnn.rs; 1 warm-up + 2 timed steps)
-bench:
+## VGG8B inference images/s (examples/bench_cnn.rs; 1 warm-up + 2 timed steps), then one
+## side-by-side table (scripts/bench_compare.py, ~30 s on 2 cores): the engine's GEMM vs
+## OpenBLAS sgemm and numpy integer matmul, an MLP2 step vs a plain-NumPy NITRO-D step
+## (checked bit-identical), and vs PyTorch fp32 when torch is importable
+bench: python-dev
 	$(CARGO) bench -p nitro-core
 	$(CARGO) run --release -q -p nitro-core --example bench_cnn -- --steps 2 --infer 128
+	$(VPY) scripts/bench_compare.py
 
 ## test-purity: integer purity on machine code — no float instruction in nitro-core (no_std, x86-64)
 test-purity:

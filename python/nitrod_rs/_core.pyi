@@ -21,6 +21,7 @@ __all__ = [
     "linear",
     "linear_i16",
     "linear_backward",
+    "gemm_bench",
     "scaling",
     "activation_forward",
     "activation_backward",
@@ -292,6 +293,12 @@ def linear_i16(
 def linear_backward(
     x: npt.NDArray[np.int8], weight: npt.NDArray[np.int32], delta: npt.NDArray[np.int32]
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]: ...
+def gemm_bench(
+    x: npt.NDArray[np.int8],
+    weight: npt.NDArray[np.int32],
+    repeats: int,
+    threads: int | None = None,
+) -> list[int]: ...
 def scaling(z: npt.NDArray[np.int64], fan_in: int) -> npt.NDArray[np.int8]: ...
 def activation_forward(
     x: npt.NDArray[np.int8], kind: str = "nitro_relu", slope: int = 4

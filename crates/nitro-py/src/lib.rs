@@ -1327,6 +1327,41 @@ fn linear_i16<'py>(
     Ok(z.into_pyarray(py))
 }
 
+/// Benchmark hook: runs exactly what [`linear`] runs on the Rust side (`Linear::infer`: the
+/// bound proof, the exact GEMM and the `int64` output allocation) `repeats` times and returns
+/// each call's wall time in nanoseconds (`std::time::Instant`). Unlike timing `ops.linear` from
+/// Python, this leaves out argument checking, the weight copy and the numpy wrapping of the
+/// result. `threads`: as in `Model.train_step` (`None` = rayon's global pool).
+#[pyfunction]
+#[pyo3(signature = (x, weight, repeats, threads=None))]
+fn gemm_bench(
+    py: Python<'_>,
+    x: PyReadonlyArray2<'_, i8>,
+    weight: PyReadonlyArray2<'_, i32>,
+    repeats: usize,
+    threads: Option<usize>,
+) -> PyResult<Vec<u64>> {
+    if repeats == 0 {
+        return Err(value_err("repeats must be a positive integer"));
+    }
+    let l = linear_layer(&weight, None)?;
+    let pool = pool_for(threads)?;
+    let xv = x.as_array();
+    py.detach(|| {
+        in_pool(pool.as_ref(), || {
+            let mut times = Vec::with_capacity(repeats);
+            for _ in 0..repeats {
+                let t = std::time::Instant::now();
+                let z = std::hint::black_box(l.infer(std::hint::black_box(xv))?);
+                times.push(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
+                drop(z);
+            }
+            Ok(times)
+        })
+    })
+    .map_err(to_py)
+}
+
 /// Two `int64` matrices returned together.
 type MatrixPair<'py> = (Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<i64>>);
 
@@ -1617,6 +1652,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(linear, m)?)?;
     m.add_function(wrap_pyfunction!(linear_i16, m)?)?;
     m.add_function(wrap_pyfunction!(linear_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(gemm_bench, m)?)?;
     m.add_function(wrap_pyfunction!(scaling, m)?)?;
     m.add_function(wrap_pyfunction!(activation_forward, m)?)?;
     m.add_function(wrap_pyfunction!(activation_backward, m)?)?;
