@@ -353,7 +353,8 @@ fn cnn_run() -> Vec<Vec<i32>> {
 #[test]
 fn training_is_bit_identical_across_dispatch_paths_and_threads() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let runs: Vec<(Dispatch, usize, Vec<Array2<i32>>, Vec<Vec<i32>>)> = DISPATCHES
+    type Run = (Dispatch, usize, Vec<Array2<i32>>, Vec<Vec<i32>>);
+    let runs: Vec<Run> = DISPATCHES
         .iter()
         .flat_map(|&d| [(d, 1usize), (d, 2)])
         .map(|(d, threads)| {
