@@ -30,8 +30,13 @@ pub(crate) const MR: usize = 6;
 /// Columns of C per micro-tile (two AVX2 vectors of eight `i32`).
 pub(crate) const NR: usize = 16;
 /// Pairs of the reduction per cache block: a B micro-panel (`KC·NR·4` bytes = 16 KiB) stays in
-/// L1 while the A panels of a task stream past it.
+/// L1 while the A panels of a group stream past it.
 pub(crate) const KC: usize = 256;
+/// Pairs per K block when C is large (≥ [`C_LARGE`] entries): each block reads and writes all
+/// of C once, so fewer, longer blocks save more memory traffic than L1 residency gains.
+const KC_LARGE: usize = 640;
+/// Entries of C (8 bytes each) from which [`KC_LARGE`] applies (1 MiB: beyond L2).
+const C_LARGE: usize = 1 << 17;
 /// A panels per L2 group (see [`block`]).
 const MC: usize = 24;
 
@@ -392,7 +397,8 @@ pub(crate) fn gemm16(a: &Packed16<u32>, b: &Packed16<u32>, kc: usize, simd: bool
         return c;
     }
     // Equal K blocks of at most `kc` (and KC) pairs: no short tail block.
-    let kc = kc.clamp(1, KC);
+    let cap = if m * n >= C_LARGE { KC_LARGE } else { KC };
+    let kc = kc.clamp(1, cap);
     let kc = kp.div_ceil(kp.div_ceil(kc));
     let panels_a = m.div_ceil(MR);
     // A panels per task: about four tasks per thread, never less than one panel.

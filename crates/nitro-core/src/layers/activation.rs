@@ -266,7 +266,9 @@ impl Activation {
             }
             y
         } else {
-            x.mapv(|v| k.forward_scalar(v))
+            // 256 possible inputs: tabulate once, then one lookup per element.
+            let table: [i8; 256] = core::array::from_fn(|i| k.forward_scalar(i as u8 as i8));
+            x.mapv(|v| table[usize::from(v as u8)])
         }
     }
 

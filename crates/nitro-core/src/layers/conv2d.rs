@@ -6,7 +6,7 @@
 //! proven (SPEC §10). The input-error path is not needed inside a NITRO-D block and is not built.
 
 use crate::error::{Error, Result};
-use crate::kernels::im2col::{out_size, pad, Patches, PatchesT};
+use crate::kernels::im2col::{out_size, Patches, PatchesT};
 use crate::kernels::{gemm_nt_rows, gemm_rows_nt, Int};
 use crate::optim::Sgd;
 use alloc::format;
@@ -142,7 +142,13 @@ impl Conv2d {
                 x.dim().1
             )));
         }
-        Ok(pad(x.mapv(i16::from).view(), self.padding))
+        // Widen and pad in one pass.
+        let (n, c, h, w) = x.dim();
+        let p = self.padding;
+        let mut out = Array4::<i16>::zeros((n, c, h + 2 * p, w + 2 * p));
+        out.slice_mut(ndarray::s![.., .., p..p + h, p..p + w])
+            .zip_mut_with(x, |o, &v| *o = i16::from(v));
+        Ok(out)
     }
 
     /// `z` (exact, `i64`, `N×F×Ho×Wo`); in training mode the padded input is saved.
