@@ -203,10 +203,21 @@ impl LocalLinearBlock {
         i16: From<T>,
     {
         let z = self.fwd.forward(x, train)?;
+        Ok(self.forward_rest(z, train))
+    }
+
+    /// [`LocalLinearBlock::forward`] of an owned `i16` input, kept without a copy for the update.
+    pub(crate) fn forward_owned(&mut self, x: Array2<i16>, train: bool) -> Result<Array2<i8>> {
+        let z = self.fwd.forward_owned(x, train)?;
+        Ok(self.forward_rest(z, train))
+    }
+
+    /// Scaling and activation of the forward layer's output `z`.
+    fn forward_rest(&mut self, z: Array2<i64>, train: bool) -> Array2<i8> {
         let s = self.fwd_scale.forward(&z);
         let h = self.act.forward(s, train);
         self.saved_out = if train { Some(h.clone()) } else { None };
-        Ok(h)
+        h
     }
 
     /// Evaluation-mode forward without touching saved state.

@@ -803,7 +803,7 @@ impl Cnn {
         // 1. Forward in training mode.
         let mut input: Array2<i16> = flatten(self.features_forward(x, true, compat)?);
         for (b, d) in self.blocks.iter_mut().zip(self.dropouts.iter_mut()) {
-            let h = b.forward(input.view(), true)?;
+            let h = b.forward_owned(input, true)?;
             input = match d {
                 Some(d) => d.forward(&h, true),
                 None => h.mapv(i16::from),
@@ -811,7 +811,7 @@ impl Cnn {
         }
         let pred = self
             .out_scale
-            .forward(&self.out.forward(input.view(), true)?);
+            .forward(&self.out.forward_owned(input, true)?);
         // 2. Output layer.
         let (loss, correct) = loss_and_correct(&pred, &target, labels);
         let delta = output_error(&pred, &target, compat);

@@ -229,7 +229,11 @@ impl Dataset {
         let mut y = Vec::with_capacity(idx.len());
         let (c, h, w) = self.chw;
         for (mut row, &i) in x.rows_mut().into_iter().zip(idx) {
-            row.assign(&self.x.row(i));
+            let src = self.x.row(i);
+            match (row.as_slice_mut(), src.as_slice()) {
+                (Some(d), Some(s)) => d.copy_from_slice(s),
+                _ => row.assign(&src),
+            }
             if let Some(a) = augment {
                 a.apply(
                     row.as_slice_mut().expect("row of owned array"),

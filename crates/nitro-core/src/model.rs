@@ -386,13 +386,13 @@ impl Mlp {
         // 1. Forward in training mode; each block saves what it needs.
         let mut input: Array2<i16> = x.mapv(i16::from);
         for (b, d) in self.blocks.iter_mut().zip(self.dropouts.iter_mut()) {
-            let h = b.forward(input.view(), true)?;
+            let h = b.forward_owned(input, true)?;
             input = match d {
                 Some(d) => d.forward(&h, true),
                 None => h.mapv(i16::from),
             };
         }
-        let z = self.out.forward(input.view(), true)?;
+        let z = self.out.forward_owned(input, true)?;
         let pred = self.out_scale.forward(&z);
         // 2. Output layer: δ = ŷ − y, update.
         let (loss, correct) = loss_and_correct(&pred, &target, labels);

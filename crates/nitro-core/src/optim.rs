@@ -1,7 +1,7 @@
 //! IntegerSGD (SPEC §5): inverse learning rates, per-layer amplification, integer weight decay,
 //! integer schedules, plateau and early stopping.
 
-use crate::arith::tdiv;
+use crate::arith::{tdiv, DivU31};
 use crate::error::{Error, Result};
 use alloc::format;
 use alloc::vec::Vec;
@@ -55,35 +55,19 @@ impl Sgd {
     /// Update `params` in place with `grads` (same length). All-or-nothing: if any new value
     /// would leave `i32`, nothing is written and [`Error::Overflow`] names `layer`.
     pub fn apply(&self, params: &mut [i32], grads: &[i64], layer: &str) -> Result<()> {
-        if params.len() != grads.len() {
-            return Err(Error::shape(format!(
-                "{layer}: {} parameters but {} gradients",
-                params.len(),
-                grads.len()
-            )));
-        }
-        let mut new = Vec::with_capacity(params.len());
-        for (i, (&p, &g)) in params.iter().zip(grads).enumerate() {
-            let v = self.step(p, g);
-            match i32::try_from(v) {
-                Ok(v) => new.push(v),
-                Err(_) => {
-                    return Err(Error::overflow(
-                        layer,
-                        "weight update",
-                        format!("parameter {i} would become {v}, outside i32"),
-                    ))
-                }
-            }
-        }
-        params.copy_from_slice(&new);
+        let Some(plan) = Plan::new(self) else {
+            return self.apply_unchecked_hyper(params, grads, layer);
+        };
+        let scan = plan.check(params, grads, layer)?;
+        plan.write(params, grads, scan);
         Ok(())
     }
-}
 
-impl Sgd {
     /// Update a layer's weights and optional bias together, all-or-nothing: if any new value
     /// would leave `i32`, neither is changed and [`Error::Overflow`] names `layer`.
+    ///
+    /// Allocation-free: a first pass checks that every new value fits `i32` (by a bound, or by
+    /// computing them where the bound is not enough), a second pass computes and stores them.
     pub fn apply_layer(
         &self,
         weight: &mut [i32],
@@ -91,13 +75,308 @@ impl Sgd {
         bias: Option<(&mut [i32], &[i64])>,
         layer: &str,
     ) -> Result<()> {
-        let mut w = weight.to_vec();
-        self.apply(&mut w, weight_grad, layer)?;
-        if let Some((b, g)) = bias {
-            self.apply(b, g, layer)?;
+        let Some(plan) = Plan::new(self) else {
+            let mut w = weight.to_vec();
+            self.apply_unchecked_hyper(&mut w, weight_grad, layer)?;
+            if let Some((b, g)) = bias {
+                self.apply_unchecked_hyper(b, g, layer)?;
+            }
+            weight.copy_from_slice(&w);
+            return Ok(());
+        };
+        let weight_scan = plan.check(weight, weight_grad, layer)?;
+        let bias_scan = match &bias {
+            Some((b, g)) => Some(plan.check(b, g, layer)?),
+            None => None,
+        };
+        plan.write(weight, weight_grad, weight_scan);
+        if let (Some((b, g)), Some(scan)) = (bias, bias_scan) {
+            plan.write(b, g, scan);
         }
-        weight.copy_from_slice(&w);
         Ok(())
+    }
+
+    /// [`Sgd::apply`] through [`Sgd::step`] one parameter at a time, for an `Sgd` whose fields
+    /// were set directly to values [`Sgd::new`] rejects (kept so such values behave as before).
+    fn apply_unchecked_hyper(&self, params: &mut [i32], grads: &[i64], layer: &str) -> Result<()> {
+        check_lengths(params, grads, layer)?;
+        let mut new = Vec::with_capacity(params.len());
+        for (i, (&p, &g)) in params.iter().zip(grads).enumerate() {
+            let v = self.step(p, g);
+            match i32::try_from(v) {
+                Ok(v) => new.push(v),
+                Err(_) => return Err(overflow_at(layer, i, v)),
+            }
+        }
+        params.copy_from_slice(&new);
+        Ok(())
+    }
+}
+
+fn check_lengths(params: &[i32], grads: &[i64], layer: &str) -> Result<()> {
+    if params.len() != grads.len() {
+        return Err(Error::shape(format!(
+            "{layer}: {} parameters but {} gradients",
+            params.len(),
+            grads.len()
+        )));
+    }
+    Ok(())
+}
+
+fn overflow_at(layer: &str, i: usize, v: i64) -> Error {
+    Error::overflow(
+        layer,
+        "weight update",
+        format!("parameter {i} would become {v}, outside i32"),
+    )
+}
+
+/// Parameters per block of the range-checked update loops.
+const LANES: usize = 8;
+
+/// An [`Sgd`] prepared for one update: both divisors as exact multiply-and-shift reciprocals.
+///
+/// The new value of a parameter is `(P − tdiv(P, decay_inv)) − tdiv(G, lr_inv·amp)`, which is
+/// [`Sgd::step`]'s `P − (tdiv(G, lr_inv·amp) + tdiv(P, decay_inv))`: both are the same integer,
+/// and where that integer leaves `i64` (only for `|G|` near 2⁶³) both wrap to the same value
+/// modulo 2⁶⁴ — far outside `i32`, so an [`Error::Overflow`] either way.
+///
+/// An update is two passes over the parameters, without allocating: [`Plan::scan`] bounds every
+/// new value (and, only if that bound is not enough, [`Plan::fits`] computes them); then
+/// [`Plan::write`] computes and stores them.
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    /// `lr_inv · amp`, > 0.
+    div: i64,
+    /// `decay_inv`, ≥ 0 (0: no decay).
+    decay_inv: i64,
+    grad_div: DivU31,
+    /// `⌊log₂(lr_inv·amp)⌋`, so `|G| >> grad_shift ≥ ⌊|G| / (lr_inv·amp)⌋`.
+    grad_shift: u32,
+    /// `DivU31::new(0)` (the quotient 0) when decay is off.
+    decay_div: DivU31,
+}
+
+/// What [`Plan::scan`] learned about a slice of parameters and gradients.
+#[derive(Clone, Copy, Debug)]
+struct Scan {
+    /// Every new value certainly fits `i32`.
+    surely_fits: bool,
+    /// Every `|P|` and `|G|` is below 2³¹: [`Plan::fast`] is exact for all of them.
+    narrow: bool,
+}
+
+impl Plan {
+    /// `None` for hyper-parameters [`Sgd::new`] would reject.
+    fn new(s: &Sgd) -> Option<Plan> {
+        if s.lr_inv <= 0 || s.amp <= 0 || s.decay_inv < 0 {
+            return None;
+        }
+        let div = s.lr_inv.checked_mul(s.amp)?;
+        Some(Plan {
+            div,
+            decay_inv: s.decay_inv,
+            grad_div: DivU31::new(div as u64),
+            grad_shift: div.ilog2(),
+            decay_div: DivU31::new(s.decay_inv as u64),
+        })
+    }
+
+    /// The new value of one parameter with `i64` division (every input).
+    #[inline]
+    fn exact(&self, p: i32, g: i64) -> i64 {
+        let p = i64::from(p);
+        // |tdiv(p, d)| ≤ |p| with the sign of p: the difference cannot overflow.
+        let kept = if self.decay_inv > 0 {
+            p - tdiv(p, self.decay_inv)
+        } else {
+            p
+        };
+        kept.wrapping_sub(tdiv(g, self.div))
+    }
+
+    /// The new value of one parameter by the reciprocals, branch-free: equal to
+    /// [`Plan::exact`] when `|P| < 2³¹` and `|G| < 2³¹`, and meaningless otherwise.
+    #[inline(always)]
+    fn fast(&self, p: i32, g: i64) -> i64 {
+        // |x| = (x ⊕ s) − s with s the sign mask; tdiv(x, d) = ±⌊|x| / d⌋ = (⌊|x| / d⌋ ⊕ s) − s.
+        let sg = (g >> 63) as u64;
+        let ag = ((g as u64) ^ sg).wrapping_sub(sg);
+        let pv = i64::from(p);
+        let sp = (pv >> 63) as u64;
+        let ap = ((pv as u64) ^ sp).wrapping_sub(sp);
+        let qg = (self.grad_div.div(ag) ^ sg).wrapping_sub(sg);
+        let qp = (self.decay_div.div(ap) ^ sp).wrapping_sub(sp);
+        (pv as u64).wrapping_sub(qp).wrapping_sub(qg) as i64
+    }
+
+    /// New values of one block: [`Plan::fast`] where every `|G|` and `|P|` is below 2³¹,
+    /// otherwise [`Plan::exact`] for the whole block.
+    #[inline(always)]
+    fn block(&self, p: &[i32; LANES], g: &[i64; LANES]) -> [i64; LANES] {
+        let mut out = [0i64; LANES];
+        let mut wide = 0u64;
+        for i in 0..LANES {
+            wide |= (g[i].unsigned_abs() | i64::from(p[i]).unsigned_abs()) >> 31;
+            out[i] = self.fast(p[i], g[i]);
+        }
+        if wide != 0 {
+            for i in 0..LANES {
+                out[i] = self.exact(p[i], g[i]);
+            }
+        }
+        out
+    }
+
+    /// First pass (lengths are equal). `surely_fits` uses the bound
+    /// `|P − tdiv(P, decay_inv) − tdiv(G, div)| ≤ |P| + ⌊|G| / div⌋ ≤ |P| + (|G| >> grad_shift)`:
+    /// below 2³¹, the new value lies in `(−2³¹, 2³¹)`.
+    #[inline(always)]
+    fn scan_generic(&self, params: &[i32], grads: &[i64]) -> Scan {
+        let (mut bound, mut wide) = (0u64, 0u64);
+        for (&p, &g) in params.iter().zip(grads) {
+            let (ap, ag) = (i64::from(p).unsigned_abs(), g.unsigned_abs());
+            // ≤ 2³¹ + 2⁶³: no overflow.
+            bound |= (ap + (ag >> self.grad_shift)) >> 31;
+            wide |= ap | ag;
+        }
+        Scan {
+            surely_fits: bound == 0,
+            narrow: wide >> 31 == 0,
+        }
+    }
+
+    /// Whether every new value fits `i32`, computing them (lengths are equal).
+    #[inline(always)]
+    fn fits_generic(&self, params: &[i32], grads: &[i64]) -> bool {
+        // v fits i32 ⇔ v + 2³¹ ∈ [0, 2³²) ⇔ (v + 2³¹) >> 32 = 0 (wrapping, as u64).
+        let out_of_range = |v: i64| (v as u64).wrapping_add(1 << 31) >> 32;
+        let n = params.len() / LANES * LANES;
+        let mut bad = 0u64;
+        for (&p, &g) in params[n..].iter().zip(&grads[n..]) {
+            bad |= out_of_range(self.exact(p, g));
+        }
+        for (p, g) in params[..n]
+            .chunks_exact(LANES)
+            .zip(grads[..n].chunks_exact(LANES))
+        {
+            let (Ok(p), Ok(g)) = (p.try_into(), g.try_into()) else {
+                unreachable!("chunks_exact yields LANES elements")
+            };
+            for v in self.block(p, g) {
+                bad |= out_of_range(v);
+            }
+        }
+        bad == 0
+    }
+
+    /// Store every new value (all known to fit `i32`; lengths are equal). With `narrow` (see
+    /// [`Scan`]) every value comes from [`Plan::fast`] in one branch-free loop.
+    #[inline(always)]
+    fn write_generic(&self, params: &mut [i32], grads: &[i64], narrow: bool) {
+        if narrow {
+            for (p, &g) in params.iter_mut().zip(grads) {
+                *p = self.fast(*p, g) as i32;
+            }
+            return;
+        }
+        let n = params.len() / LANES * LANES;
+        let (head, tail) = params.split_at_mut(n);
+        for (p, &g) in tail.iter_mut().zip(&grads[n..]) {
+            *p = self.exact(*p, g) as i32;
+        }
+        for (p, g) in head
+            .chunks_exact_mut(LANES)
+            .zip(grads[..n].chunks_exact(LANES))
+        {
+            let (Ok(p), Ok(g)) = (<&mut [i32; LANES]>::try_from(p), g.try_into()) else {
+                unreachable!("chunks_exact yields LANES elements")
+            };
+            let v = self.block(p, g);
+            for (o, v) in p.iter_mut().zip(v) {
+                *o = v as i32;
+            }
+        }
+    }
+
+    /// Lengths equal and every new value fits `i32`, else the error [`Sgd::apply`] reports (the
+    /// first offending parameter). Returns what [`Plan::write`] needs.
+    fn check(&self, params: &[i32], grads: &[i64], layer: &str) -> Result<Scan> {
+        check_lengths(params, grads, layer)?;
+        let scan = self.scan(params, grads);
+        if scan.surely_fits || self.fits(params, grads) {
+            return Ok(scan);
+        }
+        // Rare: find the first offending parameter one at a time (this scan is authoritative).
+        for (i, (&p, &g)) in params.iter().zip(grads).enumerate() {
+            let v = self.exact(p, g);
+            if i32::try_from(v).is_err() {
+                return Err(overflow_at(layer, i, v));
+            }
+        }
+        Ok(scan)
+    }
+
+    fn scan(&self, params: &[i32], grads: &[i64]) -> Scan {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2() {
+            // SAFETY: AVX2 is available (checked at run time or enabled at compile time).
+            return unsafe { self.scan_avx2(params, grads) };
+        }
+        self.scan_generic(params, grads)
+    }
+
+    fn fits(&self, params: &[i32], grads: &[i64]) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2() {
+            // SAFETY: as in `scan`.
+            return unsafe { self.fits_avx2(params, grads) };
+        }
+        self.fits_generic(params, grads)
+    }
+
+    fn write(&self, params: &mut [i32], grads: &[i64], scan: Scan) {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2() {
+            // SAFETY: as in `scan`.
+            return unsafe { self.write_avx2(params, grads, scan.narrow) };
+        }
+        self.write_generic(params, grads, scan.narrow)
+    }
+
+    /// [`Plan::scan_generic`] compiled for AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn scan_avx2(&self, params: &[i32], grads: &[i64]) -> Scan {
+        self.scan_generic(params, grads)
+    }
+
+    /// [`Plan::fits_generic`] compiled for AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn fits_avx2(&self, params: &[i32], grads: &[i64]) -> bool {
+        self.fits_generic(params, grads)
+    }
+
+    /// [`Plan::write_generic`] compiled for AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn write_avx2(&self, params: &mut [i32], grads: &[i64], narrow: bool) {
+        self.write_generic(params, grads, narrow)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn has_avx2() -> bool {
+    #[cfg(feature = "std")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        cfg!(target_feature = "avx2")
     }
 }
 
@@ -288,6 +567,274 @@ mod tests {
         assert_eq!(p, [1, 2, i32::MAX - 1]);
         s.apply(&mut p, &[1, 1, -1], "x").unwrap();
         assert_eq!(p, [0, 1, i32::MAX]);
+    }
+
+    /// The update as it was first written (one `Sgd::step` per parameter into a fresh vector),
+    /// with the exact new value computed in `i128` so that no input can make the reference
+    /// itself overflow: the new parameters, or the first offending index and the value the
+    /// error reports (the exact value modulo 2⁶⁴, as the `i64` arithmetic of `step` wraps).
+    fn reference(s: &Sgd, params: &[i32], grads: &[i64]) -> Result<Vec<i32>, (usize, i64)> {
+        let div = i128::from(s.lr_inv) * i128::from(s.amp);
+        let mut out = Vec::with_capacity(params.len());
+        for (i, (&p, &g)) in params.iter().zip(grads).enumerate() {
+            let p = i128::from(p);
+            // Rust's `/` truncates toward zero, in i128 as in i64.
+            let decay = if s.decay_inv > 0 {
+                p / i128::from(s.decay_inv)
+            } else {
+                0
+            };
+            let v = p - (i128::from(g) / div + decay);
+            // Where `step` itself does not overflow, it agrees with the i128 value.
+            if i64::try_from(v).is_ok() && g.unsigned_abs() < 1 << 62 {
+                assert_eq!(i128::from(s.step(p as i32, g)), v);
+            }
+            match i32::try_from(v) {
+                Ok(v) => out.push(v),
+                Err(_) => return Err((i, v as i64)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// `apply` and `apply_layer` (with and without a bias) against [`reference`], including
+    /// the all-or-nothing rule and the error text.
+    fn check_against_reference(s: &Sgd, params: &[i32], grads: &[i64], bias: &[i32], bg: &[i64]) {
+        let expect = reference(s, params, grads);
+        let mut got = params.to_vec();
+        match (&expect, s.apply(&mut got, grads, "layer_x")) {
+            (Ok(e), Ok(())) => assert_eq!(&got, e),
+            (Err((i, v)), Err(err)) => {
+                assert_eq!(got, params, "unchanged on error");
+                let m = alloc::format!("{err}");
+                let want = alloc::format!("parameter {i} would become {v}, outside i32");
+                assert!(m.contains("layer_x") && m.contains(&want), "{m} / {want}");
+            }
+            (e, g) => panic!("reference {e:?}, apply {g:?}"),
+        }
+        let expect_bias = reference(s, bias, bg);
+        let (mut w, mut b) = (params.to_vec(), bias.to_vec());
+        let r = s.apply_layer(&mut w, grads, Some((&mut b, bg)), "layer_y");
+        match (&expect, &expect_bias) {
+            (Ok(ew), Ok(eb)) => {
+                assert!(r.is_ok());
+                assert_eq!((&w, &b), (ew, eb));
+            }
+            _ => {
+                let m = alloc::format!("{}", r.unwrap_err());
+                let (i, v) = expect.clone().err().or(expect_bias.err()).unwrap();
+                let want = alloc::format!("parameter {i} would become {v}, outside i32");
+                assert!(m.contains("layer_y") && m.contains(&want), "{m} / {want}");
+                assert_eq!((&w[..], &b[..]), (params, bias), "neither changed on error");
+            }
+        }
+    }
+
+    /// Gradients from all magnitudes: mostly small, some around the divisor, some huge.
+    fn grad_strategy() -> impl proptest::strategy::Strategy<Value = i64> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => -100_000i64..=100_000,
+            3 => -(1i64 << 31)..(1i64 << 31),
+            1 => proptest::num::i64::ANY,
+            1 => prop_oneof![
+                Just(i64::MIN),
+                Just(i64::MAX),
+                Just(i64::MIN + 1),
+                Just(1i64 << 31),
+                Just(-(1i64 << 31)),
+                Just((1i64 << 31) - 1),
+                Just(4_294_967_291i64),
+                Just(-4_294_967_289i64),
+            ],
+        ]
+    }
+
+    fn param_strategy() -> impl proptest::strategy::Strategy<Value = i32> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => -50_000i32..=50_000,
+            2 => proptest::num::i32::ANY,
+            1 => prop_oneof![
+                Just(i32::MIN),
+                Just(i32::MAX),
+                Just(i32::MIN + 1),
+                Just(i32::MAX - 1)
+            ],
+        ]
+    }
+
+    fn sgd_strategy() -> impl proptest::strategy::Strategy<Value = Sgd> {
+        use proptest::prelude::*;
+        (
+            prop_oneof![1i64..=4096, Just(512), 1i64..=(1 << 40)],
+            prop_oneof![Just(1i64), Just(640), 1i64..=100_000],
+            prop_oneof![Just(0i64), 1i64..=64, 1i64..=50_000, 1i64..=(1 << 40)],
+        )
+            .prop_filter_map("valid", |(l, a, d)| Sgd::new(l, a, d).ok())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(2000))]
+
+        #[test]
+        fn apply_matches_reference(
+            s in sgd_strategy(),
+            pg in proptest::collection::vec((param_strategy(), grad_strategy()), 0..70),
+            bias in proptest::collection::vec((param_strategy(), grad_strategy()), 0..20),
+        ) {
+            let (p, g): (Vec<i32>, Vec<i64>) = pg.into_iter().unzip();
+            let (b, bg): (Vec<i32>, Vec<i64>) = bias.into_iter().unzip();
+            check_against_reference(&s, &p, &g, &b, &bg);
+        }
+
+        #[test]
+        fn apply_matches_reference_small_values(
+            s in sgd_strategy(),
+            pg in proptest::collection::vec((-20_000i32..=20_000, -(1i64 << 30)..(1i64 << 30)), 0..200),
+        ) {
+            // The common case: every value on the fast path, results in range.
+            let (p, g): (Vec<i32>, Vec<i64>) = pg.into_iter().unzip();
+            check_against_reference(&s, &p, &g, &[], &[]);
+        }
+    }
+
+    #[test]
+    fn apply_edge_cases_match_reference() {
+        let edges_p = [
+            0,
+            1,
+            -1,
+            i32::MAX,
+            i32::MIN,
+            i32::MIN + 1,
+            9_999,
+            -9_999,
+            10_000,
+        ];
+        let edges_g = [
+            0,
+            1,
+            -1,
+            511,
+            -511,
+            512,
+            -512,
+            327_679,
+            -327_680,
+            i64::MAX,
+            i64::MIN,
+            i64::MIN + 1,
+            1 << 31,
+            -(1 << 31),
+            (1 << 31) - 1,
+            // In [2³¹, 2³²): the 32-bit reciprocals of 7 and 19 are wrong for these.
+            4_294_967_291,
+            -4_294_967_291,
+            4_294_967_289,
+        ];
+        for s in [
+            Sgd::new(7, 1, 7).unwrap(),
+            Sgd::new(19, 1, 0).unwrap(),
+            Sgd::new(512, 640, 10_000).unwrap(),
+            Sgd::new(512, 1, 8_000).unwrap(),
+            Sgd::new(512, 640, 0).unwrap(),
+            Sgd::new(1, 1, 0).unwrap(),
+            Sgd::new(1, 1, 1).unwrap(),
+            Sgd::new(1 << 31, 1, 1 << 31).unwrap(),
+            Sgd::new((1 << 31) + 1, 1, (1 << 31) + 1).unwrap(),
+            Sgd::new(i64::MAX, 1, i64::MAX).unwrap(),
+        ] {
+            for &p in &edges_p {
+                for &g in &edges_g {
+                    check_against_reference(&s, &[p], &[g], &[], &[]);
+                }
+            }
+            // Blocks of 8 with one extreme element in various places.
+            for pos in 0..19 {
+                let mut p: Vec<i32> = (0..19).map(|i| i * 1000 - 9000).collect();
+                let mut g: Vec<i64> = (0..19).map(|i| (i - 9) * 700_001).collect();
+                check_against_reference(&s, &p, &g, &[], &[]);
+                g[pos] = i64::MIN;
+                check_against_reference(&s, &p, &g, &[], &[]);
+                g[pos] = 3 << 31;
+                check_against_reference(&s, &p, &g, &[], &[]);
+                // One value in [2³¹, 2³²) in a block, one huge value elsewhere (for the
+                // divisor 7 a huge value whose update still fits).
+                g[pos] = 4_294_967_291;
+                for huge in [i64::MAX, 7 << 30] {
+                    g[(pos + 9) % 19] = huge;
+                    check_against_reference(&s, &p, &g, &[], &[]);
+                }
+                g[(pos + 9) % 19] = 0;
+                p[pos] = i32::MIN;
+                g[pos] = 0;
+                check_against_reference(&s, &p, &g, &[], &[]);
+            }
+        }
+    }
+
+    #[test]
+    fn apply_large_layer_matches_reference() {
+        // A 784×200 layer with paper-sized values, then with one parameter on the slow path.
+        let mut r = crate::rng::Pcg32::new(3, 4);
+        let p: Vec<i32> = (0..156_800).map(|_| r.symmetric(20_000)).collect();
+        let mut g: Vec<i64> = (0..156_800)
+            .map(|_| i64::from(r.symmetric(1 << 20)) << r.below(10))
+            .collect();
+        let bias: Vec<i32> = (0..200).map(|_| r.symmetric(20_000)).collect();
+        let bg: Vec<i64> = (0..200).map(|_| i64::from(r.symmetric(1 << 28))).collect();
+        for s in [
+            Sgd::new(512, 640, 10_000).unwrap(),
+            Sgd::new(512, 1, 8_000).unwrap(),
+            Sgd::new(3, 7, 0).unwrap(),
+        ] {
+            check_against_reference(&s, &p, &g, &bias, &bg);
+            g[100_003] = 5 << 40;
+            check_against_reference(&s, &p, &g, &bias, &bg);
+            g[100_003] = 17;
+        }
+        // An update that overflows in the bias only: neither is changed.
+        let s = Sgd::new(1, 1, 0).unwrap();
+        let mut bad_bias = bias.clone();
+        bad_bias[7] = i32::MIN + 1;
+        let mut bad_bg = bg.clone();
+        bad_bg[7] = 2;
+        check_against_reference(&s, &p, &g, &bad_bias, &bad_bg);
+    }
+
+    #[test]
+    fn hand_built_invalid_sgd_keeps_the_per_parameter_path() {
+        // Fields set directly to values `Sgd::new` rejects: `step` decides, as before.
+        let s = Sgd {
+            lr_inv: -4,
+            amp: 1,
+            decay_inv: 0,
+        };
+        let mut p = [10, -10, 3];
+        s.apply(&mut p, &[8, 8, -9], "x").unwrap();
+        assert_eq!(
+            p,
+            [
+                s.step(10, 8) as i32,
+                s.step(-10, 8) as i32,
+                s.step(3, -9) as i32
+            ]
+        );
+    }
+
+    #[test]
+    fn length_mismatch_is_a_shape_error() {
+        let s = Sgd::new(512, 1, 0).unwrap();
+        let mut p = [1, 2, 3];
+        let e = s.apply(&mut p, &[1, 2], "lin").unwrap_err();
+        assert!(matches!(e, Error::Shape(ref m) if m == "lin: 3 parameters but 2 gradients"));
+        let mut b = [1];
+        let e = s
+            .apply_layer(&mut p, &[1, 2, 3], Some((&mut b, &[1, 2])), "lin")
+            .unwrap_err();
+        assert!(matches!(e, Error::Shape(ref m) if m == "lin: 1 parameters but 2 gradients"));
+        assert_eq!(p, [1, 2, 3]);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Integer activations (SPEC §3.4). Inputs are the `i8` outputs of a scaling layer, so
 //! `x ∈ [−127, 127]`; backward divides the error by a per-element *inverse slope*.
 
-use crate::arith::tdiv;
+use crate::arith::{tdiv, DivU31};
 use crate::error::{Error, Result};
 use alloc::format;
 use ndarray::{Array, Dimension, IxDyn, Zip};
@@ -210,6 +210,45 @@ impl ActivationKind {
             None => 0,
         }
     }
+
+    /// [`ActivationKind::forward_scalar`] of every `i8`, indexed by `x as u8`.
+    fn forward_table(&self) -> [i8; 256] {
+        core::array::from_fn(|i| self.forward_scalar(i as u8 as i8))
+    }
+
+    /// The inverse slope of every `i8` (indexed by `x as u8`) as an exact reciprocal; `s = ∞`
+    /// is the divisor 0, whose quotient is 0. `None` if a slope is not positive (an unvalidated
+    /// kind: [`ActivationKind::backward_scalar`] keeps its behaviour then).
+    fn backward_table(&self) -> Option<[DivU31; 256]> {
+        let mut t = [DivU31::new(0); 256];
+        for (i, d) in t.iter_mut().enumerate() {
+            match self.inverse_slope(i as u8 as i8) {
+                Some(s) if s <= 0 => return None,
+                Some(s) => *d = DivU31::new(s as u64),
+                None => {}
+            }
+        }
+        Some(t)
+    }
+}
+
+/// Inputs at least this long are mapped through a table of all 256 results.
+const TABLE_MIN_LEN: usize = 256;
+
+/// [`ActivationKind::backward_scalar`] with the slope's reciprocal from
+/// [`ActivationKind::backward_table`]: `tdiv(δ, s) = ±⌊|δ| / s⌋`, exact for `|δ| < 2³¹` (every
+/// `δ` but `i32::MIN`, which takes the division).
+#[inline(always)]
+fn backward_by_table(kind: ActivationKind, table: &[DivU31; 256], x: i8, delta: i32) -> i32 {
+    let d = i64::from(delta);
+    let sign = (d >> 63) as u64;
+    let abs = ((d as u64) ^ sign).wrapping_sub(sign);
+    if abs >> 31 == 0 {
+        // |q| ≤ |δ| < 2³¹: fits i32.
+        (table[usize::from(x as u8)].div(abs) ^ sign).wrapping_sub(sign) as i64 as i32
+    } else {
+        kind.backward_scalar(x, delta)
+    }
 }
 
 /// The bipolar mask sign at a flat index of a tensor of `shape` (SPEC §3.4): `batch×features`
@@ -265,6 +304,9 @@ impl Activation {
                 };
             }
             y
+        } else if x.len() >= TABLE_MIN_LEN {
+            let table = k.forward_table();
+            x.mapv(|v| table[usize::from(v as u8)])
         } else {
             // 256 possible inputs: tabulate once, then one lookup per element.
             let table: [i8; 256] = core::array::from_fn(|i| k.forward_scalar(i as u8 as i8));
@@ -296,19 +338,123 @@ pub fn backward_with_input<D: Dimension>(
     x: ndarray::ArrayView<'_, i8, IxDyn>,
     mut delta: Array<i32, D>,
 ) -> Array<i32, D> {
+    let table = if delta.len() >= TABLE_MIN_LEN {
+        kind.backward_table()
+    } else {
+        None
+    };
     if kind.is_bipolar() {
         let shape = x.shape().to_vec();
         for (i, (d, &xv)) in delta.iter_mut().zip(x.iter()).enumerate() {
             let xm = if bipolar_negative(&shape, i) { -xv } else { xv };
-            *d = kind.backward_scalar(xm, *d);
+            *d = match &table {
+                Some(t) => backward_by_table(kind, t, xm, *d),
+                None => kind.backward_scalar(xm, *d),
+            };
         }
     } else {
         let x = x
             .into_shape_with_order(delta.raw_dim())
             .expect("same shape checked");
-        Zip::from(&mut delta)
-            .and(&x)
-            .for_each(|d, &xv| *d = kind.backward_scalar(xv, *d));
+        match &table {
+            Some(t) => Zip::from(&mut delta)
+                .and(&x)
+                .for_each(|d, &xv| *d = backward_by_table(kind, t, xv, *d)),
+            None => Zip::from(&mut delta)
+                .and(&x)
+                .for_each(|d, &xv| *d = kind.backward_scalar(xv, *d)),
+        }
     }
     delta
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    fn kinds() -> alloc::vec::Vec<ActivationKind> {
+        let mut v = alloc::vec![
+            ActivationKind::PocketRelu,
+            ActivationKind::PocketTanh,
+            ActivationKind::BipolarPocketRelu,
+        ];
+        for (a, _) in MU_TABLE {
+            v.push(ActivationKind::NitroRelu { a });
+            v.push(ActivationKind::PocketLeakyRelu { a });
+            v.push(ActivationKind::BipolarPocketLeakyRelu { a });
+        }
+        // A slope outside the table (unvalidated kind): still consistent.
+        v.push(ActivationKind::PocketLeakyRelu { a: 6 });
+        v
+    }
+
+    #[test]
+    fn tables_match_the_scalar_functions() {
+        let deltas = [
+            0,
+            1,
+            -1,
+            2,
+            -3,
+            7,
+            -8,
+            1000,
+            -999_999,
+            i32::MAX,
+            i32::MAX - 1,
+            i32::MIN,
+            i32::MIN + 1,
+            1 << 30,
+            -(1 << 30) - 5,
+        ];
+        for k in kinds() {
+            let f = k.forward_table();
+            let b = k.backward_table().expect("positive slopes");
+            for x in i8::MIN..=i8::MAX {
+                assert_eq!(f[usize::from(x as u8)], k.forward_scalar(x), "{k:?} {x}");
+                for d in deltas {
+                    assert_eq!(
+                        backward_by_table(k, &b, x, d),
+                        k.backward_scalar(x, d),
+                        "{k:?} {x} {d}"
+                    );
+                }
+            }
+        }
+        // A zero slope is left to the scalar path.
+        assert!(ActivationKind::PocketLeakyRelu { a: 0 }
+            .backward_table()
+            .is_none());
+    }
+
+    #[test]
+    fn large_inputs_match_the_scalar_functions() {
+        let mut r = crate::rng::Pcg32::new(9, 9);
+        let x = Array2::from_shape_fn((20, 50), |_| r.symmetric(127) as i8);
+        let d = Array2::from_shape_fn((20, 50), |_| r.next_u32() as i32 >> r.below(31));
+        for k in kinds() {
+            let mut layer = Activation::new(k).unwrap_or(Activation {
+                kind: k,
+                saved: None,
+            });
+            let y = layer.forward(x.clone(), true);
+            let back = layer.backward(d.clone()).unwrap();
+            for (i, ((&xv, &yv), (&dv, &bv))) in x
+                .iter()
+                .zip(y.iter())
+                .zip(d.iter().zip(back.iter()))
+                .enumerate()
+            {
+                let neg = k.is_bipolar() && bipolar_negative(x.shape(), i);
+                let (fy, xm) = if neg {
+                    (-k.forward_scalar(-xv), -xv)
+                } else {
+                    (k.forward_scalar(xv), xv)
+                };
+                assert_eq!(yv, fy, "{k:?} forward at {i}");
+                assert_eq!(bv, k.backward_scalar(xm, dv), "{k:?} backward at {i}");
+            }
+        }
+    }
 }

@@ -6,7 +6,7 @@ use crate::kernels::{gemm_nn, gemm_nt, gemm_tn, Int};
 use crate::optim::Sgd;
 use alloc::format;
 use alloc::string::String;
-use ndarray::{Array1, Array2, ArrayView2, Axis};
+use ndarray::{Array1, Array2, ArrayView2};
 
 /// A fully connected layer with `i32` weights `out×in` and an optional `i32` bias.
 #[derive(Clone, Debug)]
@@ -60,12 +60,15 @@ impl Linear {
     where
         i16: From<T>,
     {
-        self.check_input(x.ncols())?;
-        let mut z = gemm_nt(x, self.weight.view()).map_err(|e| e.in_layer(&self.name))?;
-        if let Some(b) = &self.bias {
-            z += &b.mapv(i64::from);
-        }
+        let z = self.infer(x)?;
         self.saved = if train { Some(x.mapv(i16::from)) } else { None };
+        Ok(z)
+    }
+
+    /// [`Linear::forward`] of an owned `i16` input, which is kept (not copied) in training mode.
+    pub(crate) fn forward_owned(&mut self, x: Array2<i16>, train: bool) -> Result<Array2<i64>> {
+        let z = self.infer(x.view())?;
+        self.saved = if train { Some(x) } else { None };
         Ok(z)
     }
 
@@ -74,7 +77,11 @@ impl Linear {
         self.check_input(x.ncols())?;
         let mut z = gemm_nt(x, self.weight.view()).map_err(|e| e.in_layer(&self.name))?;
         if let Some(b) = &self.bias {
-            z += &b.mapv(i64::from);
+            for mut row in z.rows_mut() {
+                for (v, &bv) in row.iter_mut().zip(b.iter()) {
+                    *v += i64::from(bv);
+                }
+            }
         }
         Ok(z)
     }
@@ -116,19 +123,21 @@ impl Linear {
         }
         let din = if input_error {
             let d = gemm_nn(delta, self.weight.view()).map_err(|e| e.in_layer(&self.name))?;
-            let mut out = Array2::<i32>::zeros(d.raw_dim());
-            for (o, &v) in out.iter_mut().zip(d.iter()) {
-                *o = narrow_i32(v, &self.name, "input error")?;
-            }
-            Some(out)
+            Some(narrow_all(&d, &self.name, "input error")?)
         } else {
             None
         };
         let grad = gemm_tn(delta, x.view()).map_err(|e| e.in_layer(&self.name))?;
-        let bias_grad = self
-            .bias
-            .as_ref()
-            .map(|_| delta.map(|&v| i64::from(v)).sum_axis(Axis(0)));
+        let bias_grad = self.bias.as_ref().map(|_| {
+            // Σ over the batch of each column of δ (exact: batch · 2³¹ < 2⁶³).
+            let mut g = Array1::<i64>::zeros(delta.ncols());
+            for row in delta.rows() {
+                for (s, &v) in g.iter_mut().zip(row.iter()) {
+                    *s += i64::from(v);
+                }
+            }
+            g
+        });
         // Update weights and bias all-or-nothing.
         let bias = match (self.bias.as_mut(), bias_grad.as_ref()) {
             (Some(b), Some(g)) => Some((
@@ -149,5 +158,56 @@ impl Linear {
     /// Drop anything saved by a training-mode forward.
     pub fn clear(&mut self) {
         self.saved = None;
+    }
+}
+
+/// Narrow every element to `i32`, or report the first that does not fit (as [`narrow_i32`]).
+fn narrow_all(d: &Array2<i64>, layer: &str, op: &'static str) -> Result<Array2<i32>> {
+    // One branch-free pass decides; v fits i32 ⇔ (v + 2³¹) >> 32 = 0 (wrapping, as u64).
+    let bad = d
+        .iter()
+        .fold(0u64, |b, &v| b | ((v as u64).wrapping_add(1 << 31) >> 32));
+    if bad != 0 {
+        for &v in d.iter() {
+            narrow_i32(v, layer, op)?;
+        }
+    }
+    Ok(d.mapv(|v| v as i32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn input_error_overflow_names_the_first_value_and_keeps_the_weights() {
+        let w = array![[3, i32::MAX], [1, i32::MAX]];
+        let mut l = Linear::new("lin", w.clone(), None).unwrap();
+        l.forward(array![[1i8, 1]].view(), true).unwrap();
+        let sgd = Sgd::new(1, 1, 0).unwrap();
+        let e = l.backward(array![[1, 2]].view(), true, &sgd).unwrap_err();
+        // δ·W = [3 + 2, i32::MAX + 2·i32::MAX]: the first value is fine, the second is not.
+        let want = narrow_i32(3 * i64::from(i32::MAX), "lin", "input error").unwrap_err();
+        assert_eq!(alloc::format!("{e}"), alloc::format!("{want}"));
+        assert_eq!(l.weight, w);
+    }
+
+    #[test]
+    fn input_error_and_bias_gradient() {
+        let w = array![[1, 2, 3], [-4, 5, -6]];
+        let mut l = Linear::new("lin", w.clone(), Some(array![10, -10])).unwrap();
+        let z = l
+            .forward(array![[1i8, 0, -1], [2, 2, 2]].view(), true)
+            .unwrap();
+        assert_eq!(z, array![[1 - 3 + 10, -4 + 6 - 10], [12 + 10, -10 - 10]]);
+        let d = array![[1, -1], [3, 4]];
+        let din = l
+            .backward(d.view(), true, &Sgd::new(1, 1, 0).unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(din, array![[1 + 4, 2 - 5, 3 + 6], [3 - 16, 6 + 20, 9 - 24]]);
+        // b ← b − Σ_rows δ = [10 − 4, −10 − 3].
+        assert_eq!(l.bias, Some(array![6, -13]));
     }
 }

@@ -1,7 +1,7 @@
 //! The NITRO Scaling layer (SPEC §3.3): `y = clip8(tdiv(z, SF))`, `SF = 2⁸·fan_in`; backward is
 //! the identity.
 
-use crate::arith::{clip8, tdiv};
+use crate::arith::{clip8, tdiv, DivU31};
 use crate::error::{Error, Result};
 use ndarray::{Array, Dimension};
 
@@ -26,6 +26,96 @@ impl Scaling {
     /// Forward: `clip8(tdiv(z, SF))` element-wise.
     pub fn forward<D: Dimension>(&self, z: &Array<i64, D>) -> Array<i8, D> {
         let f = self.factor;
-        z.mapv(|v| clip8(tdiv(v, f)))
+        if f <= 0 {
+            // Only a factor set by hand gets here ([`Scaling::for_fan_in`] makes it positive).
+            return z.mapv(|v| clip8(tdiv(v, f)));
+        }
+        let r = DivU31::new(f as u64);
+        z.mapv(|v| {
+            // tdiv(v, f) = ±⌊|v| / f⌋, by the exact reciprocal where |v| < 2³¹ (nearly always).
+            let sign = (v >> 63) as u64;
+            let abs = ((v as u64) ^ sign).wrapping_sub(sign);
+            if abs >> 31 == 0 {
+                clip8((r.div(abs) ^ sign).wrapping_sub(sign) as i64)
+            } else {
+                clip8(tdiv(v, f))
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array1;
+    use proptest::prelude::*;
+
+    fn check(factor: i64, z: &[i64]) {
+        let s = Scaling { factor };
+        let y = s.forward(&Array1::from(z.to_vec()));
+        for (&v, &o) in z.iter().zip(y.iter()) {
+            assert_eq!(o, clip8(tdiv(v, factor)), "{v} / {factor}");
+        }
+    }
+
+    #[test]
+    fn forward_matches_the_formula_at_the_edges() {
+        let mut z = alloc::vec![
+            0,
+            1,
+            -1,
+            i64::MAX,
+            i64::MIN,
+            i64::MIN + 1,
+            1 << 31,
+            -(1 << 31)
+        ];
+        z.extend([(1 << 31) - 1, -(1 << 31) + 1, 4_294_967_291, -4_294_967_291]);
+        for fan_in in [
+            1usize,
+            2,
+            3,
+            7,
+            50,
+            100,
+            200,
+            784,
+            3072,
+            1 << 20,
+            1 << 23,
+            1 << 24,
+        ] {
+            let f = Scaling::for_fan_in(fan_in).unwrap().factor;
+            let mut zz = z.clone();
+            for k in -130i64..=130 {
+                zz.extend([k * f, k * f - 1, k * f + 1]);
+            }
+            check(f, &zz);
+        }
+        // (A negative factor is only reachable by setting the field by hand; −1 would divide
+        // i64::MIN by −1, which panics in the formula itself.)
+        for f in [
+            1,
+            2,
+            7,
+            (1 << 31) - 1,
+            1 << 31,
+            (1 << 31) + 1,
+            i64::MAX,
+            -5,
+            -2,
+        ] {
+            check(f, &z);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn forward_matches_the_formula(
+            f in prop_oneof![1i64..=(1 << 33), any::<i64>().prop_filter("divisor", |&f| !(-1..=0).contains(&f))],
+            z in proptest::collection::vec(prop_oneof![-(1i64 << 40)..(1i64 << 40), any::<i64>()], 0..40),
+        ) {
+            check(f, &z);
+        }
     }
 }
