@@ -308,9 +308,7 @@ impl Activation {
             let table = k.forward_table();
             x.mapv(|v| table[usize::from(v as u8)])
         } else {
-            // 256 possible inputs: tabulate once, then one lookup per element.
-            let table: [i8; 256] = core::array::from_fn(|i| k.forward_scalar(i as u8 as i8));
-            x.mapv(|v| table[usize::from(v as u8)])
+            x.mapv(|v| k.forward_scalar(v))
         }
     }
 
