@@ -168,10 +168,13 @@ fn pack_a_impl<T: Int>(a: &ArrayView2<'_, T>, how: Narrow) -> Option<Packed16<u3
     }
     let rows = packed_rows(a, how);
     let kp = k.div_ceil(2);
-    let mut data = pool::take::<u32>(rows.div_ceil(MR) * kp * MR);
+    let mut data = pool::take_dirty::<u32>(rows.div_ceil(MR) * kp * MR);
     let row_major = k > 0 && a.strides()[1] == 1;
     for_panels(&mut data, kp * MR, |p, dst| {
         let live = MR.min(rows - p * MR);
+        if live < MR {
+            dst.fill(0); // rows past the operand stay zero
+        }
         if row_major {
             for r in 0..live {
                 let (src, sh, mask) = source(how, m, p * MR + r);
@@ -252,10 +255,14 @@ pub(crate) fn pack_a_rows(src: &dyn RowSource) -> Option<Packed16<u32>> {
         return None;
     }
     let kp = k.div_ceil(2);
-    let mut data = pool::take::<u32>(rows.div_ceil(MR) * kp * MR);
+    let mut data = pool::take_dirty::<u32>(rows.div_ceil(MR) * kp * MR);
     for_panels(&mut data, kp * MR, |p, dst| {
         let mut row = alloc::vec![0i16; k];
-        for r in 0..MR.min(rows - p * MR) {
+        let live = MR.min(rows - p * MR);
+        if live < MR {
+            dst.fill(0); // rows past the operand stay zero
+        }
+        for r in 0..live {
             src.row(p * MR + r, &mut row);
             for (d, pair) in dst.chunks_exact_mut(MR).zip(row.chunks_exact(2)) {
                 d[r] = word(i32::from(pair[0]), i32::from(pair[1]));
@@ -281,10 +288,14 @@ pub(crate) fn pack_b_rows(src: &dyn RowSource) -> Option<Packed16<u32>> {
         return None;
     }
     let kp = k.div_ceil(2);
-    let mut data = pool::take::<u32>(rows.div_ceil(NR) * kp * NR);
+    let mut data = pool::take_dirty::<u32>(rows.div_ceil(NR) * kp * NR);
     for_panels(&mut data, kp * NR, |p, dst| {
         let mut row = alloc::vec![0i16; k];
-        for l in 0..NR.min(rows - p * NR) {
+        let live = NR.min(rows - p * NR);
+        if live < NR {
+            dst.fill(0); // rows past the operand stay zero
+        }
+        for l in 0..live {
             src.row(p * NR + l, &mut row);
             for (d, pair) in dst.chunks_exact_mut(NR).zip(row.chunks_exact(2)) {
                 d[l] = word(i32::from(pair[0]), i32::from(pair[1]));
@@ -330,11 +341,14 @@ fn pack_b_impl<T: Int>(b: &ArrayView2<'_, T>, how: Narrow) -> Option<Packed16<u3
     }
     let rows = packed_rows(b, how);
     let kp = k.div_ceil(2);
-    let mut data = pool::take::<u32>(rows.div_ceil(NR) * kp * NR);
+    let mut data = pool::take_dirty::<u32>(rows.div_ceil(NR) * kp * NR);
     let row_major = k > 0 && b.strides()[1] == 1;
     let col_major = k > 0 && m > 0 && b.strides()[0] == 1;
     for_panels(&mut data, kp * NR, |p, dst| {
         let live = NR.min(rows - p * NR);
+        if live < NR {
+            dst.fill(0); // rows past the operand stay zero
+        }
         let srcs: [(usize, u32, i32); NR] =
             core::array::from_fn(|l| source(how, m, (p * NR + l).min(rows - 1)));
         if row_major {
@@ -392,8 +406,10 @@ pub(crate) fn gemm16(a: &Packed16<u32>, b: &Packed16<u32>, kc: usize, simd: bool
     let (m, n, kp) = (a.rows, b.rows, a.kp);
     debug_assert_eq!(kp, b.kp);
     debug_assert!(kc >= 1);
-    let mut c = pool::take::<i64>(m * n);
+    // Every entry is stored by the first K block (no zeroing pass), except for an empty K.
+    let mut c = pool::take_dirty::<i64>(m * n);
     if m == 0 || n == 0 || kp == 0 {
+        c.fill(0);
         return c;
     }
     // Equal K blocks of at most `kc` (and KC) pairs: no short tail block.
@@ -469,7 +485,7 @@ fn block(
                     let ap = &a.data[a0..a0 + len * MR];
                     let live = MR.min(rows - ip * MR);
                     let c0 = ip * MR * n + jp * NR;
-                    micro(ap, bp, &mut cblock[c0..], n, live, cols, simd);
+                    micro(ap, bp, &mut cblock[c0..], n, live, cols, q0 == 0, simd);
                 }
             }
             g0 = g1;
@@ -478,24 +494,57 @@ fn block(
     }
 }
 
-/// One micro-tile: `C[r][l] += Σ_q pair products` for `r < live_rows`, `l < cols`.
+/// Shape of a micro-tile's place in C: row stride, live rows and columns, and whether this is the
+/// first K block (store) or a later one (add).
+#[derive(Clone, Copy)]
+struct Tile {
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+    first: bool,
+}
+
+/// One micro-tile: `C[r][l] (+)= Σ_q pair products` for `r < rows`, `l < cols` — stored by the
+/// first K block, added by later ones.
+#[allow(clippy::too_many_arguments)]
 #[inline]
-fn micro(ap: &[u32], bp: &[u32], c: &mut [i64], ldc: usize, rows: usize, cols: usize, simd: bool) {
+fn micro(
+    ap: &[u32],
+    bp: &[u32],
+    c: &mut [i64],
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+    first: bool,
+    simd: bool,
+) {
+    let t = Tile {
+        ldc,
+        rows,
+        cols,
+        first,
+    };
     #[cfg(target_arch = "x86_64")]
     {
         if simd {
             // SAFETY: `simd` is only true when AVX2 was detected (or enabled at compile time);
             // `ap` holds len·MR words and `bp` len·NR words (checked there).
-            unsafe { micro_avx2(ap, bp, c, ldc, rows, cols) };
+            unsafe { micro_avx2(ap, bp, c, t) };
             return;
         }
     }
     let _ = simd;
-    micro_portable(ap, bp, c, ldc, rows, cols);
+    micro_portable(ap, bp, c, t);
 }
 
 /// The portable micro-kernel: same layout and the same `i32` partial sums as the SIMD one.
-fn micro_portable(ap: &[u32], bp: &[u32], c: &mut [i64], ldc: usize, rows: usize, cols: usize) {
+fn micro_portable(ap: &[u32], bp: &[u32], c: &mut [i64], t: Tile) {
+    let Tile {
+        ldc,
+        rows,
+        cols,
+        first,
+    } = t;
     let mut acc = [[0i32; NR]; MR];
     let halves = |w: u32| {
         (
@@ -515,15 +564,21 @@ fn micro_portable(ap: &[u32], bp: &[u32], c: &mut [i64], ldc: usize, rows: usize
     for (r, accr) in acc.iter().enumerate().take(rows) {
         let crow = &mut c[r * ldc..r * ldc + cols];
         for (cv, &s) in crow.iter_mut().zip(accr) {
-            *cv += i64::from(s);
+            *cv = if first { 0 } else { *cv } + i64::from(s);
         }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn micro_avx2(ap: &[u32], bp: &[u32], c: &mut [i64], ldc: usize, rows: usize, cols: usize) {
+unsafe fn micro_avx2(ap: &[u32], bp: &[u32], c: &mut [i64], t: Tile) {
     use core::arch::x86_64::*;
+    let Tile {
+        ldc,
+        rows,
+        cols,
+        first,
+    } = t;
     let len = ap.len() / MR;
     assert!(bp.len() >= len * NR && rows <= MR && cols <= NR);
     assert!(rows == 0 || c.len() >= (rows - 1) * ldc + cols);
@@ -552,8 +607,13 @@ unsafe fn micro_avx2(ap: &[u32], bp: &[u32], c: &mut [i64], ldc: usize, rows: us
                     let hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256::<1>(v));
                     let p0 = cp.add(8 * h) as *mut __m256i;
                     let p1 = cp.add(8 * h + 4) as *mut __m256i;
-                    _mm256_storeu_si256(p0, _mm256_add_epi64(_mm256_loadu_si256(p0), lo));
-                    _mm256_storeu_si256(p1, _mm256_add_epi64(_mm256_loadu_si256(p1), hi));
+                    if first {
+                        _mm256_storeu_si256(p0, lo);
+                        _mm256_storeu_si256(p1, hi);
+                    } else {
+                        _mm256_storeu_si256(p0, _mm256_add_epi64(_mm256_loadu_si256(p0), lo));
+                        _mm256_storeu_si256(p1, _mm256_add_epi64(_mm256_loadu_si256(p1), hi));
+                    }
                 }
             }
         }
@@ -568,7 +628,7 @@ unsafe fn micro_avx2(ap: &[u32], bp: &[u32], c: &mut [i64], ldc: usize, rows: us
         }
         for (r, t) in tile.iter().enumerate().take(rows) {
             for (cv, &s) in c[r * ldc..r * ldc + cols].iter_mut().zip(t) {
-                *cv += i64::from(s);
+                *cv = if first { 0 } else { *cv } + i64::from(s);
             }
         }
     }

@@ -34,28 +34,34 @@ impl Pooled for i64 {
     }
 }
 
-/// A buffer of `len` zeros (reused storage when one large enough is free).
-pub(crate) fn take<T: Pooled>(len: usize) -> Vec<T> {
+/// A buffer of `len` elements whose contents are unspecified (stale values of an earlier use,
+/// or zeros): for callers that write every element before reading any.
+pub(crate) fn take_dirty<T: Pooled>(len: usize) -> Vec<T> {
     #[cfg(feature = "std")]
     {
-        let reused = {
-            let mut free = T::list().lock().unwrap_or_else(|e| e.into_inner());
-            // The smallest free buffer that fits, else none (a new one is allocated).
-            let best = free
-                .iter()
-                .enumerate()
-                .filter(|(_, v)| v.capacity() >= len)
-                .min_by_key(|(_, v)| v.capacity())
-                .map(|(i, _)| i);
-            best.map(|i| free.swap_remove(i))
-        };
-        if let Some(mut v) = reused {
-            v.clear();
-            v.resize(len, T::default());
+        if let Some(mut v) = reuse::<T>(len) {
+            if v.len() >= len {
+                v.truncate(len);
+            } else {
+                v.resize(len, T::default());
+            }
             return v;
         }
     }
     alloc::vec![T::default(); len]
+}
+
+/// The smallest free buffer with capacity for `len`, if any.
+#[cfg(feature = "std")]
+fn reuse<T: Pooled>(len: usize) -> Option<Vec<T>> {
+    let mut free = T::list().lock().unwrap_or_else(|e| e.into_inner());
+    let best = free
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.capacity() >= len)
+        .min_by_key(|(_, v)| v.capacity())
+        .map(|(i, _)| i);
+    best.map(|i| free.swap_remove(i))
 }
 
 /// Return a buffer for reuse.
@@ -93,14 +99,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn taken_buffers_are_zeroed_and_sized() {
-        let mut v = take::<u32>(10_000);
+    fn buffers_are_reused_with_the_requested_length() {
+        let mut v = take_dirty::<u32>(10_000);
         assert_eq!(v.len(), 10_000);
         v.iter_mut().for_each(|x| *x = 7);
         give(v);
-        let w = take::<u32>(5_000);
+        // Storage comes back (stale contents allowed), shortened or grown as asked.
+        let w = take_dirty::<u32>(5_000);
         assert_eq!(w.len(), 5_000);
-        assert!(w.iter().all(|&x| x == 0));
+        assert!(w.capacity() >= 5_000);
         give(w);
+        let g = take_dirty::<u32>(20_000);
+        assert_eq!(g.len(), 20_000);
+        give(g);
     }
 }

@@ -110,7 +110,7 @@ impl Conv2d {
         let zs = z.as_slice().expect("standard layout");
         // Transpose each image's Ho·Wo × F block into F × Ho·Wo (tiles of 16 positions keep both
         // sides in cache), adding the bias.
-        let mut out = crate::kernels::pool::take::<i64>(n * f * hw);
+        let mut out = crate::kernels::pool::take_dirty::<i64>(n * f * hw);
         let bias: Vec<i64> = match &self.bias {
             Some(b) => b.iter().map(|&v| i64::from(v)).collect(),
             None => alloc::vec![0; f],
