@@ -160,7 +160,10 @@ impl RowSource for Patches<'_> {
             for u in 0..k {
                 let src = ((m * c + ch) * hp + i + u) * wp + j;
                 let dst = (ch * k + u) * k;
-                out[dst..dst + k].copy_from_slice(&self.x[src..src + k]);
+                // k is tiny (3): an element loop beats a memmove call per segment.
+                for (o, &v) in out[dst..dst + k].iter_mut().zip(&self.x[src..src + k]) {
+                    *o = v;
+                }
             }
         }
     }

@@ -115,7 +115,7 @@ impl Conv2d {
             Some(b) => b.iter().map(|&v| i64::from(v)).collect(),
             None => alloc::vec![0; f],
         };
-        for (m, om) in out.chunks_exact_mut((f * hw).max(1)).enumerate().take(n) {
+        let image = |(m, om): (usize, &mut [i64])| {
             let zm = &zs[m * hw * f..(m + 1) * hw * f];
             for s0 in (0..hw).step_by(16) {
                 let s1 = (s0 + 16).min(hw);
@@ -125,7 +125,17 @@ impl Conv2d {
                     }
                 }
             }
+        };
+        let per_image = (f * hw).max(1);
+        #[cfg(feature = "parallel")]
+        {
+            use rayon::prelude::*;
+            out.par_chunks_exact_mut(per_image)
+                .enumerate()
+                .for_each(image);
         }
+        #[cfg(not(feature = "parallel"))]
+        out.chunks_exact_mut(per_image).enumerate().for_each(image);
         crate::kernels::recycle(z);
         Ok(Array4::from_shape_vec((n, f, ho, wo), out).expect("sizes computed above"))
     }

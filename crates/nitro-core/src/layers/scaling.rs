@@ -31,7 +31,7 @@ impl Scaling {
             return z.mapv(|v| clip8(tdiv(v, f)));
         }
         let r = DivU31::new(f as u64);
-        z.mapv(|v| {
+        let one = move |v: i64| {
             // tdiv(v, f) = ±⌊|v| / f⌋, by the exact reciprocal where |v| < 2³¹ (nearly always).
             let sign = (v >> 63) as u64;
             let abs = ((v as u64) ^ sign).wrapping_sub(sign);
@@ -40,7 +40,19 @@ impl Scaling {
             } else {
                 clip8(tdiv(v, f))
             }
-        })
+        };
+        #[cfg(feature = "parallel")]
+        if z.len() >= 1 << 16 {
+            if let Some(src) = z.as_slice() {
+                use rayon::prelude::*;
+                let mut out = alloc::vec![0i8; src.len()];
+                out.par_chunks_mut(1 << 14)
+                    .zip(src.par_chunks(1 << 14))
+                    .for_each(|(o, s)| o.iter_mut().zip(s).for_each(|(o, &v)| *o = one(v)));
+                return Array::from_shape_vec(z.raw_dim(), out).expect("same shape");
+            }
+        }
+        z.mapv(one)
     }
 }
 
