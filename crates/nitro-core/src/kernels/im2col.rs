@@ -160,9 +160,12 @@ impl RowSource for Patches<'_> {
             for u in 0..k {
                 let src = ((m * c + ch) * hp + i + u) * wp + j;
                 let dst = (ch * k + u) * k;
-                // k is tiny (3): an element loop beats a memmove call per segment.
-                for (o, &v) in out[dst..dst + k].iter_mut().zip(&self.x[src..src + k]) {
-                    *o = v;
+                if k == 3 {
+                    // The common 3×3 case as a fixed-size copy (inlined, no memmove call).
+                    let seg: &[i16; 3] = self.x[src..src + 3].try_into().expect("3 values");
+                    out[dst..dst + 3].copy_from_slice(seg);
+                } else {
+                    out[dst..dst + k].copy_from_slice(&self.x[src..src + k]);
                 }
             }
         }
