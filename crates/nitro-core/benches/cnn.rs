@@ -37,6 +37,11 @@ fn conv(c: &mut Criterion) {
         g.bench_function(format!("weight gradient {name} b64"), |b| {
             b.iter(|| black_box(layer.gradients(delta.view()).unwrap()))
         });
+        // Errors wider than i16 (as training produces): the exact high/low split.
+        let wide: Array4<i32> = rand4(&mut r, (64, f, d, d), 1 << 20);
+        g.bench_function(format!("weight gradient {name} b64 wide errors"), |b| {
+            b.iter(|| black_box(layer.gradients(wide.view()).unwrap()))
+        });
     }
     g.finish();
 }

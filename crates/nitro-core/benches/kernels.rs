@@ -100,5 +100,29 @@ fn mlp2_step(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, gemm_mlp, gemm_conv, mlp2_step);
+/// One MLP2 epoch: 60,000 images (synthetic, same work as Fashion-MNIST), batch 64, no shuffle.
+fn mlp2_epoch(c: &mut Criterion) {
+    let spec = Preset::Mlp2.spec("fashion-mnist");
+    let mut model = Mlp::new(spec.config).unwrap();
+    let hyper = Hyper { ..spec.hyper };
+    let mut r = Pcg32::new(4, 4);
+    let x = random_i8(&mut r, 60_000, 784);
+    let y: Vec<usize> = (0..60_000).map(|_| r.below(10) as usize).collect();
+    let mut g = c.benchmark_group("mlp2_epoch");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(60_000));
+    g.bench_function("60000_images_batch64", |b| {
+        b.iter(|| {
+            for s in 0..60_000 / 64 {
+                let rows = x.slice(ndarray::s![s * 64..(s + 1) * 64, ..]);
+                model
+                    .train_step(rows, &y[s * 64..(s + 1) * 64], &hyper)
+                    .unwrap();
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, gemm_mlp, gemm_conv, mlp2_step, mlp2_epoch);
 criterion_main!(benches);
