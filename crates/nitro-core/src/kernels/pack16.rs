@@ -452,7 +452,7 @@ pub(crate) fn gemm16(a: &Packed16<u32>, b: &Packed16<u32>, kc: usize, simd: bool
 
 /// Pair-multiply-adds below which a product stays on the calling thread.
 #[cfg(feature = "parallel")]
-const PAR_THRESHOLD: usize = 1 << 17;
+const PAR_THRESHOLD: usize = 1 << 21;
 
 /// The rows `p0·MR .. p0·MR + rows` of C (`cblock`, row-major with `n` columns).
 #[allow(clippy::too_many_arguments)]
