@@ -347,23 +347,28 @@ fn pairs_per_block(path: Path, k: usize) -> Option<usize> {
 }
 
 /// `C[i][j] = C'[i][j]·2¹⁵ + C'[m+i][j]` for a product whose A was split (rows: high halves,
-/// then low halves). Cannot overflow: the caller proved the whole product fits `i64`.
-fn combine_rows(c: Vec<i64>, m: usize, n: usize) -> Array2<i64> {
-    let (hi, lo) = c.split_at(m * n);
-    let out: Vec<i64> = hi.iter().zip(lo).map(|(&h, &l)| h * 32_768 + l).collect();
-    super::pool::give(c);
-    Array2::from_shape_vec((m, n), out).expect("m*n elements")
+/// then low halves), in place (no second buffer: the embedded heap is small). Cannot overflow:
+/// the caller proved the whole product fits `i64`.
+fn combine_rows(mut c: Vec<i64>, m: usize, n: usize) -> Array2<i64> {
+    let (hi, lo) = c.split_at_mut(m * n);
+    for (h, &l) in hi.iter_mut().zip(lo.iter()) {
+        *h = *h * 32_768 + l;
+    }
+    c.truncate(m * n);
+    Array2::from_shape_vec((m, n), c).expect("m*n elements")
 }
 
-/// As [`combine_rows`] for a split B (columns: high halves `0..n`, then low halves `n..2n`).
-fn combine_cols(c: Vec<i64>, m: usize, n: usize) -> Array2<i64> {
-    let mut out = Vec::with_capacity(m * n);
-    for row in c.chunks_exact(2 * n) {
-        let (hi, lo) = row.split_at(n);
-        out.extend(hi.iter().zip(lo).map(|(&h, &l)| h * 32_768 + l));
+/// As [`combine_rows`] for a split B (each row: high halves `0..n`, then low halves `n..2n`),
+/// in place: entry `(i, j)` moves from `2n·i + j` down to `n·i + j`, never over an unread one.
+fn combine_cols(mut c: Vec<i64>, m: usize, n: usize) -> Array2<i64> {
+    for i in 0..m {
+        for j in 0..n {
+            let (h, l) = (c[2 * n * i + j], c[2 * n * i + n + j]);
+            c[n * i + j] = h * 32_768 + l;
+        }
     }
-    super::pool::give(c);
-    Array2::from_shape_vec((m, n), out).expect("m*n elements")
+    c.truncate(m * n);
+    Array2::from_shape_vec((m, n), c).expect("m*n elements")
 }
 
 fn safest(p: Path, q: Path, k: usize) -> Path {
