@@ -134,14 +134,21 @@ impl Pool2d {
         let (ph, pw) = self.padding;
         let xs = x.as_standard_layout();
         let xv = xs.as_slice().expect("standard layout");
-        let mut out = Vec::with_capacity(n * c * ho * wo);
-        let mut arg = Vec::new();
         let pad_value = match compat {
             Compat::Exact => T::MIN,
             Compat::Reference => T::default(),
         };
         let area = (kh * kw) as i64;
-        for plane in 0..n * c {
+        let per = (ho * wo).max(1);
+        let max = self.kind == PoolKind::Max;
+        let mut out = alloc::vec![T::default(); n * c * ho * wo];
+        let mut arg = if max {
+            alloc::vec![PADDING; n * c * ho * wo]
+        } else {
+            Vec::new()
+        };
+        // One plane: its outputs (and arg-max indices for max pooling).
+        let plane_fn = |plane: usize, o: &mut [T], mut a: Option<&mut [usize]>| -> Result<()> {
             let base = plane * h * w;
             for oi in 0..ho {
                 for oj in 0..wo {
@@ -168,19 +175,50 @@ impl Pool2d {
                             }
                         }
                     }
-                    match self.kind {
-                        PoolKind::Max => {
-                            out.push(best);
-                            arg.push(best_at);
+                    let i = oi * wo + oj;
+                    match (self.kind, a.as_deref_mut()) {
+                        (PoolKind::Max, Some(a)) => {
+                            o[i] = best;
+                            a[i] = best_at;
                         }
-                        PoolKind::Avg => {
+                        _ => {
                             // |mean| ≤ max|x|: always fits T.
-                            out.push(T::try_from(tdiv(sum, area)).map_err(|_| {
+                            o[i] = T::try_from(tdiv(sum, area)).map_err(|_| {
                                 Error::overflow("avgpool", "forward", "mean outside the type")
-                            })?);
+                            })?;
                         }
                     }
                 }
+            }
+            Ok(())
+        };
+        // Planes are independent: on all threads when there is enough work.
+        #[cfg(feature = "parallel")]
+        let parallel = out.len() >= 1 << 14;
+        #[cfg(not(feature = "parallel"))]
+        let parallel = false;
+        if parallel {
+            #[cfg(feature = "parallel")]
+            {
+                use rayon::prelude::*;
+                if max {
+                    out.par_chunks_mut(per)
+                        .zip(arg.par_chunks_mut(per))
+                        .enumerate()
+                        .try_for_each(|(p, (o, a))| plane_fn(p, o, Some(a)))?;
+                } else {
+                    out.par_chunks_mut(per)
+                        .enumerate()
+                        .try_for_each(|(p, o)| plane_fn(p, o, None))?;
+                }
+            }
+        } else if max {
+            for (p, (o, a)) in out.chunks_mut(per).zip(arg.chunks_mut(per)).enumerate() {
+                plane_fn(p, o, Some(a))?;
+            }
+        } else {
+            for (p, o) in out.chunks_mut(per).enumerate() {
+                plane_fn(p, o, None)?;
             }
         }
         let y = Array4::from_shape_vec((n, c, ho, wo), out).expect("sizes computed above");
