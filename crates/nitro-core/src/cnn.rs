@@ -165,9 +165,7 @@ impl LocalConv2dBlock {
     where
         i16: From<T>,
     {
-        let z = self.conv.forward(x, train)?;
-        let scaled = self.conv_scale.forward(&z);
-        crate::kernels::recycle(z);
+        let scaled = self.conv.forward_scaled(x, train, &self.conv_scale)?;
         let h = self.act.forward(scaled, train);
         self.saved_out = if train { Some(h.clone()) } else { None };
         Ok(h)
@@ -178,9 +176,7 @@ impl LocalConv2dBlock {
     where
         i16: From<T>,
     {
-        let z = self.conv.infer(x)?;
-        let scaled = self.conv_scale.forward(&z);
-        crate::kernels::recycle(z);
+        let scaled = self.conv.infer_scaled(x, &self.conv_scale)?;
         Ok(self.act.infer(&scaled))
     }
 

@@ -358,3 +358,34 @@ fn vgg_head_shapes_28_and_32() {
     assert_eq!(h[3], ((8, 8), (0, 0), 4096));
     assert_eq!(h[8], ((2, 1), (0, 0), 4096));
 }
+
+/// The fused conv + scaling epilogue gives exactly `Scaling::forward` of the convolution, with
+/// and without bias, for sums below and above 2³¹ (the reciprocal and the plain division).
+#[test]
+fn fused_scaled_forward_equals_conv_then_scaling() {
+    use ndarray::Array1;
+    use nitro_core::layers::Scaling;
+    let mut r = Pcg32::new(31, 4);
+    for (wb, bias) in [(64u32, false), (64, true), (30_000, true), (1 << 29, false)] {
+        let x = rand4(&mut r, (3, 4, 7, 6), 127).mapv(|v| v as i8);
+        let w = rand4(&mut r, (5, 4, 3, 3), wb);
+        let b = bias.then(|| Array1::from_shape_fn(5, |_| r.symmetric(1 << 20)));
+        let mut conv = Conv2d::new("c", w, b, 1, 1).unwrap();
+        let scale = Scaling::for_fan_in(conv.fan_in()).unwrap();
+        let want = scale.forward(&conv.forward(x.view(), true).unwrap());
+        assert_eq!(conv.infer_scaled(x.view(), &scale).unwrap(), want, "≤{wb}");
+        assert_eq!(
+            conv.forward_scaled(x.view(), true, &scale).unwrap(),
+            want,
+            "≤{wb} train"
+        );
+        // Training mode saved the input: a gradient is available.
+        let delta = rand4(&mut r, (3, 5, 7, 6), 100);
+        assert!(conv.gradients(delta.view()).is_ok());
+        if wb > 30_000 {
+            // Some sums exceed 2^31: the fallback division was exercised.
+            let z = conv.infer(x.view()).unwrap();
+            assert!(z.iter().any(|&v| v.unsigned_abs() >= 1 << 31));
+        }
+    }
+}

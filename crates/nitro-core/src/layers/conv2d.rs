@@ -5,6 +5,7 @@
 //! lowered onto the exact GEMM ([`crate::kernels::im2col`]), so their accumulator widths are
 //! proven (SPEC §10). The input-error path is not needed inside a NITRO-D block and is not built.
 
+use super::scaling::Scaling;
 use crate::error::{Error, Result};
 use crate::kernels::im2col::{out_size, Patches, PatchesT};
 use crate::kernels::{gemm_nt_rows, gemm_rows_nt, Int};
@@ -100,6 +101,16 @@ impl Conv2d {
     }
 
     fn compute(&self, xp: &Array4<i16>) -> Result<Array4<i64>> {
+        self.compute_map(xp, |v| v)
+    }
+
+    /// The convolution of a padded input with `epilogue` applied to every output (bias added
+    /// first), written straight into `N × F × Ho × Wo` order.
+    fn compute_map<O, E>(&self, xp: &Array4<i16>, epilogue: E) -> Result<Array4<O>>
+    where
+        O: Copy + Default + Send + Sync,
+        E: Fn(i64) -> O + Sync,
+    {
         let (n, _, hp, wp) = xp.dim();
         let (ho, wo) = out_size(hp, wp, self.kernel()).map_err(|e| e.in_layer(&self.name))?;
         let cols = Patches::new(xp.view(), self.kernel())?;
@@ -110,18 +121,18 @@ impl Conv2d {
         let zs = z.as_slice().expect("standard layout");
         // Transpose each image's Ho·Wo × F block into F × Ho·Wo (tiles of 16 positions keep both
         // sides in cache), adding the bias.
-        let mut out = crate::kernels::pool::take_dirty::<i64>(n * f * hw);
+        let mut out = alloc::vec![O::default(); n * f * hw];
         let bias: Vec<i64> = match &self.bias {
             Some(b) => b.iter().map(|&v| i64::from(v)).collect(),
             None => alloc::vec![0; f],
         };
-        let image = |(m, om): (usize, &mut [i64])| {
+        let image = |(m, om): (usize, &mut [O])| {
             let zm = &zs[m * hw * f..(m + 1) * hw * f];
             for s0 in (0..hw).step_by(16) {
                 let s1 = (s0 + 16).min(hw);
                 for (fi, &b) in bias.iter().enumerate() {
                     for sp in s0..s1 {
-                        om[fi * hw + sp] = zm[sp * f + fi] + b;
+                        om[fi * hw + sp] = epilogue(zm[sp * f + fi] + b);
                     }
                 }
             }
@@ -138,6 +149,32 @@ impl Conv2d {
         out.chunks_exact_mut(per_image).enumerate().for_each(image);
         crate::kernels::recycle(z);
         Ok(Array4::from_shape_vec((n, f, ho, wo), out).expect("sizes computed above"))
+    }
+
+    /// [`Conv2d::forward`] followed by `scale` in one pass (no `i64` output tensor): the same
+    /// values as `scale.forward(&conv.forward(x, train)?)`.
+    pub fn forward_scaled<T: Int>(
+        &mut self,
+        x: ArrayView4<'_, T>,
+        train: bool,
+        scale: &Scaling,
+    ) -> Result<Array4<i8>>
+    where
+        i16: From<T>,
+    {
+        let xp = self.padded_input(&x)?;
+        let y = self.compute_map(&xp, scale.scalar())?;
+        self.saved = if train { Some(xp) } else { None };
+        Ok(y)
+    }
+
+    /// [`Conv2d::infer`] followed by `scale` in one pass.
+    pub fn infer_scaled<T: Int>(&self, x: ArrayView4<'_, T>, scale: &Scaling) -> Result<Array4<i8>>
+    where
+        i16: From<T>,
+    {
+        let xp = self.padded_input(&x)?;
+        self.compute_map(&xp, scale.scalar())
     }
 
     fn padded_input<T: Int>(&self, x: &ArrayView4<'_, T>) -> Result<Array4<i16>>

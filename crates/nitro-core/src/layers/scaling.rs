@@ -23,24 +23,26 @@ impl Scaling {
         Ok(Scaling { factor: f })
     }
 
-    /// Forward: `clip8(tdiv(z, SF))` element-wise.
-    pub fn forward<D: Dimension>(&self, z: &Array<i64, D>) -> Array<i8, D> {
+    /// The element function `z ↦ clip8(tdiv(z, SF))` (for fused epilogues; [`Scaling::forward`]
+    /// applies it to a tensor).
+    pub fn scalar(&self) -> impl Fn(i64) -> i8 + Copy + Send + Sync {
         let f = self.factor;
-        if f <= 0 {
-            // Only a factor set by hand gets here ([`Scaling::for_fan_in`] makes it positive).
-            return z.mapv(|v| clip8(tdiv(v, f)));
-        }
-        let r = DivU31::new(f as u64);
-        let one = move |v: i64| {
+        // A factor set by hand to ≤ 0 takes the plain division (DivU31 needs a positive one).
+        let r = (f > 0).then(|| DivU31::new(f as u64));
+        move |v: i64| {
             // tdiv(v, f) = ±⌊|v| / f⌋, by the exact reciprocal where |v| < 2³¹ (nearly always).
             let sign = (v >> 63) as u64;
             let abs = ((v as u64) ^ sign).wrapping_sub(sign);
-            if abs >> 31 == 0 {
-                clip8((r.div(abs) ^ sign).wrapping_sub(sign) as i64)
-            } else {
-                clip8(tdiv(v, f))
+            match r {
+                Some(r) if abs >> 31 == 0 => clip8((r.div(abs) ^ sign).wrapping_sub(sign) as i64),
+                _ => clip8(tdiv(v, f)),
             }
-        };
+        }
+    }
+
+    /// Forward: `clip8(tdiv(z, SF))` element-wise.
+    pub fn forward<D: Dimension>(&self, z: &Array<i64, D>) -> Array<i8, D> {
+        let one = self.scalar();
         #[cfg(feature = "parallel")]
         if z.len() >= 1 << 16 {
             if let Some(src) = z.as_slice() {
