@@ -21,22 +21,10 @@ fn random_i8(r: &mut Pcg32, rows: usize, cols: usize) -> Array2<i8> {
     Array2::from_shape_fn((rows, cols), |_| r.symmetric(127) as i8)
 }
 
-const I16_SIMD: Dispatch = Dispatch {
-    allow_i16: true,
-    allow_simd: true,
-};
-const I16_PORTABLE: Dispatch = Dispatch {
-    allow_i16: true,
-    allow_simd: false,
-};
-const I32_SIMD: Dispatch = Dispatch {
-    allow_i16: false,
-    allow_simd: true,
-};
-const I32_PORTABLE: Dispatch = Dispatch {
-    allow_i16: false,
-    allow_simd: false,
-};
+const I16_SIMD: Dispatch = Dispatch::ALL[0];
+const I16_PORTABLE: Dispatch = Dispatch::ALL[1];
+const I32_SIMD: Dispatch = Dispatch::ALL[2];
+const I32_PORTABLE: Dispatch = Dispatch::ALL[3];
 
 fn gemm_mlp(c: &mut Criterion) {
     let mut r = Pcg32::new(1, 1);

@@ -76,20 +76,8 @@ fn vgg8b_step_updates_every_layer_and_is_thread_independent() {
 }
 
 fn small_config() -> CnnConfig {
-    let conv = |f| Feature::Conv {
-        filters: f,
-        kernel: 3,
-        stride: 1,
-        padding: 1,
-    };
-    let mut cfg = CnnConfig::new(
-        (1, 28, 28),
-        &[conv(8), Feature::MaxPool(2), conv(16), Feature::AvgPool(2)],
-        &[32],
-        10,
-    );
+    let mut cfg = common::small_cnn(28, Feature::AvgPool(2), 32, 9);
     cfg.decoder_dim = 784;
-    cfg.seed = 9;
     cfg
 }
 

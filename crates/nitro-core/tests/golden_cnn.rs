@@ -5,7 +5,7 @@ mod common;
 
 use ndarray::{s, Array1, Array4, Ix4};
 use nitro_core::cnn::Feature;
-use nitro_core::{Cnn, CnnConfig, Compat, Hyper};
+use nitro_core::{Cnn, Compat, Hyper};
 
 const CONVS: [&str; 2] = ["conv_encoder_00", "conv_encoder_02"];
 const LINEARS: [&str; 5] = [
@@ -17,20 +17,8 @@ const LINEARS: [&str; 5] = [
 ];
 
 fn model() -> Cnn {
-    let conv = |f| Feature::Conv {
-        filters: f,
-        kernel: 3,
-        stride: 1,
-        padding: 1,
-    };
-    let mut cfg = CnnConfig::new(
-        (1, 28, 28),
-        &[conv(8), Feature::MaxPool(2), conv(16), Feature::MaxPool(2)],
-        &[32],
-        10,
-    );
+    let mut cfg = common::small_cnn(28, Feature::MaxPool(2), 32, 777); // weights replaced below
     cfg.decoder_dim = 784;
-    cfg.seed = 777; // weights are replaced below
     Cnn::new(cfg).unwrap()
 }
 

@@ -9,9 +9,11 @@
 //! at the `i16` boundary (32767 / 32768), at the largest splittable magnitude
 //! (`32767·32768`) and beyond it.
 
+mod common;
+
 use ndarray::{Array2, Array4, ArrayView2};
-use nitro_core::cnn::{Cnn, CnnConfig, Feature};
-use nitro_core::kernels::im2col::{im2col, im2col_t, pad, Patches, PatchesT};
+use nitro_core::cnn::{Cnn, Feature};
+use nitro_core::kernels::im2col::{im2col, im2col_t, pad, Patches};
 use nitro_core::kernels::{
     gemm_nt, gemm_nt_rows, gemm_nt_with, gemm_rows_nt, set_dispatch, Dispatch, Int, Path, RowSource,
 };
@@ -23,24 +25,7 @@ use std::sync::Mutex;
 /// Tests that switch the process-wide dispatch run one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-const DISPATCHES: [Dispatch; 4] = [
-    Dispatch {
-        allow_i16: true,
-        allow_simd: true,
-    },
-    Dispatch {
-        allow_i16: true,
-        allow_simd: false,
-    },
-    Dispatch {
-        allow_i16: false,
-        allow_simd: true,
-    },
-    Dispatch {
-        allow_i16: false,
-        allow_simd: false,
-    },
-];
+const DISPATCHES: [Dispatch; 4] = Dispatch::ALL;
 
 /// The exact product in `i128`, or `None` if the proof's bound `max|A|·max|B|·k` exceeds `i64`
 /// (then the kernels must refuse with `Error::Overflow`).
@@ -253,7 +238,7 @@ fn row_sources_match_stored_matrices_on_every_dispatch() {
         im2col_t(xp.view(), k).unwrap(),
     );
     let rows_src = Patches::new(xp.view(), k).unwrap();
-    let rows_src_t = PatchesT::new(xp.view(), k).unwrap();
+    let rows_src_t = Patches::transposed(xp.view(), k).unwrap();
     let wide16 = Stored(Array2::from_shape_fn((40, 37), |_| {
         r.symmetric(32_767) as i16
     }));
@@ -294,38 +279,11 @@ fn row_sources_match_stored_matrices_on_every_dispatch() {
 }
 
 fn mlp_run() -> Vec<Array2<i32>> {
-    let mut cfg = MlpConfig::new(784, &[200, 100, 50], 10);
-    cfg.seed = 11;
-    cfg.dropout_pct = 10;
-    let mut model = Mlp::new(cfg).unwrap();
-    let hyper = Hyper {
-        fwd_decay_inv: 10_000,
-        subnet_decay_inv: 8_000,
-        ..Hyper::default()
-    };
-    let mut r = Pcg32::new(123, 0);
-    for _ in 0..12 {
-        let x = Array2::from_shape_fn((64, 784), |_| r.symmetric(127) as i8);
-        let y: Vec<usize> = (0..64).map(|_| r.below(10) as usize).collect();
-        model.train_step(x.view(), &y, &hyper).unwrap();
-    }
-    model.linears().iter().map(|l| l.weight.clone()).collect()
+    common::train_mlp(11, 123, 12)
 }
 
 fn cnn_run() -> Vec<Vec<i32>> {
-    let conv = |f| Feature::Conv {
-        filters: f,
-        kernel: 3,
-        stride: 1,
-        padding: 1,
-    };
-    let mut cfg = CnnConfig::new(
-        (1, 12, 12),
-        &[conv(8), Feature::MaxPool(2), conv(16), Feature::AvgPool(2)],
-        &[24],
-        10,
-    );
-    cfg.seed = 3;
+    let cfg = common::small_cnn(12, Feature::AvgPool(2), 24, 3);
     let mut model = Cnn::new(cfg).unwrap();
     let hyper = Hyper::default();
     let mut r = Pcg32::new(8, 8);

@@ -111,6 +111,28 @@ pub struct Dispatch {
     pub allow_simd: bool,
 }
 
+impl Dispatch {
+    /// Every combination: `i16` packing on/off × SIMD on/off (for tests that cover each path).
+    pub const ALL: [Dispatch; 4] = [
+        Dispatch {
+            allow_i16: true,
+            allow_simd: true,
+        },
+        Dispatch {
+            allow_i16: true,
+            allow_simd: false,
+        },
+        Dispatch {
+            allow_i16: false,
+            allow_simd: true,
+        },
+        Dispatch {
+            allow_i16: false,
+            allow_simd: false,
+        },
+    ];
+}
+
 impl Default for Dispatch {
     fn default() -> Self {
         Dispatch {
@@ -696,24 +718,7 @@ mod tests {
     use super::*;
     use crate::rng::Pcg32;
 
-    const DISPATCHES: [Dispatch; 4] = [
-        Dispatch {
-            allow_i16: true,
-            allow_simd: true,
-        },
-        Dispatch {
-            allow_i16: true,
-            allow_simd: false,
-        },
-        Dispatch {
-            allow_i16: false,
-            allow_simd: true,
-        },
-        Dispatch {
-            allow_i16: false,
-            allow_simd: false,
-        },
-    ];
+    const DISPATCHES: [Dispatch; 4] = Dispatch::ALL;
 
     fn oracle(a: &Array2<i32>, b: &Array2<i32>) -> Array2<i64> {
         let (m, k) = a.dim();

@@ -116,86 +116,63 @@ fn geometry_of(xp: &ArrayView4<'_, i16>, k: usize) -> Result<(Geometry, u64)> {
     ))
 }
 
-/// The patch matrix of [`im2col`] as a [`RowSource`]: rows are written on demand while the
-/// GEMM packs them, so the `(N·Ho·Wo) × (C·k·k)` matrix is never stored.
+/// The patch matrix of [`im2col`] — or, built with [`Patches::transposed`], that of
+/// [`im2col_t`] — as a [`RowSource`]: rows are written on demand while the GEMM packs them, so
+/// the matrix (`(N·Ho·Wo) × (C·k·k)` or its transpose) is never stored.
 pub struct Patches<'a> {
     x: &'a [i16],
     g: Geometry,
     bound: u64,
+    transposed: bool,
 }
 
 impl<'a> Patches<'a> {
-    /// Patches of a padded tensor in standard layout.
+    /// Patches of a padded tensor in standard layout: one row per output position.
     pub fn new(xp: ArrayView4<'a, i16>, k: usize) -> Result<Self> {
+        Self::build(xp, k, false)
+    }
+
+    /// Transposed patches: one row per `(c, u, v)`, one column per output position.
+    pub fn transposed(xp: ArrayView4<'a, i16>, k: usize) -> Result<Self> {
+        Self::build(xp, k, true)
+    }
+
+    fn build(xp: ArrayView4<'a, i16>, k: usize, transposed: bool) -> Result<Self> {
         let (g, bound) = geometry_of(&xp, k)?;
         let x = xp
             .to_slice()
             .ok_or_else(|| Error::shape("convolution patches need a standard-layout input"))?;
-        Ok(Patches { x, g, bound })
+        Ok(Patches {
+            x,
+            g,
+            bound,
+            transposed,
+        })
+    }
+
+    fn positions(&self) -> usize {
+        self.g.n * self.g.ho * self.g.wo
+    }
+
+    fn taps(&self) -> usize {
+        self.g.c * self.g.k * self.g.k
     }
 }
 
 impl RowSource for Patches<'_> {
     fn rows(&self) -> usize {
-        self.g.n * self.g.ho * self.g.wo
-    }
-    fn cols(&self) -> usize {
-        self.g.c * self.g.k * self.g.k
-    }
-    fn bound(&self) -> u64 {
-        self.bound
-    }
-    fn row(&self, r: usize, out: &mut [i16]) {
-        let Geometry {
-            c,
-            hp,
-            wp,
-            k,
-            ho,
-            wo,
-            ..
-        } = self.g;
-        let (m, i, j) = (r / (ho * wo), (r / wo) % ho, r % wo);
-        for ch in 0..c {
-            for u in 0..k {
-                let src = ((m * c + ch) * hp + i + u) * wp + j;
-                let dst = (ch * k + u) * k;
-                if k == 3 {
-                    // The common 3×3 case as a fixed-size copy (inlined, no memmove call).
-                    let seg: &[i16; 3] = self.x[src..src + 3].try_into().expect("3 values");
-                    out[dst..dst + 3].copy_from_slice(seg);
-                } else {
-                    out[dst..dst + k].copy_from_slice(&self.x[src..src + k]);
-                }
-            }
+        if self.transposed {
+            self.taps()
+        } else {
+            self.positions()
         }
     }
-}
-
-/// The transposed patch matrix of [`im2col_t`] as a [`RowSource`] (never stored).
-pub struct PatchesT<'a> {
-    x: &'a [i16],
-    g: Geometry,
-    bound: u64,
-}
-
-impl<'a> PatchesT<'a> {
-    /// Transposed patches of a padded tensor in standard layout.
-    pub fn new(xp: ArrayView4<'a, i16>, k: usize) -> Result<Self> {
-        let (g, bound) = geometry_of(&xp, k)?;
-        let x = xp
-            .to_slice()
-            .ok_or_else(|| Error::shape("convolution patches need a standard-layout input"))?;
-        Ok(PatchesT { x, g, bound })
-    }
-}
-
-impl RowSource for PatchesT<'_> {
-    fn rows(&self) -> usize {
-        self.g.c * self.g.k * self.g.k
-    }
     fn cols(&self) -> usize {
-        self.g.n * self.g.ho * self.g.wo
+        if self.transposed {
+            self.positions()
+        } else {
+            self.taps()
+        }
     }
     fn bound(&self) -> u64 {
         self.bound
@@ -210,12 +187,31 @@ impl RowSource for PatchesT<'_> {
             ho,
             wo,
         } = self.g;
-        let (ch, u, v) = (r / (k * k), (r / k) % k, r % k);
-        for m in 0..n {
-            for i in 0..ho {
-                let src = ((m * c + ch) * hp + i + u) * wp + v;
-                let dst = (m * ho + i) * wo;
-                out[dst..dst + wo].copy_from_slice(&self.x[src..src + wo]);
+        if self.transposed {
+            // Row (c, u, v): for every image and output row, `wo` consecutive inputs.
+            let (ch, u, v) = (r / (k * k), (r / k) % k, r % k);
+            for m in 0..n {
+                for i in 0..ho {
+                    let src = ((m * c + ch) * hp + i + u) * wp + v;
+                    let dst = (m * ho + i) * wo;
+                    out[dst..dst + wo].copy_from_slice(&self.x[src..src + wo]);
+                }
+            }
+            return;
+        }
+        // Row (m, i, j): for every channel and window row, `k` consecutive inputs.
+        let (m, i, j) = (r / (ho * wo), (r / wo) % ho, r % wo);
+        for ch in 0..c {
+            for u in 0..k {
+                let src = ((m * c + ch) * hp + i + u) * wp + j;
+                let dst = (ch * k + u) * k;
+                if k == 3 {
+                    // The common 3×3 case as a fixed-size copy (inlined, no memmove call).
+                    let seg: &[i16; 3] = self.x[src..src + 3].try_into().expect("3 values");
+                    out[dst..dst + 3].copy_from_slice(seg);
+                } else {
+                    out[dst..dst + k].copy_from_slice(&self.x[src..src + k]);
+                }
             }
         }
     }
@@ -244,7 +240,7 @@ mod tests {
         // The on-demand row sources write exactly the rows of the stored matrices.
         let (src, src_t) = (
             Patches::new(xp.view(), 3).unwrap(),
-            PatchesT::new(xp.view(), 3).unwrap(),
+            Patches::transposed(xp.view(), 3).unwrap(),
         );
         assert_eq!((src.rows(), src.cols()), p.dim());
         assert_eq!((src_t.rows(), src_t.cols()), pt.dim());
@@ -260,6 +256,6 @@ mod tests {
             assert_eq!(row, want.to_vec(), "transposed patch row {r}");
         }
         assert!(Patches::new(xp.view(), 8).is_err());
-        assert!(PatchesT::new(xp.t(), 3).is_err());
+        assert!(Patches::transposed(xp.t(), 3).is_err());
     }
 }

@@ -141,26 +141,41 @@ fn word(x0: i32, x1: i32) -> u32 {
 }
 
 /// Pack A as [`MR`]-row panels of pair words. Returns `None` if a packed value would exceed
-/// `i16` (`|v| > 32767`); the pass that packs also finds the largest magnitude.
+/// `i16` (`|v| > 32767`, known from the operand's bound before anything is packed).
 pub(crate) fn pack_a<T: Int>(a: &ArrayView2<'_, T>, how: Narrow) -> Option<Packed16<u32>> {
+    pack::<T, MR>(a, how)
+}
+
+/// Pack B as [`NR`]-row panels of pair words (one 32-bit word per lane and pair, the even term
+/// in the low half). `None` if a value exceeds `i16` (as [`pack_a`]).
+pub(crate) fn pack_b<T: Int>(b: &ArrayView2<'_, T>, how: Narrow) -> Option<Packed16<u32>> {
+    pack::<T, NR>(b, how)
+}
+
+/// Pack an operand as panels of `W` rows: for each pair `q`, `W` consecutive words, word `r` =
+/// row `r`'s `(v[2q], v[2q+1])`. A and B share this layout (`W` = [`MR`] or [`NR`]).
+fn pack<T: Int, const W: usize>(a: &ArrayView2<'_, T>, how: Narrow) -> Option<Packed16<u32>> {
     #[cfg(target_arch = "x86_64")]
     {
         if super::gemm::has_avx2() {
             // SAFETY: AVX2 was detected; the body is the same safe code, compiled for AVX2.
-            return unsafe { pack_a_avx2(a, how) };
+            return unsafe { pack_avx2::<T, W>(a, how) };
         }
     }
-    pack_a_impl(a, how)
+    pack_impl::<T, W>(a, how)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn pack_a_avx2<T: Int>(a: &ArrayView2<'_, T>, how: Narrow) -> Option<Packed16<u32>> {
-    pack_a_impl(a, how)
+unsafe fn pack_avx2<T: Int, const W: usize>(
+    a: &ArrayView2<'_, T>,
+    how: Narrow,
+) -> Option<Packed16<u32>> {
+    pack_impl::<T, W>(a, how)
 }
 
 #[inline(always)]
-fn pack_a_impl<T: Int>(a: &ArrayView2<'_, T>, how: Narrow) -> Option<Packed16<u32>> {
+fn pack_impl<T: Int, const W: usize>(a: &ArrayView2<'_, T>, how: Narrow) -> Option<Packed16<u32>> {
     let (m, k) = a.dim();
     let mx = packed_bound(max_abs_view(a), how);
     if mx > I16_MAX {
@@ -168,31 +183,45 @@ fn pack_a_impl<T: Int>(a: &ArrayView2<'_, T>, how: Narrow) -> Option<Packed16<u3
     }
     let rows = packed_rows(a, how);
     let kp = k.div_ceil(2);
-    let mut data = pool::take_dirty::<u32>(rows.div_ceil(MR) * kp * MR);
+    let mut data = pool::take_dirty::<u32>(rows.div_ceil(W) * kp * W);
     let row_major = k > 0 && a.strides()[1] == 1;
-    for_panels(&mut data, kp * MR, |p, dst| {
-        let live = MR.min(rows - p * MR);
-        if live < MR {
+    let col_major = k > 0 && m > 0 && a.strides()[0] == 1;
+    for_panels(&mut data, kp * W, |p, dst| {
+        let live = W.min(rows - p * W);
+        if live < W {
             dst.fill(0); // rows past the operand stay zero
         }
+        let srcs: [(usize, u32, i32); W] =
+            core::array::from_fn(|r| source(how, m, (p * W + r).min(rows - 1)));
         if row_major {
-            for r in 0..live {
-                let (src, sh, mask) = source(how, m, p * MR + r);
+            for (r, &(src, sh, mask)) in srcs.iter().enumerate().take(live) {
                 let row = a.row(src);
                 let row = row.as_slice().expect("unit stride row");
                 let conv = |v: T| (Into::<i32>::into(v) >> sh) & mask;
-                for (d, pair) in dst.chunks_exact_mut(MR).zip(row.chunks_exact(2)) {
+                for (d, pair) in dst.chunks_exact_mut(W).zip(row.chunks_exact(2)) {
                     d[r] = word(conv(pair[0]), conv(pair[1]));
                 }
                 if k % 2 == 1 {
-                    let x0 = conv(row[k - 1]);
-                    dst[(kp - 1) * MR + r] = word(x0, 0);
+                    dst[(kp - 1) * W + r] = word(conv(row[k - 1]), 0);
+                }
+            }
+        } else if col_major {
+            // Column t is contiguous over rows: read two columns per pair.
+            for (q, d) in dst.chunks_exact_mut(W).enumerate() {
+                let c0 = a.column(2 * q);
+                let c0 = c0.as_slice().expect("unit stride column");
+                let c1 = (2 * q + 1 < k).then(|| a.column(2 * q + 1));
+                let c1 = c1
+                    .as_ref()
+                    .map(|c| c.as_slice().expect("unit stride column"));
+                for (r, &(src, sh, mask)) in srcs.iter().enumerate().take(live) {
+                    let x0 = (Into::<i32>::into(c0[src]) >> sh) & mask;
+                    let x1 = c1.map_or(0, |c| (Into::<i32>::into(c[src]) >> sh) & mask);
+                    d[r] = word(x0, x1);
                 }
             }
         } else {
-            let srcs: [(usize, u32, i32); MR] =
-                core::array::from_fn(|r| source(how, m, (p * MR + r).min(rows - 1)));
-            for q in 0..kp {
+            for (q, d) in dst.chunks_exact_mut(W).enumerate() {
                 for (r, &(src, sh, mask)) in srcs.iter().enumerate().take(live) {
                     let x0 = get(a, src, 2 * q, sh, mask);
                     let x1 = if 2 * q + 1 < k {
@@ -200,7 +229,7 @@ fn pack_a_impl<T: Int>(a: &ArrayView2<'_, T>, how: Narrow) -> Option<Packed16<u3
                     } else {
                         0
                     };
-                    dst[q * MR + r] = word(x0, x1);
+                    d[r] = word(x0, x1);
                 }
             }
         }
@@ -249,146 +278,36 @@ pub trait RowSource: Sync {
 
 /// Pack the rows of a [`RowSource`] as A panels; `None` if its bound exceeds `i16`.
 pub(crate) fn pack_a_rows(src: &dyn RowSource) -> Option<Packed16<u32>> {
-    let (rows, k) = (src.rows(), src.cols());
-    let mx = src.bound();
-    if mx > I16_MAX {
-        return None;
-    }
-    let kp = k.div_ceil(2);
-    let mut data = pool::take_dirty::<u32>(rows.div_ceil(MR) * kp * MR);
-    for_panels(&mut data, kp * MR, |p, dst| {
-        let mut row = alloc::vec![0i16; k];
-        let live = MR.min(rows - p * MR);
-        if live < MR {
-            dst.fill(0); // rows past the operand stay zero
-        }
-        for r in 0..live {
-            src.row(p * MR + r, &mut row);
-            for (d, pair) in dst.chunks_exact_mut(MR).zip(row.chunks_exact(2)) {
-                d[r] = word(i32::from(pair[0]), i32::from(pair[1]));
-            }
-            if k % 2 == 1 {
-                dst[(kp - 1) * MR + r] = word(i32::from(row[k - 1]), 0);
-            }
-        }
-    });
-    Some(Packed16 {
-        data,
-        rows,
-        kp,
-        max: mx,
-    })
+    pack_rows::<MR>(src)
 }
 
 /// Pack the rows of a [`RowSource`] as B panels; `None` if its bound exceeds `i16`.
 pub(crate) fn pack_b_rows(src: &dyn RowSource) -> Option<Packed16<u32>> {
+    pack_rows::<NR>(src)
+}
+
+/// Panels of `W` rows (the layout of [`pack`]) written from a row source.
+fn pack_rows<const W: usize>(src: &dyn RowSource) -> Option<Packed16<u32>> {
     let (rows, k) = (src.rows(), src.cols());
     let mx = src.bound();
     if mx > I16_MAX {
         return None;
     }
     let kp = k.div_ceil(2);
-    let mut data = pool::take_dirty::<u32>(rows.div_ceil(NR) * kp * NR);
-    for_panels(&mut data, kp * NR, |p, dst| {
+    let mut data = pool::take_dirty::<u32>(rows.div_ceil(W) * kp * W);
+    for_panels(&mut data, kp * W, |p, dst| {
         let mut row = alloc::vec![0i16; k];
-        let live = NR.min(rows - p * NR);
-        if live < NR {
+        let live = W.min(rows - p * W);
+        if live < W {
             dst.fill(0); // rows past the operand stay zero
         }
-        for l in 0..live {
-            src.row(p * NR + l, &mut row);
-            for (d, pair) in dst.chunks_exact_mut(NR).zip(row.chunks_exact(2)) {
-                d[l] = word(i32::from(pair[0]), i32::from(pair[1]));
+        for r in 0..live {
+            src.row(p * W + r, &mut row);
+            for (d, pair) in dst.chunks_exact_mut(W).zip(row.chunks_exact(2)) {
+                d[r] = word(i32::from(pair[0]), i32::from(pair[1]));
             }
             if k % 2 == 1 {
-                dst[(kp - 1) * NR + l] = word(i32::from(row[k - 1]), 0);
-            }
-        }
-    });
-    Some(Packed16 {
-        data,
-        rows,
-        kp,
-        max: mx,
-    })
-}
-
-/// Pack B as [`NR`]-row panels of `i16` pairs (one 32-bit word per lane and pair, the even term
-/// in the low half). `None` if a value exceeds `i16` (as [`pack_a`]).
-pub(crate) fn pack_b<T: Int>(b: &ArrayView2<'_, T>, how: Narrow) -> Option<Packed16<u32>> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if super::gemm::has_avx2() {
-            // SAFETY: AVX2 was detected; the body is the same safe code, compiled for AVX2.
-            return unsafe { pack_b_avx2(b, how) };
-        }
-    }
-    pack_b_impl(b, how)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn pack_b_avx2<T: Int>(b: &ArrayView2<'_, T>, how: Narrow) -> Option<Packed16<u32>> {
-    pack_b_impl(b, how)
-}
-
-#[inline(always)]
-fn pack_b_impl<T: Int>(b: &ArrayView2<'_, T>, how: Narrow) -> Option<Packed16<u32>> {
-    let (m, k) = b.dim();
-    let mx = packed_bound(max_abs_view(b), how);
-    if mx > I16_MAX {
-        return None;
-    }
-    let rows = packed_rows(b, how);
-    let kp = k.div_ceil(2);
-    let mut data = pool::take_dirty::<u32>(rows.div_ceil(NR) * kp * NR);
-    let row_major = k > 0 && b.strides()[1] == 1;
-    let col_major = k > 0 && m > 0 && b.strides()[0] == 1;
-    for_panels(&mut data, kp * NR, |p, dst| {
-        let live = NR.min(rows - p * NR);
-        if live < NR {
-            dst.fill(0); // rows past the operand stay zero
-        }
-        let srcs: [(usize, u32, i32); NR] =
-            core::array::from_fn(|l| source(how, m, (p * NR + l).min(rows - 1)));
-        if row_major {
-            for (l, &(src, sh, mask)) in srcs.iter().enumerate().take(live) {
-                let row = b.row(src);
-                let row = row.as_slice().expect("unit stride row");
-                let conv = |v: T| (Into::<i32>::into(v) >> sh) & mask;
-                for (d, pair) in dst.chunks_exact_mut(NR).zip(row.chunks_exact(2)) {
-                    d[l] = word(conv(pair[0]), conv(pair[1]));
-                }
-                if k % 2 == 1 {
-                    dst[(kp - 1) * NR + l] = word(conv(row[k - 1]), 0);
-                }
-            }
-        } else if col_major {
-            // Column t of B is contiguous over rows: read two columns per pair.
-            for (q, d) in dst.chunks_exact_mut(NR).enumerate() {
-                let c0 = b.column(2 * q);
-                let c0 = c0.as_slice().expect("unit stride column");
-                let c1 = (2 * q + 1 < k).then(|| b.column(2 * q + 1));
-                let c1 = c1
-                    .as_ref()
-                    .map(|c| c.as_slice().expect("unit stride column"));
-                for (l, &(src, sh, mask)) in srcs.iter().enumerate().take(live) {
-                    let x0 = (Into::<i32>::into(c0[src]) >> sh) & mask;
-                    let x1 = c1.map_or(0, |c| (Into::<i32>::into(c[src]) >> sh) & mask);
-                    d[l] = word(x0, x1);
-                }
-            }
-        } else {
-            for (q, d) in dst.chunks_exact_mut(NR).enumerate() {
-                for (l, &(src, sh, mask)) in srcs.iter().enumerate().take(live) {
-                    let x0 = get(b, src, 2 * q, sh, mask);
-                    let x1 = if 2 * q + 1 < k {
-                        get(b, src, 2 * q + 1, sh, mask)
-                    } else {
-                        0
-                    };
-                    d[l] = word(x0, x1);
-                }
+                dst[(kp - 1) * W + r] = word(i32::from(row[k - 1]), 0);
             }
         }
     });

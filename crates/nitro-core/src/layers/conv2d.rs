@@ -7,7 +7,7 @@
 
 use super::scaling::Scaling;
 use crate::error::{Error, Result};
-use crate::kernels::im2col::{out_size, Patches, PatchesT};
+use crate::kernels::im2col::{out_size, Patches};
 use crate::kernels::{gemm_nt_rows, gemm_rows_nt, Int};
 use crate::optim::Sgd;
 use alloc::format;
@@ -252,7 +252,7 @@ impl Conv2d {
             }
         }
         let dt = Array2::from_shape_vec((f, n * hw), dt).expect("sizes");
-        let cols = PatchesT::new(xp.view(), self.kernel())?;
+        let cols = Patches::transposed(xp.view(), self.kernel())?;
         let g = gemm_nt_rows(dt.view(), &cols).map_err(|e| e.in_layer(&self.name))?;
         let (_, c, k, _) = self.weight.dim();
         let g = g.into_shape_with_order((f, c, k, k)).expect("F×CKK");

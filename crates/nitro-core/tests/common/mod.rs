@@ -46,3 +46,51 @@ pub fn fmnist_dir() -> Option<PathBuf> {
     eprintln!("skipping: Fashion-MNIST not found in {}", dir.display());
     None
 }
+
+/// Train an MLP 784-200-100-50-10 (10 % dropout, both decays on, init seed `seed`) for `steps`
+/// batches of 64 random images drawn from `data_seed`; every layer's weights afterwards. Run
+/// it inside a rayon pool to choose the thread count.
+pub fn train_mlp(seed: u64, data_seed: u64, steps: usize) -> Vec<Array2<i32>> {
+    use nitro_core::rng::Pcg32;
+    use nitro_core::{Hyper, Mlp, MlpConfig};
+    let mut cfg = MlpConfig::new(784, &[200, 100, 50], 10);
+    cfg.seed = seed;
+    cfg.dropout_pct = 10;
+    let mut model = Mlp::new(cfg).unwrap();
+    let hyper = Hyper {
+        fwd_decay_inv: 10_000,
+        subnet_decay_inv: 8_000,
+        ..Hyper::default()
+    };
+    let mut r = Pcg32::new(data_seed, 0);
+    for _ in 0..steps {
+        let x = Array2::from_shape_fn((64, 784), |_| r.symmetric(127) as i8);
+        let y: Vec<usize> = (0..64).map(|_| r.below(10) as usize).collect();
+        model.train_step(x.view(), &y, &hyper).unwrap();
+    }
+    model.linears().iter().map(|l| l.weight.clone()).collect()
+}
+
+/// The small CNN of several tests: `C8k3 M2 C16k3 <second_pool> | hidden → 10` on 1×size×size.
+pub fn small_cnn(
+    size: usize,
+    second_pool: nitro_core::cnn::Feature,
+    hidden: usize,
+    seed: u64,
+) -> nitro_core::cnn::CnnConfig {
+    use nitro_core::cnn::{CnnConfig, Feature};
+    let conv = |f| Feature::Conv {
+        filters: f,
+        kernel: 3,
+        stride: 1,
+        padding: 1,
+    };
+    let mut cfg = CnnConfig::new(
+        (1, size, size),
+        &[conv(8), Feature::MaxPool(2), conv(16), second_pool],
+        &[hidden],
+        10,
+    );
+    cfg.seed = seed;
+    cfg
+}
