@@ -300,6 +300,28 @@ def test_forked_child_can_use_the_engine():
     np.testing.assert_array_equal(got, expected)
 
 
+def test_forked_child_after_explicit_thread_counts():
+    """Pools built for ``threads=N`` are kept for later calls; a forked child must not use the
+    parent's (they have no threads there) and still gets the same bits."""
+    import multiprocessing as mp
+
+    x, y = small_data(256)
+    model = MLP([784, 32, 10], seed=1)
+    for threads in (1, 2, 2, 1):  # builds, then reuses, the 1- and 2-thread pools
+        model.fit(x, y, epochs=1, progress=False, threads=threads)
+    expected = model.predict(x, threads=2)
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        got = pool.apply_async(_predict_threads_in_child, (model.to_bytes(), x)).get(timeout=60)
+    np.testing.assert_array_equal(got, expected)
+
+
+def _predict_threads_in_child(data, x):
+    m = MLP.from_bytes(data)
+    m.fit(x, np.zeros(len(x), dtype=np.int64), epochs=1, progress=False, threads=2)
+    return MLP.from_bytes(data).predict(x, threads=2)
+
+
 def _predict_in_child(data, x):
     m = MLP.from_bytes(data)
     m.fit(x, np.zeros(len(x), dtype=np.int64), epochs=1, progress=False)  # uses the pool

@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use ndarray::{Array1, Array2, ArrayView2, IxDyn};
 use nitro_core::block::LocalStats;
@@ -85,19 +85,50 @@ extern "C" fn after_fork_in_child() {
 /// The pool a call runs in: `threads` workers if given, one worker in a forked child, otherwise
 /// rayon's global pool (`None`). Results do not depend on the choice (SPEC: same bits on any
 /// thread count).
-fn pool_for(threads: Option<usize>) -> PyResult<Option<rayon::ThreadPool>> {
+fn pool_for(threads: Option<usize>) -> PyResult<Option<Arc<rayon::ThreadPool>>> {
     let n = match threads {
         Some(0) => return Err(value_err("threads must be a positive integer (or None)")),
         Some(n) => n,
         None if FORKED.load(Ordering::SeqCst) => 1,
         None => return Ok(None),
     };
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
-        .build()
-        .map(Some)
-        .map_err(|e| PyOSError::new_err(format!("cannot start {n} worker threads: {e}")))
+    let build = || {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .map(Arc::new)
+            .map_err(|e| PyOSError::new_err(format!("cannot start {n} worker threads: {e}")))
+    };
+    let pid = std::process::id();
+    // try_lock: in a child forked while another thread held the lock, it stays locked forever;
+    // such a child builds its pools without the cache.
+    let Ok(mut pools) = POOLS.try_lock() else {
+        return build().map(Some);
+    };
+    if let Some((_, _, p)) = pools.iter().find(|(q, m, _)| *q == pid && *m == n) {
+        return Ok(Some(Arc::clone(p)));
+    }
+    // Pools of a parent process have no threads here: forget them without running their drop.
+    for stale in std::mem::take(&mut *pools) {
+        if stale.0 == pid {
+            pools.push(stale);
+        } else {
+            std::mem::forget(stale);
+        }
+    }
+    let p = build()?;
+    if pools.len() < MAX_POOLS {
+        pools.push((pid, n, Arc::clone(&p)));
+    }
+    Ok(Some(p))
 }
+
+/// Pools built for an explicit thread count, reused by later calls (starting and stopping the
+/// threads of a new pool costs more than a small training step). Tagged with the process that
+/// built them.
+static POOLS: Mutex<Vec<(u32, usize, Arc<rayon::ThreadPool>)>> = Mutex::new(Vec::new());
+/// Distinct thread counts kept in [`POOLS`].
+const MAX_POOLS: usize = 8;
 
 fn in_pool<T: Send>(pool: Option<&rayon::ThreadPool>, f: impl FnOnce() -> T + Send) -> T {
     match pool {
@@ -442,7 +473,7 @@ fn run_fit<'py, M: Net>(
         };
         let mut model = Pooled {
             net,
-            pool: pool.as_ref(),
+            pool: pool.as_deref(),
             test_losses: &test_losses,
         };
         nitro_core::fit(&mut model, &train, test.as_ref(), &cfg, &mut ob, &mut oe)
@@ -486,7 +517,7 @@ fn run_step<'py, M: Net>(
     let xv = x.as_array();
     let stats = py
         .detach(|| {
-            in_pool(pool.as_ref(), || {
+            in_pool(pool.as_deref(), || {
                 let s = net.step_rows(xv, &labels, &hyper);
                 net.store_hyper(hyper);
                 s
@@ -505,7 +536,7 @@ fn run_logits<'py, M: Net>(
     let pool = pool_for(threads)?;
     let xv = x.as_array();
     let logits = py
-        .detach(|| in_pool(pool.as_ref(), || net.logits_rows(xv)))
+        .detach(|| in_pool(pool.as_deref(), || net.logits_rows(xv)))
         .map_err(to_py)?;
     Ok(logits.into_pyarray(py))
 }
@@ -520,7 +551,7 @@ fn run_predict<'py, M: Net>(
     let xv = x.as_array();
     let classes = py
         .detach(|| {
-            in_pool(pool.as_ref(), || {
+            in_pool(pool.as_deref(), || {
                 net.logits_rows(xv)
                     .map(|l| nitro_core::block::argmax_rows(&l))
             })
@@ -1348,7 +1379,7 @@ fn gemm_bench(
     let pool = pool_for(threads)?;
     let xv = x.as_array();
     py.detach(|| {
-        in_pool(pool.as_ref(), || {
+        in_pool(pool.as_deref(), || {
             let mut times = Vec::with_capacity(repeats);
             for _ in 0..repeats {
                 let t = std::time::Instant::now();
