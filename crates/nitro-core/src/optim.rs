@@ -63,6 +63,29 @@ impl Sgd {
         Ok(())
     }
 
+    /// [`Sgd::apply_layer`] for a layer's own arrays (standard layout): weights of any shape
+    /// with their gradient, and the bias with its gradient when the layer has one.
+    pub fn apply_arrays<D: ndarray::Dimension>(
+        &self,
+        weight: &mut ndarray::Array<i32, D>,
+        weight_grad: &ndarray::Array<i64, D>,
+        bias: Option<(&mut ndarray::Array1<i32>, &ndarray::Array1<i64>)>,
+        layer: &str,
+    ) -> Result<()> {
+        let bias = bias.map(|(b, g)| {
+            (
+                b.as_slice_mut().expect("contiguous bias"),
+                g.as_slice().expect("contiguous bias gradient"),
+            )
+        });
+        self.apply_layer(
+            weight.as_slice_mut().expect("owned standard layout"),
+            weight_grad.as_slice().expect("standard layout"),
+            bias,
+            layer,
+        )
+    }
+
     /// Update a layer's weights and optional bias together, all-or-nothing: if any new value
     /// would leave `i32`, neither is changed and [`Error::Overflow`] names `layer`.
     ///

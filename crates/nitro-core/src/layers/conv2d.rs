@@ -268,19 +268,8 @@ impl Conv2d {
     pub fn backward(&mut self, delta: ArrayView4<'_, i32>, sgd: &Sgd) -> Result<()> {
         let (g, gb) = self.gradients(delta)?;
         self.saved = None;
-        let bias = match (self.bias.as_mut(), gb.as_ref()) {
-            (Some(b), Some(g)) => Some((
-                b.as_slice_mut().expect("contiguous"),
-                g.as_slice().expect("contiguous"),
-            )),
-            _ => None,
-        };
-        sgd.apply_layer(
-            self.weight.as_slice_mut().expect("owned standard layout"),
-            g.as_slice().expect("standard layout"),
-            bias,
-            &self.name,
-        )?;
+        let bias = self.bias.as_mut().zip(gb.as_ref());
+        sgd.apply_arrays(&mut self.weight, &g, bias, &self.name)?;
         Ok(())
     }
 

@@ -139,19 +139,8 @@ impl Linear {
             g
         });
         // Update weights and bias all-or-nothing.
-        let bias = match (self.bias.as_mut(), bias_grad.as_ref()) {
-            (Some(b), Some(g)) => Some((
-                b.as_slice_mut().expect("contiguous"),
-                g.as_slice().expect("contiguous"),
-            )),
-            _ => None,
-        };
-        sgd.apply_layer(
-            self.weight.as_slice_mut().expect("owned standard layout"),
-            grad.as_slice().expect("standard layout"),
-            bias,
-            &self.name,
-        )?;
+        let bias = self.bias.as_mut().zip(bias_grad.as_ref());
+        sgd.apply_arrays(&mut self.weight, &grad, bias, &self.name)?;
         Ok(din)
     }
 
