@@ -8,7 +8,8 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ndarray::Array2;
-use nitro_core::kernels::gemm::{gemm_nt_with, Dispatch, Path};
+use nitro_core::kernels::gemm::{gemm_nt_with, Accum};
+use nitro_core::kernels::{Dispatch, Isa};
 use nitro_core::rng::Pcg32;
 use nitro_core::{Hyper, Mlp, Preset};
 use std::hint::black_box;
@@ -21,10 +22,23 @@ fn random_i8(r: &mut Pcg32, rows: usize, cols: usize) -> Array2<i8> {
     Array2::from_shape_fn((rows, cols), |_| r.symmetric(127) as i8)
 }
 
-const I16_SIMD: Dispatch = Dispatch::ALL[0];
-const I16_PORTABLE: Dispatch = Dispatch::ALL[1];
-const I32_SIMD: Dispatch = Dispatch::ALL[2];
-const I32_PORTABLE: Dispatch = Dispatch::ALL[3];
+/// The pair engine on every instruction set this CPU has (named `i16_<isa>`), plus the `i32`
+/// engine with and without AVX2; instruction sets the CPU lacks are listed as skipped.
+fn variants() -> Vec<(String, Dispatch)> {
+    let mut out = Vec::new();
+    for isa in Isa::ALL.into_iter().rev() {
+        if isa.detected() {
+            out.push((format!("i16_{isa}"), Dispatch::new(true, isa)));
+        } else {
+            println!("skipped: i16_{isa} (this CPU lacks {})", isa.cpu_flags());
+        }
+    }
+    out.push(("i32_avx2".into(), Dispatch::new(false, Isa::Avx2)));
+    out.push(("i32_portable".into(), Dispatch::new(false, Isa::Portable)));
+    out
+}
+
+const BEST: Dispatch = Dispatch::DEFAULT;
 
 fn gemm_mlp(c: &mut Criterion) {
     let mut r = Pcg32::new(1, 1);
@@ -33,16 +47,12 @@ fn gemm_mlp(c: &mut Criterion) {
     let w = random(&mut r, 200, 784, 16_000);
     let mut g = c.benchmark_group("gemm_64x784x200");
     g.throughput(Throughput::Elements(64 * 784 * 200));
-    let variants: [(&str, Dispatch, Option<Path>); 6] = [
-        ("i16_avx2", I16_SIMD, None),
-        ("i16_portable", I16_PORTABLE, None),
-        ("i16_avx2_chunked64", I16_SIMD, Some(Path::Chunked(64))),
-        ("i32_avx2", I32_SIMD, None),
-        ("i32_portable", I32_PORTABLE, None),
-        ("i64", I16_SIMD, Some(Path::I64)),
-    ];
-    for (name, d, p) in variants {
-        g.bench_function(name, |b| {
+    let mut all: Vec<(String, Dispatch, Option<Accum>)> =
+        variants().into_iter().map(|(n, d)| (n, d, None)).collect();
+    all.push(("i16_best_chunked64".into(), BEST, Some(Accum::Chunked(64))));
+    all.push(("i64".into(), BEST, Some(Accum::I64)));
+    for (name, d, p) in all {
+        g.bench_function(&name, |b| {
             b.iter(|| gemm_nt_with(black_box(x.view()), w.view(), p, d).unwrap())
         });
     }
@@ -52,8 +62,8 @@ fn gemm_mlp(c: &mut Criterion) {
     let delta = random(&mut r, 64, 200, 1 << 20);
     let mut g = c.benchmark_group("gemm_wgrad_200x64x784");
     g.throughput(Throughput::Elements(64 * 784 * 200));
-    for (name, d) in [("split_i16_avx2", I16_SIMD), ("i32_avx2", I32_SIMD)] {
-        g.bench_function(name, |b| {
+    for (name, d) in variants() {
+        g.bench_function(format!("split_{name}"), |b| {
             b.iter(|| gemm_nt_with(black_box(delta.t()), x.t(), None, d).unwrap())
         });
     }
@@ -68,7 +78,7 @@ fn gemm_conv(c: &mut Criterion) {
     let mut g = c.benchmark_group("gemm_conv");
     g.sample_size(10);
     g.throughput(Throughput::Elements((m * k * n) as u64));
-    for (name, d) in [("i16_avx2", I16_SIMD), ("i32_avx2", I32_SIMD)] {
+    for (name, d) in variants().into_iter().filter(|(n, _)| n != "i32_portable") {
         g.bench_with_input(BenchmarkId::new(name, "50176x1152x256"), &d, |b, &d| {
             b.iter(|| gemm_nt_with(black_box(cols.view()), w.view(), None, d).unwrap())
         });

@@ -27,6 +27,12 @@ fn secs(ms: u128) -> String {
 fn main() -> nitro_core::Result<()> {
     let steps = arg("--steps", 2);
     let infer = arg("--infer", 128).max(1);
+    // NITROD_ISA=avx2 (or portable, avx-vnni, avx512-vnni) caps the kernels' instruction set.
+    if let Ok(name) = std::env::var("NITROD_ISA") {
+        let isa: nitro_core::kernels::Isa = name.parse()?;
+        nitro_core::kernels::set_dispatch(nitro_core::kernels::Dispatch::new(true, isa));
+    }
+    let used = nitro_core::kernels::gemm::kernel_isa();
     let spec = CnnPreset::Vgg8b.spec("fashion-mnist")?;
     let mut model = Cnn::new(spec.config)?;
     let batch = 64;
@@ -35,7 +41,7 @@ fn main() -> nitro_core::Result<()> {
     let x = Array4::from_shape_fn((n, 1, 28, 28), |_| r.symmetric(127) as i8);
     let y: Vec<usize> = (0..n).map(|_| r.below(10) as usize).collect();
     println!(
-        "VGG8B ({}, {} parameters), batch {batch}, 1x28x28 random data, {} threads",
+        "VGG8B ({}, {} parameters), batch {batch}, 1x28x28 random data, {} threads, {used} kernels",
         model.describe(),
         model.num_parameters(),
         rayon::current_num_threads()

@@ -1,5 +1,6 @@
 //! Quick GEMM throughput probe: `gemm_speed M K N REPS [wide]` prints MACs per microsecond
-//! (i.e. millions of multiply-adds per second) of the default dispatch.
+//! (i.e. millions of multiply-adds per second) of the default dispatch, or of the instruction
+//! set named by `NITROD_ISA` (portable, avx2, avx-vnni, avx512-vnni).
 use ndarray::Array2;
 use nitro_core::kernels::gemm_nt;
 use nitro_core::rng::Pcg32;
@@ -13,6 +14,10 @@ fn main() {
         .collect();
     let wide = std::env::args().nth(5).is_some();
     let (m, k, n, reps) = (a[0], a[1], a[2], a[3]);
+    if let Ok(name) = std::env::var("NITROD_ISA") {
+        let isa: nitro_core::kernels::Isa = name.parse().expect("instruction set");
+        nitro_core::kernels::set_dispatch(nitro_core::kernels::Dispatch::new(true, isa));
+    }
     let mut r = Pcg32::new(1, 1);
     let x = Array2::from_shape_fn((m, k), |_| r.symmetric(127) as i8);
     let bound = if wide { 1 << 20 } else { 16_000 };

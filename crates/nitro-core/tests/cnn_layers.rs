@@ -2,7 +2,7 @@
 
 use ndarray::{Array4, ArrayView4};
 use nitro_core::cnn::{head_geometry, CnnPreset, Stage};
-use nitro_core::kernels::Path;
+use nitro_core::kernels::Accum;
 use nitro_core::layers::{Conv2d, Pool2d, PoolKind};
 use nitro_core::rng::Pcg32;
 use nitro_core::{Cnn, Compat, Error};
@@ -110,12 +110,12 @@ fn conv_forward_and_gradient_match_oracle() {
                 .collect();
             assert_eq!(gb.unwrap().to_vec(), want_b, "bias gradient, case {case}");
         }
-        paths.push(Path::prove(u64::from(dm), u64::from(xm), n * ho * wo));
-        paths.push(Path::prove(u64::from(wm), u64::from(xm), c * k * k));
+        paths.push(Accum::prove(u64::from(dm), u64::from(xm), n * ho * wo));
+        paths.push(Accum::prove(u64::from(wm), u64::from(xm), c * k * k));
     }
-    assert!(paths.contains(&Path::I32));
-    assert!(paths.iter().any(|p| matches!(p, Path::Chunked(_))));
-    assert!(paths.contains(&Path::I64));
+    assert!(paths.contains(&Accum::I32));
+    assert!(paths.iter().any(|p| matches!(p, Accum::Chunked(_))));
+    assert!(paths.contains(&Accum::I64));
 }
 
 /// The weight gradient of a 64×28×28 batch reduces over 50176 terms: with δ large enough it
@@ -128,8 +128,8 @@ fn conv_gradient_long_reduction_is_exact() {
     conv.forward(x.view(), true).unwrap();
     let d = Array4::from_elem((n, 2, h, h), 20_000i32);
     assert!(matches!(
-        Path::prove(20_000, 127, n * h * h),
-        Path::Chunked(_)
+        Accum::prove(20_000, 127, n * h * h),
+        Accum::Chunked(_)
     ));
     let (g, _) = conv.gradients(d.view()).unwrap();
     // Centre tap sees every position: 50176 · 20000 · 127 ≫ 2³¹.

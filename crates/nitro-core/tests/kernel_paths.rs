@@ -2,7 +2,7 @@
 //! shapes and edge magnitudes; and whole training runs that must give the same bits on every
 //! kernel path and thread count.
 //!
-//! Paths: the packed `i16` engine (AVX2 micro-kernel and portable), the exact high/low split of
+//! Accums: the packed `i16` engine (AVX2 micro-kernel and portable), the exact high/low split of
 //! a wide A or B, the `i32` kernels (whole reduction or chunked), the `i64` fallback, forced
 //! chunk lengths, and the row-source entry points used by convolutions. Widths: `i8`, `i16`,
 //! `i32` for each operand, with values at the type's extremes (`−128`, `−32768`, `i32::MIN`),
@@ -15,7 +15,8 @@ use ndarray::{Array2, Array4, ArrayView2};
 use nitro_core::cnn::{Cnn, Feature};
 use nitro_core::kernels::im2col::{im2col, im2col_t, pad, Patches};
 use nitro_core::kernels::{
-    gemm_nt, gemm_nt_rows, gemm_nt_with, gemm_rows_nt, set_dispatch, Dispatch, Int, Path, RowSource,
+    gemm_nt, gemm_nt_rows, gemm_nt_with, gemm_rows_nt, set_dispatch, Accum, Dispatch, Int,
+    RowSource,
 };
 use nitro_core::rng::Pcg32;
 use nitro_core::{Error, Hyper, Mlp, MlpConfig};
@@ -24,8 +25,6 @@ use std::sync::Mutex;
 
 /// Tests that switch the process-wide dispatch run one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-const DISPATCHES: [Dispatch; 4] = Dispatch::ALL;
 
 /// The exact product in `i128`, or `None` if the proof's bound `max|A|·max|B|·k` exceeds `i64`
 /// (then the kernels must refuse with `Error::Overflow`).
@@ -104,14 +103,14 @@ fn check_all<A: Int, B: Int>(a: &Array2<A>, b: &Array2<B>, what: &str) {
     let k = a.ncols();
     let forced = [
         None,
-        Some(Path::I32),
-        Some(Path::Chunked(1)),
-        Some(Path::Chunked(2)),
-        Some(Path::Chunked(7)),
-        Some(Path::Chunked(513)),
-        Some(Path::I64),
+        Some(Accum::I32),
+        Some(Accum::Chunked(1)),
+        Some(Accum::Chunked(2)),
+        Some(Accum::Chunked(7)),
+        Some(Accum::Chunked(513)),
+        Some(Accum::I64),
     ];
-    for d in DISPATCHES {
+    for d in common::dispatches() {
         for p in forced {
             let got = gemm_nt_with(a.view(), b.view(), p, d);
             match &want {
@@ -181,7 +180,7 @@ fn blocked_shapes_cross_every_tile_and_block_edge() {
         let a = cast::<i32>(&matrix(&mut r, m, k, ba, 32));
         let b = cast::<i32>(&matrix(&mut r, n, k, bb, 32));
         let want = oracle(a.view(), b.view()).unwrap();
-        for d in DISPATCHES {
+        for d in common::dispatches() {
             assert_eq!(
                 gemm_nt_with(a.view(), b.view(), None, d).unwrap(),
                 want,
@@ -243,7 +242,7 @@ fn row_sources_match_stored_matrices_on_every_dispatch() {
         r.symmetric(32_767) as i16
     }));
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    for d in DISPATCHES {
+    for d in common::dispatches() {
         set_dispatch(d);
         for bound in [64i64, 40_000, 1 << 29, i32::MAX as i64] {
             // Weights F × CKK against patches (both orientations).
@@ -312,9 +311,9 @@ fn cnn_run() -> Vec<Vec<i32>> {
 fn training_is_bit_identical_across_dispatch_paths_and_threads() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     type Run = (Dispatch, usize, Vec<Array2<i32>>, Vec<Vec<i32>>);
-    let runs: Vec<Run> = DISPATCHES
-        .iter()
-        .flat_map(|&d| [(d, 1usize), (d, 2)])
+    let runs: Vec<Run> = common::dispatches()
+        .into_iter()
+        .flat_map(|d| [(d, 1usize), (d, 2)])
         .map(|(d, threads)| {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)

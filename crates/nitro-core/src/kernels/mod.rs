@@ -1,14 +1,23 @@
 //! Exact integer kernels: the only place that knows about accumulator widths, SIMD and threads
 //! (ARCHITECTURE.md). Layers describe products; kernels prove and compute them.
+//!
+//! * [`cpu`] — instruction sets, their detection and the forceable [`Dispatch`] (a leaf).
+//! * [`gemm`] — the bound proof and the two product engines; [`x86`] holds every intrinsic.
+//! * [`im2col`] — convolutions lowered onto products.
+//! * [`sgd`] — the vectorised IntegerSGD update loops.
+//! * [`par`] — every parallel loop of the crate; [`buffers`] — reused product buffers.
 
+pub(crate) mod buffers;
+pub mod cpu;
 pub mod gemm;
 pub mod im2col;
-mod pack16;
-pub(crate) mod pool;
+pub mod par;
+pub(crate) mod sgd;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86;
 
-pub use pool::recycle;
-
+pub use buffers::recycle;
+pub use cpu::{dispatch, set_dispatch, Dispatch, Int, Isa};
 pub use gemm::{
-    dispatch, gemm_nn, gemm_nt, gemm_nt_rows, gemm_nt_with, gemm_rows_nt, gemm_tn, set_dispatch,
-    Dispatch, Int, Path, RowSource,
+    gemm_nn, gemm_nt, gemm_nt_rows, gemm_nt_with, gemm_rows_nt, gemm_tn, Accum, RowSource,
 };

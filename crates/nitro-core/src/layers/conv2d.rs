@@ -8,7 +8,7 @@
 use super::scaling::Scaling;
 use crate::error::{Error, Result};
 use crate::kernels::im2col::{out_size, Patches};
-use crate::kernels::{gemm_nt_rows, gemm_rows_nt, Int};
+use crate::kernels::{gemm_nt_rows, gemm_rows_nt, par, Int};
 use crate::optim::Sgd;
 use alloc::format;
 use alloc::string::String;
@@ -126,7 +126,7 @@ impl Conv2d {
             Some(b) => b.iter().map(|&v| i64::from(v)).collect(),
             None => alloc::vec![0; f],
         };
-        let image = |(m, om): (usize, &mut [O])| {
+        let image = |m: usize, om: &mut [O]| {
             let zm = &zs[m * hw * f..(m + 1) * hw * f];
             for s0 in (0..hw).step_by(16) {
                 let s1 = (s0 + 16).min(hw);
@@ -137,16 +137,7 @@ impl Conv2d {
                 }
             }
         };
-        let per_image = (f * hw).max(1);
-        #[cfg(feature = "parallel")]
-        {
-            use rayon::prelude::*;
-            out.par_chunks_exact_mut(per_image)
-                .enumerate()
-                .for_each(image);
-        }
-        #[cfg(not(feature = "parallel"))]
-        out.chunks_exact_mut(per_image).enumerate().for_each(image);
+        par::for_each_chunk_mut(&mut out, f * hw, image);
         crate::kernels::recycle(z);
         Ok(Array4::from_shape_vec((n, f, ho, wo), out).expect("sizes computed above"))
     }

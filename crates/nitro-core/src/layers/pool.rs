@@ -4,6 +4,7 @@
 use crate::arith::tdiv;
 use crate::block::Compat;
 use crate::error::{Error, Result};
+use crate::kernels::par;
 use alloc::format;
 use alloc::vec::Vec;
 use ndarray::{Array2, Array4, ArrayView4};
@@ -193,33 +194,13 @@ impl Pool2d {
             Ok(())
         };
         // Planes are independent: on all threads when there is enough work.
-        #[cfg(feature = "parallel")]
         let parallel = out.len() >= 1 << 14;
-        #[cfg(not(feature = "parallel"))]
-        let parallel = false;
-        if parallel {
-            #[cfg(feature = "parallel")]
-            {
-                use rayon::prelude::*;
-                if max {
-                    out.par_chunks_mut(per)
-                        .zip(arg.par_chunks_mut(per))
-                        .enumerate()
-                        .try_for_each(|(p, (o, a))| plane_fn(p, o, Some(a)))?;
-                } else {
-                    out.par_chunks_mut(per)
-                        .enumerate()
-                        .try_for_each(|(p, o)| plane_fn(p, o, None))?;
-                }
-            }
-        } else if max {
-            for (p, (o, a)) in out.chunks_mut(per).zip(arg.chunks_mut(per)).enumerate() {
-                plane_fn(p, o, Some(a))?;
-            }
+        if max {
+            par::try_for_each_chunk_pair_mut(&mut out, per, &mut arg, per, parallel, |p, o, a| {
+                plane_fn(p, o, Some(a))
+            })?;
         } else {
-            for (p, o) in out.chunks_mut(per).enumerate() {
-                plane_fn(p, o, None)?;
-            }
+            par::try_for_each_chunk_mut(&mut out, per, parallel, |p, o| plane_fn(p, o, None))?;
         }
         let y = Array4::from_shape_vec((n, c, ho, wo), out).expect("sizes computed above");
         Ok((y, arg))

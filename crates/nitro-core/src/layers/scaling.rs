@@ -3,6 +3,7 @@
 
 use crate::arith::{clip8, tdiv, DivU31};
 use crate::error::{Error, Result};
+use crate::kernels::par;
 use ndarray::{Array, Dimension};
 
 /// Scaling by `2⁸ · fan_in` back to the symmetric `i8` range.
@@ -43,14 +44,13 @@ impl Scaling {
     /// Forward: `clip8(tdiv(z, SF))` element-wise.
     pub fn forward<D: Dimension>(&self, z: &Array<i64, D>) -> Array<i8, D> {
         let one = self.scalar();
-        #[cfg(feature = "parallel")]
         if z.len() >= 1 << 16 {
             if let Some(src) = z.as_slice() {
-                use rayon::prelude::*;
                 let mut out = alloc::vec![0i8; src.len()];
-                out.par_chunks_mut(1 << 14)
-                    .zip(src.par_chunks(1 << 14))
-                    .for_each(|(o, s)| o.iter_mut().zip(s).for_each(|(o, &v)| *o = one(v)));
+                par::for_each_chunk_mut(&mut out, 1 << 14, |i, o| {
+                    let s = &src[i << 14..];
+                    o.iter_mut().zip(s).for_each(|(o, &v)| *o = one(v));
+                });
                 return Array::from_shape_vec(z.raw_dim(), out).expect("same shape");
             }
         }

@@ -94,3 +94,21 @@ pub fn small_cnn(
     cfg.seed = seed;
     cfg
 }
+
+/// Every kernel dispatch this machine can run (`i16` packing on/off × each detected instruction
+/// set), after printing one visible line per instruction set it lacks. The line goes straight to
+/// stderr (not through `eprintln!`, which the test harness captures), so `cargo test` shows it.
+pub fn dispatches() -> Vec<nitro_core::kernels::Dispatch> {
+    use nitro_core::kernels::{Dispatch, Isa};
+    use std::io::Write;
+    for isa in Isa::ALL {
+        if !isa.detected() {
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED: {isa} kernel paths not tested: this CPU lacks {}",
+                isa.cpu_flags()
+            );
+        }
+    }
+    Dispatch::all_detected()
+}

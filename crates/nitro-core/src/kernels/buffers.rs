@@ -11,7 +11,7 @@ use alloc::vec::Vec;
 const KEEP: usize = 6;
 
 /// Element types with a free list.
-pub(crate) trait Pooled: Copy + Default + 'static {
+pub(crate) trait Reusable: Copy + Default + 'static {
     #[cfg(feature = "std")]
     fn list() -> &'static std::sync::Mutex<Vec<Vec<Self>>>;
 }
@@ -21,13 +21,13 @@ static U32: std::sync::Mutex<Vec<Vec<u32>>> = std::sync::Mutex::new(Vec::new());
 #[cfg(feature = "std")]
 static I64: std::sync::Mutex<Vec<Vec<i64>>> = std::sync::Mutex::new(Vec::new());
 
-impl Pooled for u32 {
+impl Reusable for u32 {
     #[cfg(feature = "std")]
     fn list() -> &'static std::sync::Mutex<Vec<Vec<u32>>> {
         &U32
     }
 }
-impl Pooled for i64 {
+impl Reusable for i64 {
     #[cfg(feature = "std")]
     fn list() -> &'static std::sync::Mutex<Vec<Vec<i64>>> {
         &I64
@@ -36,7 +36,7 @@ impl Pooled for i64 {
 
 /// A buffer of `len` elements whose contents are unspecified (stale values of an earlier use,
 /// or zeros): for callers that write every element before reading any.
-pub(crate) fn take_dirty<T: Pooled>(len: usize) -> Vec<T> {
+pub(crate) fn take_dirty<T: Reusable>(len: usize) -> Vec<T> {
     #[cfg(feature = "std")]
     {
         if let Some(mut v) = reuse::<T>(len) {
@@ -53,7 +53,7 @@ pub(crate) fn take_dirty<T: Pooled>(len: usize) -> Vec<T> {
 
 /// The smallest free buffer with capacity for `len`, if any.
 #[cfg(feature = "std")]
-fn reuse<T: Pooled>(len: usize) -> Option<Vec<T>> {
+fn reuse<T: Reusable>(len: usize) -> Option<Vec<T>> {
     let mut free = T::list().lock().unwrap_or_else(|e| e.into_inner());
     let best = free
         .iter()
@@ -65,7 +65,7 @@ fn reuse<T: Pooled>(len: usize) -> Option<Vec<T>> {
 }
 
 /// Return a buffer for reuse.
-pub(crate) fn give<T: Pooled>(v: Vec<T>) {
+pub(crate) fn give<T: Reusable>(v: Vec<T>) {
     #[cfg(feature = "std")]
     {
         if v.capacity() < 4096 {

@@ -1,0 +1,439 @@
+//! Exact integer matrix products with the accumulator width proven per SPEC §10.
+//!
+//! Every product `C = A·Bᵀ` is computed exactly into `i64`. The accumulation is chosen from
+//! cheap magnitude bounds before the product runs ([`proof`]):
+//!
+//! * [`Accum::I32`] — `max|A|·max|B|·K ≤ 2³¹−1`: every partial sum of a dot product fits `i32`,
+//!   so the whole reduction runs in `i32` (the fast, vectorisable kernels).
+//! * [`Accum::Chunked`] — a single product fits `i32` but the full sum may not: the reduction
+//!   is split into chunks of `c = ⌊(2³¹−1) / (max|A|·max|B|)⌋` terms, each summed in `i32`, and
+//!   the chunk sums are added in `i64`.
+//! * [`Accum::I64`] — a single product may exceed `i32`: everything in `i64`.
+//!
+//! Two engines compute them: the pair engine ([`pairs`], operands packed as `i16` pairs by
+//! [`pack`], one micro-kernel per instruction set) whenever both operands fit `i16` — or one is
+//! wider but splits exactly into two `i16` halves — and the `i32` engine ([`wide`]) otherwise.
+//! All paths give the exact integer result (tested against a naive `i64` oracle); they only
+//! differ in speed. Because integer addition is exact and no path can overflow, results are
+//! bit-identical for any thread count and instruction set.
+
+pub(crate) mod pack;
+pub(crate) mod pairs;
+pub mod proof;
+mod wide;
+
+pub use pack::RowSource;
+pub use proof::Accum;
+
+use super::cpu::{dispatch, Dispatch, Int};
+use crate::error::Result;
+use alloc::vec::Vec;
+use ndarray::{Array2, ArrayView2};
+use pack::{Narrow, Packed16, SPLIT_MAX};
+use proof::{check_k, prove_i64};
+
+/// The instruction set the pair engine runs on under the current dispatch (the most capable
+/// detected, self-checked one the dispatch allows).
+pub fn kernel_isa() -> super::cpu::Isa {
+    pairs::resolve(dispatch().isa)
+}
+
+/// `C = A·Bᵀ` with `A: m×k`, `B: n×k`, exactly, into `i64`; accumulation proven from the operands.
+pub fn gemm_nt<A: Int, B: Int>(a: ArrayView2<'_, A>, b: ArrayView2<'_, B>) -> Result<Array2<i64>> {
+    gemm_nt_with(a, b, None, dispatch())
+}
+
+/// `C = A·B` with `A: m×k`, `B: k×n`.
+pub fn gemm_nn<A: Int, B: Int>(a: ArrayView2<'_, A>, b: ArrayView2<'_, B>) -> Result<Array2<i64>> {
+    gemm_nt(a, b.t())
+}
+
+/// `C = Aᵀ·B` with `A: k×m`, `B: k×n`.
+pub fn gemm_tn<A: Int, B: Int>(a: ArrayView2<'_, A>, b: ArrayView2<'_, B>) -> Result<Array2<i64>> {
+    gemm_nt(a.t(), b.t())
+}
+
+/// `A·Bᵀ` with an optionally forced accumulation and restricted kernels — for tests and
+/// benchmarks. A forced accumulation is never allowed to be less safe than the proof: if it
+/// is, the proven one is used instead.
+///
+/// Kernel choice: when both operands fit `i16` (`|v| ≤ 32767`, found while packing them), the
+/// pair engine runs with `i32` blocks of at most `chunk/2` pairs. When one operand is wider
+/// (typically errors, `|v| ≤ 32767·32768`) and the other fits `i16`, the wide one is split
+/// exactly into high and low `i16` halves, both products run on the pair engine and are
+/// recombined (`C = C_hi·2¹⁵ + C_lo`). Everything else takes the `i32` engine.
+pub fn gemm_nt_with<A: Int, B: Int>(
+    a: ArrayView2<'_, A>,
+    b: ArrayView2<'_, B>,
+    forced: Option<Accum>,
+    d: Dispatch,
+) -> Result<Array2<i64>> {
+    check_k(a.ncols(), b.ncols())?;
+    let k = a.ncols();
+    let (m, n) = (a.nrows(), b.nrows());
+    if d.allow_i16 && forced != Some(Accum::I64) {
+        let (pa, pb) = (
+            pack::pack_a(&a, Narrow::Direct),
+            pack::pack_b(&b, Narrow::Direct),
+        );
+        match (pa, pb) {
+            (Some(pa), Some(pb)) => {
+                prove_i64(pa.max, pb.max, k)?;
+                let acc = Accum::forced(forced, Accum::prove(pa.max, pb.max, k), k);
+                if let Some(c) = run_pairs(pa, pb, acc, k, d) {
+                    return Ok(Array2::from_shape_vec((m, n), c).expect("m*n elements"));
+                }
+            }
+            // One side too wide for i16: split it exactly (unless an accumulation was forced).
+            (None, Some(pb)) if forced.is_none() => {
+                if let Some(c) = split_a(&a, pb, d)? {
+                    return Ok(c);
+                }
+            }
+            (Some(pa), None) if forced.is_none() => {
+                let mb = pack::max_abs_view(&b);
+                prove_i64(pa.max, mb, k)?;
+                let pb = if mb <= SPLIT_MAX {
+                    pack::pack_b(&b, Narrow::Split)
+                } else {
+                    None
+                };
+                match pb {
+                    Some(pb) => {
+                        let acc = Accum::prove(pa.max, pb.max, k);
+                        if let Some(c) = run_pairs(pa, pb, acc, k, d) {
+                            return Ok(combine_cols(c, m, n));
+                        }
+                    }
+                    None => pa.release(),
+                }
+            }
+            (pa, pb) => {
+                for p in [pa, pb].into_iter().flatten() {
+                    p.release();
+                }
+            }
+        }
+    }
+    let (ma, mb) = (pack::max_abs_view(&a), pack::max_abs_view(&b));
+    prove_i64(ma, mb, k)?;
+    let acc = Accum::forced(forced, Accum::prove(ma, mb, k), k);
+    Ok(wide::gemm(&a, &b, acc, d.avx2()))
+}
+
+/// The pair engine on packed operands with `i32` blocks allowed by `acc`, releasing both
+/// operands; `None` (operands released) when not even one pair per block is proven.
+fn run_pairs(pa: Packed16, pb: Packed16, acc: Accum, k: usize, d: Dispatch) -> Option<Vec<i64>> {
+    let c = acc
+        .pairs_per_block(k)
+        .map(|kc| pairs::gemm16(&pa, &pb, kc, pairs::resolve(d.isa)));
+    pa.release();
+    pb.release();
+    c
+}
+
+/// `A·Bᵀ` for an A wider than `i16` (up to `32767·32768`) and a packed B: A split exactly into
+/// high and low halves, one product on the pair engine, recombined. `None` if A is too wide or
+/// no pair is proven to fit `i32` (the caller then takes the `i32` engine).
+fn split_a<A: Int>(
+    a: &ArrayView2<'_, A>,
+    pb: Packed16,
+    d: Dispatch,
+) -> Result<Option<Array2<i64>>> {
+    let (m, k, n) = (a.nrows(), a.ncols(), pb.rows);
+    let ma = pack::max_abs_view(a);
+    if let Err(e) = prove_i64(ma, pb.max, k) {
+        pb.release();
+        return Err(e);
+    }
+    if ma <= SPLIT_MAX {
+        if let Some(pa) = pack::pack_a(a, Narrow::Split) {
+            let acc = Accum::prove(pa.max, pb.max, k);
+            return Ok(run_pairs(pa, pb, acc, k, d).map(|c| combine_rows(c, m, n)));
+        }
+    }
+    pb.release();
+    Ok(None)
+}
+
+/// `C = A·Bᵀ` where B (`n×k`) is given row by row ([`RowSource`], e.g. the patches of a
+/// convolution, never materialised): packed straight from its rows on the pair engine (A direct
+/// or split as in [`gemm_nt_with`]); otherwise B is materialised and takes [`gemm_nt`]'s paths.
+pub fn gemm_nt_rows<A: Int>(a: ArrayView2<'_, A>, b: &dyn RowSource) -> Result<Array2<i64>> {
+    check_k(a.ncols(), b.cols())?;
+    let d = dispatch();
+    let (m, n, k) = (a.nrows(), b.rows(), b.cols());
+    if d.allow_i16 {
+        if let Some(pb) = pack::pack_b_rows(b) {
+            match pack::pack_a(&a, Narrow::Direct) {
+                Some(pa) => {
+                    if let Err(e) = prove_i64(pa.max, pb.max, k) {
+                        pa.release();
+                        pb.release();
+                        return Err(e);
+                    }
+                    let acc = Accum::prove(pa.max, pb.max, k);
+                    if let Some(c) = run_pairs(pa, pb, acc, k, d) {
+                        return Ok(Array2::from_shape_vec((m, n), c).expect("m*n elements"));
+                    }
+                }
+                None => {
+                    if let Some(c) = split_a(&a, pb, d)? {
+                        return Ok(c);
+                    }
+                }
+            }
+        }
+    }
+    gemm_nt_with(a, materialise(b).view(), None, d)
+}
+
+/// `C = A·Bᵀ` where A (`m×k`) is given row by row ([`RowSource`]) and B is a matrix: the
+/// orientation to use when A is the long operand (e.g. convolution patches `(N·Ho·Wo)×(C·k·k)`
+/// times weights `F×(C·k·k)`), so that C's rows are short. B direct or split as in
+/// [`gemm_nt_with`]; otherwise A is materialised and takes [`gemm_nt`]'s paths.
+pub fn gemm_rows_nt<B: Int>(a: &dyn RowSource, b: ArrayView2<'_, B>) -> Result<Array2<i64>> {
+    check_k(a.cols(), b.ncols())?;
+    let d = dispatch();
+    let (m, n, k) = (a.rows(), b.nrows(), a.cols());
+    if d.allow_i16 {
+        if let Some(pa) = pack::pack_a_rows(a) {
+            let (pb, split) = match pack::pack_b(&b, Narrow::Direct) {
+                Some(pb) => (Some(pb), false),
+                None if pack::max_abs_view(&b) <= SPLIT_MAX => {
+                    (pack::pack_b(&b, Narrow::Split), true)
+                }
+                None => (None, false),
+            };
+            match pb {
+                Some(pb) => {
+                    if let Err(e) = prove_i64(pa.max, pb.max, k) {
+                        pa.release();
+                        pb.release();
+                        return Err(e);
+                    }
+                    let acc = Accum::prove(pa.max, pb.max, k);
+                    if let Some(c) = run_pairs(pa, pb, acc, k, d) {
+                        return Ok(if split {
+                            combine_cols(c, m, n)
+                        } else {
+                            Array2::from_shape_vec((m, n), c).expect("m*n elements")
+                        });
+                    }
+                }
+                None => pa.release(),
+            }
+        }
+    }
+    gemm_nt_with(materialise(a).view(), b, None, d)
+}
+
+/// A row source written out as a matrix (the fallback when it cannot be packed directly).
+fn materialise(src: &dyn RowSource) -> Array2<i16> {
+    let mut mat = Array2::<i16>::zeros((src.rows(), src.cols()));
+    for (r, mut row) in mat.rows_mut().into_iter().enumerate() {
+        src.row(r, row.as_slice_mut().expect("standard layout"));
+    }
+    mat
+}
+
+/// `C[i][j] = C'[i][j]·2¹⁵ + C'[m+i][j]` for a product whose A was split (rows: high halves,
+/// then low halves), in place (no second buffer: the embedded heap is small). Cannot overflow:
+/// the caller proved the whole product fits `i64`.
+fn combine_rows(mut c: Vec<i64>, m: usize, n: usize) -> Array2<i64> {
+    let (hi, lo) = c.split_at_mut(m * n);
+    for (h, &l) in hi.iter_mut().zip(lo.iter()) {
+        *h = *h * 32_768 + l;
+    }
+    c.truncate(m * n);
+    Array2::from_shape_vec((m, n), c).expect("m*n elements")
+}
+
+/// As [`combine_rows`] for a split B (each row: high halves `0..n`, then low halves `n..2n`),
+/// in place: entry `(i, j)` moves from `2n·i + j` down to `n·i + j`, never over an unread one.
+fn combine_cols(mut c: Vec<i64>, m: usize, n: usize) -> Array2<i64> {
+    for i in 0..m {
+        for j in 0..n {
+            let (h, l) = (c[2 * n * i + j], c[2 * n * i + n + j]);
+            c[n * i + j] = h * 32_768 + l;
+        }
+    }
+    c.truncate(m * n);
+    Array2::from_shape_vec((m, n), c).expect("m*n elements")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+    use crate::rng::Pcg32;
+
+    fn oracle(a: &Array2<i32>, b: &Array2<i32>) -> Array2<i64> {
+        let (m, k) = a.dim();
+        let n = b.nrows();
+        Array2::from_shape_fn((m, n), |(i, j)| {
+            (0..k)
+                .map(|t| i64::from(a[[i, t]]) * i64::from(b[[j, t]]))
+                .sum()
+        })
+    }
+
+    fn random(r: &mut Pcg32, rows: usize, cols: usize, bound: u32) -> Array2<i32> {
+        Array2::from_shape_fn((rows, cols), |_| r.symmetric(bound))
+    }
+
+    #[test]
+    fn all_paths_match_oracle_on_random_shapes() {
+        let mut r = Pcg32::new(3, 0);
+        for case in 0..140 {
+            let m = 1 + r.below(9) as usize;
+            let n = 1 + r.below(9) as usize;
+            let k = 1 + r.below(300) as usize;
+            let bound = [1u32, 127, 30_000, 32_767, 32_768, 1 << 20, (1 << 30) - 1][case % 7];
+            let a = random(&mut r, m, k, bound);
+            let b = random(&mut r, n, k, 127);
+            let want = oracle(&a, &b);
+            assert_eq!(
+                gemm_nt(a.view(), b.view()).unwrap(),
+                want,
+                "auto case {case}"
+            );
+            for p in [
+                Accum::I32,
+                Accum::Chunked(1),
+                Accum::Chunked(7),
+                Accum::Chunked(33),
+                Accum::I64,
+            ] {
+                for d in Dispatch::all_detected() {
+                    assert_eq!(
+                        gemm_nt_with(a.view(), b.view(), Some(p), d).unwrap(),
+                        want,
+                        "{p:?} {d:?} case {case}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn i32_overflowing_product_is_exact() {
+        // Each sum is 4000 · (2^20 · 2^10) = 2^30 · 4000 ≫ 2^31: must take the chunked path.
+        let a = Array2::from_elem((2, 4000), 1i32 << 20);
+        let b = Array2::from_elem((3, 4000), -(1i32 << 10));
+        let c = gemm_nt(a.view(), b.view()).unwrap();
+        assert!(c.iter().all(|&v| v == -4000i64 * (1 << 30)));
+        // Products that alone exceed i32: the i64 path.
+        let a = Array2::from_elem((1, 2), i32::MAX);
+        let b = Array2::from_elem((1, 2), i32::MIN);
+        assert_eq!(
+            gemm_nt(a.view(), b.view()).unwrap()[[0, 0]],
+            2 * i64::from(i32::MAX) * i64::from(i32::MIN)
+        );
+        // A sum that cannot be represented even in i64 is an error, not a wrap.
+        let a = Array2::from_elem((1, 3), i32::MAX);
+        let b = Array2::from_elem((1, 3), i32::MIN);
+        assert!(matches!(
+            gemm_nt(a.view(), b.view()),
+            Err(Error::Overflow { .. })
+        ));
+        assert!(matches!(gemm_nt(a.view(), b.t()), Err(Error::Shape(_))));
+    }
+
+    #[test]
+    fn blocked_shapes_match_oracle() {
+        // Larger than one K block and one column block, odd rows, columns not a multiple of 4.
+        let mut r = Pcg32::new(11, 3);
+        for (m, n, k, ba, bb) in [
+            (5, 150, 5000, 127, 30_000),
+            (3, 67, 2049, 40_000, 127),
+            (7, 9, 4100, 1 << 20, 1 << 9),
+        ] {
+            let a = random(&mut r, m, k, ba);
+            let b = random(&mut r, n, k, bb);
+            let want = oracle(&a, &b);
+            for d in Dispatch::all_detected() {
+                assert_eq!(
+                    gemm_nt_with(a.view(), b.view(), None, d).unwrap(),
+                    want,
+                    "{m}x{n}x{k} {d:?}"
+                );
+            }
+            assert_eq!(
+                gemm_nt_with(
+                    a.view(),
+                    b.view(),
+                    Some(Accum::Chunked(100)),
+                    Dispatch::default()
+                )
+                .unwrap(),
+                want
+            );
+        }
+    }
+
+    #[test]
+    fn split_products_match_oracle() {
+        let mut r = Pcg32::new(21, 4);
+        for (bound, k) in [
+            (40_000u32, 300usize),
+            (1 << 29, 70),
+            (32_767 * 32_768, 3000),
+        ] {
+            let a = random(&mut r, 6, k, bound);
+            let b = random(&mut r, 9, k, 127);
+            // Extremes of the split range on both signs.
+            let mut a2 = a.clone();
+            a2[[0, 0]] = -(bound as i32);
+            a2[[1, 1]] = bound as i32;
+            let want = oracle(&a2, &b);
+            assert_eq!(
+                gemm_nt(a2.view(), b.view()).unwrap(),
+                want,
+                "A wide, bound {bound}"
+            );
+            assert_eq!(
+                gemm_nt(b.view(), a2.view()).unwrap(),
+                want.t().to_owned(),
+                "B wide, bound {bound}"
+            );
+        }
+        // The exact split of SPEC §10 at its extremes: v = hi·2¹⁵ + lo, 0 ≤ lo ≤ 32767, |hi| ≤ 32767.
+        let vals = [
+            -1i32,
+            0,
+            32_767,
+            32_768,
+            -32_768,
+            -1_073_709_056,
+            1_073_709_056,
+        ];
+        for v in vals {
+            let (hi, lo) = (v >> 15, v & 0x7fff);
+            assert_eq!(i64::from(hi) * 32_768 + i64::from(lo), i64::from(v));
+            assert!(
+                (0..=32_767).contains(&lo) && hi.unsigned_abs() <= 32_767,
+                "{v}"
+            );
+        }
+    }
+
+    #[test]
+    fn transposed_forms_match() {
+        let mut r = Pcg32::new(9, 1);
+        let a = random(&mut r, 5, 7, 100);
+        let b = random(&mut r, 7, 4, 100);
+        let want = oracle(&a, &b.t().to_owned());
+        assert_eq!(gemm_nn(a.view(), b.view()).unwrap(), want);
+        let at = a.t().to_owned();
+        assert_eq!(gemm_tn(at.view(), b.view()).unwrap(), want);
+    }
+
+    #[test]
+    fn large_product_parallel_matches_oracle() {
+        let mut r = Pcg32::new(5, 5);
+        let a = random(&mut r, 64, 300, 127);
+        let b = random(&mut r, 40, 300, 40_000);
+        assert_eq!(gemm_nt(a.view(), b.view()).unwrap(), oracle(&a, &b));
+    }
+}

@@ -1,0 +1,175 @@
+//! Threads, in one place: every parallel loop of the crate goes through these helpers, which run
+//! on rayon's current pool with feature `parallel` and sequentially without it. Work is always
+//! split into disjoint pieces whose results do not depend on which thread computes them, so any
+//! thread count gives the same bits.
+
+use alloc::vec::Vec;
+
+/// Multiply-adds below which a product stays on the calling thread (waking the pool costs more).
+pub(crate) const PAR_MIN_MACS: usize = 1 << 22;
+
+/// Threads of the current pool (1 without feature `parallel`).
+pub fn threads() -> usize {
+    #[cfg(feature = "parallel")]
+    {
+        rayon::current_num_threads()
+    }
+    #[cfg(not(feature = "parallel"))]
+    {
+        1
+    }
+}
+
+/// Units (rows, panels) per task for `units` units of `macs` multiply-adds in all: all of them
+/// in one task below [`PAR_MIN_MACS`], else about four tasks per thread, at least one unit each.
+pub(crate) fn rows_per_task(units: usize, macs: usize) -> usize {
+    if macs < PAR_MIN_MACS || threads() == 1 {
+        units.max(1)
+    } else {
+        units.div_ceil(4 * threads()).max(1)
+    }
+}
+
+/// `f(i, chunk)` for every consecutive chunk of `len` elements (the last may be shorter), on all
+/// threads when there is more than one chunk.
+pub fn for_each_chunk_mut<T, F>(data: &mut [T], len: usize, f: F)
+where
+    T: Send,
+    F: Fn(usize, &mut [T]) + Sync + Send,
+{
+    let len = len.max(1);
+    #[cfg(feature = "parallel")]
+    if data.len() > len {
+        use rayon::prelude::*;
+        data.par_chunks_mut(len)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
+        return;
+    }
+    data.chunks_mut(len).enumerate().for_each(|(i, c)| f(i, c));
+}
+
+/// As [`for_each_chunk_mut`] (on all threads only when `parallel`), stopping at the first error
+/// (which error is reported when several chunks fail may depend on timing; the caller discards
+/// the output on any error).
+pub fn try_for_each_chunk_mut<T, E, F>(
+    data: &mut [T],
+    len: usize,
+    parallel: bool,
+    f: F,
+) -> Result<(), E>
+where
+    T: Send,
+    E: Send,
+    F: Fn(usize, &mut [T]) -> Result<(), E> + Sync + Send,
+{
+    let len = len.max(1);
+    #[cfg(feature = "parallel")]
+    if parallel {
+        use rayon::prelude::*;
+        return data
+            .par_chunks_mut(len)
+            .enumerate()
+            .try_for_each(|(i, c)| f(i, c));
+    }
+    let _ = parallel;
+    for (i, c) in data.chunks_mut(len).enumerate() {
+        f(i, c)?;
+    }
+    Ok(())
+}
+
+/// As [`try_for_each_chunk_mut`] over two slices cut alike (chunk `i` of each, `la` and `lb`
+/// elements).
+pub fn try_for_each_chunk_pair_mut<A, B, E, F>(
+    a: &mut [A],
+    la: usize,
+    b: &mut [B],
+    lb: usize,
+    parallel: bool,
+    f: F,
+) -> Result<(), E>
+where
+    A: Send,
+    B: Send,
+    E: Send,
+    F: Fn(usize, &mut [A], &mut [B]) -> Result<(), E> + Sync + Send,
+{
+    let (la, lb) = (la.max(1), lb.max(1));
+    #[cfg(feature = "parallel")]
+    if parallel {
+        use rayon::prelude::*;
+        return a
+            .par_chunks_mut(la)
+            .zip(b.par_chunks_mut(lb))
+            .enumerate()
+            .try_for_each(|(i, (x, y))| f(i, x, y));
+    }
+    let _ = parallel;
+    for (i, (x, y)) in a.chunks_mut(la).zip(b.chunks_mut(lb)).enumerate() {
+        f(i, x, y)?;
+    }
+    Ok(())
+}
+
+/// `f` applied to every item, on all threads; results in item order.
+pub fn map_mut<T, R, F>(items: &mut [T], f: F) -> Vec<R>
+where
+    T: Send,
+    R: Send,
+    F: Fn(&mut T) -> R + Sync + Send,
+{
+    #[cfg(feature = "parallel")]
+    {
+        use rayon::prelude::*;
+        items.par_iter_mut().map(f).collect()
+    }
+    #[cfg(not(feature = "parallel"))]
+    {
+        items.iter_mut().map(f).collect()
+    }
+}
+
+/// Both closures, possibly at the same time.
+pub fn join<RA: Send, RB: Send>(
+    a: impl FnOnce() -> RA + Send,
+    b: impl FnOnce() -> RB + Send,
+) -> (RA, RB) {
+    #[cfg(feature = "parallel")]
+    {
+        rayon::join(a, b)
+    }
+    #[cfg(not(feature = "parallel"))]
+    {
+        (a(), b())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_cover_everything_once_in_order() {
+        let mut v = alloc::vec![0usize; 1000];
+        for_each_chunk_mut(&mut v, 7, |i, c| c.iter_mut().for_each(|x| *x += i + 1));
+        assert!(v.iter().enumerate().all(|(j, &x)| x == j / 7 + 1));
+        let mut items: Vec<usize> = (0..50).collect();
+        assert_eq!(
+            map_mut(&mut items, |x| *x * 2),
+            (0..50).map(|x| x * 2).collect::<Vec<_>>()
+        );
+        assert_eq!(rows_per_task(10, 0), 10);
+        let (mut a, mut b) = (alloc::vec![0u8; 9], alloc::vec![0u16; 6]);
+        let r: Result<(), ()> =
+            try_for_each_chunk_pair_mut(&mut a, 3, &mut b, 2, true, |i, x, y| {
+                x.fill(i as u8);
+                y.fill(i as u16);
+                Ok(())
+            });
+        assert!(r.is_ok());
+        assert_eq!(a, [0, 0, 0, 1, 1, 1, 2, 2, 2]);
+        assert_eq!(b, [0, 0, 1, 1, 2, 2]);
+        assert_eq!(join(|| 1, || 2), (1, 2));
+    }
+}

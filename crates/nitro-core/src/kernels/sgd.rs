@@ -1,0 +1,276 @@
+//! The IntegerSGD update loops (SPEC §5), vectorised: an [`Plan`] turns both divisions of
+//! `P ← P − (tdiv(G, lr_inv·amp) + tdiv(P, decay_inv))` into exact multiply-and-shift
+//! reciprocals and applies them in two allocation-free passes (check, then write), so an update
+//! is all-or-nothing.
+
+use crate::arith::{tdiv, DivU31};
+use crate::error::{Error, Result};
+use crate::kernels::cpu::dispatch;
+use alloc::format;
+
+/// The parameters `Plan::new` needs: what an `Sgd` holds.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rates {
+    /// Inverse learning rate.
+    pub(crate) lr_inv: i64,
+    /// Amplification of the inverse learning rate.
+    pub(crate) amp: i64,
+    /// Inverse weight decay (0: off).
+    pub(crate) decay_inv: i64,
+}
+
+/// Parameters and gradients have the same length.
+pub(crate) fn check_lengths(params: &[i32], grads: &[i64], layer: &str) -> Result<()> {
+    if params.len() != grads.len() {
+        return Err(Error::shape(format!(
+            "{layer}: {} parameters but {} gradients",
+            params.len(),
+            grads.len()
+        )));
+    }
+    Ok(())
+}
+
+/// The error of an update that would leave `i32`.
+pub(crate) fn overflow_at(layer: &str, i: usize, v: i64) -> Error {
+    Error::overflow(
+        layer,
+        "weight update",
+        format!("parameter {i} would become {v}, outside i32"),
+    )
+}
+
+/// Parameters per block of the range-checked update loops.
+const LANES: usize = 8;
+
+/// An IntegerSGD step prepared for one update: both divisors as exact multiply-and-shift reciprocals.
+///
+/// The new value of a parameter is `(P − tdiv(P, decay_inv)) − tdiv(G, lr_inv·amp)`, which is
+/// `Sgd::step`'s `P − (tdiv(G, lr_inv·amp) + tdiv(P, decay_inv))`: both are the same integer,
+/// and where that integer leaves `i64` (only for `|G|` near 2⁶³) both wrap to the same value
+/// modulo 2⁶⁴ — far outside `i32`, so an [`Error::Overflow`] either way.
+///
+/// An update is two passes over the parameters, without allocating: [`Plan::scan`] bounds every
+/// new value (and, only if that bound is not enough, [`Plan::fits`] computes them); then
+/// [`Plan::write`] computes and stores them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Plan {
+    /// `lr_inv · amp`, > 0.
+    div: i64,
+    /// `decay_inv`, ≥ 0 (0: no decay).
+    decay_inv: i64,
+    grad_div: DivU31,
+    /// `⌊log₂(lr_inv·amp)⌋`, so `|G| >> grad_shift ≥ ⌊|G| / (lr_inv·amp)⌋`.
+    grad_shift: u32,
+    /// `DivU31::new(0)` (the quotient 0) when decay is off.
+    decay_div: DivU31,
+}
+
+/// What [`Plan::scan`] learned about a slice of parameters and gradients.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Scan {
+    /// Every new value certainly fits `i32`.
+    surely_fits: bool,
+    /// Every `|P|` and `|G|` is below 2³¹: [`Plan::fast`] is exact for all of them.
+    narrow: bool,
+}
+
+impl Plan {
+    /// `None` for hyper-parameters `Sgd::new` would reject.
+    pub(crate) fn new(s: Rates) -> Option<Plan> {
+        if s.lr_inv <= 0 || s.amp <= 0 || s.decay_inv < 0 {
+            return None;
+        }
+        let div = s.lr_inv.checked_mul(s.amp)?;
+        Some(Plan {
+            div,
+            decay_inv: s.decay_inv,
+            grad_div: DivU31::new(div as u64),
+            grad_shift: div.ilog2(),
+            decay_div: DivU31::new(s.decay_inv as u64),
+        })
+    }
+
+    /// The new value of one parameter with `i64` division (every input).
+    #[inline]
+    fn exact(&self, p: i32, g: i64) -> i64 {
+        let p = i64::from(p);
+        // |tdiv(p, d)| ≤ |p| with the sign of p: the difference cannot overflow.
+        let kept = if self.decay_inv > 0 {
+            p - tdiv(p, self.decay_inv)
+        } else {
+            p
+        };
+        kept.wrapping_sub(tdiv(g, self.div))
+    }
+
+    /// The new value of one parameter by the reciprocals, branch-free: equal to
+    /// [`Plan::exact`] when `|P| < 2³¹` and `|G| < 2³¹`, and meaningless otherwise.
+    #[inline(always)]
+    fn fast(&self, p: i32, g: i64) -> i64 {
+        // |x| = (x ⊕ s) − s with s the sign mask; tdiv(x, d) = ±⌊|x| / d⌋ = (⌊|x| / d⌋ ⊕ s) − s.
+        let sg = (g >> 63) as u64;
+        let ag = ((g as u64) ^ sg).wrapping_sub(sg);
+        let pv = i64::from(p);
+        let sp = (pv >> 63) as u64;
+        let ap = ((pv as u64) ^ sp).wrapping_sub(sp);
+        let qg = (self.grad_div.div(ag) ^ sg).wrapping_sub(sg);
+        let qp = (self.decay_div.div(ap) ^ sp).wrapping_sub(sp);
+        (pv as u64).wrapping_sub(qp).wrapping_sub(qg) as i64
+    }
+
+    /// New values of one block: [`Plan::fast`] where every `|G|` and `|P|` is below 2³¹,
+    /// otherwise [`Plan::exact`] for the whole block.
+    #[inline(always)]
+    fn block(&self, p: &[i32; LANES], g: &[i64; LANES]) -> [i64; LANES] {
+        let mut out = [0i64; LANES];
+        let mut wide = 0u64;
+        for i in 0..LANES {
+            wide |= (g[i].unsigned_abs() | i64::from(p[i]).unsigned_abs()) >> 31;
+            out[i] = self.fast(p[i], g[i]);
+        }
+        if wide != 0 {
+            for i in 0..LANES {
+                out[i] = self.exact(p[i], g[i]);
+            }
+        }
+        out
+    }
+
+    /// First pass (lengths are equal). `surely_fits` uses the bound
+    /// `|P − tdiv(P, decay_inv) − tdiv(G, div)| ≤ |P| + ⌊|G| / div⌋ ≤ |P| + (|G| >> grad_shift)`:
+    /// below 2³¹, the new value lies in `(−2³¹, 2³¹)`.
+    #[inline(always)]
+    fn scan_generic(&self, params: &[i32], grads: &[i64]) -> Scan {
+        let (mut bound, mut wide) = (0u64, 0u64);
+        for (&p, &g) in params.iter().zip(grads) {
+            let (ap, ag) = (i64::from(p).unsigned_abs(), g.unsigned_abs());
+            // ≤ 2³¹ + 2⁶³: no overflow.
+            bound |= (ap + (ag >> self.grad_shift)) >> 31;
+            wide |= ap | ag;
+        }
+        Scan {
+            surely_fits: bound == 0,
+            narrow: wide >> 31 == 0,
+        }
+    }
+
+    /// Whether every new value fits `i32`, computing them (lengths are equal).
+    #[inline(always)]
+    fn fits_generic(&self, params: &[i32], grads: &[i64]) -> bool {
+        // v fits i32 ⇔ v + 2³¹ ∈ [0, 2³²) ⇔ (v + 2³¹) >> 32 = 0 (wrapping, as u64).
+        let out_of_range = |v: i64| (v as u64).wrapping_add(1 << 31) >> 32;
+        let n = params.len() / LANES * LANES;
+        let mut bad = 0u64;
+        for (&p, &g) in params[n..].iter().zip(&grads[n..]) {
+            bad |= out_of_range(self.exact(p, g));
+        }
+        for (p, g) in params[..n]
+            .chunks_exact(LANES)
+            .zip(grads[..n].chunks_exact(LANES))
+        {
+            let (Ok(p), Ok(g)) = (p.try_into(), g.try_into()) else {
+                unreachable!("chunks_exact yields LANES elements")
+            };
+            for v in self.block(p, g) {
+                bad |= out_of_range(v);
+            }
+        }
+        bad == 0
+    }
+
+    /// Store every new value (all known to fit `i32`; lengths are equal). With `narrow` (see
+    /// [`Scan`]) every value comes from [`Plan::fast`] in one branch-free loop.
+    #[inline(always)]
+    fn write_generic(&self, params: &mut [i32], grads: &[i64], narrow: bool) {
+        if narrow {
+            for (p, &g) in params.iter_mut().zip(grads) {
+                *p = self.fast(*p, g) as i32;
+            }
+            return;
+        }
+        let n = params.len() / LANES * LANES;
+        let (head, tail) = params.split_at_mut(n);
+        for (p, &g) in tail.iter_mut().zip(&grads[n..]) {
+            *p = self.exact(*p, g) as i32;
+        }
+        for (p, g) in head
+            .chunks_exact_mut(LANES)
+            .zip(grads[..n].chunks_exact(LANES))
+        {
+            let (Ok(p), Ok(g)) = (<&mut [i32; LANES]>::try_from(p), g.try_into()) else {
+                unreachable!("chunks_exact yields LANES elements")
+            };
+            let v = self.block(p, g);
+            for (o, v) in p.iter_mut().zip(v) {
+                *o = v as i32;
+            }
+        }
+    }
+
+    /// Lengths equal and every new value fits `i32`, else the error `Sgd::apply` reports (the
+    /// first offending parameter). Returns what [`Plan::write`] needs.
+    pub(crate) fn check(&self, params: &[i32], grads: &[i64], layer: &str) -> Result<Scan> {
+        check_lengths(params, grads, layer)?;
+        let scan = self.scan(params, grads);
+        if scan.surely_fits || self.fits(params, grads) {
+            return Ok(scan);
+        }
+        // Rare: find the first offending parameter one at a time (this scan is authoritative).
+        for (i, (&p, &g)) in params.iter().zip(grads).enumerate() {
+            let v = self.exact(p, g);
+            if i32::try_from(v).is_err() {
+                return Err(overflow_at(layer, i, v));
+            }
+        }
+        Ok(scan)
+    }
+
+    fn scan(&self, params: &[i32], grads: &[i64]) -> Scan {
+        #[cfg(target_arch = "x86_64")]
+        if dispatch().avx2() {
+            // SAFETY: AVX2 is allowed and detected.
+            return unsafe { self.scan_avx2(params, grads) };
+        }
+        self.scan_generic(params, grads)
+    }
+
+    fn fits(&self, params: &[i32], grads: &[i64]) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if dispatch().avx2() {
+            // SAFETY: as in `scan`.
+            return unsafe { self.fits_avx2(params, grads) };
+        }
+        self.fits_generic(params, grads)
+    }
+
+    pub(crate) fn write(&self, params: &mut [i32], grads: &[i64], scan: Scan) {
+        #[cfg(target_arch = "x86_64")]
+        if dispatch().avx2() {
+            // SAFETY: as in `scan`.
+            return unsafe { self.write_avx2(params, grads, scan.narrow) };
+        }
+        self.write_generic(params, grads, scan.narrow)
+    }
+
+    /// [`Plan::scan_generic`] compiled for AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn scan_avx2(&self, params: &[i32], grads: &[i64]) -> Scan {
+        self.scan_generic(params, grads)
+    }
+
+    /// [`Plan::fits_generic`] compiled for AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn fits_avx2(&self, params: &[i32], grads: &[i64]) -> bool {
+        self.fits_generic(params, grads)
+    }
+
+    /// [`Plan::write_generic`] compiled for AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn write_avx2(&self, params: &mut [i32], grads: &[i64], narrow: bool) {
+        self.write_generic(params, grads, narrow)
+    }
+}

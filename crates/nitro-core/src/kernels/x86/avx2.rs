@@ -1,0 +1,114 @@
+//! AVX2 kernels: the pair engine's micro-kernel (`vpmaddwd` + `vpaddd`, 256-bit) and the
+//! `i32` engine's dot-product tile (`vpmulld` + `vpaddd`).
+
+use crate::kernels::gemm::pack::{MR, NR};
+use crate::kernels::gemm::pairs::Tile;
+use core::arch::x86_64::*;
+
+/// The pair engine's `MR×NR` micro-tile from one A panel `ap` (`len·MR` words) and one B panel
+/// `bp` (`len·NR` words): per pair, each A word broadcast, `vpmaddwd` with the two B vectors and
+/// `vpaddd` into twelve `i32` accumulators; then stored or added into C as `i64`.
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn micro_pairs(ap: &[u32], bp: &[u32], c: &mut [i64], t: Tile) {
+    let len = ap.len() / MR;
+    assert!(bp.len() >= len * NR && t.rows <= MR && t.cols <= NR);
+    assert!(t.rows == 0 || c.len() >= (t.rows - 1) * t.ldc + t.cols);
+    let mut acc = [[_mm256_setzero_si256(); 2]; MR];
+    let (pa, pb) = (ap.as_ptr(), bp.as_ptr());
+    for q in 0..len {
+        // SAFETY: q < len; B holds NR = 16 words (two vectors) per pair, A holds MR words.
+        unsafe {
+            let b0 = _mm256_loadu_si256(pb.add(q * NR) as *const __m256i);
+            let b1 = _mm256_loadu_si256(pb.add(q * NR + 8) as *const __m256i);
+            for (r, accr) in acc.iter_mut().enumerate() {
+                let w = _mm256_set1_epi32(*pa.add(q * MR + r) as i32);
+                accr[0] = _mm256_add_epi32(accr[0], _mm256_madd_epi16(w, b0));
+                accr[1] = _mm256_add_epi32(accr[1], _mm256_madd_epi16(w, b1));
+            }
+        }
+    }
+    // SAFETY: AVX2 is enabled here; the tile was checked above.
+    unsafe { store_ymm(&acc, c, t) }
+}
+
+/// Store (first K block) or add twelve `i32` accumulators (`MR` rows of two vectors) into the
+/// live part of C, widened to `i64`. Shared by the AVX2 and AVX-VNNI micro-kernels.
+///
+/// # Safety
+/// The CPU must have AVX2; `c` must hold `t.rows` rows of `t.cols` entries at stride `t.ldc`.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn store_ymm(acc: &[[__m256i; 2]; MR], c: &mut [i64], t: Tile) {
+    if t.cols == NR {
+        for (r, accr) in acc.iter().enumerate().take(t.rows) {
+            // SAFETY: row r < rows has NR = 16 columns in C (the caller's contract).
+            unsafe {
+                let cp = c.as_mut_ptr().add(r * t.ldc);
+                for (h, &v) in accr.iter().enumerate() {
+                    let lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(v));
+                    let hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256::<1>(v));
+                    let p0 = cp.add(8 * h) as *mut __m256i;
+                    let p1 = cp.add(8 * h + 4) as *mut __m256i;
+                    if t.first {
+                        _mm256_storeu_si256(p0, lo);
+                        _mm256_storeu_si256(p1, hi);
+                    } else {
+                        _mm256_storeu_si256(p0, _mm256_add_epi64(_mm256_loadu_si256(p0), lo));
+                        _mm256_storeu_si256(p1, _mm256_add_epi64(_mm256_loadu_si256(p1), hi));
+                    }
+                }
+            }
+        }
+        return;
+    }
+    let mut tile = [[0i32; NR]; MR];
+    for (row, accr) in tile.iter_mut().zip(acc) {
+        // SAFETY: each row of `tile` holds exactly 16 i32 = two vectors.
+        unsafe {
+            _mm256_storeu_si256(row.as_mut_ptr() as *mut __m256i, accr[0]);
+            _mm256_storeu_si256(row.as_mut_ptr().add(8) as *mut __m256i, accr[1]);
+        }
+    }
+    crate::kernels::gemm::pairs::store_tile(&tile, c, t);
+}
+
+/// The `i32` engine's tile: the 2×4 dot products of two rows of A with four rows of B (equal
+/// lengths), every partial sum proven to fit `i32` by the caller.
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn tile_i32(a: [&[i32]; 2], b: [&[i32]; 4]) -> [[i32; 4]; 2] {
+    let n = a[0].len();
+    let mut acc = [[_mm256_setzero_si256(); 4]; 2];
+    let mut t = 0;
+    while t + 8 <= n {
+        // SAFETY: t + 8 ≤ n, the length of every slice (unaligned loads).
+        let va: [__m256i; 2] = core::array::from_fn(|r| unsafe {
+            _mm256_loadu_si256(a[r].as_ptr().add(t) as *const __m256i)
+        });
+        for (c, bc) in b.iter().enumerate() {
+            // SAFETY: as above.
+            let vb = unsafe { _mm256_loadu_si256(bc.as_ptr().add(t) as *const __m256i) };
+            acc[0][c] = _mm256_add_epi32(acc[0][c], _mm256_mullo_epi32(va[0], vb));
+            acc[1][c] = _mm256_add_epi32(acc[1][c], _mm256_mullo_epi32(va[1], vb));
+        }
+        t += 8;
+    }
+    let mut out = [[0i32; 4]; 2];
+    for r in 0..2 {
+        for c in 0..4 {
+            let mut lanes = [0i32; 8];
+            // SAFETY: `lanes` holds exactly 32 bytes.
+            unsafe { _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, acc[r][c]) };
+            let mut s: i32 = lanes.iter().sum();
+            for u in t..n {
+                s += a[r][u] * b[c][u];
+            }
+            out[r][c] = s;
+        }
+    }
+    out
+}
