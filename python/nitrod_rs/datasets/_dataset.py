@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
-PathLike = Union[str, "os.PathLike[str]"]
+from .._paths import PathLike
+
+__all__ = ["CLASSES", "DATASET_NAMES", "Dataset", "PathLike", "canonical_name", "labels_to_int64"]
 
 #: Canonical data set names accepted by :func:`load`.
 DATASET_NAMES: tuple[str, ...] = ("mnist", "fashion-mnist", "cifar10")
