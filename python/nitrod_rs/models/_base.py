@@ -216,7 +216,8 @@ class Model:
         """Exactly one SPEC §4.3 training step on this batch, in the given order.
 
         Settings left as ``None`` take the model's last-used values (from ``fit``, a previous
-        ``train_batch`` or a loaded file), else the engine's defaults (the paper's: 512, 640, 0, 0, exact).
+        ``train_batch`` or a loaded file), else the engine's defaults (the paper's: 512, 640,
+        0, 0, exact).
         Returns ``loss`` (Σ(y − ŷ)² of the output), ``correct``, ``total``, ``block_loss`` and
         ``block_correct`` (per block head).
         """
