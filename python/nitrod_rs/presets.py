@@ -18,41 +18,18 @@ from typing import Any
 
 from . import _core
 from .datasets import canonical_name
-from .models import CNN, MLP
+from .models import CNN, MLP, _from_config
 
 __all__ = ["mlp1", "mlp2", "mlp3", "mlp4", "vgg8b", "vgg11b", "small_cnn", "preset",
            "PRESETS", "MLP_PRESETS", "CNN_PRESETS", "DEFAULT_DATASET"]
 
-MLP_PRESETS = ("mlp1", "mlp2", "mlp3", "mlp4")
-CNN_PRESETS = ("vgg8b", "vgg11b", "small-cnn")
+_TABLE = _core.presets()
+MLP_PRESETS = tuple(name for name, kind, _ in _TABLE if kind == "mlp")
+CNN_PRESETS = tuple(name for name, kind, _ in _TABLE if kind == "cnn")
 PRESETS = MLP_PRESETS + CNN_PRESETS
 
 #: The data set each preset was evaluated on in the paper (MLP3 also on Fashion-MNIST).
-DEFAULT_DATASET = {"mlp1": "mnist", "mlp2": "fashion-mnist", "mlp3": "mnist", "mlp4": "cifar10",
-                   "vgg8b": "fashion-mnist", "vgg11b": "cifar10",
-                   "small-cnn": "fashion-mnist"}
-
-
-def _cnn_preset(key: str, ds: str, seed: int, epochs: int) -> tuple[CNN, dict[str, Any]]:
-    spec = _core.cnn_preset_spec("small" if key == "small-cnn" else key, ds)
-    c = spec["config"]
-    features = [(kind, *nums) for kind, nums in c["features"]]
-    model = CNN(features, c["classifier"], input_shape=tuple(c["input"]),
-                classes=int(c["classes"]), decoder_dim=int(c["decoder_dim"]),
-                head_pool=str(c["head_pool"]), dropout=int(c["dropout_pct"]), seed=seed)
-    augment: Any = tuple(spec["augment"]) if spec["augment"] is not None else False
-    settings: dict[str, Any] = {
-        "epochs": epochs,
-        "batch_size": 64,
-        "lr_inv": int(spec["lr_inv"]),
-        "lr_amp_factor": int(spec["lr_amp_factor"]),
-        "fwd_decay_inv": int(spec["fwd_decay_inv"]),
-        "subnet_decay_inv": int(spec["subnet_decay_inv"]),
-        "augment": augment,
-        "plateau": True,
-        "early_stopping": True,
-    }
-    return model, settings
+DEFAULT_DATASET = {name: ds for name, _, ds in _TABLE}
 
 
 def preset(name: str, dataset: str | None = None, *, seed: int = 0,
@@ -63,25 +40,12 @@ def preset(name: str, dataset: str | None = None, *, seed: int = 0,
     if key not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
     ds = canonical_name(dataset) if dataset is not None else DEFAULT_DATASET[key]
-    if key in CNN_PRESETS:
-        return _cnn_preset(key, ds, seed, epochs)
-    spec = _core.preset_spec(key, ds)
-    model = MLP(spec["layers"], dropout=int(spec["dropout_pct"]), seed=seed)
-    augment: Any = False
-    if spec["augment"]:
-        # SPEC §2: pad 2 (MNIST, Fashion-MNIST) or 4 (CIFAR-10); no flips for MNIST.
-        augment = (4 if ds == "cifar10" else 2, ds != "mnist")
-    settings: dict[str, Any] = {
-        "epochs": epochs,
-        "batch_size": 64,
-        "lr_inv": int(spec["lr_inv"]),
-        "lr_amp_factor": int(spec["lr_amp_factor"]),
-        "fwd_decay_inv": int(spec["fwd_decay_inv"]),
-        "subnet_decay_inv": int(spec["subnet_decay_inv"]),
-        "augment": augment,
-        "plateau": True,
-        "early_stopping": True,
-    }
+    spec = _core.preset(key, ds)
+    model = _from_config(spec["config"], seed)
+    settings: dict[str, Any] = {"epochs": epochs, **spec["settings"]}
+    # fit's ``augment`` takes False for none; the engine says None.
+    augment = settings["augment"]
+    settings["augment"] = tuple(augment) if augment is not None else False
     return model, settings
 
 

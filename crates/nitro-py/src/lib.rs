@@ -30,6 +30,8 @@ use pyo3::exceptions::{
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
+mod facts;
+
 create_exception!(
     nitrod_rs,
     NitroError,
@@ -1700,5 +1702,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(pool2d_backward_i8, m)?)?;
     m.add_function(wrap_pyfunction!(pool2d_backward_i16, m)?)?;
     m.add_function(wrap_pyfunction!(pool2d_backward_i32, m)?)?;
+    facts::register(m)?;
     Ok(())
 }

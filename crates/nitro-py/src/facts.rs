@@ -1,0 +1,164 @@
+//! Facts of the engine that the Python package reads instead of restating them (ARCHITECTURE.md:
+//! one source for every fact): the default IntegerSGD and training settings, the constructor
+//! defaults of both model kinds, the accepted names, and the presets of both kinds with their
+//! complete training settings. Each value here is read from `nitro-core`, not written again.
+
+use nitro_core::layers::PoolKind;
+use nitro_core::{
+    ActivationKind, CnnConfig, CnnPreset, Compat, Feature, Hyper, MlpConfig, Preset, TrainConfig,
+};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+/// The engine type behind a preset name.
+#[derive(Clone, Copy)]
+enum Kind {
+    Mlp(Preset),
+    Cnn(CnnPreset),
+}
+
+/// Every preset by its Python name, with the data set the paper evaluated it on (SPEC §7; MLP3
+/// also on Fashion-MNIST; `small-cnn` is ours and uses VGG8B's data set).
+const PRESETS: [(&str, Kind, &str); 7] = [
+    ("mlp1", Kind::Mlp(Preset::Mlp1), "mnist"),
+    ("mlp2", Kind::Mlp(Preset::Mlp2), "fashion-mnist"),
+    ("mlp3", Kind::Mlp(Preset::Mlp3), "mnist"),
+    ("mlp4", Kind::Mlp(Preset::Mlp4), "cifar10"),
+    ("vgg8b", Kind::Cnn(CnnPreset::Vgg8b), "fashion-mnist"),
+    ("vgg11b", Kind::Cnn(CnnPreset::Vgg11b), "cifar10"),
+    ("small-cnn", Kind::Cnn(CnnPreset::Small), "fashion-mnist"),
+];
+
+fn config_err(e: nitro_core::Error) -> PyErr {
+    PyValueError::new_err(e.to_string())
+}
+
+/// The engine's defaults and accepted names: `hyper` (IntegerSGD), `batch_size`, `activation`
+/// and `slope`, `decoder_dim` and `head_pool` (CNN), `conv` (`[kernel, stride, padding]` of a
+/// conv entry given by its filter count alone), `one_hot` (the target value at the label), and
+/// the name lists `activations`, `compats`, `head_pools`.
+#[pyfunction]
+pub fn defaults(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("hyper", crate::hyper_dict(py, &Hyper::default())?)?;
+    d.set_item("batch_size", TrainConfig::default().batch_size)?;
+    let act = ActivationKind::default();
+    d.set_item("activation", act.name())?;
+    d.set_item("slope", act.slope())?;
+    let cnn = CnnConfig::new((1, 1, 1), &[], &[], 2);
+    d.set_item("decoder_dim", cnn.decoder_dim)?;
+    d.set_item("head_pool", cnn.head_pool.name())?;
+    if let Feature::Conv {
+        kernel,
+        stride,
+        padding,
+        ..
+    } = Feature::conv3(1)
+    {
+        d.set_item("conv", vec![kernel, stride, padding])?;
+    }
+    d.set_item("one_hot", nitro_core::data::ONE_HOT)?;
+    let a = act.slope();
+    let activations = [
+        ActivationKind::NitroRelu { a },
+        ActivationKind::PocketLeakyRelu { a },
+        ActivationKind::PocketRelu,
+        ActivationKind::PocketTanh,
+        ActivationKind::BipolarPocketRelu,
+        ActivationKind::BipolarPocketLeakyRelu { a },
+    ];
+    d.set_item("activations", activations.map(|k| k.name()).to_vec())?;
+    d.set_item(
+        "compats",
+        [Compat::Exact, Compat::Reference]
+            .map(|c| c.name())
+            .to_vec(),
+    )?;
+    d.set_item(
+        "head_pools",
+        [PoolKind::Max, PoolKind::Avg].map(|p| p.name()).to_vec(),
+    )?;
+    Ok(d)
+}
+
+/// The presets as `(name, kind, paper data set)`, kind `"mlp"` or `"cnn"`.
+#[pyfunction]
+pub fn presets() -> Vec<(&'static str, &'static str, &'static str)> {
+    PRESETS
+        .iter()
+        .map(|&(name, kind, ds)| {
+            let k = match kind {
+                Kind::Mlp(_) => "mlp",
+                Kind::Cnn(_) => "cnn",
+            };
+            (name, k, ds)
+        })
+        .collect()
+}
+
+fn mlp_config_dict<'py>(py: Python<'py>, c: &MlpConfig) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("kind", "mlp")?;
+    d.set_item("inputs", c.inputs)?;
+    d.set_item("hidden", c.hidden.clone())?;
+    d.set_item("classes", c.classes)?;
+    d.set_item("activation", c.activation.name())?;
+    d.set_item("slope", c.activation.slope())?;
+    d.set_item("dropout_pct", c.dropout_pct)?;
+    d.set_item("bias", c.bias)?;
+    d.set_item("init", c.init.name())?;
+    d.set_item("seed", c.seed)?;
+    Ok(d)
+}
+
+/// A preset (a name of [`presets`]) for a canonical data set name: `config` (the architecture,
+/// keys as a model's `config`) and `settings`, the keyword arguments of `fit` that reproduce the
+/// paper's run: `batch_size`, the IntegerSGD settings, `augment` (`(pad, flip)` or `None`), and
+/// the paper's protocol (`plateau`, `early_stopping`; `nitro_core::Plateau::paper`).
+#[pyfunction]
+#[pyo3(signature = (name, dataset))]
+pub fn preset<'py>(py: Python<'py>, name: &str, dataset: &str) -> PyResult<Bound<'py, PyDict>> {
+    let &(_, kind, _) = PRESETS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .ok_or_else(|| PyValueError::new_err(format!("unknown preset {name:?}")))?;
+    // The per-dataset augmentation (SPEC §2) is stated once in the engine, in the CNN presets'
+    // specs; an MLP preset that augments uses the same.
+    let dataset_augment = CnnPreset::Small.spec(dataset).map_err(config_err)?.augment;
+    let (config, hyper, augment) = match kind {
+        Kind::Mlp(p) => {
+            let spec = p.spec(dataset);
+            let augment = if spec.augment { dataset_augment } else { None };
+            (mlp_config_dict(py, &spec.config)?, spec.hyper, augment)
+        }
+        Kind::Cnn(p) => {
+            let spec = p.spec(dataset).map_err(config_err)?;
+            let config = crate::cnn_config_dict(py, &spec.config)?;
+            (config, spec.hyper, spec.augment)
+        }
+    };
+    let settings = PyDict::new(py);
+    settings.set_item("batch_size", TrainConfig::default().batch_size)?;
+    // The compat mode is a model's, not a preset's (every preset trains in the default mode).
+    for (k, v) in crate::hyper_dict(py, &hyper)?.iter() {
+        if k.extract::<&str>()? != "compat" {
+            settings.set_item(k, v)?;
+        }
+    }
+    settings.set_item("augment", augment.map(|a| (a.pad, a.flip)))?;
+    settings.set_item("plateau", true)?;
+    settings.set_item("early_stopping", true)?;
+    let d = PyDict::new(py);
+    d.set_item("config", config)?;
+    d.set_item("settings", settings)?;
+    Ok(d)
+}
+
+/// Register the facts in `_core`.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(defaults, m)?)?;
+    m.add_function(wrap_pyfunction!(presets, m)?)?;
+    m.add_function(wrap_pyfunction!(preset, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,300 @@
+"""What :class:`~nitrod_rs.MLP` and :class:`~nitrod_rs.CNN` share: normalisation, ``fit``,
+``train_batch``, ``predict``, ``evaluate``, ``state_dict`` and files.
+
+Everything numeric runs in the engine; this class checks arguments (:mod:`.._checks`),
+converts inputs, draws progress bars (:mod:`.._progress`) and assembles the
+:class:`~nitrod_rs.History`. Defaults are the engine's (``_core.defaults``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .. import _checks, _core, _progress
+from .._checks import DEFAULTS, Geometry, check_int
+from .._paths import PathLike
+from ..history import History, epoch_entry
+
+#: The engine's IntegerSGD defaults (``nitro_core::Hyper::default``): lr_inv, lr_amp_factor, …
+HYPER: dict[str, Any] = dict(DEFAULTS["hyper"])
+#: The engine's one-hot target value at the label (``nitro_core::data::ONE_HOT``).
+ONE_HOT: int = int(DEFAULTS["one_hot"])
+#: The engine's default batch size (``nitro_core::TrainConfig::default``).
+BATCH_SIZE: int = int(DEFAULTS["batch_size"])
+
+
+class Model:
+    """The shared base of the model classes; ``_m`` is the engine's model (made in
+    :mod:`._engine`; typed ``Any`` as the methods it has depend on its kind)."""
+
+    _m: Any
+    history: History | None
+
+    def _check(self, x: Any, name: str) -> tuple[np.ndarray, Geometry]:
+        raise NotImplementedError
+
+    def _fit_compat(self) -> str:
+        """The ``compat`` of ``fit`` when none is given."""
+        return str(HYPER["compat"])
+
+    # -- description ---------------------------------------------------------------------
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The architecture (as saved in the file's metadata)."""
+        return dict(self._m.config)
+
+    @property
+    def classes(self) -> int:
+        return int(self._m.config["classes"])
+
+    @property
+    def hyper(self) -> dict[str, Any] | None:
+        """IntegerSGD settings of the last training run (``None`` before training)."""
+        h = self._m.hyper
+        return dict(h) if h is not None else None
+
+    @property
+    def normalization(self) -> tuple[list[int], list[int]] | None:
+        """The stored per-channel ``(mean, mad)`` statistics (SPEC §2), or ``None``."""
+        return self._m.normalization
+
+    @property
+    def num_parameters(self) -> int:
+        return self._m.num_parameters()
+
+    # -- inputs --------------------------------------------------------------------------
+
+    def fit_normalization(self, x: np.ndarray) -> tuple[list[int], list[int]]:
+        """Fit the SPEC §2 statistics on ``uint8`` training images and store them."""
+        x2, chw = self._check(x, "x")
+        if x2.dtype != np.uint8:
+            raise TypeError("fit_normalization needs uint8 raw pixels, got int8")
+        stats = _core.fit_normalization(x2, chw[0])
+        self._m.set_normalization(stats)
+        return stats
+
+    def _prepare(self, x: Any, name: str = "x") -> tuple[np.ndarray, tuple[int, int, int]]:
+        x2, chw = self._check(x, name)
+        if x2.dtype == np.int8:
+            return x2, chw
+        stats = self._m.normalization
+        if stats is None:
+            raise ValueError(
+                f"{name} is uint8 but the model has no normalisation statistics yet: train "
+                "with fit() on uint8 images, call fit_normalization(x_train) first, or pass "
+                "int8 already-normalised data"
+            )
+        return _core.normalize(x2, stats[0], stats[1]), chw
+
+    def _labels(self, y: Any, n: int, name: str = "y") -> np.ndarray:
+        return _checks.labels(y, n, self.classes, name)
+
+    def _hyper(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        base = dict(HYPER)
+        base.update(self._m.hyper or {})
+        for k, v in overrides.items():
+            if v is not None:
+                base[k] = v
+        return _checks.hyper(base)
+
+    # -- training ------------------------------------------------------------------------
+
+    def fit(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        *,
+        epochs: int,
+        batch_size: int = BATCH_SIZE,
+        lr_inv: int = HYPER["lr_inv"],
+        lr_amp_factor: int = HYPER["lr_amp_factor"],
+        fwd_decay_inv: int = HYPER["fwd_decay_inv"],
+        subnet_decay_inv: int = HYPER["subnet_decay_inv"],
+        validation_data: tuple[np.ndarray, np.ndarray] | None = None,
+        augment: bool | tuple[int, bool] | Mapping[str, Any] = False,
+        shuffle: bool = True,
+        plateau: bool = False,
+        early_stopping: bool = False,
+        progress: bool = True,
+        callbacks: Sequence[Callable[[dict[str, Any]], Any]] | None = None,
+        seed: int | None = None,
+        compat: str | None = None,
+        threads: int | None = None,
+    ) -> History:
+        """Train with IntegerSGD (SPEC §4.3, §5) for ``epochs`` epochs.
+
+        The epoch loop runs in Rust with the GIL released. ``uint8`` inputs are normalised
+        with statistics fitted on ``x`` (kept if the model already has some). ``plateau`` and
+        ``early_stopping`` follow the paper's protocol and watch the validation accuracy.
+        ``callbacks`` are called after every epoch with that epoch's entry of the history
+        (they must not use the model while it trains); one returning ``True`` stops training.
+        Ctrl-C stops after the current batch with ``KeyboardInterrupt``; the model is then
+        consistent and ``model.history`` (also ``exc.history``) holds the epochs so far.
+        ``threads`` sets the worker threads of this call (results do not depend on it).
+        """
+        epochs = check_int(epochs, "epochs", minimum=1)
+        batch_size = check_int(batch_size, "batch_size", minimum=1)
+        x2, chw = self._check(x, "x")
+        if x2.dtype == np.uint8 and self._m.normalization is None:
+            self._m.set_normalization(_core.fit_normalization(x2, chw[0]))
+        xn, chw = self._prepare(x, "x")
+        yl = self._labels(y, xn.shape[0], "y")
+        if xn.shape[0] < batch_size:
+            raise ValueError(f"{xn.shape[0]} training samples are fewer than one batch "
+                             f"of {batch_size}")
+        xt = yt = None
+        if validation_data is not None:
+            if not isinstance(validation_data, tuple) or len(validation_data) != 2:
+                raise TypeError("validation_data must be a tuple (x_val, y_val)")
+            xt, _ = self._prepare(validation_data[0], "validation_data[0]")
+            yt = self._labels(validation_data[1], xt.shape[0], "validation_data[1]")
+        hyper = self._hyper({"lr_inv": lr_inv, "lr_amp_factor": lr_amp_factor,
+                             "fwd_decay_inv": fwd_decay_inv,
+                             "subnet_decay_inv": subnet_decay_inv,
+                             "compat": self._fit_compat() if compat is None else compat})
+        if threads is not None:
+            threads = check_int(threads, "threads", minimum=1)
+        seed = self._m.config["seed"] if seed is None else check_int(seed, "seed", minimum=0)
+        cbs = list(callbacks or [])
+        bar = _progress.progress(bool(progress), epochs)
+        entries: list[dict[str, Any]] = []
+
+        def on_batch(epoch: int, batch: int, batches: int, loss: int, correct: int,
+                     total: int) -> None:
+            if bar is not None:
+                bar.batch(epoch, batch, batches, correct, total)
+
+        def on_epoch(d: dict[str, Any]) -> bool:
+            e = epoch_entry(d)
+            entries.append(e)
+            if bar is not None:
+                bar.epoch_end(_progress.epoch_line(e, epochs))
+            stop = False
+            for cb in cbs:
+                stop = bool(cb(dict(e))) or stop
+            return stop
+
+        try:
+            raw, err = self._m.fit(
+                xn, yl, chw, x_test=xt, y_test=yt, epochs=epochs, batch_size=batch_size,
+                augment=_checks.augment(augment, chw), shuffle=bool(shuffle),
+                plateau=bool(plateau), early_stopping=bool(early_stopping), seed=seed,
+                on_batch=on_batch, on_epoch=on_epoch, threads=threads, **hyper,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+        history = History([epoch_entry(d) for d in raw["epochs"]],
+                          cancelled=bool(raw["cancelled"]),
+                          early_stopped=bool(raw["early_stopped"]))
+        self.history = history
+        if err is not None:
+            try:
+                err.history = history  # type: ignore[attr-defined]
+            except AttributeError:  # pragma: no cover
+                pass
+            raise err
+        return history
+
+    def train_batch(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        *,
+        lr_inv: int | None = None,
+        lr_amp_factor: int | None = None,
+        fwd_decay_inv: int | None = None,
+        subnet_decay_inv: int | None = None,
+        compat: str | None = None,
+        threads: int | None = None,
+    ) -> dict[str, Any]:
+        """Exactly one SPEC §4.3 training step on this batch, in the given order.
+
+        Settings left as ``None`` take the model's last-used values (from ``fit``, a previous
+        ``train_batch`` or a loaded file), else the engine's defaults (the paper's: 512, 640,
+        0, 0, exact).
+        Returns ``loss`` (Σ(y − ŷ)² of the output), ``correct``, ``total``, ``block_loss`` and
+        ``block_correct`` (per block head).
+        """
+        xn, _ = self._prepare(x, "x")
+        yl = self._labels(y, xn.shape[0], "y")
+        hyper = self._hyper({"lr_inv": lr_inv, "lr_amp_factor": lr_amp_factor,
+                             "fwd_decay_inv": fwd_decay_inv,
+                             "subnet_decay_inv": subnet_decay_inv, "compat": compat})
+        return dict(self._m.train_step(xn, yl, threads=threads, **hyper))
+
+    # -- inference -----------------------------------------------------------------------
+
+    def predict_logits(self, x: np.ndarray, *, threads: int | None = None) -> np.ndarray:
+        """Evaluation-mode outputs (``int8``, ``N x classes``)."""
+        xn, _ = self._prepare(x, "x")
+        return self._m.predict_logits(xn, threads=threads)
+
+    def predict(self, x: np.ndarray, *, threads: int | None = None) -> np.ndarray:
+        """Predicted classes (``int64``; arg-max of the logits, first on ties)."""
+        xn, _ = self._prepare(x, "x")
+        return self._m.predict(xn, threads=threads)
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray, *,
+                 threads: int | None = None) -> dict[str, Any]:
+        """``accuracy``, ``correct``, ``total``, ``loss`` (mean Σ(y − ŷ)² per sample) and
+        ``loss_sum`` (exact integer) on a labelled set."""
+        xn, _ = self._prepare(x, "x")
+        yl = self._labels(y, xn.shape[0], "y")
+        logits = self._m.predict_logits(xn, threads=threads).astype(np.int64)
+        target = np.zeros_like(logits)
+        target[np.arange(len(yl)), yl] = ONE_HOT
+        loss_sum = int(((logits - target) ** 2).sum())
+        correct = int((logits.argmax(axis=1) == yl).sum())
+        n = len(yl)
+        return {"accuracy": correct / n, "correct": correct, "total": n,
+                "loss": loss_sum / n, "loss_sum": loss_sum}
+
+    # -- parameters and files ------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of all parameters as ``int32`` arrays keyed by layer name
+        (``linear_encoder_00``, ``linear_pred_00``, …, ``linear_03``; ``<name>.bias``)."""
+        d = self._m.state_dict()
+        return {name: d[name] for name, _ in self._m.parameter_shapes()}
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
+        """Set every parameter from ``state`` (as returned by :meth:`state_dict`).
+
+        Keys must be exactly the model's parameter names; values ``int32`` arrays of the
+        right shape (``TypeError`` / ``ValueError`` otherwise). Nothing changes on error.
+        """
+        if not isinstance(state, Mapping):
+            raise TypeError(f"state must be a mapping of name -> int32 array, "
+                            f"got {type(state).__name__}")
+        shapes = dict(self._m.parameter_shapes())
+        missing = [k for k in shapes if k not in state]
+        extra = [k for k in state if k not in shapes]
+        if missing or extra:
+            raise ValueError(f"state keys do not match the model: missing {missing}, "
+                             f"unexpected {extra}")
+        items = []
+        for k, want in shapes.items():
+            v = state[k]
+            if not isinstance(v, np.ndarray):
+                raise TypeError(f"state[{k!r}] must be a numpy.ndarray, got {type(v).__name__}")
+            if v.dtype != np.int32:
+                raise TypeError(f"state[{k!r}] must have dtype int32, got {v.dtype}")
+            if tuple(v.shape) != tuple(want):
+                raise ValueError(f"state[{k!r}] has shape {tuple(v.shape)}, "
+                                 f"expected {tuple(want)}")
+            items.append((k, np.ascontiguousarray(v)))
+        self._m.load_state_dict(items)
+
+    def save(self, path: PathLike) -> None:
+        """Save to a ``.safetensors`` file (SPEC §8; written atomically)."""
+        self._m.save(os.fspath(path))
+
+    def to_bytes(self) -> bytes:
+        """The ``.safetensors`` file contents."""
+        return self._m.to_bytes()

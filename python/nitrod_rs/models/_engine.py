@@ -1,0 +1,64 @@
+"""The one place that names the engine's model classes (``_core.Model``, ``_core.CnnModel``).
+
+Everything else in the package holds an :data:`EngineModel` and calls its methods, which both
+classes share; building, loading and telling the kinds apart happens only here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, Union
+
+from .. import _core
+from .._paths import PathLike
+
+EngineModel = Union[_core.Model, _core.CnnModel]
+
+
+def new_mlp(inputs: int, hidden: Sequence[int], classes: int, **options: Any) -> EngineModel:
+    """An MLP; ``options`` are the keyword arguments of ``_core.Model``."""
+    return _core.Model(inputs, list(hidden), classes, **options)
+
+
+def new_cnn(input_shape: tuple[int, int, int], features: Sequence[tuple[str, list[int]]],
+            classifier: Sequence[int], classes: int, **options: Any) -> EngineModel:
+    """A CNN; ``features`` in the engine's ``(kind, [numbers])`` encoding, ``options`` the
+    keyword arguments of ``_core.CnnModel``."""
+    return _core.CnnModel(input_shape, list(features), list(classifier), classes, **options)
+
+
+def from_config(config: Mapping[str, Any], seed: int) -> EngineModel:
+    """A fresh model of the architecture ``config`` (as a model's ``config`` or a preset's)."""
+    common = {k: config[k] for k in ("activation", "slope", "dropout_pct", "bias", "init")}
+    if config["kind"] == "cnn":
+        c, h, w = config["input"]
+        return new_cnn((int(c), int(h), int(w)), config["features"], config["classifier"],
+                       int(config["classes"]), seed=seed, decoder_dim=config["decoder_dim"],
+                       head_pool=config["head_pool"],
+                       conv_amp_adjust=config["conv_amp_adjust"], **common)
+    return new_mlp(int(config["inputs"]), config["hidden"], int(config["classes"]), seed=seed,
+                   **common)
+
+
+def is_cnn(m: EngineModel) -> bool:
+    return isinstance(m, _core.CnnModel)
+
+
+def from_bytes(data: bytes, kind: str | None = None) -> EngineModel:
+    """A model from ``.safetensors`` bytes: of either kind, or only ``"mlp"`` / ``"cnn"``."""
+    if kind == "mlp":
+        return _core.Model.from_bytes(bytes(data))
+    if kind == "cnn":
+        return _core.CnnModel.from_bytes(bytes(data))
+    return _core.model_from_bytes(bytes(data))
+
+
+def load(path: PathLike) -> EngineModel:
+    """A model of either kind from a ``.safetensors`` file."""
+    return _core.load_model(os.fspath(path))
+
+
+def mlp_from_blob(data: bytes) -> EngineModel:
+    """An MLP rebuilt by the device loader ``nitro_core::export::from_blob``."""
+    return _core.Model.from_blob(bytes(data))
