@@ -206,6 +206,22 @@ impl Default for Dispatch {
     }
 }
 
+/// Which build of the plain (auto-vectorised) loops — packing, magnitude scans, the IntegerSGD
+/// update — runs under the current dispatch: `Avx512Vnni` stands for "AVX-512 F+BW allowed and
+/// detected" (its detection includes them), then `Avx2`, else `Portable`. Every build is the
+/// same safe code compiled for another target, so all compute the same integers.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) fn loop_build() -> Isa {
+    let d = dispatch();
+    if d.isa >= Isa::Avx512Vnni && Isa::Avx512Vnni.detected() {
+        Isa::Avx512Vnni
+    } else if d.avx2() {
+        Isa::Avx2
+    } else {
+        Isa::Portable
+    }
+}
+
 /// The dispatch used by every product and update: [`Dispatch::default`] unless changed with
 /// [`set_dispatch`].
 pub fn dispatch() -> Dispatch {

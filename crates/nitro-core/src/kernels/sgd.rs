@@ -5,7 +5,8 @@
 
 use crate::arith::{tdiv, DivU31};
 use crate::error::{Error, Result};
-use crate::kernels::cpu::dispatch;
+#[cfg(target_arch = "x86_64")]
+use crate::kernels::cpu::{loop_build, Isa};
 use alloc::format;
 
 /// The parameters `Plan::new` needs: what an `Sgd` holds.
@@ -228,27 +229,31 @@ impl Plan {
 
     fn scan(&self, params: &[i32], grads: &[i64]) -> Scan {
         #[cfg(target_arch = "x86_64")]
-        if dispatch().avx2() {
-            // SAFETY: AVX2 is allowed and detected.
-            return unsafe { self.scan_avx2(params, grads) };
+        match loop_build() {
+            // SAFETY (all three entry points): the instruction set is allowed and detected.
+            Isa::Avx512Vnni => return unsafe { self.scan_avx512(params, grads) },
+            Isa::Avx2 => return unsafe { self.scan_avx2(params, grads) },
+            _ => {}
         }
         self.scan_generic(params, grads)
     }
 
     fn fits(&self, params: &[i32], grads: &[i64]) -> bool {
         #[cfg(target_arch = "x86_64")]
-        if dispatch().avx2() {
-            // SAFETY: as in `scan`.
-            return unsafe { self.fits_avx2(params, grads) };
+        match loop_build() {
+            Isa::Avx512Vnni => return unsafe { self.fits_avx512(params, grads) },
+            Isa::Avx2 => return unsafe { self.fits_avx2(params, grads) },
+            _ => {}
         }
         self.fits_generic(params, grads)
     }
 
     pub(crate) fn write(&self, params: &mut [i32], grads: &[i64], scan: Scan) {
         #[cfg(target_arch = "x86_64")]
-        if dispatch().avx2() {
-            // SAFETY: as in `scan`.
-            return unsafe { self.write_avx2(params, grads, scan.narrow) };
+        match loop_build() {
+            Isa::Avx512Vnni => return unsafe { self.write_avx512(params, grads, scan.narrow) },
+            Isa::Avx2 => return unsafe { self.write_avx2(params, grads, scan.narrow) },
+            _ => {}
         }
         self.write_generic(params, grads, scan.narrow)
     }
@@ -260,6 +265,13 @@ impl Plan {
         self.scan_generic(params, grads)
     }
 
+    /// [`Plan::scan_generic`] compiled for AVX-512 (twice the lanes of AVX2).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn scan_avx512(&self, params: &[i32], grads: &[i64]) -> Scan {
+        self.scan_generic(params, grads)
+    }
+
     /// [`Plan::fits_generic`] compiled for AVX2.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
@@ -267,10 +279,24 @@ impl Plan {
         self.fits_generic(params, grads)
     }
 
+    /// [`Plan::fits_generic`] compiled for AVX-512 (twice the lanes of AVX2).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn fits_avx512(&self, params: &[i32], grads: &[i64]) -> bool {
+        self.fits_generic(params, grads)
+    }
+
     /// [`Plan::write_generic`] compiled for AVX2.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     unsafe fn write_avx2(&self, params: &mut [i32], grads: &[i64], narrow: bool) {
+        self.write_generic(params, grads, narrow)
+    }
+
+    /// [`Plan::write_generic`] compiled for AVX-512 (twice the lanes of AVX2).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn write_avx512(&self, params: &mut [i32], grads: &[i64], narrow: bool) {
         self.write_generic(params, grads, narrow)
     }
 }

@@ -17,7 +17,9 @@ use alloc::vec::Vec;
 use ndarray::ArrayView2;
 
 use crate::kernels::buffers;
-use crate::kernels::cpu::{dispatch, Int};
+use crate::kernels::cpu::Int;
+#[cfg(target_arch = "x86_64")]
+use crate::kernels::cpu::{loop_build, Isa};
 use crate::kernels::par;
 
 /// Rows of an A panel: rows of C per micro-tile.
@@ -73,9 +75,12 @@ fn packed_rows<T>(a: &ArrayView2<'_, T>, how: Narrow) -> usize {
 pub(crate) fn max_abs_view<T: Int>(a: &ArrayView2<'_, T>) -> u64 {
     #[cfg(target_arch = "x86_64")]
     {
-        if dispatch().avx2() {
-            // SAFETY: AVX2 was detected; the body is the same safe code, compiled for AVX2.
-            return unsafe { max_abs_view_avx2(a) };
+        match loop_build() {
+            // SAFETY (both): the instruction set is allowed and detected; the body is the same
+            // safe code, compiled for it.
+            Isa::Avx512Vnni => return unsafe { max_abs_view_avx512(a) },
+            Isa::Avx2 => return unsafe { max_abs_view_avx2(a) },
+            _ => {}
         }
     }
     max_abs_view_impl(a)
@@ -84,6 +89,12 @@ pub(crate) fn max_abs_view<T: Int>(a: &ArrayView2<'_, T>) -> u64 {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn max_abs_view_avx2<T: Int>(a: &ArrayView2<'_, T>) -> u64 {
+    max_abs_view_impl(a)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn max_abs_view_avx512<T: Int>(a: &ArrayView2<'_, T>) -> u64 {
     max_abs_view_impl(a)
 }
 
@@ -142,9 +153,11 @@ pub(crate) fn pack_b<T: Int>(b: &ArrayView2<'_, T>, how: Narrow) -> Option<Packe
 fn pack<T: Int, const W: usize>(a: &ArrayView2<'_, T>, how: Narrow) -> Option<Packed16> {
     #[cfg(target_arch = "x86_64")]
     {
-        if dispatch().avx2() {
-            // SAFETY: AVX2 was detected; the body is the same safe code, compiled for AVX2.
-            return unsafe { pack_avx2::<T, W>(a, how) };
+        match loop_build() {
+            // SAFETY (both): as in `max_abs_view`.
+            Isa::Avx512Vnni => return unsafe { pack_avx512::<T, W>(a, how) },
+            Isa::Avx2 => return unsafe { pack_avx2::<T, W>(a, how) },
+            _ => {}
         }
     }
     pack_impl::<T, W>(a, how)
@@ -153,6 +166,15 @@ fn pack<T: Int, const W: usize>(a: &ArrayView2<'_, T>, how: Narrow) -> Option<Pa
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn pack_avx2<T: Int, const W: usize>(
+    a: &ArrayView2<'_, T>,
+    how: Narrow,
+) -> Option<Packed16> {
+    pack_impl::<T, W>(a, how)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn pack_avx512<T: Int, const W: usize>(
     a: &ArrayView2<'_, T>,
     how: Narrow,
 ) -> Option<Packed16> {
