@@ -5,6 +5,7 @@ pub mod gemm;
 pub mod im2col;
 mod pack16;
 pub(crate) mod pool;
+pub mod sparse;
 
 pub use pool::recycle;
 
