@@ -8,11 +8,12 @@
 //! and never builds the dense `δ`. Sums of integers are exact in any order, so the result equals
 //! the dense product ([`super::gemm_nt_rows`] on the transposed patches) bit for bit.
 //!
-//! Accumulator widths (SPEC §10): a filter's entries are summed in `i32` in runs whose length
-//! `L` is proven, `L·max|δ_f|·max|x| ≤ 2³¹−1`, each run then added into `i64`; when not even one
-//! product is proven to fit `i32` the filter is summed in `i64` directly. The `i64` sums are
-//! proven by the same bound the dense product checks (`max|δ|·max|x|·N·Ho·Wo ≤ 2⁶³−1`, and a
-//! filter never has more than `N·Ho·Wo` entries), so both paths fail on exactly the same inputs.
+//! Accumulator widths (SPEC §10): a filter's entries are summed in `i32` in runs whose
+//! magnitudes are proven to fit, `Σ_run |δ|·max|x| ≤ 2³¹−1` (every partial sum of a run is bounded
+//! by the same), each run then added into `i64`; an entry that does not fit even alone is added
+//! in `i64` directly. The `i64` sums are proven by the same bound the dense product checks
+//! (`max|δ|·max|x|·N·Ho·Wo ≤ 2⁶³−1`, and a filter never has more than `N·Ho·Wo` entries), so both
+//! paths refuse exactly the same inputs.
 
 use crate::error::{Error, Result};
 use alloc::format;
@@ -160,9 +161,9 @@ pub fn conv_weight_gradient(
     };
     let mut g = alloc::vec![0i64; f * ckk];
     let mut gb = alloc::vec![0i64; if bias { f } else { 0 }];
-    for_each_filter(&mut g, ckk, |fi, row| {
-        let (idx, val) = delta.filter(fi);
-        filter_row(&xt, &geom, idx, val, max_x, how, row);
+    let block = filters_per_block(ckk, f);
+    for_each_block(&mut g, block * ckk, |bi, rows| {
+        filter_block(&xt, &geom, delta, bi * block, max_x, how, rows);
     });
     for (fi, b) in gb.iter_mut().enumerate() {
         // Proven above: at most N·Ho·Wo terms of |δ| ≤ max|δ|.
@@ -192,9 +193,23 @@ struct How {
     simd: bool,
 }
 
-/// Rows of `out` (each `len` long) computed by `row(f, row)`, on all threads with `parallel`.
-/// Every row depends on nothing but its own inputs, so any schedule gives the same bits.
-fn for_each_filter<F>(out: &mut [i64], len: usize, row: F)
+/// Filters per block: one block per thread, as long as its accumulators (`i32` run sums and
+/// `i64` totals, 12 bytes per weight) stay within 2 MiB. Each block reads every image once, so
+/// large blocks read the input least often; measured on VGG8B's block 2 (`benches/cnn.rs`),
+/// reading the images dominates keeping the accumulators in L2.
+fn filters_per_block(ckk: usize, f: usize) -> usize {
+    let by_cache = (2 << 20) / (12 * ckk.max(1));
+    #[cfg(feature = "parallel")]
+    let by_threads = f.div_ceil(rayon::current_num_threads());
+    #[cfg(not(feature = "parallel"))]
+    let by_threads = f;
+    by_cache.min(by_threads).max(1)
+}
+
+/// Blocks of `out` (each `len` long, the last maybe shorter) computed by `block(i, rows)`, on
+/// all threads with `parallel`. Every block depends on nothing but its own inputs, so any
+/// schedule gives the same bits.
+fn for_each_block<F>(out: &mut [i64], len: usize, block: F)
 where
     F: Fn(usize, &mut [i64]) + Sync + Send,
 {
@@ -204,10 +219,12 @@ where
         use rayon::prelude::*;
         out.par_chunks_mut(len)
             .enumerate()
-            .for_each(|(f, r)| row(f, r));
+            .for_each(|(i, r)| block(i, r));
     }
     #[cfg(not(feature = "parallel"))]
-    out.chunks_mut(len).enumerate().for_each(|(f, r)| row(f, r));
+    out.chunks_mut(len)
+        .enumerate()
+        .for_each(|(i, r)| block(i, r));
 }
 
 /// `xp` (`N×C×Hp×Wp`) as `N×Hp×Wp×C`, so that a patch is `k` runs of `k·C` contiguous values
@@ -247,45 +264,145 @@ fn channels_last(xp: ArrayView4<'_, i16>) -> (Vec<i16>, u64) {
     (out, max_x)
 }
 
-/// One filter's gradient row (in `C×k×k` order) from its entries.
-fn filter_row(
+/// One filter's running sums inside [`filter_block`].
+struct FilterSums {
+    /// Next entry to add.
+    next: usize,
+    /// `Σ|δ|` of the current `i32` run.
+    used: u64,
+}
+
+/// The gradient rows (`C×k×k` order) of the filters from `f0` on that `rows` holds. Images are
+/// visited one at a time, each adding every filter's entries of that image, so that the image's
+/// patches are read from cache while the block's accumulators stay there too.
+fn filter_block(
     xt: &[i16],
     g: &Geometry,
-    idx: &[usize],
-    val: &[i32],
+    delta: &SparseDelta,
+    f0: usize,
     max_x: u64,
     how: How,
-    row: &mut [i64],
+    rows: &mut [i64],
 ) {
-    let max_d = val
-        .iter()
-        .map(|v| u64::from(v.unsigned_abs()))
-        .max()
-        .unwrap_or(0);
-    let per_product = max_d * max_x;
-    if per_product == 0 {
-        return; // every product is zero; the row stays zero
-    }
+    let ckk = g.c * g.k * g.k;
+    let nf = rows.len() / ckk.max(1);
+    let mut sums: Vec<FilterSums> = (0..nf).map(|_| FilterSums { next: 0, used: 0 }).collect();
+    // Largest `Σ|δ|` of a proven i32 run (`budget·max|x| ≤ 2³¹−1`); none without narrow sums.
+    let budget = how
+        .narrow
+        .then(|| (i32::MAX as u64).checked_div(max_x).unwrap_or(u64::MAX));
     // Accumulated in kernel-row-major `k×k×C` order (the order patches are gathered in).
-    let mut acc = alloc::vec![0i64; row.len()];
-    // Longest run of entries whose i32 sum is proven: L·max|δ|·max|x| ≤ 2³¹−1.
-    let run = (i32::MAX as u64 / per_product) as usize;
-    if how.narrow && run > 0 {
-        let mut part = alloc::vec![0i32; row.len()];
-        for (ri, rv) in idx.chunks(run).zip(val.chunks(run)) {
-            accumulate_i32(xt, g, ri, rv, &mut part, how.simd);
-            for (a, p) in acc.iter_mut().zip(part.iter_mut()) {
-                *a += i64::from(core::mem::take(p));
-            }
+    let mut total = alloc::vec![0i64; nf * ckk];
+    let mut part = alloc::vec![0i32; nf * ckk];
+    let n = delta.dim.0;
+    for m in 0..n {
+        let end_of_image = (m + 1) * g.fhw;
+        for (j, s) in sums.iter_mut().enumerate() {
+            let (idx, val) = delta.filter(f0 + j);
+            // Entries are grouped by filter but in any order inside a filter: take the ones of
+            // image m that come next (the pooling gives them image by image).
+            let start = s.next;
+            let end = start
+                + idx[start..]
+                    .iter()
+                    .take_while(|&&i| i < end_of_image)
+                    .count();
+            s.next = end;
+            let (tj, pj) = (
+                &mut total[j * ckk..(j + 1) * ckk],
+                &mut part[j * ckk..(j + 1) * ckk],
+            );
+            add_entries(
+                xt,
+                g,
+                &idx[start..end],
+                &val[start..end],
+                budget,
+                s,
+                tj,
+                pj,
+                how.simd,
+            );
         }
-    } else {
-        accumulate_i64(xt, g, idx, val, &mut acc, how.simd);
+    }
+    // Entries of earlier images after later ones (any order is allowed): add them now.
+    for (j, s) in sums.iter_mut().enumerate() {
+        let (idx, val) = delta.filter(f0 + j);
+        let start = s.next;
+        let (tj, pj) = (
+            &mut total[j * ckk..(j + 1) * ckk],
+            &mut part[j * ckk..(j + 1) * ckk],
+        );
+        add_entries(
+            xt,
+            g,
+            &idx[start..],
+            &val[start..],
+            budget,
+            s,
+            tj,
+            pj,
+            how.simd,
+        );
+        flush(pj, tj);
     }
     let (c, kk) = (g.c, g.k * g.k);
-    for (t, a) in acc.chunks_exact(c).enumerate() {
-        for (ch, &v) in a.iter().enumerate() {
-            row[ch * kk + t] = v;
+    for (row, t) in rows.chunks_exact_mut(ckk).zip(total.chunks_exact(ckk)) {
+        for (tap, a) in t.chunks_exact(c).enumerate() {
+            for (ch, &v) in a.iter().enumerate() {
+                row[ch * kk + tap] = v;
+            }
         }
+    }
+}
+
+/// Add `δ·patch` of the given entries of one filter: into `part` in runs proven to fit `i32`
+/// (`Σ|δ| ≤ budget`), each full run then added into `total`; an entry whose `|δ|` alone exceeds
+/// the budget, or every entry when there is no budget, straight into `total`.
+#[allow(clippy::too_many_arguments)]
+fn add_entries(
+    xt: &[i16],
+    g: &Geometry,
+    mut idx: &[usize],
+    mut val: &[i32],
+    budget: Option<u64>,
+    s: &mut FilterSums,
+    total: &mut [i64],
+    part: &mut [i32],
+    simd: bool,
+) {
+    let Some(budget) = budget else {
+        accumulate_i64(xt, g, idx, val, total, simd);
+        return;
+    };
+    while !idx.is_empty() {
+        let mut take = 0;
+        for &v in val {
+            match s.used.checked_add(u64::from(v.unsigned_abs())) {
+                Some(u) if u <= budget => s.used = u,
+                _ => break,
+            }
+            take += 1;
+        }
+        accumulate_i32(xt, g, &idx[..take], &val[..take], part, simd);
+        if take < idx.len() {
+            // The next entry does not fit this run: close it.
+            flush(part, total);
+            s.used = 0;
+            if u64::from(val[take].unsigned_abs()) > budget {
+                accumulate_i64(xt, g, &idx[take..=take], &val[take..=take], total, simd);
+                take += 1;
+            }
+        }
+        idx = &idx[take..];
+        val = &val[take..];
+    }
+}
+
+/// `total += part; part = 0`.
+fn flush(part: &mut [i32], total: &mut [i64]) {
+    for (t, p) in total.iter_mut().zip(part.iter_mut()) {
+        *t += i64::from(core::mem::take(p));
     }
 }
 
@@ -349,7 +466,7 @@ macro_rules! accumulate {
     };
 }
 
-// i32: each run is proven (see `filter_row`); i64: proven by the bound of `conv_weight_gradient`.
+// i32: each run is proven (see `add_entries`); i64: proven by the bound of `conv_weight_gradient`.
 accumulate!(
     accumulate_i32,
     accumulate_i32_avx2,
