@@ -12,8 +12,8 @@
 //! magnitudes are proven to fit, `Σ_run |δ|·max|x| ≤ 2³¹−1` (every partial sum of a run is bounded
 //! by the same), each run then added into `i64`; an entry that does not fit even alone is added
 //! in `i64` directly. The `i64` sums are proven by the same bound the dense product checks
-//! (`max|δ|·max|x|·N·Ho·Wo ≤ 2⁶³−1`, and a filter never has more than `N·Ho·Wo` entries), so both
-//! paths refuse exactly the same inputs.
+//! before its `i64` sums (`max|δ|·max|x|·N·Ho·Wo ≤ 2⁶³−1`; a filter never has more than `N·Ho·Wo`
+//! entries), and the sparse path refuses what fails that bound, as the dense one does.
 
 use crate::error::{Error, Result};
 use alloc::format;
