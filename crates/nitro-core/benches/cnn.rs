@@ -1,12 +1,14 @@
 //! Criterion benches for the convolutional path: conv forward and weight gradient of VGG8B's
-//! first two layers at batch 64 on 1×28×28, and one full VGG8B training step (batch 64).
+//! first two layers at batch 64 on 1×28×28, the weight gradient of VGG8B's block 2 behind its
+//! max-pool head (dense vs sparse), and one full VGG8B training step (batch 64).
 //! The step takes tens of seconds on a small machine: run it alone with
 //! `cargo bench -p nitro-core --bench cnn -- vgg8b`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use ndarray::Array4;
-use nitro_core::cnn::{Cnn, CnnPreset};
-use nitro_core::layers::Conv2d;
+use nitro_core::block::Compat;
+use nitro_core::cnn::{head_geometry, Cnn, CnnPreset};
+use nitro_core::layers::{Activation, ActivationKind, Conv2d, Pool2d, PoolKind};
 use nitro_core::rng::Pcg32;
 use std::hint::black_box;
 
@@ -46,6 +48,43 @@ fn conv(c: &mut Criterion) {
     g.finish();
 }
 
+/// VGG8B block 2 (`128×28×28 → 256`, k3 p1, batch 64): its head pools 8×8 windows (16 per
+/// channel), so its conv error has at most 16 non-zero entries per image and filter.
+fn sparse_gradient(c: &mut Criterion) {
+    let mut r = Pcg32::new(3, 3);
+    let (n, ch, f, d) = (64, 128, 256, 28);
+    let geom = head_geometry(f, d, 4096);
+    let x: Array4<i8> = rand4(&mut r, (n, ch, d, d), 127);
+    let w: Array4<i32> = rand4(&mut r, (f, ch, 3, 3), 64);
+    let mut conv = Conv2d::new("conv", w, None, 1, 1).unwrap();
+    conv.forward(x.view(), true).unwrap();
+    let mut act = Activation::new(ActivationKind::default()).unwrap();
+    let h = act.forward(rand4::<i8>(&mut r, (n, f, d, d), 127), true);
+    let mut pool = Pool2d::new(PoolKind::Max, geom.kernel, geom.padding).unwrap();
+    let pooled = pool.forward(h.view(), true, Compat::Exact).unwrap();
+    // Errors wider than i16, as training produces.
+    let delta: Array4<i32> = rand4(&mut r, pooled.dim(), 1 << 20);
+    let (mut pool_s, mut act_s) = (pool.clone(), act.clone());
+    let dense = act.backward(pool.backward(delta.view()).unwrap()).unwrap();
+    let mut sparse = pool_s.backward_sparse(delta.view()).unwrap();
+    act_s.backward_sparse(&mut sparse).unwrap();
+    assert_eq!(
+        conv.gradients(dense.view()).unwrap(),
+        conv.gradients_sparse(&sparse).unwrap()
+    );
+    let mut g = c.benchmark_group("conv");
+    g.sample_size(10);
+    g.bench_function(
+        "weight gradient vgg8b block 2 b64 max-pool head dense",
+        |b| b.iter(|| black_box(conv.gradients(dense.view()).unwrap())),
+    );
+    g.bench_function(
+        "weight gradient vgg8b block 2 b64 max-pool head sparse",
+        |b| b.iter(|| black_box(conv.gradients_sparse(&sparse).unwrap())),
+    );
+    g.finish();
+}
+
 fn vgg8b_step(c: &mut Criterion) {
     let spec = CnnPreset::Vgg8b.spec("fashion-mnist").unwrap();
     let mut model = Cnn::new(spec.config).unwrap();
@@ -60,5 +99,5 @@ fn vgg8b_step(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, conv, vgg8b_step);
+criterion_group!(benches, conv, sparse_gradient, vgg8b_step);
 criterion_main!(benches);

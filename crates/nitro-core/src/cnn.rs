@@ -219,6 +219,13 @@ impl LocalConv2dBlock {
             .backward(delta.view(), true, head_sgd)?
             .expect("input error requested");
         let back = unflatten(back, (f, dh, dw))?;
+        // A max-pool head leaves one error per window: the sparse path gives the same bits.
+        if let Some(p) = self.pool.as_mut().filter(|p| p.kind == PoolKind::Max) {
+            let mut sparse = p.backward_sparse(back.view())?;
+            self.act.backward_sparse(&mut sparse)?;
+            self.conv.backward_sparse(&sparse, fwd_sgd)?;
+            return Ok(LocalStats { loss, correct });
+        }
         let back = match &mut self.pool {
             Some(p) => p.backward(back.view())?,
             None => back,

@@ -13,6 +13,7 @@ pub mod gemm;
 pub mod im2col;
 pub mod par;
 pub(crate) mod sgd;
+pub mod sparse;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86;
 

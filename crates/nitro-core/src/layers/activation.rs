@@ -3,6 +3,7 @@
 
 use crate::arith::{tdiv, DivU31};
 use crate::error::{Error, Result};
+use crate::kernels::sparse::SparseDelta;
 use alloc::format;
 use ndarray::{Array, Dimension, IxDyn, Zip};
 
@@ -326,6 +327,37 @@ impl Activation {
             )));
         }
         Ok(backward_with_input(self.kind, x.view(), delta))
+    }
+
+    /// [`Activation::backward`] of a sparse error, entry by entry in place: each value becomes
+    /// what the dense backward gives at its position (the entries left out are zero, and
+    /// `tdiv(0, s) = 0`, so they stay zero).
+    pub fn backward_sparse(&mut self, delta: &mut SparseDelta) -> Result<()> {
+        let x = self
+            .saved
+            .take()
+            .ok_or_else(|| Error::config("activation backward without a training-mode forward"))?;
+        let (n, f, h, w) = delta.dim();
+        if x.shape() != [n, f, h, w] {
+            return Err(Error::shape(format!(
+                "activation: error shape {:?} differs from input shape {:?}",
+                [n, f, h, w],
+                x.shape()
+            )));
+        }
+        let kind = self.kind;
+        let xs = x.as_standard_layout();
+        let xv = xs.as_slice().expect("standard layout");
+        for (i, d) in delta.entries_mut() {
+            // As in `backward_with_input`: bipolar kinds take the slope at the masked input.
+            let xm = if kind.is_bipolar() && bipolar_negative(x.shape(), i) {
+                -xv[i]
+            } else {
+                xv[i]
+            };
+            *d = kind.backward_scalar(xm, *d);
+        }
+        Ok(())
     }
 }
 

@@ -8,6 +8,7 @@
 use super::scaling::Scaling;
 use crate::error::{Error, Result};
 use crate::kernels::im2col::{out_size, Patches};
+use crate::kernels::sparse::{conv_weight_gradient, SparseDelta};
 use crate::kernels::{gemm_nt_rows, gemm_rows_nt, par, Int};
 use crate::optim::Sgd;
 use alloc::format;
@@ -258,6 +259,43 @@ impl Conv2d {
     /// error is produced (SPEC §3.2: it is never needed inside a NITRO-D block).
     pub fn backward(&mut self, delta: ArrayView4<'_, i32>, sgd: &Sgd) -> Result<()> {
         let (g, gb) = self.gradients(delta)?;
+        self.saved = None;
+        let bias = self.bias.as_mut().zip(gb.as_ref());
+        sgd.apply_arrays(&mut self.weight, &g, bias, &self.name)?;
+        Ok(())
+    }
+
+    /// [`Conv2d::gradients`] for an error given by its non-zero entries (as a max-pool head
+    /// leaves it): the same values, from only those entries' patches
+    /// ([`crate::kernels::sparse`]).
+    pub fn gradients_sparse(
+        &self,
+        delta: &SparseDelta,
+    ) -> Result<(Array4<i64>, Option<Array1<i64>>)> {
+        let xp = self.saved.as_ref().ok_or_else(|| {
+            Error::config(format!(
+                "{}: backward without a training-mode forward",
+                self.name
+            ))
+        })?;
+        let f = self.filters();
+        if delta.dim().1 != f {
+            return Err(Error::shape(format!(
+                "{}: error has {} filters, the layer {f}",
+                self.name,
+                delta.dim().1
+            )));
+        }
+        let (g, gb) = conv_weight_gradient(xp.view(), self.kernel(), delta, self.bias.is_some())
+            .map_err(|e| e.in_layer(&self.name))?;
+        let (_, c, k, _) = self.weight.dim();
+        let g = Array4::from_shape_vec((f, c, k, k), g).expect("F×CKK");
+        Ok((g, gb.map(Array1::from)))
+    }
+
+    /// [`Conv2d::backward`] for a sparse error: the update of [`Conv2d::gradients_sparse`].
+    pub fn backward_sparse(&mut self, delta: &SparseDelta, sgd: &Sgd) -> Result<()> {
+        let (g, gb) = self.gradients_sparse(delta)?;
         self.saved = None;
         let bias = self.bias.as_mut().zip(gb.as_ref());
         sgd.apply_arrays(&mut self.weight, &g, bias, &self.name)?;

@@ -5,6 +5,7 @@ use crate::arith::tdiv;
 use crate::block::Compat;
 use crate::error::{Error, Result};
 use crate::kernels::par;
+use crate::kernels::sparse::SparseDelta;
 use alloc::format;
 use alloc::vec::Vec;
 use ndarray::{Array2, Array4, ArrayView4};
@@ -262,6 +263,55 @@ impl Pool2d {
             }
         }
         Ok(Array4::from_shape_vec((n, c, h, w), out).expect("sizes"))
+    }
+
+    /// [`Pool2d::backward`] of a max pool as its non-zero entries, grouped by channel: each
+    /// window's `δ` at its saved arg-max, nothing for a padding maximum or a zero `δ`. The dense
+    /// form ([`SparseDelta::to_dense`]) equals what [`Pool2d::backward`] returns; average
+    /// pooling spreads every `δ` over its window and is refused.
+    pub fn backward_sparse(&mut self, delta: ArrayView4<'_, i32>) -> Result<SparseDelta> {
+        if self.kind != PoolKind::Max {
+            return Err(Error::config(
+                "a sparse pooling backward needs max pooling (average pooling spreads the error)",
+            ));
+        }
+        let dim = self
+            .saved_shape
+            .take()
+            .ok_or_else(|| Error::config("pooling backward without a training-mode forward"))?;
+        let (n, c, h, w) = dim;
+        let (ho, wo) = self.output_size(h, w)?;
+        if delta.dim() != (n, c, ho, wo) {
+            return Err(Error::shape(format!(
+                "pooling: error is {:?}, expected {:?}",
+                delta.dim(),
+                (n, c, ho, wo)
+            )));
+        }
+        let arg = self
+            .saved_argmax
+            .take()
+            .ok_or_else(|| Error::config("max-pool backward without saved arg-max"))?;
+        let ds = delta.as_standard_layout();
+        let d = ds.as_slice().expect("standard layout");
+        let per = ho * wo;
+        let mut starts = Vec::with_capacity(c + 1);
+        let mut index = Vec::with_capacity(arg.len());
+        let mut value = Vec::with_capacity(arg.len());
+        for ch in 0..c {
+            starts.push(index.len());
+            for m in 0..n {
+                let at = (m * c + ch) * per;
+                for (&a, &dv) in arg[at..at + per].iter().zip(&d[at..at + per]) {
+                    if a != PADDING && dv != 0 {
+                        index.push(a);
+                        value.push(dv);
+                    }
+                }
+            }
+        }
+        starts.push(index.len());
+        SparseDelta::new(dim, starts, index, value)
     }
 
     /// Drop saved training state.

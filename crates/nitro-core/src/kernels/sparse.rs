@@ -1,0 +1,507 @@
+//! Exact convolution weight gradients from a sparse error.
+//!
+//! Behind a max-pool (SPEC §3.5: kernel = stride, so windows never overlap) the error reaching a
+//! convolution output has at most one non-zero entry per pooling window and channel. The weight
+//! gradient `G[f,c,u,v] = Σ δ[m,f,i,j]·xp[m,c,i+u,j+v]` (SPEC §3.2) then has only as many terms
+//! per filter as there are such entries, instead of `N·Ho·Wo`. This kernel computes it from the
+//! entries alone — gathering one patch per entry and adding `δ·patch` into the filter's row —
+//! and never builds the dense `δ`. Sums of integers are exact in any order, so the result equals
+//! the dense product ([`super::gemm_nt_rows`] on the transposed patches) bit for bit.
+//!
+//! Accumulator widths (SPEC §10): a filter's entries are summed in `i32` in runs whose
+//! magnitudes are proven to fit, `Σ_run |δ|·max|x| ≤ 2³¹−1` (every partial sum of a run is bounded
+//! by the same), each run then added into `i64`; an entry that does not fit even alone is added
+//! in `i64` directly. The `i64` sums are proven by the same bound the dense product checks
+//! before its `i64` sums (`max|δ|·max|x|·N·Ho·Wo ≤ 2⁶³−1`; a filter never has more than `N·Ho·Wo`
+//! entries), and the sparse path refuses what fails that bound, as the dense one does.
+
+use crate::error::{Error, Result};
+use crate::kernels::cpu::{dispatch, loop_build, Isa};
+use crate::kernels::par;
+use alloc::format;
+use alloc::vec::Vec;
+use ndarray::{Array4, ArrayView4};
+
+/// A convolution-output error `N×F×H×W` given by its non-zero entries, grouped by filter:
+/// filter `f` owns `index[starts[f]..starts[f+1]]` (flat row-major `N×F×H×W` positions, each
+/// with filter coordinate `f`) and the matching `value`s. Zero values are allowed (and
+/// skipped by the gradient).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SparseDelta {
+    dim: (usize, usize, usize, usize),
+    starts: Vec<usize>,
+    index: Vec<usize>,
+    value: Vec<i32>,
+}
+
+impl SparseDelta {
+    /// Check and build. `starts` has `F + 1` non-decreasing entries from 0 to `index.len()`;
+    /// every index lies inside the tensor, in its filter's channel.
+    pub fn new(
+        dim: (usize, usize, usize, usize),
+        starts: Vec<usize>,
+        index: Vec<usize>,
+        value: Vec<i32>,
+    ) -> Result<Self> {
+        let (n, f, h, w) = dim;
+        let hw = h * w;
+        let ok_starts = starts.len() == f + 1
+            && starts.first() == Some(&0)
+            && starts.last() == Some(&index.len())
+            && starts.windows(2).all(|s| s[0] <= s[1]);
+        if !ok_starts || index.len() != value.len() {
+            return Err(Error::shape(format!(
+                "sparse error: {} group starts, {} indices and {} values do not describe {f} \
+                 filters",
+                starts.len(),
+                index.len(),
+                value.len()
+            )));
+        }
+        let total = n * f * hw;
+        for (fi, s) in starts.windows(2).enumerate() {
+            if let Some(&bad) = index[s[0]..s[1]]
+                .iter()
+                .find(|&&i| i >= total || (i / hw) % f != fi)
+            {
+                return Err(Error::shape(format!(
+                    "sparse error: index {bad} is not in filter {fi} of a {dim:?} tensor"
+                )));
+            }
+        }
+        Ok(SparseDelta {
+            dim,
+            starts,
+            index,
+            value,
+        })
+    }
+
+    /// Shape `(N, F, H, W)` of the dense error this stands for.
+    pub fn dim(&self) -> (usize, usize, usize, usize) {
+        self.dim
+    }
+
+    /// Filter `f`'s flat indices and values.
+    pub fn filter(&self, f: usize) -> (&[usize], &[i32]) {
+        let (a, b) = (self.starts[f], self.starts[f + 1]);
+        (&self.index[a..b], &self.value[a..b])
+    }
+
+    /// Every entry's flat index and (mutable) value, in storage order.
+    pub fn entries_mut(&mut self) -> impl Iterator<Item = (usize, &mut i32)> {
+        self.index.iter().copied().zip(self.value.iter_mut())
+    }
+
+    /// The dense tensor (for tests and checks); an index given twice is a shape error.
+    pub fn to_dense(&self) -> Result<Array4<i32>> {
+        let (n, f, h, w) = self.dim;
+        let mut out = alloc::vec![0i32; n * f * h * w];
+        let mut seen = alloc::vec![false; out.len()];
+        for (&i, &v) in self.index.iter().zip(&self.value) {
+            if core::mem::replace(&mut seen[i], true) {
+                return Err(Error::shape(format!("sparse error: index {i} given twice")));
+            }
+            out[i] = v;
+        }
+        Ok(Array4::from_shape_vec(self.dim, out).expect("sizes"))
+    }
+}
+
+/// Weight gradient `F × (C·k·k)` (row-major `F×C×k×k`) and, when `bias`, the bias gradient `F`
+/// of a stride-1 convolution with kernel `k` whose padded input was `xp` (`N×C×Hp×Wp`), for the
+/// sparse output error `delta` (`N×F×(Hp−k+1)×(Wp−k+1)`).
+pub fn conv_weight_gradient(
+    xp: ArrayView4<'_, i16>,
+    k: usize,
+    delta: &SparseDelta,
+    bias: bool,
+) -> Result<(Vec<i64>, Option<Vec<i64>>)> {
+    let (n, c, hp, wp) = xp.dim();
+    let (ho, wo) = super::im2col::out_size(hp, wp, k)?;
+    let (dn, f, dh, dw) = delta.dim;
+    if (dn, dh, dw) != (n, ho, wo) {
+        return Err(Error::shape(format!(
+            "sparse weight gradient: error is {:?}, the input {:?} with kernel {k} gives \
+             {n}×F×{ho}×{wo}",
+            delta.dim,
+            xp.dim()
+        )));
+    }
+    let max_d = delta
+        .value
+        .iter()
+        .map(|v| u64::from(v.unsigned_abs()))
+        .max()
+        .unwrap_or(0);
+    let (xt, max_x) = channels_last(xp);
+    let bound = u128::from(max_d) * u128::from(max_x) * (n * ho * wo) as u128;
+    if bound > i64::MAX as u128 {
+        return Err(Error::overflow(
+            "gemm",
+            "product",
+            format!(
+                "a sum of {} products of |a| ≤ {max_d} and |b| ≤ {max_x} may exceed i64",
+                n * ho * wo
+            ),
+        ));
+    }
+    let geom = Geometry {
+        c,
+        k,
+        hp,
+        wp,
+        fhw: f * ho * wo,
+        hw: ho * wo,
+        wo,
+    };
+    let ckk = c * k * k;
+    let how = How {
+        narrow: dispatch().allow_i16,
+        build: loop_build(),
+    };
+    let mut g = alloc::vec![0i64; f * ckk];
+    let mut gb = alloc::vec![0i64; if bias { f } else { 0 }];
+    let block = filters_per_block(ckk, f);
+    // Every block depends on nothing but its own inputs: any schedule gives the same bits.
+    par::for_each_chunk_mut(&mut g, block * ckk, |bi, rows| {
+        filter_block(&xt, &geom, delta, bi * block, max_x, how, rows);
+    });
+    for (fi, b) in gb.iter_mut().enumerate() {
+        // Proven above: at most N·Ho·Wo terms of |δ| ≤ max|δ|.
+        *b = delta.filter(fi).1.iter().map(|&v| i64::from(v)).sum();
+    }
+    Ok((g, bias.then_some(gb)))
+}
+
+/// Sizes an entry's patch is gathered with.
+struct Geometry {
+    c: usize,
+    k: usize,
+    hp: usize,
+    wp: usize,
+    /// `F·Ho·Wo`: one image of the error.
+    fhw: usize,
+    /// `Ho·Wo`: one channel of the error.
+    hw: usize,
+    wo: usize,
+}
+
+/// Which loops a filter's row may use (from the dispatch: `allow_i16` permits the proven `i32`
+/// runs; the instruction-set cap picks the build of the same loops, see `cpu::loop_build`).
+#[derive(Clone, Copy)]
+struct How {
+    narrow: bool,
+    build: Isa,
+}
+
+/// Filters per block: one block per thread, as long as its accumulators (`i32` run sums and
+/// `i64` totals, 12 bytes per weight) stay within 2 MiB. Each block reads every image once, so
+/// large blocks read the input least often; measured on VGG8B's block 2 (`benches/cnn.rs`),
+/// reading the images dominates keeping the accumulators in L2.
+fn filters_per_block(ckk: usize, f: usize) -> usize {
+    let by_cache = (2 << 20) / (12 * ckk.max(1));
+    let by_threads = f.div_ceil(par::threads());
+    by_cache.min(by_threads).max(1)
+}
+
+/// `xp` (`N×C×Hp×Wp`) as `N×Hp×Wp×C`, so that a patch is `k` runs of `k·C` contiguous values
+/// (one per kernel row), and `max|xp|`.
+fn channels_last(xp: ArrayView4<'_, i16>) -> (Vec<i16>, u64) {
+    let (n, c, hp, wp) = xp.dim();
+    let xs = xp.as_standard_layout();
+    let src = xs.as_slice().expect("standard layout");
+    let max_x = src
+        .iter()
+        .map(|v| u64::from(v.unsigned_abs()))
+        .max()
+        .unwrap_or(0);
+    let plane = hp * wp;
+    let per_image = (plane * c).max(1);
+    let mut out = alloc::vec![0i16; n * plane * c];
+    let image = |m: usize, o: &mut [i16]| {
+        let s = &src[m * per_image..(m + 1) * per_image];
+        // Tiles of 64 positions: the strided writes of a tile stay in L1.
+        for p0 in (0..plane).step_by(64) {
+            let p1 = (p0 + 64).min(plane);
+            for ch in 0..c {
+                let row = &s[ch * plane + p0..ch * plane + p1];
+                for (p, &v) in (p0..p1).zip(row) {
+                    o[p * c + ch] = v;
+                }
+            }
+        }
+    };
+    par::for_each_chunk_mut(&mut out, per_image, image);
+    (out, max_x)
+}
+
+/// One filter's running sums inside [`filter_block`].
+struct FilterSums {
+    /// Next entry to add.
+    next: usize,
+    /// `Σ|δ|` of the current `i32` run.
+    used: u64,
+}
+
+/// The gradient rows (`C×k×k` order) of the filters from `f0` on that `rows` holds. Images are
+/// visited one at a time, each adding every filter's entries of that image, so that the image's
+/// patches are read from cache while the block's accumulators stay there too.
+fn filter_block(
+    xt: &[i16],
+    g: &Geometry,
+    delta: &SparseDelta,
+    f0: usize,
+    max_x: u64,
+    how: How,
+    rows: &mut [i64],
+) {
+    let ckk = g.c * g.k * g.k;
+    let nf = rows.len() / ckk.max(1);
+    let mut sums: Vec<FilterSums> = (0..nf).map(|_| FilterSums { next: 0, used: 0 }).collect();
+    // Largest `Σ|δ|` of a proven i32 run (`budget·max|x| ≤ 2³¹−1`); none without narrow sums.
+    let budget = how
+        .narrow
+        .then(|| (i32::MAX as u64).checked_div(max_x).unwrap_or(u64::MAX));
+    // Accumulated in kernel-row-major `k×k×C` order (the order patches are gathered in).
+    let mut total = alloc::vec![0i64; nf * ckk];
+    let mut part = alloc::vec![0i32; nf * ckk];
+    let n = delta.dim.0;
+    for m in 0..n {
+        let end_of_image = (m + 1) * g.fhw;
+        for (j, s) in sums.iter_mut().enumerate() {
+            let (idx, val) = delta.filter(f0 + j);
+            // Entries are grouped by filter but in any order inside a filter: take the ones of
+            // image m that come next (the pooling gives them image by image).
+            let start = s.next;
+            let end = start
+                + idx[start..]
+                    .iter()
+                    .take_while(|&&i| i < end_of_image)
+                    .count();
+            s.next = end;
+            let (tj, pj) = (
+                &mut total[j * ckk..(j + 1) * ckk],
+                &mut part[j * ckk..(j + 1) * ckk],
+            );
+            add_entries(
+                xt,
+                g,
+                &idx[start..end],
+                &val[start..end],
+                budget,
+                s,
+                tj,
+                pj,
+                how.build,
+            );
+        }
+    }
+    // Entries of earlier images after later ones (any order is allowed): add them now.
+    for (j, s) in sums.iter_mut().enumerate() {
+        let (idx, val) = delta.filter(f0 + j);
+        let start = s.next;
+        let (tj, pj) = (
+            &mut total[j * ckk..(j + 1) * ckk],
+            &mut part[j * ckk..(j + 1) * ckk],
+        );
+        add_entries(
+            xt,
+            g,
+            &idx[start..],
+            &val[start..],
+            budget,
+            s,
+            tj,
+            pj,
+            how.build,
+        );
+        flush(pj, tj);
+    }
+    let (c, kk) = (g.c, g.k * g.k);
+    for (row, t) in rows.chunks_exact_mut(ckk).zip(total.chunks_exact(ckk)) {
+        for (tap, a) in t.chunks_exact(c).enumerate() {
+            for (ch, &v) in a.iter().enumerate() {
+                row[ch * kk + tap] = v;
+            }
+        }
+    }
+}
+
+/// Add `δ·patch` of the given entries of one filter: into `part` in runs proven to fit `i32`
+/// (`Σ|δ| ≤ budget`), each full run then added into `total`; an entry whose `|δ|` alone exceeds
+/// the budget, or every entry when there is no budget, straight into `total`.
+#[allow(clippy::too_many_arguments)]
+fn add_entries(
+    xt: &[i16],
+    g: &Geometry,
+    mut idx: &[usize],
+    mut val: &[i32],
+    budget: Option<u64>,
+    s: &mut FilterSums,
+    total: &mut [i64],
+    part: &mut [i32],
+    build: Isa,
+) {
+    let Some(budget) = budget else {
+        accumulate_i64(xt, g, idx, val, total, build);
+        return;
+    };
+    while !idx.is_empty() {
+        let mut take = 0;
+        for &v in val {
+            match s.used.checked_add(u64::from(v.unsigned_abs())) {
+                Some(u) if u <= budget => s.used = u,
+                _ => break,
+            }
+            take += 1;
+        }
+        accumulate_i32(xt, g, &idx[..take], &val[..take], part, build);
+        if take < idx.len() {
+            // The next entry does not fit this run: close it.
+            flush(part, total);
+            s.used = 0;
+            if u64::from(val[take].unsigned_abs()) > budget {
+                accumulate_i64(xt, g, &idx[take..=take], &val[take..=take], total, build);
+                take += 1;
+            }
+        }
+        idx = &idx[take..];
+        val = &val[take..];
+    }
+}
+
+/// `total += part; part = 0`.
+fn flush(part: &mut [i32], total: &mut [i64]) {
+    for (t, p) in total.iter_mut().zip(part.iter_mut()) {
+        *t += i64::from(core::mem::take(p));
+    }
+}
+
+/// Where entry `i`'s patch starts in the channels-last input: kernel row `u` is the `k·C`
+/// values from `start + u·Wp·C`.
+#[inline(always)]
+fn patch_start(g: &Geometry, i: usize) -> usize {
+    let m = i / g.fhw;
+    let s = i % g.hw;
+    let (y, x) = (s / g.wo, s % g.wo);
+    ((m * g.hp + y) * g.wp + x) * g.c
+}
+
+macro_rules! accumulate {
+    ($name:ident, $avx2:ident, $avx512:ident, $impl:ident, $acc:ty) => {
+        fn $name(
+            xt: &[i16],
+            g: &Geometry,
+            idx: &[usize],
+            val: &[i32],
+            acc: &mut [$acc],
+            build: Isa,
+        ) {
+            #[cfg(target_arch = "x86_64")]
+            match build {
+                // SAFETY (both): `loop_build` saw the instruction set allowed and detected; the
+                // body is the same safe code, compiled for it.
+                Isa::Avx512Vnni => return unsafe { $avx512(xt, g, idx, val, acc) },
+                Isa::Avx2 => return unsafe { $avx2(xt, g, idx, val, acc) },
+                _ => {}
+            }
+            let _ = build;
+            $impl(xt, g, idx, val, acc)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f,avx512bw")]
+        unsafe fn $avx512(xt: &[i16], g: &Geometry, idx: &[usize], val: &[i32], acc: &mut [$acc]) {
+            $impl(xt, g, idx, val, acc)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        unsafe fn $avx2(xt: &[i16], g: &Geometry, idx: &[usize], val: &[i32], acc: &mut [$acc]) {
+            $impl(xt, g, idx, val, acc)
+        }
+
+        /// `acc += δ·patch` for every entry, as plain slice loops the compiler vectorises.
+        #[inline(always)]
+        fn $impl(xt: &[i16], g: &Geometry, idx: &[usize], val: &[i32], acc: &mut [$acc]) {
+            let kc = g.k * g.c;
+            let stride = g.wp * g.c;
+            for (&i, &d) in idx.iter().zip(val) {
+                if d == 0 {
+                    continue;
+                }
+                let d = <$acc>::from(d);
+                let start = patch_start(g, i);
+                for (u, dst) in acc.chunks_exact_mut(kc).enumerate() {
+                    let src = &xt[start + u * stride..start + u * stride + kc];
+                    for (a, &v) in dst.iter_mut().zip(src) {
+                        *a += d * <$acc>::from(v);
+                    }
+                }
+            }
+        }
+    };
+}
+
+// i32: each run is proven (see `add_entries`); i64: proven by the bound of `conv_weight_gradient`.
+accumulate!(
+    accumulate_i32,
+    accumulate_i32_avx2,
+    accumulate_i32_avx512,
+    accumulate_i32_impl,
+    i32
+);
+accumulate!(
+    accumulate_i64,
+    accumulate_i64_avx2,
+    accumulate_i64_avx512,
+    accumulate_i64_impl,
+    i64
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparse_delta_checks_its_groups() {
+        // 1×2×1×2: filter 0 owns flat 0..2, filter 1 owns 2..4.
+        assert!(SparseDelta::new(
+            (1, 2, 1, 2),
+            alloc::vec![0, 1, 2],
+            alloc::vec![1, 3],
+            alloc::vec![5, -5]
+        )
+        .is_ok());
+        assert!(SparseDelta::new(
+            (1, 2, 1, 2),
+            alloc::vec![0, 1, 2],
+            alloc::vec![2, 3],
+            alloc::vec![5, -5]
+        )
+        .is_err());
+        assert!(SparseDelta::new(
+            (1, 2, 1, 2),
+            alloc::vec![0, 2],
+            alloc::vec![0, 1],
+            alloc::vec![1, 1]
+        )
+        .is_err());
+        assert!(SparseDelta::new(
+            (1, 2, 1, 2),
+            alloc::vec![0, 1, 1],
+            alloc::vec![0],
+            alloc::vec![]
+        )
+        .is_err());
+        let twice = SparseDelta::new(
+            (1, 2, 1, 2),
+            alloc::vec![0, 2, 2],
+            alloc::vec![0, 0],
+            alloc::vec![1, 2],
+        )
+        .unwrap();
+        assert!(twice.to_dense().is_err());
+    }
+}
