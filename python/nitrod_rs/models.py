@@ -711,7 +711,7 @@ class MLP(_Model):
     def from_bytes(cls, data: bytes) -> MLP:
         return cls._from_core(_core.Model.from_bytes(bytes(data)))
 
-    # -- export for devices (issue 5) ------------------------------------------------------
+    # -- export for devices (embedded/README.md) -------------------------------------------
 
     def to_blob(self) -> bytes:
         """The compact ``no_std``-loadable model blob (``nitro_core::export::to_blob``)."""

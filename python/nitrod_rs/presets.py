@@ -34,7 +34,7 @@ DEFAULT_DATASET = {"mlp1": "mnist", "mlp2": "fashion-mnist", "mlp3": "mnist", "m
 
 
 def _cnn_preset(key: str, ds: str, seed: int, epochs: int) -> tuple[CNN, dict[str, Any]]:
-    spec = _core.cnn_preset_spec("small" if key == "small-cnn" else key, ds)
+    spec = _core.cnn_preset_spec(key, ds)
     c = spec["config"]
     features = [(kind, *nums) for kind, nums in c["features"]]
     model = CNN(features, c["classifier"], input_shape=tuple(c["input"]),

@@ -5,9 +5,9 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use ndarray::Array4;
-use nitro_core::cnn::{Cnn, CnnPreset};
 use nitro_core::layers::Conv2d;
 use nitro_core::rng::Pcg32;
+use nitro_core::{Cnn, CnnPreset};
 use std::hint::black_box;
 
 fn rand4<T: TryFrom<i32>>(r: &mut Pcg32, d: (usize, usize, usize, usize), b: u32) -> Array4<T>
