@@ -11,6 +11,18 @@
 //! * `no_std`: build with `default-features = false` (needs `alloc`); features `std` (files,
 //!   clocks, IDX readers) and `parallel` (rayon) are on by default.
 //!
+//! ## Where things are
+//!
+//! * [`model`]: [`Mlp`] and [`Cnn`] — both end in one shared classifier (local-loss linear
+//!   blocks and an output layer); [`block`]: the local-loss linear and conv blocks;
+//!   [`layers`]: the integer layers they are made of; [`kernels`]: exact GEMM, SIMD, threads.
+//! * [`loss`]: one-hot targets, output error, loss, arg-max; [`metrics`]: exact accuracies
+//!   ([`Fraction`]) and step statistics; [`optim`]: IntegerSGD, [`Hyper`], [`Compat`],
+//!   schedules, plateau; [`train`]: the epoch loop.
+//! * [`presets`]: the paper's presets of both kinds; [`names`]: layer names and seed streams.
+//! * [`data`]: normalisation, augmentation, datasets, IDX; `io` (std): safetensors files;
+//!   [`export`]: the device blob.
+//!
 //! ## Example: train a small MLP on synthetic data
 //!
 //! ```

@@ -1,5 +1,5 @@
 //! What training measures, in integers: exact accuracies (`correct / total`, compared without
-//! floats) and the losses of one step. The per-epoch report is [`crate::train::EpochMetrics`].
+//! floats) and the losses of one step. The per-epoch report (`EpochMetrics`) is in `train.rs`.
 
 use alloc::vec::Vec;
 

@@ -95,8 +95,8 @@ pub enum CnnPreset {
 pub struct CnnPresetSpec {
     /// Architecture.
     pub config: CnnConfig,
-    /// IntegerSGD settings (the paper's CNN runs used [`Compat::Reference`] behaviour; the
-    /// default here is [`Compat::Exact`]).
+    /// IntegerSGD settings (the paper's CNN runs used [`crate::optim::Compat::Reference`] behaviour; the
+    /// default here is [`crate::optim::Compat::Exact`]).
     pub hyper: Hyper,
     /// Augmentation (SPEC §2: pad 2 for MNIST/Fashion-MNIST, 4 for CIFAR-10; flips except MNIST).
     pub augment: Option<Augment>,

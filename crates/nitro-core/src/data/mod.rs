@@ -1,6 +1,6 @@
 //! Data preparation of SPEC §2: per-channel integer normalisation, per-sample augmentation,
-//! labelled sets with seeded batching, and (std only) IDX file readers. One-hot targets are the
-//! classifier's, in [`crate::loss`].
+//! labelled sets with seeded batching, and (std only) IDX file readers. One-hot targets belong
+//! to the classifier's loss (`loss.rs`).
 
 mod augment;
 mod dataset;

@@ -14,7 +14,7 @@ use alloc::vec::Vec;
 /// One entry of a CNN feature extractor (SPEC §4.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Feature {
-    /// A [`LocalConv2dBlock`] with `filters` square `kernel×kernel` filters.
+    /// A [`crate::block::LocalConv2dBlock`] with `filters` square `kernel×kernel` filters.
     Conv {
         /// Output channels.
         filters: usize,
