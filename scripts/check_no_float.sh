@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Integer purity, proven on machine code (issue 5): disassemble and fail on any floating-point
+# Integer purity, proven on machine code (SPEC §9): disassemble and fail on any floating-point
 # instruction or soft-float helper.
 #
 #   check_no_float.sh host          build nitro-core without std for the host (x86-64, release) and

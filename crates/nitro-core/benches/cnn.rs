@@ -6,10 +6,10 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use ndarray::Array4;
-use nitro_core::block::Compat;
-use nitro_core::cnn::{head_geometry, Cnn, CnnPreset};
+use nitro_core::block::head_geometry;
 use nitro_core::layers::{Activation, ActivationKind, Conv2d, Pool2d, PoolKind};
 use nitro_core::rng::Pcg32;
+use nitro_core::{Cnn, CnnPreset, Compat};
 use std::hint::black_box;
 
 fn rand4<T: TryFrom<i32>>(r: &mut Pcg32, d: (usize, usize, usize, usize), b: u32) -> Array4<T>

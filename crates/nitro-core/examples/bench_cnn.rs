@@ -1,4 +1,4 @@
-//! `make bench`'s closing numbers (issue 4 item 5): seconds per VGG8B training step (batch 64,
+//! `make bench`'s closing numbers (BENCHMARKS.md, the VGG8B rows): seconds per VGG8B training step (batch 64,
 //! 1×28×28, random data; 1 warm-up step, then the mean of `--steps` timed steps, default 2)
 //! and VGG8B inference images per second (evaluation-mode forward of `--infer` images in
 //! batches of 64, default 128).

@@ -1,7 +1,7 @@
 //! Train a NITRO-D CNN preset (VGG8B, VGG11B or the small demo CNN) on MNIST-format IDX files.
 //!
 //! ```text
-//! cargo run --release -p nitro-core --example train_cnn -- --preset small \
+//! cargo run --release -p nitro-core --example train_cnn -- --preset small-cnn \
 //!     --data-dir /usr/share/datasets/fashion-mnist --epochs 10 --seed 0 [--threads 2] \
 //!     [--limit N] [--test-limit N] [--max-minutes M] [--compat reference] [--save FILE]
 //! ```
@@ -10,9 +10,9 @@
 //! batch that crosses the time budget and still evaluates the model.
 
 use ndarray::s;
-use nitro_core::cnn::{Cnn, CnnPreset};
 use nitro_core::data::idx::load_mnist_like;
 use nitro_core::train::{fit, Control, TrainConfig};
+use nitro_core::{Cnn, CnnPreset};
 use nitro_core::{Compat, Dataset, Fraction, Normalization, Plateau};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,7 +38,7 @@ fn value<T: std::str::FromStr>(args: &[String], flag: &str) -> Result<Option<T>,
 }
 
 fn run(args: &[String]) -> Result<(), String> {
-    let preset: String = value(args, "--preset")?.unwrap_or_else(|| "small".into());
+    let preset: String = value(args, "--preset")?.unwrap_or_else(|| "small-cnn".into());
     let dir: PathBuf =
         value(args, "--data-dir")?.unwrap_or_else(|| "/usr/share/datasets/fashion-mnist".into());
     let epochs: u32 = value(args, "--epochs")?.unwrap_or(1);

@@ -26,8 +26,6 @@ pub enum Error {
     Config(String),
     /// A file or buffer is malformed, truncated or not what it claims to be.
     Format(String),
-    /// Training was cancelled by the progress callback (e.g. Ctrl-C in Python).
-    Cancelled,
     /// An operating-system I/O error, with the path it concerned.
     #[cfg(feature = "std")]
     Io {
@@ -50,7 +48,6 @@ impl fmt::Display for Error {
             Error::Shape(m) => write!(f, "shape error: {m}"),
             Error::Config(m) => write!(f, "invalid configuration: {m}"),
             Error::Format(m) => write!(f, "invalid format: {m}"),
-            Error::Cancelled => write!(f, "training cancelled"),
             #[cfg(feature = "std")]
             Error::Io { path, source } => write!(f, "I/O error on {path}: {source}"),
         }

@@ -1,4 +1,4 @@
-//! Compact model export for devices (issue 5): a self-contained binary blob that a `no_std`
+//! Compact model export for devices (run on one by `embedded/`, see `embedded/README.md`): a self-contained binary blob that a `no_std`
 //! target can load without JSON or safetensors, and a Rust-source emitter of `const` arrays.
 //!
 //! The Python CLI `nitrod export model.safetensors --format bin|rust` is a thin layer over
@@ -32,12 +32,12 @@
 //! the checksum, and returns [`Error::Format`]/[`Error::Config`] for anything else — never a
 //! panic, whatever the input.
 
-use crate::block::{Compat, LocalLinearBlock};
 use crate::data::Normalization;
 use crate::error::{Error, Result};
 use crate::init::Init;
 use crate::layers::{ActivationKind, Linear};
-use crate::model::{Hyper, Mlp, MlpConfig};
+use crate::model::{Mlp, MlpConfig};
+use crate::optim::{Compat, Hyper};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -203,17 +203,13 @@ impl<'a> Reader<'a> {
 
 /// Bytes the tensors of `config` occupy (checked: a hostile header cannot overflow this).
 fn tensor_bytes(c: &MlpConfig) -> Option<usize> {
-    let mut total = 0usize;
-    let mut prev = c.inputs;
     let bias = usize::from(c.bias);
-    for &w in c.hidden.iter().chain(core::iter::once(&c.classes)) {
-        // Forward (or output) layer, plus a head for every hidden block.
-        total = total.checked_add(w.checked_mul(prev.checked_add(bias)?)?)?;
-        prev = w;
-    }
-    for &w in &c.hidden {
-        total = total.checked_add(c.classes.checked_mul(w.checked_add(bias)?)?)?;
-    }
+    let total = c
+        .linear_shapes()
+        .iter()
+        .try_fold(0usize, |t, (_, (o, i))| {
+            t.checked_add(o.checked_mul(i.checked_add(bias)?)?)
+        })?;
     total.checked_mul(4)
 }
 
@@ -345,35 +341,8 @@ pub fn from_blob(bytes: &[u8]) -> Result<Mlp> {
             "model blob has {body_len} bytes before the checksum, its architecture needs {need}"
         )));
     }
-    let mut blocks = Vec::with_capacity(config.hidden.len());
-    let mut prev = config.inputs;
-    for (i, &w) in config.hidden.iter().enumerate() {
-        let fwd = read_linear(
-            &mut r,
-            format!("linear_encoder_{i:02}"),
-            w,
-            prev,
-            config.bias,
-        )?;
-        let head = read_linear(
-            &mut r,
-            format!("linear_pred_{i:02}"),
-            config.classes,
-            w,
-            config.bias,
-        )?;
-        blocks.push(LocalLinearBlock::from_layers(fwd, head, config.activation)?);
-        prev = w;
-    }
-    let n = blocks.len();
-    let out = read_linear(
-        &mut r,
-        format!("linear_{n:02}"),
-        config.classes,
-        prev,
-        config.bias,
-    )?;
-    let mut model = Mlp::from_layers(config, blocks, out)?;
+    let bias = config.bias;
+    let mut model = Mlp::load_with(config, |name, (o, i)| read_linear(&mut r, name, o, i, bias))?;
     model.normalization = normalization;
     model.hyper = hyper;
     Ok(model)
@@ -458,7 +427,7 @@ pub fn to_rust_source(model: &Mlp, name: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::one_hot;
+    use crate::loss::one_hot;
     use crate::rng::Pcg32;
 
     fn trained(bias: bool) -> (Mlp, Array2<i8>, Vec<usize>) {

@@ -11,6 +11,18 @@
 //! * `no_std`: build with `default-features = false` (needs `alloc`); features `std` (files,
 //!   clocks, IDX readers) and `parallel` (rayon) are on by default.
 //!
+//! ## Where things are
+//!
+//! * [`model`]: [`Mlp`] and [`Cnn`] — both end in one shared classifier (local-loss linear
+//!   blocks and an output layer); [`block`]: the local-loss linear and conv blocks;
+//!   [`layers`]: the integer layers they are made of; [`kernels`]: exact GEMM, SIMD, threads.
+//! * [`loss`]: one-hot targets, output error, loss, arg-max; [`metrics`]: exact accuracies
+//!   ([`Fraction`]) and step statistics; [`optim`]: IntegerSGD, [`Hyper`], [`Compat`],
+//!   schedules, plateau; [`train`]: the epoch loop.
+//! * [`presets`]: the paper's presets of both kinds; [`names`]: layer names and seed streams.
+//! * [`data`]: normalisation, augmentation, datasets, IDX; `io` (std): safetensors files;
+//!   [`export`]: the device blob.
+//!
 //! ## Example: train a small MLP on synthetic data
 //!
 //! ```
@@ -38,7 +50,6 @@ extern crate alloc;
 
 pub mod arith;
 pub mod block;
-pub mod cnn;
 pub mod data;
 pub mod error;
 pub mod export;
@@ -47,20 +58,24 @@ pub mod init;
 pub mod io;
 pub mod kernels;
 pub mod layers;
+pub mod loss;
+pub mod metrics;
 pub mod model;
+pub mod names;
 pub mod optim;
+pub mod presets;
 pub mod rng;
-pub mod tensor;
 pub mod train;
 
-pub use block::{Compat, LocalLinearBlock};
-pub use cnn::{Cnn, CnnConfig, CnnPreset, Feature, LocalConv2dBlock};
+pub use block::{LocalConv2dBlock, LocalLinearBlock};
 pub use data::{Augment, Dataset, Normalization};
 pub use error::{Error, Result};
 pub use init::Init;
 pub use layers::ActivationKind;
-pub use model::{Hyper, Mlp, MlpConfig, Preset, StepStats};
-pub use optim::{Fraction, Plateau, Schedule, Sgd};
+pub use metrics::{Fraction, LocalStats, StepStats};
+pub use model::{Cnn, CnnConfig, Feature, Mlp, MlpConfig};
+pub use optim::{Compat, Hyper, Plateau, Schedule, Sgd};
+pub use presets::{CnnPreset, CnnPresetSpec, Preset, PresetSpec};
 pub use train::{fit, EpochMetrics, History, TrainConfig};
 
 /// The library version (also written into saved models).

@@ -3,8 +3,9 @@
 
 use crate::data::{Augment, Dataset};
 use crate::error::{Error, Result};
-use crate::model::{Hyper, Mlp};
-use crate::optim::{Fraction, Plateau, PlateauAction, Schedule};
+use crate::metrics::Fraction;
+use crate::model::Mlp;
+use crate::optim::{Hyper, Plateau, PlateauAction, Schedule};
 use crate::rng::Pcg32;
 use alloc::format;
 use alloc::vec::Vec;

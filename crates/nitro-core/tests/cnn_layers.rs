@@ -1,10 +1,12 @@
 //! SPEC §3.2, §3.5, §4.1, §10: convolution and pooling against naive oracles, head sizing.
 
 use ndarray::{Array4, ArrayView4};
-use nitro_core::cnn::{head_geometry, CnnPreset, Stage};
+use nitro_core::block::head_geometry;
 use nitro_core::kernels::Accum;
 use nitro_core::layers::{Conv2d, Pool2d, PoolKind};
+use nitro_core::model::Stage;
 use nitro_core::rng::Pcg32;
+use nitro_core::CnnPreset;
 use nitro_core::{Cnn, Compat, Error};
 
 fn rand4(r: &mut Pcg32, dim: (usize, usize, usize, usize), bound: u32) -> Array4<i32> {

@@ -4,10 +4,10 @@
 mod common;
 
 use ndarray::{Array2, Array4};
-use nitro_core::cnn::{Cnn, CnnConfig, CnnPreset, Feature};
 use nitro_core::io::{cnn_from_bytes, cnn_to_bytes, Model};
 use nitro_core::rng::Pcg32;
 use nitro_core::train::{fit, Control};
+use nitro_core::{Cnn, CnnConfig, CnnPreset, Feature};
 use nitro_core::{Compat, Dataset, Hyper, Mlp, MlpConfig, Normalization, TrainConfig};
 
 fn random_images(n: usize, chw: (usize, usize, usize), seed: u64) -> (Array4<i8>, Vec<usize>) {

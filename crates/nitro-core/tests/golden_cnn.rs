@@ -4,7 +4,7 @@
 mod common;
 
 use ndarray::{s, Array1, Array4, Ix4};
-use nitro_core::cnn::Feature;
+use nitro_core::Feature;
 use nitro_core::{Cnn, Compat, Hyper};
 
 const CONVS: [&str; 2] = ["conv_encoder_00", "conv_encoder_02"];

@@ -12,13 +12,13 @@
 mod common;
 
 use ndarray::{Array2, Array4, ArrayView2};
-use nitro_core::cnn::{Cnn, Feature};
 use nitro_core::kernels::im2col::{im2col, im2col_t, pad, Patches};
 use nitro_core::kernels::{
     gemm_nt, gemm_nt_rows, gemm_nt_with, gemm_rows_nt, set_dispatch, Accum, Dispatch, Int,
     RowSource,
 };
 use nitro_core::rng::Pcg32;
+use nitro_core::{Cnn, Feature};
 use nitro_core::{Error, Hyper, Mlp, MlpConfig};
 use proptest::prelude::*;
 use std::sync::Mutex;

@@ -6,14 +6,14 @@
 //! against the same update spelled out densely.
 
 use ndarray::{Array1, Array2, Array4};
-use nitro_core::block::{output_error, Compat};
-use nitro_core::data::one_hot;
 use nitro_core::kernels::sparse::SparseDelta;
 use nitro_core::kernels::{set_dispatch, Dispatch};
 use nitro_core::layers::{
     flatten, unflatten, Activation, ActivationKind, Conv2d, Linear, Pool2d, PoolKind,
 };
+use nitro_core::loss::{one_hot, output_error};
 use nitro_core::rng::Pcg32;
+use nitro_core::Compat;
 use nitro_core::{Error, LocalConv2dBlock, Sgd};
 use proptest::prelude::*;
 use std::sync::Mutex;
@@ -295,7 +295,7 @@ fn local_update_matches_the_dense_chain() {
         let b = bias.then(|| Array1::from_shape_fn(f, |_| r.symmetric(64)));
         let conv = Conv2d::new("conv", w, b, 1, 1).unwrap();
         // decoder_dim 300 < 12·12·12: a pooled head.
-        let geom = nitro_core::cnn::head_geometry(f, d, 300);
+        let geom = nitro_core::block::head_geometry(f, d, 300);
         let hw = Array2::from_shape_fn((classes, geom.features), |_| r.symmetric(64));
         let head = Linear::new("head", hw, None).unwrap();
         let mut block =

@@ -27,7 +27,7 @@ const PRESETS: [(&str, Kind, &str); 7] = [
     ("mlp4", Kind::Mlp(Preset::Mlp4), "cifar10"),
     ("vgg8b", Kind::Cnn(CnnPreset::Vgg8b), "fashion-mnist"),
     ("vgg11b", Kind::Cnn(CnnPreset::Vgg11b), "cifar10"),
-    ("small-cnn", Kind::Cnn(CnnPreset::Small), "fashion-mnist"),
+    ("small-cnn", Kind::Cnn(CnnPreset::SmallCnn), "fashion-mnist"),
 ];
 
 fn config_err(e: nitro_core::Error) -> PyErr {
@@ -58,7 +58,7 @@ pub fn defaults(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     {
         d.set_item("conv", vec![kernel, stride, padding])?;
     }
-    d.set_item("one_hot", nitro_core::data::ONE_HOT)?;
+    d.set_item("one_hot", nitro_core::loss::ONE_HOT)?;
     let a = act.slope();
     let activations = [
         ActivationKind::NitroRelu { a },
@@ -125,7 +125,10 @@ pub fn preset<'py>(py: Python<'py>, name: &str, dataset: &str) -> PyResult<Bound
         .ok_or_else(|| PyValueError::new_err(format!("unknown preset {name:?}")))?;
     // The per-dataset augmentation (SPEC §2) is stated once in the engine, in the CNN presets'
     // specs; an MLP preset that augments uses the same.
-    let dataset_augment = CnnPreset::Small.spec(dataset).map_err(config_err)?.augment;
+    let dataset_augment = CnnPreset::SmallCnn
+        .spec(dataset)
+        .map_err(config_err)?
+        .augment;
     let (config, hyper, augment) = match kind {
         Kind::Mlp(p) => {
             let spec = p.spec(dataset);

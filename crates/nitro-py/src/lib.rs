@@ -11,22 +11,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ndarray::{Array1, Array2, ArrayView2, IxDyn};
-use nitro_core::block::LocalStats;
 use nitro_core::layers::activation::backward_with_input;
 use nitro_core::layers::{Activation, Conv2d, Linear, Pool2d, PoolKind, Scaling};
+use nitro_core::names;
 use nitro_core::train::{Control, Progress, Trainable};
 use nitro_core::{
     io, ActivationKind, Augment, Cnn, CnnConfig, Compat, Dataset, EpochMetrics, Error, Feature,
-    Fraction, Hyper, Init, Mlp, MlpConfig, Normalization, Plateau, Sgd, StepStats, TrainConfig,
+    Fraction, Hyper, Init, LocalStats, Mlp, MlpConfig, Normalization, Plateau, Sgd, StepStats,
+    TrainConfig,
 };
 use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyArrayDyn, PyReadonlyArray1, PyReadonlyArray2,
     PyReadonlyArrayDyn, PyUntypedArrayMethods,
 };
 use pyo3::create_exception;
-use pyo3::exceptions::{
-    PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyPermissionError, PyValueError,
-};
+use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyPermissionError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
@@ -58,7 +57,6 @@ fn to_py(e: Error) -> PyErr {
         Error::Shape(_) | Error::Config(_) => PyValueError::new_err(msg),
         Error::Format(_) => FormatError::new_err(msg),
         Error::Overflow { .. } => IntegerOverflowError::new_err(msg),
-        Error::Cancelled => PyKeyboardInterrupt::new_err(msg),
         Error::Io { source, .. } => match source.kind() {
             std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(msg),
             std::io::ErrorKind::PermissionDenied => PyPermissionError::new_err(msg),
@@ -314,8 +312,8 @@ fn correct_and_loss<M: Net>(
         let end = (start + chunk).min(data.len());
         let labels = &data.y[start..end];
         let logits = net.logits_rows(data.x.slice(ndarray::s![start..end, ..]))?;
-        let target = nitro_core::data::one_hot(labels, net.classes())?;
-        let (l, c) = nitro_core::block::loss_and_correct(&logits, &target, labels);
+        let target = nitro_core::loss::one_hot(labels, net.classes())?;
+        let (l, c) = nitro_core::loss::loss_and_correct(&logits, &target, labels);
         correct += c;
         loss += l;
     }
@@ -555,7 +553,7 @@ fn run_predict<'py, M: Net>(
         .detach(|| {
             in_pool(pool.as_deref(), || {
                 net.logits_rows(xv)
-                    .map(|l| nitro_core::block::argmax_rows(&l))
+                    .map(|l| nitro_core::loss::argmax_rows(&l))
             })
         })
         .map_err(to_py)?;
@@ -565,7 +563,7 @@ fn run_predict<'py, M: Net>(
 }
 
 fn find_linear<'a>(m: &'a mut Mlp, key: &str) -> PyResult<(&'a mut Linear, bool)> {
-    let (name, is_bias) = match key.strip_suffix(".bias") {
+    let (name, is_bias) = match key.strip_suffix(names::BIAS_SUFFIX) {
         Some(n) => (n, true),
         None => (key, false),
     };
@@ -798,7 +796,7 @@ model_pymethods!(Model {
         for l in self.inner.linears() {
             v.push((l.name.clone(), l.weight.shape().to_vec()));
             if let Some(b) = &l.bias {
-                v.push((format!("{}.bias", l.name), vec![b.len()]));
+                v.push((names::bias(&l.name), vec![b.len()]));
             }
         }
         v
@@ -810,7 +808,7 @@ model_pymethods!(Model {
         for l in self.inner.linears() {
             d.set_item(&l.name, l.weight.clone().into_pyarray(py))?;
             if let Some(b) = &l.bias {
-                d.set_item(format!("{}.bias", l.name), b.clone().into_pyarray(py))?;
+                d.set_item(names::bias(&l.name), b.clone().into_pyarray(py))?;
             }
         }
         Ok(d)
@@ -881,7 +879,7 @@ model_pymethods!(Model {
         Ok(Model { inner })
     }
 
-    /// The compact `no_std`-loadable blob of `nitro_core::export::to_blob` (issue 5).
+    /// The compact `no_std`-loadable blob of `nitro_core::export::to_blob` (see `embedded/`).
     fn to_blob<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let b = nitro_core::export::to_blob(&self.inner).map_err(to_py)?;
         Ok(PyBytes::new(py, &b))
@@ -980,7 +978,7 @@ enum CnnParam<'a> {
 }
 
 fn find_cnn_param<'a>(m: &'a mut Cnn, key: &str) -> PyResult<CnnParam<'a>> {
-    let (name, is_bias) = match key.strip_suffix(".bias") {
+    let (name, is_bias) = match key.strip_suffix(names::BIAS_SUFFIX) {
         Some(n) => (n, true),
         None => (key, false),
     };
@@ -1087,13 +1085,13 @@ model_pymethods!(CnnModel {
         for c in self.inner.convs() {
             v.push((c.name.clone(), c.weight.shape().to_vec()));
             if let Some(b) = &c.bias {
-                v.push((format!("{}.bias", c.name), vec![b.len()]));
+                v.push((names::bias(&c.name), vec![b.len()]));
             }
         }
         for l in self.inner.linears() {
             v.push((l.name.clone(), l.weight.shape().to_vec()));
             if let Some(b) = &l.bias {
-                v.push((format!("{}.bias", l.name), vec![b.len()]));
+                v.push((names::bias(&l.name), vec![b.len()]));
             }
         }
         v
@@ -1105,13 +1103,13 @@ model_pymethods!(CnnModel {
         for c in self.inner.convs() {
             d.set_item(&c.name, c.weight.clone().into_pyarray(py))?;
             if let Some(b) = &c.bias {
-                d.set_item(format!("{}.bias", c.name), b.clone().into_pyarray(py))?;
+                d.set_item(names::bias(&c.name), b.clone().into_pyarray(py))?;
             }
         }
         for l in self.inner.linears() {
             d.set_item(&l.name, l.weight.clone().into_pyarray(py))?;
             if let Some(b) = &l.bias {
-                d.set_item(format!("{}.bias", l.name), b.clone().into_pyarray(py))?;
+                d.set_item(names::bias(&l.name), b.clone().into_pyarray(py))?;
             }
         }
         Ok(d)
@@ -1162,7 +1160,7 @@ model_pymethods!(CnnModel {
             }
         }
         for s in &mut self.inner.stages {
-            if let nitro_core::cnn::Stage::Block(b) = s {
+            if let nitro_core::model::Stage::Block(b) = s {
                 b.clear();
             }
         }

@@ -1,30 +1,15 @@
-//! Persistence of CNNs (SPEC §8) and the [`Model`] enum that loads either kind of file,
-//! dispatching on the architecture's `"kind"`.
+//! Persistence of CNNs (SPEC §8).
 
-use super::{
-    get_str, get_u64, get_usize, hyper_json, meta_err, parse_hyper, parse_json, parse_norm,
-    read_metadata, tensor_i32, I32Tensor, FORMAT, FORMAT_VERSION,
-};
-use crate::cnn::{Cnn, CnnConfig, Feature};
+use super::container::{deserialize, push_layer, serialize_sorted, tensor_i32};
+use super::meta::{get_str, get_u64, get_usize, meta_err, metadata, Header};
 use crate::error::{Error, Result};
 use crate::init::Init;
 use crate::layers::{ActivationKind, PoolKind};
-use crate::model::Mlp;
+use crate::model::{Cnn, CnnConfig, Feature};
+use crate::names;
 use alloc::format;
-use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use safetensors::tensor::SafeTensors;
 use serde_json::{json, Value};
-
-/// A saved model of either architecture.
-#[derive(Clone, Debug)]
-#[allow(clippy::large_enum_variant)]
-pub enum Model {
-    /// A local-loss MLP.
-    Mlp(Mlp),
-    /// A local-loss CNN.
-    Cnn(Cnn),
-}
 
 fn feature_json(f: &Feature) -> Value {
     match *f {
@@ -162,95 +147,27 @@ fn parse_config(v: &Value) -> Result<CnnConfig> {
     Ok(config)
 }
 
-fn tensors_of(model: &Cnn) -> Vec<(String, I32Tensor)> {
-    let mut t = Vec::new();
-    for c in model.convs() {
-        t.push((
-            c.name.clone(),
-            I32Tensor::new(c.weight.shape(), c.weight.iter().copied()),
-        ));
-        if let Some(b) = &c.bias {
-            t.push((
-                format!("{}.bias", c.name),
-                I32Tensor::new(&[b.len()], b.iter().copied()),
-            ));
-        }
-    }
-    for l in model.linears() {
-        t.push((
-            l.name.clone(),
-            I32Tensor::new(l.weight.shape(), l.weight.iter().copied()),
-        ));
-        if let Some(b) = &l.bias {
-            t.push((
-                format!("{}.bias", l.name),
-                I32Tensor::new(&[b.len()], b.iter().copied()),
-            ));
-        }
-    }
-    t
-}
-
 /// Serialise a CNN (parameters + metadata) to safetensors bytes.
 pub fn cnn_to_bytes(model: &Cnn) -> Result<Vec<u8>> {
-    let tensors = tensors_of(model);
-    let mut meta: Vec<(String, String)> = alloc::vec![
-        ("format".into(), FORMAT.into()),
-        ("format_version".into(), FORMAT_VERSION.into()),
-        ("library_version".into(), env!("CARGO_PKG_VERSION").into()),
-        (
-            "architecture".into(),
-            architecture_json(&model.config).to_string(),
-        ),
-    ];
-    if let Some(h) = &model.hyper {
-        meta.push(("hyper".into(), hyper_json(h).to_string()));
+    let mut tensors = Vec::new();
+    for c in model.convs() {
+        push_layer(&mut tensors, &c.name, &c.weight, c.bias.as_ref());
     }
-    if let Some(n) = &model.normalization {
-        meta.push((
-            "normalization".into(),
-            json!({"mean": n.mean, "mad": n.mad}).to_string(),
-        ));
+    for l in model.linears() {
+        push_layer(&mut tensors, &l.name, &l.weight, l.bias.as_ref());
     }
-    super::serialize_sorted(tensors, meta)
-}
-
-/// Check the format keys and return the parsed metadata map and architecture.
-fn header(bytes: &[u8]) -> Result<(Vec<(String, String)>, Value)> {
-    let meta = read_metadata(bytes)?;
-    let get = |k: &str| {
-        meta.iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
-    };
-    if get("format") != Some(FORMAT) {
-        return Err(Error::format(
-            "not a nitrod-rs model (metadata \"format\" is missing or different)",
-        ));
-    }
-    match get("format_version") {
-        Some(FORMAT_VERSION) => {}
-        v => {
-            return Err(Error::format(format!(
-                "unsupported format_version {v:?}; this library reads version {FORMAT_VERSION}"
-            )))
-        }
-    }
-    let arch = parse_json(
-        get("architecture").ok_or_else(|| meta_err("architecture", "missing"))?,
-        "architecture",
-    )?;
-    Ok((meta, arch))
+    let arch = architecture_json(&model.config);
+    let meta = metadata(&arch, model.hyper.as_ref(), model.normalization.as_ref());
+    serialize_sorted(tensors, meta)
 }
 
 /// Rebuild a CNN from bytes written by [`cnn_to_bytes`]. Every tensor is checked for dtype and
 /// exact shape against the validated architecture before any weight is allocated beyond what
 /// the file holds; malformed input is an [`Error::Format`] (or `Config`), never a panic.
 pub fn cnn_from_bytes(bytes: &[u8]) -> Result<Cnn> {
-    let (meta, arch) = header(bytes)?;
-    let config = parse_config(&arch)?;
-    let st = SafeTensors::deserialize(bytes)
-        .map_err(|e| Error::format(format!("not a valid safetensors file: {e}")))?;
+    let header = Header::read(bytes)?;
+    let config = parse_config(&header.arch)?;
+    let st = deserialize(bytes)?;
     // Read every tensor first: memory stays bounded by the file's own size.
     let mut loaded = Vec::new();
     for (name, shape) in config.tensor_shapes()? {
@@ -259,7 +176,7 @@ pub fn cnn_from_bytes(bytes: &[u8]) -> Result<Cnn> {
     }
     let mut model = Cnn::new(config)?;
     for (name, shape, data) in loaded {
-        let (base, is_bias) = match name.strip_suffix(".bias") {
+        let (base, is_bias) = match name.strip_suffix(names::BIAS_SUFFIX) {
             Some(b) => (b, true),
             None => (name.as_str(), false),
         };
@@ -282,58 +199,7 @@ pub fn cnn_from_bytes(bytes: &[u8]) -> Result<Cnn> {
                 ndarray::Array2::from_shape_vec((shape[0], shape[1]), data).map_err(|_| bad())?;
         }
     }
-    let get = |k: &str| {
-        meta.iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
-    };
-    if let Some(h) = get("hyper") {
-        model.hyper = Some(parse_hyper(&parse_json(h, "hyper")?)?);
-    }
-    if let Some(nm) = get("normalization") {
-        model.normalization = Some(parse_norm(&parse_json(nm, "normalization")?)?);
-    }
+    model.hyper = header.hyper()?;
+    model.normalization = header.normalization()?;
     Ok(model)
-}
-
-impl Model {
-    /// Serialise either kind.
-    pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        match self {
-            Model::Mlp(m) => super::to_bytes(m),
-            Model::Cnn(m) => cnn_to_bytes(m),
-        }
-    }
-
-    /// Load either kind, dispatching on the architecture's `"kind"`.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
-        let (_, arch) = header(bytes)?;
-        match get_str(&arch, "kind")? {
-            "mlp" => Ok(Model::Mlp(super::from_bytes(bytes)?)),
-            "cnn" => Ok(Model::Cnn(cnn_from_bytes(bytes)?)),
-            o => Err(meta_err(
-                "architecture",
-                &format!("unknown kind {o:?}; expected \"mlp\" or \"cnn\""),
-            )),
-        }
-    }
-
-    /// Save to a `.safetensors` file (atomically).
-    #[cfg(feature = "std")]
-    pub fn save_file(&self, path: &std::path::Path) -> Result<()> {
-        super::write_atomic(path, &self.to_bytes()?)
-    }
-
-    /// Load from a `.safetensors` file.
-    #[cfg(feature = "std")]
-    pub fn load_file(path: &std::path::Path) -> Result<Model> {
-        let bytes = std::fs::read(path).map_err(|e| Error::Io {
-            path: path.display().to_string(),
-            source: e,
-        })?;
-        Model::from_bytes(&bytes).map_err(|e| match e {
-            Error::Format(m) => Error::Format(format!("{}: {m}", path.display())),
-            o => o,
-        })
-    }
 }

@@ -2,10 +2,10 @@
 //! asymmetric kernels and padding, and Flatten NCHW → `N × (C·H·W)`.
 
 use crate::arith::tdiv;
-use crate::block::Compat;
 use crate::error::{Error, Result};
 use crate::kernels::par;
 use crate::kernels::sparse::SparseDelta;
+use crate::optim::Compat;
 use alloc::format;
 use alloc::vec::Vec;
 use ndarray::{Array2, Array4, ArrayView4};

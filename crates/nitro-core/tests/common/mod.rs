@@ -74,11 +74,11 @@ pub fn train_mlp(seed: u64, data_seed: u64, steps: usize) -> Vec<Array2<i32>> {
 /// The small CNN of several tests: `C8k3 M2 C16k3 <second_pool> | hidden → 10` on 1×size×size.
 pub fn small_cnn(
     size: usize,
-    second_pool: nitro_core::cnn::Feature,
+    second_pool: nitro_core::Feature,
     hidden: usize,
     seed: u64,
-) -> nitro_core::cnn::CnnConfig {
-    use nitro_core::cnn::{CnnConfig, Feature};
+) -> nitro_core::CnnConfig {
+    use nitro_core::{CnnConfig, Feature};
     let conv = |f| Feature::Conv {
         filters: f,
         kernel: 3,

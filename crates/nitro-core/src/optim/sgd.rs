@@ -1,11 +1,10 @@
-//! IntegerSGD (SPEC §5): inverse learning rates, per-layer amplification, integer weight decay,
-//! integer schedules, plateau and early stopping.
+//! IntegerSGD of one layer (SPEC §5): `P ← P − tdiv(G, lr_inv·amp) − tdiv(P, decay_inv)`,
+//! all-or-nothing, with every quotient exact.
 
 use crate::arith::tdiv;
 use crate::error::{Error, Result};
-use crate::kernels::sgd::{check_lengths, overflow_at, Plan, Rates};
+use crate::kernels::sgd::{Plan, Rates};
 use alloc::format;
-use alloc::vec::Vec;
 
 /// The IntegerSGD parameters of one layer: `Δ = tdiv(G, lr_inv·amp) (+ tdiv(P, decay_inv))`,
 /// `P ← P − Δ`.
@@ -22,6 +21,18 @@ pub struct Sgd {
 impl Sgd {
     /// Validate and build.
     pub fn new(lr_inv: i64, amp: i64, decay_inv: i64) -> Result<Self> {
+        let s = Sgd {
+            lr_inv,
+            amp,
+            decay_inv,
+        };
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// The checks of [`Sgd::new`], for an `Sgd` whose (public) fields were set directly.
+    pub fn validate(&self) -> Result<()> {
+        let (lr_inv, amp, decay_inv) = (self.lr_inv, self.amp, self.decay_inv);
         if lr_inv <= 0 || amp <= 0 || decay_inv < 0 {
             return Err(Error::config(format!(
                 "IntegerSGD needs lr_inv > 0, amp > 0, decay_inv ≥ 0 (got {lr_inv}, {amp}, {decay_inv})"
@@ -30,11 +41,20 @@ impl Sgd {
         if lr_inv.checked_mul(amp).is_none() {
             return Err(Error::config("lr_inv · amp overflows i64"));
         }
-        Ok(Sgd {
-            lr_inv,
-            amp,
-            decay_inv,
-        })
+        Ok(())
+    }
+
+    /// The prepared update, or [`Sgd::validate`]'s error: an update never divides by a
+    /// divisor [`Sgd::new`] would reject.
+    fn plan(&self, layer: &str) -> Result<Plan> {
+        let invalid = |m: &str| Error::config(format!("{layer}: {m}"));
+        match self.validate() {
+            Err(Error::Config(m)) => Err(invalid(&m)),
+            Err(e) => Err(e),
+            Ok(()) => {
+                Plan::new(self.rates()).ok_or_else(|| invalid("IntegerSGD parameters out of range"))
+            }
+        }
     }
 
     fn rates(&self) -> Rates {
@@ -64,9 +84,7 @@ impl Sgd {
     /// Update `params` in place with `grads` (same length). All-or-nothing: if any new value
     /// would leave `i32`, nothing is written and [`Error::Overflow`] names `layer`.
     pub fn apply(&self, params: &mut [i32], grads: &[i64], layer: &str) -> Result<()> {
-        let Some(plan) = Plan::new(self.rates()) else {
-            return self.apply_unchecked_hyper(params, grads, layer);
-        };
+        let plan = self.plan(layer)?;
         let scan = plan.check(params, grads, layer)?;
         plan.write(params, grads, scan);
         Ok(())
@@ -107,15 +125,7 @@ impl Sgd {
         bias: Option<(&mut [i32], &[i64])>,
         layer: &str,
     ) -> Result<()> {
-        let Some(plan) = Plan::new(self.rates()) else {
-            let mut w = weight.to_vec();
-            self.apply_unchecked_hyper(&mut w, weight_grad, layer)?;
-            if let Some((b, g)) = bias {
-                self.apply_unchecked_hyper(b, g, layer)?;
-            }
-            weight.copy_from_slice(&w);
-            return Ok(());
-        };
+        let plan = self.plan(layer)?;
         let weight_scan = plan.check(weight, weight_grad, layer)?;
         let bias_scan = match &bias {
             Some((b, g)) => Some(plan.check(b, g, layer)?),
@@ -126,181 +136,6 @@ impl Sgd {
             plan.write(b, g, scan);
         }
         Ok(())
-    }
-
-    /// [`Sgd::apply`] through [`Sgd::step`] one parameter at a time, for an `Sgd` whose fields
-    /// were set directly to values [`Sgd::new`] rejects (kept so such values behave as before).
-    fn apply_unchecked_hyper(&self, params: &mut [i32], grads: &[i64], layer: &str) -> Result<()> {
-        check_lengths(params, grads, layer)?;
-        let mut new = Vec::with_capacity(params.len());
-        for (i, (&p, &g)) in params.iter().zip(grads).enumerate() {
-            let v = self.step(p, g);
-            match i32::try_from(v) {
-                Ok(v) => new.push(v),
-                Err(_) => return Err(overflow_at(layer, i, v)),
-            }
-        }
-        params.copy_from_slice(&new);
-        Ok(())
-    }
-}
-
-/// How the inverse learning rate evolves between epochs (SPEC §5). All integer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Schedule {
-    /// Keep `lr_inv`.
-    #[default]
-    Constant,
-    /// `lr_inv += base·pct/100` per epoch, capped at `max`.
-    Linear {
-        /// Percent of the initial value added per epoch.
-        pct: i64,
-        /// Cap.
-        max: i64,
-    },
-    /// `lr_inv = lr_inv·(100+pct)/100` per epoch, capped at `max`.
-    Exponential {
-        /// Percent growth per epoch.
-        pct: i64,
-        /// Cap.
-        max: i64,
-    },
-    /// Double `lr_inv` every `every` epochs, capped at `max`.
-    Halving {
-        /// Period in epochs.
-        every: u32,
-        /// Cap.
-        max: i64,
-    },
-}
-
-impl Schedule {
-    /// `lr_inv` for the epoch after `epoch` (1-based), given the initial `base` and current value.
-    pub fn next(&self, base: i64, current: i64, epoch: u32) -> i64 {
-        match *self {
-            Schedule::Constant => current,
-            Schedule::Linear { pct, max } => (current + base * pct / 100).min(max),
-            Schedule::Exponential { pct, max } => (current * (100 + pct) / 100).min(max),
-            Schedule::Halving { every, max } => {
-                if every > 0 && epoch.is_multiple_of(every) {
-                    (current * 2).min(max)
-                } else {
-                    current
-                }
-            }
-        }
-    }
-}
-
-/// An exact accuracy `correct / total` (compared without floats).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct Fraction {
-    /// Numerator.
-    pub correct: u64,
-    /// Denominator.
-    pub total: u64,
-}
-
-impl Fraction {
-    /// `self ≥ other + points/100` exactly (`points` in percentage points).
-    pub fn improves_on(&self, other: &Fraction, points: u64) -> bool {
-        if self.total == 0 {
-            return false;
-        }
-        if other.total == 0 {
-            return true;
-        }
-        // a/b ≥ c/d + p/100  ⇔  100·a·d ≥ 100·c·b + p·b·d
-        let (a, b, c, d) = (
-            u128::from(self.correct),
-            u128::from(self.total),
-            u128::from(other.correct),
-            u128::from(other.total),
-        );
-        100 * a * d >= 100 * c * b + u128::from(points) * b * d
-    }
-
-    /// Strictly greater.
-    pub fn gt(&self, other: &Fraction) -> bool {
-        u128::from(self.correct) * u128::from(other.total.max(1))
-            > u128::from(other.correct) * u128::from(self.total.max(1))
-            || (other.total == 0 && self.total > 0)
-    }
-
-    /// Accuracy in basis points (1/100 of a percent), truncated — for integer-only reports.
-    pub fn basis_points(&self) -> u64 {
-        (self.correct * 10_000).checked_div(self.total).unwrap_or(0)
-    }
-}
-
-/// The paper's plateau rule and early stopping (SPEC §5), watching test accuracy.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Plateau {
-    /// First epoch (1-based) at which the plateau rule may fire (paper 10).
-    pub start_epoch: u32,
-    /// Epochs without an improvement of ≥ `min_delta_points` before `lr_inv` is multiplied (15).
-    pub patience: u32,
-    /// Multiplier of `lr_inv` on a plateau (3).
-    pub factor: i64,
-    /// Minimum improvement in percentage points (1).
-    pub min_delta_points: u64,
-    /// Early stopping: first epoch at which it may fire (30); `None` disables it.
-    pub early_stop_start: Option<u32>,
-    /// Early stopping patience in epochs (35).
-    pub early_stop_patience: u32,
-    best: Fraction,
-    since_best: u32,
-    since_lr_change: u32,
-}
-
-/// What the plateau watcher decided after an epoch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PlateauAction {
-    /// Nothing.
-    None,
-    /// Multiply `lr_inv` by the factor.
-    ReduceLr,
-    /// Stop training.
-    Stop,
-}
-
-impl Plateau {
-    /// The paper's protocol: from epoch 10, ×3 after 15 epochs without +1 point; early stop from
-    /// epoch 30 after 35 epochs without +1 point.
-    pub fn paper() -> Self {
-        Plateau {
-            start_epoch: 10,
-            patience: 15,
-            factor: 3,
-            min_delta_points: 1,
-            early_stop_start: Some(30),
-            early_stop_patience: 35,
-            best: Fraction::default(),
-            since_best: 0,
-            since_lr_change: 0,
-        }
-    }
-
-    /// Feed the accuracy of epoch `epoch` (1-based).
-    pub fn observe(&mut self, epoch: u32, acc: Fraction) -> PlateauAction {
-        if self.best.total == 0 || acc.improves_on(&self.best, self.min_delta_points) {
-            self.best = acc;
-            self.since_best = 0;
-            self.since_lr_change = 0;
-        } else {
-            self.since_best += 1;
-            self.since_lr_change += 1;
-        }
-        if let Some(start) = self.early_stop_start {
-            if epoch >= start && self.since_best >= self.early_stop_patience {
-                return PlateauAction::Stop;
-            }
-        }
-        if epoch >= self.start_epoch && self.since_lr_change >= self.patience {
-            self.since_lr_change = 0;
-            return PlateauAction::ReduceLr;
-        }
-        PlateauAction::None
     }
 }
 
@@ -569,23 +404,19 @@ mod tests {
     }
 
     #[test]
-    fn hand_built_invalid_sgd_keeps_the_per_parameter_path() {
-        // Fields set directly to values `Sgd::new` rejects: `step` decides, as before.
+    fn hand_built_invalid_sgd_is_a_config_error() {
+        // Fields set directly to values `Sgd::new` rejects: no update, an error naming the layer.
         let s = Sgd {
             lr_inv: -4,
             amp: 1,
             decay_inv: 0,
         };
         let mut p = [10, -10, 3];
-        s.apply(&mut p, &[8, 8, -9], "x").unwrap();
-        assert_eq!(
-            p,
-            [
-                s.step(10, 8) as i32,
-                s.step(-10, 8) as i32,
-                s.step(3, -9) as i32
-            ]
-        );
+        let e = s.apply(&mut p, &[8, 8, -9], "x").unwrap_err();
+        assert!(matches!(e, Error::Config(ref m) if m.starts_with("x: IntegerSGD needs")));
+        let e = s.apply_layer(&mut p, &[8, 8, -9], None, "x").unwrap_err();
+        assert!(matches!(e, Error::Config(_)));
+        assert_eq!(p, [10, -10, 3]);
     }
 
     #[test]
@@ -608,88 +439,5 @@ mod tests {
         assert!(Sgd::new(1, -1, 0).is_err());
         assert!(Sgd::new(1, 1, -5).is_err());
         assert!(Sgd::new(i64::MAX, 2, 0).is_err());
-    }
-
-    #[test]
-    fn schedules() {
-        assert_eq!(
-            Schedule::Linear { pct: 10, max: 600 }.next(512, 512, 1),
-            563
-        );
-        assert_eq!(
-            Schedule::Linear { pct: 10, max: 600 }.next(512, 563, 2),
-            600
-        );
-        assert_eq!(
-            Schedule::Exponential {
-                pct: 50,
-                max: 10_000
-            }
-            .next(512, 512, 1),
-            768
-        );
-        assert_eq!(
-            Schedule::Halving {
-                every: 2,
-                max: 4096
-            }
-            .next(512, 512, 1),
-            512
-        );
-        assert_eq!(
-            Schedule::Halving {
-                every: 2,
-                max: 4096
-            }
-            .next(512, 512, 2),
-            1024
-        );
-        assert_eq!(Schedule::Constant.next(512, 700, 9), 700);
-    }
-
-    #[test]
-    fn fraction_comparisons_are_exact() {
-        let a = Fraction {
-            correct: 8_866,
-            total: 10_000,
-        };
-        let b = Fraction {
-            correct: 8_766,
-            total: 10_000,
-        };
-        assert!(a.improves_on(&b, 1));
-        let c = Fraction {
-            correct: 8_767,
-            total: 10_000,
-        };
-        assert!(!a.improves_on(&c, 1));
-        assert!(a.gt(&c) && !c.gt(&a));
-        assert_eq!(a.basis_points(), 8_866);
-    }
-
-    #[test]
-    fn plateau_reduces_then_stops() {
-        let mut p = Plateau::paper();
-        let flat = Fraction {
-            correct: 50,
-            total: 100,
-        };
-        let mut actions = alloc::vec::Vec::new();
-        for e in 1..=80 {
-            actions.push((e, p.observe(e, flat)));
-        }
-        let reduces: alloc::vec::Vec<u32> = actions
-            .iter()
-            .filter(|(_, a)| *a == PlateauAction::ReduceLr)
-            .map(|(e, _)| *e)
-            .collect();
-        // no improvement after epoch 1: 15 epochs later (epoch 16) reduce, then every 15.
-        assert_eq!(&reduces[..2], &[16, 31]);
-        let stop = actions
-            .iter()
-            .find(|(_, a)| *a == PlateauAction::Stop)
-            .unwrap()
-            .0;
-        assert_eq!(stop, 36);
     }
 }

@@ -1,128 +1,17 @@
-//! Local-loss blocks (SPEC §4.1): forward layers plus a learning head with its own loss. No error
-//! crosses a block boundary.
+//! The local-loss linear block (SPEC §4.1): `IntegerLinear → Scaling → activation` with its own
+//! learning head `IntegerLinear → Scaling`.
 
 use crate::error::Result;
 use crate::init::{bound, uniform, Init};
 use crate::kernels::Int;
 use crate::layers::{Activation, ActivationKind, Linear, Scaling};
-use crate::optim::Sgd;
+use crate::loss::{loss_and_correct, output_error};
+use crate::metrics::LocalStats;
+use crate::names;
+use crate::optim::{Compat, Sgd};
 use crate::rng::Pcg32;
 use alloc::format;
-use alloc::vec::Vec;
 use ndarray::{Array2, ArrayView2};
-
-/// How the original implementation differs from the clean algorithm (SPEC §12).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Compat {
-    /// The clean algorithm of SPEC §3–§5 (default).
-    #[default]
-    Exact,
-    /// Reproduce the original implementation bit for bit (SPEC §12).
-    Reference,
-}
-
-impl Compat {
-    /// Stable name (`"exact"` / `"reference"`).
-    pub fn name(&self) -> &'static str {
-        match self {
-            Compat::Exact => "exact",
-            Compat::Reference => "reference",
-        }
-    }
-
-    /// Parse [`Compat::name`].
-    pub fn from_name(s: &str) -> Result<Self> {
-        match s {
-            "exact" => Ok(Compat::Exact),
-            "reference" => Ok(Compat::Reference),
-            o => Err(crate::Error::config(format!(
-                "compat must be \"exact\" or \"reference\", got {o:?}"
-            ))),
-        }
-    }
-}
-
-/// The error `ŷ − y` of a classifier output (SPEC §4.1), exact or wrapped to `i8` (SPEC §12).
-pub fn output_error(pred: &Array2<i8>, target: &Array2<i8>, compat: Compat) -> Array2<i32> {
-    let mut d = Array2::<i32>::zeros(pred.raw_dim());
-    ndarray::Zip::from(&mut d)
-        .and(pred)
-        .and(target)
-        .for_each(|d, &p, &t| {
-            let e = i32::from(p) - i32::from(t);
-            *d = match compat {
-                Compat::Exact => e,
-                // The original stored the difference in an int8 (two's-complement wrap).
-                Compat::Reference => i32::from(e as i8),
-            };
-        });
-    d
-}
-
-/// Loss `Σ (y − ŷ)²` and the number of rows whose arg-max (first on ties) is the label.
-pub fn loss_and_correct(pred: &Array2<i8>, target: &Array2<i8>, labels: &[usize]) -> (i64, u64) {
-    let loss = pred
-        .iter()
-        .zip(target.iter())
-        .map(|(&p, &t)| {
-            let d = i64::from(p) - i64::from(t);
-            d * d
-        })
-        .sum();
-    let correct = argmax_rows(pred)
-        .iter()
-        .zip(labels)
-        .filter(|(a, b)| a == b)
-        .count() as u64;
-    (loss, correct)
-}
-
-/// Index of the largest value in each row, first on ties (SPEC §4.4).
-pub fn argmax_rows<T: Copy + Ord>(a: &Array2<T>) -> Vec<usize> {
-    a.rows()
-        .into_iter()
-        .map(|r| {
-            let mut best = 0;
-            for (i, v) in r.iter().enumerate() {
-                if *v > r[best] {
-                    best = i;
-                }
-            }
-            best
-        })
-        .collect()
-}
-
-/// The number of rows of `x` whose prediction equals the label, predicting `chunk` rows at a
-/// time (bounded memory for large evaluation sets).
-pub fn count_correct_chunked<'a>(
-    x: ArrayView2<'a, i8>,
-    labels: &[usize],
-    chunk: usize,
-    predict: impl Fn(ArrayView2<'a, i8>) -> Result<Vec<usize>>,
-) -> Result<u64> {
-    let chunk = chunk.max(1);
-    let mut correct = 0u64;
-    for start in (0..x.nrows()).step_by(chunk) {
-        let end = (start + chunk).min(x.nrows());
-        let p = predict(x.slice_move(ndarray::s![start..end, ..]))?;
-        correct += p
-            .iter()
-            .zip(&labels[start..end])
-            .filter(|(a, b)| a == b)
-            .count() as u64;
-    }
-    Ok(correct)
-}
-
-/// Local loss and accuracy of one block for one step.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LocalStats {
-    /// `Σ (y − ŷ)²` of the head.
-    pub loss: i64,
-    /// Rows the head classified correctly.
-    pub correct: u64,
-}
 
 /// `IntegerLinear(in→out) → Scaling → activation`, with head `IntegerLinear(out→classes) → Scaling`.
 #[derive(Clone, Debug)]
@@ -142,8 +31,8 @@ pub struct LocalLinearBlock {
 
 impl LocalLinearBlock {
     #[allow(clippy::too_many_arguments)]
-    /// A freshly initialised block; `index` names its layers (`linear_encoder_{index:02}` and
-    /// `linear_pred_{index:02}`), and seeds their streams.
+    /// A freshly initialised block; `index` names its layers ([`names::linear_encoder`],
+    /// [`names::linear_pred`]) and picks their seed streams.
     pub fn new(
         index: usize,
         inputs: usize,
@@ -154,13 +43,13 @@ impl LocalLinearBlock {
         bias: bool,
         seed: u64,
     ) -> Result<Self> {
-        let mut r = Pcg32::new(seed, index as u64);
+        let mut r = Pcg32::new(seed, names::encoder_stream(index));
         let w = uniform(
             (outputs, inputs),
             bound(init, kind, inputs, outputs),
             &mut r,
         );
-        let mut r = Pcg32::new(seed, 1000 + index as u64);
+        let mut r = Pcg32::new(seed, names::head_stream(index));
         let h = uniform(
             (classes, outputs),
             bound(init, kind, outputs, classes),
@@ -169,8 +58,8 @@ impl LocalLinearBlock {
         let b1 = bias.then(|| ndarray::Array1::zeros(outputs));
         let b2 = bias.then(|| ndarray::Array1::zeros(classes));
         Self::from_layers(
-            Linear::new(format!("linear_encoder_{index:02}"), w, b1)?,
-            Linear::new(format!("linear_pred_{index:02}"), h, b2)?,
+            Linear::new(names::linear_encoder(index), w, b1)?,
+            Linear::new(names::linear_pred(index), h, b2)?,
             kind,
         )
     }

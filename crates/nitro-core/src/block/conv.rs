@@ -1,0 +1,206 @@
+//! The local-loss convolutional block (SPEC §4.1): `IntegerConv2d → Scaling → activation` with
+//! the learning head `[pool] → Flatten → IntegerLinear → Scaling`, and the sizing of that head.
+
+use crate::error::{Error, Result};
+use crate::kernels::Int;
+use crate::layers::{
+    flatten, unflatten, Activation, ActivationKind, Conv2d, Linear, Pool2d, PoolKind, Scaling,
+};
+use crate::loss::{loss_and_correct, output_error};
+use crate::metrics::LocalStats;
+use crate::optim::{Compat, Sgd};
+use alloc::format;
+use ndarray::{Array2, Array4, ArrayView4};
+
+/// The learning-head pooling of a conv block (SPEC §4.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeadGeometry {
+    /// Pooling kernel `(kh, kw)`; `(1, 1)` means no pooling.
+    pub kernel: (usize, usize),
+    /// Pooling padding `(ph, pw)`.
+    pub padding: (usize, usize),
+    /// Pooled spatial size `(dh, dw)`.
+    pub dims: (usize, usize),
+    /// Flattened head input `D = F·dh·dw`.
+    pub features: usize,
+}
+
+fn ceil_div(a: usize, b: usize) -> usize {
+    a.div_ceil(b)
+}
+
+/// Head sizing of SPEC §4.1 for a block output `filters × d × d`: double `kh` (and, while still
+/// too large in the same round, `kw`) until `D ≤ decoder_dim` or `kh ≥ d`.
+///
+/// `F=128, d=28, decoder_dim=4096` gives kernel `(8,4)`, padding `(4,0)`, `D = 3584`.
+pub fn head_geometry(filters: usize, d: usize, decoder_dim: usize) -> HeadGeometry {
+    let (mut kh, mut kw, mut dh, mut dw) = (1usize, 1usize, d, d);
+    let size = |dh: usize, dw: usize| filters.saturating_mul(dh).saturating_mul(dw);
+    while size(dh, dw) > decoder_dim && kh < d {
+        kh *= 2;
+        dh = ceil_div(d, kh);
+        if size(dh, dw) > decoder_dim {
+            kw *= 2;
+            dw = ceil_div(d, kw);
+        }
+    }
+    let padding = if (kh, kw) == (1, 1) {
+        (0, 0)
+    } else {
+        ((kh * (dh - d / kh)) / 2, (kw * (dw - d / kw)) / 2)
+    };
+    HeadGeometry {
+        kernel: (kh, kw),
+        padding,
+        dims: (dh, dw),
+        features: size(dh, dw),
+    }
+}
+
+/// `IntegerConv2d → Scaling(2⁸·C·k·k) → activation`, with the learning head
+/// `[MaxPool|AvgPool] → Flatten → IntegerLinear(D→classes) → Scaling(2⁸·D)` (SPEC §4.1).
+#[derive(Clone, Debug)]
+pub struct LocalConv2dBlock {
+    /// The forward convolution.
+    pub conv: Conv2d,
+    /// Its scaling layer.
+    pub conv_scale: Scaling,
+    /// The activation.
+    pub act: Activation,
+    /// The head's pooling (absent when the block output already fits `decoder_dim`).
+    pub pool: Option<Pool2d>,
+    /// The head's linear layer.
+    pub head: Linear,
+    /// The head's scaling layer.
+    pub head_scale: Scaling,
+    /// Head pooling geometry.
+    pub geometry: HeadGeometry,
+    /// Output spatial size `d` of the block.
+    pub out_size: usize,
+    saved_out: Option<Array4<i8>>,
+}
+
+impl LocalConv2dBlock {
+    /// A block from existing layers; `in_size` is the (square) input size.
+    pub fn from_layers(
+        conv: Conv2d,
+        head: Linear,
+        in_size: usize,
+        decoder_dim: usize,
+        head_pool: PoolKind,
+        kind: ActivationKind,
+    ) -> Result<Self> {
+        let (d, _) = conv.output_size(in_size, in_size)?;
+        let geometry = head_geometry(conv.filters(), d, decoder_dim);
+        if head.in_features() != geometry.features {
+            return Err(Error::shape(format!(
+                "{} has {} inputs but the head of {} gives {}",
+                head.name,
+                head.in_features(),
+                conv.name,
+                geometry.features
+            )));
+        }
+        let pool = (geometry.kernel != (1, 1))
+            .then(|| Pool2d::new(head_pool, geometry.kernel, geometry.padding))
+            .transpose()?;
+        Ok(LocalConv2dBlock {
+            conv_scale: Scaling::for_fan_in(conv.fan_in())?,
+            head_scale: Scaling::for_fan_in(head.in_features())?,
+            act: Activation::new(kind)?,
+            pool,
+            conv,
+            head,
+            geometry,
+            out_size: d,
+            saved_out: None,
+        })
+    }
+
+    /// Forward through conv, scaling and activation; training mode saves what the local
+    /// update needs.
+    pub fn forward<T: Int>(&mut self, x: ArrayView4<'_, T>, train: bool) -> Result<Array4<i8>>
+    where
+        i16: From<T>,
+    {
+        let scaled = self.conv.forward_scaled(x, train, &self.conv_scale)?;
+        let h = self.act.forward(scaled, train);
+        self.saved_out = if train { Some(h.clone()) } else { None };
+        Ok(h)
+    }
+
+    /// Evaluation-mode forward.
+    pub fn infer<T: Int>(&self, x: ArrayView4<'_, T>) -> Result<Array4<i8>>
+    where
+        i16: From<T>,
+    {
+        let scaled = self.conv.infer_scaled(x, &self.conv_scale)?;
+        Ok(self.act.infer(&scaled))
+    }
+
+    /// The opt-in amplification adjustment `d² / (kh·kw)` of SPEC §5 (at least 1).
+    pub fn amp_adjustment(&self) -> i64 {
+        let (kh, kw) = self.geometry.kernel;
+        ((self.out_size * self.out_size) / (kh * kw)).max(1) as i64
+    }
+
+    /// The local update (SPEC §4.1, §4.3): head forward on the saved output, local error, head
+    /// update passing `δ·W_head` back through Flatten and the pooling, activation backward,
+    /// convolution update. Conv blocks are updated once, also in [`Compat::Reference`].
+    pub fn local_update(
+        &mut self,
+        target: &Array2<i8>,
+        labels: &[usize],
+        fwd_sgd: &Sgd,
+        head_sgd: &Sgd,
+        compat: Compat,
+    ) -> Result<LocalStats> {
+        let h = self.saved_out.take().ok_or_else(|| {
+            Error::config(format!(
+                "{}: local update without a training forward",
+                self.conv.name
+            ))
+        })?;
+        let pooled = match &mut self.pool {
+            Some(p) => p.forward(h.view(), true, compat)?,
+            None => h,
+        };
+        let (_, f, dh, dw) = pooled.dim();
+        let flat = flatten(pooled);
+        let pred = self
+            .head_scale
+            .forward(&self.head.forward(flat.view(), true)?);
+        let (loss, correct) = loss_and_correct(&pred, target, labels);
+        let delta = output_error(&pred, target, compat);
+        let back = self
+            .head
+            .backward(delta.view(), true, head_sgd)?
+            .expect("input error requested");
+        let back = unflatten(back, (f, dh, dw))?;
+        // A max-pool head leaves at most one error per window and channel: the sparse path
+        // (`kernels::sparse`) gives the same bits with a fraction of the multiply-adds.
+        if let Some(p) = self.pool.as_mut().filter(|p| p.kind == PoolKind::Max) {
+            let mut sparse = p.backward_sparse(back.view())?;
+            self.act.backward_sparse(&mut sparse)?;
+            self.conv.backward_sparse(&sparse, fwd_sgd)?;
+            return Ok(LocalStats { loss, correct });
+        }
+        let back = match &mut self.pool {
+            Some(p) => p.backward(back.view())?,
+            None => back,
+        };
+        let d_act = self.act.backward(back)?;
+        self.conv.backward(d_act.view(), fwd_sgd)?;
+        Ok(LocalStats { loss, correct })
+    }
+
+    /// Drop saved training state.
+    pub fn clear(&mut self) {
+        self.saved_out = None;
+        self.conv.clear();
+        self.head.clear();
+        if let Some(p) = &mut self.pool {
+            p.clear();
+        }
+    }
+}

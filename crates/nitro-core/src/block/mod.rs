@@ -1,0 +1,8 @@
+//! Local-loss blocks (SPEC §4.1): forward layers plus a learning head with its own loss. No error
+//! crosses a block boundary, so every block of a model updates independently.
+
+mod conv;
+mod linear;
+
+pub use conv::{head_geometry, HeadGeometry, LocalConv2dBlock};
+pub use linear::LocalLinearBlock;

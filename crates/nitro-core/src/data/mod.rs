@@ -1,0 +1,13 @@
+//! Data preparation of SPEC §2: per-channel integer normalisation, per-sample augmentation,
+//! labelled sets with seeded batching, and (std only) IDX file readers. One-hot targets belong
+//! to the classifier's loss (`loss.rs`).
+
+mod augment;
+mod dataset;
+#[cfg(feature = "std")]
+pub mod idx;
+mod normalization;
+
+pub use augment::Augment;
+pub use dataset::Dataset;
+pub use normalization::Normalization;

@@ -1,0 +1,52 @@
+//! A saved model of either kind, dispatching on the architecture's `"kind"`.
+
+use super::cnn::{cnn_from_bytes, cnn_to_bytes};
+use super::file::{read_with, write_atomic};
+use super::meta::{get_str, meta_err, Header};
+use crate::error::Result;
+use crate::model::{Cnn, Mlp};
+use alloc::format;
+use alloc::vec::Vec;
+
+/// A saved model of either architecture.
+#[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Model {
+    /// A local-loss MLP.
+    Mlp(Mlp),
+    /// A local-loss CNN.
+    Cnn(Cnn),
+}
+
+impl Model {
+    /// Serialise either kind.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        match self {
+            Model::Mlp(m) => super::mlp::to_bytes(m),
+            Model::Cnn(m) => cnn_to_bytes(m),
+        }
+    }
+
+    /// Load either kind, dispatching on the architecture's `"kind"`.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
+        let header = Header::read(bytes)?;
+        match get_str(&header.arch, "kind")? {
+            "mlp" => Ok(Model::Mlp(super::mlp::from_bytes(bytes)?)),
+            "cnn" => Ok(Model::Cnn(cnn_from_bytes(bytes)?)),
+            o => Err(meta_err(
+                "architecture",
+                &format!("unknown kind {o:?}; expected \"mlp\" or \"cnn\""),
+            )),
+        }
+    }
+
+    /// Save to a `.safetensors` file (atomically).
+    pub fn save_file(&self, path: &std::path::Path) -> Result<()> {
+        write_atomic(path, &self.to_bytes()?)
+    }
+
+    /// Load from a `.safetensors` file.
+    pub fn load_file(path: &std::path::Path) -> Result<Model> {
+        read_with(path, Model::from_bytes)
+    }
+}

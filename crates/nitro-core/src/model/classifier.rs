@@ -1,0 +1,229 @@
+//! The classifier both models end in (SPEC §4.2): local-loss linear blocks, each followed by an
+//! optional Dropout, then the output `IntegerLinear → Scaling`; and its part of a training step
+//! (SPEC §4.3). The MLP is this classifier on the flattened input; the CNN puts it after its
+//! feature extractor.
+//!
+//! The layers belong to the model (its public `blocks` and `out`); [`Tail`] and [`TailMut`]
+//! borrow them for one operation.
+
+use crate::block::LocalLinearBlock;
+use crate::error::Result;
+use crate::init::{bound, uniform, Init};
+use crate::kernels::par;
+use crate::kernels::Int;
+use crate::layers::{ActivationKind, Dropout, Linear, Scaling};
+use crate::loss::{loss_and_correct, one_hot, output_error};
+use crate::metrics::{LocalStats, StepStats};
+use crate::names;
+use crate::optim::{Compat, Hyper, Sgd};
+use crate::rng::Pcg32;
+use alloc::string::String;
+use alloc::vec::Vec;
+use ndarray::{Array1, Array2, ArrayView2};
+
+/// The settings of the classifier's layers, common to both models' configurations.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Settings {
+    pub classes: usize,
+    pub activation: ActivationKind,
+    pub init: Init,
+    pub bias: bool,
+    pub seed: u64,
+    pub dropout_pct: u32,
+}
+
+/// Name and `(out, in)` of every linear layer of a classifier on `inputs` features whose blocks
+/// are numbered from `first`, in the order of the models' `linears`: each block's forward layer
+/// and head, then the output layer.
+pub(crate) fn linear_shapes(
+    first: usize,
+    inputs: usize,
+    widths: &[usize],
+    classes: usize,
+) -> Vec<(String, (usize, usize))> {
+    let mut v = Vec::with_capacity(2 * widths.len() + 1);
+    let mut prev = inputs;
+    for (j, &w) in widths.iter().enumerate() {
+        v.push((names::linear_encoder(first + j), (w, prev)));
+        v.push((names::linear_pred(first + j), (classes, w)));
+        prev = w;
+    }
+    v.push((names::output(first + widths.len()), (classes, prev)));
+    v
+}
+
+/// Freshly initialised blocks (numbered from `first`, on `inputs` features) and output layer.
+pub(crate) fn new_layers(
+    s: &Settings,
+    first: usize,
+    inputs: usize,
+    widths: &[usize],
+) -> Result<(Vec<LocalLinearBlock>, Linear)> {
+    let mut blocks = Vec::with_capacity(widths.len());
+    let mut prev = inputs;
+    for (j, &w) in widths.iter().enumerate() {
+        blocks.push(LocalLinearBlock::new(
+            first + j,
+            prev,
+            w,
+            s.classes,
+            s.activation,
+            s.init,
+            s.bias,
+            s.seed,
+        )?);
+        prev = w;
+    }
+    let mut r = Pcg32::new(s.seed, names::OUTPUT_STREAM);
+    let b = bound(s.init, s.activation, prev, s.classes);
+    let out = Linear::new(
+        names::output(first + blocks.len()),
+        uniform((s.classes, prev), b, &mut r),
+        s.bias.then(|| Array1::zeros(s.classes)),
+    )?;
+    Ok((blocks, out))
+}
+
+/// The dropout after each of `n` blocks numbered from `first` (none when the rate is 0).
+pub(crate) fn dropouts(s: &Settings, first: usize, n: usize) -> Result<Vec<Option<Dropout>>> {
+    (first..first + n)
+        .map(|i| {
+            (s.dropout_pct > 0)
+                .then(|| Dropout::new(s.dropout_pct, s.seed, names::dropout_stream(i)))
+                .transpose()
+        })
+        .collect()
+}
+
+/// The targets and optimizers of one training step, prepared before any layer runs so that a
+/// bad label or setting leaves the model untouched.
+pub(crate) struct Step<'a> {
+    pub target: Array2<i8>,
+    pub labels: &'a [usize],
+    pub fwd_sgd: Sgd,
+    pub sub_sgd: Sgd,
+    pub compat: Compat,
+}
+
+impl<'a> Step<'a> {
+    pub fn new(labels: &'a [usize], classes: usize, hyper: &Hyper) -> Result<Self> {
+        let target = one_hot(labels, classes)?;
+        let (fwd_sgd, sub_sgd) = hyper.sgds()?;
+        Ok(Step {
+            target,
+            labels,
+            fwd_sgd,
+            sub_sgd,
+            compat: hyper.compat,
+        })
+    }
+}
+
+/// A model's classifier layers, borrowed for evaluation.
+pub(crate) struct Tail<'m> {
+    pub blocks: &'m [LocalLinearBlock],
+    pub out: &'m Linear,
+    pub out_scale: &'m Scaling,
+}
+
+impl<'m> Tail<'m> {
+    /// Evaluation-mode logits (the output scaling layer's `i8`) for feature rows `x`.
+    pub fn infer<T: Int>(&self, x: ArrayView2<'_, T>) -> Result<Array2<i8>> {
+        let z = match self.blocks.split_first() {
+            None => self.out.infer(x)?,
+            Some((first, rest)) => {
+                let mut h = first.infer(x)?;
+                for b in rest {
+                    h = b.infer(h.view())?;
+                }
+                self.out.infer(h.view())?
+            }
+        };
+        Ok(self.out_scale.forward(&z))
+    }
+
+    /// The linear layers: each block's forward layer and head, then the output layer.
+    pub fn linears(&self) -> impl Iterator<Item = &'m Linear> {
+        self.blocks
+            .iter()
+            .flat_map(|b| [&b.fwd, &b.head])
+            .chain(core::iter::once(self.out))
+    }
+}
+
+/// A model's classifier layers, borrowed for training.
+pub(crate) struct TailMut<'m> {
+    pub blocks: &'m mut [LocalLinearBlock],
+    pub dropouts: &'m mut [Option<Dropout>],
+    pub out: &'m mut Linear,
+    pub out_scale: &'m Scaling,
+}
+
+impl TailMut<'_> {
+    /// The classifier's part of SPEC §4.3 on the flattened features `input`: training forward
+    /// (each block saves what its update needs), output error `δ = ŷ − y` and output update,
+    /// then every block's local update, independently (in parallel where available).
+    /// `alongside` — the feature extractor's block updates — runs concurrently with the
+    /// blocks' updates; its statistics come first. `repeat` re-runs each block's update on the
+    /// same saved tensors (SPEC §12, item 1).
+    pub fn train_step(
+        self,
+        mut input: Array2<i16>,
+        step: &Step<'_>,
+        repeat: bool,
+        alongside: impl FnOnce() -> Vec<Result<LocalStats>> + Send,
+    ) -> Result<StepStats> {
+        for (b, d) in self.blocks.iter_mut().zip(self.dropouts.iter_mut()) {
+            let h = b.forward_owned(input, true)?;
+            input = match d {
+                Some(d) => d.forward(&h, true),
+                None => h.mapv(i16::from),
+            };
+        }
+        let pred = self
+            .out_scale
+            .forward(&self.out.forward_owned(input, true)?);
+        let (loss, correct) = loss_and_correct(&pred, &step.target, step.labels);
+        let delta = output_error(&pred, &step.target, step.compat);
+        self.out.backward(delta.view(), false, &step.sub_sgd)?;
+        let update = |b: &mut LocalLinearBlock| {
+            b.local_update(
+                &step.target,
+                step.labels,
+                &step.fwd_sgd,
+                &step.sub_sgd,
+                step.compat,
+                repeat,
+            )
+        };
+        let blocks = self.blocks;
+        let (before, own): (Vec<Result<LocalStats>>, Vec<Result<LocalStats>>) =
+            par::join(alongside, || par::map_mut(blocks, update));
+        Ok(StepStats {
+            loss,
+            correct,
+            total: step.labels.len() as u64,
+            blocks: before.into_iter().chain(own).collect::<Result<Vec<_>>>()?,
+        })
+    }
+}
+
+/// The linear layer called `name` among a classifier's layers.
+pub(crate) fn linear_mut<'m>(
+    blocks: &'m mut [LocalLinearBlock],
+    out: &'m mut Linear,
+    name: &str,
+) -> Option<&'m mut Linear> {
+    if out.name == name {
+        return Some(out);
+    }
+    blocks.iter_mut().find_map(|b| {
+        if b.fwd.name == name {
+            Some(&mut b.fwd)
+        } else if b.head.name == name {
+            Some(&mut b.head)
+        } else {
+            None
+        }
+    })
+}

@@ -1,0 +1,401 @@
+//! The local-loss CNN (SPEC §4.2): a feature extractor of conv blocks, pools and dropouts, then
+//! the shared classifier (see [`super::classifier`]) on the flattened features; its training
+//! step (§4.3, with the §12 differences) and prediction (§4.4).
+
+use super::classifier::{self, Step, Tail, TailMut};
+use super::cnn_config::{CnnConfig, Feature, FeatureShape};
+use crate::block::{LocalConv2dBlock, LocalLinearBlock};
+use crate::data::{Dataset, Normalization};
+use crate::error::{Error, Result};
+use crate::init::{bound, uniform};
+use crate::kernels::par;
+use crate::layers::{flatten, Conv2d, Dropout, Linear, Pool2d, PoolKind, Scaling};
+use crate::loss::{argmax_rows, count_correct_chunked};
+use crate::metrics::{LocalStats, StepStats};
+use crate::names;
+use crate::optim::{Compat, Hyper, Sgd};
+use crate::rng::Pcg32;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use ndarray::{Array1, Array2, Array4, ArrayView2, ArrayView4};
+
+/// One stage of the feature extractor.
+#[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Stage {
+    /// A local-loss conv block.
+    Block(LocalConv2dBlock),
+    /// A plain pooling layer between blocks.
+    Pool(Pool2d),
+    /// A dropout layer.
+    Dropout(Dropout),
+}
+
+/// `IntegerLocalLossCNN` (SPEC §4.2): feature extractor → Flatten → LocalLinearBlocks (with
+/// optional Dropout) → output `IntegerLinear` → Scaling.
+///
+/// Layers are named by position ([`crate::names`]): entry `i` of
+/// [`CnnConfig::effective_features`] is conv block `i`; classifier block `j` is block `n + j`
+/// with `n` features; the output layer comes after all of them.
+#[derive(Clone, Debug)]
+pub struct Cnn {
+    /// The architecture this model was built from.
+    pub config: CnnConfig,
+    /// The feature extractor.
+    pub stages: Vec<Stage>,
+    /// The classifier's local-loss blocks.
+    pub blocks: Vec<LocalLinearBlock>,
+    dropouts: Vec<Option<Dropout>>,
+    /// The output layer.
+    pub out: Linear,
+    out_scale: Scaling,
+    /// Geometry `(C, d, d)` of the flattened features.
+    pub feature_shape: (usize, usize, usize),
+    /// Normalisation statistics of the training data (saved with the model).
+    pub normalization: Option<Normalization>,
+    /// The settings of the last training run (saved with the model).
+    pub hyper: Option<Hyper>,
+}
+
+impl Cnn {
+    /// A freshly initialised model.
+    pub fn new(config: CnnConfig) -> Result<Self> {
+        let (shapes, feature_shape) = config.feature_shapes()?;
+        let stages = shapes
+            .iter()
+            .map(|f| new_stage(&config, f))
+            .collect::<Result<Vec<_>>>()?;
+        let settings = config.settings();
+        let (c, d, _) = feature_shape;
+        let (blocks, out) =
+            classifier::new_layers(&settings, shapes.len(), c * d * d, &config.classifier)?;
+        let dropouts = classifier::dropouts(&settings, shapes.len(), blocks.len())?;
+        Ok(Cnn {
+            out_scale: Scaling::for_fan_in(out.in_features())?,
+            config,
+            stages,
+            blocks,
+            dropouts,
+            out,
+            feature_shape,
+            normalization: None,
+            hyper: None,
+        })
+    }
+
+    /// The conv blocks, in order.
+    pub fn conv_blocks(&self) -> Vec<&LocalConv2dBlock> {
+        self.stages
+            .iter()
+            .filter_map(|s| match s {
+                Stage::Block(b) => Some(b),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// All convolutions, in order.
+    pub fn convs(&self) -> Vec<&Conv2d> {
+        self.conv_blocks().into_iter().map(|b| &b.conv).collect()
+    }
+
+    /// All linear layers in a fixed order: conv heads, classifier blocks (forward, head), output.
+    pub fn linears(&self) -> Vec<&Linear> {
+        let heads = self.conv_blocks().into_iter().map(|b| &b.head);
+        heads.chain(self.tail().linears()).collect()
+    }
+
+    fn tail(&self) -> Tail<'_> {
+        Tail {
+            blocks: &self.blocks,
+            out: &self.out,
+            out_scale: &self.out_scale,
+        }
+    }
+
+    /// Mutable access to the convolution called `name`.
+    pub fn conv_mut(&mut self, name: &str) -> Option<&mut Conv2d> {
+        self.stages.iter_mut().find_map(|s| match s {
+            Stage::Block(b) if b.conv.name == name => Some(&mut b.conv),
+            _ => None,
+        })
+    }
+
+    /// Mutable access to the linear layer called `name`.
+    pub fn linear_mut(&mut self, name: &str) -> Option<&mut Linear> {
+        let head = self.stages.iter_mut().find_map(|s| match s {
+            Stage::Block(b) if b.head.name == name => Some(&mut b.head),
+            _ => None,
+        });
+        head.or_else(|| classifier::linear_mut(&mut self.blocks, &mut self.out, name))
+    }
+
+    /// Number of local-loss blocks (conv blocks, then classifier blocks).
+    pub fn num_local_blocks(&self) -> usize {
+        self.conv_blocks().len() + self.blocks.len()
+    }
+
+    /// Number of trainable parameters.
+    pub fn num_parameters(&self) -> usize {
+        let c: usize = self
+            .convs()
+            .iter()
+            .map(|l| l.weight.len() + l.bias.as_ref().map_or(0, |b| b.len()))
+            .sum();
+        c + self
+            .linears()
+            .iter()
+            .map(|l| l.weight.len() + l.bias.as_ref().map_or(0, |b| b.len()))
+            .sum::<usize>()
+    }
+
+    /// Reshape rows `N × (C·H·W)` into NCHW, checking the geometry.
+    pub fn images<'a>(&self, x: ArrayView2<'a, i8>) -> Result<ArrayView4<'a, i8>> {
+        let (c, h, w) = self.config.input;
+        if x.nrows() == 0 {
+            return Err(Error::shape("empty batch"));
+        }
+        if x.ncols() != c * h * w {
+            return Err(Error::shape(format!(
+                "model expects {} values per image ({c}×{h}×{w}), got {}",
+                c * h * w,
+                x.ncols()
+            )));
+        }
+        x.into_shape_with_order((x.nrows(), c, h, w))
+            .map_err(|_| Error::shape("input rows must be contiguous (standard layout)"))
+    }
+
+    fn check_images(&self, x: &ArrayView4<'_, i8>, labels: Option<&[usize]>) -> Result<()> {
+        let (n, c, h, w) = x.dim();
+        if n == 0 {
+            return Err(Error::shape("empty batch"));
+        }
+        if (c, h, w) != self.config.input {
+            return Err(Error::shape(format!(
+                "model expects images {:?}, got {:?}",
+                self.config.input,
+                (c, h, w)
+            )));
+        }
+        if let Some(l) = labels {
+            if l.len() != n {
+                return Err(Error::shape(format!("{n} samples but {} labels", l.len())));
+            }
+        }
+        Ok(())
+    }
+
+    /// Feature-extractor forward (training mode saves in each block).
+    fn features_forward(
+        &mut self,
+        x: ArrayView4<'_, i8>,
+        train: bool,
+        compat: Compat,
+    ) -> Result<Array4<i16>> {
+        let mut cur: Array4<i16> = x.mapv(i16::from);
+        for s in &mut self.stages {
+            cur = match s {
+                Stage::Block(b) => b.forward(cur.view(), train)?.mapv(i16::from),
+                Stage::Pool(p) => p.apply(cur.view(), compat)?.0,
+                Stage::Dropout(d) => d.forward(&to_i8(&cur)?, train),
+            };
+        }
+        Ok(cur)
+    }
+
+    fn features_infer(&self, x: ArrayView4<'_, i8>, compat: Compat) -> Result<Array4<i16>> {
+        let mut cur: Array4<i16> = x.mapv(i16::from);
+        for s in &self.stages {
+            cur = match s {
+                Stage::Block(b) => b.infer(cur.view())?.mapv(i16::from),
+                Stage::Pool(p) => p.apply(cur.view(), compat)?.0,
+                Stage::Dropout(_) => cur,
+            };
+        }
+        Ok(cur)
+    }
+
+    fn compat(&self) -> Compat {
+        self.hyper.map_or(Compat::Exact, |h| h.compat)
+    }
+
+    /// Evaluation-mode logits for NCHW images.
+    pub fn predict_logits(&self, x: ArrayView4<'_, i8>) -> Result<Array2<i8>> {
+        self.check_images(&x, None)?;
+        let features = flatten(self.features_infer(x, self.compat())?);
+        self.tail().infer(features.view())
+    }
+
+    /// Predicted classes for rows `N × (C·H·W)` (arg-max, first on ties; SPEC §4.4).
+    pub fn predict(&self, x: ArrayView2<'_, i8>) -> Result<Vec<usize>> {
+        let x = x.as_standard_layout();
+        Ok(argmax_rows(&self.predict_logits(self.images(x.view())?)?))
+    }
+
+    /// Number of correct predictions on rows `x`, evaluated in chunks of `chunk` rows.
+    pub fn count_correct(
+        &self,
+        x: ArrayView2<'_, i8>,
+        labels: &[usize],
+        chunk: usize,
+    ) -> Result<u64> {
+        if labels.len() != x.nrows() {
+            return Err(Error::shape("samples and labels differ in number"));
+        }
+        count_correct_chunked(x, labels, chunk, |rows| self.predict(rows))
+    }
+
+    /// One training step of SPEC §4.3 on NCHW images. In [`Compat::Reference`] the classifier
+    /// blocks are updated twice (SPEC §12 item 1), errors wrap to `i8` (item 2) and the heads'
+    /// max-pool padding is 0 (item 3).
+    pub fn train_step(
+        &mut self,
+        x: ArrayView4<'_, i8>,
+        labels: &[usize],
+        hyper: &Hyper,
+    ) -> Result<StepStats> {
+        self.check_images(&x, Some(labels))?;
+        let step = Step::new(labels, self.config.classes, hyper)?;
+        let compat = hyper.compat;
+        let features = flatten(self.features_forward(x, true, compat)?);
+        let adjust = self.config.conv_amp_adjust;
+        let conv_update = |b: &mut &mut LocalConv2dBlock| -> Result<LocalStats> {
+            let fwd = step.fwd_sgd;
+            let sgd = if adjust {
+                let amp = fwd
+                    .amp
+                    .checked_mul(b.amp_adjustment())
+                    .ok_or_else(|| Error::config("amplification overflows i64"))?;
+                Sgd::new(fwd.lr_inv, amp, fwd.decay_inv)?
+            } else {
+                fwd
+            };
+            b.local_update(&step.target, step.labels, &sgd, &step.sub_sgd, compat)
+        };
+        let mut convs: Vec<&mut LocalConv2dBlock> = self
+            .stages
+            .iter_mut()
+            .filter_map(|s| match s {
+                Stage::Block(b) => Some(b),
+                _ => None,
+            })
+            .collect();
+        let conv_updates = || -> Vec<Result<LocalStats>> {
+            par::map_mut(&mut convs, |b: &mut &mut LocalConv2dBlock| conv_update(b))
+        };
+        let tail = TailMut {
+            blocks: &mut self.blocks,
+            dropouts: &mut self.dropouts,
+            out: &mut self.out,
+            out_scale: &self.out_scale,
+        };
+        tail.train_step(features, &step, compat == Compat::Reference, conv_updates)
+    }
+
+    /// A short human-readable description, e.g. `1×28×28 C8 M2 C16 M2 | 32 → 10 nitro_relu`.
+    pub fn describe(&self) -> String {
+        let (c, h, w) = self.config.input;
+        let mut s = format!("{c}×{h}×{w}");
+        for f in self.config.effective_features() {
+            s += &match f {
+                Feature::Conv {
+                    filters, kernel, ..
+                } => format!(" C{filters}k{kernel}"),
+                Feature::MaxPool(k) => format!(" M{k}"),
+                Feature::AvgPool(k) => format!(" A{k}"),
+                Feature::Dropout(r) => format!(" D{r}"),
+            };
+        }
+        s += " |";
+        for wd in &self.config.classifier {
+            s += &format!(" {wd}");
+        }
+        s + &format!(
+            " → {} {}",
+            self.config.classes,
+            self.config.activation.name()
+        )
+    }
+}
+
+/// The freshly initialised stage of one feature-extractor entry.
+fn new_stage(config: &CnnConfig, f: &FeatureShape) -> Result<Stage> {
+    let (i, (c, d)) = (f.index, f.input);
+    Ok(match f.feature {
+        Feature::Conv {
+            filters,
+            kernel,
+            stride,
+            padding,
+        } => {
+            let (kind, zeros) = (config.activation, |n| config.bias.then(|| Array1::zeros(n)));
+            let mut r = Pcg32::new(config.seed, names::encoder_stream(i));
+            let b = bound(
+                config.init,
+                kind,
+                c * kernel * kernel,
+                filters * kernel * kernel,
+            );
+            let w = uniform((filters, c, kernel, kernel), b, &mut r);
+            let conv = Conv2d::new(names::conv_encoder(i), w, zeros(filters), stride, padding)?;
+            let g = f
+                .head
+                .ok_or_else(|| Error::config("conv entry without a head"))?;
+            let mut r = Pcg32::new(config.seed, names::head_stream(i));
+            let hb = bound(config.init, kind, g.features, config.classes);
+            let head = Linear::new(
+                names::linear_pred(i),
+                uniform((config.classes, g.features), hb, &mut r),
+                zeros(config.classes),
+            )?;
+            Stage::Block(LocalConv2dBlock::from_layers(
+                conv,
+                head,
+                d,
+                config.decoder_dim,
+                config.head_pool,
+                kind,
+            )?)
+        }
+        Feature::MaxPool(k) => Stage::Pool(Pool2d::new(PoolKind::Max, (k, k), (0, 0))?),
+        Feature::AvgPool(k) => Stage::Pool(Pool2d::new(PoolKind::Avg, (k, k), (0, 0))?),
+        Feature::Dropout(r) => {
+            Stage::Dropout(Dropout::new(r, config.seed, names::dropout_stream(i))?)
+        }
+    })
+}
+
+/// Narrow an `i16` tensor holding `i8` values (dropout input).
+fn to_i8(x: &Array4<i16>) -> Result<Array4<i8>> {
+    let mut out = Array4::<i8>::zeros(x.raw_dim());
+    for (o, &v) in out.iter_mut().zip(x.iter()) {
+        *o = i8::try_from(v).map_err(|_| {
+            Error::config("a Dropout feature must follow a conv block or pool, not another dropout")
+        })?;
+    }
+    Ok(out)
+}
+
+impl crate::train::Trainable for Cnn {
+    fn step(
+        &mut self,
+        x: ArrayView2<'_, i8>,
+        labels: &[usize],
+        hyper: &Hyper,
+    ) -> Result<StepStats> {
+        let x = x.as_standard_layout();
+        let imgs = self.images(x.view())?;
+        self.train_step(imgs, labels, hyper)
+    }
+    fn correct(&self, data: &Dataset, chunk: usize) -> Result<u64> {
+        self.count_correct(data.x.view(), &data.y, chunk)
+    }
+    fn num_blocks(&self) -> usize {
+        self.num_local_blocks()
+    }
+    fn set_hyper(&mut self, hyper: Hyper) {
+        self.hyper = Some(hyper);
+    }
+}

@@ -1,0 +1,290 @@
+//! The local-loss MLP (SPEC §4.2): its configuration and the model — the shared classifier
+//! (see [`super::classifier`]) on the flattened input — with training step (§4.3) and
+//! prediction (§4.4).
+
+use super::classifier::{self, Settings, Step, Tail, TailMut};
+use crate::block::LocalLinearBlock;
+use crate::data::Normalization;
+use crate::error::{Error, Result};
+use crate::init::Init;
+use crate::layers::{ActivationKind, Dropout, Linear, Scaling};
+use crate::loss::{argmax_rows, count_correct_chunked};
+use crate::metrics::StepStats;
+use crate::optim::Hyper;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use ndarray::{Array2, ArrayView2};
+
+/// Architecture of a local-loss MLP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MlpConfig {
+    /// Input features (784 for 28×28 images).
+    pub inputs: usize,
+    /// Hidden widths, one LocalLinearBlock each.
+    pub hidden: Vec<usize>,
+    /// Classes.
+    pub classes: usize,
+    /// Activation of every block.
+    pub activation: ActivationKind,
+    /// Dropout after each block, in percent (0 = none).
+    pub dropout_pct: u32,
+    /// Whether linear layers have a bias (paper: no).
+    pub bias: bool,
+    /// Initialisation.
+    pub init: Init,
+    /// Seed of initialisation and dropout.
+    pub seed: u64,
+}
+
+impl MlpConfig {
+    /// An MLP `inputs → hidden… → classes` with the paper's defaults (NITRO-ReLU a=4, Kaiming,
+    /// no bias, no dropout, seed 0).
+    pub fn new(inputs: usize, hidden: &[usize], classes: usize) -> Self {
+        MlpConfig {
+            inputs,
+            hidden: hidden.to_vec(),
+            classes,
+            activation: ActivationKind::default(),
+            dropout_pct: 0,
+            bias: false,
+            init: Init::Kaiming,
+            seed: 0,
+        }
+    }
+
+    /// Name and `(out, in)` of every linear layer, in [`Mlp::linears`] order.
+    pub fn linear_shapes(&self) -> Vec<(String, (usize, usize))> {
+        classifier::linear_shapes(0, self.inputs, &self.hidden, self.classes)
+    }
+
+    fn settings(&self) -> Settings {
+        Settings {
+            classes: self.classes,
+            activation: self.activation,
+            init: self.init,
+            bias: self.bias,
+            seed: self.seed,
+            dropout_pct: self.dropout_pct,
+        }
+    }
+
+    /// Check sizes and settings.
+    pub fn validate(&self) -> Result<()> {
+        if self.inputs == 0 || self.hidden.contains(&0) {
+            return Err(Error::config("layer widths must be positive"));
+        }
+        if self.classes < 2 {
+            return Err(Error::config(format!(
+                "need at least 2 classes, got {}",
+                self.classes
+            )));
+        }
+        // Keep every layer's weight count (and so memory) sane: < 2^31 parameters per layer.
+        let mut prev = self.inputs;
+        for &w in self.hidden.iter().chain(core::iter::once(&self.classes)) {
+            if prev.checked_mul(w).is_none_or(|p| p > i32::MAX as usize) {
+                return Err(Error::config(format!("layer {prev}→{w} is too large")));
+            }
+            prev = w;
+        }
+        if self.dropout_pct != 0 {
+            Dropout::new(self.dropout_pct, 0, 0)?;
+        }
+        self.activation.validate()
+    }
+}
+
+/// `IntegerLocalLossMLP` (SPEC §4.2): Flatten → LocalLinearBlocks (with optional Dropout) →
+/// output `IntegerLinear` → Scaling.
+#[derive(Clone, Debug)]
+pub struct Mlp {
+    /// The architecture this model was built from.
+    pub config: MlpConfig,
+    /// The local-loss blocks.
+    pub blocks: Vec<LocalLinearBlock>,
+    dropouts: Vec<Option<Dropout>>,
+    /// The output layer ([`crate::names::output`] of the number of blocks).
+    pub out: Linear,
+    out_scale: Scaling,
+    /// Normalisation statistics of the training data (saved with the model, SPEC §2/§8).
+    pub normalization: Option<Normalization>,
+    /// The settings of the last training run (saved with the model).
+    pub hyper: Option<Hyper>,
+}
+
+impl Mlp {
+    /// A freshly initialised model.
+    pub fn new(config: MlpConfig) -> Result<Self> {
+        config.validate()?;
+        let (blocks, out) =
+            classifier::new_layers(&config.settings(), 0, config.inputs, &config.hidden)?;
+        Self::assemble(config, blocks, out)
+    }
+
+    /// A model from its linear layers, supplied in [`Mlp::linears`] order by `load(name,
+    /// (out, in))` (e.g. read from a file); shapes are checked against `config`.
+    pub fn load_with(
+        config: MlpConfig,
+        mut load: impl FnMut(String, (usize, usize)) -> Result<Linear>,
+    ) -> Result<Self> {
+        config.validate()?;
+        let mut layers = config.linear_shapes().into_iter();
+        let mut next = || {
+            let (name, shape) = layers
+                .next()
+                .ok_or_else(|| Error::shape("fewer layers than the configuration"))?;
+            load(name, shape)
+        };
+        let mut blocks = Vec::with_capacity(config.hidden.len());
+        for _ in &config.hidden {
+            let fwd = next()?;
+            let head = next()?;
+            blocks.push(LocalLinearBlock::from_layers(fwd, head, config.activation)?);
+        }
+        let out = next()?;
+        Self::from_layers(config, blocks, out)
+    }
+
+    /// A model from existing layers (used by loading); shapes are checked against `config`.
+    pub fn from_layers(
+        config: MlpConfig,
+        blocks: Vec<LocalLinearBlock>,
+        out: Linear,
+    ) -> Result<Self> {
+        config.validate()?;
+        let mut prev = config.inputs;
+        if blocks.len() != config.hidden.len() {
+            return Err(Error::shape(
+                "number of blocks differs from the configuration",
+            ));
+        }
+        for (b, &w) in blocks.iter().zip(&config.hidden) {
+            if b.fwd.weight.dim() != (w, prev) || b.head.weight.dim() != (config.classes, w) {
+                return Err(Error::shape(format!(
+                    "{} does not match the configuration",
+                    b.fwd.name
+                )));
+            }
+            prev = w;
+        }
+        if out.weight.dim() != (config.classes, prev) {
+            return Err(Error::shape(format!(
+                "{} does not match the configuration",
+                out.name
+            )));
+        }
+        Self::assemble(config, blocks, out)
+    }
+
+    fn assemble(config: MlpConfig, blocks: Vec<LocalLinearBlock>, out: Linear) -> Result<Self> {
+        let dropouts = classifier::dropouts(&config.settings(), 0, blocks.len())?;
+        Ok(Mlp {
+            out_scale: Scaling::for_fan_in(out.in_features())?,
+            config,
+            blocks,
+            dropouts,
+            out,
+            normalization: None,
+            hyper: None,
+        })
+    }
+
+    /// All linear layers in a fixed order: blocks' forward and head layers, then the output.
+    pub fn linears(&self) -> Vec<&Linear> {
+        self.tail().linears().collect()
+    }
+
+    /// Mutable access to the linear layer called `name`.
+    pub fn linear_mut(&mut self, name: &str) -> Option<&mut Linear> {
+        classifier::linear_mut(&mut self.blocks, &mut self.out, name)
+    }
+
+    fn tail(&self) -> Tail<'_> {
+        Tail {
+            blocks: &self.blocks,
+            out: &self.out,
+            out_scale: &self.out_scale,
+        }
+    }
+
+    fn check_batch(&self, x: &ArrayView2<'_, i8>, labels: Option<&[usize]>) -> Result<()> {
+        if x.nrows() == 0 {
+            return Err(Error::shape("empty batch"));
+        }
+        if x.ncols() != self.config.inputs {
+            return Err(Error::shape(format!(
+                "model expects {} input features per sample, got {}",
+                self.config.inputs,
+                x.ncols()
+            )));
+        }
+        if let Some(l) = labels {
+            if l.len() != x.nrows() {
+                return Err(Error::shape(format!(
+                    "{} samples but {} labels",
+                    x.nrows(),
+                    l.len()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Evaluation-mode logits (the output scaling layer's `i8`).
+    pub fn predict_logits(&self, x: ArrayView2<'_, i8>) -> Result<Array2<i8>> {
+        self.check_batch(&x, None)?;
+        self.tail().infer(x)
+    }
+
+    /// Predicted classes (arg-max, first on ties; SPEC §4.4).
+    pub fn predict(&self, x: ArrayView2<'_, i8>) -> Result<Vec<usize>> {
+        Ok(argmax_rows(&self.predict_logits(x)?))
+    }
+
+    /// Number of correct predictions on `x`, evaluated in chunks of `chunk` rows.
+    pub fn count_correct(
+        &self,
+        x: ArrayView2<'_, i8>,
+        labels: &[usize],
+        chunk: usize,
+    ) -> Result<u64> {
+        self.check_batch(&x, Some(labels))?;
+        count_correct_chunked(x, labels, chunk, |rows| self.predict(rows))
+    }
+
+    /// One training step of SPEC §4.3 on a batch of normalised inputs and class labels.
+    pub fn train_step(
+        &mut self,
+        x: ArrayView2<'_, i8>,
+        labels: &[usize],
+        hyper: &Hyper,
+    ) -> Result<StepStats> {
+        self.check_batch(&x, Some(labels))?;
+        let step = Step::new(labels, self.config.classes, hyper)?;
+        let tail = TailMut {
+            blocks: &mut self.blocks,
+            dropouts: &mut self.dropouts,
+            out: &mut self.out,
+            out_scale: &self.out_scale,
+        };
+        tail.train_step(x.mapv(i16::from), &step, false, Vec::new)
+    }
+
+    /// A short human-readable description, e.g. `784-200-100-50-10 nitro_relu`.
+    pub fn describe(&self) -> String {
+        let mut s = format!("{}", self.config.inputs);
+        for w in &self.config.hidden {
+            s += &format!("-{w}");
+        }
+        s + &format!("-{} {}", self.config.classes, self.config.activation.name())
+    }
+
+    /// Number of trainable parameters.
+    pub fn num_parameters(&self) -> usize {
+        self.linears()
+            .iter()
+            .map(|l| l.weight.len() + l.bias.as_ref().map_or(0, |b| b.len()))
+            .sum()
+    }
+}

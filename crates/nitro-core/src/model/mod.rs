@@ -1,0 +1,14 @@
+//! Models (SPEC §4.2): the local-loss MLP and CNN. Both end in the same classifier — local-loss
+//! linear blocks and an output layer — whose training step is written once
+//! (`classifier.rs`); the CNN puts a feature extractor of conv blocks in front of it.
+
+mod classifier;
+mod cnn;
+mod cnn_config;
+mod mlp;
+
+pub use cnn::{Cnn, Stage};
+pub use cnn_config::{CnnConfig, Feature, FeatureShape};
+pub use mlp::{Mlp, MlpConfig};
+// What `train_step` returns, also reachable beside the models that produce it.
+pub use crate::metrics::StepStats;
