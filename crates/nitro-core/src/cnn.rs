@@ -4,7 +4,7 @@
 use crate::block::{
     argmax_rows, loss_and_correct, output_error, Compat, LocalLinearBlock, LocalStats,
 };
-use crate::data::{one_hot, Augment, Dataset, Normalization};
+use crate::data::{one_hot, Augment, Normalization};
 use crate::error::{Error, Result};
 use crate::init::{bound, uniform, Init};
 use crate::kernels::Int;
@@ -908,9 +908,6 @@ impl crate::train::Trainable for Cnn {
         let x = x.as_standard_layout();
         let imgs = self.images(x.view())?;
         self.train_step(imgs, labels, hyper)
-    }
-    fn correct(&self, data: &Dataset, chunk: usize) -> Result<u64> {
-        self.count_correct(data.x.view(), &data.y, chunk)
     }
     fn num_blocks(&self) -> usize {
         self.num_local_blocks()

@@ -49,6 +49,7 @@ pub mod kernels;
 pub mod layers;
 pub mod model;
 pub mod optim;
+pub mod params;
 pub mod rng;
 pub mod tensor;
 pub mod train;
@@ -61,6 +62,7 @@ pub use init::Init;
 pub use layers::ActivationKind;
 pub use model::{Hyper, Mlp, MlpConfig, Preset, StepStats};
 pub use optim::{Fraction, Plateau, Schedule, Sgd};
+pub use params::NamedParams;
 pub use train::{fit, EpochMetrics, History, TrainConfig};
 
 /// The library version (also written into saved models).

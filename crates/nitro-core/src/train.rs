@@ -1,13 +1,16 @@
 //! The epoch loop: shuffling, batching, augmentation, per-epoch metrics, schedules, plateau and
 //! early stopping (SPEC §2, §5, §7), with a per-batch progress callback that can cancel.
 
-use crate::data::{Augment, Dataset};
+use crate::block::loss_and_correct;
+use crate::cnn::Cnn;
+use crate::data::{one_hot, Augment, Dataset};
 use crate::error::{Error, Result};
-use crate::model::{Hyper, Mlp};
+use crate::model::{Hyper, Mlp, StepStats};
 use crate::optim::{Fraction, Plateau, PlateauAction, Schedule};
 use crate::rng::Pcg32;
 use alloc::format;
 use alloc::vec::Vec;
+use ndarray::{s, Array2, ArrayView2};
 
 /// Stream ids of the training RNGs (independent of the model's init streams).
 const SHUFFLE_STREAM: u64 = 0x5_0000;
@@ -65,6 +68,8 @@ pub struct EpochMetrics {
     pub blocks: Vec<Fraction>,
     /// Test accuracy after the epoch (if a test set was given).
     pub test: Option<Fraction>,
+    /// Output loss `Σ (y − ŷ)²` over the test set after the epoch (with `test`).
+    pub test_loss: Option<i64>,
     /// `lr_inv` used during the epoch.
     pub lr_inv: i64,
     /// Wall-clock milliseconds of the epoch's training batches (0 without `std`).
@@ -121,40 +126,122 @@ pub enum Control {
     Stop,
 }
 
+/// Evaluation-mode inference on rows `N × features`: what scoring a labelled set needs.
+pub trait Evaluate {
+    /// Evaluation-mode logits (`int8`, `N × classes`) of rows `N × features`.
+    fn logits(&self, x: ArrayView2<'_, i8>) -> Result<Array2<i8>>;
+    /// Number of classes (the width of the logits).
+    fn classes(&self) -> usize;
+}
+
 /// Something that can be trained batch by batch and evaluated.
-pub trait Trainable {
+pub trait Trainable: Evaluate {
     /// One SPEC §4.3 step.
-    fn step(
-        &mut self,
-        x: ndarray::ArrayView2<'_, i8>,
-        labels: &[usize],
-        hyper: &Hyper,
-    ) -> Result<crate::model::StepStats>;
-    /// Correct predictions on a labelled set.
-    fn correct(&self, data: &Dataset, chunk: usize) -> Result<u64>;
+    fn step(&mut self, x: ArrayView2<'_, i8>, labels: &[usize], hyper: &Hyper)
+        -> Result<StepStats>;
     /// Number of local-loss blocks.
     fn num_blocks(&self) -> usize;
     /// Record the settings used (for saving).
     fn set_hyper(&mut self, hyper: Hyper);
 }
 
+/// Correct predictions (arg-max, first on ties; SPEC §4.4) and output loss `Σ (y − ŷ)²` of
+/// `model` on a labelled set, predicting `chunk` rows at a time (bounded memory).
+pub fn score<M: Evaluate + ?Sized>(model: &M, data: &Dataset, chunk: usize) -> Result<(u64, i64)> {
+    if data.is_empty() {
+        return Err(Error::shape("empty evaluation set"));
+    }
+    let chunk = chunk.max(1);
+    let (mut correct, mut loss) = (0u64, 0i64);
+    for start in (0..data.len()).step_by(chunk) {
+        let end = (start + chunk).min(data.len());
+        let labels = &data.y[start..end];
+        let logits = model.logits(data.x.slice(s![start..end, ..]))?;
+        let (l, c) = loss_and_correct(&logits, &one_hot(labels, model.classes())?, labels);
+        correct += c;
+        loss += l;
+    }
+    Ok((correct, loss))
+}
+
+impl Evaluate for Mlp {
+    fn logits(&self, x: ArrayView2<'_, i8>) -> Result<Array2<i8>> {
+        self.predict_logits(x)
+    }
+    fn classes(&self) -> usize {
+        self.config.classes
+    }
+}
+
 impl Trainable for Mlp {
     fn step(
         &mut self,
-        x: ndarray::ArrayView2<'_, i8>,
+        x: ArrayView2<'_, i8>,
         labels: &[usize],
         hyper: &Hyper,
-    ) -> Result<crate::model::StepStats> {
+    ) -> Result<StepStats> {
         self.train_step(x, labels, hyper)
-    }
-    fn correct(&self, data: &Dataset, chunk: usize) -> Result<u64> {
-        self.count_correct(data.x.view(), &data.y, chunk)
     }
     fn num_blocks(&self) -> usize {
         self.blocks.len()
     }
     fn set_hyper(&mut self, hyper: Hyper) {
         self.hyper = Some(hyper);
+    }
+}
+
+/// Rows `N × (C·H·W)` are reshaped to the model's NCHW images (`Cnn::images`).
+impl Evaluate for Cnn {
+    fn logits(&self, x: ArrayView2<'_, i8>) -> Result<Array2<i8>> {
+        let x = x.as_standard_layout();
+        self.predict_logits(self.images(x.view())?)
+    }
+    fn classes(&self) -> usize {
+        self.config.classes
+    }
+}
+
+/// The saved model of either kind trains and evaluates as its kind does.
+#[cfg(feature = "std")]
+impl Evaluate for crate::io::Model {
+    fn logits(&self, x: ArrayView2<'_, i8>) -> Result<Array2<i8>> {
+        match self {
+            crate::io::Model::Mlp(m) => m.logits(x),
+            crate::io::Model::Cnn(m) => m.logits(x),
+        }
+    }
+    fn classes(&self) -> usize {
+        match self {
+            crate::io::Model::Mlp(m) => m.config.classes,
+            crate::io::Model::Cnn(m) => m.config.classes,
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl Trainable for crate::io::Model {
+    fn step(
+        &mut self,
+        x: ArrayView2<'_, i8>,
+        labels: &[usize],
+        hyper: &Hyper,
+    ) -> Result<StepStats> {
+        match self {
+            crate::io::Model::Mlp(m) => m.step(x, labels, hyper),
+            crate::io::Model::Cnn(m) => m.step(x, labels, hyper),
+        }
+    }
+    fn num_blocks(&self) -> usize {
+        match self {
+            crate::io::Model::Mlp(m) => m.num_blocks(),
+            crate::io::Model::Cnn(m) => m.num_blocks(),
+        }
+    }
+    fn set_hyper(&mut self, hyper: Hyper) {
+        match self {
+            crate::io::Model::Mlp(m) => m.set_hyper(hyper),
+            crate::io::Model::Cnn(m) => m.set_hyper(hyper),
+        }
     }
 }
 
@@ -255,10 +342,12 @@ pub fn fit<M: Trainable>(
         }
         if let Some(t) = test {
             let clock = Clock::start();
+            let (correct, loss) = score(model, t, cfg.eval_chunk)?;
             m.test = Some(Fraction {
-                correct: model.correct(t, cfg.eval_chunk)?,
+                correct,
                 total: t.len() as u64,
             });
+            m.test_loss = Some(loss);
             m.eval_millis = clock.millis();
         }
         let mut stop = on_epoch(&m) == Control::Stop;
