@@ -228,8 +228,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     with open(args.file, "rb") as f:
         data = f.read()
     meta = dict(_core.read_metadata(data))
-    model = _core.model_from_bytes(data)
-    kind = "cnn" if isinstance(model, _core.CnnModel) else "mlp"
+    model = _core.Model.from_bytes(data)
+    kind = model.kind
     print(f"file:            {args.file} ({len(data)} bytes)")
     print(f"format:          {meta.get('format')} v{meta.get('format_version')}, "
           f"written by nitrod-rs {meta.get('library_version')}")
@@ -237,7 +237,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     cfg = model.config
     print(f"                 dropout {cfg['dropout_pct']}%, bias {cfg['bias']}, "
           f"init {cfg['init']}, seed {cfg['seed']}")
-    if isinstance(model, _core.CnnModel):
+    if kind == "cnn":
         print(f"                 input {tuple(cfg['input'])}, decoder_dim {cfg['decoder_dim']}, "
               f"head pool {cfg['head_pool']}, conv_amp_adjust {cfg['conv_amp_adjust']}")
         for name, k, pad, dims, feats in model.head_geometries():

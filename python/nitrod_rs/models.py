@@ -675,7 +675,7 @@ class MLP(_Model):
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; expected one of "
                              + ", ".join(ACTIVATIONS))
-        self._m = _core.Model(
+        self._m = _core.Model.mlp(
             widths[0],
             widths[1:-1],
             widths[-1],
@@ -709,7 +709,7 @@ class MLP(_Model):
 
     @classmethod
     def from_bytes(cls, data: bytes) -> MLP:
-        return cls._from_core(_core.Model.from_bytes(bytes(data)))
+        return cls._from_core(_core.Model.from_bytes(bytes(data), "mlp"))
 
     # -- export for devices (issue 5) ------------------------------------------------------
 
@@ -869,7 +869,7 @@ class CNN(_Model):
             raise ValueError(f"head_pool must be 'max' or 'avg', got {head_pool!r}")
         if compat not in ("exact", "reference"):
             raise ValueError(f"compat must be 'exact' or 'reference', got {compat!r}")
-        self._m = _core.CnnModel(
+        self._m = _core.Model.cnn(
             (c, h, w), feats, widths, _check_int(classes, "classes", minimum=2),
             activation=activation,
             slope=_check_int(slope, "slope", minimum=1),
@@ -885,7 +885,7 @@ class CNN(_Model):
         self.history = None
 
     @classmethod
-    def _from_core(cls, core: _core.CnnModel) -> CNN:
+    def _from_core(cls, core: _core.Model) -> CNN:
         self = cls.__new__(cls)
         self._m = core
         hyper = core.hyper
@@ -927,20 +927,20 @@ class CNN(_Model):
 
     @classmethod
     def from_bytes(cls, data: bytes) -> CNN:
-        return cls._from_core(_core.CnnModel.from_bytes(bytes(data)))
+        return cls._from_core(_core.Model.from_bytes(bytes(data), "cnn"))
 
 
-def _wrap(core: Any) -> MLP | CNN:
-    if isinstance(core, _core.CnnModel):
+def _wrap(core: _core.Model) -> MLP | CNN:
+    if core.kind == "cnn":
         return CNN._from_core(core)
     return MLP._from_core(core)
 
 
 def load(path: PathLike) -> MLP | CNN:
     """Load a model saved with :meth:`MLP.save` or :meth:`CNN.save` (either kind)."""
-    return _wrap(_core.load_model(os.fspath(path)))
+    return _wrap(_core.Model.load(os.fspath(path)))
 
 
 def from_bytes(data: bytes) -> MLP | CNN:
     """A model of either kind from ``.safetensors`` bytes."""
-    return _wrap(_core.model_from_bytes(bytes(data)))
+    return _wrap(_core.Model.from_bytes(bytes(data)))

@@ -316,19 +316,30 @@ mod tests {
         let ok = ArrayD::<i32>::zeros(IxDyn(&[4, 6]));
         let wrong = ArrayD::<i32>::zeros(IxDyn(&[4, 5]));
         let e = m
-            .load(&[("linear_encoder_00", ok.view()), ("linear_03", wrong.view())])
+            .load(&[
+                ("linear_encoder_00", ok.view()),
+                ("linear_03", wrong.view()),
+            ])
             .unwrap_err();
         assert!(matches!(e, Error::Config(_)), "{e}");
         let e = m
-            .load(&[("linear_encoder_00", ok.view()), ("linear_pred_00", wrong.view())])
+            .load(&[
+                ("linear_encoder_00", ok.view()),
+                ("linear_pred_00", wrong.view()),
+            ])
             .unwrap_err();
         assert!(e.to_string().contains("expected [3, 4]"), "{e}");
         let big = ArrayD::<i64>::from_elem(IxDyn(&[4]), 1 << 40);
-        let e = m.load(&[("linear_encoder_00.bias", big.view())]).unwrap_err();
+        let e = m
+            .load(&[("linear_encoder_00.bias", big.view())])
+            .unwrap_err();
         assert!(matches!(e, Error::Overflow { .. }), "{e}");
         assert_eq!(m.parameter_shapes(), before.parameter_shapes());
         for (name, _) in before.parameter_shapes() {
-            assert_eq!(m.parameter(&name).unwrap(), before.parameter(&name).unwrap());
+            assert_eq!(
+                m.parameter(&name).unwrap(),
+                before.parameter(&name).unwrap()
+            );
         }
     }
 
@@ -352,7 +363,10 @@ mod tests {
         ];
         let mut c = Cnn::new(CnnConfig::new((1, 8, 8), &feats, &[8], 3)).unwrap();
         let shapes = c.parameter_shapes();
-        assert_eq!(shapes[0], ("conv_encoder_00".into(), alloc::vec![4, 1, 3, 3]));
+        assert_eq!(
+            shapes[0],
+            ("conv_encoder_00".into(), alloc::vec![4, 1, 3, 3])
+        );
         let w = c.parameter("conv_encoder_00").unwrap().mapv(|v| v / 2);
         c.load(&[("conv_encoder_00", w.view())]).unwrap();
         assert_eq!(c.parameter("conv_encoder_00").unwrap(), w);
