@@ -375,3 +375,49 @@ pub fn fit<M: Trainable>(
     }
     Ok(history)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::MlpConfig;
+
+    #[test]
+    fn epoch_metrics_carry_the_test_score() {
+        let n = 96;
+        let x = Array2::from_shape_fn((n, 16), |(i, j)| ((i * 7 + j * 13) % 251) as i8);
+        let y: Vec<usize> = (0..n).map(|i| i % 3).collect();
+        let data = Dataset::new(x, y, (1, 4, 4)).unwrap();
+        let mut model = Mlp::new(MlpConfig::new(16, &[8], 3)).unwrap();
+        let cfg = TrainConfig {
+            epochs: 2,
+            batch_size: 16,
+            eval_chunk: 10,
+            ..TrainConfig::default()
+        };
+        let go = &mut |_: &Progress| Control::Continue;
+        let h = fit(&mut model, &data, Some(&data), &cfg, go, &mut |_| {
+            Control::Continue
+        })
+        .unwrap();
+        let last = h.epochs.last().unwrap();
+        // The chunk size does not change the score; the model is the one after the last epoch.
+        let (correct, loss) = score(&model, &data, usize::MAX).unwrap();
+        assert_eq!(
+            last.test,
+            Some(Fraction {
+                correct,
+                total: n as u64
+            })
+        );
+        assert_eq!(last.test_loss, Some(loss));
+        assert_eq!(
+            correct,
+            model.count_correct(data.x.view(), &data.y, 10).unwrap()
+        );
+        let h = fit(&mut model, &data, None, &cfg, go, &mut |_| {
+            Control::Continue
+        })
+        .unwrap();
+        assert_eq!(h.epochs[0].test_loss, None);
+    }
+}

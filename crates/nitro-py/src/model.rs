@@ -10,8 +10,9 @@ use nitro_core::train::Evaluate;
 use nitro_core::{
     io, ActivationKind, Cnn, CnnConfig, Init, Mlp, MlpConfig, NamedParams, Normalization,
 };
-use numpy::PyReadonlyArrayDyn;
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArrayDyn,
+};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
