@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """nitrod-rs side by side with what a user would otherwise run, in one table.
 
-  (a) GEMM: the engine's exact integer GEMM (``nitrod_rs._core.gemm_bench``, timed inside
+  (a) GEMM: the engine's exact integer GEMM (``nitrod_rs._core.ops.gemm_bench``, timed inside
       Rust, and ``nitrod_rs.ops.linear`` timed from Python) against numpy float32 ``@``
       (OpenBLAS sgemm), numpy int32 ``@`` (no BLAS; may wrap) and numpy int64 ``@`` (exact), on
       the MLP2 first-layer forward shape and the im2col shape of VGG8B's second convolution.
@@ -202,7 +202,7 @@ def gemm_rows(label: str, m: int, k: int, n: int, wmax: int, repeats: int,
     xi64, wi64 = x[:r].astype(np.int64), w.astype(np.int64)
     # gemm_bench and ops.linear both run in rayon's global pool (RAYON_NUM_THREADS = T).
     t = compare({
-        "rust": lambda: _core.gemm_bench(x, w, 1)[0] / 1e9,
+        "rust": lambda: _core.ops.gemm_bench(x, w, 1)[0] / 1e9,
         "py": wall(lambda: ops.linear(x, w)),
         "sgemm": wall(lambda: xf @ wf.T),
         "i32": wall(lambda: xi32 @ wi32.T),

@@ -95,10 +95,10 @@ def test_gemm_bench_times_the_engine_gemm():
     rng = np.random.default_rng(3)
     x = rng.integers(-127, 128, size=(16, 40), dtype=np.int8)
     w = rng.integers(-30000, 30001, size=(8, 40), dtype=np.int32)
-    ns = _core.gemm_bench(x, w, 5)
+    ns = _core.ops.gemm_bench(x, w, 5)
     assert len(ns) == 5 and all(isinstance(v, int) and v > 0 for v in ns)
-    assert len(_core.gemm_bench(x, w, 2, threads=1)) == 2
+    assert len(_core.ops.gemm_bench(x, w, 2, threads=1)) == 2
     with pytest.raises(ValueError, match="repeats"):
-        _core.gemm_bench(x, w, 0)
+        _core.ops.gemm_bench(x, w, 0)
     with pytest.raises(ValueError, match="input features"):
-        _core.gemm_bench(x, w[:, :39].copy(), 1)
+        _core.ops.gemm_bench(x, w[:, :39].copy(), 1)

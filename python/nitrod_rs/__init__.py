@@ -14,7 +14,14 @@ primitives and ``nitrod_rs.datasets`` for MNIST / Fashion-MNIST / CIFAR-10 loade
 from __future__ import annotations
 
 from . import datasets, ops, presets
-from ._core import FormatError, IntegerOverflowError, NitroError, __version__
+from ._core import (
+    ConfigError,
+    FormatError,
+    IntegerOverflowError,
+    NitroError,
+    ShapeError,
+    __version__,
+)
 from .models import CNN, MLP, History, from_bytes, load
 
 __all__ = [
@@ -26,6 +33,8 @@ __all__ = [
     "NitroError",
     "FormatError",
     "IntegerOverflowError",
+    "ShapeError",
+    "ConfigError",
     "datasets",
     "ops",
     "presets",

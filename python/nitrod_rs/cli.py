@@ -229,8 +229,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     with open(args.file, "rb") as f:
         data = f.read()
     meta = dict(_core.read_metadata(data))
-    model: Any = _engine.from_bytes(data)
-    kind = "cnn" if _engine.is_cnn(model) else "mlp"
+    model = _engine.from_bytes(data)
+    kind = model.kind
     print(f"file:            {args.file} ({len(data)} bytes)")
     print(f"format:          {meta.get('format')} v{meta.get('format_version')}, "
           f"written by nitrod-rs {meta.get('library_version')}")

@@ -71,7 +71,7 @@ def tdiv(a: Any, b: Any) -> Any:
     a_arr = _int_array(a, "a", np.int64)
     b_arr = _int_array(b, "b", np.int64)
     a_b, b_b = np.broadcast_arrays(a_arr, b_arr)
-    out = _core.tdiv(np.ascontiguousarray(a_b).ravel(), np.ascontiguousarray(b_b).ravel())
+    out = _core.ops.tdiv(np.ascontiguousarray(a_b).ravel(), np.ascontiguousarray(b_b).ravel())
     out = out.reshape(a_b.shape)
     if out.ndim == 0:
         return int(out)
@@ -85,20 +85,20 @@ def linear(x: Any, weight: Any, bias: Any = None) -> np.ndarray:
     b = None if bias is None else _int_array(bias, "bias", np.int32, 1)
     xa = np.asarray(x)
     if xa.dtype == np.int16:
-        return _core.linear_i16(_int_array(xa, "x", np.int16, 2), w, b)
-    return _core.linear(_int_array(xa, "x", np.int8, 2), w, b)
+        return _core.ops.linear_i16(_int_array(xa, "x", np.int16, 2), w, b)
+    return _core.ops.linear(_int_array(xa, "x", np.int8, 2), w, b)
 
 
 def linear_backward(x: Any, weight: Any, delta: Any) -> tuple[np.ndarray, np.ndarray]:
     """``(δ · W, δᵀ · x)``: a linear layer's input error and weight gradient, ``int64``."""
-    return _core.linear_backward(_int_array(x, "x", np.int8, 2),
+    return _core.ops.linear_backward(_int_array(x, "x", np.int8, 2),
                                  _int_array(weight, "weight", np.int32, 2),
                                  _int_array(delta, "delta", np.int32, 2))
 
 
 def scaling(z: Any, fan_in: int) -> np.ndarray:
     """``clip8(tdiv(z, 2⁸ · fan_in))`` as ``int8`` (SPEC §3.3)."""
-    return _core.scaling(_int_array(z, "z", np.int64), int(fan_in))
+    return _core.ops.scaling(_int_array(z, "z", np.int64), int(fan_in))
 
 
 def _act_input(x: Any, kind: str) -> np.ndarray:
@@ -112,13 +112,13 @@ def _act_input(x: Any, kind: str) -> np.ndarray:
 
 def activation(x: Any, kind: str = "nitro_relu", slope: int = 4) -> np.ndarray:
     """Forward of activation ``kind`` on ``int8`` input (SPEC §3.4)."""
-    return _core.activation_forward(_act_input(x, kind), kind, int(slope))
+    return _core.ops.activation_forward(_act_input(x, kind), kind, int(slope))
 
 
 def activation_backward(x: Any, delta: Any, kind: str = "nitro_relu",
                         slope: int = 4) -> np.ndarray:
     """``δ_in = tdiv(δ, s(x))`` of activation ``kind`` (0 where the inverse slope is ∞)."""
-    return _core.activation_backward(_act_input(x, kind),
+    return _core.ops.activation_backward(_act_input(x, kind),
                                      _int_array(delta, "delta", np.int32), kind, int(slope))
 
 
@@ -175,7 +175,7 @@ def integer_sgd_update(params: Any, grads: Any, *, lr_inv: int, amp: int = 1,
                        decay_inv: int = 0) -> np.ndarray:
     """One IntegerSGD step (SPEC §5): ``P − (tdiv(G, lr_inv·amp) + tdiv(P, decay_inv))`` as a
     new ``int32`` array; ``nitrod_rs.IntegerOverflowError`` if a value would leave int32."""
-    return _core.integer_sgd_update(_int_array(params, "params", np.int32),
+    return _core.ops.integer_sgd_update(_int_array(params, "params", np.int32),
                                     _int_array(grads, "grads", np.int64),
                                     lr_inv=int(lr_inv), amp=int(amp), decay_inv=int(decay_inv))
 
@@ -209,7 +209,7 @@ def conv2d(x: Any, weight: Any, bias: Any = None, padding: int = 0) -> np.ndarra
     w = _nchw(weight, "weight", np.int32)
     b = None if bias is None else _int_array(bias, "bias", np.int32, 1)
     pad = _pair(padding, "padding")[0]
-    return _core.conv2d(_nchw(x, "x", np.int8), w, b, pad)
+    return _core.ops.conv2d(_nchw(x, "x", np.int8), w, b, pad)
 
 
 def conv2d_weight_grad(x: Any, weight: Any, delta: Any,
@@ -219,7 +219,7 @@ def conv2d_weight_grad(x: Any, weight: Any, delta: Any,
     batch x H x W with the engine's proven accumulators. (NITRO-D conv blocks do not pass an
     error to their input, so there is no input gradient.)"""
     pad = _pair(padding, "padding")[0]
-    return _core.conv2d_weight_grad(_nchw(x, "x", np.int8), _nchw(weight, "weight", np.int32),
+    return _core.ops.conv2d_weight_grad(_nchw(x, "x", np.int8), _nchw(weight, "weight", np.int32),
                                     _nchw(delta, "delta", np.int32), pad)
 
 
@@ -236,10 +236,10 @@ def _pool(x: Any, kind: str, kernel: Any, padding: Any, compat: str) -> np.ndarr
     xa = _pool_input(x)
     k, p = _pair(kernel, "kernel"), _pair(padding, "padding")
     if xa.dtype == np.int8:
-        return _core.pool2d_i8(xa, kind, k, p, compat)
+        return _core.ops.pool2d_i8(xa, kind, k, p, compat)
     if xa.dtype == np.int16:
-        return _core.pool2d_i16(xa, kind, k, p, compat)
-    return _core.pool2d_i32(xa, kind, k, p, compat)
+        return _core.ops.pool2d_i16(xa, kind, k, p, compat)
+    return _core.ops.pool2d_i32(xa, kind, k, p, compat)
 
 
 def _pool_backward(x: Any, delta: Any, kind: str, kernel: Any, padding: Any,
@@ -248,10 +248,10 @@ def _pool_backward(x: Any, delta: Any, kind: str, kernel: Any, padding: Any,
     d = _nchw(delta, "delta", np.int32)
     k, p = _pair(kernel, "kernel"), _pair(padding, "padding")
     if xa.dtype == np.int8:
-        return _core.pool2d_backward_i8(xa, d, kind, k, p, compat)
+        return _core.ops.pool2d_backward_i8(xa, d, kind, k, p, compat)
     if xa.dtype == np.int16:
-        return _core.pool2d_backward_i16(xa, d, kind, k, p, compat)
-    return _core.pool2d_backward_i32(xa, d, kind, k, p, compat)
+        return _core.ops.pool2d_backward_i16(xa, d, kind, k, p, compat)
+    return _core.ops.pool2d_backward_i32(xa, d, kind, k, p, compat)
 
 
 def maxpool2d(x: Any, kernel: Any = 2, padding: Any = 0, compat: str = "exact") -> np.ndarray:

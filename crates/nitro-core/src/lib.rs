@@ -63,6 +63,7 @@ pub mod metrics;
 pub mod model;
 pub mod names;
 pub mod optim;
+pub mod params;
 pub mod presets;
 pub mod rng;
 pub mod train;
@@ -75,6 +76,7 @@ pub use layers::ActivationKind;
 pub use metrics::{Fraction, LocalStats, StepStats};
 pub use model::{Cnn, CnnConfig, Feature, Mlp, MlpConfig};
 pub use optim::{Compat, Hyper, Plateau, Schedule, Sgd};
+pub use params::NamedParams;
 pub use presets::{CnnPreset, CnnPresetSpec, Preset, PresetSpec};
 pub use train::{fit, EpochMetrics, History, TrainConfig};
 

@@ -3,12 +3,15 @@
 
 use crate::data::{Augment, Dataset};
 use crate::error::{Error, Result};
-use crate::metrics::Fraction;
+use crate::loss::{loss_and_correct, one_hot};
+use crate::metrics::{Fraction, StepStats};
+use crate::model::Cnn;
 use crate::model::Mlp;
 use crate::optim::{Hyper, Plateau, PlateauAction, Schedule};
 use crate::rng::Pcg32;
 use alloc::format;
 use alloc::vec::Vec;
+use ndarray::{s, Array2, ArrayView2};
 
 /// Stream ids of the training RNGs (independent of the model's init streams).
 const SHUFFLE_STREAM: u64 = 0x5_0000;
@@ -66,6 +69,8 @@ pub struct EpochMetrics {
     pub blocks: Vec<Fraction>,
     /// Test accuracy after the epoch (if a test set was given).
     pub test: Option<Fraction>,
+    /// Output loss `Σ (y − ŷ)²` over the test set after the epoch (with `test`).
+    pub test_loss: Option<i64>,
     /// `lr_inv` used during the epoch.
     pub lr_inv: i64,
     /// Wall-clock milliseconds of the epoch's training batches (0 without `std`).
@@ -122,40 +127,142 @@ pub enum Control {
     Stop,
 }
 
+/// Evaluation-mode inference on rows `N × features`: what scoring a labelled set needs.
+pub trait Evaluate {
+    /// Evaluation-mode logits (`int8`, `N × classes`) of rows `N × features`.
+    fn logits(&self, x: ArrayView2<'_, i8>) -> Result<Array2<i8>>;
+    /// Number of classes (the width of the logits).
+    fn classes(&self) -> usize;
+}
+
 /// Something that can be trained batch by batch and evaluated.
-pub trait Trainable {
+pub trait Trainable: Evaluate {
     /// One SPEC §4.3 step.
-    fn step(
-        &mut self,
-        x: ndarray::ArrayView2<'_, i8>,
-        labels: &[usize],
-        hyper: &Hyper,
-    ) -> Result<crate::model::StepStats>;
-    /// Correct predictions on a labelled set.
-    fn correct(&self, data: &Dataset, chunk: usize) -> Result<u64>;
+    fn step(&mut self, x: ArrayView2<'_, i8>, labels: &[usize], hyper: &Hyper)
+        -> Result<StepStats>;
     /// Number of local-loss blocks.
     fn num_blocks(&self) -> usize;
     /// Record the settings used (for saving).
     fn set_hyper(&mut self, hyper: Hyper);
 }
 
+/// Correct predictions (arg-max, first on ties; SPEC §4.4) and output loss `Σ (y − ŷ)²` of
+/// `model` on a labelled set, predicting `chunk` rows at a time (bounded memory).
+pub fn score<M: Evaluate + ?Sized>(model: &M, data: &Dataset, chunk: usize) -> Result<(u64, i64)> {
+    if data.is_empty() {
+        return Err(Error::shape("empty evaluation set"));
+    }
+    let chunk = chunk.max(1);
+    let (mut correct, mut loss) = (0u64, 0i64);
+    for start in (0..data.len()).step_by(chunk) {
+        let end = (start + chunk).min(data.len());
+        let labels = &data.y[start..end];
+        let logits = model.logits(data.x.slice(s![start..end, ..]))?;
+        let (l, c) = loss_and_correct(&logits, &one_hot(labels, model.classes())?, labels);
+        correct += c;
+        loss += l;
+    }
+    Ok((correct, loss))
+}
+
+impl Evaluate for Mlp {
+    fn logits(&self, x: ArrayView2<'_, i8>) -> Result<Array2<i8>> {
+        self.predict_logits(x)
+    }
+    fn classes(&self) -> usize {
+        self.config.classes
+    }
+}
+
 impl Trainable for Mlp {
     fn step(
         &mut self,
-        x: ndarray::ArrayView2<'_, i8>,
+        x: ArrayView2<'_, i8>,
         labels: &[usize],
         hyper: &Hyper,
-    ) -> Result<crate::model::StepStats> {
+    ) -> Result<StepStats> {
         self.train_step(x, labels, hyper)
-    }
-    fn correct(&self, data: &Dataset, chunk: usize) -> Result<u64> {
-        self.count_correct(data.x.view(), &data.y, chunk)
     }
     fn num_blocks(&self) -> usize {
         self.blocks.len()
     }
     fn set_hyper(&mut self, hyper: Hyper) {
         self.hyper = Some(hyper);
+    }
+}
+
+/// Rows `N × (C·H·W)` are reshaped to the model's NCHW images (`Cnn::images`).
+impl Trainable for Cnn {
+    fn step(
+        &mut self,
+        x: ArrayView2<'_, i8>,
+        labels: &[usize],
+        hyper: &Hyper,
+    ) -> Result<StepStats> {
+        let x = x.as_standard_layout();
+        let imgs = self.images(x.view())?;
+        self.train_step(imgs, labels, hyper)
+    }
+    fn num_blocks(&self) -> usize {
+        self.num_local_blocks()
+    }
+    fn set_hyper(&mut self, hyper: Hyper) {
+        self.hyper = Some(hyper);
+    }
+}
+
+/// Rows `N × (C·H·W)` are reshaped to the model's NCHW images (`Cnn::images`).
+impl Evaluate for Cnn {
+    fn logits(&self, x: ArrayView2<'_, i8>) -> Result<Array2<i8>> {
+        let x = x.as_standard_layout();
+        self.predict_logits(self.images(x.view())?)
+    }
+    fn classes(&self) -> usize {
+        self.config.classes
+    }
+}
+
+/// The saved model of either kind trains and evaluates as its kind does.
+#[cfg(feature = "std")]
+impl Evaluate for crate::io::Model {
+    fn logits(&self, x: ArrayView2<'_, i8>) -> Result<Array2<i8>> {
+        match self {
+            crate::io::Model::Mlp(m) => m.logits(x),
+            crate::io::Model::Cnn(m) => m.logits(x),
+        }
+    }
+    fn classes(&self) -> usize {
+        match self {
+            crate::io::Model::Mlp(m) => m.config.classes,
+            crate::io::Model::Cnn(m) => m.config.classes,
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl Trainable for crate::io::Model {
+    fn step(
+        &mut self,
+        x: ArrayView2<'_, i8>,
+        labels: &[usize],
+        hyper: &Hyper,
+    ) -> Result<StepStats> {
+        match self {
+            crate::io::Model::Mlp(m) => m.step(x, labels, hyper),
+            crate::io::Model::Cnn(m) => m.step(x, labels, hyper),
+        }
+    }
+    fn num_blocks(&self) -> usize {
+        match self {
+            crate::io::Model::Mlp(m) => m.num_blocks(),
+            crate::io::Model::Cnn(m) => m.num_blocks(),
+        }
+    }
+    fn set_hyper(&mut self, hyper: Hyper) {
+        match self {
+            crate::io::Model::Mlp(m) => m.set_hyper(hyper),
+            crate::io::Model::Cnn(m) => m.set_hyper(hyper),
+        }
     }
 }
 
@@ -256,10 +363,12 @@ pub fn fit<M: Trainable>(
         }
         if let Some(t) = test {
             let clock = Clock::start();
+            let (correct, loss) = score(model, t, cfg.eval_chunk)?;
             m.test = Some(Fraction {
-                correct: model.correct(t, cfg.eval_chunk)?,
+                correct,
                 total: t.len() as u64,
             });
+            m.test_loss = Some(loss);
             m.eval_millis = clock.millis();
         }
         let mut stop = on_epoch(&m) == Control::Stop;
@@ -286,4 +395,50 @@ pub fn fit<M: Trainable>(
         }
     }
     Ok(history)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::MlpConfig;
+
+    #[test]
+    fn epoch_metrics_carry_the_test_score() {
+        let n = 96;
+        let x = Array2::from_shape_fn((n, 16), |(i, j)| ((i * 7 + j * 13) % 251) as i8);
+        let y: Vec<usize> = (0..n).map(|i| i % 3).collect();
+        let data = Dataset::new(x, y, (1, 4, 4)).unwrap();
+        let mut model = Mlp::new(MlpConfig::new(16, &[8], 3)).unwrap();
+        let cfg = TrainConfig {
+            epochs: 2,
+            batch_size: 16,
+            eval_chunk: 10,
+            ..TrainConfig::default()
+        };
+        let go = &mut |_: &Progress| Control::Continue;
+        let h = fit(&mut model, &data, Some(&data), &cfg, go, &mut |_| {
+            Control::Continue
+        })
+        .unwrap();
+        let last = h.epochs.last().unwrap();
+        // The chunk size does not change the score; the model is the one after the last epoch.
+        let (correct, loss) = score(&model, &data, usize::MAX).unwrap();
+        assert_eq!(
+            last.test,
+            Some(Fraction {
+                correct,
+                total: n as u64
+            })
+        );
+        assert_eq!(last.test_loss, Some(loss));
+        assert_eq!(
+            correct,
+            model.count_correct(data.x.view(), &data.y, 10).unwrap()
+        );
+        let h = fit(&mut model, &data, None, &cfg, go, &mut |_| {
+            Control::Continue
+        })
+        .unwrap();
+        assert_eq!(h.epochs[0].test_loss, None);
+    }
 }

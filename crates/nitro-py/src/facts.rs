@@ -3,11 +3,12 @@
 //! defaults of both model kinds, the accepted names, and the presets of both kinds with their
 //! complete training settings. Each value here is read from `nitro-core`, not written again.
 
+use crate::convert::{cnn_config_dict, hyper_dict, mlp_config_dict};
+use crate::errors::{to_py, value_err};
 use nitro_core::layers::PoolKind;
 use nitro_core::{
-    ActivationKind, CnnConfig, CnnPreset, Compat, Feature, Hyper, MlpConfig, Preset, TrainConfig,
+    ActivationKind, CnnConfig, CnnPreset, Compat, Feature, Hyper, Preset, TrainConfig,
 };
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -30,10 +31,6 @@ const PRESETS: [(&str, Kind, &str); 7] = [
     ("small-cnn", Kind::Cnn(CnnPreset::SmallCnn), "fashion-mnist"),
 ];
 
-fn config_err(e: nitro_core::Error) -> PyErr {
-    PyValueError::new_err(e.to_string())
-}
-
 /// The engine's defaults and accepted names: `hyper` (IntegerSGD), `batch_size`, `activation`
 /// and `slope`, `decoder_dim` and `head_pool` (CNN), `conv` (`[kernel, stride, padding]` of a
 /// conv entry given by its filter count alone), `one_hot` (the target value at the label), and
@@ -41,7 +38,7 @@ fn config_err(e: nitro_core::Error) -> PyErr {
 #[pyfunction]
 pub fn defaults(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     let d = PyDict::new(py);
-    d.set_item("hyper", crate::hyper_dict(py, &Hyper::default())?)?;
+    d.set_item("hyper", hyper_dict(py, &Hyper::default())?)?;
     d.set_item("batch_size", TrainConfig::default().batch_size)?;
     let act = ActivationKind::default();
     d.set_item("activation", act.name())?;
@@ -97,21 +94,6 @@ pub fn presets() -> Vec<(&'static str, &'static str, &'static str)> {
         .collect()
 }
 
-fn mlp_config_dict<'py>(py: Python<'py>, c: &MlpConfig) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("kind", "mlp")?;
-    d.set_item("inputs", c.inputs)?;
-    d.set_item("hidden", c.hidden.clone())?;
-    d.set_item("classes", c.classes)?;
-    d.set_item("activation", c.activation.name())?;
-    d.set_item("slope", c.activation.slope())?;
-    d.set_item("dropout_pct", c.dropout_pct)?;
-    d.set_item("bias", c.bias)?;
-    d.set_item("init", c.init.name())?;
-    d.set_item("seed", c.seed)?;
-    Ok(d)
-}
-
 /// A preset (a name of [`presets`]) for a canonical data set name: `config` (the architecture,
 /// keys as a model's `config`) and `settings`, the keyword arguments of `fit` that reproduce the
 /// paper's run: `batch_size`, the IntegerSGD settings, `augment` (`(pad, flip)` or `None`), and
@@ -119,16 +101,15 @@ fn mlp_config_dict<'py>(py: Python<'py>, c: &MlpConfig) -> PyResult<Bound<'py, P
 #[pyfunction]
 #[pyo3(signature = (name, dataset))]
 pub fn preset<'py>(py: Python<'py>, name: &str, dataset: &str) -> PyResult<Bound<'py, PyDict>> {
-    let &(_, kind, _) = PRESETS
-        .iter()
-        .find(|(n, _, _)| *n == name)
-        .ok_or_else(|| PyValueError::new_err(format!("unknown preset {name:?}")))?;
+    let &(_, kind, _) = PRESETS.iter().find(|(n, _, _)| *n == name).ok_or_else(|| {
+        value_err(format!(
+            "unknown preset {name:?}: use one of {}",
+            PRESETS.map(|p| p.0).join(", ")
+        ))
+    })?;
     // The per-dataset augmentation (SPEC §2) is stated once in the engine, in the CNN presets'
     // specs; an MLP preset that augments uses the same.
-    let dataset_augment = CnnPreset::SmallCnn
-        .spec(dataset)
-        .map_err(config_err)?
-        .augment;
+    let dataset_augment = CnnPreset::SmallCnn.spec(dataset).map_err(to_py)?.augment;
     let (config, hyper, augment) = match kind {
         Kind::Mlp(p) => {
             let spec = p.spec(dataset);
@@ -136,15 +117,15 @@ pub fn preset<'py>(py: Python<'py>, name: &str, dataset: &str) -> PyResult<Bound
             (mlp_config_dict(py, &spec.config)?, spec.hyper, augment)
         }
         Kind::Cnn(p) => {
-            let spec = p.spec(dataset).map_err(config_err)?;
-            let config = crate::cnn_config_dict(py, &spec.config)?;
+            let spec = p.spec(dataset).map_err(to_py)?;
+            let config = cnn_config_dict(py, &spec.config)?;
             (config, spec.hyper, spec.augment)
         }
     };
     let settings = PyDict::new(py);
     settings.set_item("batch_size", TrainConfig::default().batch_size)?;
     // The compat mode is a model's, not a preset's (every preset trains in the default mode).
-    for (k, v) in crate::hyper_dict(py, &hyper)?.iter() {
+    for (k, v) in hyper_dict(py, &hyper)?.iter() {
         if k.extract::<&str>()? != "compat" {
             settings.set_item(k, v)?;
         }

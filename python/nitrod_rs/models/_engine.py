@@ -1,31 +1,31 @@
-"""The one place that names the engine's model classes (``_core.Model``, ``_core.CnnModel``).
+"""The one place that builds and loads the engine's model (``_core.Model``, of either kind).
 
-Everything else in the package holds an :data:`EngineModel` and calls its methods, which both
-classes share; building, loading and telling the kinds apart happens only here.
+Everything else in the package holds an :data:`EngineModel` and calls its methods; building,
+loading and telling the kinds apart happens only here.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, Union
+from typing import Any
 
 from .. import _core
 from .._paths import PathLike
 
-EngineModel = Union[_core.Model, _core.CnnModel]
+EngineModel = _core.Model
 
 
 def new_mlp(inputs: int, hidden: Sequence[int], classes: int, **options: Any) -> EngineModel:
-    """An MLP; ``options`` are the keyword arguments of ``_core.Model``."""
-    return _core.Model(inputs, list(hidden), classes, **options)
+    """An MLP; ``options`` are the keyword arguments of ``_core.Model.mlp``."""
+    return _core.Model.mlp(inputs, list(hidden), classes, **options)
 
 
 def new_cnn(input_shape: tuple[int, int, int], features: Sequence[tuple[str, list[int]]],
             classifier: Sequence[int], classes: int, **options: Any) -> EngineModel:
     """A CNN; ``features`` in the engine's ``(kind, [numbers])`` encoding, ``options`` the
-    keyword arguments of ``_core.CnnModel``."""
-    return _core.CnnModel(input_shape, list(features), list(classifier), classes, **options)
+    keyword arguments of ``_core.Model.cnn``."""
+    return _core.Model.cnn(input_shape, list(features), list(classifier), classes, **options)
 
 
 def from_config(config: Mapping[str, Any], seed: int) -> EngineModel:
@@ -42,21 +42,17 @@ def from_config(config: Mapping[str, Any], seed: int) -> EngineModel:
 
 
 def is_cnn(m: EngineModel) -> bool:
-    return isinstance(m, _core.CnnModel)
+    return m.kind == "cnn"
 
 
 def from_bytes(data: bytes, kind: str | None = None) -> EngineModel:
     """A model from ``.safetensors`` bytes: of either kind, or only ``"mlp"`` / ``"cnn"``."""
-    if kind == "mlp":
-        return _core.Model.from_bytes(bytes(data))
-    if kind == "cnn":
-        return _core.CnnModel.from_bytes(bytes(data))
-    return _core.model_from_bytes(bytes(data))
+    return _core.Model.from_bytes(bytes(data), kind)
 
 
 def load(path: PathLike) -> EngineModel:
     """A model of either kind from a ``.safetensors`` file."""
-    return _core.load_model(os.fspath(path))
+    return _core.Model.load(os.fspath(path))
 
 
 def mlp_from_blob(data: bytes) -> EngineModel:

@@ -5,7 +5,7 @@
 use super::classifier::{self, Step, Tail, TailMut};
 use super::cnn_config::{CnnConfig, Feature, FeatureShape};
 use crate::block::{LocalConv2dBlock, LocalLinearBlock};
-use crate::data::{Dataset, Normalization};
+use crate::data::Normalization;
 use crate::error::{Error, Result};
 use crate::init::{bound, uniform};
 use crate::kernels::par;
@@ -376,26 +376,4 @@ fn to_i8(x: &Array4<i16>) -> Result<Array4<i8>> {
         })?;
     }
     Ok(out)
-}
-
-impl crate::train::Trainable for Cnn {
-    fn step(
-        &mut self,
-        x: ArrayView2<'_, i8>,
-        labels: &[usize],
-        hyper: &Hyper,
-    ) -> Result<StepStats> {
-        let x = x.as_standard_layout();
-        let imgs = self.images(x.view())?;
-        self.train_step(imgs, labels, hyper)
-    }
-    fn correct(&self, data: &Dataset, chunk: usize) -> Result<u64> {
-        self.count_correct(data.x.view(), &data.y, chunk)
-    }
-    fn num_blocks(&self) -> usize {
-        self.num_local_blocks()
-    }
-    fn set_hyper(&mut self, hyper: Hyper) {
-        self.hyper = Some(hyper);
-    }
 }

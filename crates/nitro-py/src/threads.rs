@@ -1,0 +1,82 @@
+//! Thread pools and fork safety: which rayon pool a call's compute runs in.
+//!
+//! Results do not depend on the choice (SPEC: same bits on any thread count); only speed does.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use pyo3::exceptions::PyOSError;
+use pyo3::prelude::*;
+
+use crate::errors::value_err;
+
+/// Set in a child process after `fork()`: the parent's rayon pool has no threads there, so work
+/// must not be handed to it (tokenizers guards the same way).
+static FORKED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn after_fork_in_child() {
+    FORKED.store(true, Ordering::SeqCst);
+}
+
+/// Install the fork guard (once, when the module is imported).
+pub fn install_fork_guard() {
+    // SAFETY: registers a plain function that only stores to an atomic; it is async-signal-safe.
+    unsafe {
+        libc::pthread_atfork(None, None, Some(after_fork_in_child));
+    }
+}
+
+/// Pools built for an explicit thread count, reused by later calls (starting and stopping the
+/// threads of a new pool costs more than a small training step). Tagged with the process that
+/// built them.
+static POOLS: Mutex<Vec<(u32, usize, Arc<rayon::ThreadPool>)>> = Mutex::new(Vec::new());
+/// Distinct thread counts kept in [`POOLS`].
+const MAX_POOLS: usize = 8;
+
+/// The pool a call runs in: `threads` workers if given, one worker in a forked child, otherwise
+/// rayon's global pool (`None`).
+pub fn pool_for(threads: Option<usize>) -> PyResult<Option<Arc<rayon::ThreadPool>>> {
+    let n = match threads {
+        Some(0) => return Err(value_err("threads must be a positive integer (or None)")),
+        Some(n) => n,
+        None if FORKED.load(Ordering::SeqCst) => 1,
+        None => return Ok(None),
+    };
+    let build = || {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .map(Arc::new)
+            .map_err(|e| PyOSError::new_err(format!("cannot start {n} worker threads: {e}")))
+    };
+    let pid = std::process::id();
+    // try_lock: in a child forked while another thread held the lock, it stays locked forever;
+    // such a child builds its pools without the cache.
+    let Ok(mut pools) = POOLS.try_lock() else {
+        return build().map(Some);
+    };
+    if let Some((_, _, p)) = pools.iter().find(|(q, m, _)| *q == pid && *m == n) {
+        return Ok(Some(Arc::clone(p)));
+    }
+    // Pools of a parent process have no threads here: forget them without running their drop.
+    for stale in std::mem::take(&mut *pools) {
+        if stale.0 == pid {
+            pools.push(stale);
+        } else {
+            std::mem::forget(stale);
+        }
+    }
+    let p = build()?;
+    if pools.len() < MAX_POOLS {
+        pools.push((pid, n, Arc::clone(&p)));
+    }
+    Ok(Some(p))
+}
+
+/// Run `f` in `pool`, or on the calling thread (rayon's global pool) for `None`.
+pub fn in_pool<T: Send>(pool: Option<&rayon::ThreadPool>, f: impl FnOnce() -> T + Send) -> T {
+    match pool {
+        Some(p) => p.install(f),
+        None => f(),
+    }
+}
