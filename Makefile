@@ -7,12 +7,13 @@ VPY := $(VENV)/bin/python
 
 .PHONY: test test-rust test-nostd lint test-python python-dev venv demo bench example data
 
-## test: everything CI checks (format, lints, Rust tests, no_std build, Python tests)
+## test: everything CI checks (format, lints, import circles, Rust tests, no_std build, Python tests)
 test: lint test-rust test-nostd test-purity test-python
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(PYTHON) scripts/check_module_cycles.py crates/nitro-core crates/nitro-py
 
 test-rust:
 	$(CARGO) test --workspace --release

@@ -14,6 +14,7 @@ pub mod im2col;
 pub mod par;
 pub(crate) mod sgd;
 pub mod sparse;
+pub(crate) mod tile;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86;
 

@@ -22,10 +22,8 @@ use crate::kernels::cpu::Int;
 use crate::kernels::cpu::{loop_build, Isa};
 use crate::kernels::par;
 
-/// Rows of an A panel: rows of C per micro-tile.
-pub(crate) const MR: usize = 6;
-/// Rows of a B panel: columns of C per panel (sixteen `i32` lanes).
-pub(crate) const NR: usize = 16;
+pub(crate) use crate::kernels::tile::{MR, NR};
+
 /// Largest magnitude packed directly as `i16`.
 pub(crate) const I16_MAX: u64 = 32_767;
 /// Largest magnitude whose high half `v >> 15` still fits `i16` (and stays within ±32767).

@@ -14,10 +14,11 @@
 //! the portable kernel ([`usable`]); a path that ever disagreed is never used again (with a
 //! one-line warning where `std` is available).
 
-use super::pack::{self, Narrow, Packed16, MR, NR};
+use super::pack::{self, Narrow, Packed16};
 use crate::kernels::buffers;
 use crate::kernels::cpu::Isa;
 use crate::kernels::par;
+use crate::kernels::tile::{store_tile, Tile, MR, NR};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU8, Ordering};
 
@@ -31,20 +32,6 @@ const KC_LARGE: usize = 640;
 const C_LARGE: usize = 1 << 17;
 /// A panels per L2 group (see [`block`]).
 const MC: usize = 24;
-
-/// Where a micro-tile lies in C: row stride, live rows and columns, and whether this is the
-/// first K block (store) or a later one (add).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Tile {
-    /// Row stride of C.
-    pub(crate) ldc: usize,
-    /// Live rows (≤ [`MR`]).
-    pub(crate) rows: usize,
-    /// Live columns (≤ `NR·P`).
-    pub(crate) cols: usize,
-    /// First K block: store instead of add.
-    pub(crate) first: bool,
-}
 
 /// The most capable path not above `cap` that this CPU has and that passed its self-check.
 pub(crate) fn resolve(cap: Isa) -> Isa {
@@ -250,16 +237,6 @@ fn micro_portable(ap: &[u32], bp: &[u32], c: &mut [i64], t: Tile) {
         }
     }
     store_tile(&acc, c, t);
-}
-
-/// Write (first K block) or add an `MR×NR` block of `i32` sums into the live part of C.
-pub(crate) fn store_tile(acc: &[[i32; NR]; MR], c: &mut [i64], t: Tile) {
-    for (r, accr) in acc.iter().enumerate().take(t.rows) {
-        let crow = &mut c[r * t.ldc..r * t.ldc + t.cols.min(NR)];
-        for (cv, &s) in crow.iter_mut().zip(accr) {
-            *cv = if t.first { 0 } else { *cv } + i64::from(s);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,7 @@
 //! AVX2 kernels: the pair engine's micro-kernel (`vpmaddwd` + `vpaddd`, 256-bit) and the
 //! `i32` engine's dot-product tile (`vpmulld` + `vpaddd`).
 
-use crate::kernels::gemm::pack::{MR, NR};
-use crate::kernels::gemm::pairs::Tile;
+use crate::kernels::tile::{Tile, MR, NR};
 use core::arch::x86_64::*;
 
 /// The pair engine's `MR×NR` micro-tile from one A panel `ap` (`len·MR` words) and one B panel
@@ -71,7 +70,7 @@ pub(crate) unsafe fn store_ymm(acc: &[[__m256i; 2]; MR], c: &mut [i64], t: Tile)
             _mm256_storeu_si256(row.as_mut_ptr().add(8) as *mut __m256i, accr[1]);
         }
     }
-    crate::kernels::gemm::pairs::store_tile(&tile, c, t);
+    crate::kernels::tile::store_tile(&tile, c, t);
 }
 
 /// The `i32` engine's tile: the 2×4 dot products of two rows of A with four rows of B (equal

@@ -2,8 +2,7 @@
 //! vector per panel and pair (sixteen `i32` lanes), two panels per tile, so `MR·2` = 12
 //! independent accumulators hide the instruction's latency.
 
-use crate::kernels::gemm::pack::{MR, NR};
-use crate::kernels::gemm::pairs::{store_tile, Tile};
+use crate::kernels::tile::{store_tile, Tile, MR, NR};
 use core::arch::x86_64::*;
 
 /// The `MR × NR·P` micro-tile from one A panel `ap` (`len·MR` words) and `P` B panels

@@ -3,8 +3,7 @@
 //! instruction (AVX2 needs `vpmaddwd` + `vpaddd`). For CPUs with VNNI but without AVX-512, and
 //! for forcing the 256-bit path on those with both.
 
-use crate::kernels::gemm::pack::{MR, NR};
-use crate::kernels::gemm::pairs::Tile;
+use crate::kernels::tile::{Tile, MR, NR};
 use core::arch::x86_64::*;
 
 /// As [`super::avx2::micro_pairs`], with `vpdpwssd ymm`: the same `i32` lanes, since
