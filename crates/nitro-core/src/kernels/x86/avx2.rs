@@ -12,25 +12,47 @@ use core::arch::x86_64::*;
 /// The CPU must have AVX2.
 #[target_feature(enable = "avx2")]
 pub(crate) unsafe fn micro_pairs(ap: &[u32], bp: &[u32], c: &mut [i64], t: Tile) {
+    // SAFETY: AVX2 is enabled here (the closure and the inlined body inherit it).
+    unsafe {
+        micro_ymm(ap, bp, c, t, |acc, w, b| {
+            _mm256_add_epi32(acc, _mm256_madd_epi16(w, b))
+        })
+    }
+}
+
+/// The 256-bit micro-kernel body, generic over the pair multiply-add `mac(acc, a, b)` (AVX2's
+/// `vpmaddwd`+`vpaddd`, AVX-VNNI's `vpdpwssd`): always inlined into a function that enables
+/// the instructions `mac` uses.
+///
+/// # Safety
+/// The caller must enable AVX2 and whatever `mac` needs.
+#[inline(always)]
+pub(crate) unsafe fn micro_ymm(
+    ap: &[u32],
+    bp: &[u32],
+    c: &mut [i64],
+    t: Tile,
+    mac: impl Fn(__m256i, __m256i, __m256i) -> __m256i,
+) {
     let len = ap.len() / MR;
     assert!(bp.len() >= len * NR && t.rows <= MR && t.cols <= NR);
     assert!(t.rows == 0 || c.len() >= (t.rows - 1) * t.ldc + t.cols);
-    let mut acc = [[_mm256_setzero_si256(); 2]; MR];
-    let (pa, pb) = (ap.as_ptr(), bp.as_ptr());
-    for q in 0..len {
-        // SAFETY: q < len; B holds NR = 16 words (two vectors) per pair, A holds MR words.
-        unsafe {
+    // SAFETY (the block): q < len; B holds NR = 16 words (two vectors) per pair, A holds MR
+    // words; AVX2 is enabled by the caller.
+    unsafe {
+        let mut acc = [[_mm256_setzero_si256(); 2]; MR];
+        let (pa, pb) = (ap.as_ptr(), bp.as_ptr());
+        for q in 0..len {
             let b0 = _mm256_loadu_si256(pb.add(q * NR) as *const __m256i);
             let b1 = _mm256_loadu_si256(pb.add(q * NR + 8) as *const __m256i);
             for (r, accr) in acc.iter_mut().enumerate() {
                 let w = _mm256_set1_epi32(*pa.add(q * MR + r) as i32);
-                accr[0] = _mm256_add_epi32(accr[0], _mm256_madd_epi16(w, b0));
-                accr[1] = _mm256_add_epi32(accr[1], _mm256_madd_epi16(w, b1));
+                accr[0] = mac(accr[0], w, b0);
+                accr[1] = mac(accr[1], w, b1);
             }
         }
+        store_ymm(&acc, c, t)
     }
-    // SAFETY: AVX2 is enabled here; the tile was checked above.
-    unsafe { store_ymm(&acc, c, t) }
 }
 
 /// Store (first K block) or add twelve `i32` accumulators (`MR` rows of two vectors) into the
