@@ -78,9 +78,7 @@ pub fn gemm_nt_with<A: Int, B: Int>(
         );
         match (pa, pb) {
             (Some(pa), Some(pb)) => {
-                prove_i64(pa.max, pb.max, k)?;
-                let acc = Accum::forced(forced, Accum::prove(pa.max, pb.max, k), k);
-                if let Some(c) = run_pairs(pa, pb, acc, k, d) {
+                if let Some(c) = proven_pairs(pa, pb, k, forced, d)? {
                     return Ok(Array2::from_shape_vec((m, n), c).expect("m*n elements"));
                 }
             }
@@ -100,8 +98,7 @@ pub fn gemm_nt_with<A: Int, B: Int>(
                 };
                 match pb {
                     Some(pb) => {
-                        let acc = Accum::prove(pa.max, pb.max, k);
-                        if let Some(c) = run_pairs(pa, pb, acc, k, d) {
+                        if let Some(c) = proven_pairs(pa, pb, k, None, d)? {
                             return Ok(combine_cols(c, m, n));
                         }
                     }
@@ -121,12 +118,21 @@ pub fn gemm_nt_with<A: Int, B: Int>(
     Ok(wide::gemm(&a, &b, acc, d.avx2()))
 }
 
-/// The pair engine on packed operands with `i32` blocks allowed by `acc`, releasing both
-/// operands; `None` (operands released) when not even one pair per block is proven.
-fn run_pairs(pa: Packed16, pb: Packed16, acc: Accum, k: usize, d: Dispatch) -> Option<Vec<i64>> {
-    let c = acc
-        .pairs_per_block(k)
-        .map(|kc| pairs::gemm16(&pa, &pb, kc, pairs::resolve(d.isa)));
+/// The pair engine on packed operands, releasing both: every sum proven to fit `i64` (else the
+/// overflow error), `i32` blocks as long as the proof allows (no longer than a `forced`
+/// accumulation); `None` when not even one pair per block is proven.
+fn proven_pairs(
+    pa: Packed16,
+    pb: Packed16,
+    k: usize,
+    forced: Option<Accum>,
+    d: Dispatch,
+) -> Result<Option<Vec<i64>>> {
+    let c = prove_i64(pa.max, pb.max, k).map(|()| {
+        Accum::forced(forced, Accum::prove(pa.max, pb.max, k), k)
+            .pairs_per_block(k)
+            .map(|kc| pairs::gemm16(&pa, &pb, kc, pairs::resolve(d.isa)))
+    });
     pa.release();
     pb.release();
     c
@@ -148,8 +154,7 @@ fn split_a<A: Int>(
     }
     if ma <= SPLIT_MAX {
         if let Some(pa) = pack::pack_a(a, Narrow::Split) {
-            let acc = Accum::prove(pa.max, pb.max, k);
-            return Ok(run_pairs(pa, pb, acc, k, d).map(|c| combine_rows(c, m, n)));
+            return Ok(proven_pairs(pa, pb, k, None, d)?.map(|c| combine_rows(c, m, n)));
         }
     }
     pb.release();
@@ -167,13 +172,7 @@ pub fn gemm_nt_rows<A: Int>(a: ArrayView2<'_, A>, b: &dyn RowSource) -> Result<A
         if let Some(pb) = pack::pack_b_rows(b) {
             match pack::pack_a(&a, Narrow::Direct) {
                 Some(pa) => {
-                    if let Err(e) = prove_i64(pa.max, pb.max, k) {
-                        pa.release();
-                        pb.release();
-                        return Err(e);
-                    }
-                    let acc = Accum::prove(pa.max, pb.max, k);
-                    if let Some(c) = run_pairs(pa, pb, acc, k, d) {
+                    if let Some(c) = proven_pairs(pa, pb, k, None, d)? {
                         return Ok(Array2::from_shape_vec((m, n), c).expect("m*n elements"));
                     }
                 }
@@ -207,13 +206,7 @@ pub fn gemm_rows_nt<B: Int>(a: &dyn RowSource, b: ArrayView2<'_, B>) -> Result<A
             };
             match pb {
                 Some(pb) => {
-                    if let Err(e) = prove_i64(pa.max, pb.max, k) {
-                        pa.release();
-                        pb.release();
-                        return Err(e);
-                    }
-                    let acc = Accum::prove(pa.max, pb.max, k);
-                    if let Some(c) = run_pairs(pa, pb, acc, k, d) {
+                    if let Some(c) = proven_pairs(pa, pb, k, None, d)? {
                         return Ok(if split {
                             combine_cols(c, m, n)
                         } else {
