@@ -1,4 +1,4 @@
-"""Shared fixtures: the repository root, the golden fixtures and real Fashion-MNIST.
+"""Shared fixtures: the repository root, the golden fixtures, real Fashion-MNIST and Ctrl-C.
 
 Under ``CI=true`` missing real data is a failure, never a skip.
 """
@@ -6,6 +6,10 @@ Under ``CI=true`` missing real data is a failure, never a skip.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -37,17 +41,38 @@ def fmnist():  # type: ignore[no-untyped-def]
     return datasets.load("fashion-mnist", FMNIST_DIR, download=False)
 
 
-@pytest.fixture(scope="session")
-def golden():  # type: ignore[no-untyped-def]
-    p = FIXTURES / "mlp2_fmnist_100.npz"
+def _golden(name: str):  # type: ignore[no-untyped-def]
+    """The golden fixture ``name`` from the shared fixtures folder."""
+    p = FIXTURES / name
     if not p.is_file():
         _missing(f"golden fixture {p}")
     return np.load(p)
+
+
+@pytest.fixture(scope="session")
+def golden():  # type: ignore[no-untyped-def]
+    return _golden("mlp2_fmnist_100.npz")
 
 
 @pytest.fixture(scope="session")
 def golden_cnn():  # type: ignore[no-untyped-def]
-    p = FIXTURES / "cnn_small_fmnist_20.npz"
-    if not p.is_file():
-        _missing(f"golden fixture {p}")
-    return np.load(p)
+    return _golden("cnn_small_fmnist_20.npz")
+
+
+def _interrupt(proc: subprocess.Popen[str], ready: Callable[[], None],
+               timeout: float) -> tuple[str, str]:
+    """Ctrl-C to ``proc`` 2 s after ``ready()`` returns; its ``(stdout, stderr)`` once it exits
+    (within ``timeout`` s). ``proc`` is killed if it is still running when this returns."""
+    try:
+        ready()
+        time.sleep(2.0)
+        proc.send_signal(signal.SIGINT)
+        return proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+@pytest.fixture
+def interrupt() -> Callable[[subprocess.Popen[str], Callable[[], None], float], tuple[str, str]]:
+    return _interrupt

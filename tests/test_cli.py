@@ -99,25 +99,19 @@ def test_main_returns_codes_in_process(tmp_path, capsys):
     assert e.value.code == 0
 
 
-def test_ctrl_c_during_train_exits_130_and_keeps_results(tmp_path, fmnist):
-    import signal
-    import time
-
+def test_ctrl_c_during_train_exits_130_and_keeps_results(tmp_path, fmnist, interrupt):
     hist = tmp_path / "h.json"
     proc = subprocess.Popen(
         [sys.executable, "-m", "nitrod_rs.cli", "train", "--model", "mlp1", "--epochs", "500",
          "--dataset", "fashion-mnist", "--limit", "6400", "--json", str(hist), "--no-progress"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+
+    def ready() -> None:
         assert proc.stderr is not None
         while "training mlp1" not in proc.stderr.readline():
             pass
-        time.sleep(2.0)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+
+    out, err = interrupt(proc, ready, 120)
     assert proc.returncode == 130, err
     assert "interrupted" in err and "final test accuracy" in out
     doc = json.loads(hist.read_text())

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
@@ -43,19 +42,16 @@ CHILD = textwrap.dedent(
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_sigint_stops_fit_with_consistent_model():
+def test_sigint_stops_fit_with_consistent_model(interrupt):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
-    try:
+
+    def ready() -> None:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "READY"
-        time.sleep(2.0)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+
+    out, err = interrupt(proc, ready, 60)
     assert "KeyboardInterrupt" in err, err
     # An uncaught KeyboardInterrupt makes CPython exit as if killed by SIGINT.
     assert proc.returncode in (-signal.SIGINT, 130, 1), (proc.returncode, err)

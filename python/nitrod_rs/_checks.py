@@ -72,6 +72,19 @@ def dropout_pct(dropout: Any) -> int:
     return pct
 
 
+def shared_options(slope: Any, dropout: Any, bias: Any, init: str | None,
+                   seed: Any) -> dict[str, Any]:
+    """The keyword arguments that ``_core.Model.mlp`` and ``_core.Model.cnn`` share (besides
+    ``activation``), checked in this order: slope, dropout, seed."""
+    return {
+        "slope": check_int(slope, "slope", minimum=1),
+        "dropout_pct": dropout_pct(dropout),
+        "bias": bool(bias),
+        "init": init,
+        "seed": check_int(seed, "seed", minimum=0),
+    }
+
+
 def hyper(base: Mapping[str, Any]) -> dict[str, Any]:
     """Check a complete set of IntegerSGD settings (``lr_inv`` … ``compat``)."""
     h = dict(base)

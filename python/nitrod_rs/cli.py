@@ -22,24 +22,23 @@ class _UsageError(Exception):
     """A bad combination of arguments found after parsing (exit code 2)."""
 
 
-def _positive(s: str) -> int:
+def _int_arg(s: str, minimum: int, expected: str) -> int:
+    """``s`` as an integer ``>= minimum``; otherwise an argparse error saying ``expected``."""
     try:
         v = int(s)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {s!r}") from None
+    if v < minimum:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {v}")
     return v
+
+
+def _positive(s: str) -> int:
+    return _int_arg(s, 1, "a positive integer")
 
 
 def _non_negative(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {s!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
-    return v
+    return _int_arg(s, 0, "an integer >= 0")
 
 
 def _parser() -> argparse.ArgumentParser:

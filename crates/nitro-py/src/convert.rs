@@ -1,7 +1,10 @@
 //! Conversions between Python values and engine types: labels, IntegerSGD settings, feature
 //! specs, and the dicts of configs, steps and epochs handed back to Python.
 
-use nitro_core::{CnnConfig, Compat, EpochMetrics, Feature, Fraction, Hyper, MlpConfig, StepStats};
+use nitro_core::{
+    ActivationKind, CnnConfig, Compat, EpochMetrics, Feature, Fraction, Hyper, Init, MlpConfig,
+    StepStats,
+};
 use numpy::PyReadonlyArray1;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -126,6 +129,23 @@ fn feature_spec(f: &Feature) -> FeatureSpec {
     }
 }
 
+/// The architecture entries both kinds have, in the order of a saved file's metadata.
+fn shared_config_items(
+    d: &Bound<'_, PyDict>,
+    activation: ActivationKind,
+    dropout_pct: u32,
+    bias: bool,
+    init: Init,
+    seed: u64,
+) -> PyResult<()> {
+    d.set_item("activation", activation.name())?;
+    d.set_item("slope", activation.slope())?;
+    d.set_item("dropout_pct", dropout_pct)?;
+    d.set_item("bias", bias)?;
+    d.set_item("init", init.name())?;
+    d.set_item("seed", seed)
+}
+
 /// An MLP's architecture (the `architecture` metadata of a saved file).
 pub fn mlp_config_dict<'py>(py: Python<'py>, c: &MlpConfig) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
@@ -133,12 +153,7 @@ pub fn mlp_config_dict<'py>(py: Python<'py>, c: &MlpConfig) -> PyResult<Bound<'p
     d.set_item("inputs", c.inputs)?;
     d.set_item("hidden", c.hidden.clone())?;
     d.set_item("classes", c.classes)?;
-    d.set_item("activation", c.activation.name())?;
-    d.set_item("slope", c.activation.slope())?;
-    d.set_item("dropout_pct", c.dropout_pct)?;
-    d.set_item("bias", c.bias)?;
-    d.set_item("init", c.init.name())?;
-    d.set_item("seed", c.seed)?;
+    shared_config_items(&d, c.activation, c.dropout_pct, c.bias, c.init, c.seed)?;
     Ok(d)
 }
 
@@ -151,12 +166,7 @@ pub fn cnn_config_dict<'py>(py: Python<'py>, c: &CnnConfig) -> PyResult<Bound<'p
     d.set_item("features", feats)?;
     d.set_item("classifier", c.classifier.clone())?;
     d.set_item("classes", c.classes)?;
-    d.set_item("activation", c.activation.name())?;
-    d.set_item("slope", c.activation.slope())?;
-    d.set_item("dropout_pct", c.dropout_pct)?;
-    d.set_item("bias", c.bias)?;
-    d.set_item("init", c.init.name())?;
-    d.set_item("seed", c.seed)?;
+    shared_config_items(&d, c.activation, c.dropout_pct, c.bias, c.init, c.seed)?;
     d.set_item("decoder_dim", c.decoder_dim)?;
     d.set_item("head_pool", c.head_pool.name())?;
     d.set_item("conv_amp_adjust", c.conv_amp_adjust)?;

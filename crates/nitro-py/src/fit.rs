@@ -11,7 +11,7 @@ use numpy::{PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
-use crate::convert::{epoch_dict, hyper_from, labels_to_usize};
+use crate::convert::{epoch_dict, labels_to_usize};
 use crate::errors::{to_py, value_err};
 use crate::threads::{in_pool, pool_for};
 
@@ -50,29 +50,18 @@ impl<M: Trainable + Send + Sync> Trainable for Pooled<'_, M> {
     }
 }
 
-/// The keyword arguments of `fit`, checked and converted.
+/// The keyword arguments of `fit` as a `TrainConfig`; `hyper` comes checked (`hyper_from`).
 #[allow(clippy::too_many_arguments)]
 pub fn train_config(
     epochs: u32,
     batch_size: usize,
-    lr_inv: i64,
-    lr_amp_factor: i64,
-    fwd_decay_inv: i64,
-    subnet_decay_inv: i64,
-    compat: &str,
+    hyper: Hyper,
     augment: Option<(usize, bool)>,
     shuffle: bool,
     plateau: bool,
     early_stopping: bool,
     seed: u64,
-) -> PyResult<TrainConfig> {
-    let hyper = hyper_from(
-        lr_inv,
-        lr_amp_factor,
-        fwd_decay_inv,
-        subnet_decay_inv,
-        compat,
-    )?;
+) -> TrainConfig {
     let watch = match (plateau, early_stopping) {
         (false, false) => None,
         (p, e) => {
@@ -86,7 +75,7 @@ pub fn train_config(
             Some(w)
         }
     };
-    Ok(TrainConfig {
+    TrainConfig {
         epochs,
         batch_size,
         hyper,
@@ -95,7 +84,7 @@ pub fn train_config(
         shuffle,
         seed,
         ..TrainConfig::default()
-    })
+    }
 }
 
 /// The epoch loop of `fit`: GIL released, a per-batch callback with a signal check (Ctrl-C

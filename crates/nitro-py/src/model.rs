@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use ndarray::Array1;
+use ndarray::{Array1, Array2};
 use nitro_core::layers::PoolKind;
 use nitro_core::train::Evaluate;
 use nitro_core::{
@@ -76,6 +76,19 @@ impl Model {
                 "{what} needs a CNN; this model is an MLP"
             ))),
         }
+    }
+
+    /// Evaluation-mode logits of `x`, GIL released, in the chosen thread pool.
+    fn logits_in_pool(
+        &self,
+        py: Python<'_>,
+        x: &PyReadonlyArray2<'_, i8>,
+        threads: Option<usize>,
+    ) -> PyResult<Array2<i8>> {
+        let pool = pool_for(threads)?;
+        let (model, xv) = (&self.inner, x.as_array());
+        py.detach(|| in_pool(pool.as_deref(), || model.logits(xv)))
+            .map_err(to_py)
     }
 }
 
@@ -267,12 +280,7 @@ impl Model {
         x: PyReadonlyArray2<'py, i8>,
         threads: Option<usize>,
     ) -> PyResult<Bound<'py, PyArray2<i8>>> {
-        let pool = pool_for(threads)?;
-        let (model, xv) = (&self.inner, x.as_array());
-        let logits = py
-            .detach(|| in_pool(pool.as_deref(), || model.logits(xv)))
-            .map_err(to_py)?;
-        Ok(logits.into_pyarray(py))
+        Ok(self.logits_in_pool(py, &x, threads)?.into_pyarray(py))
     }
 
     /// Predicted classes (`int64`; arg-max, first on ties).
@@ -283,15 +291,7 @@ impl Model {
         x: PyReadonlyArray2<'py, i8>,
         threads: Option<usize>,
     ) -> PyResult<Bound<'py, PyArray1<i64>>> {
-        let pool = pool_for(threads)?;
-        let (model, xv) = (&self.inner, x.as_array());
-        let classes = py
-            .detach(|| {
-                in_pool(pool.as_deref(), || {
-                    model.logits(xv).map(|l| nitro_core::loss::argmax_rows(&l))
-                })
-            })
-            .map_err(to_py)?;
+        let classes = nitro_core::loss::argmax_rows(&self.logits_in_pool(py, &x, threads)?);
         // Class indices are < classes ≤ i32::MAX (validated), so they fit i64.
         let v: Array1<i64> = classes.iter().map(|&c| c as i64).collect();
         Ok(v.into_pyarray(py))
@@ -325,20 +325,23 @@ impl Model {
         on_epoch: Option<Py<PyAny>>,
         threads: Option<usize>,
     ) -> PyResult<(Bound<'py, PyDict>, Option<Py<PyAny>>)> {
-        let cfg = train_config(
-            epochs,
-            batch_size,
+        let hyper = hyper_from(
             lr_inv,
             lr_amp_factor,
             fwd_decay_inv,
             subnet_decay_inv,
             compat,
+        )?;
+        let cfg = train_config(
+            epochs,
+            batch_size,
+            hyper,
             augment,
             shuffle,
             plateau,
             early_stopping,
             seed,
-        )?;
+        );
         run_fit(
             py,
             &mut self.inner,

@@ -57,35 +57,36 @@ fn linear_layer(
     .map_err(to_py)
 }
 
-/// `z = x·Wᵀ (+ b)` in `int64`, through the engine's exact GEMM (SPEC §3.1). `x` is `int8`.
-#[pyfunction]
-#[pyo3(signature = (x, weight, bias=None))]
-fn linear<'py>(
-    py: Python<'py>,
-    x: PyReadonlyArray2<'py, i8>,
-    weight: PyReadonlyArray2<'py, i32>,
-    bias: Option<PyReadonlyArray1<'py, i32>>,
-) -> PyResult<Bound<'py, PyArray2<i64>>> {
-    let l = linear_layer(&weight, bias.as_ref())?;
-    let xv = x.as_array();
-    let z = py.detach(|| l.infer(xv)).map_err(to_py)?;
-    Ok(z.into_pyarray(py))
+/// A `#[pyfunction]` `$name(x, weight, bias=None)` over `$t` inputs.
+macro_rules! linear_fn {
+    ($(#[$doc:meta])* $name:ident, $t:ty) => {
+        $(#[$doc])*
+        #[pyfunction]
+        #[pyo3(signature = (x, weight, bias=None))]
+        fn $name<'py>(
+            py: Python<'py>,
+            x: PyReadonlyArray2<'py, $t>,
+            weight: PyReadonlyArray2<'py, i32>,
+            bias: Option<PyReadonlyArray1<'py, i32>>,
+        ) -> PyResult<Bound<'py, PyArray2<i64>>> {
+            let l = linear_layer(&weight, bias.as_ref())?;
+            let xv = x.as_array();
+            let z = py.detach(|| l.infer(xv)).map_err(to_py)?;
+            Ok(z.into_pyarray(py))
+        }
+    };
 }
 
-/// [`linear`] for `int16` inputs (outputs of an integer dropout layer).
-#[pyfunction]
-#[pyo3(signature = (x, weight, bias=None))]
-fn linear_i16<'py>(
-    py: Python<'py>,
-    x: PyReadonlyArray2<'py, i16>,
-    weight: PyReadonlyArray2<'py, i32>,
-    bias: Option<PyReadonlyArray1<'py, i32>>,
-) -> PyResult<Bound<'py, PyArray2<i64>>> {
-    let l = linear_layer(&weight, bias.as_ref())?;
-    let xv = x.as_array();
-    let z = py.detach(|| l.infer(xv)).map_err(to_py)?;
-    Ok(z.into_pyarray(py))
-}
+linear_fn!(
+    /// `z = x·Wᵀ (+ b)` in `int64`, through the engine's exact GEMM (SPEC §3.1). `x` is `int8`.
+    linear,
+    i8
+);
+linear_fn!(
+    /// [`linear`] for `int16` inputs (outputs of an integer dropout layer).
+    linear_i16,
+    i16
+);
 
 /// Benchmark hook: runs exactly what [`linear`] runs on the Rust side (`Linear::infer`: the
 /// bound proof, the exact GEMM and the `int64` output allocation) `repeats` times and returns

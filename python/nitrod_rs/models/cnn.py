@@ -124,11 +124,7 @@ class CNN(Model):
         self._m = _engine.new_cnn(
             (c, h, w), feats, widths, check_int(classes, "classes", minimum=2),
             activation=activation,
-            slope=check_int(slope, "slope", minimum=1),
-            dropout_pct=_checks.dropout_pct(dropout),
-            bias=bool(bias),
-            init=init,
-            seed=check_int(seed, "seed", minimum=0),
+            **_checks.shared_options(slope, dropout, bias, init, seed),
             decoder_dim=check_int(decoder_dim, "decoder_dim", minimum=1),
             head_pool=head_pool,
             conv_amp_adjust=bool(conv_amp_adjust),

@@ -51,11 +51,7 @@ class MLP(Model):
             widths[1:-1],
             widths[-1],
             activation=_checks.check_activation(activation),
-            slope=check_int(slope, "slope", minimum=1),
-            dropout_pct=_checks.dropout_pct(dropout),
-            bias=bool(bias),
-            init=init,
-            seed=check_int(seed, "seed", minimum=0),
+            **_checks.shared_options(slope, dropout, bias, init, seed),
         )
         self.history = None
 
