@@ -1,4 +1,4 @@
-"""Issue 5 item 5: from Python to the device — the compact blob, reloaded through the Rust
+"""From Python to the device — the compact blob, reloaded through the Rust
 ``no_std`` loader (``nitro_core::export::from_blob``), predicts and trains like Python."""
 
 from __future__ import annotations
