@@ -363,8 +363,9 @@ def torch_rows(x8: np.ndarray, y: np.ndarray, repeats: int, epoch_repeats: int,
         NOTES.append(f"PyTorch: {where}")
         return
     tv = f"torch {res['torch']}"
-    NOTES.append(f"PyTorch: {tv} ({where}, {res['threads']} threads), fp32, random int8 "
-                 "inputs / 64; the same layer widths, no biases.")
+    nth = int(res["threads"])
+    NOTES.append(f"PyTorch: {tv} ({where}, {nth} thread{'' if nth == 1 else 's'}), fp32, "
+                 "random int8 inputs / 64; the same layer widths, no biases.")
     ours = nitrod_rs.MLP(MLP2, seed=0)
     t_step = compare({"nitro": wall(lambda: ours.train_batch(x8, y, **HYPER))}, repeats,
                      warmup=3)["nitro"]
