@@ -8,17 +8,24 @@
   (b) One MLP2 (784-200-100-50-10) NITRO-D training step, batch 64, against a plain NumPy
       int64 transcription of the same step (``scripts/nitrod_numpy.py``); the two must end with
       bit-identical weights, which the script checks and reports.
-  (c) PyTorch fp32 backprop steps (MLP2, and VGG8B) when ``torch`` is importable.
+  (c) PyTorch fp32 on the same networks: one MLP2 backprop step and one MLP2 epoch (937
+      batches of 64), and one VGG8B step both by end-to-end backprop and with NITRO-D-shaped
+      local heads (``scripts/bench_torch.py``). PyTorch lives in its own virtualenv, never in
+      the project's: ``--torch-python PATH`` (or ``$NITROD_TORCH_PYTHON``) runs it there as a
+      subprocess; without either, torch is imported here if it can be, else (c) says skipped.
 
 Ratio = competitor time / nitrod-rs time for the same work (for GEMMs: nitrod-rs GMAC/s over
 the competitor's), so > 1 means nitrod-rs is faster. Medians over the repeats, after warm-up.
-Run from the repository root: ``.venv/bin/python scripts/bench_compare.py [--threads N]``.
+Run from the repository root:
+``.venv/bin/python scripts/bench_compare.py [--threads N] [--torch-python PATH]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -27,13 +34,22 @@ from statistics import median
 from typing import Any
 
 
+# The environment variable naming the interpreter with torch (see --torch-python).
+TORCH_ENV = "NITROD_TORCH_PYTHON"
+
+
 def _args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
                    help="threads for nitrod-rs, OpenBLAS and torch (default: usable cores)")
     p.add_argument("--quick", action="store_true", help="fewer repeats (smoke test)")
     p.add_argument("--no-vgg8b", action="store_true",
-                   help="skip the VGG8B step comparison (only runs when torch is importable)")
+                   help="skip the VGG8B step comparison (it runs only with torch)")
+    p.add_argument("--torch-python", metavar="PATH",
+                   default=os.environ.get(TORCH_ENV) or None,
+                   help="python of a separate virtualenv with torch; the PyTorch timings run "
+                        f"there (scripts/bench_torch.py). Default: ${TORCH_ENV}, else "
+                        "torch imported into this interpreter if it can be, else skipped")
     return p.parse_args()
 
 
@@ -97,7 +113,8 @@ def fmt_gemm(s: float, macs: int) -> str:
 
 
 def cpu_ticks() -> tuple[int, int, int] | None:
-    """(all CPUs' busy ticks incl. hypervisor steal, all ticks, this process's ticks)."""
+    """(all CPUs' busy ticks incl. hypervisor steal, all ticks, this process's ticks and its
+    finished children's)."""
     try:
         f = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
         mine = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
@@ -105,7 +122,8 @@ def cpu_ticks() -> tuple[int, int, int] | None:
         return None
     user, nice, system, idle, iowait, irq, softirq, steal = f
     busy = user + nice + system + irq + softirq + steal
-    return busy, busy + idle + iowait, int(mine[11]) + int(mine[12])
+    # utime + stime, and cutime + cstime: the waited-for children (the torch subprocess).
+    return busy, busy + idle + iowait, sum(int(v) for v in mine[11:15])
 
 
 def others_share(a: tuple[int, int, int] | None, b: tuple[int, int, int] | None) -> float | None:
@@ -263,62 +281,121 @@ def mlp2_rows(repeats: int) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def torch_rows(x8: np.ndarray, y: np.ndarray, repeats: int, vgg8b: bool) -> None:
-    section("(c) PyTorch fp32 (plain backprop, cross-entropy, SGD)")
+TORCH_HOWTO = (f"pass --torch-python PATH (or set {TORCH_ENV}) to a python with torch, "
+               "e.g. a separate venv: python3 -m venv ~/torchenv && ~/torchenv/bin/pip install "
+               "torch numpy")
+
+
+def torch_measure(argv: list[str]) -> tuple[dict[str, Any] | None, str]:
+    """PyTorch timings from ``scripts/bench_torch.py`` (its arguments ``argv``) and where they
+    were taken: in the interpreter ``--torch-python`` names, else in this one when it can
+    import torch. ``None`` and the reason when neither works."""
+    exe = ARGS.torch_python
+    if not exe:
+        try:
+            import torch  # type: ignore[import-not-found, unused-ignore]  # noqa: F401
+        except ImportError:
+            return None, f"torch is not importable here; {TORCH_HOWTO}"
+        import bench_torch
+
+        return bench_torch.measure(bench_torch.parse(argv)), "in-process"
+    script = Path(__file__).resolve().parent / "bench_torch.py"
     try:
-        import torch  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
-        row("torch not importable: skipped", "", "", "", None)
+        done = subprocess.run([exe, str(script), *argv], capture_output=True, text=True,
+                              check=False)
+    except OSError as e:
+        return None, f"--torch-python {exe}: {e.strerror or e}"
+    lines = [ln for ln in done.stdout.splitlines() if ln.strip()]
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return None, f"{exe} {script.name} failed (exit {done.returncode}): {tail}"
+    try:
+        result = json.loads(lines[-1])
+    except json.JSONDecodeError:
+        return None, f"{exe} {script.name} printed no JSON: {lines[-1][:80]!r}"
+    return result, exe
+
+
+def cnn_torch_args(cnn: Any) -> list[str] | None:
+    """``bench_torch.py`` arguments describing ``cnn`` (its features, classifier and learning
+    heads as the engine built them), or ``None`` when it has a layer bench_torch lacks."""
+    cfg = cnn.config
+    feats: list[str] = []
+    for kind, nums in cfg["features"]:
+        if kind == "conv" and list(nums[1:]) == [3, 1, 1]:
+            feats.append(str(nums[0]))
+        elif kind == "maxpool" and list(nums) == [2]:
+            feats.append("P")
+        else:
+            return None
+    pools = [[*g["kernel"], *g["padding"], g["features"]] for g in cnn.head_geometries()]
+    return ["--cnn-input", ",".join(str(v) for v in cfg["input"]),
+            "--cnn-features", ",".join(feats),
+            "--cnn-classifier", ",".join(str(v) for v in cfg["classifier"]),
+            "--classes", str(cfg["classes"]),
+            "--head-pools", json.dumps(pools), "--head-pool-kind", str(cfg["head_pool"])]
+
+
+def torch_rows(x8: np.ndarray, y: np.ndarray, repeats: int, epoch_repeats: int,
+               vgg8b: bool) -> None:
+    """(c): nitrod-rs and PyTorch fp32 on the same MLP2 step and epoch and VGG8B step. The
+    torch side runs first, all of it (possibly in another interpreter), then nitrod-rs."""
+    section("(c) PyTorch fp32 (backprop: cross-entropy, SGD; local: per-block heads, MSE, SGD)")
+    batch, steps = 64, 937
+    vgg_repeats = 2 if vgg8b else 0
+    argv = ["--threads", str(T), "--repeats", str(repeats), "--epoch-repeats",
+            str(epoch_repeats), "--vgg-repeats", str(vgg_repeats), "--batch", str(batch),
+            "--epoch-steps", str(steps), "--mlp", ",".join(str(v) for v in MLP2)]
+    cnn = kw = None
+    if vgg8b:
+        cnn, hyper = nitrod_rs.presets.vgg8b("fashion-mnist", seed=0)
+        kw = {k: hyper[k] for k in HYPER}
+        cnn_args = cnn_torch_args(cnn)
+        if cnn_args is None:
+            NOTES.append("VGG8B: the preset has a layer scripts/bench_torch.py does not build; "
+                         "no torch CNN rows.")
+            argv[argv.index("--vgg-repeats") + 1] = "0"
+        else:
+            argv += cnn_args
+    res, where = torch_measure(argv)
+    if res is None:
+        row("torch: skipped (see the note below)", "", "", "", None)
+        NOTES.append(f"PyTorch: {where}")
         return
-    torch.set_num_threads(T)
-    torch.manual_seed(0)
-    nn = torch.nn
-    xt, yt = torch.from_numpy(x8.astype(np.float32) / 64.0), torch.from_numpy(y)
-
-    def step_fn(net: Any, inputs: Any) -> Callable[[], None]:
-        opt = torch.optim.SGD(net.parameters(), lr=0.01)
-        loss_fn = nn.CrossEntropyLoss()
-
-        def step() -> None:
-            opt.zero_grad(set_to_none=True)
-            loss_fn(net(inputs), yt).backward()
-            opt.step()
-        return step
-
-    layers: list[Any] = []
-    for a, b in zip(MLP2[:-2], MLP2[1:-1]):
-        layers += [nn.Linear(a, b), nn.ReLU()]
-    mlp = nn.Sequential(*layers, nn.Linear(MLP2[-2], MLP2[-1]))
+    tv = f"torch {res['torch']}"
+    nth = int(res["threads"])
+    NOTES.append(f"PyTorch: {tv} ({where}, {nth} thread{'' if nth == 1 else 's'}), fp32, "
+                 "random int8 inputs / 64; the same layer widths, no biases.")
     ours = nitrod_rs.MLP(MLP2, seed=0)
-    t = compare({"nitro": wall(lambda: ours.train_batch(x8, y, **HYPER)),
-                 "torch": wall(step_fn(mlp, xt))}, repeats, warmup=3)
-    t_mlp2, t_mlp = t["nitro"], t["torch"]
-    row(f"nitrod MLP2 step, {T} thr", fmt_time(t_mlp2), f"torch {torch.__version__} MLP2 step",
-        fmt_time(t_mlp), t_mlp / t_mlp2)
+    t_step = compare({"nitro": wall(lambda: ours.train_batch(x8, y, **HYPER))}, repeats,
+                     warmup=3)["nitro"]
+    row(f"nitrod MLP2 step, {T} thr", fmt_time(t_step), f"{tv} MLP2 step (backprop)",
+        fmt_time(res["mlp_step"]), res["mlp_step"] / t_step)
+    if "mlp_epoch" in res:
+        n = int(res["epoch_images"])
+        xe = RNG.integers(-127, 128, size=(n, MLP2[0]), dtype=np.int8)
+        ye = RNG.integers(0, 10, size=n).astype(np.int64)
+        t_epoch = compare({"nitro": wall(lambda: ours.fit(xe, ye, epochs=1, batch_size=batch,
+                                                          progress=False, **HYPER))},
+                          epoch_repeats)["nitro"]
+        row(f"nitrod MLP2 epoch (fit, {n // batch}x{batch})", fmt_time(t_epoch),
+            f"{tv} MLP2 epoch ({n // batch} steps)", fmt_time(res["mlp_epoch"]),
+            res["mlp_epoch"] / t_epoch)
     if not vgg8b:
         row("VGG8B: skipped (--no-vgg8b)", "", "", "", None)
         return
+    if cnn is None or kw is None or "cnn_backprop_step" not in res:
+        return
     # VGG8B: C128 C256 P C256 C512 P C512 P C512 P | 1024 (3x3, padding 1), batch 64, 1x28x28.
-    # nitrod-rs trains it with local heads; torch here does end-to-end backprop (no heads).
-    cnn, hyper = nitrod_rs.presets.vgg8b("fashion-mnist", seed=0)
-    xi = RNG.integers(-127, 128, size=(64, 1, 28, 28), dtype=np.int8)
-    kw = {k: hyper[k] for k in ("lr_inv", "lr_amp_factor", "fwd_decay_inv", "subnet_decay_inv")}
-    feats: list[Any] = []
-    ch = 1
-    for item in (128, 256, "P", 256, 512, "P", 512, "P", 512, "P"):
-        if item == "P":
-            feats.append(nn.MaxPool2d(2))
-        else:
-            feats += [nn.Conv2d(ch, int(item), 3, padding=1, bias=False), nn.ReLU()]
-            ch = int(item)
-    vgg = nn.Sequential(*feats, nn.Flatten(), nn.Linear(512, 1024), nn.ReLU(),
-                        nn.Linear(1024, 10))
-    xv = torch.from_numpy(xi.astype(np.float32) / 64.0)
-    t = compare({"nitro": wall(lambda: cnn.train_batch(xi, y, **kw)),
-                 "torch": wall(step_fn(vgg, xv))}, 2)
-    t_cnn, t_vgg = t["nitro"], t["torch"]
-    row(f"nitrod VGG8B step (local heads), {T} thr", fmt_time(t_cnn),
-        "torch VGG8B step (backprop)", fmt_time(t_vgg), t_vgg / t_cnn)
+    # nitrod-rs trains it with local heads; torch both ways: end-to-end backprop, local heads.
+    xi = RNG.integers(-127, 128, size=(batch, 1, 28, 28), dtype=np.int8)
+    t_cnn = compare({"nitro": wall(lambda: cnn.train_batch(xi, y, **kw))}, 2)["nitro"]
+    label = f"nitrod VGG8B step (local heads), {T} thr"
+    row(label, fmt_time(t_cnn), "torch VGG8B step (backprop)",
+        fmt_time(res["cnn_backprop_step"]), res["cnn_backprop_step"] / t_cnn)
+    if "cnn_local_step" in res:
+        row(label, fmt_time(t_cnn), "torch VGG8B step (local heads)",
+            fmt_time(res["cnn_local_step"]), res["cnn_local_step"] / t_cnn)
 
 
 # -- main --------------------------------------------------------------------------------------
@@ -361,7 +438,7 @@ def main() -> None:
     gemm_rows("MLP2 layer-1 forward", 64, 784, 200, 64, 10 if q else 60, 64)
     gemm_rows("VGG8B conv2 im2col", 64 * 28 * 28, 1152, 256, 32767, 2 if q else 5, 1024)
     x, y = mlp2_rows(5 if q else 30)
-    torch_rows(x, y, 5 if q else 30, not ARGS.no_vgg8b)
+    torch_rows(x, y, 5 if q else 30, 1 if q else 3, not ARGS.no_vgg8b)
     close_section()
     print()
     print_table()
