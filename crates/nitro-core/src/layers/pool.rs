@@ -11,6 +11,9 @@ use alloc::format;
 use alloc::vec::Vec;
 use ndarray::{Array2, Array4, ArrayView4};
 
+/// A tensor shape `(n, c, h, w)`.
+type Nchw = (usize, usize, usize, usize);
+
 /// Element types that can be pooled (the `i8` block outputs, `i16` after dropout, `i32` errors).
 pub trait PoolElem: Copy + Ord + Into<i64> + TryFrom<i64> + Default + Send + Sync {
     /// The type's minimum: the max-pool padding value (SPEC §3.5).
@@ -210,10 +213,7 @@ impl Pool2d {
 
     /// The input shape `(n, c, h, w)` the training forward saved, taken, and the output size
     /// `(ho, wo)` it gave, which the error `delta` must match.
-    fn take_saved_shape(
-        &mut self,
-        delta: &ArrayView4<'_, i32>,
-    ) -> Result<((usize, usize, usize, usize), (usize, usize))> {
+    fn take_saved_shape(&mut self, delta: &ArrayView4<'_, i32>) -> Result<(Nchw, (usize, usize))> {
         let (n, c, h, w) = self
             .saved_shape
             .take()
