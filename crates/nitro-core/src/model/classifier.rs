@@ -52,7 +52,7 @@ impl Settings {
 macro_rules! settings_of {
     ($config:expr) => {{
         let c = $config;
-        $crate::model::classifier::Settings {
+        $crate::model::Settings {
             classes: c.classes,
             activation: c.activation,
             init: c.init,
@@ -67,7 +67,7 @@ pub(crate) use settings_of;
 /// A model configuration `$ty` of its own fields `$field: $value` and the [`Settings`] `$s`.
 macro_rules! config_with {
     ($ty:ident { $($field:ident: $value:expr),* $(,)? }, $s:expr) => {{
-        let s: $crate::model::classifier::Settings = $s;
+        let s: $crate::model::Settings = $s;
         $ty {
             $($field: $value,)*
             classes: s.classes,

@@ -7,6 +7,7 @@ mod cnn;
 mod cnn_config;
 mod mlp;
 
+pub(crate) use classifier::{settings_of, Settings};
 pub use cnn::{Cnn, Stage};
 pub use cnn_config::{CnnConfig, Feature, FeatureShape};
 pub use mlp::{Mlp, MlpConfig};
