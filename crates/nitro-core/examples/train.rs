@@ -7,10 +7,13 @@
 //! ```
 //! Prints one line per epoch and ends with `test_accuracy=` and `best_test_accuracy=` lines.
 
+mod common;
+
+use common::{pct, print_accuracy};
 use ndarray::s;
 use nitro_core::data::idx::load_mnist_like;
 use nitro_core::train::{fit, Control, TrainConfig};
-use nitro_core::{Augment, Compat, Dataset, Fraction, Mlp, Normalization, Plateau, Preset};
+use nitro_core::{Augment, Compat, Dataset, Mlp, Normalization, Plateau, Preset};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -83,11 +86,6 @@ fn parse() -> Result<Args, String> {
         }
     }
     Ok(a)
-}
-
-fn pct(f: Fraction) -> String {
-    let bp = f.basis_points();
-    format!("{}.{:02}%", bp / 100, bp % 100)
 }
 
 fn run(a: Args) -> Result<(), String> {
@@ -193,18 +191,7 @@ fn run(a: Args) -> Result<(), String> {
         nitro_core::io::save_file(&model, p).map_err(|e| e.to_string())?;
         println!("saved {}", p.display());
     }
-    println!(
-        "test_accuracy={}/{} ({})",
-        last.correct,
-        last.total,
-        pct(last)
-    );
-    println!(
-        "best_test_accuracy={}/{} ({})",
-        best.correct,
-        best.total,
-        pct(best)
-    );
+    print_accuracy(last, best);
     Ok(())
 }
 

@@ -9,6 +9,9 @@
 //! `test_accuracy=` and `best_test_accuracy=` lines. `--max-minutes` stops training after the
 //! batch that crosses the time budget and still evaluates the model.
 
+mod common;
+
+use common::{pct, print_accuracy};
 use ndarray::s;
 use nitro_core::data::idx::load_mnist_like;
 use nitro_core::train::{fit, Control, TrainConfig};
@@ -17,11 +20,6 @@ use nitro_core::{Compat, Dataset, Fraction, Normalization, Plateau};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
-
-fn pct(f: Fraction) -> String {
-    let bp = f.basis_points();
-    format!("{}.{:02}%", bp / 100, bp % 100)
-}
 
 fn value<T: std::str::FromStr>(args: &[String], flag: &str) -> Result<Option<T>, String> {
     match args.iter().position(|a| a == flag) {
@@ -181,18 +179,7 @@ fn run(args: &[String]) -> Result<(), String> {
     let best = history
         .best_test()
         .map_or(last_test, |b| if last_test.gt(&b) { last_test } else { b });
-    println!(
-        "test_accuracy={}/{} ({})",
-        last_test.correct,
-        last_test.total,
-        pct(last_test)
-    );
-    println!(
-        "best_test_accuracy={}/{} ({})",
-        best.correct,
-        best.total,
-        pct(best)
-    );
+    print_accuracy(last_test, best);
     Ok(())
 }
 

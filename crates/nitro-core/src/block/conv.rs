@@ -1,12 +1,12 @@
 //! The local-loss convolutional block (SPEC §4.1): `IntegerConv2d → Scaling → activation` with
 //! the learning head `[pool] → Flatten → IntegerLinear → Scaling`, and the sizing of that head.
 
+use super::head::{take_saved, update_head};
 use crate::error::{Error, Result};
 use crate::kernels::Int;
 use crate::layers::{
     flatten, unflatten, Activation, ActivationKind, Conv2d, Linear, Pool2d, PoolKind, Scaling,
 };
-use crate::loss::{loss_and_correct, output_error};
 use crate::metrics::LocalStats;
 use crate::optim::{Compat, Sgd};
 use alloc::format;
@@ -155,27 +155,22 @@ impl LocalConv2dBlock {
         head_sgd: &Sgd,
         compat: Compat,
     ) -> Result<LocalStats> {
-        let h = self.saved_out.take().ok_or_else(|| {
-            Error::config(format!(
-                "{}: local update without a training forward",
-                self.conv.name
-            ))
-        })?;
+        let h = take_saved(&mut self.saved_out, &self.conv.name)?;
         let pooled = match &mut self.pool {
             Some(p) => p.forward(h.view(), true, compat)?,
             None => h,
         };
         let (_, f, dh, dw) = pooled.dim();
         let flat = flatten(pooled);
-        let pred = self
-            .head_scale
-            .forward(&self.head.forward(flat.view(), true)?);
-        let (loss, correct) = loss_and_correct(&pred, target, labels);
-        let delta = output_error(&pred, target, compat);
-        let back = self
-            .head
-            .backward(delta.view(), true, head_sgd)?
-            .expect("input error requested");
+        let (stats, back) = update_head(
+            &mut self.head,
+            &self.head_scale,
+            flat.view(),
+            target,
+            labels,
+            head_sgd,
+            compat,
+        )?;
         let back = unflatten(back, (f, dh, dw))?;
         // A max-pool head leaves at most one error per window and channel: the sparse path
         // (`kernels::sparse`) gives the same bits with a fraction of the multiply-adds.
@@ -183,7 +178,7 @@ impl LocalConv2dBlock {
             let mut sparse = p.backward_sparse(back.view())?;
             self.act.backward_sparse(&mut sparse)?;
             self.conv.backward_sparse(&sparse, fwd_sgd)?;
-            return Ok(LocalStats { loss, correct });
+            return Ok(stats);
         }
         let back = match &mut self.pool {
             Some(p) => p.backward(back.view())?,
@@ -191,7 +186,7 @@ impl LocalConv2dBlock {
         };
         let d_act = self.act.backward(back)?;
         self.conv.backward(d_act.view(), fwd_sgd)?;
-        Ok(LocalStats { loss, correct })
+        Ok(stats)
     }
 
     /// Drop saved training state.

@@ -1,11 +1,11 @@
 //! The local-loss linear block (SPEC §4.1): `IntegerLinear → Scaling → activation` with its own
 //! learning head `IntegerLinear → Scaling`.
 
+use super::head::{take_saved, update_head};
 use crate::error::Result;
 use crate::init::{bound, uniform, Init};
 use crate::kernels::Int;
 use crate::layers::{Activation, ActivationKind, Linear, Scaling};
-use crate::loss::{loss_and_correct, output_error};
 use crate::metrics::LocalStats;
 use crate::names;
 use crate::optim::{Compat, Sgd};
@@ -132,12 +132,7 @@ impl LocalLinearBlock {
         compat: Compat,
         repeat: bool,
     ) -> Result<LocalStats> {
-        let h = self.saved_out.take().ok_or_else(|| {
-            crate::Error::config(format!(
-                "{}: local update without a training forward",
-                self.fwd.name
-            ))
-        })?;
+        let h = take_saved(&mut self.saved_out, &self.fwd.name)?;
         let (fwd_saved, act_saved) = if repeat {
             (Some(self.fwd.clone()), Some(self.act.clone()))
         } else {
@@ -164,17 +159,18 @@ impl LocalLinearBlock {
         head_sgd: &Sgd,
         compat: Compat,
     ) -> Result<LocalStats> {
-        let zh = self.head.forward(h.view(), true)?;
-        let pred = self.head_scale.forward(&zh);
-        let (loss, correct) = loss_and_correct(&pred, target, labels);
-        let delta = output_error(&pred, target, compat);
-        let back = self
-            .head
-            .backward(delta.view(), true, head_sgd)?
-            .expect("input error requested");
+        let (stats, back) = update_head(
+            &mut self.head,
+            &self.head_scale,
+            h.view(),
+            target,
+            labels,
+            head_sgd,
+            compat,
+        )?;
         let d_act = self.act.backward(back)?;
         self.fwd.backward(d_act.view(), false, fwd_sgd)?;
-        Ok(LocalStats { loss, correct })
+        Ok(stats)
     }
 
     /// Drop saved training state.

@@ -2,6 +2,7 @@
 //! crosses a block boundary, so every block of a model updates independently.
 
 mod conv;
+mod head;
 mod linear;
 
 pub use conv::{head_geometry, HeadGeometry, LocalConv2dBlock};

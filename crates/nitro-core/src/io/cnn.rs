@@ -2,10 +2,11 @@
 
 use super::container::{deserialize, push_layer, serialize_sorted, tensor_i32};
 use super::meta::{get_str, get_u64, get_usize, meta_err, metadata, Header};
+use super::settings::{extend_json, push_settings_json};
 use crate::error::{Error, Result};
 use crate::init::Init;
 use crate::layers::{ActivationKind, PoolKind};
-use crate::model::{Cnn, CnnConfig, Feature};
+use crate::model::{settings_of, Cnn, CnnConfig, Feature};
 use crate::names;
 use alloc::format;
 use alloc::vec::Vec;
@@ -26,22 +27,22 @@ fn feature_json(f: &Feature) -> Value {
 }
 
 fn architecture_json(c: &CnnConfig) -> Value {
-    json!({
+    let mut arch = json!({
         "kind": "cnn",
         "input": [c.input.0, c.input.1, c.input.2],
         "features": c.features.iter().map(feature_json).collect::<Vec<_>>(),
         "classifier": c.classifier,
-        "classes": c.classes,
-        "activation": c.activation.name(),
-        "slope": c.activation.slope(),
-        "dropout_pct": c.dropout_pct,
-        "bias": c.bias,
-        "init": c.init.name(),
-        "seed": c.seed,
-        "decoder_dim": c.decoder_dim,
-        "head_pool": c.head_pool.name(),
-        "conv_amp_adjust": c.conv_amp_adjust,
-    })
+    });
+    push_settings_json(&mut arch, &settings_of!(c));
+    extend_json(
+        &mut arch,
+        json!({
+            "decoder_dim": c.decoder_dim,
+            "head_pool": c.head_pool.name(),
+            "conv_amp_adjust": c.conv_amp_adjust,
+        }),
+    );
+    arch
 }
 
 fn usize_list(v: &Value, key: &str) -> Result<Vec<usize>> {

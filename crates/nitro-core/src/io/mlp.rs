@@ -3,10 +3,11 @@
 use super::container::{deserialize, push_layer, serialize_sorted, tensor_i32};
 use super::file::{read_with, write_atomic};
 use super::meta::{get_str, get_u64, get_usize, meta_err, metadata, Header};
+use super::settings::push_settings_json;
 use crate::error::{Error, Result};
 use crate::init::Init;
 use crate::layers::{ActivationKind, Linear};
-use crate::model::{Mlp, MlpConfig};
+use crate::model::{settings_of, Mlp, MlpConfig};
 use crate::names;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -15,18 +16,13 @@ use safetensors::tensor::SafeTensors;
 use serde_json::{json, Value};
 
 fn architecture_json(c: &MlpConfig) -> Value {
-    json!({
+    let mut arch = json!({
         "kind": "mlp",
         "inputs": c.inputs,
         "hidden": c.hidden,
-        "classes": c.classes,
-        "activation": c.activation.name(),
-        "slope": c.activation.slope(),
-        "dropout_pct": c.dropout_pct,
-        "bias": c.bias,
-        "init": c.init.name(),
-        "seed": c.seed,
-    })
+    });
+    push_settings_json(&mut arch, &settings_of!(c));
+    arch
 }
 
 /// Serialise a model (parameters + metadata) to safetensors bytes.

@@ -9,6 +9,7 @@ mod file;
 mod meta;
 mod mlp;
 mod model;
+mod settings;
 
 pub use cnn::{cnn_from_bytes, cnn_to_bytes};
 pub use container::read_metadata;

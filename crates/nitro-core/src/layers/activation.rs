@@ -1,6 +1,7 @@
 //! Integer activations (SPEC §3.4). Inputs are the `i8` outputs of a scaling layer, so
 //! `x ∈ [−127, 127]`; backward divides the error by a per-element *inverse slope*.
 
+use super::saved::no_forward;
 use crate::arith::{tdiv, DivU31};
 use crate::error::{Error, Result};
 use crate::kernels::sparse::SparseDelta;
@@ -315,10 +316,7 @@ impl Activation {
 
     /// Backward: `δ_in = tdiv(δ, s(x))` with the saved input.
     pub fn backward<D: Dimension>(&mut self, delta: Array<i32, D>) -> Result<Array<i32, D>> {
-        let x = self
-            .saved
-            .take()
-            .ok_or_else(|| Error::config("activation backward without a training-mode forward"))?;
+        let x = self.saved.take().ok_or_else(|| no_forward("activation"))?;
         if x.shape() != delta.shape() {
             return Err(Error::shape(format!(
                 "activation: error shape {:?} differs from input shape {:?}",
@@ -333,10 +331,7 @@ impl Activation {
     /// what the dense backward gives at its position (the entries left out are zero, and
     /// `tdiv(0, s) = 0`, so they stay zero).
     pub fn backward_sparse(&mut self, delta: &mut SparseDelta) -> Result<()> {
-        let x = self
-            .saved
-            .take()
-            .ok_or_else(|| Error::config("activation backward without a training-mode forward"))?;
+        let x = self.saved.take().ok_or_else(|| no_forward("activation"))?;
         let (n, f, h, w) = delta.dim();
         if x.shape() != [n, f, h, w] {
             return Err(Error::shape(format!(

@@ -5,6 +5,7 @@
 //! lowered onto the exact GEMM ([`crate::kernels::im2col`]), so their accumulator widths are
 //! proven (SPEC §10). The input-error path is not needed inside a NITRO-D block and is not built.
 
+use super::saved::no_forward;
 use super::scaling::Scaling;
 use crate::error::{Error, Result};
 use crate::kernels::im2col::{out_size, Patches};
@@ -216,12 +217,10 @@ impl Conv2d {
         &self,
         delta: ArrayView4<'_, i32>,
     ) -> Result<(Array4<i64>, Option<Array1<i64>>)> {
-        let xp = self.saved.as_ref().ok_or_else(|| {
-            Error::config(format!(
-                "{}: backward without a training-mode forward",
-                self.name
-            ))
-        })?;
+        let xp = self
+            .saved
+            .as_ref()
+            .ok_or_else(|| no_forward(format_args!("{}:", self.name)))?;
         let (n, _, hp, wp) = xp.dim();
         let (ho, wo) = out_size(hp, wp, self.kernel())?;
         let f = self.filters();
@@ -272,12 +271,10 @@ impl Conv2d {
         &self,
         delta: &SparseDelta,
     ) -> Result<(Array4<i64>, Option<Array1<i64>>)> {
-        let xp = self.saved.as_ref().ok_or_else(|| {
-            Error::config(format!(
-                "{}: backward without a training-mode forward",
-                self.name
-            ))
-        })?;
+        let xp = self
+            .saved
+            .as_ref()
+            .ok_or_else(|| no_forward(format_args!("{}:", self.name)))?;
         let f = self.filters();
         if delta.dim().1 != f {
             return Err(Error::shape(format!(

@@ -1,5 +1,6 @@
 //! Integer dropout (SPEC §3.6): rates as integer percentages, rescale factors ×1000 from the table.
 
+use super::saved::no_forward;
 use crate::arith::tdiv;
 use crate::error::{Error, Result};
 use crate::rng::Pcg32;
@@ -69,10 +70,7 @@ impl Dropout {
 
     /// Backward with the same mask and factor; errors leave `i32` → [`Error::Overflow`].
     pub fn backward<D: Dimension>(&mut self, delta: Array<i32, D>) -> Result<Array<i32, D>> {
-        let mask = self
-            .mask
-            .take()
-            .ok_or_else(|| Error::config("dropout backward without a training-mode forward"))?;
+        let mask = self.mask.take().ok_or_else(|| no_forward("dropout"))?;
         let mut out = delta;
         for (d, &k) in out.iter_mut().zip(mask.iter()) {
             let v = if k {

@@ -1,5 +1,6 @@
 //! IntegerLinear (SPEC §3.1): `z = x·Wᵀ (+ b)`, weight gradient `δᵀ·x`, input error `δ·W`.
 
+use super::saved::no_forward;
 use crate::arith::narrow_i32;
 use crate::error::{Error, Result};
 use crate::kernels::{gemm_nn, gemm_nt, gemm_tn, Int};
@@ -105,12 +106,10 @@ impl Linear {
         input_error: bool,
         sgd: &Sgd,
     ) -> Result<Option<Array2<i32>>> {
-        let x = self.saved.take().ok_or_else(|| {
-            Error::config(format!(
-                "{}: backward without a training-mode forward",
-                self.name
-            ))
-        })?;
+        let x = self
+            .saved
+            .take()
+            .ok_or_else(|| no_forward(format_args!("{}:", self.name)))?;
         if delta.nrows() != x.nrows() || delta.ncols() != self.out_features() {
             return Err(Error::shape(format!(
                 "{}: error is {}×{}, expected {}×{}",

@@ -6,6 +6,7 @@ pub mod conv2d;
 pub mod dropout;
 pub mod linear;
 pub mod pool;
+mod saved;
 pub mod scaling;
 
 pub use activation::{Activation, ActivationKind};

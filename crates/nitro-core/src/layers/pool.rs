@@ -1,6 +1,7 @@
 //! Pooling and flattening (SPEC §3.5): MaxPool2d and IntegerAvgPool2d with kernel = stride,
 //! asymmetric kernels and padding, and Flatten NCHW → `N × (C·H·W)`.
 
+use super::saved::no_forward;
 use crate::arith::tdiv;
 use crate::error::{Error, Result};
 use crate::kernels::par;
@@ -9,6 +10,9 @@ use crate::optim::Compat;
 use alloc::format;
 use alloc::vec::Vec;
 use ndarray::{Array2, Array4, ArrayView4};
+
+/// A tensor shape `(n, c, h, w)`.
+type Nchw = (usize, usize, usize, usize);
 
 /// Element types that can be pooled (the `i8` block outputs, `i16` after dropout, `i32` errors).
 pub trait PoolElem: Copy + Ord + Into<i64> + TryFrom<i64> + Default + Send + Sync {
@@ -207,14 +211,13 @@ impl Pool2d {
         Ok((y, arg))
     }
 
-    /// Backward: max routes each `δ` to the saved arg-max (nothing for a padding maximum);
-    /// average gives every input of the window `tdiv(δ, kh·kw)`. Inputs outside every window
-    /// get 0.
-    pub fn backward(&mut self, delta: ArrayView4<'_, i32>) -> Result<Array4<i32>> {
+    /// The input shape `(n, c, h, w)` the training forward saved, taken, and the output size
+    /// `(ho, wo)` it gave, which the error `delta` must match.
+    fn take_saved_shape(&mut self, delta: &ArrayView4<'_, i32>) -> Result<(Nchw, (usize, usize))> {
         let (n, c, h, w) = self
             .saved_shape
             .take()
-            .ok_or_else(|| Error::config("pooling backward without a training-mode forward"))?;
+            .ok_or_else(|| no_forward("pooling"))?;
         let (ho, wo) = self.output_size(h, w)?;
         if delta.dim() != (n, c, ho, wo) {
             return Err(Error::shape(format!(
@@ -223,15 +226,27 @@ impl Pool2d {
                 (n, c, ho, wo)
             )));
         }
+        Ok(((n, c, h, w), (ho, wo)))
+    }
+
+    /// The arg-max a max-pool training forward saved, taken.
+    fn take_saved_argmax(&mut self) -> Result<Vec<usize>> {
+        self.saved_argmax
+            .take()
+            .ok_or_else(|| Error::config("max-pool backward without saved arg-max"))
+    }
+
+    /// Backward: max routes each `δ` to the saved arg-max (nothing for a padding maximum);
+    /// average gives every input of the window `tdiv(δ, kh·kw)`. Inputs outside every window
+    /// get 0.
+    pub fn backward(&mut self, delta: ArrayView4<'_, i32>) -> Result<Array4<i32>> {
+        let ((n, c, h, w), (ho, wo)) = self.take_saved_shape(&delta)?;
         let ds = delta.as_standard_layout();
         let d = ds.as_slice().expect("standard layout");
         let mut out = alloc::vec![0i32; n * c * h * w];
         match self.kind {
             PoolKind::Max => {
-                let arg = self
-                    .saved_argmax
-                    .take()
-                    .ok_or_else(|| Error::config("max-pool backward without saved arg-max"))?;
+                let arg = self.take_saved_argmax()?;
                 // Windows do not overlap (stride = kernel), so each input gets at most one δ.
                 for (&a, &dv) in arg.iter().zip(d) {
                     if a != PADDING {
@@ -275,23 +290,8 @@ impl Pool2d {
                 "a sparse pooling backward needs max pooling (average pooling spreads the error)",
             ));
         }
-        let dim = self
-            .saved_shape
-            .take()
-            .ok_or_else(|| Error::config("pooling backward without a training-mode forward"))?;
-        let (n, c, h, w) = dim;
-        let (ho, wo) = self.output_size(h, w)?;
-        if delta.dim() != (n, c, ho, wo) {
-            return Err(Error::shape(format!(
-                "pooling: error is {:?}, expected {:?}",
-                delta.dim(),
-                (n, c, ho, wo)
-            )));
-        }
-        let arg = self
-            .saved_argmax
-            .take()
-            .ok_or_else(|| Error::config("max-pool backward without saved arg-max"))?;
+        let ((n, c, h, w), (ho, wo)) = self.take_saved_shape(&delta)?;
+        let arg = self.take_saved_argmax()?;
         let ds = delta.as_standard_layout();
         let d = ds.as_slice().expect("standard layout");
         let per = ho * wo;
@@ -311,7 +311,7 @@ impl Pool2d {
             }
         }
         starts.push(index.len());
-        SparseDelta::new(dim, starts, index, value)
+        SparseDelta::new((n, c, h, w), starts, index, value)
     }
 
     /// Drop saved training state.

@@ -32,6 +32,76 @@ pub(crate) struct Settings {
     pub dropout_pct: u32,
 }
 
+impl Settings {
+    /// The paper's defaults for `classes` classes (NITRO-ReLU a=4, Kaiming, no bias, no
+    /// dropout, seed 0): what `MlpConfig::new` and `CnnConfig::new` start from.
+    pub fn paper(classes: usize) -> Self {
+        Settings {
+            classes,
+            activation: ActivationKind::default(),
+            init: Init::Kaiming,
+            bias: false,
+            seed: 0,
+            dropout_pct: 0,
+        }
+    }
+}
+
+/// The [`Settings`] of a model configuration (`MlpConfig`, `CnnConfig`): both carry them as
+/// fields of these names.
+macro_rules! settings_of {
+    ($config:expr) => {{
+        let c = $config;
+        $crate::model::Settings {
+            classes: c.classes,
+            activation: c.activation,
+            init: c.init,
+            bias: c.bias,
+            seed: c.seed,
+            dropout_pct: c.dropout_pct,
+        }
+    }};
+}
+pub(crate) use settings_of;
+
+/// A model configuration `$ty` of its own fields `$field: $value` and the [`Settings`] `$s`.
+macro_rules! config_with {
+    ($ty:ident { $($field:ident: $value:expr),* $(,)? }, $s:expr) => {{
+        let s: $crate::model::Settings = $s;
+        $ty {
+            $($field: $value,)*
+            classes: s.classes,
+            activation: s.activation,
+            init: s.init,
+            bias: s.bias,
+            seed: s.seed,
+            dropout_pct: s.dropout_pct,
+        }
+    }};
+}
+pub(crate) use config_with;
+
+/// The [`Tail`] (or, with `mut`, [`TailMut`]) of a model's classifier fields (`blocks`,
+/// `dropouts`, `out`, `out_scale`: both models name them alike).
+macro_rules! tail_of {
+    ($model:expr) => {
+        $crate::model::classifier::Tail {
+            blocks: &$model.blocks,
+            out: &$model.out,
+            out_scale: &$model.out_scale,
+        }
+    };
+    (mut $model:expr) => {
+        $crate::model::classifier::TailMut {
+            blocks: &mut $model.blocks,
+            dropouts: &mut $model.dropouts,
+            out: &mut $model.out,
+            out_scale: &$model.out_scale,
+        }
+    };
+}
+pub(crate) use tail_of;
+
 /// Name and `(out, in)` of every linear layer of a classifier on `inputs` features whose blocks
 /// are numbered from `first`, in the order of the models' `linears`: each block's forward layer
 /// and head, then the output layer.

@@ -2,7 +2,7 @@
 //! the shared classifier (see [`super::classifier`]) on the flattened features; its training
 //! step (§4.3, with the §12 differences) and prediction (§4.4).
 
-use super::classifier::{self, Step, Tail, TailMut};
+use super::classifier::{self, tail_of, Step, Tail};
 use super::cnn_config::{CnnConfig, Feature, FeatureShape};
 use crate::block::{LocalConv2dBlock, LocalLinearBlock};
 use crate::data::Normalization;
@@ -107,11 +107,7 @@ impl Cnn {
     }
 
     fn tail(&self) -> Tail<'_> {
-        Tail {
-            blocks: &self.blocks,
-            out: &self.out,
-            out_scale: &self.out_scale,
-        }
+        tail_of!(self)
     }
 
     /// Mutable access to the convolution called `name`.
@@ -285,12 +281,7 @@ impl Cnn {
         let conv_updates = || -> Vec<Result<LocalStats>> {
             par::map_mut(&mut convs, |b: &mut &mut LocalConv2dBlock| conv_update(b))
         };
-        let tail = TailMut {
-            blocks: &mut self.blocks,
-            dropouts: &mut self.dropouts,
-            out: &mut self.out,
-            out_scale: &self.out_scale,
-        };
+        let tail = tail_of!(mut self);
         tail.train_step(features, &step, compat == Compat::Reference, conv_updates)
     }
 

@@ -1,7 +1,7 @@
 //! The architecture of a local-loss CNN (SPEC §4.2): its feature extractor entries, the
 //! configuration, and the one walk through the feature stack that gives every entry's shapes.
 
-use super::classifier::{self, Settings};
+use super::classifier::{self, config_with, settings_of, Settings};
 use crate::block::{head_geometry, HeadGeometry};
 use crate::error::{Error, Result};
 use crate::init::Init;
@@ -100,20 +100,17 @@ impl CnnConfig {
         classifier: &[usize],
         classes: usize,
     ) -> Self {
-        CnnConfig {
-            input,
-            features: features.to_vec(),
-            classifier: classifier.to_vec(),
-            classes,
-            activation: ActivationKind::default(),
-            dropout_pct: 0,
-            bias: false,
-            init: Init::Kaiming,
-            seed: 0,
-            decoder_dim: 2048,
-            head_pool: PoolKind::Max,
-            conv_amp_adjust: false,
-        }
+        config_with!(
+            CnnConfig {
+                input: input,
+                features: features.to_vec(),
+                classifier: classifier.to_vec(),
+                decoder_dim: 2048,
+                head_pool: PoolKind::Max,
+                conv_amp_adjust: false,
+            },
+            Settings::paper(classes)
+        )
     }
 
     /// The feature list as built: with classifier dropout, one Dropout is placed just before
@@ -263,13 +260,6 @@ impl CnnConfig {
     }
 
     pub(super) fn settings(&self) -> Settings {
-        Settings {
-            classes: self.classes,
-            activation: self.activation,
-            init: self.init,
-            bias: self.bias,
-            seed: self.seed,
-            dropout_pct: self.dropout_pct,
-        }
+        settings_of!(self)
     }
 }

@@ -2,7 +2,7 @@
 //! (see [`super::classifier`]) on the flattened input — with training step (§4.3) and
 //! prediction (§4.4).
 
-use super::classifier::{self, Settings, Step, Tail, TailMut};
+use super::classifier::{self, config_with, settings_of, tail_of, Settings, Step, Tail};
 use crate::block::LocalLinearBlock;
 use crate::data::Normalization;
 use crate::error::{Error, Result};
@@ -41,16 +41,13 @@ impl MlpConfig {
     /// An MLP `inputs → hidden… → classes` with the paper's defaults (NITRO-ReLU a=4, Kaiming,
     /// no bias, no dropout, seed 0).
     pub fn new(inputs: usize, hidden: &[usize], classes: usize) -> Self {
-        MlpConfig {
-            inputs,
-            hidden: hidden.to_vec(),
-            classes,
-            activation: ActivationKind::default(),
-            dropout_pct: 0,
-            bias: false,
-            init: Init::Kaiming,
-            seed: 0,
-        }
+        config_with!(
+            MlpConfig {
+                inputs: inputs,
+                hidden: hidden.to_vec(),
+            },
+            Settings::paper(classes)
+        )
     }
 
     /// Name and `(out, in)` of every linear layer, in [`Mlp::linears`] order.
@@ -59,14 +56,7 @@ impl MlpConfig {
     }
 
     fn settings(&self) -> Settings {
-        Settings {
-            classes: self.classes,
-            activation: self.activation,
-            init: self.init,
-            bias: self.bias,
-            seed: self.seed,
-            dropout_pct: self.dropout_pct,
-        }
+        settings_of!(self)
     }
 
     /// Check sizes and settings.
@@ -201,11 +191,7 @@ impl Mlp {
     }
 
     fn tail(&self) -> Tail<'_> {
-        Tail {
-            blocks: &self.blocks,
-            out: &self.out,
-            out_scale: &self.out_scale,
-        }
+        tail_of!(self)
     }
 
     fn check_batch(&self, x: &ArrayView2<'_, i8>, labels: Option<&[usize]>) -> Result<()> {
@@ -262,12 +248,7 @@ impl Mlp {
     ) -> Result<StepStats> {
         self.check_batch(&x, Some(labels))?;
         let step = Step::new(labels, self.config.classes, hyper)?;
-        let tail = TailMut {
-            blocks: &mut self.blocks,
-            dropouts: &mut self.dropouts,
-            out: &mut self.out,
-            out_scale: &self.out_scale,
-        };
+        let tail = tail_of!(mut self);
         tail.train_step(x.mapv(i16::from), &step, false, Vec::new)
     }
 

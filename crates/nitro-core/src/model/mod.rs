@@ -7,6 +7,10 @@ mod cnn;
 mod cnn_config;
 mod mlp;
 
+pub(crate) use classifier::Settings;
+// The persistence (`io/`, with `std`) writes the settings of either configuration.
+#[cfg(feature = "std")]
+pub(crate) use classifier::settings_of;
 pub use cnn::{Cnn, Stage};
 pub use cnn_config::{CnnConfig, Feature, FeatureShape};
 pub use mlp::{Mlp, MlpConfig};
