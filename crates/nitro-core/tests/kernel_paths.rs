@@ -356,3 +356,28 @@ proptest! {
         prop_assert_eq!(gemm_nt(b.view(), a.view()).unwrap(), want.t().to_owned());
     }
 }
+
+/// Products large enough to be split across threads (above the parallel threshold): equal to
+/// the oracle on every dispatch, on 1 and 2 threads, narrow and split operands.
+#[test]
+fn products_split_across_threads_match_the_oracle() {
+    let mut r = Pcg32::new(77, 7);
+    // 262×1031×70 ≈ 18.9 M multiply-adds (threshold: 2²⁴ ≈ 16.8 M); odd sizes cross tile edges.
+    let a = cast::<i8>(&matrix(&mut r, 262, 1031, 127, 8));
+    let narrow = cast::<i32>(&matrix(&mut r, 70, 1031, 32_767, 32));
+    let wide = cast::<i32>(&matrix(&mut r, 70, 1031, 1 << 22, 32));
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for b in [&narrow, &wide] {
+        let want = oracle(a.view(), b.view()).expect("provable");
+        for d in common::dispatches() {
+            for threads in [1, 2] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let got = pool.install(|| gemm_nt_with(a.view(), b.view(), None, d).unwrap());
+                assert_eq!(got, want, "{d:?} on {threads} threads");
+            }
+        }
+    }
+}

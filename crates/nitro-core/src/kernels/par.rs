@@ -6,7 +6,7 @@
 use alloc::vec::Vec;
 
 /// Multiply-adds below which a product stays on the calling thread (waking the pool costs more).
-pub(crate) const PAR_MIN_MACS: usize = 1 << 22;
+pub(crate) const PAR_MIN_MACS: usize = 1 << 24;
 
 /// Threads of the current pool (1 without feature `parallel`).
 pub fn threads() -> usize {
