@@ -106,9 +106,10 @@ impl core::str::FromStr for Isa {
 static DETECTED: AtomicU8 = AtomicU8::new(0);
 
 fn detect() -> u8 {
-    let mut bits = 1u8 << (Isa::Portable as u8);
+    let portable = 1u8 << (Isa::Portable as u8);
     #[cfg(target_arch = "x86_64")]
     {
+        let mut bits = portable;
         if x86::avx2() {
             bits |= 1 << (Isa::Avx2 as u8);
         }
@@ -118,8 +119,10 @@ fn detect() -> u8 {
         if x86::avx512_vnni() {
             bits |= 1 << (Isa::Avx512Vnni as u8);
         }
+        bits
     }
-    bits
+    #[cfg(not(target_arch = "x86_64"))]
+    portable
 }
 
 #[cfg(target_arch = "x86_64")]

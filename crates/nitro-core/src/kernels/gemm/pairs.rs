@@ -208,6 +208,8 @@ fn micro(ap: &[u32], bps: [&[u32]; 2], width: usize, c: &mut [i64], t: Tile, isa
             Isa::Portable => {}
         }
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = isa;
     for (j, bp) in bps.iter().enumerate().take(width) {
         let cols = t.cols.saturating_sub(j * NR).min(NR);
         let sub = Tile { cols, ..t };
