@@ -47,6 +47,15 @@ impl Preset {
         }
     }
 
+    /// The data set the paper evaluated the preset on (SPEC §7; MLP3 also on Fashion-MNIST).
+    pub fn paper_dataset(self) -> &'static str {
+        match self {
+            Preset::Mlp1 | Preset::Mlp3 => "mnist",
+            Preset::Mlp2 => "fashion-mnist",
+            Preset::Mlp4 => "cifar10",
+        }
+    }
+
     /// Parse [`Preset::name`] (any case).
     pub fn from_name(s: &str) -> Result<Preset> {
         parse("preset", &Preset::ALL, Preset::name, s)
@@ -112,6 +121,15 @@ impl CnnPreset {
             CnnPreset::Vgg8b => "vgg8b",
             CnnPreset::Vgg11b => "vgg11b",
             CnnPreset::SmallCnn => "small-cnn",
+        }
+    }
+
+    /// The data set the paper evaluated the preset on (SPEC §7); `small-cnn` is ours and uses
+    /// VGG8B's.
+    pub fn paper_dataset(self) -> &'static str {
+        match self {
+            CnnPreset::Vgg8b | CnnPreset::SmallCnn => "fashion-mnist",
+            CnnPreset::Vgg11b => "cifar10",
         }
     }
 

@@ -19,17 +19,22 @@ enum Kind {
     Cnn(CnnPreset),
 }
 
-/// Every preset by its Python name, with the data set the paper evaluated it on (SPEC §7; MLP3
-/// also on Fashion-MNIST; `small-cnn` is ours and uses VGG8B's data set).
-const PRESETS: [(&str, Kind, &str); 7] = [
-    ("mlp1", Kind::Mlp(Preset::Mlp1), "mnist"),
-    ("mlp2", Kind::Mlp(Preset::Mlp2), "fashion-mnist"),
-    ("mlp3", Kind::Mlp(Preset::Mlp3), "mnist"),
-    ("mlp4", Kind::Mlp(Preset::Mlp4), "cifar10"),
-    ("vgg8b", Kind::Cnn(CnnPreset::Vgg8b), "fashion-mnist"),
-    ("vgg11b", Kind::Cnn(CnnPreset::Vgg11b), "cifar10"),
-    ("small-cnn", Kind::Cnn(CnnPreset::SmallCnn), "fashion-mnist"),
-];
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Mlp(p) => p.name(),
+            Kind::Cnn(p) => p.name(),
+        }
+    }
+}
+
+/// Every preset of both kinds, in the engine's order (names and data sets from `presets.rs`).
+fn all_presets() -> impl Iterator<Item = Kind> {
+    Preset::ALL
+        .into_iter()
+        .map(Kind::Mlp)
+        .chain(CnnPreset::ALL.into_iter().map(Kind::Cnn))
+}
 
 /// The engine's defaults and accepted names: `hyper` (IntegerSGD), `batch_size`, `activation`
 /// and `slope`, `decoder_dim` and `head_pool` (CNN), `conv` (`[kernel, stride, padding]` of a
@@ -82,14 +87,10 @@ pub fn defaults(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 /// The presets as `(name, kind, paper data set)`, kind `"mlp"` or `"cnn"`.
 #[pyfunction]
 pub fn presets() -> Vec<(&'static str, &'static str, &'static str)> {
-    PRESETS
-        .iter()
-        .map(|&(name, kind, ds)| {
-            let k = match kind {
-                Kind::Mlp(_) => "mlp",
-                Kind::Cnn(_) => "cnn",
-            };
-            (name, k, ds)
+    all_presets()
+        .map(|kind| match kind {
+            Kind::Mlp(p) => (p.name(), "mlp", p.paper_dataset()),
+            Kind::Cnn(p) => (p.name(), "cnn", p.paper_dataset()),
         })
         .collect()
 }
@@ -101,10 +102,11 @@ pub fn presets() -> Vec<(&'static str, &'static str, &'static str)> {
 #[pyfunction]
 #[pyo3(signature = (name, dataset))]
 pub fn preset<'py>(py: Python<'py>, name: &str, dataset: &str) -> PyResult<Bound<'py, PyDict>> {
-    let &(_, kind, _) = PRESETS.iter().find(|(n, _, _)| *n == name).ok_or_else(|| {
+    let kind = all_presets().find(|k| k.name() == name).ok_or_else(|| {
+        let names: Vec<&str> = all_presets().map(Kind::name).collect();
         value_err(format!(
             "unknown preset {name:?}: use one of {}",
-            PRESETS.map(|p| p.0).join(", ")
+            names.join(", ")
         ))
     })?;
     // The per-dataset augmentation (SPEC §2) is stated once in the engine, in the CNN presets'
