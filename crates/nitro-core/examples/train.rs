@@ -12,7 +12,7 @@ mod common;
 use common::{pct, print_accuracy};
 use ndarray::s;
 use nitro_core::data::idx::load_mnist_like;
-use nitro_core::train::{fit, Control, TrainConfig};
+use nitro_core::train::{fit, Control, Sets, TrainConfig};
 use nitro_core::{Augment, Compat, Dataset, Mlp, Normalization, Plateau, Preset};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -141,6 +141,8 @@ fn run(a: Args) -> Result<(), String> {
         batch_size: a.batch_size,
         hyper,
         plateau: a.paper_protocol.then(Plateau::paper),
+        // The paper's protocol: its plateau rule watches the test set.
+        select_on_test: a.paper_protocol,
         augment,
         seed: a.seed,
         ..TrainConfig::default()
@@ -158,11 +160,11 @@ fn run(a: Args) -> Result<(), String> {
     );
     let history = fit(
         &mut model,
-        &train,
-        Some(&test),
+        &Sets::new(&train, Some(&test)),
         &cfg,
         &mut |_| Control::Continue,
-        &mut |m| {
+        &mut |end| {
+            let m = end.metrics;
             let blocks: Vec<String> = m.blocks.iter().map(|f| pct(*f)).collect();
             println!(
                 "epoch {:3}  {:>4}.{:03}s  lr_inv {:6}  train {}  test {}  blocks [{}]",
@@ -174,7 +176,7 @@ fn run(a: Args) -> Result<(), String> {
                 m.test.map(pct).unwrap_or_default(),
                 blocks.join(", ")
             );
-            Control::Continue
+            Ok(Control::Continue)
         },
     )
     .map_err(|e| e.to_string())?;

@@ -3,20 +3,26 @@
 //! ```text
 //! cargo run --release -p nitro-core --example train_cnn -- --preset small-cnn \
 //!     --data-dir /usr/share/datasets/fashion-mnist --epochs 10 --seed 0 [--threads 2] \
-//!     [--limit N] [--test-limit N] [--max-minutes M] [--compat reference] [--save FILE]
+//!     [--limit N] [--test-limit N] [--max-minutes M] [--compat reference] [--save FILE] \
+//!     [--checkpoint FILE] [--resume FILE] [--log-jsonl FILE] [--paper-protocol]
 //! ```
 //! Prints progress every 20 batches (seconds per step), one line per epoch, and ends with
 //! `test_accuracy=` and `best_test_accuracy=` lines. `--max-minutes` stops training after the
-//! batch that crosses the time budget and still evaluates the model.
+//! batch that crosses the time budget and still evaluates the model. `--checkpoint` writes a
+//! checkpoint after every epoch (and when `--max-minutes` stops the run); `--resume` continues
+//! one bit for bit, with the checkpoint's settings (`--epochs` may extend the run).
+//! `--log-jsonl` appends one JSON line of metrics per epoch.
 
 mod common;
 
 use common::{pct, print_accuracy};
 use ndarray::s;
 use nitro_core::data::idx::load_mnist_like;
-use nitro_core::train::{fit, Control, TrainConfig};
+use nitro_core::io::{Checkpoint, Model};
+use nitro_core::train::{fit_from, score, Control, RunState, Sets, TrainConfig};
 use nitro_core::{Cnn, CnnPreset};
 use nitro_core::{Compat, Dataset, Fraction, Normalization, Plateau};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -46,20 +52,72 @@ fn run(args: &[String]) -> Result<(), String> {
     let max_minutes: Option<u64> = value(args, "--max-minutes")?;
     let compat: Option<String> = value(args, "--compat")?;
     let save: Option<PathBuf> = value(args, "--save")?;
+    let checkpoint: Option<PathBuf> = value(args, "--checkpoint")?;
+    let resume: Option<PathBuf> = value(args, "--resume")?;
+    let log_jsonl: Option<PathBuf> = value(args, "--log-jsonl")?;
+    let paper_protocol = args.iter().any(|a| a == "--paper-protocol");
     let dataset = dir.to_string_lossy().to_lowercase();
     let dataset = if dataset.contains("fashion") {
         "fashion-mnist"
     } else {
         "mnist"
     };
-    let spec = CnnPreset::from_name(&preset)
-        .and_then(|p| p.spec(dataset))
-        .map_err(|e| e.to_string())?;
-
     let raw = load_mnist_like(&dir).map_err(|e| e.to_string())?;
     let n = limit.unwrap_or(usize::MAX).min(raw.train_x.nrows());
     let nt = test_limit.unwrap_or(usize::MAX).min(raw.test_x.nrows());
-    let norm = Normalization::fit(raw.train_x.view(), 1).map_err(|e| e.to_string())?;
+
+    // A resumed run takes its model (with its normalisation) and settings from the checkpoint;
+    // only --epochs may extend it.
+    let (mut model, mut state, cfg) = match &resume {
+        Some(path) => {
+            let ck = Checkpoint::load_file(path).map_err(|e| e.to_string())?;
+            if !matches!(ck.model, Model::Cnn(_)) {
+                return Err(format!("{} holds an MLP, not a CNN", path.display()));
+            }
+            let mut cfg = ck.state.config.clone();
+            cfg.epochs = epochs;
+            println!(
+                "resuming {} after epoch {} batch {} (lr_inv {})",
+                path.display(),
+                ck.state.epoch,
+                ck.state.batch,
+                ck.state.hyper.lr_inv
+            );
+            (ck.model, Some(ck.state), cfg)
+        }
+        None => {
+            let spec = CnnPreset::from_name(&preset)
+                .and_then(|p| p.spec(dataset))
+                .map_err(|e| e.to_string())?;
+            let mut config = spec.config.clone();
+            config.seed = seed;
+            let mut model = Cnn::new(config).map_err(|e| e.to_string())?;
+            model.normalization = Some(
+                Normalization::fit(raw.train_x.slice(s![..n, ..]), 1).map_err(|e| e.to_string())?,
+            );
+            let mut hyper = spec.hyper;
+            if let Some(c) = compat {
+                hyper.compat = Compat::from_name(&c).map_err(|e| e.to_string())?;
+            }
+            let cfg = TrainConfig {
+                epochs,
+                hyper,
+                augment: spec.augment,
+                plateau: paper_protocol.then(Plateau::paper),
+                select_on_test: paper_protocol,
+                seed,
+                ..TrainConfig::default()
+            };
+            (Model::Cnn(model), None, cfg)
+        }
+    };
+    let Model::Cnn(cnn) = &model else {
+        unreachable!("checked above")
+    };
+    let norm = cnn
+        .normalization
+        .clone()
+        .ok_or("the model has no normalisation")?;
     let train = Dataset::new(
         norm.apply(raw.train_x.slice(s![..n, ..]))
             .map_err(|e| e.to_string())?,
@@ -74,41 +132,37 @@ fn run(args: &[String]) -> Result<(), String> {
         (1, 28, 28),
     )
     .map_err(|e| e.to_string())?;
-    let mut config = spec.config.clone();
-    config.seed = seed;
-    let mut model = Cnn::new(config).map_err(|e| e.to_string())?;
-    model.normalization = Some(norm);
-    let mut hyper = spec.hyper;
-    if let Some(c) = compat {
-        hyper.compat = Compat::from_name(&c).map_err(|e| e.to_string())?;
-    }
-    let cfg = TrainConfig {
-        epochs,
-        hyper,
-        augment: spec.augment,
-        plateau: args
-            .iter()
-            .any(|a| a == "--paper-protocol")
-            .then(Plateau::paper),
-        seed,
-        ..TrainConfig::default()
+    let sets = Sets::new(&train, Some(&test));
+    let mut state = match state.take() {
+        Some(s) => s,
+        None => RunState::new(&cfg, &sets).map_err(|e| e.to_string())?,
     };
     println!(
         "{preset} on {dataset}: {n} train / {nt} test images, {} parameters, augment {:?}, compat {}, threads {}",
-        model.num_parameters(),
-        spec.augment,
-        hyper.compat.name(),
+        cnn.num_parameters(),
+        cfg.augment,
+        cfg.hyper.compat.name(),
         rayon::current_num_threads()
     );
+    let mut log = match &log_jsonl {
+        Some(p) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| format!("{}: {e}", p.display()))?,
+        ),
+        None => None,
+    };
     let start = Instant::now();
     let mut last = Instant::now();
     let mut steps = 0u64;
     let history =
-        fit(
+        fit_from(
             &mut model,
-            &train,
-            Some(&test),
+            &sets,
             &cfg,
+            &mut state,
             &mut |p| {
                 steps += 1;
                 if p.batch % 20 == 0 || p.batch == p.batches {
@@ -129,7 +183,8 @@ fn run(args: &[String]) -> Result<(), String> {
                     _ => Control::Continue,
                 }
             },
-            &mut |m| {
+            &mut |end| {
+                let m = end.metrics;
                 println!(
                 "epoch {:3}  {:>5}.{:03}s train  {:>5}.{:03}s eval  train {}  test {}  blocks [{}]",
                 m.epoch,
@@ -141,17 +196,33 @@ fn run(args: &[String]) -> Result<(), String> {
                 m.test.map(pct).unwrap_or_default(),
                 m.blocks.iter().map(|f| pct(*f)).collect::<Vec<_>>().join(", ")
             );
-                Control::Continue
+                if let Some(f) = log.as_mut() {
+                    writeln!(f, "{}", nitro_core::io::metrics_json(m))
+                        .map_err(|e| nitro_core::Error::Config(format!("--log-jsonl: {e}")))?;
+                }
+                if let Some(p) = &checkpoint {
+                    Checkpoint::save_file(p, end.model, end.state)?;
+                    println!("checkpoint {} (epoch {})", p.display(), end.state.epoch);
+                }
+                Ok(Control::Continue)
             },
         )
         .map_err(|e| e.to_string())?;
     let mut last_test = history.epochs.last().and_then(|e| e.test);
     if history.cancelled {
-        // Time budget reached mid-epoch: evaluate the model as it stands.
+        // Time budget reached mid-epoch: keep a checkpoint that continues from the next batch,
+        // and evaluate the model as it stands.
+        if let Some(p) = &checkpoint {
+            Checkpoint::save_file(p, &model, &state).map_err(|e| e.to_string())?;
+            println!(
+                "checkpoint {} (epoch {} batch {})",
+                p.display(),
+                state.epoch,
+                state.batch
+            );
+        }
         let t = Instant::now();
-        let correct = model
-            .count_correct(test.x.view(), &test.y, 256)
-            .map_err(|e| e.to_string())?;
+        let (correct, _) = score(&model, &test, 256).map_err(|e| e.to_string())?;
         last_test = Some(Fraction {
             correct,
             total: test.len() as u64,
@@ -170,9 +241,7 @@ fn run(args: &[String]) -> Result<(), String> {
         train_ms / steps.max(1) % 1000
     );
     if let Some(p) = save {
-        nitro_core::io::Model::Cnn(model)
-            .save_file(&p)
-            .map_err(|e| e.to_string())?;
+        model.save_file(&p).map_err(|e| e.to_string())?;
         println!("saved {}", p.display());
     }
     let last_test = last_test.unwrap_or_default();

@@ -26,7 +26,7 @@
 //! ## Example: train a small MLP on synthetic data
 //!
 //! ```
-//! use nitro_core::{Mlp, MlpConfig, Dataset, TrainConfig, train::{fit, Control}};
+//! use nitro_core::{Mlp, MlpConfig, Dataset, TrainConfig, train::{fit, Control, Sets}};
 //! use ndarray::Array2;
 //!
 //! // Two classes: rows whose first half is bright vs. whose second half is bright.
@@ -37,8 +37,8 @@
 //!
 //! let mut model = Mlp::new(MlpConfig::new(16, &[32], 2)).unwrap();
 //! let cfg = TrainConfig { epochs: 3, batch_size: 16, ..TrainConfig::default() };
-//! let history = fit(&mut model, &data, Some(&data), &cfg,
-//!                   &mut |_| Control::Continue, &mut |_| Control::Continue).unwrap();
+//! let history = fit(&mut model, &Sets::new(&data, Some(&data)), &cfg,
+//!                   &mut |_| Control::Continue, &mut |_| Ok(Control::Continue)).unwrap();
 //! let acc = history.epochs.last().unwrap().test.unwrap();
 //! assert!(acc.correct * 10 >= acc.total * 9, "accuracy {acc:?}");
 //! ```
@@ -69,7 +69,7 @@ pub mod rng;
 pub mod train;
 
 pub use block::{LocalConv2dBlock, LocalLinearBlock};
-pub use data::{Augment, Dataset, Normalization};
+pub use data::{Augment, Dataset, Normalization, Split};
 pub use error::{Error, Result};
 pub use init::Init;
 pub use layers::ActivationKind;
@@ -78,7 +78,7 @@ pub use model::{Cnn, CnnConfig, Feature, Mlp, MlpConfig};
 pub use optim::{Compat, Hyper, Plateau, Schedule, Sgd};
 pub use params::NamedParams;
 pub use presets::{CnnPreset, CnnPresetSpec, Preset, PresetSpec};
-pub use train::{fit, EpochMetrics, History, TrainConfig};
+pub use train::{fit, fit_from, EpochMetrics, History, RunState, Sets, TrainConfig};
 
 /// The library version (also written into saved models).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -64,6 +64,9 @@ pub const SHUFFLE_STREAM: u64 = 0x5_0000;
 /// The stream of per-sample augmentation (SPEC §2).
 pub const AUGMENT_STREAM: u64 = 0x6_0000;
 
+/// The stream that picks the validation rows held out of a training set.
+pub const VALIDATION_STREAM: u64 = 0x7_0000;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@ mod common;
 use ndarray::{Array2, Array4};
 use nitro_core::io::{cnn_from_bytes, cnn_to_bytes, Model};
 use nitro_core::rng::Pcg32;
-use nitro_core::train::{fit, Control};
+use nitro_core::train::{fit, Control, Sets};
 use nitro_core::{Cnn, CnnConfig, CnnPreset, Feature};
 use nitro_core::{Compat, Dataset, Hyper, Mlp, MlpConfig, Normalization, TrainConfig};
 
@@ -195,16 +195,16 @@ fn small_cnn_learns_fashion_mnist() {
     let t0 = std::time::Instant::now();
     let h = fit(
         &mut m,
-        &train,
-        Some(&test),
+        &Sets::new(&train, Some(&test)),
         &cfg,
         &mut |_| Control::Continue,
-        &mut |e| {
+        &mut |end| {
+            let e = end.metrics;
             eprintln!(
                 "epoch {}: train {:?} test {:?} ({} ms)",
                 e.epoch, e.train, e.test, e.train_millis
             );
-            Control::Continue
+            Ok(Control::Continue)
         },
     )
     .unwrap();

@@ -5,7 +5,7 @@ mod common;
 
 use ndarray::s;
 use nitro_core::data::idx::load_mnist_like;
-use nitro_core::train::{fit, Control, TrainConfig};
+use nitro_core::train::{fit, Control, Sets, TrainConfig};
 use nitro_core::{Dataset, Mlp, Normalization, Preset};
 
 #[test]
@@ -43,11 +43,10 @@ fn mlp2_learns_fashion_mnist() {
     };
     let h = fit(
         &mut model,
-        &train,
-        Some(&test),
+        &Sets::new(&train, Some(&test)),
         &cfg,
         &mut |_| Control::Continue,
-        &mut |_| Control::Continue,
+        &mut |_| Ok(Control::Continue),
     )
     .unwrap();
     let acc = h.epochs.last().unwrap().test.unwrap();
@@ -72,8 +71,7 @@ fn cancelling_stops_after_the_current_batch() {
     let mut calls = 0;
     let h = fit(
         &mut model,
-        &data,
-        None,
+        &Sets::new(&data, None),
         &cfg,
         &mut |p| {
             calls += 1;
@@ -83,7 +81,7 @@ fn cancelling_stops_after_the_current_batch() {
                 Control::Continue
             }
         },
-        &mut |_| Control::Continue,
+        &mut |_| Ok(Control::Continue),
     )
     .unwrap();
     assert!(h.cancelled);

@@ -7,7 +7,9 @@ mod dataset;
 #[cfg(feature = "std")]
 pub mod idx;
 mod normalization;
+mod split;
 
 pub use augment::Augment;
 pub use dataset::Dataset;
 pub use normalization::Normalization;
+pub use split::Split;

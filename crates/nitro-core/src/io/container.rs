@@ -16,7 +16,7 @@ pub(super) struct I32Tensor {
 }
 
 impl I32Tensor {
-    fn new(shape: &[usize], data: impl Iterator<Item = i32>) -> Self {
+    pub(super) fn new(shape: &[usize], data: impl Iterator<Item = i32>) -> Self {
         I32Tensor {
             shape: shape.to_vec(),
             bytes: data.flat_map(i32::to_le_bytes).collect(),
@@ -128,4 +128,46 @@ pub fn read_metadata(bytes: &[u8]) -> Result<Vec<(String, String)>> {
 pub(super) fn deserialize(bytes: &[u8]) -> Result<SafeTensors<'_>> {
     SafeTensors::deserialize(bytes)
         .map_err(|e| Error::format(format!("not a valid safetensors file: {e}")))
+}
+
+/// The tensors and metadata of the safetensors buffer `bytes` together with `tensors` and
+/// `meta`, written as [`serialize_sorted`] writes (a name or key may not be given twice).
+pub(super) fn with_extra(
+    bytes: &[u8],
+    tensors: Vec<(String, I32Tensor)>,
+    meta: Vec<(String, String)>,
+) -> Result<Vec<u8>> {
+    let st = deserialize(bytes)?;
+    let mut all: Vec<(String, I32Tensor)> = Vec::new();
+    for (name, view) in st.tensors() {
+        if view.dtype() != Dtype::I32 {
+            return Err(Error::format(format!(
+                "tensor {name:?} has dtype {:?}, expected I32",
+                view.dtype()
+            )));
+        }
+        all.push((
+            name,
+            I32Tensor {
+                shape: view.shape().to_vec(),
+                bytes: view.data().to_vec(),
+            },
+        ));
+    }
+    let mut entries = read_metadata(bytes)?;
+    for (name, _) in &tensors {
+        if all.iter().any(|(n, _)| n == name) {
+            return Err(Error::format(format!("tensor {name:?} is already present")));
+        }
+    }
+    for (key, _) in &meta {
+        if entries.iter().any(|(k, _)| k == key) {
+            return Err(Error::format(format!(
+                "metadata {key:?} is already present"
+            )));
+        }
+    }
+    all.extend(tensors);
+    entries.extend(meta);
+    serialize_sorted(all, entries)
 }

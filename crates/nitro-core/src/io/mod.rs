@@ -3,6 +3,7 @@
 //!
 //! Parsing works on byte slices; the `*_file` functions add atomic file I/O.
 
+mod checkpoint;
 mod cnn;
 mod container;
 mod file;
@@ -11,6 +12,7 @@ mod mlp;
 mod model;
 mod settings;
 
+pub use checkpoint::{metrics_json, Checkpoint, Checkpointable, CHECKPOINT_KEY, ORDER_TENSOR};
 pub use cnn::{cnn_from_bytes, cnn_to_bytes};
 pub use container::read_metadata;
 pub use file::write_atomic;

@@ -5,6 +5,7 @@ use super::file::{read_with, write_atomic};
 use super::meta::{get_str, meta_err, Header};
 use crate::error::Result;
 use crate::model::{Cnn, Mlp};
+use crate::rng::Pcg32;
 use alloc::format;
 use alloc::vec::Vec;
 
@@ -37,6 +38,22 @@ impl Model {
                 "architecture",
                 &format!("unknown kind {o:?}; expected \"mlp\" or \"cnn\""),
             )),
+        }
+    }
+
+    /// The dropout layers' mask generators (`Mlp::dropout_rngs`, `Cnn::dropout_rngs`).
+    pub fn dropout_rngs(&self) -> Vec<Pcg32> {
+        match self {
+            Model::Mlp(m) => m.dropout_rngs(),
+            Model::Cnn(m) => m.dropout_rngs(),
+        }
+    }
+
+    /// Restore the generators returned by [`Model::dropout_rngs`]; all or nothing.
+    pub fn set_dropout_rngs(&mut self, rngs: &[Pcg32]) -> Result<()> {
+        match self {
+            Model::Mlp(m) => m.set_dropout_rngs(rngs),
+            Model::Cnn(m) => m.set_dropout_rngs(rngs),
         }
     }
 

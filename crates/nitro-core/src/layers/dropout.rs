@@ -40,6 +40,16 @@ impl Dropout {
         })
     }
 
+    /// The mask generator (its state is part of a resumable run).
+    pub fn rng(&self) -> &Pcg32 {
+        &self.rng
+    }
+
+    /// Replace the mask generator (resuming a run).
+    pub fn set_rng(&mut self, rng: Pcg32) {
+        self.rng = rng;
+    }
+
     /// The rescale factor ×1000.
     pub fn factor(&self) -> i64 {
         self.factor

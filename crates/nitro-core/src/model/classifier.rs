@@ -7,7 +7,7 @@
 //! borrow them for one operation.
 
 use crate::block::LocalLinearBlock;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::init::{bound, uniform, Init};
 use crate::kernels::par;
 use crate::kernels::Int;
@@ -17,6 +17,7 @@ use crate::metrics::{LocalStats, StepStats};
 use crate::names;
 use crate::optim::{Compat, Hyper, Sgd};
 use crate::rng::Pcg32;
+use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use ndarray::{Array1, Array2, ArrayView2};
@@ -155,6 +156,30 @@ pub(crate) fn new_layers(
 }
 
 /// The dropout after each of `n` blocks numbered from `first` (none when the rate is 0).
+/// The mask generators of `layers`, in order (part of a resumable run's state).
+pub(crate) fn dropout_rngs<'a>(layers: impl Iterator<Item = &'a Dropout>) -> Vec<Pcg32> {
+    layers.map(|d| d.rng().clone()).collect()
+}
+
+/// Restore the mask generators of `layers` from [`dropout_rngs`]; all or nothing.
+pub(crate) fn set_dropout_rngs<'a>(
+    layers: impl Iterator<Item = &'a mut Dropout>,
+    rngs: &[Pcg32],
+) -> Result<()> {
+    let mut layers: Vec<&mut Dropout> = layers.collect();
+    if layers.len() != rngs.len() {
+        return Err(Error::config(format!(
+            "the model has {} dropout layers but {} mask generator states were given",
+            layers.len(),
+            rngs.len()
+        )));
+    }
+    for (l, r) in layers.iter_mut().zip(rngs) {
+        l.set_rng(r.clone());
+    }
+    Ok(())
+}
+
 pub(crate) fn dropouts(s: &Settings, first: usize, n: usize) -> Result<Vec<Option<Dropout>>> {
     (first..first + n)
         .map(|i| {

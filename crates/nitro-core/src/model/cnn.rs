@@ -132,6 +132,25 @@ impl Cnn {
         self.conv_blocks().len() + self.blocks.len()
     }
 
+    /// The dropout layers' mask generators, features first, then the classifier's (part of a
+    /// resumable run's state).
+    pub fn dropout_rngs(&self) -> Vec<Pcg32> {
+        let features = self.stages.iter().filter_map(|s| match s {
+            Stage::Dropout(d) => Some(d),
+            _ => None,
+        });
+        classifier::dropout_rngs(features.chain(self.dropouts.iter().flatten()))
+    }
+
+    /// Restore the generators returned by [`Cnn::dropout_rngs`]; all or nothing.
+    pub fn set_dropout_rngs(&mut self, rngs: &[Pcg32]) -> Result<()> {
+        let features = self.stages.iter_mut().filter_map(|s| match s {
+            Stage::Dropout(d) => Some(d),
+            _ => None,
+        });
+        classifier::set_dropout_rngs(features.chain(self.dropouts.iter_mut().flatten()), rngs)
+    }
+
     /// Number of trainable parameters.
     pub fn num_parameters(&self) -> usize {
         let c: usize = self

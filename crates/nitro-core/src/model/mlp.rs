@@ -11,6 +11,7 @@ use crate::layers::{ActivationKind, Dropout, Linear, Scaling};
 use crate::loss::{argmax_rows, count_correct_chunked};
 use crate::metrics::StepStats;
 use crate::optim::Hyper;
+use crate::rng::Pcg32;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -259,6 +260,16 @@ impl Mlp {
             s += &format!("-{w}");
         }
         s + &format!("-{} {}", self.config.classes, self.config.activation.name())
+    }
+
+    /// The dropout layers' mask generators, in order (part of a resumable run's state).
+    pub fn dropout_rngs(&self) -> Vec<Pcg32> {
+        classifier::dropout_rngs(self.dropouts.iter().flatten())
+    }
+
+    /// Restore the generators returned by [`Mlp::dropout_rngs`]; all or nothing.
+    pub fn set_dropout_rngs(&mut self, rngs: &[Pcg32]) -> Result<()> {
+        classifier::set_dropout_rngs(self.dropouts.iter_mut().flatten(), rngs)
     }
 
     /// Number of trainable parameters.

@@ -50,6 +50,20 @@ impl Plateau {
         }
     }
 
+    /// The counters `(best accuracy, epochs since the best, epochs since the last lr change)`:
+    /// with the settings, everything the watcher's future depends on.
+    pub fn counters(&self) -> (Fraction, u32, u32) {
+        (self.best, self.since_best, self.since_lr_change)
+    }
+
+    /// The watcher with its counters restored (from [`Plateau::counters`]).
+    pub fn with_counters(mut self, best: Fraction, since_best: u32, since_lr_change: u32) -> Self {
+        self.best = best;
+        self.since_best = since_best;
+        self.since_lr_change = since_lr_change;
+        self
+    }
+
     /// Feed the accuracy of epoch `epoch` (1-based).
     pub fn observe(&mut self, epoch: u32, acc: Fraction) -> PlateauAction {
         if self.best.total == 0 || acc.improves_on(&self.best, self.min_delta_points) {

@@ -1,24 +1,26 @@
 //! The epoch loop: shuffling, batching, augmentation, per-epoch metrics, schedules, plateau and
-//! early stopping (SPEC §2, §5, §7), with a per-batch progress callback that can cancel.
+//! early stopping (SPEC §2, §5, §7), with a per-batch progress callback that can cancel, and a
+//! per-epoch callback that sees the model and the run's state (to save a checkpoint). A run
+//! continues from its saved [`RunState`] bit for bit (`fit_from`).
 
-use crate::data::{Augment, Dataset};
+mod run;
+
+pub use run::{DataPrint, DataPrints, RunState};
+
+use crate::data::{Augment, Dataset, Split};
 use crate::error::{Error, Result};
 use crate::loss::{loss_and_correct, one_hot};
 use crate::metrics::{Fraction, StepStats};
 use crate::model::Cnn;
 use crate::model::Mlp;
 use crate::optim::{Hyper, Plateau, PlateauAction, Schedule};
-use crate::rng::Pcg32;
+use alloc::borrow::Cow;
 use alloc::format;
 use alloc::vec::Vec;
 use ndarray::{s, Array2, ArrayView2};
 
-/// Stream ids of the training RNGs (independent of the model's init streams).
-const SHUFFLE_STREAM: u64 = 0x5_0000;
-const AUGMENT_STREAM: u64 = 0x6_0000;
-
 /// Settings of a training run.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TrainConfig {
     /// Epochs to run (early stopping may end sooner).
     pub epochs: u32,
@@ -28,7 +30,8 @@ pub struct TrainConfig {
     pub hyper: Hyper,
     /// Schedule of `lr_inv` between epochs.
     pub schedule: Schedule,
-    /// Plateau rule and early stopping (the paper's protocol), watching test accuracy.
+    /// Plateau rule and early stopping (the paper's protocol), watching the validation
+    /// accuracy (the test accuracy with `select_on_test`).
     pub plateau: Option<Plateau>,
     /// Per-sample augmentation.
     pub augment: Option<Augment>,
@@ -38,6 +41,11 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Rows per evaluation chunk.
     pub eval_chunk: usize,
+    /// Hold this validation split out of the training set (instead of an explicit one).
+    pub validation: Option<Split>,
+    /// The paper's protocol: the plateau rule, early stopping and the best epoch watch the
+    /// *test* set. Off, they watch the validation set and the test set is only reported.
+    pub select_on_test: bool,
 }
 
 impl Default for TrainConfig {
@@ -52,6 +60,79 @@ impl Default for TrainConfig {
             shuffle: true,
             seed: 0,
             eval_chunk: 1000,
+            validation: None,
+            select_on_test: false,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Check the settings against the sets they will train on.
+    pub fn validate(&self, sets: &Sets<'_>) -> Result<()> {
+        if self.batch_size == 0 {
+            return Err(Error::config("batch_size must be positive"));
+        }
+        self.hyper.sgds()?;
+        let rows = match self.validation {
+            Some(s) => {
+                if sets.val.is_some() {
+                    return Err(Error::config(
+                        "give either a validation set or a validation split, not both",
+                    ));
+                }
+                s.indices(sets.train.len())?.0.len()
+            }
+            None => sets.train.len(),
+        };
+        if rows < self.batch_size {
+            return Err(Error::config(format!(
+                "{rows} training samples are fewer than one batch of {}",
+                self.batch_size
+            )));
+        }
+        if self.plateau.is_some() && self.watched(sets).is_none() {
+            return Err(Error::config(if self.select_on_test {
+                "the paper protocol's plateau rule and early stopping watch the test set: give one"
+            } else {
+                "the plateau rule and early stopping watch a validation set: give one, hold a \
+                 validation split out of the training set, or choose the paper protocol \
+                 (selection on the test set)"
+            }));
+        }
+        Ok(())
+    }
+
+    /// Which set model selection watches: `"validation"`, `"test"` (paper protocol) or none.
+    pub fn watched(&self, sets: &Sets<'_>) -> Option<&'static str> {
+        if self.select_on_test {
+            sets.test.map(|_| "test")
+        } else if sets.val.is_some() || self.validation.is_some() {
+            Some("validation")
+        } else {
+            None
+        }
+    }
+}
+
+/// The sets of a run: training rows, and optionally a validation and a test set.
+#[derive(Clone, Copy, Debug)]
+pub struct Sets<'a> {
+    /// The training set (a configured validation split is held out of it).
+    pub train: &'a Dataset,
+    /// An explicit validation set.
+    pub val: Option<&'a Dataset>,
+    /// The test set: evaluated after each epoch and reported; watched only with
+    /// `select_on_test`.
+    pub test: Option<&'a Dataset>,
+}
+
+impl<'a> Sets<'a> {
+    /// Training and test sets, no validation set.
+    pub fn new(train: &'a Dataset, test: Option<&'a Dataset>) -> Self {
+        Sets {
+            train,
+            val: None,
+            test,
         }
     }
 }
@@ -67,6 +148,10 @@ pub struct EpochMetrics {
     pub train: Fraction,
     /// Each block head's local training accuracy.
     pub blocks: Vec<Fraction>,
+    /// Validation accuracy after the epoch (with a validation set or split).
+    pub val: Option<Fraction>,
+    /// Output loss `Σ (y − ŷ)²` over the validation set after the epoch (with `val`).
+    pub val_loss: Option<i64>,
     /// Test accuracy after the epoch (if a test set was given).
     pub test: Option<Fraction>,
     /// Output loss `Σ (y − ŷ)²` over the test set after the epoch (with `test`).
@@ -91,6 +176,20 @@ pub struct History {
 }
 
 impl History {
+    /// The best epoch by the watched set's accuracy: the validation accuracy when the epochs
+    /// have one, else the test accuracy (the paper's protocol); the earliest on ties.
+    pub fn best(&self) -> Option<&EpochMetrics> {
+        let by_val = self.epochs.iter().any(|e| e.val.is_some());
+        let key = |e: &EpochMetrics| if by_val { e.val } else { e.test };
+        self.epochs.iter().filter(|e| key(e).is_some()).fold(
+            None,
+            |best: Option<&EpochMetrics>, e| match best {
+                Some(b) if !key(e).unwrap_or_default().gt(&key(b).unwrap_or_default()) => Some(b),
+                _ => Some(e),
+            },
+        )
+    }
+
     /// Best test accuracy over the epochs (the paper's reported metric).
     pub fn best_test(&self) -> Option<Fraction> {
         self.epochs
@@ -289,53 +388,87 @@ impl Clock {
     }
 }
 
-/// Train `model` on `train` for `cfg.epochs` epochs, evaluating on `test` after each epoch.
-///
-/// `on_batch` is called after every batch (and `on_epoch` after every epoch); returning
-/// [`Control::Stop`] ends training after that batch, with a consistent model and a complete
-/// history so far (`History::cancelled` set).
+/// What the per-epoch callback sees: the epoch's metrics, the model after it and the run's
+/// state (together, a checkpoint: `io::Checkpoint`).
+pub struct EpochEnd<'a, M: ?Sized> {
+    /// The metrics of the epoch just completed.
+    pub metrics: &'a EpochMetrics,
+    /// The model after the epoch.
+    pub model: &'a M,
+    /// The run's state after the epoch's bookkeeping (plateau, schedule): what a resumed run
+    /// continues from.
+    pub state: &'a RunState,
+}
+
+/// Train `model` for `cfg.epochs` epochs from the start; see [`fit_from`].
 pub fn fit<M: Trainable>(
     model: &mut M,
-    train: &Dataset,
-    test: Option<&Dataset>,
+    sets: &Sets<'_>,
     cfg: &TrainConfig,
     on_batch: &mut dyn FnMut(&Progress) -> Control,
-    on_epoch: &mut dyn FnMut(&EpochMetrics) -> Control,
+    on_epoch: &mut dyn FnMut(&EpochEnd<'_, M>) -> Result<Control>,
 ) -> Result<History> {
-    if cfg.batch_size == 0 {
-        return Err(Error::config("batch_size must be positive"));
-    }
-    if train.len() < cfg.batch_size {
-        return Err(Error::config(format!(
-            "{} training samples are fewer than one batch of {}",
-            train.len(),
-            cfg.batch_size
-        )));
-    }
-    cfg.hyper.sgds()?;
-    let mut hyper = cfg.hyper;
-    model.set_hyper(hyper);
-    let mut plateau = cfg.plateau.clone();
-    let mut shuffle_rng = Pcg32::new(cfg.seed, SHUFFLE_STREAM);
-    let mut aug_rng = Pcg32::new(cfg.seed, AUGMENT_STREAM);
-    let mut order: Vec<usize> = (0..train.len()).collect();
-    let batches = train.len() / cfg.batch_size;
-    let mut history = History::default();
-    for epoch in 1..=cfg.epochs {
-        if cfg.shuffle {
-            shuffle_rng.shuffle(&mut order);
+    let mut state = RunState::new(cfg, sets)?;
+    fit_from(model, sets, cfg, &mut state, on_batch, on_epoch)
+}
+
+/// Continue the run `state` of `model` until `cfg.epochs` epochs are complete (or early
+/// stopping ends it), evaluating on the validation and test sets after each epoch.
+///
+/// A state saved after any batch or epoch (with the model: `io::Checkpoint`) continues bit for
+/// bit: the same as the uninterrupted run, on any thread count and kernel path. `cfg` must be
+/// the run's settings; only `epochs` (and `eval_chunk`) may differ, and the sets must be the
+/// ones it started with (checked by fingerprint).
+///
+/// `on_batch` is called after every batch and `on_epoch` after every epoch, after the
+/// epoch's bookkeeping; returning [`Control::Stop`] ends training there, with a consistent
+/// model, a state that continues the run, and the history so far (`History::cancelled` set).
+/// An error from `on_epoch` (e.g. a checkpoint that could not be written) ends the run with
+/// that error.
+pub fn fit_from<M: Trainable>(
+    model: &mut M,
+    sets: &Sets<'_>,
+    cfg: &TrainConfig,
+    state: &mut RunState,
+    on_batch: &mut dyn FnMut(&Progress) -> Control,
+    on_epoch: &mut dyn FnMut(&EpochEnd<'_, M>) -> Result<Control>,
+) -> Result<History> {
+    cfg.validate(sets)?;
+    state.check_continues(cfg, sets)?;
+    state.config.epochs = cfg.epochs;
+    state.config.eval_chunk = cfg.eval_chunk;
+    let (train, val): (Cow<'_, Dataset>, Option<Cow<'_, Dataset>>) = match cfg.validation {
+        Some(split) => {
+            let (t, v) = split.apply(sets.train)?;
+            (Cow::Owned(t), Some(Cow::Owned(v)))
+        }
+        None => (Cow::Borrowed(sets.train), sets.val.map(Cow::Borrowed)),
+    };
+    let test = sets.test;
+    let bs = cfg.batch_size;
+    let batches = train.len() / bs;
+    let mut cancelled = false;
+    model.set_hyper(state.hyper);
+    while !state.finished() {
+        let epoch = state.epoch + 1;
+        if state.batch == 0 {
+            if cfg.shuffle {
+                state.shuffle_rng.shuffle(&mut state.order);
+            }
+            state.current = EpochMetrics {
+                epoch,
+                lr_inv: state.hyper.lr_inv,
+                blocks: alloc::vec![Fraction::default(); model.num_blocks()],
+                ..EpochMetrics::default()
+            };
         }
         let clock = Clock::start();
-        let mut m = EpochMetrics {
-            epoch,
-            lr_inv: hyper.lr_inv,
-            blocks: alloc::vec![Fraction::default(); model.num_blocks()],
-            ..EpochMetrics::default()
-        };
-        for b in 0..batches {
-            let idx = &order[b * cfg.batch_size..(b + 1) * cfg.batch_size];
-            let (x, y) = train.batch(idx, cfg.augment.as_ref(), &mut aug_rng);
-            let s = model.step(x.view(), &y, &hyper)?;
+        while state.batch < batches {
+            let b = state.batch;
+            let idx = &state.order[b * bs..(b + 1) * bs];
+            let (x, y) = train.batch(idx, cfg.augment.as_ref(), &mut state.augment_rng);
+            let s = model.step(x.view(), &y, &state.hyper)?;
+            let m = &mut state.current;
             m.train_loss += s.loss;
             m.train.correct += s.correct;
             m.train.total += s.total;
@@ -343,58 +476,89 @@ pub fn fit<M: Trainable>(
                 f.correct += l.correct;
                 f.total += s.total;
             }
+            state.batch += 1;
             let p = Progress {
                 epoch,
-                batch: b + 1,
+                batch: state.batch,
                 batches,
                 loss: m.train_loss,
                 train: m.train,
             };
             if on_batch(&p) == Control::Stop {
-                history.cancelled = true;
+                cancelled = true;
                 break;
             }
         }
-        m.train_millis = clock.millis();
-        model.set_hyper(hyper);
-        if history.cancelled {
-            history.epochs.push(m);
-            return Ok(history);
+        state.current.train_millis += clock.millis();
+        if cancelled && state.batch < batches {
+            // Stopped inside the epoch: the state continues from the next batch.
+            let mut h = history_of(state, true);
+            h.epochs.push(state.current.clone());
+            return Ok(h);
+        }
+        let mut m = core::mem::take(&mut state.current);
+        let clock = Clock::start();
+        let score_of = |d: &Dataset| -> Result<(Fraction, i64)> {
+            let (correct, loss) = score(model, d, cfg.eval_chunk)?;
+            Ok((
+                Fraction {
+                    correct,
+                    total: d.len() as u64,
+                },
+                loss,
+            ))
+        };
+        if let Some(v) = &val {
+            let (f, l) = score_of(v)?;
+            (m.val, m.val_loss) = (Some(f), Some(l));
         }
         if let Some(t) = test {
-            let clock = Clock::start();
-            let (correct, loss) = score(model, t, cfg.eval_chunk)?;
-            m.test = Some(Fraction {
-                correct,
-                total: t.len() as u64,
-            });
-            m.test_loss = Some(loss);
-            m.eval_millis = clock.millis();
+            let (f, l) = score_of(t)?;
+            (m.test, m.test_loss) = (Some(f), Some(l));
         }
-        let mut stop = on_epoch(&m) == Control::Stop;
-        if let (Some(p), Some(acc)) = (plateau.as_mut(), m.test) {
+        m.eval_millis = clock.millis();
+        let watched = if cfg.select_on_test { m.test } else { m.val };
+        if let (Some(p), Some(acc)) = (state.plateau.as_mut(), watched) {
             match p.observe(epoch, acc) {
                 PlateauAction::ReduceLr => {
-                    hyper.lr_inv = hyper
+                    state.hyper.lr_inv = state
+                        .hyper
                         .lr_inv
                         .checked_mul(p.factor)
                         .ok_or_else(|| Error::config("lr_inv overflow"))?
                 }
-                PlateauAction::Stop => {
-                    history.early_stopped = true;
-                    stop = true;
-                }
+                PlateauAction::Stop => state.early_stopped = true,
                 PlateauAction::None => {}
             }
         }
-        hyper.lr_inv = cfg.schedule.next(cfg.hyper.lr_inv, hyper.lr_inv, epoch);
-        history.epochs.push(m);
-        if stop {
-            history.cancelled |= !history.early_stopped;
+        state.hyper.lr_inv = cfg
+            .schedule
+            .next(cfg.hyper.lr_inv, state.hyper.lr_inv, epoch);
+        state.epochs.push(m);
+        state.epoch = epoch;
+        state.batch = 0;
+        let end = EpochEnd {
+            metrics: state.epochs.last().expect("just pushed"),
+            model: &*model,
+            state,
+        };
+        if on_epoch(&end)? == Control::Stop {
+            cancelled = !state.early_stopped;
+            break;
+        }
+        if cancelled {
             break;
         }
     }
-    Ok(history)
+    Ok(history_of(state, cancelled))
+}
+
+fn history_of(state: &RunState, cancelled: bool) -> History {
+    History {
+        epochs: state.epochs.clone(),
+        cancelled,
+        early_stopped: state.early_stopped,
+    }
 }
 
 #[cfg(test)]
@@ -416,9 +580,13 @@ mod tests {
             ..TrainConfig::default()
         };
         let go = &mut |_: &Progress| Control::Continue;
-        let h = fit(&mut model, &data, Some(&data), &cfg, go, &mut |_| {
-            Control::Continue
-        })
+        let h = fit(
+            &mut model,
+            &Sets::new(&data, Some(&data)),
+            &cfg,
+            go,
+            &mut |_| Ok(Control::Continue),
+        )
         .unwrap();
         let last = h.epochs.last().unwrap();
         // The chunk size does not change the score; the model is the one after the last epoch.
@@ -435,8 +603,8 @@ mod tests {
             correct,
             model.count_correct(data.x.view(), &data.y, 10).unwrap()
         );
-        let h = fit(&mut model, &data, None, &cfg, go, &mut |_| {
-            Control::Continue
+        let h = fit(&mut model, &Sets::new(&data, None), &cfg, go, &mut |_| {
+            Ok(Control::Continue)
         })
         .unwrap();
         assert_eq!(h.epochs[0].test_loss, None);
