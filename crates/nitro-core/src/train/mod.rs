@@ -490,6 +490,8 @@ pub fn fit_from<M: Trainable>(
             }
         }
         state.current.train_millis += clock.millis();
+        // The model records the settings its last batch was trained with (saved with it).
+        model.set_hyper(state.hyper);
         if cancelled && state.batch < batches {
             // Stopped inside the epoch: the state continues from the next batch.
             let mut h = history_of(state, true);
