@@ -3,9 +3,14 @@
 //! ```text
 //! cargo run --release -p nitro-core --example train -- --preset mlp2 \
 //!     --data-dir /usr/share/datasets/fashion-mnist --epochs 10 --seed 0 [--threads 2] \
-//!     [--save model.safetensors] [--limit 20000] [--paper-protocol] [--compat reference]
+//!     [--save model.safetensors] [--limit 20000] [--paper-protocol] [--compat reference] \
+//!     [--val-split PERMILLE [--plateau]]
 //! ```
 //! Prints one line per epoch and ends with `test_accuracy=` and `best_test_accuracy=` lines.
+//! `--paper-protocol` runs the paper's plateau rule and early stopping on the test set (its
+//! protocol). `--val-split P` holds P/1000 of the training rows out as a validation set (seed 0);
+//! with `--plateau` the same rules watch it instead, and the run ends with the honest result:
+//! `test_accuracy_at_best_val=` (the test accuracy of the epoch the validation set chose).
 
 mod common;
 
@@ -13,7 +18,7 @@ use common::{pct, print_accuracy};
 use ndarray::s;
 use nitro_core::data::idx::load_mnist_like;
 use nitro_core::train::{fit, Control, Sets, TrainConfig};
-use nitro_core::{Augment, Compat, Dataset, Mlp, Normalization, Plateau, Preset};
+use nitro_core::{Augment, Compat, Dataset, Mlp, Normalization, Plateau, Preset, Split};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -26,6 +31,8 @@ struct Args {
     save: Option<PathBuf>,
     limit: Option<usize>,
     paper_protocol: bool,
+    val_split: Option<u32>,
+    plateau: bool,
     compat: Compat,
     batch_size: usize,
     lr_inv: Option<i64>,
@@ -36,7 +43,8 @@ struct Args {
 
 const USAGE: &str = "usage: train --preset mlp1|mlp2|mlp3 --data-dir DIR [--epochs N] [--seed S] \
 [--threads T] [--save FILE] [--limit N] [--batch-size B] [--lr-inv N] [--fwd-decay-inv N] \
-[--subnet-decay-inv N] [--augment|--no-augment] [--paper-protocol] [--compat exact|reference]";
+[--subnet-decay-inv N] [--augment|--no-augment] [--paper-protocol] [--compat exact|reference] \
+[--val-split PERMILLE [--plateau]]";
 
 fn parse() -> Result<Args, String> {
     let mut a = Args {
@@ -48,6 +56,8 @@ fn parse() -> Result<Args, String> {
         save: None,
         limit: None,
         paper_protocol: false,
+        val_split: None,
+        plateau: false,
         compat: Compat::Exact,
         batch_size: 64,
         lr_inv: None,
@@ -80,6 +90,14 @@ fn parse() -> Result<Args, String> {
             "--augment" => a.augment = Some(true),
             "--no-augment" => a.augment = Some(false),
             "--paper-protocol" => a.paper_protocol = true,
+            "--plateau" => a.plateau = true,
+            "--val-split" => {
+                a.val_split = Some(
+                    val()?
+                        .parse()
+                        .map_err(|_| "--val-split: expected thousandths")?,
+                )
+            }
             "--compat" => a.compat = Compat::from_name(&val()?).map_err(|e| e.to_string())?,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
@@ -140,7 +158,8 @@ fn run(a: Args) -> Result<(), String> {
         epochs: a.epochs,
         batch_size: a.batch_size,
         hyper,
-        plateau: a.paper_protocol.then(Plateau::paper),
+        plateau: (a.paper_protocol || a.plateau).then(Plateau::paper),
+        validation: a.val_split.map(|permille| Split { permille, seed: 0 }),
         // The paper's protocol: its plateau rule watches the test set.
         select_on_test: a.paper_protocol,
         augment,
@@ -167,12 +186,15 @@ fn run(a: Args) -> Result<(), String> {
             let m = end.metrics;
             let blocks: Vec<String> = m.blocks.iter().map(|f| pct(*f)).collect();
             println!(
-                "epoch {:3}  {:>4}.{:03}s  lr_inv {:6}  train {}  test {}  blocks [{}]",
+                "epoch {:3}  {:>4}.{:03}s  lr_inv {:6}  train {}{}  test {}  blocks [{}]",
                 m.epoch,
                 m.train_millis / 1000,
                 m.train_millis % 1000,
                 m.lr_inv,
                 pct(m.train),
+                m.val
+                    .map(|v| format!("  val {}", pct(v)))
+                    .unwrap_or_default(),
                 m.test.map(pct).unwrap_or_default(),
                 blocks.join(", ")
             );
@@ -194,6 +216,17 @@ fn run(a: Args) -> Result<(), String> {
         println!("saved {}", p.display());
     }
     print_accuracy(last, best);
+    if let Some(b) = history.best().filter(|b| b.val.is_some()) {
+        let t = b.test.unwrap_or_default();
+        println!(
+            "best_val_epoch={} val_accuracy={} test_accuracy_at_best_val={}/{} ({})",
+            b.epoch,
+            b.val.map(pct).unwrap_or_default(),
+            t.correct,
+            t.total,
+            pct(t)
+        );
+    }
     Ok(())
 }
 

@@ -446,12 +446,191 @@ macro_rules! accumulate {
 
 // i32: each run is proven (see `add_entries`); i64: proven by the bound of `conv_weight_gradient`.
 accumulate!(
-    accumulate_i32,
+    accumulate_i32_loop,
     accumulate_i32_avx2,
     accumulate_i32_avx512,
     accumulate_i32_impl,
     i32
 );
+
+/// Entries per batch of the pair kernels (their pairs live on the stack).
+#[cfg(target_arch = "x86_64")]
+const PAIR_BATCH: usize = 64;
+
+/// `acc += δ·patch` for the entries of one proven `i32` run. On x86-64 the entries whose `δ`
+/// fits `i16` go through the pair kernels (`x86::{avx512,avx2}::sparse_pairs`: two entries per
+/// `vpdpwssd`/`vpmaddwd`, the sums in registers), the rest and the run tails through the plain
+/// loop. Integer sums in any order: the same bits (every partial sum is within the run's
+/// proof).
+fn accumulate_i32(
+    xt: &[i16],
+    g: &Geometry,
+    idx: &[usize],
+    val: &[i32],
+    acc: &mut [i32],
+    build: Isa,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if matches!(build, Isa::Avx512Vnni | Isa::Avx2) && pairs_usable(build) {
+        return accumulate_pairs(xt, g, idx, val, acc, build);
+    }
+    accumulate_i32_loop(xt, g, idx, val, acc, build)
+}
+
+/// [`accumulate_i32`] through the pair kernel of `build` (AVX-512 VNNI or AVX2, detected).
+#[cfg(target_arch = "x86_64")]
+fn accumulate_pairs(
+    xt: &[i16],
+    g: &Geometry,
+    idx: &[usize],
+    val: &[i32],
+    acc: &mut [i32],
+    build: Isa,
+) {
+    {
+        let kc = g.k * g.c;
+        let shape = (g.k, kc, g.wp * g.c);
+        let mut pairs = [(0usize, 0usize, 0i32); PAIR_BATCH / 2];
+        let mut rest: ([usize; PAIR_BATCH], [i32; PAIR_BATCH]) = ([0; PAIR_BATCH], [0; PAIR_BATCH]);
+        for (ic, vc) in idx.chunks(PAIR_BATCH).zip(val.chunks(PAIR_BATCH)) {
+            let (mut np, mut nr) = (0, 0);
+            let mut pending: Option<(usize, i16)> = None;
+            for (&i, &v) in ic.iter().zip(vc) {
+                match i16::try_from(v) {
+                    Ok(0) => {}
+                    Ok(w) => {
+                        let s = patch_start(g, i);
+                        match pending.take() {
+                            None => pending = Some((s, w)),
+                            Some((s1, w1)) => {
+                                pairs[np] = (s1, s, pair_word(w1, w));
+                                np += 1;
+                            }
+                        }
+                    }
+                    Err(_) => {
+                        rest.0[nr] = i;
+                        rest.1[nr] = v;
+                        nr += 1;
+                    }
+                }
+            }
+            if let Some((s1, w1)) = pending {
+                pairs[np] = (s1, s1, pair_word(w1, 0));
+                np += 1;
+            }
+            let done = match build {
+                // SAFETY: `loop_build` saw the instruction set allowed and detected.
+                Isa::Avx512Vnni => unsafe {
+                    crate::kernels::x86::avx512::sparse_pairs(xt, &pairs[..np], shape, acc)
+                },
+                // SAFETY: as above.
+                _ => unsafe {
+                    crate::kernels::x86::avx2::sparse_pairs(xt, &pairs[..np], shape, acc)
+                },
+            };
+            if done < kc {
+                pair_tails(xt, &pairs[..np], shape, done, acc);
+            }
+            accumulate_i32_loop(xt, g, &rest.0[..nr], &rest.1[..nr], acc, build);
+        }
+    }
+}
+
+/// The two `i16` weights of a pair as the word pair the pair kernels multiply with.
+#[cfg(target_arch = "x86_64")]
+fn pair_word(lo: i16, hi: i16) -> i32 {
+    (u32::from(lo as u16) | u32::from(hi as u16) << 16) as i32
+}
+
+/// The words `done..kc` of every run of `pairs`, which the pair kernels leave to the caller.
+#[cfg(target_arch = "x86_64")]
+fn pair_tails(
+    xt: &[i16],
+    pairs: &[(usize, usize, i32)],
+    (k, kc, stride): (usize, usize, usize),
+    done: usize,
+    acc: &mut [i32],
+) {
+    for &(s1, s2, w) in pairs {
+        let (d1, d2) = (i32::from(w as i16), i32::from((w >> 16) as i16));
+        for u in 0..k {
+            let (r1, r2) = (s1 + u * stride, s2 + u * stride);
+            for e in done..kc {
+                acc[u * kc + e] += d1 * i32::from(xt[r1 + e]) + d2 * i32::from(xt[r2 + e]);
+            }
+        }
+    }
+}
+
+/// Self-check verdicts of the pair kernels, per build: 0 not yet checked, 1 agrees with the
+/// plain loop, 2 disagreed (never used again).
+#[cfg(target_arch = "x86_64")]
+static PAIR_VERDICT: [core::sync::atomic::AtomicU8; 2] =
+    [const { core::sync::atomic::AtomicU8::new(0) }; 2];
+
+/// Whether `build`'s pair kernel agrees with the plain loop (checked once, at first use, on a
+/// small random case with edge values and run tails).
+#[cfg(target_arch = "x86_64")]
+fn pairs_usable(build: Isa) -> bool {
+    use core::sync::atomic::Ordering;
+    let slot = &PAIR_VERDICT[usize::from(build == Isa::Avx512Vnni)];
+    match slot.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            let ok = pairs_self_check(build);
+            slot.store(if ok { 1 } else { 2 }, Ordering::Relaxed);
+            if !ok {
+                #[cfg(feature = "std")]
+                std::eprintln!(
+                    "nitro-core: warning: the {build} sparse gradient kernel disagreed with the \
+                     portable loop on its self-check; using the loop"
+                );
+            }
+            ok
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn pairs_self_check(build: Isa) -> bool {
+    // C = 37 channels, k = 3: runs of 111 words cross the 128-, 64-, 32- and 16-word chunks.
+    let g = Geometry {
+        c: 37,
+        k: 3,
+        hp: 6,
+        wp: 6,
+        fhw: 16,
+        hw: 16,
+        wo: 4,
+    };
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |m: i64| {
+        // xorshift64*: a fixed stream, independent of the crate's RNG.
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        let v = (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as i64;
+        match v % 5 {
+            0 => m,
+            1 => -m,
+            _ => v % (2 * m + 1) - m,
+        }
+    };
+    let xt: Vec<i16> = (0..2 * 6 * 6 * 37).map(|_| next(255) as i16).collect();
+    // Nine entries (an odd count), one δ outside i16 and one zero; Σ|δ|·255 < 2³¹.
+    let idx: Vec<usize> = (0..9).map(|j| (j * 5) % 32).collect();
+    let mut val: Vec<i32> = (0..9).map(|_| next(32_767) as i32).collect();
+    val[3] = 40_000;
+    val[5] = 0;
+    let ckk = g.k * g.k * g.c;
+    let mut want = alloc::vec![7i32; ckk];
+    let mut got = want.clone();
+    accumulate_i32_loop(&xt, &g, &idx, &val, &mut want, Isa::Portable);
+    accumulate_pairs(&xt, &g, &idx, &val, &mut got, build);
+    got == want
+}
 accumulate!(
     accumulate_i64,
     accumulate_i64_avx2,
@@ -463,6 +642,19 @@ accumulate!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn pair_kernels_agree_with_the_loop_where_the_cpu_has_them() {
+        for build in [Isa::Avx2, Isa::Avx512Vnni] {
+            if !build.detected() {
+                std::eprintln!("SKIPPED: {build} sparse pair kernel not tested: this CPU lacks it");
+                continue;
+            }
+            assert!(pairs_self_check(build), "{build}");
+            assert!(pairs_usable(build), "{build}");
+        }
+    }
 
     #[test]
     fn sparse_delta_checks_its_groups() {

@@ -133,3 +133,94 @@ pub(crate) unsafe fn tile_i32(a: [&[i32]; 2], b: [&[i32]; 4]) -> [[i32; 4]; 2] {
     }
     out
 }
+
+/// The AVX2 form of `avx512::sparse_pairs` (`vpmaddwd ymm` + `vpaddd`): 16 words per vector,
+/// up to 64 sums per run in registers. Same contract: exact when every partial sum fits
+/// `i32` (the caller's proof; `vpmaddwd`'s pair sum of two `i16` products is exact in `i32`
+/// for the values a proven run holds); returns the leading words of each run it handled (a
+/// multiple of 16).
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn sparse_pairs(
+    xt: &[i16],
+    pairs: &[(usize, usize, i32)],
+    (k, kc, stride): (usize, usize, usize),
+    acc: &mut [i32],
+) -> usize {
+    assert_eq!(acc.len(), k * kc);
+    let reach = k.saturating_sub(1) * stride + kc;
+    assert!(pairs
+        .iter()
+        .all(|&(s1, s2, _)| s1.max(s2) + reach <= xt.len()));
+    let words = kc / 16 * 16;
+    for u in 0..k {
+        let row = &mut acc[u * kc..(u + 1) * kc];
+        let mut c0 = 0;
+        while c0 + 64 <= words {
+            // SAFETY: every run holds kc ≥ c0 + 64 words from its start (checked above).
+            unsafe { sparse_chunk::<4>(xt, pairs, u * stride + c0, &mut row[c0..c0 + 64]) };
+            c0 += 64;
+        }
+        while c0 < words {
+            // SAFETY: as above, for 16 words.
+            unsafe { sparse_chunk::<1>(xt, pairs, u * stride + c0, &mut row[c0..c0 + 16]) };
+            c0 += 16;
+        }
+    }
+    words
+}
+
+/// `R·16` sums of [`sparse_pairs`] at offset `off` of every entry's run.
+///
+/// # Safety
+/// AVX2; `xt` holds `R·16` words from `s + off` for every pair start `s`; `acc` holds `R·16`.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn sparse_chunk<const R: usize>(
+    xt: &[i16],
+    pairs: &[(usize, usize, i32)],
+    off: usize,
+    acc: &mut [i32],
+) {
+    debug_assert!(acc.len() == R * 16);
+    let px = xt.as_ptr();
+    let pa = acc.as_mut_ptr();
+    // After vpunpck{l,h}wd, `lo` holds words 0–3 and 8–11 of a 16-word chunk, `hi` words 4–7
+    // and 12–15; vperm2i128 moves the 128-bit halves between that order and memory order.
+    let mut lo = [_mm256_setzero_si256(); R];
+    let mut hi = [_mm256_setzero_si256(); R];
+    for r in 0..R {
+        // SAFETY: acc holds R·16 sums.
+        unsafe {
+            let a0 = _mm256_loadu_si256(pa.add(16 * r) as *const _);
+            let a1 = _mm256_loadu_si256(pa.add(16 * r + 8) as *const _);
+            lo[r] = _mm256_permute2x128_si256::<0x20>(a0, a1);
+            hi[r] = _mm256_permute2x128_si256::<0x31>(a0, a1);
+        }
+    }
+    for &(s1, s2, w) in pairs {
+        let w = _mm256_set1_epi32(w);
+        for r in 0..R {
+            // SAFETY: both runs hold R·16 words from s + off (caller).
+            unsafe {
+                let x1 = _mm256_loadu_si256(px.add(s1 + off + 16 * r) as *const _);
+                let x2 = _mm256_loadu_si256(px.add(s2 + off + 16 * r) as *const _);
+                let l = _mm256_madd_epi16(_mm256_unpacklo_epi16(x1, x2), w);
+                let h = _mm256_madd_epi16(_mm256_unpackhi_epi16(x1, x2), w);
+                lo[r] = _mm256_add_epi32(lo[r], l);
+                hi[r] = _mm256_add_epi32(hi[r], h);
+            }
+        }
+    }
+    for r in 0..R {
+        // SAFETY: acc holds R·16 sums.
+        unsafe {
+            let a0 = _mm256_permute2x128_si256::<0x20>(lo[r], hi[r]);
+            let a1 = _mm256_permute2x128_si256::<0x31>(lo[r], hi[r]);
+            _mm256_storeu_si256(pa.add(16 * r) as *mut _, a0);
+            _mm256_storeu_si256(pa.add(16 * r + 8) as *mut _, a1);
+        }
+    }
+}

@@ -86,3 +86,104 @@ unsafe fn store_zmm<const P: usize>(acc: &[[__m512i; P]; MR], j: usize, c: &mut 
     }
     store_tile(&tile, c, t);
 }
+
+/// Sparse `acc += Σ d·x` over pairs of entries (`vpdpwssd zmm`). Each pair `(s1, s2, w)` is two
+/// entries whose vectors are the `k` runs `xt[s + u·stride ..][..kc]` (`u < k`) and whose
+/// weights are the words of `w` (low word for `s1`, high for `s2`); `acc` holds the `k·kc` sums
+/// run after run. A pair's runs are interleaved word by word (`vpunpck{l,h}wd`) and multiplied
+/// with `w`, so one instruction adds 32 products; up to 128 sums per run stay in registers
+/// across all pairs. The lanes hold
+/// the sums in an interleaved order, undone when they are stored.
+///
+/// Exact when every partial sum fits `i32`, which the caller proves (`vpdpwssd` does not
+/// saturate). Returns the number of leading words of each run it handled (a multiple of 32;
+/// the caller adds the rest).
+///
+/// # Safety
+/// The CPU must have AVX-512 F, BW and VNNI.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub(crate) unsafe fn sparse_pairs(
+    xt: &[i16],
+    pairs: &[(usize, usize, i32)],
+    (k, kc, stride): (usize, usize, usize),
+    acc: &mut [i32],
+) -> usize {
+    assert_eq!(acc.len(), k * kc);
+    let reach = k.saturating_sub(1) * stride + kc;
+    assert!(pairs
+        .iter()
+        .all(|&(s1, s2, _)| s1.max(s2) + reach <= xt.len()));
+    let words = kc / 32 * 32;
+    for u in 0..k {
+        let row = &mut acc[u * kc..(u + 1) * kc];
+        let mut c0 = 0;
+        while c0 + 128 <= words {
+            // SAFETY: every run holds kc ≥ c0 + 128 words from its start (checked above).
+            unsafe { sparse_chunk::<4>(xt, pairs, u * stride + c0, &mut row[c0..c0 + 128]) };
+            c0 += 128;
+        }
+        while c0 < words {
+            // SAFETY: as above, for 32 words.
+            unsafe { sparse_chunk::<1>(xt, pairs, u * stride + c0, &mut row[c0..c0 + 32]) };
+            c0 += 32;
+        }
+    }
+    words
+}
+
+/// `R·32` sums of [`sparse_pairs`] at offset `off` of every entry's run.
+///
+/// # Safety
+/// AVX-512 F, BW and VNNI; `xt` holds `R·32` words from `s + off` for every pair start `s`;
+/// `acc` holds `R·32` sums.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[inline]
+unsafe fn sparse_chunk<const R: usize>(
+    xt: &[i16],
+    pairs: &[(usize, usize, i32)],
+    off: usize,
+    acc: &mut [i32],
+) {
+    debug_assert!(acc.len() == R * 32);
+    let px = xt.as_ptr();
+    let pa = acc.as_mut_ptr();
+    // Lane order after vpunpck{l,h}wd: `lo` holds words 0–3, 8–11, 16–19, 24–27 of a 32-word
+    // chunk, `hi` words 4–7, 12–15, 20–23, 28–31. These 64-bit index vectors move 128-bit
+    // groups between that order and memory order.
+    let to_lo = _mm512_setr_epi64(0, 1, 4, 5, 8, 9, 12, 13);
+    let to_hi = _mm512_setr_epi64(2, 3, 6, 7, 10, 11, 14, 15);
+    let to_a0 = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
+    let to_a1 = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
+    let mut lo = [_mm512_setzero_si512(); R];
+    let mut hi = [_mm512_setzero_si512(); R];
+    for r in 0..R {
+        // SAFETY: acc holds R·32 sums.
+        unsafe {
+            let a0 = _mm512_loadu_si512(pa.add(32 * r) as *const _);
+            let a1 = _mm512_loadu_si512(pa.add(32 * r + 16) as *const _);
+            lo[r] = _mm512_permutex2var_epi64(a0, to_lo, a1);
+            hi[r] = _mm512_permutex2var_epi64(a0, to_hi, a1);
+        }
+    }
+    for &(s1, s2, w) in pairs {
+        let w = _mm512_set1_epi32(w);
+        for r in 0..R {
+            // SAFETY: both runs hold R·32 words from s + off (caller).
+            unsafe {
+                let x1 = _mm512_loadu_si512(px.add(s1 + off + 32 * r) as *const _);
+                let x2 = _mm512_loadu_si512(px.add(s2 + off + 32 * r) as *const _);
+                lo[r] = _mm512_dpwssd_epi32(lo[r], _mm512_unpacklo_epi16(x1, x2), w);
+                hi[r] = _mm512_dpwssd_epi32(hi[r], _mm512_unpackhi_epi16(x1, x2), w);
+            }
+        }
+    }
+    for r in 0..R {
+        // SAFETY: acc holds R·32 sums.
+        unsafe {
+            let a0 = _mm512_permutex2var_epi64(lo[r], to_a0, hi[r]);
+            let a1 = _mm512_permutex2var_epi64(lo[r], to_a1, hi[r]);
+            _mm512_storeu_si512(pa.add(32 * r) as *mut _, a0);
+            _mm512_storeu_si512(pa.add(32 * r + 16) as *mut _, a1);
+        }
+    }
+}
