@@ -107,16 +107,22 @@ def test_test_loss_comes_with_each_epoch():
     x = rng.integers(-128, 128, size=(64, 6), dtype=np.int8)
     y = rng.integers(0, 3, size=64).astype(np.int64)
     m = _mlp()
-    hist, err = m.fit(x, y, (1, 2, 3), x_test=x[:20], y_test=y[:20], epochs=2, batch_size=16)
-    assert err is None
+    run = _core.Run(_core.TrainSettings(epochs=2, batch_size=16), x, y, (1, 2, 3),
+                    x_test=x[:20], y_test=y[:20])
+    while not run.finished:
+        d, err = run.epoch(m)
+        assert err is None and d["epoch"] == run.epochs_done
     logits = m.predict_logits(x[:20]).astype(np.int64)
     target = np.zeros((20, 3), np.int64)  # the one-hot target of SPEC §4.1
     target[np.arange(20), y[:20]] = 32
-    last = hist["epochs"][-1]
+    last = run.history[-1]
     assert last["test_loss"] == int(((logits - target) ** 2).sum())
-    assert last["test"] == (int((logits.argmax(axis=1) == y[:20]).sum()), 20)
-    hist, _ = m.fit(x, y, (1, 2, 3), epochs=1, batch_size=16)
-    assert hist["epochs"][0]["test_loss"] is None
+    assert last["test"] == [int((logits.argmax(axis=1) == y[:20]).sum()), 20]
+    assert last["val"] is None and last["val_loss"] is None
+    run = _core.Run(_core.TrainSettings(epochs=1, batch_size=16), x, y, (1, 2, 3))
+    assert run.epoch(m)[0]["test_loss"] is None
+    with pytest.raises(ValueError, match="finished"):
+        run.epoch(m)
 
 
 def test_ops_is_a_submodule():

@@ -55,8 +55,12 @@ def test_train_json_eval_info(tmp_path, fmnist):
     assert [e["epoch"] for e in doc["epochs"]] == [1, 2]
     assert doc["train_samples"] == 3000 and doc["test_total"] == 10000
     assert 0.0 <= doc["test_accuracy"] <= 1.0
-    # The final evaluation and the last epoch's validation are the same computation.
-    assert doc["test_correct"] == doc["epochs"][-1]["val_correct"]
+    # The final evaluation and the last epoch's test are the same computation; the validation
+    # set is the presets' 10 % of the training set (300 rows), so 2700 rows train.
+    assert doc["test_correct"] == doc["epochs"][-1]["test_correct"]
+    assert doc["epochs"][-1]["val_total"] == 300 and doc["watched"] == "validation"
+    assert doc["epochs"][-1]["train_total"] == 2700 // 64 * 64
+    assert "selected on the validation set" in r.stdout
     assert doc["settings"]["fwd_decay_inv"] == 12000
 
     r = run("eval", "--model", str(out), "--dataset", "fashion-mnist")
@@ -116,3 +120,65 @@ def test_ctrl_c_during_train_exits_130_and_keeps_results(tmp_path, fmnist, inter
     assert "interrupted" in err and "final test accuracy" in out
     doc = json.loads(hist.read_text())
     assert doc["cancelled"] is True and len(doc["epochs"]) >= 1
+
+
+SMALL = ["train", "--model", "mlp2", "--limit", "1280", "--test-limit", "200", "--no-progress"]
+
+
+def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path, fmnist):
+    ck, log = tmp_path / "ck", tmp_path / "log.jsonl"
+    r = run(*SMALL, "--epochs", "2", "--checkpoint", str(ck), "--log-jsonl", str(log))
+    assert r.returncode == 0, r.stderr
+    assert (ck / "checkpoint.safetensors").is_file() and (ck / "best.safetensors").is_file()
+    lines = [json.loads(s) for s in log.read_text().splitlines()]
+    assert [e["epoch"] for e in lines] == [1, 2]
+    # The presets' validation split: 10 % of the 1280 rows, seed 0.
+    assert all(e["val_total"] == 128 and e["test_total"] == 200 for e in lines)
+    resumed, whole = tmp_path / "resumed.safetensors", tmp_path / "whole.safetensors"
+    r = run(*SMALL, "--epochs", "3", "--resume", str(ck / "checkpoint.safetensors"),
+            "--checkpoint", str(ck), "--log-jsonl", str(log), "--out", str(resumed))
+    assert r.returncode == 0, r.stderr
+    assert "resuming" in r.stderr
+    lines = [json.loads(s) for s in log.read_text().splitlines()]
+    assert [e["epoch"] for e in lines] == [1, 2, 3]  # appended
+    assert "selected on the validation set" in r.stdout
+    r2 = run(*SMALL, "--epochs", "3", "--out", str(whole))
+    assert r2.returncode == 0, r2.stderr
+    assert resumed.read_bytes() == whole.read_bytes()
+    # The summary of the resumed run covers the whole run, as the uninterrupted one's (but for
+    # the seconds, the last column).
+
+    def table(out: str) -> list[str]:
+        return [line.rsplit(maxsplit=1)[0] for line in out.splitlines()
+                if line[:5].strip().isdigit()]
+
+    assert len(table(r.stdout)) == 3 and table(r.stdout) == table(r2.stdout)
+
+
+def test_paper_protocol_and_no_split_are_labelled(tmp_path, fmnist):
+    r = run(*SMALL, "--epochs", "1", "--paper-protocol", "--json", str(tmp_path / "p.json"))
+    assert r.returncode == 0, r.stderr
+    assert "best test accuracy (paper protocol: selected on the test set)" in r.stdout
+    doc = json.loads((tmp_path / "p.json").read_text())
+    assert doc["watched"] == "test" and doc["epochs"][0]["val_total"] is None
+    assert doc["epochs"][0]["train_total"] == 1280 // 64 * 64
+    assert doc["best_test_accuracy"] == doc["epochs"][0]["test_accuracy"]
+    r = run(*SMALL, "--epochs", "1", "--val-split", "0")
+    assert r.returncode == 0, r.stderr
+    assert "plateau rule and early stopping off" in r.stderr and "best epoch: none" in r.stdout
+    r = run(*SMALL, "--epochs", "1", "--paper-protocol", "--val-split", "0.2")
+    assert r.returncode == 2 and "drop --val-split" in r.stderr
+    r = run(*SMALL, "--epochs", "1", "--val-split", "1.5")
+    assert r.returncode == 2
+
+
+def test_plot_without_matplotlib_fails_before_training(tmp_path, monkeypatch, capsys):
+    # Whether or not matplotlib is installed: an import of it fails.
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    code = cli.main([*SMALL, "--epochs", "1", "--plot", str(tmp_path / "c.png"),
+                     "--out", str(tmp_path / "m.safetensors")])
+    err = capsys.readouterr().err
+    assert code == 1 and "pip install matplotlib" in err
+    assert "loading" not in err and "training" not in err
+    assert not (tmp_path / "m.safetensors").exists()

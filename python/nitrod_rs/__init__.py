@@ -2,18 +2,20 @@
 
     import nitrod_rs
     model = nitrod_rs.MLP([784, 200, 100, 50, 10], seed=0)
-    history = model.fit(x_train, y_train, epochs=5, validation_data=(x_test, y_test))
+    history = model.fit(x_train, y_train, epochs=5, validation_split=0.1,
+                        test_data=(x_test, y_test), checkpoint="run.safetensors")
     model.save("mlp2.safetensors")
 
     cnn = nitrod_rs.CNN([32, "M", 64, "M"], [256], input_shape=(1, 28, 28))
 
-See ``nitrod_rs.presets`` for the paper's models, ``nitrod_rs.ops`` for the integer
-primitives and ``nitrod_rs.datasets`` for MNIST / Fashion-MNIST / CIFAR-10 loaders.
+See ``nitrod_rs.presets`` for the paper's models, ``nitrod_rs.callbacks`` for
+``ModelCheckpoint``, ``nitrod_rs.ops`` for the integer primitives and
+``nitrod_rs.datasets`` for MNIST / Fashion-MNIST / CIFAR-10 loaders.
 """
 
 from __future__ import annotations
 
-from . import datasets, ops, presets
+from . import callbacks, datasets, ops, presets
 from ._core import (
     ConfigError,
     FormatError,
@@ -35,6 +37,7 @@ __all__ = [
     "IntegerOverflowError",
     "ShapeError",
     "ConfigError",
+    "callbacks",
     "datasets",
     "ops",
     "presets",

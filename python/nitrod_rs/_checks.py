@@ -7,6 +7,7 @@ The accepted names and defaults come from the engine (:data:`DEFAULTS`, ``_core.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -209,3 +210,66 @@ def augment(value: Any, chw: Geometry) -> tuple[int, bool] | None:
     if isinstance(value, tuple) and len(value) == 2:
         return (check_int(value[0], "augment pad", minimum=0), bool(value[1]))
     raise TypeError("augment must be a bool, a (pad, flip) tuple or a dict with 'pad' and 'flip'")
+
+
+# -- fit's sets, protocol and files --------------------------------------------------------------
+
+
+def pair(value: Any, name: str, what: str) -> tuple[Any, Any]:
+    """``validation_data`` / ``test_data``: a tuple ``(x_<what>, y_<what>)``."""
+    if not isinstance(value, tuple) or len(value) != 2:
+        raise TypeError(f"{name} must be a tuple (x_{what}, y_{what}), "
+                        f"got {type(value).__name__}")
+    return value
+
+
+def validation_split(value: Any) -> int | None:
+    """``validation_split`` as the engine's share in thousandths (1..999), or ``None``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (float, int, np.floating, np.integer)):
+        raise TypeError(f"validation_split must be a fraction such as 0.1, "
+                        f"got {type(value).__name__}")
+    permille = int(round(float(value) * 1000))
+    if not 1 <= permille <= 999:
+        raise ValueError(f"validation_split must give 1..999 thousandths of the training set "
+                         f"(0.001 to 0.999), got {value!r}")
+    return permille
+
+
+def selection(validation_data: Any, permille: int | None, test_data: Any, paper_protocol: bool,
+              watches: bool) -> None:
+    """Which sets ``fit`` is given fit together with the protocol (``watches``: the plateau
+    rule or early stopping is on)."""
+    if validation_data is not None and permille is not None:
+        raise ValueError("give validation_data or validation_split, not both")
+    if paper_protocol:
+        if test_data is None:
+            raise ValueError("paper_protocol selects on the test set: give "
+                             "test_data=(x_test, y_test)")
+        if permille is not None:
+            raise ValueError("paper_protocol trains on the whole training set and selects on "
+                             "the test set: pass validation_split=None")
+    elif watches and validation_data is None and permille is None:
+        raise ValueError("plateau and early_stopping watch a validation set: give "
+                         "validation_data or validation_split, or paper_protocol=True to "
+                         "watch the test set (the paper's protocol)")
+
+
+def checkpoint_path(path: Any) -> str:
+    """``checkpoint``: a file in an existing directory."""
+    p = os.fspath(path)
+    parent = os.path.dirname(os.path.abspath(p))
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(f"checkpoint {p!r}: the directory {parent!r} does not exist")
+    return p
+
+
+def same_architecture(saved: Mapping[str, Any], own: Mapping[str, Any], path: str) -> None:
+    """A checkpoint's model must have this model's architecture (its seed may differ: the
+    checkpoint's replaces it)."""
+    diff = [f"{k} {saved.get(k)!r} there, {own.get(k)!r} here"
+            for k in sorted(set(saved) | set(own)) if k != "seed" and saved.get(k) != own.get(k)]
+    if diff:
+        raise ValueError(f"the checkpoint {path!r} holds another architecture than this "
+                         f"model: " + "; ".join(diff))

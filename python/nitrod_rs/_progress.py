@@ -1,4 +1,6 @@
-"""Progress display of ``fit``: tqdm on a terminal when installed, else plain lines."""
+"""Progress display of ``fit``: tqdm on a terminal when installed, else plain lines. Both show
+the training accuracy so far, the rate (batches per second since ``fit`` started, evaluation
+included) and the estimated time left in the epoch and in the whole run."""
 
 from __future__ import annotations
 
@@ -6,6 +8,43 @@ import sys
 import time
 from collections.abc import Mapping
 from typing import Any, TextIO
+
+
+def clock(seconds: float) -> str:
+    """``seconds`` as ``m:ss`` or ``h:mm:ss``."""
+    s = max(0, int(round(seconds)))
+    h, rest = divmod(s, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class _Rate:
+    """Batches per second since the first batch seen, and the time left."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+        self.start: float | None = None
+        self.seen = 0
+
+    def update(self, epoch: int, batch: int, batches: int) -> tuple[float, float, float]:
+        """``(batches/s, seconds left in the epoch, seconds left in the run)``."""
+        now = time.monotonic()
+        if self.start is None:
+            # The first batch's own time is unknown: count from the call that reports it.
+            self.start = now
+            return 0.0, 0.0, 0.0
+        self.seen += 1
+        rate = self.seen / max(now - self.start, 1e-9)
+        left_epoch = (batches - batch) / rate
+        left_run = left_epoch + (self.epochs - epoch) * batches / rate
+        return rate, left_epoch, left_run
+
+    @staticmethod
+    def text(rate: float, left_epoch: float, left_run: float) -> str:
+        if rate <= 0.0:
+            return ""
+        return (f", {rate:.1f} batches/s, epoch ETA {clock(left_epoch)}, "
+                f"run ETA {clock(left_run)}")
 
 
 class _PlainBar:
@@ -18,9 +57,11 @@ class _PlainBar:
         self.tty = bool(getattr(self.file, "isatty", lambda: False)())
         self.last_draw = 0.0
         self.last_decile = -1
+        self.rate = _Rate(epochs)
 
     def batch(self, epoch: int, batch: int, batches: int, correct: int, total: int) -> None:
         acc = 100.0 * correct / total if total else 0.0
+        speed = _Rate.text(*self.rate.update(epoch, batch, batches))
         if self.tty:
             now = time.monotonic()
             if batch != batches and now - self.last_draw < 0.1:
@@ -30,14 +71,14 @@ class _PlainBar:
             filled = width * batch // batches
             bar = "#" * filled + "." * (width - filled)
             self.file.write(f"\repoch {epoch}/{self.epochs} [{bar}] {batch}/{batches} "
-                            f"train acc {acc:5.1f}%")
+                            f"train acc {acc:5.1f}%{speed}\x1b[K")
             self.file.flush()
         else:
             decile = 10 * batch // batches
             if decile != self.last_decile and decile > 0:
                 self.last_decile = decile
                 self.file.write(f"epoch {epoch}/{self.epochs}: {batch}/{batches} batches "
-                                f"({10 * decile}%), train acc {acc:.1f}%\n")
+                                f"({10 * decile}%), train acc {acc:.1f}%{speed}\n")
                 self.file.flush()
 
     def epoch_end(self, line: str) -> None:
@@ -52,18 +93,26 @@ class _PlainBar:
 
 
 class _TqdmBar:
+    """tqdm's bar per epoch (it shows the epoch's rate and ETA); the run's ETA in its
+    postfix."""
+
     def __init__(self, epochs: int, tqdm: Any) -> None:
         self.epochs = epochs
         self.tqdm = tqdm
         self.bar: Any = None
+        self.rate = _Rate(epochs)
 
     def batch(self, epoch: int, batch: int, batches: int, correct: int, total: int) -> None:
+        rate, _, left_run = self.rate.update(epoch, batch, batches)
         if self.bar is None:
-            self.bar = self.tqdm(total=batches, desc=f"epoch {epoch}/{self.epochs}",
-                                 unit="batch", leave=False, dynamic_ncols=True)
+            # A resumed run may start inside an epoch.
+            self.bar = self.tqdm(total=batches, initial=batch - 1,
+                                 desc=f"epoch {epoch}/{self.epochs}", unit="batch",
+                                 leave=False, dynamic_ncols=True)
         self.bar.update(1)
         if batch % 20 == 0 or batch == batches:
-            self.bar.set_postfix_str(f"train acc {100.0 * correct / max(total, 1):.1f}%",
+            run = f", run ETA {clock(left_run)}" if rate > 0 else ""
+            self.bar.set_postfix_str(f"train acc {100.0 * correct / max(total, 1):.1f}%{run}",
                                      refresh=False)
 
     def epoch_end(self, line: str) -> None:
@@ -89,10 +138,14 @@ def progress(enabled: bool, epochs: int) -> _PlainBar | _TqdmBar | None:
     return _TqdmBar(epochs, tqdm)
 
 
-def epoch_line(e: Mapping[str, Any], epochs: int) -> str:
-    val = e["val_accuracy"]
-    blocks = " ".join(f"{100 * b:.1f}" for b in e["block_accuracy"])
-    return (f"epoch {e['epoch']}/{epochs}: train acc {100 * e['train_accuracy']:.2f}%"
-            + (f", val acc {100 * val:.2f}%" if val is not None else "")
-            + f", blocks [{blocks}], lr_inv {e['lr_inv']}, {e['seconds']:.1f}s")
+def _pct(v: float | None) -> str:
+    return "" if v is None else f"{100 * v:.2f}%"
 
+
+def epoch_line(e: Mapping[str, Any], epochs: int) -> str:
+    blocks = " ".join(f"{100 * b:.1f}" for b in e["block_accuracy"])
+    sets = "".join(f", {name} acc {_pct(e[key])}"
+                   for name, key in (("val", "val_accuracy"), ("test", "test_accuracy"))
+                   if e.get(key) is not None)
+    return (f"epoch {e['epoch']}/{epochs}: train acc {100 * e['train_accuracy']:.2f}%{sets}"
+            f", blocks [{blocks}], lr_inv {e['lr_inv']}, {e['seconds']:.1f}s")

@@ -22,6 +22,17 @@ class _UsageError(Exception):
     """A bad combination of arguments found after parsing (exit code 2)."""
 
 
+def _default_split() -> tuple[int, int]:
+    """The presets' validation split ``(permille, seed)`` (``nitro_core::Split::PRESET``)."""
+    from ._checks import DEFAULTS
+
+    permille, seed = DEFAULTS["validation_split"]
+    return int(permille), int(seed)
+
+
+_DEFAULT_SPLIT = _default_split()
+
+
 def _int_arg(s: str, minimum: int, expected: str) -> int:
     """``s`` as an integer ``>= minimum``; otherwise an argparse error saying ``expected``."""
     try:
@@ -39,6 +50,17 @@ def _positive(s: str) -> int:
 
 def _non_negative(s: str) -> int:
     return _int_arg(s, 0, "an integer >= 0")
+
+
+def _share(s: str) -> float:
+    """A share of the training set: 0 (none) or a fraction in (0, 1)."""
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction such as 0.1, got {s!r}") from None
+    if not 0.0 <= v < 1.0:
+        raise argparse.ArgumentTypeError(f"expected 0 (no split) or a fraction below 1, got {v}")
+    return v
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,10 +85,27 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--limit", type=_positive, default=None,
                    help="train on the first N training samples only")
     t.add_argument("--test-limit", type=_positive, default=None,
-                   help="validate and test on the first N test samples only")
+                   help="test on the first N test samples only")
+    t.add_argument("--val-split", type=_share, default=None, metavar="F",
+                   help="share of the training set held out as the validation set that the "
+                        f"plateau rule, early stopping and the best epoch watch (default "
+                        f"{_DEFAULT_SPLIT[0] / 1000:g}, seed {_DEFAULT_SPLIT[1]}, as the presets; "
+                        "0: none)")
+    t.add_argument("--paper-protocol", action="store_true",
+                   help="the paper's protocol: no validation split, the plateau rule, early "
+                        "stopping and the best epoch watch the test set")
+    t.add_argument("--checkpoint", default=None, metavar="DIR",
+                   help="write DIR/checkpoint.safetensors after every epoch (and on Ctrl-C) "
+                        "and DIR/best.safetensors, the best model by the watched set")
+    t.add_argument("--resume", default=None, metavar="FILE",
+                   help="continue the run of a checkpoint file bit for bit (same model, data "
+                        "and settings; --epochs may extend it)")
+    t.add_argument("--log-jsonl", default=None, metavar="FILE",
+                   help="write one JSON line of metrics per epoch (appended when resuming)")
     t.add_argument("--out", default=None, help="save the trained model (.safetensors)")
     t.add_argument("--json", default=None, help="write the history and test accuracy as JSON")
-    t.add_argument("--plot", default=None, help="save accuracy curves (needs matplotlib)")
+    t.add_argument("--plot", default=None,
+                   help="save accuracy curves, updated after every epoch (needs matplotlib)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--compat", choices=("exact", "reference"), default=None,
                    help="training mode (SPEC §12; default exact)")
@@ -102,21 +141,61 @@ def _num(v: float | None) -> str:
 
 
 def _summary_table(entries: Sequence[dict[str, Any]]) -> str:
-    head = (f"{'epoch':>5}  {'train acc':>9}  {'test acc':>9}  {'test loss':>9}  "
-            f"{'blocks':<22}  {'lr_inv':>7}  {'sec':>6}")
+    head = (f"{'epoch':>5}  {'train acc':>9}  {'val acc':>9}  {'test acc':>9}  "
+            f"{'test loss':>9}  {'blocks':<22}  {'lr_inv':>7}  {'sec':>6}")
     lines = [head, "-" * len(head)]
     for e in entries:
         blocks = " ".join(f"{100 * b:.1f}" for b in e["block_accuracy"])
         lines.append(f"{e['epoch']:>5}  {_pct(e['train_accuracy']):>9}  "
-                     f"{_pct(e['val_accuracy']):>9}  {_num(e.get('val_loss')):>9}  "
-                     f"{blocks:<22}  {e['lr_inv']:>7}  "
+                     f"{_pct(e['val_accuracy']):>9}  {_pct(e['test_accuracy']):>9}  "
+                     f"{_num(e.get('test_loss')):>9}  {blocks:<22}  {e['lr_inv']:>7}  "
                      f"{e['seconds']:>6.1f}")
     return "\n".join(lines)
 
 
+class _JsonLines:
+    """A callback writing one JSON line per epoch, flushed at once."""
+
+    def __init__(self, path: str, append: bool) -> None:
+        self.file = open(path, "a" if append else "w", encoding="utf-8")
+
+    def __call__(self, entry: dict[str, Any]) -> None:
+        self.file.write(json.dumps(entry) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _protocol(args: argparse.Namespace, settings: dict[str, Any]) -> str | None:
+    """Set the validation split and protocol of ``settings`` from the arguments; returns the
+    history entry prefix of the watched set (``"val"``, ``"test"`` or ``None``)."""
+    if args.paper_protocol:
+        if args.val_split is not None:
+            raise _UsageError("--paper-protocol trains on the whole training set and selects "
+                              "on the test set: drop --val-split")
+        settings.update(validation_split=None, paper_protocol=True)
+        return "test"
+    share = args.val_split if args.val_split is not None else _DEFAULT_SPLIT[0] / 1000
+    if share == 0:
+        settings["validation_split"] = None
+        if settings.get("plateau") or settings.get("early_stopping"):
+            print("no validation set (--val-split 0): plateau rule and early stopping off",
+                  file=sys.stderr)
+            settings.update(plateau=False, early_stopping=False)
+        return None
+    settings["validation_split"] = share
+    settings.setdefault("validation_seed", _DEFAULT_SPLIT[1])
+    return "val"
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from . import datasets, presets
+    from .callbacks import ModelCheckpoint
+    from .history import require_matplotlib
 
+    if args.plot:
+        require_matplotlib()  # before any work, not after the training
     name = args.model.lower().replace("_", "-")
     if name not in presets.PRESETS:
         raise _UsageError(f"unknown --model {args.model!r}; expected one of "
@@ -128,6 +207,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         settings["compat"] = args.compat
     if args.batch_size is not None:
         settings["batch_size"] = args.batch_size
+    watched = _protocol(args, settings)
+    ckpt = best_path = None
+    if args.checkpoint:
+        os.makedirs(args.checkpoint, exist_ok=True)
+        ckpt = os.path.join(args.checkpoint, "checkpoint.safetensors")
+        best_path = os.path.join(args.checkpoint, "best.safetensors")
     print(f"loading {ds_name} ...", file=sys.stderr)
     ds = datasets.load(ds_name, args.data_dir)
     x_train, y_train = ds.x_train, ds.y_train
@@ -136,32 +221,46 @@ def _cmd_train(args: argparse.Namespace) -> int:
     x_test, y_test = ds.x_test, ds.y_test
     if args.test_limit is not None:
         x_test, y_test = x_test[: args.test_limit], y_test[: args.test_limit]
-    print(f"training {name} ({model._m.describe()}, {model.num_parameters} parameters) on "
-          f"{len(y_train)} {ds_name} images for {args.epochs} epochs, seed {args.seed}",
-          file=sys.stderr)
+    callbacks: list[Any] = []
+    log = _JsonLines(args.log_jsonl, append=args.resume is not None) if args.log_jsonl else None
+    if log is not None:
+        callbacks.append(log)
+    if best_path is not None and watched is not None:
+        callbacks.append(ModelCheckpoint(best_path, monitor=f"{watched}_accuracy"))
+    if args.plot:
+        callbacks.append(lambda _: model.history.plot(args.plot) if model.history else None)
+    what = f"resuming {args.resume}: " if args.resume else ""
+    print(f"{what}training {name} ({model._m.describe()}, {model.num_parameters} parameters) "
+          f"on {len(y_train)} {ds_name} images for {args.epochs} epochs, seed {args.seed}, "
+          + _selection_words(watched, settings), file=sys.stderr)
     start = time.monotonic()
     interrupted = False
     history: Any = None
     try:
-        history = model.fit(x_train, y_train, validation_data=(x_test, y_test),
-                            seed=args.seed, threads=args.threads,
-                            progress=not args.no_progress, **settings)
+        history = model.fit(x_train, y_train, test_data=(x_test, y_test), seed=args.seed,
+                            threads=args.threads, progress=not args.no_progress,
+                            callbacks=callbacks, checkpoint=ckpt, resume=args.resume,
+                            **settings)
     except KeyboardInterrupt as exc:
         interrupted = True
         history = getattr(exc, "history", None) or model.history
-        print("interrupted: stopping after the current batch", file=sys.stderr)
+        print("interrupted: stopping after the current batch"
+              + (f"; {ckpt} continues the run (--resume)" if ckpt else ""), file=sys.stderr)
+    finally:
+        if log is not None:
+            log.close()
     elapsed = time.monotonic() - start
     assert history is not None
     t_eval = time.monotonic()
     test = model.evaluate(x_test, y_test, threads=args.threads)
     eval_s = time.monotonic() - t_eval
     print(_summary_table(history.epochs))
-    best = history.best_val_accuracy
-    print(f"final test accuracy: {_pct(test['accuracy'])} "
-          f"({test['correct']}/{test['total']}); best over epochs {_pct(best)}; "
-          f"{elapsed:.1f}s")
-    timing = _timing(history.epochs, len(y_train), settings["batch_size"], test["total"],
-                     eval_s)
+    done = history.epochs[-1]["epoch"] if history.epochs else 0
+    print(f"final test accuracy: {_pct(test['accuracy'])} ({test['correct']}/{test['total']}), "
+          f"the model after epoch {done}; {elapsed:.1f}s")
+    print(_best_words(history, watched, settings))
+    steps = sum(int(e["train_total"]) for e in history.epochs) // settings["batch_size"]
+    timing = _timing(history.epochs, steps, test["total"], eval_s)
     if timing:
         print(f"speed: {timing['seconds_per_step']:.3f} s per training step "
               f"(batch {settings['batch_size']}), {timing['seconds_per_epoch']:.1f} s per "
@@ -170,6 +269,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         model.save(args.out)
         print(f"saved model to {args.out}", file=sys.stderr)
     if args.json:
+        best = history.best
         doc = {
             "model": name,
             "dataset": ds_name,
@@ -178,6 +278,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             "settings": {k: (list(v) if isinstance(v, tuple) else v)
                          for k, v in settings.items()},
             **history.to_dict(),
+            "best_test_accuracy": best["test_accuracy"] if best else None,
             "test_accuracy": test["accuracy"],
             "test_correct": test["correct"],
             "test_total": test["total"],
@@ -186,19 +287,41 @@ def _cmd_train(args: argparse.Namespace) -> int:
         }
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(doc, f, indent=2)
-    if args.plot:
+    if args.plot and history.epochs:
         history.plot(args.plot)
     return 130 if interrupted else 0
 
 
-def _timing(entries: Sequence[dict[str, Any]], n_train: int, batch_size: int, n_test: int,
+def _selection_words(watched: str | None, settings: dict[str, Any]) -> str:
+    if watched == "test":
+        return "paper protocol (selection on the test set)"
+    if watched == "val":
+        return (f"{100 * settings['validation_split']:g}% of the training set held out for "
+                "validation")
+    return "no validation set"
+
+
+def _best_words(history: Any, watched: str | None, settings: dict[str, Any]) -> str:
+    best = history.best
+    if best is None:
+        return ("best epoch: none (no validation set selects one; use --val-split or "
+                "--paper-protocol)")
+    test = f"{_pct(best['test_accuracy'])} ({best['test_correct']}/{best['test_total']})"
+    if watched == "test":
+        return (f"best test accuracy (paper protocol: selected on the test set): {test} at "
+                f"epoch {best['epoch']}")
+    return (f"best epoch {best['epoch']} (selected on the validation set, "
+            f"{100 * settings['validation_split']:g}% of the training set): test accuracy "
+            f"{test}, validation accuracy {_pct(best['val_accuracy'])}")
+
+
+def _timing(entries: Sequence[dict[str, Any]], steps: int, n_test: int,
             eval_s: float) -> dict[str, float] | None:
     """Seconds per training step and per epoch (training only), inference images/s."""
     done = [e for e in entries if e.get("train_seconds") is not None]
     if not done:
         return None
     train_s = sum(float(e["train_seconds"]) for e in done)
-    steps = len(done) * (n_train // batch_size)
     return {
         "seconds_per_step": train_s / max(steps, 1),
         "seconds_per_epoch": train_s / len(done),

@@ -10,34 +10,61 @@ from ._paths import PathLike
 
 __all__ = ["History"]
 
+#: The sets that select the best epoch, by the engine's name (``_core.Run.watched``), and the
+#: prefix of their entries.
+_PREFIX = {"validation": "val", "test": "test"}
+
 
 def _ratio(correct: int, total: int) -> float:
     return correct / total if total else 0.0
 
 
+def _set_metrics(entry: dict[str, Any], prefix: str, frac: Any, loss: Any) -> None:
+    """The ``<prefix>_accuracy``, ``_loss``, ``_loss_sum``, ``_correct``, ``_total`` entries of
+    one evaluated set (all ``None`` when it was not evaluated)."""
+    if frac is None:
+        for k in ("accuracy", "loss", "loss_sum", "correct", "total"):
+            entry[f"{prefix}_{k}"] = None
+        return
+    c, t = int(frac[0]), int(frac[1])
+    entry[f"{prefix}_accuracy"] = _ratio(c, t)
+    entry[f"{prefix}_loss"] = int(loss) / t if loss is not None and t else None
+    entry[f"{prefix}_loss_sum"] = int(loss) if loss is not None else None
+    entry[f"{prefix}_correct"] = c
+    entry[f"{prefix}_total"] = t
+
+
 def epoch_entry(d: Mapping[str, Any]) -> dict[str, Any]:
-    """One :attr:`History.epochs` entry from the engine's integer metrics of an epoch."""
-    tc, tt = int(d["train_correct"]), int(d["train_total"])
-    test = d.get("test")
+    """One :attr:`History.epochs` entry from the engine's integer metrics of an epoch
+    (``nitro_core::io::metrics_json``, as ``_core.Run.epoch`` returns them)."""
+    tc, tt = (int(v) for v in d["train"])
     entry: dict[str, Any] = {
         "epoch": int(d["epoch"]),
         "train_accuracy": _ratio(tc, tt),
-        "train_loss": d["train_loss"] / tt if tt else 0.0,
+        "train_loss": int(d["train_loss"]) / tt if tt else 0.0,
         "train_loss_sum": int(d["train_loss"]),
         "train_correct": tc,
         "train_total": tt,
-        "block_accuracy": [_ratio(c, t) for c, t in d["blocks"]],
-        "val_accuracy": _ratio(*test) if test else None,
-        "val_loss": d["test_loss"] / test[1] if test and d.get("test_loss") is not None
-        else None,
-        "val_loss_sum": d.get("test_loss") if test else None,
-        "val_correct": int(test[0]) if test else None,
-        "val_total": int(test[1]) if test else None,
-        "lr_inv": int(d["lr_inv"]),
-        "seconds": (int(d["train_millis"]) + int(d["eval_millis"])) / 1000.0,
-        "train_seconds": int(d["train_millis"]) / 1000.0,
+        "block_accuracy": [_ratio(int(c), int(t)) for c, t in d["blocks"]],
     }
+    _set_metrics(entry, "val", d.get("val"), d.get("val_loss"))
+    _set_metrics(entry, "test", d.get("test"), d.get("test_loss"))
+    entry["lr_inv"] = int(d["lr_inv"])
+    entry["seconds"] = (int(d["train_millis"]) + int(d["eval_millis"])) / 1000.0
+    entry["train_seconds"] = int(d["train_millis"]) / 1000.0
     return entry
+
+
+def require_matplotlib() -> None:
+    """Raise an ``ImportError`` naming ``pip install matplotlib`` unless it is importable."""
+    try:
+        import matplotlib  # noqa: F401
+        import matplotlib.pyplot  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            "plotting needs matplotlib: pip install matplotlib "
+            "(or pip install 'nitrod-rs[plot]')"
+        ) from exc
 
 
 class History:
@@ -45,10 +72,14 @@ class History:
 
     ``epochs`` is a list of dicts with ``epoch``, ``train_accuracy``, ``train_loss`` (mean
     ``Σ(y − ŷ)²`` per sample), ``train_loss_sum``, ``train_correct``, ``train_total``,
-    ``block_accuracy`` (each block head's local training accuracy), ``val_accuracy``,
-    ``val_loss`` (mean per sample), ``val_loss_sum``, ``val_correct``, ``val_total``
-    (``None`` without validation data), ``lr_inv``, ``seconds`` (training and validation)
-    and ``train_seconds``. ``history["val_accuracy"]`` gives one metric over the epochs.
+    ``block_accuracy`` (each block head's local training accuracy), the validation set's
+    ``val_accuracy``, ``val_loss`` (mean per sample), ``val_loss_sum``, ``val_correct``,
+    ``val_total``, the same five ``test_*`` entries of the test set (each ``None`` when that set
+    was not given), ``lr_inv``, ``seconds`` (training and evaluation) and ``train_seconds``.
+    ``history["val_accuracy"]`` gives one metric over the epochs.
+
+    ``watched`` names the set that selected the best epoch and drove the plateau rule and
+    early stopping: ``"validation"``, ``"test"`` (the paper's protocol) or ``None``.
     """
 
     def __init__(
@@ -57,10 +88,14 @@ class History:
         *,
         cancelled: bool = False,
         early_stopped: bool = False,
+        watched: str | None = None,
     ) -> None:
+        if watched is not None and watched not in _PREFIX:
+            raise ValueError(f"watched must be 'validation', 'test' or None, got {watched!r}")
         self.epochs: list[dict[str, Any]] = [dict(e) for e in epochs]
         self.cancelled = cancelled
         self.early_stopped = early_stopped
+        self.watched = watched
 
     def __len__(self) -> int:
         return len(self.epochs)
@@ -71,11 +106,34 @@ class History:
     def __repr__(self) -> str:
         last = self.epochs[-1] if self.epochs else {}
         return (f"History(epochs={len(self.epochs)}, last_val_accuracy="
-                f"{last.get('val_accuracy')}, cancelled={self.cancelled})")
+                f"{last.get('val_accuracy')}, last_test_accuracy={last.get('test_accuracy')}, "
+                f"watched={self.watched!r}, cancelled={self.cancelled})")
+
+    @property
+    def best(self) -> dict[str, Any] | None:
+        """The entry of the best epoch by the watched set's accuracy (exact: correct/total),
+        the earliest on ties; ``None`` when no set was watched."""
+        if self.watched is None:
+            return None
+        p = _PREFIX[self.watched]
+        best: dict[str, Any] | None = None
+        for e in self.epochs:
+            c, t = e.get(f"{p}_correct"), e.get(f"{p}_total")
+            if c is None or not t:
+                continue
+            if best is None or c * best[f"{p}_total"] > best[f"{p}_correct"] * t:
+                best = e
+        return best
+
+    @property
+    def best_epoch(self) -> int | None:
+        """The number of the best epoch by the watched set (see :attr:`best`)."""
+        b = self.best
+        return None if b is None else int(b["epoch"])
 
     @property
     def best_val_accuracy(self) -> float | None:
-        """The best validation accuracy over the epochs (the paper's reported metric)."""
+        """The best validation accuracy over the epochs (``None`` without validation)."""
         vals = [v for v in self["val_accuracy"] if v is not None]
         return max(vals) if vals else None
 
@@ -85,33 +143,35 @@ class History:
             "epochs": [dict(e) for e in self.epochs],
             "cancelled": self.cancelled,
             "early_stopped": self.early_stopped,
+            "watched": self.watched,
+            "best_epoch": self.best_epoch,
             "best_val_accuracy": self.best_val_accuracy,
         }
 
     def plot(self, path: PathLike) -> None:
-        """Save accuracy curves (train, validation, each block head) as an image.
+        """Save accuracy curves (train, validation, test, each block head) as an image, the
+        best epoch marked.
 
         Needs matplotlib (``pip install matplotlib``).
         """
-        try:
-            import matplotlib
+        require_matplotlib()
+        import matplotlib
 
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError(
-                "History.plot needs matplotlib: pip install matplotlib "
-                "(or pip install 'nitrod-rs[plot]')"
-            ) from exc
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
         ep = self["epoch"]
         fig, ax = plt.subplots(figsize=(7, 4))
         ax.plot(ep, [100 * a for a in self["train_accuracy"]], label="train")
-        if any(v is not None for v in self["val_accuracy"]):
-            ax.plot(ep, [None if v is None else 100 * v for v in self["val_accuracy"]],
-                    label="validation")
+        for key, label in (("val_accuracy", "validation"), ("test_accuracy", "test")):
+            if any(v is not None for v in self[key]):
+                ax.plot(ep, [None if v is None else 100 * v for v in self[key]], label=label)
         blocks = self["block_accuracy"]
         for i in range(len(blocks[0]) if blocks else 0):
             ax.plot(ep, [100 * b[i] for b in blocks], "--", alpha=0.6, label=f"block {i} head")
+        best = self.best_epoch
+        if best is not None:
+            ax.axvline(best, color="grey", linestyle=":", label=f"best epoch ({self.watched})")
         ax.set_xlabel("epoch")
         ax.set_ylabel("accuracy (%)")
         ax.grid(alpha=0.3)

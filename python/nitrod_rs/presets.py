@@ -4,12 +4,16 @@ MLPs ``mlp1`` … ``mlp4`` and CNNs ``vgg8b``, ``vgg11b`` and ``small_cnn`` (our
 ``C32 M C64 M | 256``).
 
     model, settings = nitrod_rs.presets.mlp2()
-    model.fit(x_train, y_train, validation_data=(x_test, y_test), **settings)
+    model.fit(x_train, y_train, test_data=(x_test, y_test), **settings)
 
 ``settings`` holds ``epochs`` (150), ``batch_size``, ``lr_inv``, ``lr_amp_factor``,
-``fwd_decay_inv``, ``subnet_decay_inv``, ``augment``, ``plateau`` and ``early_stopping``;
-override any of them with keyword arguments to ``fit``. The architecture and settings come
-from the engine (``nitro_core::Preset``), so Python and Rust agree.
+``fwd_decay_inv``, ``subnet_decay_inv``, ``augment``, ``plateau``, ``early_stopping`` and the
+validation split the plateau rule watches (``validation_split`` 0.1, ``validation_seed`` 0:
+``nitro_core::Split::PRESET``); override any of them with keyword arguments to ``fit``. The
+paper's own protocol selects on the test set instead:
+``settings.update(validation_split=None, paper_protocol=True)`` with ``test_data``.
+The architecture and settings come from the engine (``nitro_core::Preset``), so Python and
+Rust agree.
 """
 
 from __future__ import annotations
@@ -46,6 +50,9 @@ def preset(name: str, dataset: str | None = None, *, seed: int = 0,
     # fit's ``augment`` takes False for none; the engine says None.
     augment = settings["augment"]
     settings["augment"] = tuple(augment) if augment is not None else False
+    permille, split_seed = _core.defaults()["validation_split"]
+    settings["validation_split"] = permille / 1000
+    settings["validation_seed"] = int(split_seed)
     return model, settings
 
 

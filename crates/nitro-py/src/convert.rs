@@ -2,12 +2,12 @@
 //! specs, and the dicts of configs, steps and epochs handed back to Python.
 
 use nitro_core::{
-    ActivationKind, CnnConfig, Compat, EpochMetrics, Feature, Fraction, Hyper, Init, MlpConfig,
-    StepStats,
+    ActivationKind, CnnConfig, Compat, EpochMetrics, Feature, Hyper, Init, MlpConfig, StepStats,
 };
 use numpy::PyReadonlyArray1;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBool, PyDict, PyList, PyString};
+use serde_json::Value;
 
 use crate::errors::{to_py, value_err};
 
@@ -67,25 +67,41 @@ pub fn step_dict<'py>(py: Python<'py>, s: &StepStats) -> PyResult<Bound<'py, PyD
     Ok(d)
 }
 
-fn fraction_pair(f: &Fraction) -> (u64, u64) {
-    (f.correct, f.total)
+/// A JSON value (`serde_json`) as the Python object `json.loads` would give: `null` → `None`,
+/// numbers → `int`, arrays → `list`, objects → `dict`.
+pub fn json_to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match v {
+        Value::Null => py.None().into_bound(py),
+        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => i.into_pyobject(py)?.into_any(),
+            (None, Some(u)) => u.into_pyobject(py)?.into_any(),
+            // The engine writes integers only (no floats anywhere in its metrics).
+            _ => return Err(value_err(format!("not an integer: {n}"))),
+        },
+        Value::String(s) => PyString::new(py, s).into_any(),
+        Value::Array(a) => {
+            let l = PyList::empty(py);
+            for x in a {
+                l.append(json_to_py(py, x)?)?;
+            }
+            l.into_any()
+        }
+        Value::Object(o) => {
+            let d = PyDict::new(py);
+            for (k, x) in o {
+                d.set_item(k, json_to_py(py, x)?)?;
+            }
+            d.into_any()
+        }
+    })
 }
 
-/// The metrics of one epoch.
-pub fn epoch_dict<'py>(py: Python<'py>, m: &EpochMetrics) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("epoch", m.epoch)?;
-    d.set_item("train_loss", m.train_loss)?;
-    d.set_item("train_correct", m.train.correct)?;
-    d.set_item("train_total", m.train.total)?;
-    let blocks: Vec<(u64, u64)> = m.blocks.iter().map(fraction_pair).collect();
-    d.set_item("blocks", blocks)?;
-    d.set_item("test", m.test.as_ref().map(fraction_pair))?;
-    d.set_item("test_loss", m.test_loss)?;
-    d.set_item("lr_inv", m.lr_inv)?;
-    d.set_item("train_millis", m.train_millis)?;
-    d.set_item("eval_millis", m.eval_millis)?;
-    Ok(d)
+/// The metrics of one epoch: `nitro_core::io::metrics_json` as a dict (`epoch`, `train_loss`,
+/// `train` `[correct, total]`, `blocks`, `val`, `val_loss`, `test`, `test_loss`, `lr_inv`,
+/// `train_millis`, `eval_millis`; the sets not evaluated are `None`).
+pub fn epoch_dict<'py>(py: Python<'py>, m: &EpochMetrics) -> PyResult<Bound<'py, PyAny>> {
+    json_to_py(py, &nitro_core::io::metrics_json(m))
 }
 
 /// A feature-extractor entry as `(kind, [numbers…])`: `("conv", [filters, kernel, stride,

@@ -38,7 +38,8 @@ fn all_presets() -> impl Iterator<Item = Kind> {
 
 /// The engine's defaults and accepted names: `hyper` (IntegerSGD), `batch_size`, `activation`
 /// and `slope`, `decoder_dim` and `head_pool` (CNN), `conv` (`[kernel, stride, padding]` of a
-/// conv entry given by its filter count alone), `one_hot` (the target value at the label), and
+/// conv entry given by its filter count alone), `one_hot` (the target value at the label),
+/// `validation_split` (the presets' `(permille, seed)`, `nitro_core::Split::PRESET`), and
 /// the name lists `activations`, `compats`, `head_pools`.
 #[pyfunction]
 pub fn defaults(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
@@ -61,6 +62,9 @@ pub fn defaults(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
         d.set_item("conv", vec![kernel, stride, padding])?;
     }
     d.set_item("one_hot", nitro_core::loss::ONE_HOT)?;
+    // The presets' validation split `(permille, seed)`: the share held out of the training set.
+    let split = nitro_core::Split::PRESET;
+    d.set_item("validation_split", (split.permille, split.seed))?;
     let a = act.slope();
     let activations = [
         ActivationKind::NitroRelu { a },

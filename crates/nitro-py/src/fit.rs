@@ -1,17 +1,18 @@
-//! The glue of `Model.fit`: keyword arguments to a `TrainConfig`, the engine's epoch loop run
-//! with the GIL released and the model's compute in the chosen thread pool, and the Python
-//! callbacks (per batch with a signal check, per epoch) that may stop it.
+//! The glue of training: keyword arguments to a `TrainConfig` and back, one epoch of the
+//! engine's loop (`nitro_core::fit_from`) run with the GIL released and the model's compute in
+//! the chosen thread pool, with a per-batch Python callback and signal check that may stop it,
+//! and single training steps.
 
 use std::sync::Mutex;
 
 use ndarray::{Array2, ArrayView2};
 use nitro_core::train::{Control, Evaluate, Progress, Trainable};
-use nitro_core::{Augment, Dataset, EpochMetrics, Hyper, Plateau, StepStats, TrainConfig};
+use nitro_core::{Augment, Dataset, Hyper, Plateau, RunState, Sets, Split, StepStats, TrainConfig};
 use numpy::{PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::PyDict;
 
-use crate::convert::{epoch_dict, labels_to_usize};
+use crate::convert::labels_to_usize;
 use crate::errors::{to_py, value_err};
 use crate::threads::{in_pool, pool_for};
 
@@ -50,7 +51,9 @@ impl<M: Trainable + Send + Sync> Trainable for Pooled<'_, M> {
     }
 }
 
-/// The keyword arguments of `fit` as a `TrainConfig`; `hyper` comes checked (`hyper_from`).
+/// The keyword arguments of a run as a `TrainConfig`; `hyper` comes checked (`hyper_from`).
+/// `plateau` and `early_stopping` switch the two halves of the paper's rule
+/// (`Plateau::paper`); `validation_permille` holds a seeded split out of the training set.
 #[allow(clippy::too_many_arguments)]
 pub fn train_config(
     epochs: u32,
@@ -61,7 +64,10 @@ pub fn train_config(
     plateau: bool,
     early_stopping: bool,
     seed: u64,
-) -> TrainConfig {
+    validation_permille: Option<u32>,
+    validation_seed: u64,
+    select_on_test: bool,
+) -> PyResult<TrainConfig> {
     let watch = match (plateau, early_stopping) {
         (false, false) => None,
         (p, e) => {
@@ -75,7 +81,24 @@ pub fn train_config(
             Some(w)
         }
     };
-    TrainConfig {
+    let validation = match validation_permille {
+        None => None,
+        Some(permille) => {
+            let s = Split {
+                permille,
+                seed: validation_seed,
+            };
+            s.validate().map_err(to_py)?;
+            Some(s)
+        }
+    };
+    if epochs == 0 {
+        return Err(value_err("epochs must be a positive integer"));
+    }
+    if batch_size == 0 {
+        return Err(value_err("batch_size must be a positive integer"));
+    }
+    Ok(TrainConfig {
         epochs,
         batch_size,
         hyper,
@@ -83,36 +106,147 @@ pub fn train_config(
         augment: augment.map(|(pad, flip)| Augment { pad, flip }),
         shuffle,
         seed,
+        validation,
+        select_on_test,
         ..TrainConfig::default()
+    })
+}
+
+/// A `TrainConfig` as the keyword arguments of [`train_config`] (the hyper-parameters
+/// flattened, as `TrainSettings` takes them).
+pub fn settings_dict<'py>(py: Python<'py>, c: &TrainConfig) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("epochs", c.epochs)?;
+    d.set_item("batch_size", c.batch_size)?;
+    for (k, v) in crate::convert::hyper_dict(py, &c.hyper)?.iter() {
+        d.set_item(k, v)?;
+    }
+    d.set_item("augment", c.augment.map(|a| (a.pad, a.flip)))?;
+    d.set_item("shuffle", c.shuffle)?;
+    d.set_item("plateau", c.plateau.as_ref().is_some_and(|p| p.factor > 1))?;
+    d.set_item(
+        "early_stopping",
+        c.plateau
+            .as_ref()
+            .is_some_and(|p| p.early_stop_start.is_some()),
+    )?;
+    d.set_item("seed", c.seed)?;
+    d.set_item("validation_permille", c.validation.map(|s| s.permille))?;
+    d.set_item("validation_seed", c.validation.map_or(0, |s| s.seed))?;
+    d.set_item("select_on_test", c.select_on_test)?;
+    Ok(d)
+}
+
+/// The keyword arguments behind each setting name of `TrainConfig::differences`.
+fn keys_of(setting: &str) -> &'static [&'static str] {
+    match setting {
+        "batch_size" => &["batch_size"],
+        "hyper" => &[
+            "lr_inv",
+            "lr_amp_factor",
+            "fwd_decay_inv",
+            "subnet_decay_inv",
+            "compat",
+        ],
+        "plateau" => &["plateau", "early_stopping"],
+        "augment" => &["augment"],
+        "shuffle" => &["shuffle"],
+        "seed" => &["seed"],
+        "validation" => &["validation_permille", "validation_seed"],
+        "select_on_test" => &["select_on_test"],
+        _ => &[],
     }
 }
 
-/// The epoch loop of `fit`: GIL released, a per-batch callback with a signal check (Ctrl-C
-/// stops after the current batch), a per-epoch callback whose truthy result stops training.
-/// Returns the history dict and the exception that stopped training, if any.
-#[allow(clippy::too_many_arguments)]
-pub fn run_fit<'py, M: Trainable + Send + Sync>(
-    py: Python<'py>,
-    model: &mut M,
-    x: PyReadonlyArray2<'py, i8>,
-    y: PyReadonlyArray1<'py, i64>,
-    chw: (usize, usize, usize),
-    x_test: Option<PyReadonlyArray2<'py, i8>>,
-    y_test: Option<PyReadonlyArray1<'py, i64>>,
-    cfg: TrainConfig,
-    on_batch: Option<Py<PyAny>>,
-    on_epoch: Option<Py<PyAny>>,
-    threads: Option<usize>,
-) -> PyResult<(Bound<'py, PyDict>, Option<Py<PyAny>>)> {
-    let y = labels_to_usize(&y)?;
-    let test_labels = match (&x_test, &y_test) {
-        (Some(_), Some(yt)) => Some(labels_to_usize(yt)?),
-        (None, None) => None,
-        _ => return Err(value_err("x_test and y_test must be given together")),
+/// `state.check_continues(cfg, sets)`; when the settings differ, the error also lists each
+/// differing keyword argument with the checkpoint's value and the given one.
+pub fn check_continues(
+    py: Python<'_>,
+    state: &RunState,
+    cfg: &TrainConfig,
+    sets: &Sets<'_>,
+) -> PyResult<()> {
+    let Err(e) = state.check_continues(cfg, sets) else {
+        return Ok(());
     };
+    let differs = state.config.differences(cfg);
+    if differs.is_empty() {
+        return Err(to_py(e));
+    }
+    let (was, now) = (settings_dict(py, &state.config)?, settings_dict(py, cfg)?);
+    let mut details = Vec::new();
+    for name in &differs {
+        for key in keys_of(name) {
+            let (a, b) = (was.get_item(key)?, now.get_item(key)?);
+            let (a, b) = (
+                a.map(|v| v.repr().map(|r| r.to_string())).transpose()?,
+                b.map(|v| v.repr().map(|r| r.to_string())).transpose()?,
+            );
+            if a != b {
+                details.push(format!(
+                    "{key}={} in the checkpoint, {key}={} given",
+                    a.unwrap_or_default(),
+                    b.unwrap_or_default()
+                ));
+            }
+        }
+    }
+    Err(crate::errors::ConfigError::new_err(format!(
+        "{e}: {}",
+        details.join("; ")
+    )))
+}
+
+/// Labelled rows as a `Dataset` (copied; the arrays stay the caller's).
+pub fn dataset(
+    x: &PyReadonlyArray2<'_, i8>,
+    y: &PyReadonlyArray1<'_, i64>,
+    chw: (usize, usize, usize),
+) -> PyResult<Dataset> {
+    let labels = labels_to_usize(y)?;
+    Dataset::new(x.as_array().to_owned(), labels, chw).map_err(to_py)
+}
+
+/// An optional labelled set from an optional pair of arrays; `what` names it in the error
+/// when only one of the two is given.
+pub fn optional_dataset(
+    x: Option<PyReadonlyArray2<'_, i8>>,
+    y: Option<PyReadonlyArray1<'_, i64>>,
+    chw: (usize, usize, usize),
+    what: &str,
+) -> PyResult<Option<Dataset>> {
+    match (x, y) {
+        (Some(x), Some(y)) => dataset(&x, &y, chw).map(Some),
+        (None, None) => Ok(None),
+        _ => Err(value_err(format!(
+            "x_{what} and y_{what} must be given together"
+        ))),
+    }
+}
+
+/// What one call of [`run_epoch`] ended with: the engine's history of the call, and the
+/// exception a callback or a signal raised (it stopped the run after a batch).
+pub struct EpochOutcome {
+    /// The engine's result (an engine error ends the run).
+    pub history: nitro_core::Result<nitro_core::History>,
+    /// The first exception of the per-batch callback or the signal check.
+    pub exception: Option<PyErr>,
+}
+
+/// Run `state` on `model` until `cfg.epochs` are complete or a batch callback stops it: GIL
+/// released, compute in the pool for `threads`, `on_batch(epoch, batch, batches, loss,
+/// correct, total)` and a signal check after every batch (Ctrl-C stops after that batch; the
+/// exception is returned, not raised).
+pub fn run_epoch<M: Trainable + Send + Sync>(
+    py: Python<'_>,
+    model: &mut M,
+    sets: &Sets<'_>,
+    cfg: &TrainConfig,
+    state: &mut RunState,
+    on_batch: Option<Py<PyAny>>,
+    threads: Option<usize>,
+) -> PyResult<EpochOutcome> {
     let pool = pool_for(threads)?;
-    let xv = x.as_array();
-    let xt = x_test.as_ref().map(|a| a.as_array());
     // The first exception a callback raised (or a signal's): it stops training and is returned.
     let pending: Mutex<Option<PyErr>> = Mutex::new(None);
     let record = |e: PyErr| {
@@ -142,48 +276,17 @@ pub fn run_fit<'py, M: Trainable + Send + Sync>(
             }
         })
     };
-    let mut oe = |m: &EpochMetrics| -> Control {
-        Python::attach(|py| {
-            let Some(cb) = &on_epoch else {
-                return Control::Continue;
-            };
-            let r = epoch_dict(py, m)
-                .and_then(|d| cb.call1(py, (d,)))
-                .and_then(|v| v.is_truthy(py));
-            match r {
-                Ok(true) => Control::Stop,
-                Ok(false) => Control::Continue,
-                Err(e) => record(e),
-            }
-        })
-    };
-    let result = py.detach(|| {
-        let train = Dataset::new(xv.to_owned(), y, chw)?;
-        let test = match (xt, test_labels) {
-            (Some(x), Some(l)) => Some(Dataset::new(x.to_owned(), l, chw)?),
-            _ => None,
-        };
+    let history = py.detach(|| {
         let mut pooled = Pooled {
             model,
             pool: pool.as_deref(),
         };
-        nitro_core::fit(&mut pooled, &train, test.as_ref(), &cfg, &mut ob, &mut oe)
+        nitro_core::fit_from(&mut pooled, sets, cfg, state, &mut ob, &mut |_| {
+            Ok(Control::Continue)
+        })
     });
-    let err = pending.into_inner().ok().flatten();
-    let history = match result {
-        Ok(h) => h,
-        // An exception from a callback outranks what it caused.
-        Err(e) => return Err(err.unwrap_or_else(|| to_py(e))),
-    };
-    let d = PyDict::new(py);
-    let epochs = PyList::empty(py);
-    for m in &history.epochs {
-        epochs.append(epoch_dict(py, m)?)?;
-    }
-    d.set_item("epochs", epochs)?;
-    d.set_item("cancelled", history.cancelled)?;
-    d.set_item("early_stopped", history.early_stopped)?;
-    Ok((d, err.map(|e| e.into_value(py).into_any())))
+    let exception = pending.into_inner().ok().flatten();
+    Ok(EpochOutcome { history, exception })
 }
 
 /// One training step on rows, GIL released, in the chosen pool; records the settings.

@@ -17,6 +17,7 @@ mod facts;
 mod fit;
 mod model;
 mod ops;
+mod run;
 mod threads;
 
 /// The module `nitrod_rs._core`.
@@ -27,6 +28,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     m.add_class::<model::Model>()?;
     m.add_function(wrap_pyfunction!(model::read_metadata, m)?)?;
+    run::register(m)?;
     data::register(m)?;
     facts::register(m)?;
     ops::register(m)?;

@@ -21,7 +21,7 @@ use crate::convert::{
     cnn_config_dict, feature_from, hyper_dict, hyper_from, mlp_config_dict, step_dict, FeatureSpec,
 };
 use crate::errors::{to_py, value_err};
-use crate::fit::{run_fit, run_step, train_config};
+use crate::fit::run_step;
 use crate::threads::{in_pool, pool_for};
 
 /// `$body` with `$m` bound to the model inside `$model`, whichever its kind.
@@ -46,10 +46,15 @@ type HeadInfo = (
 /// A local-loss integer network, MLP or CNN (`nitro_core::io::Model`).
 #[pyclass(module = "nitrod_rs._core", name = "Model")]
 pub struct Model {
-    inner: io::Model,
+    pub(crate) inner: io::Model,
 }
 
 impl Model {
+    /// The Python object over an engine model.
+    pub(crate) fn from_inner(inner: io::Model) -> Self {
+        Model { inner }
+    }
+
     /// The architecture's kind, as the `kind` of a saved file's metadata (SPEC §8).
     fn kind_name(&self) -> &'static str {
         match self.inner {
@@ -295,66 +300,6 @@ impl Model {
         // Class indices are < classes ≤ i32::MAX (validated), so they fit i64.
         let v: Array1<i64> = classes.iter().map(|&c| c as i64).collect();
         Ok(v.into_pyarray(py))
-    }
-
-    /// Train for `epochs` epochs (the Rust epoch loop, GIL released). Returns the history as a
-    /// dict and the exception that stopped training early (e.g. `KeyboardInterrupt`), or `None`.
-    #[pyo3(signature = (x, y, chw, *, x_test=None, y_test=None, epochs, batch_size=64, lr_inv=512, lr_amp_factor=640, fwd_decay_inv=0, subnet_decay_inv=0, compat="exact", augment=None, shuffle=true, plateau=false, early_stopping=false, seed=0, on_batch=None, on_epoch=None, threads=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn fit<'py>(
-        &mut self,
-        py: Python<'py>,
-        x: PyReadonlyArray2<'py, i8>,
-        y: PyReadonlyArray1<'py, i64>,
-        chw: (usize, usize, usize),
-        x_test: Option<PyReadonlyArray2<'py, i8>>,
-        y_test: Option<PyReadonlyArray1<'py, i64>>,
-        epochs: u32,
-        batch_size: usize,
-        lr_inv: i64,
-        lr_amp_factor: i64,
-        fwd_decay_inv: i64,
-        subnet_decay_inv: i64,
-        compat: &str,
-        augment: Option<(usize, bool)>,
-        shuffle: bool,
-        plateau: bool,
-        early_stopping: bool,
-        seed: u64,
-        on_batch: Option<Py<PyAny>>,
-        on_epoch: Option<Py<PyAny>>,
-        threads: Option<usize>,
-    ) -> PyResult<(Bound<'py, PyDict>, Option<Py<PyAny>>)> {
-        let hyper = hyper_from(
-            lr_inv,
-            lr_amp_factor,
-            fwd_decay_inv,
-            subnet_decay_inv,
-            compat,
-        )?;
-        let cfg = train_config(
-            epochs,
-            batch_size,
-            hyper,
-            augment,
-            shuffle,
-            plateau,
-            early_stopping,
-            seed,
-        );
-        run_fit(
-            py,
-            &mut self.inner,
-            x,
-            y,
-            chw,
-            x_test,
-            y_test,
-            cfg,
-            on_batch,
-            on_epoch,
-            threads,
-        )
     }
 
     /// Parameter names in the fixed order of saved files (`nitro_core::params`) and their

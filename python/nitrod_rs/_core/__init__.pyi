@@ -17,6 +17,9 @@ __all__ = [
     "ShapeError",
     "ConfigError",
     "Model",
+    "TrainSettings",
+    "Run",
+    "split_indices",
     "read_metadata",
     "fit_normalization",
     "normalize",
@@ -104,14 +107,22 @@ class Model:
     def predict(
         self, x: npt.NDArray[np.int8], *, threads: int | None = None
     ) -> npt.NDArray[np.int64]: ...
-    def fit(
-        self,
-        x: npt.NDArray[np.int8],
-        y: npt.NDArray[np.int64],
-        chw: tuple[int, int, int],
+    def to_bytes(self) -> bytes: ...
+    @staticmethod
+    def from_bytes(data: bytes, kind: str | None = None) -> Model: ...
+    def save(self, path: str | PathLike[str]) -> None: ...
+    @staticmethod
+    def load(path: str | PathLike[str]) -> Model: ...
+    def to_blob(self) -> bytes: ...
+    @staticmethod
+    def from_blob(data: bytes) -> Model: ...
+    def to_rust_source(self, name: str = "model") -> str: ...
+
+@final
+class TrainSettings:
+    def __new__(
+        cls,
         *,
-        x_test: npt.NDArray[np.int8] | None = None,
-        y_test: npt.NDArray[np.int64] | None = None,
         epochs: int,
         batch_size: int = 64,
         lr_inv: int = 512,
@@ -124,21 +135,70 @@ class Model:
         plateau: bool = False,
         early_stopping: bool = False,
         seed: int = 0,
+        validation_permille: int | None = None,
+        validation_seed: int = 0,
+        select_on_test: bool = False,
+    ) -> TrainSettings: ...
+    @property
+    def config(self) -> dict[str, Any]: ...
+
+@final
+class Run:
+    def __new__(
+        cls,
+        settings: TrainSettings,
+        x: npt.NDArray[np.int8],
+        y: npt.NDArray[np.int64],
+        chw: tuple[int, int, int],
+        *,
+        x_val: npt.NDArray[np.int8] | None = None,
+        y_val: npt.NDArray[np.int64] | None = None,
+        x_test: npt.NDArray[np.int8] | None = None,
+        y_test: npt.NDArray[np.int64] | None = None,
+    ) -> Run: ...
+    @staticmethod
+    def from_checkpoint(
+        path: str | PathLike[str],
+        x: npt.NDArray[np.int8],
+        y: npt.NDArray[np.int64],
+        chw: tuple[int, int, int],
+        *,
+        x_val: npt.NDArray[np.int8] | None = None,
+        y_val: npt.NDArray[np.int64] | None = None,
+        x_test: npt.NDArray[np.int8] | None = None,
+        y_test: npt.NDArray[np.int64] | None = None,
+        settings: TrainSettings | None = None,
+        epochs: int | None = None,
+    ) -> tuple[Model, Run]: ...
+    @staticmethod
+    def checkpoint_model(path: str | PathLike[str]) -> Model: ...
+    def epoch(
+        self,
+        model: Model,
         on_batch: Callable[[int, int, int, int, int, int], object] | None = None,
-        on_epoch: Callable[[dict[str, Any]], object] | None = None,
         threads: int | None = None,
     ) -> tuple[dict[str, Any], BaseException | None]: ...
-    def to_bytes(self) -> bytes: ...
-    @staticmethod
-    def from_bytes(data: bytes, kind: str | None = None) -> Model: ...
-    def save(self, path: str | PathLike[str]) -> None: ...
-    @staticmethod
-    def load(path: str | PathLike[str]) -> Model: ...
-    def to_blob(self) -> bytes: ...
-    @staticmethod
-    def from_blob(data: bytes) -> Model: ...
-    def to_rust_source(self, name: str = "model") -> str: ...
+    def save_checkpoint(self, model: Model, path: str | PathLike[str]) -> None: ...
+    @property
+    def finished(self) -> bool: ...
+    @property
+    def epochs_done(self) -> int: ...
+    @property
+    def batch(self) -> int: ...
+    @property
+    def epochs(self) -> int: ...
+    @property
+    def early_stopped(self) -> bool: ...
+    @property
+    def history(self) -> list[dict[str, Any]]: ...
+    @property
+    def config(self) -> dict[str, Any]: ...
+    @property
+    def watched(self) -> str | None: ...
+    @property
+    def train_rows(self) -> int: ...
 
+def split_indices(n: int, permille: int, seed: int) -> tuple[list[int], list[int]]: ...
 def read_metadata(data: bytes) -> list[tuple[str, str]]: ...
 def fit_normalization(
     images: npt.NDArray[np.uint8], channels: int

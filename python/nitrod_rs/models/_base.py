@@ -18,6 +18,7 @@ from .. import _checks, _core, _progress
 from .._checks import DEFAULTS, Geometry, check_int
 from .._paths import PathLike
 from ..history import History, epoch_entry
+from . import _engine
 
 #: The engine's IntegerSGD defaults (``nitro_core::Hyper::default``): lr_inv, lr_amp_factor, …
 HYPER: dict[str, Any] = dict(DEFAULTS["hyper"])
@@ -78,11 +79,13 @@ class Model:
         self._m.set_normalization(stats)
         return stats
 
-    def _prepare(self, x: Any, name: str = "x") -> tuple[np.ndarray, tuple[int, int, int]]:
+    def _prepare(self, x: Any, name: str = "x",
+                 core: Any = None) -> tuple[np.ndarray, tuple[int, int, int]]:
+        """``x`` as normalised rows, with the statistics of ``core`` (default: this model)."""
         x2, chw = self._check(x, name)
         if x2.dtype == np.int8:
             return x2, chw
-        stats = self._m.normalization
+        stats = (self._m if core is None else core).normalization
         if stats is None:
             raise ValueError(
                 f"{name} is uint8 but the model has no normalisation statistics yet: train "
@@ -116,90 +119,174 @@ class Model:
         fwd_decay_inv: int = HYPER["fwd_decay_inv"],
         subnet_decay_inv: int = HYPER["subnet_decay_inv"],
         validation_data: tuple[np.ndarray, np.ndarray] | None = None,
+        validation_split: float | None = None,
+        validation_seed: int = 0,
+        test_data: tuple[np.ndarray, np.ndarray] | None = None,
+        paper_protocol: bool = False,
         augment: bool | tuple[int, bool] | Mapping[str, Any] = False,
         shuffle: bool = True,
         plateau: bool = False,
         early_stopping: bool = False,
         progress: bool = True,
         callbacks: Sequence[Callable[[dict[str, Any]], Any]] | None = None,
+        checkpoint: PathLike | None = None,
+        checkpoint_every: int = 1,
+        resume: PathLike | None = None,
         seed: int | None = None,
         compat: str | None = None,
         threads: int | None = None,
     ) -> History:
         """Train with IntegerSGD (SPEC §4.3, §5) for ``epochs`` epochs.
 
-        The epoch loop runs in Rust with the GIL released. ``uint8`` inputs are normalised
-        with statistics fitted on ``x`` (kept if the model already has some). ``plateau`` and
-        ``early_stopping`` follow the paper's protocol and watch the validation accuracy.
-        ``callbacks`` are called after every epoch with that epoch's entry of the history
-        (they must not use the model while it trains); one returning ``True`` stops training.
-        Ctrl-C stops after the current batch with ``KeyboardInterrupt``; the model is then
-        consistent and ``model.history`` (also ``exc.history``) holds the epochs so far.
-        ``threads`` sets the worker threads of this call (results do not depend on it).
+        Each epoch runs in Rust with the GIL released (``_core.Run.epoch``); between epochs the
+        model is free. ``uint8`` inputs are normalised with statistics fitted on ``x`` (kept if
+        the model already has some).
+
+        Sets and protocol: ``validation_data=(x, y)`` or ``validation_split`` (a share of
+        ``x`` held out, 0.001 to 0.999, rows picked by ``validation_seed``) is evaluated after
+        every epoch and watched by ``plateau`` and ``early_stopping`` (the paper's rule) and
+        by :attr:`History.best_epoch`. ``test_data=(x, y)`` is evaluated and reported every
+        epoch, never used for selection — unless ``paper_protocol=True``: the paper's
+        protocol, where the plateau rule, early stopping (both on) and the best epoch watch
+        the test set, without a validation split.
+
+        ``callbacks`` are called after every epoch with that epoch's entry of the history; one
+        returning ``True`` stops training. They may save, evaluate and predict with the model;
+        one with a ``set_model`` method is given the model first (see
+        :mod:`nitrod_rs.callbacks`). ``model.history`` holds the epochs so far.
+
+        Checkpoints: ``checkpoint=path`` writes the model and the run's state atomically every
+        ``checkpoint_every`` epochs, at the end, and when Ctrl-C or a callback (returning
+        ``True`` or raising) stops the run (inside an epoch, it continues from the next batch;
+        not after an engine error).
+        ``resume=path`` continues such a run bit for bit: with the settings and data it was
+        started with (an error names what differs; only ``epochs`` may change), the
+        checkpoint's model replaces this model's (same architecture), and the history covers
+        the whole run. Ctrl-C stops after the current batch with ``KeyboardInterrupt``; the
+        model is then consistent and ``model.history`` (also ``exc.history``) holds the
+        epochs so far. ``threads`` sets the worker threads (results do not depend on it).
         """
         epochs = check_int(epochs, "epochs", minimum=1)
         batch_size = check_int(batch_size, "batch_size", minimum=1)
+        checkpoint_every = check_int(checkpoint_every, "checkpoint_every", minimum=1)
+        permille = _checks.validation_split(validation_split)
+        validation_seed = check_int(validation_seed, "validation_seed", minimum=0)
+        paper_protocol = bool(paper_protocol)
+        _checks.selection(validation_data, permille, test_data, paper_protocol,
+                          bool(plateau) or bool(early_stopping))
+        if threads is not None:
+            threads = check_int(threads, "threads", minimum=1)
+        ckpt = None if checkpoint is None else _checks.checkpoint_path(checkpoint)
+        # A resumed run continues the checkpoint's model: its architecture must be this one's,
+        # and its normalisation applies to the data.
+        core = self._m
+        if resume is not None:
+            core = _engine.checkpoint_model(resume)
+            _checks.same_architecture(core.config, self._m.config, os.fspath(resume))
+            if compat is None and core.hyper is not None:
+                compat = core.hyper["compat"]
         x2, chw = self._check(x, "x")
-        if x2.dtype == np.uint8 and self._m.normalization is None:
-            self._m.set_normalization(_core.fit_normalization(x2, chw[0]))
-        xn, chw = self._prepare(x, "x")
+        if resume is None and x2.dtype == np.uint8 and core.normalization is None:
+            core.set_normalization(_core.fit_normalization(x2, chw[0]))
+        xn, chw = self._prepare(x, "x", core)
         yl = self._labels(y, xn.shape[0], "y")
         if xn.shape[0] < batch_size:
             raise ValueError(f"{xn.shape[0]} training samples are fewer than one batch "
                              f"of {batch_size}")
-        xt = yt = None
-        if validation_data is not None:
-            if not isinstance(validation_data, tuple) or len(validation_data) != 2:
-                raise TypeError("validation_data must be a tuple (x_val, y_val)")
-            xt, _ = self._prepare(validation_data[0], "validation_data[0]")
-            yt = self._labels(validation_data[1], xt.shape[0], "validation_data[1]")
+        sets: dict[str, np.ndarray] = {}
+        for arg, data, what in (("validation_data", validation_data, "val"),
+                                ("test_data", test_data, "test")):
+            if data is not None:
+                xs, ys = _checks.pair(data, arg, what)
+                sets[f"x_{what}"], _ = self._prepare(xs, f"{arg}[0]", core)
+                sets[f"y_{what}"] = self._labels(ys, sets[f"x_{what}"].shape[0], f"{arg}[1]")
         hyper = self._hyper({"lr_inv": lr_inv, "lr_amp_factor": lr_amp_factor,
                              "fwd_decay_inv": fwd_decay_inv,
                              "subnet_decay_inv": subnet_decay_inv,
                              "compat": self._fit_compat() if compat is None else compat})
-        if threads is not None:
-            threads = check_int(threads, "threads", minimum=1)
-        seed = self._m.config["seed"] if seed is None else check_int(seed, "seed", minimum=0)
-        cbs = list(callbacks or [])
-        bar = _progress.progress(bool(progress), epochs)
-        entries: list[dict[str, Any]] = []
+        seed = core.config["seed"] if seed is None else check_int(seed, "seed", minimum=0)
+        settings = _core.TrainSettings(
+            epochs=epochs, batch_size=batch_size, augment=_checks.augment(augment, chw),
+            shuffle=bool(shuffle), plateau=bool(plateau) or paper_protocol,
+            early_stopping=bool(early_stopping) or paper_protocol, seed=seed,
+            validation_permille=permille, validation_seed=validation_seed,
+            select_on_test=paper_protocol, **hyper)
+        if resume is None:
+            run = _core.Run(settings, xn, yl, chw, **sets)
+        else:
+            self._m, run = _engine.resume(resume, xn, yl, chw, settings, **sets)
+        return self._drive(run, list(callbacks or []), bool(progress), ckpt, checkpoint_every,
+                           threads)
+
+    def _history(self, run: Any, partial: Mapping[str, Any] | None = None,
+                 cancelled: bool = False) -> History:
+        entries = [epoch_entry(d) for d in run.history]
+        if partial is not None:
+            entries.append(epoch_entry(partial))
+        return History(entries, cancelled=cancelled, early_stopped=bool(run.early_stopped),
+                       watched=run.watched)
+
+    def _drive(self, run: Any, cbs: list[Callable[[dict[str, Any]], Any]], progress: bool,
+               ckpt: str | None, every: int, threads: int | None) -> History:
+        """The epoch loop of :meth:`fit` over a ``_core.Run``."""
+        self.history = self._history(run)
+        for cb in cbs:
+            set_model = getattr(cb, "set_model", None)
+            if callable(set_model):
+                set_model(self)
+        epochs = int(run.epochs)
+        bar = _progress.progress(progress, epochs)
+        written: tuple[int, int] | None = None
+        consistent = True  # False while an engine error may have left the run mid-step
+
+        def save() -> None:
+            nonlocal written
+            at = (int(run.epochs_done), int(run.batch))
+            if ckpt is not None and at != written:
+                written = at  # set first: a failing write is not retried by the handler below
+                run.save_checkpoint(self._m, ckpt)
 
         def on_batch(epoch: int, batch: int, batches: int, loss: int, correct: int,
                      total: int) -> None:
             if bar is not None:
                 bar.batch(epoch, batch, batches, correct, total)
 
-        def on_epoch(d: dict[str, Any]) -> bool:
-            e = epoch_entry(d)
-            entries.append(e)
-            if bar is not None:
-                bar.epoch_end(_progress.epoch_line(e, epochs))
-            stop = False
-            for cb in cbs:
-                stop = bool(cb(dict(e))) or stop
-            return stop
-
+        pending: BaseException | None = None
+        partial: Mapping[str, Any] | None = None
+        stop = False
         try:
-            raw, err = self._m.fit(
-                xn, yl, chw, x_test=xt, y_test=yt, epochs=epochs, batch_size=batch_size,
-                augment=_checks.augment(augment, chw), shuffle=bool(shuffle),
-                plateau=bool(plateau), early_stopping=bool(early_stopping), seed=seed,
-                on_batch=on_batch, on_epoch=on_epoch, threads=threads, **hyper,
-            )
+            while not run.finished:
+                consistent = False
+                d, pending = run.epoch(self._m, on_batch, threads)
+                consistent = True
+                if run.batch:  # stopped inside the epoch
+                    partial = d
+                    break
+                e = epoch_entry(d)
+                self.history = self._history(run)
+                if bar is not None:
+                    bar.epoch_end(_progress.epoch_line(e, epochs))
+                for cb in cbs:
+                    stop = bool(cb(dict(e))) or stop
+                if int(run.epochs_done) % every == 0:
+                    save()
+                if stop or pending is not None:
+                    break
+            save()
+        except BaseException as exc:
+            if consistent and written != (int(run.epochs_done), int(run.batch)):
+                save()
+            self.history = self._history(run, partial, cancelled=True)
+            _attach(exc, self.history)
+            raise
         finally:
             if bar is not None:
                 bar.close()
-        history = History([epoch_entry(d) for d in raw["epochs"]],
-                          cancelled=bool(raw["cancelled"]),
-                          early_stopped=bool(raw["early_stopped"]))
-        self.history = history
-        if err is not None:
-            try:
-                err.history = history  # type: ignore[attr-defined]
-            except AttributeError:  # pragma: no cover
-                pass
-            raise err
-        return history
+        self.history = self._history(run, partial, cancelled=stop or pending is not None)
+        if pending is not None:
+            _attach(pending, self.history)
+            raise pending
+        return self.history
 
     def train_batch(
         self,
@@ -298,3 +385,11 @@ class Model:
     def to_bytes(self) -> bytes:
         """The ``.safetensors`` file contents."""
         return self._m.to_bytes()
+
+
+def _attach(exc: BaseException, history: History) -> None:
+    """Give the exception that stopped ``fit`` the history so far (``exc.history``)."""
+    try:
+        exc.history = history  # type: ignore[attr-defined]
+    except AttributeError:  # pragma: no cover - exceptions without a __dict__
+        pass

@@ -1,4 +1,5 @@
-"""The one place that builds and loads the engine's model (``_core.Model``, of either kind).
+"""The one place that builds and loads the engine's model (``_core.Model``, of either kind),
+including the model of a resumed training run (``_core.Run.from_checkpoint``).
 
 Everything else in the package holds an :data:`EngineModel` and calls its methods; building,
 loading and telling the kinds apart happens only here.
@@ -58,3 +59,15 @@ def load(path: PathLike) -> EngineModel:
 def mlp_from_blob(data: bytes) -> EngineModel:
     """An MLP rebuilt by the device loader ``nitro_core::export::from_blob``."""
     return _core.Model.from_blob(bytes(data))
+
+
+def checkpoint_model(path: PathLike) -> EngineModel:
+    """The model of the checkpoint file ``path`` (an error if it is not a checkpoint)."""
+    return _core.Run.checkpoint_model(os.fspath(path))
+
+
+def resume(path: PathLike, x: Any, y: Any, chw: tuple[int, int, int],
+           settings: _core.TrainSettings, **sets: Any) -> tuple[EngineModel, _core.Run]:
+    """The model and the run saved in the checkpoint ``path``, continued on the same data
+    with ``settings`` (the engine checks both; ``sets``: ``x_val`` … ``y_test``)."""
+    return _core.Run.from_checkpoint(os.fspath(path), x, y, chw, settings=settings, **sets)
