@@ -173,13 +173,16 @@ pub struct History {
     pub cancelled: bool,
     /// True if early stopping ended the run.
     pub early_stopped: bool,
+    /// The run selected on the test set (the paper's protocol, `TrainConfig::select_on_test`).
+    pub select_on_test: bool,
 }
 
 impl History {
-    /// The best epoch by the watched set's accuracy: the validation accuracy when the epochs
-    /// have one, else the test accuracy (the paper's protocol); the earliest on ties.
+    /// The best epoch by the watched set's accuracy: the test accuracy when the run selected
+    /// on it (the paper's protocol), else the validation accuracy when the epochs have one,
+    /// else the test accuracy; the earliest on ties.
     pub fn best(&self) -> Option<&EpochMetrics> {
-        let by_val = self.epochs.iter().any(|e| e.val.is_some());
+        let by_val = !self.select_on_test && self.epochs.iter().any(|e| e.val.is_some());
         let key = |e: &EpochMetrics| if by_val { e.val } else { e.test };
         self.epochs.iter().filter(|e| key(e).is_some()).fold(
             None,
@@ -321,50 +324,6 @@ impl Evaluate for Cnn {
     }
 }
 
-/// The saved model of either kind trains and evaluates as its kind does.
-#[cfg(feature = "std")]
-impl Evaluate for crate::io::Model {
-    fn logits(&self, x: ArrayView2<'_, i8>) -> Result<Array2<i8>> {
-        match self {
-            crate::io::Model::Mlp(m) => m.logits(x),
-            crate::io::Model::Cnn(m) => m.logits(x),
-        }
-    }
-    fn classes(&self) -> usize {
-        match self {
-            crate::io::Model::Mlp(m) => m.config.classes,
-            crate::io::Model::Cnn(m) => m.config.classes,
-        }
-    }
-}
-
-#[cfg(feature = "std")]
-impl Trainable for crate::io::Model {
-    fn step(
-        &mut self,
-        x: ArrayView2<'_, i8>,
-        labels: &[usize],
-        hyper: &Hyper,
-    ) -> Result<StepStats> {
-        match self {
-            crate::io::Model::Mlp(m) => m.step(x, labels, hyper),
-            crate::io::Model::Cnn(m) => m.step(x, labels, hyper),
-        }
-    }
-    fn num_blocks(&self) -> usize {
-        match self {
-            crate::io::Model::Mlp(m) => m.num_blocks(),
-            crate::io::Model::Cnn(m) => m.num_blocks(),
-        }
-    }
-    fn set_hyper(&mut self, hyper: Hyper) {
-        match self {
-            crate::io::Model::Mlp(m) => m.set_hyper(hyper),
-            crate::io::Model::Cnn(m) => m.set_hyper(hyper),
-        }
-    }
-}
-
 #[cfg(feature = "std")]
 struct Clock(std::time::Instant);
 #[cfg(feature = "std")]
@@ -437,16 +396,20 @@ pub fn fit_from<M: Trainable>(
     state.check_continues(cfg, sets)?;
     state.config.epochs = cfg.epochs;
     state.config.eval_chunk = cfg.eval_chunk;
-    let (train, val): (Cow<'_, Dataset>, Option<Cow<'_, Dataset>>) = match cfg.validation {
+    // With a split, the training rows are read in place through their indices (no copy of the
+    // training set per call); the validation rows are copied once.
+    let (rows, val): (Option<Vec<usize>>, Option<Cow<'_, Dataset>>) = match cfg.validation {
         Some(split) => {
-            let (t, v) = split.apply(sets.train)?;
-            (Cow::Owned(t), Some(Cow::Owned(v)))
+            let (t, v) = split.indices(sets.train.len())?;
+            (Some(t), Some(Cow::Owned(sets.train.select(&v))))
         }
-        None => (Cow::Borrowed(sets.train), sets.val.map(Cow::Borrowed)),
+        None => (None, sets.val.map(Cow::Borrowed)),
     };
+    let train = sets.train;
     let test = sets.test;
     let bs = cfg.batch_size;
-    let batches = train.len() / bs;
+    let batches = state.order.len() / bs;
+    let mut mapped = Vec::with_capacity(bs);
     let mut cancelled = false;
     model.set_hyper(state.hyper);
     while !state.finished() {
@@ -465,7 +428,12 @@ pub fn fit_from<M: Trainable>(
         let clock = Clock::start();
         while state.batch < batches {
             let b = state.batch;
-            let idx = &state.order[b * bs..(b + 1) * bs];
+            let mut idx = &state.order[b * bs..(b + 1) * bs];
+            if let Some(rows) = &rows {
+                mapped.clear();
+                mapped.extend(idx.iter().map(|&i| rows[i]));
+                idx = &mapped;
+            }
             let (x, y) = train.batch(idx, cfg.augment.as_ref(), &mut state.augment_rng);
             let s = model.step(x.view(), &y, &state.hyper)?;
             let m = &mut state.current;
@@ -560,6 +528,7 @@ fn history_of(state: &RunState, cancelled: bool) -> History {
         epochs: state.epochs.clone(),
         cancelled,
         early_stopped: state.early_stopped,
+        select_on_test: state.config.select_on_test,
     }
 }
 
