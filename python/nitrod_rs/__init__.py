@@ -8,12 +8,13 @@
     cnn = nitrod_rs.CNN([32, "M", 64, "M"], [256], input_shape=(1, 28, 28))
 
 See ``nitrod_rs.presets`` for the paper's models, ``nitrod_rs.ops`` for the integer
-primitives and ``nitrod_rs.datasets`` for MNIST / Fashion-MNIST / CIFAR-10 loaders.
+primitives, ``nitrod_rs.datasets`` for MNIST / Fashion-MNIST / CIFAR-10 loaders and
+``nitrod_rs.deploy`` for the bit-exact ONNX and C exports and the float-weight import.
 """
 
 from __future__ import annotations
 
-from . import datasets, ops, presets
+from . import datasets, deploy, ops, presets
 from ._core import (
     ConfigError,
     FormatError,
@@ -36,6 +37,7 @@ __all__ = [
     "ShapeError",
     "ConfigError",
     "datasets",
+    "deploy",
     "ops",
     "presets",
     "__version__",
