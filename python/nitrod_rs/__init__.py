@@ -9,13 +9,14 @@
     cnn = nitrod_rs.CNN([32, "M", 64, "M"], [256], input_shape=(1, 28, 28))
 
 See ``nitrod_rs.presets`` for the paper's models, ``nitrod_rs.callbacks`` for
-``ModelCheckpoint``, ``nitrod_rs.ops`` for the integer primitives and
-``nitrod_rs.datasets`` for MNIST / Fashion-MNIST / CIFAR-10 loaders.
+``ModelCheckpoint``, ``nitrod_rs.ops`` for the integer primitives, ``nitrod_rs.datasets`` for
+MNIST / Fashion-MNIST / CIFAR-10 loaders and ``nitrod_rs.deploy`` for the bit-exact ONNX and C
+exports and the float-weight import.
 """
 
 from __future__ import annotations
 
-from . import callbacks, datasets, ops, presets
+from . import callbacks, datasets, deploy, ops, presets
 from ._core import (
     ConfigError,
     FormatError,
@@ -39,6 +40,7 @@ __all__ = [
     "ConfigError",
     "callbacks",
     "datasets",
+    "deploy",
     "ops",
     "presets",
     "__version__",

@@ -122,13 +122,21 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("file", help="a .safetensors file")
 
     x = sub.add_parser("export", parents=[debug],
-                       help="export an MLP as a no_std model blob or Rust source (devices)")
-    x.add_argument("file", help="a .safetensors file (an MLP)")
-    x.add_argument("--format", choices=("bin", "rust"), default="bin",
-                   help="bin: the compact blob (nitro_core::export::from_blob loads it); "
-                        "rust: const arrays")
-    x.add_argument("--out", required=True, help="the file to write")
-    x.add_argument("--name", default=None, help="the model's name in the Rust source")
+                       help="export a model: ONNX or C (MLPs and CNNs), or an MLP's no_std "
+                            "blob or Rust source (devices)")
+    x.add_argument("file", help="a .safetensors file")
+    x.add_argument("--format", choices=("bin", "rust", "onnx", "c"), default="bin",
+                   help="bin: the compact MLP blob (nitro_core::export::from_blob loads it); "
+                        "rust: an MLP as const arrays; onnx: an integer-only ONNX graph "
+                        "(needs nitrod-rs[onnx]); c: a C99 .h/.c pair (--out is a directory)")
+    x.add_argument("--out", required=True,
+                   help="the file to write (the directory for --format c)")
+    x.add_argument("--name", default=None,
+                   help="the model's name in the Rust source, the ONNX graph's name, or the "
+                        "base name of the C files (default nitrod_model)")
+    x.add_argument("--prefix", default="nitrod",
+                   help="C only: the prefix of the function and macros (default nitrod: "
+                        "nitrod_predict, NITROD_SCRATCH_BYTES)")
     return p
 
 
@@ -380,9 +388,19 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .models import MLP, load
 
     model = load(args.file)
+    if args.format == "onnx":
+        size = model.to_onnx(args.out, name=args.name)
+        print(f"wrote {args.out} ({size} bytes, onnx) from {args.file}", file=sys.stderr)
+        return 0
+    if args.format == "c":
+        paths = model.to_c(args.out, name=args.name or "nitrod_model", prefix=args.prefix)
+        sizes = ", ".join(f"{p} ({p.stat().st_size} bytes)" for p in paths)
+        print(f"wrote {sizes} from {args.file}", file=sys.stderr)
+        return 0
     if not isinstance(model, MLP):
-        raise ValueError(f"{args.file} is a CNN; export supports MLP models only "
-                         "(the device blob format has no convolutions)")
+        raise ValueError(f"{args.file} is a CNN; --format {args.format} supports MLP models "
+                         "only (the device blob format has no convolutions; use --format onnx "
+                         "or --format c)")
     if args.format == "bin":
         out: bytes = model.to_blob()
     else:
