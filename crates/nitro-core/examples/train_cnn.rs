@@ -137,8 +137,12 @@ fn run(args: &[String]) -> Result<(), String> {
         Some(s) => s,
         None => RunState::new(&cfg, &sets).map_err(|e| e.to_string())?,
     };
+    let label = match &resume {
+        Some(p) => format!("the run of {}", p.display()),
+        None => preset.clone(),
+    };
     println!(
-        "{preset} on {dataset}: {n} train / {nt} test images, {} parameters, augment {:?}, compat {}, threads {}",
+        "{label} on {dataset}: {n} train / {nt} test images, {} parameters, augment {:?}, compat {}, threads {}",
         cnn.num_parameters(),
         cfg.augment,
         cfg.hyper.compat.name(),
