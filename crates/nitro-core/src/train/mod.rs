@@ -73,6 +73,22 @@ impl TrainConfig {
             return Err(Error::config("batch_size must be positive"));
         }
         self.hyper.sgds()?;
+        for d in [Some(sets.train), sets.val, sets.test]
+            .into_iter()
+            .flatten()
+        {
+            d.validate()?;
+        }
+        if let Some(a) = &self.augment {
+            let (_, h, w) = sets.train.chw;
+            if a.pad > h.max(w) {
+                return Err(Error::config(format!(
+                    "augment.pad {} is larger than the {h}×{w} training images (SPEC §2 pads by \
+                     2 or 4)",
+                    a.pad
+                )));
+            }
+        }
         let rows = match self.validation {
             Some(s) => {
                 if sets.val.is_some() {
@@ -468,13 +484,14 @@ pub fn fit_from<M: Trainable>(
             let idx = &state.order[b * bs..(b + 1) * bs];
             let (x, y) = train.batch(idx, cfg.augment.as_ref(), &mut state.augment_rng);
             let s = model.step(x.view(), &y, &state.hyper)?;
+            // Saturating: a resumed state's running sums come from a file.
             let m = &mut state.current;
-            m.train_loss += s.loss;
-            m.train.correct += s.correct;
-            m.train.total += s.total;
+            m.train_loss = m.train_loss.saturating_add(s.loss);
+            m.train.correct = m.train.correct.saturating_add(s.correct);
+            m.train.total = m.train.total.saturating_add(s.total);
             for (f, l) in m.blocks.iter_mut().zip(&s.blocks) {
-                f.correct += l.correct;
-                f.total += s.total;
+                f.correct = f.correct.saturating_add(l.correct);
+                f.total = f.total.saturating_add(s.total);
             }
             state.batch += 1;
             let p = Progress {
@@ -489,7 +506,7 @@ pub fn fit_from<M: Trainable>(
                 break;
             }
         }
-        state.current.train_millis += clock.millis();
+        state.current.train_millis = state.current.train_millis.saturating_add(clock.millis());
         // The model records the settings its last batch was trained with (saved with it).
         model.set_hyper(state.hyper);
         if cancelled && state.batch < batches {
