@@ -247,3 +247,58 @@ fn fit_stops_with_the_model_of_the_last_good_step() {
     assert_overflow_in(&e, "linear_encoder_01");
     assert_eq!(params(&m), before);
 }
+
+/// `fit_from` on a failing step leaves the run's state as before that batch (the epoch's
+/// shuffle and the augmentation stream included): saved with the model, it continues the run.
+#[test]
+fn a_failed_step_gives_the_run_state_back() {
+    use nitro_core::train::{fit_from, Control};
+    use nitro_core::{Augment, RunState};
+    let (x, y) = batch(96, 20, 4, 5);
+    let data = Dataset::new(x, y, (1, 4, 5)).unwrap();
+    let sets = Sets::new(&data, None);
+    let cfg = TrainConfig {
+        epochs: 2,
+        batch_size: 32,
+        augment: Some(Augment { pad: 1, flip: true }),
+        ..TrainConfig::default()
+    };
+    let go = &mut |_: &nitro_core::train::Progress| Control::Continue;
+    for stop_after in [0, 1] {
+        // A run stopped after `stop_after` batches (0: between epochs, after the first).
+        let mut m = mlp();
+        let mut state = RunState::new(&cfg, &sets).unwrap();
+        let mut n = 0;
+        let stop = &mut |_: &nitro_core::train::Progress| {
+            n += 1;
+            if n == 3 + stop_after {
+                Control::Stop
+            } else {
+                Control::Continue
+            }
+        };
+        fit_from(&mut m, &sets, &cfg, &mut state, stop, &mut |_| {
+            Ok(Control::Continue)
+        })
+        .unwrap();
+        assert_eq!((state.epoch, state.batch), (1, stop_after));
+        let good = m.parameter("linear_encoder_01").unwrap();
+        let before = state.clone();
+        let mut bad = m.clone();
+        poison(&mut bad, "linear_encoder_01");
+        assert!(fit_from(&mut bad, &sets, &cfg, &mut state, go, &mut |_| Ok(
+            Control::Continue
+        ))
+        .is_err());
+        assert_eq!(state, before, "the failed batch moved the run's state");
+        // Continuing from it, the model restored, gives the uninterrupted run.
+        bad.load(&[("linear_encoder_01", good.view())]).unwrap();
+        fit_from(&mut bad, &sets, &cfg, &mut state, go, &mut |_| {
+            Ok(Control::Continue)
+        })
+        .unwrap();
+        let mut whole = mlp();
+        fit(&mut whole, &sets, &cfg, go, &mut |_| Ok(Control::Continue)).unwrap();
+        assert_eq!(params(&bad), params(&whole));
+    }
+}

@@ -267,6 +267,7 @@ pub fn score<M: Evaluate + ?Sized>(model: &M, data: &Dataset, chunk: usize) -> R
     if data.is_empty() {
         return Err(Error::shape("empty evaluation set"));
     }
+    data.validate()?;
     let chunk = chunk.max(1);
     let (mut correct, mut loss) = (0u64, 0i64);
     for start in (0..data.len()).step_by(chunk) {
@@ -337,50 +338,6 @@ impl Evaluate for Cnn {
     }
 }
 
-/// The saved model of either kind trains and evaluates as its kind does.
-#[cfg(feature = "std")]
-impl Evaluate for crate::io::Model {
-    fn logits(&self, x: ArrayView2<'_, i8>) -> Result<Array2<i8>> {
-        match self {
-            crate::io::Model::Mlp(m) => m.logits(x),
-            crate::io::Model::Cnn(m) => m.logits(x),
-        }
-    }
-    fn classes(&self) -> usize {
-        match self {
-            crate::io::Model::Mlp(m) => m.config.classes,
-            crate::io::Model::Cnn(m) => m.config.classes,
-        }
-    }
-}
-
-#[cfg(feature = "std")]
-impl Trainable for crate::io::Model {
-    fn step(
-        &mut self,
-        x: ArrayView2<'_, i8>,
-        labels: &[usize],
-        hyper: &Hyper,
-    ) -> Result<StepStats> {
-        match self {
-            crate::io::Model::Mlp(m) => m.step(x, labels, hyper),
-            crate::io::Model::Cnn(m) => m.step(x, labels, hyper),
-        }
-    }
-    fn num_blocks(&self) -> usize {
-        match self {
-            crate::io::Model::Mlp(m) => m.num_blocks(),
-            crate::io::Model::Cnn(m) => m.num_blocks(),
-        }
-    }
-    fn set_hyper(&mut self, hyper: Hyper) {
-        match self {
-            crate::io::Model::Mlp(m) => m.set_hyper(hyper),
-            crate::io::Model::Cnn(m) => m.set_hyper(hyper),
-        }
-    }
-}
-
 #[cfg(feature = "std")]
 struct Clock(std::time::Instant);
 #[cfg(feature = "std")]
@@ -436,6 +393,10 @@ pub fn fit<M: Trainable>(
 /// the run's settings; only `epochs` (and `eval_chunk`) may differ, and the sets must be the
 /// ones it started with (checked by fingerprint).
 ///
+/// A training step that fails (e.g. an [`Error::Overflow`]) ends the run with that error, the
+/// model unchanged by it (steps are all-or-nothing) and `state` as it was before that batch,
+/// so that a checkpoint of the two continues the run.
+///
 /// `on_batch` is called after every batch and `on_epoch` after every epoch, after the
 /// epoch's bookkeeping; returning [`Control::Stop`] ends training there, with a consistent
 /// model, a state that continues the run, and the history so far (`History::cancelled` set).
@@ -467,6 +428,15 @@ pub fn fit_from<M: Trainable>(
     model.set_hyper(state.hyper);
     while !state.finished() {
         let epoch = state.epoch + 1;
+        // A failed step gives the state back as it was before its batch (and, in an epoch's
+        // first batch, before the epoch's shuffle): the run continues from there.
+        let mut epoch_start = (state.batch == 0).then(|| {
+            (
+                state.shuffle_rng.clone(),
+                state.order.clone(),
+                state.current.clone(),
+            )
+        });
         if state.batch == 0 {
             if cfg.shuffle {
                 state.shuffle_rng.shuffle(&mut state.order);
@@ -482,8 +452,18 @@ pub fn fit_from<M: Trainable>(
         while state.batch < batches {
             let b = state.batch;
             let idx = &state.order[b * bs..(b + 1) * bs];
+            let augment_rng = state.augment_rng.clone();
             let (x, y) = train.batch(idx, cfg.augment.as_ref(), &mut state.augment_rng);
-            let s = model.step(x.view(), &y, &state.hyper)?;
+            let s = match model.step(x.view(), &y, &state.hyper) {
+                Ok(s) => s,
+                Err(e) => {
+                    state.augment_rng = augment_rng;
+                    if let (0, Some((rng, order, current))) = (state.batch, epoch_start.take()) {
+                        (state.shuffle_rng, state.order, state.current) = (rng, order, current);
+                    }
+                    return Err(e);
+                }
+            };
             // Saturating: a resumed state's running sums come from a file.
             let m = &mut state.current;
             m.train_loss = m.train_loss.saturating_add(s.loss);
