@@ -5,7 +5,9 @@ use crate::arith::isqrt;
 use crate::error::{Error, Result};
 use crate::layers::ActivationKind;
 use crate::rng::Pcg32;
-use ndarray::{Array, Dimension, ShapeBuilder};
+use alloc::format;
+use alloc::vec::Vec;
+use ndarray::{Array, Dimension, IntoDimension, ShapeBuilder};
 
 /// Which bound formula to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,6 +94,28 @@ pub fn uniform<D: Dimension, Sh: ShapeBuilder<Dim = D>>(
         *v = rng.symmetric(bound);
     }
     a
+}
+
+/// [`uniform`] (the same values) with a fallible allocation: when the memory for the tensor
+/// cannot be had, an [`Error::Config`] naming `layer` and the size instead of an abort.
+pub fn try_uniform<Sh: IntoDimension>(
+    shape: Sh,
+    bound: u32,
+    rng: &mut Pcg32,
+    layer: &str,
+) -> Result<Array<i32, Sh::Dim>> {
+    let dim = shape.into_dimension();
+    let too_big = || {
+        Error::config(format!(
+            "{layer}: cannot allocate a {:?} weight tensor",
+            dim.slice()
+        ))
+    };
+    let n = dim.size_checked().ok_or_else(too_big)?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| too_big())?;
+    v.extend((0..n).map(|_| rng.symmetric(bound)));
+    Array::from_shape_vec(dim, v).map_err(|e| Error::shape(format!("{layer}: {e}")))
 }
 
 #[cfg(test)]

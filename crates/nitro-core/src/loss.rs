@@ -79,6 +79,13 @@ pub fn count_correct_chunked<'a>(
     chunk: usize,
     predict: impl Fn(ArrayView2<'a, i8>) -> Result<Vec<usize>>,
 ) -> Result<u64> {
+    if labels.len() != x.nrows() {
+        return Err(Error::shape(format!(
+            "{} samples but {} labels",
+            x.nrows(),
+            labels.len()
+        )));
+    }
     let chunk = chunk.max(1);
     let mut correct = 0u64;
     for start in (0..x.nrows()).step_by(chunk) {

@@ -40,6 +40,10 @@ pub fn bias(layer: &str) -> String {
     format!("{layer}{BIAS_SUFFIX}")
 }
 
+/// The tensor a checkpoint file adds to the model's tensors: the current order of the training
+/// rows (`io::Checkpoint`). A plain model load accepts it beside the architecture's tensors.
+pub const CHECKPOINT_ORDER: &str = "checkpoint.order";
+
 /// The initialisation stream of the forward layer (linear or conv) of entry `i`.
 pub const fn encoder_stream(i: usize) -> u64 {
     i as u64

@@ -192,3 +192,67 @@ fn overflowing_update_is_an_error_naming_the_layer() {
         "weights untouched after a failed update"
     );
 }
+
+/// The names in `dir`, sorted.
+fn listing(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_killed_writers_temporary_file_is_reused_not_left_behind() {
+    let (m, x) = trained_model();
+    let dir = std::env::temp_dir().join(format!("nitro-io-stale-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("m.safetensors");
+    // What a writer killed between its write and its rename leaves: a partial temporary file
+    // (one of another process, another time).
+    std::fs::write(dir.join(".m.safetensors.tmp"), b"partial garbage").unwrap();
+    for _ in 0..3 {
+        save_file(&m, &p).unwrap();
+        assert_eq!(listing(&dir), ["m.safetensors"]);
+    }
+    assert_eq!(
+        load_file(&p).unwrap().predict(x.view()).unwrap(),
+        m.predict(x.view()).unwrap()
+    );
+    // A failed write (the target is a directory: the rename fails) leaves nothing either.
+    let sub = dir.join("sub.safetensors");
+    std::fs::create_dir(&sub).unwrap();
+    std::fs::write(sub.join("keep"), b"x").unwrap();
+    assert!(matches!(save_file(&m, &sub), Err(Error::Io { .. })));
+    assert_eq!(listing(&dir), ["m.safetensors", "sub.safetensors"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn concurrent_writers_of_one_file_take_turns() {
+    let (m, _) = trained_model();
+    let mut other = m.clone();
+    other.hyper = Some(Hyper::default());
+    let (a, b) = (to_bytes(&m).unwrap(), to_bytes(&other).unwrap());
+    let dir = std::env::temp_dir().join(format!("nitro-io-race-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("m.safetensors");
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (p, a, b) = (&p, &a, &b);
+            s.spawn(move || {
+                for _ in 0..20 {
+                    nitro_core::io::write_atomic(p, if t % 2 == 0 { a } else { b }).unwrap();
+                    // Whatever is there is one complete file.
+                    let now = std::fs::read(p).unwrap();
+                    assert!(now == *a || now == *b, "a torn file");
+                }
+            });
+        }
+    });
+    let last = std::fs::read(&p).unwrap();
+    assert!(last == a || last == b);
+    assert_eq!(listing(&dir), ["m.safetensors"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -302,7 +302,7 @@ fn a_failed_checkpoint_write_leaves_the_old_file() {
     let (m, _, saved) = uninterrupted(mlp, &sets, &config(2));
     std::fs::write(&path, &saved[0]).unwrap();
     // The temporary file's name is taken by a directory: the write must fail cleanly.
-    let tmp = dir.join(format!(".run.ckpt.tmp-{}", std::process::id()));
+    let tmp = nitro_core::io::temp_path(&path).unwrap();
     std::fs::create_dir_all(&tmp).unwrap();
     let state = Checkpoint::from_bytes(&saved[1]).unwrap().state;
     let e = Checkpoint::save_file(&path, &m, &state).unwrap_err();

@@ -147,7 +147,51 @@ impl LocalConv2dBlock {
     /// The local update (SPEC §4.1, §4.3): head forward on the saved output, local error, head
     /// update passing `δ·W_head` back through Flatten and the pooling, activation backward,
     /// convolution update. Conv blocks are updated once, also in [`Compat::Reference`].
+    /// All-or-nothing: on error neither layer is changed.
     pub fn local_update(
+        &mut self,
+        target: &Array2<i8>,
+        labels: &[usize],
+        fwd_sgd: &Sgd,
+        head_sgd: &Sgd,
+        compat: Compat,
+    ) -> Result<LocalStats> {
+        let stats = self.stage_update(target, labels, fwd_sgd, head_sgd, compat)?;
+        self.commit();
+        Ok(stats)
+    }
+
+    /// [`LocalConv2dBlock::local_update`] without the final write: both layers' updates are
+    /// checked and kept for [`LocalConv2dBlock::commit`] or [`LocalConv2dBlock::discard`]. On
+    /// error they are already discarded.
+    pub(crate) fn stage_update(
+        &mut self,
+        target: &Array2<i8>,
+        labels: &[usize],
+        fwd_sgd: &Sgd,
+        head_sgd: &Sgd,
+        compat: Compat,
+    ) -> Result<LocalStats> {
+        let result = self.stage_once(target, labels, fwd_sgd, head_sgd, compat);
+        if result.is_err() {
+            self.discard();
+        }
+        result
+    }
+
+    /// Write the staged updates: the step succeeded.
+    pub(crate) fn commit(&mut self) {
+        self.head.commit();
+        self.conv.commit();
+    }
+
+    /// Drop the staged updates: the step failed.
+    pub(crate) fn discard(&mut self) {
+        self.head.discard();
+        self.conv.discard();
+    }
+
+    fn stage_once(
         &mut self,
         target: &Array2<i8>,
         labels: &[usize],
@@ -177,7 +221,7 @@ impl LocalConv2dBlock {
         if let Some(p) = self.pool.as_mut().filter(|p| p.kind == PoolKind::Max) {
             let mut sparse = p.backward_sparse(back.view())?;
             self.act.backward_sparse(&mut sparse)?;
-            self.conv.backward_sparse(&sparse, fwd_sgd)?;
+            self.conv.stage_backward_sparse(&sparse, fwd_sgd)?;
             return Ok(stats);
         }
         let back = match &mut self.pool {
@@ -185,7 +229,7 @@ impl LocalConv2dBlock {
             None => back,
         };
         let d_act = self.act.backward(back)?;
-        self.conv.backward(d_act.view(), fwd_sgd)?;
+        self.conv.stage_backward(d_act.view(), fwd_sgd)?;
         Ok(stats)
     }
 

@@ -18,7 +18,9 @@ pub(super) fn take_saved<A>(saved: &mut Option<A>, layer: &str) -> Result<A> {
 }
 
 /// Head forward on the (flattened) block output `h`, the local loss against `target`, and the
-/// head update; returns the stats and the error `δ·W_head` for the block's forward layers.
+/// head update, staged (`Linear::stage_backward`: checked, not yet written); returns the stats
+/// and the error `δ·W_head` (with the head's weights before the update) for the block's
+/// forward layers.
 pub(super) fn update_head(
     head: &mut Linear,
     head_scale: &Scaling,
@@ -32,7 +34,7 @@ pub(super) fn update_head(
     let (loss, correct) = loss_and_correct(&pred, target, labels);
     let delta = output_error(&pred, target, compat);
     let back = head
-        .backward(delta.view(), true, head_sgd)?
-        .expect("input error requested");
+        .stage_backward(delta.view(), true, head_sgd)?
+        .ok_or_else(|| Error::config(format!("{}: no input error", head.name)))?;
     Ok((LocalStats { loss, correct }, back))
 }

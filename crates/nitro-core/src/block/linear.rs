@@ -3,7 +3,7 @@
 
 use super::head::{take_saved, update_head};
 use crate::error::Result;
-use crate::init::{bound, uniform, Init};
+use crate::init::{bound, try_uniform, Init};
 use crate::kernels::Int;
 use crate::layers::{Activation, ActivationKind, Linear, Scaling};
 use crate::metrics::LocalStats;
@@ -43,25 +43,16 @@ impl LocalLinearBlock {
         bias: bool,
         seed: u64,
     ) -> Result<Self> {
+        let (fwd, head) = (names::linear_encoder(index), names::linear_pred(index));
         let mut r = Pcg32::new(seed, names::encoder_stream(index));
-        let w = uniform(
-            (outputs, inputs),
-            bound(init, kind, inputs, outputs),
-            &mut r,
-        );
+        let b = bound(init, kind, inputs, outputs);
+        let w = try_uniform((outputs, inputs), b, &mut r, &fwd)?;
         let mut r = Pcg32::new(seed, names::head_stream(index));
-        let h = uniform(
-            (classes, outputs),
-            bound(init, kind, outputs, classes),
-            &mut r,
-        );
+        let b = bound(init, kind, outputs, classes);
+        let h = try_uniform((classes, outputs), b, &mut r, &head)?;
         let b1 = bias.then(|| ndarray::Array1::zeros(outputs));
         let b2 = bias.then(|| ndarray::Array1::zeros(classes));
-        Self::from_layers(
-            Linear::new(names::linear_encoder(index), w, b1)?,
-            Linear::new(names::linear_pred(index), h, b2)?,
-            kind,
-        )
+        Self::from_layers(Linear::new(fwd, w, b1)?, Linear::new(head, h, b2)?, kind)
     }
 
     /// A block from existing layers (e.g. loaded from a file).
@@ -123,6 +114,7 @@ impl LocalLinearBlock {
     /// The local update of SPEC §4.1/§4.3 on what the training forward saved: head forward,
     /// local error, head update (passing `δ·W_head` back), activation backward, forward-layer
     /// update. `repeat` re-runs it on the same saved tensors (SPEC §12, item 1).
+    /// All-or-nothing: on error neither layer is changed.
     pub fn local_update(
         &mut self,
         target: &Array2<i8>,
@@ -132,25 +124,61 @@ impl LocalLinearBlock {
         compat: Compat,
         repeat: bool,
     ) -> Result<LocalStats> {
-        let h = take_saved(&mut self.saved_out, &self.fwd.name)?;
-        let (fwd_saved, act_saved) = if repeat {
-            (Some(self.fwd.clone()), Some(self.act.clone()))
-        } else {
-            (None, None)
-        };
-        let stats = self.update_once(&h, target, labels, fwd_sgd, head_sgd, compat)?;
-        if let (Some(f), Some(a)) = (fwd_saved, act_saved) {
-            // Restore the saved forward input and activation input, keeping the new weights.
-            let w = core::mem::replace(&mut self.fwd, f);
-            self.fwd.weight = w.weight;
-            self.fwd.bias = w.bias;
-            self.act = a;
-            self.update_once(&h, target, labels, fwd_sgd, head_sgd, compat)?;
-        }
+        let stats = self.stage_update(target, labels, fwd_sgd, head_sgd, compat, repeat)?;
+        self.commit();
         Ok(stats)
     }
 
-    fn update_once(
+    /// [`LocalLinearBlock::local_update`] without the final write: both layers' updates are
+    /// checked and kept for [`LocalLinearBlock::commit`] or [`LocalLinearBlock::discard`]. On
+    /// error they are already discarded.
+    ///
+    /// With `repeat` the second run must see the first run's result (head forward and `δ·W`
+    /// with the updated head, updates on top of the updated weights): the first run's updates
+    /// are written provisionally, and [`LocalLinearBlock::discard`] returns to the parameters
+    /// from before the step.
+    pub(crate) fn stage_update(
+        &mut self,
+        target: &Array2<i8>,
+        labels: &[usize],
+        fwd_sgd: &Sgd,
+        head_sgd: &Sgd,
+        compat: Compat,
+        repeat: bool,
+    ) -> Result<LocalStats> {
+        let result = (|| {
+            let h = take_saved(&mut self.saved_out, &self.fwd.name)?;
+            // The forward input and the activation input, for the second run.
+            let again = repeat.then(|| (self.fwd.saved_input().cloned(), self.act.clone()));
+            let stats = self.stage_once(&h, target, labels, fwd_sgd, head_sgd, compat)?;
+            if let Some((x, act)) = again {
+                self.head.write_provisionally();
+                self.fwd.write_provisionally();
+                self.fwd.restore_input(x);
+                self.act = act;
+                self.stage_once(&h, target, labels, fwd_sgd, head_sgd, compat)?;
+            }
+            Ok(stats)
+        })();
+        if result.is_err() {
+            self.discard();
+        }
+        result
+    }
+
+    /// Write the staged updates: the step succeeded.
+    pub(crate) fn commit(&mut self) {
+        self.head.commit();
+        self.fwd.commit();
+    }
+
+    /// Drop the staged updates and return to the parameters from before the step.
+    pub(crate) fn discard(&mut self) {
+        self.head.discard();
+        self.fwd.discard();
+    }
+
+    fn stage_once(
         &mut self,
         h: &Array2<i8>,
         target: &Array2<i8>,
@@ -169,7 +197,7 @@ impl LocalLinearBlock {
             compat,
         )?;
         let d_act = self.act.backward(back)?;
-        self.fwd.backward(d_act.view(), false, fwd_sgd)?;
+        self.fwd.stage_backward(d_act.view(), false, fwd_sgd)?;
         Ok(stats)
     }
 

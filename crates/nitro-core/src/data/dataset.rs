@@ -21,20 +21,30 @@ pub struct Dataset {
 impl Dataset {
     /// Validate and build.
     pub fn new(x: Array2<i8>, y: Vec<usize>, chw: (usize, usize, usize)) -> Result<Self> {
-        if x.nrows() != y.len() {
+        let d = Dataset { x, y, chw };
+        d.validate()?;
+        Ok(d)
+    }
+
+    /// The checks of [`Dataset::new`], for a set whose (public) fields were set directly: one
+    /// label per image, and `C·H·W` values per image.
+    pub fn validate(&self) -> Result<()> {
+        if self.x.nrows() != self.y.len() {
             return Err(Error::shape(format!(
                 "{} images but {} labels",
-                x.nrows(),
-                y.len()
+                self.x.nrows(),
+                self.y.len()
             )));
         }
-        if chw.0 * chw.1 * chw.2 != x.ncols() {
+        let (c, h, w) = self.chw;
+        if c.checked_mul(h).and_then(|v| v.checked_mul(w)) != Some(self.x.ncols()) {
             return Err(Error::shape(format!(
-                "image geometry {chw:?} does not match {} values per image",
-                x.ncols()
+                "image geometry {:?} does not match {} values per image",
+                self.chw,
+                self.x.ncols()
             )));
         }
-        Ok(Dataset { x, y, chw })
+        Ok(())
     }
 
     /// Number of images.

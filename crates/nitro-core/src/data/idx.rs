@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use alloc::format;
-use alloc::string::ToString;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -23,26 +23,110 @@ fn io_err(path: &Path, e: std::io::Error) -> Error {
     }
 }
 
+/// The most a DEFLATE stream can expand (its longest match, 258 bytes, costs at least two
+/// bits): a gzip file of `n` bytes cannot hold more than about `1032·n` bytes of data.
+const MAX_GZIP_RATIO: u64 = 1032;
+
 /// Read an IDX file of unsigned bytes (type code 0x08), gzip or raw.
+///
+/// Memory is bounded by what the file can hold: the header is read first, and the payload it
+/// declares is checked against the file's size (for gzip, against the most the compressed
+/// size can expand to) before it is allocated; a payload of another size is an error naming
+/// the file.
 pub fn read_idx_u8(path: &Path) -> Result<IdxU8> {
-    let raw = std::fs::read(path).map_err(|e| io_err(path, e))?;
-    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| Error::format(format!("{}: corrupt gzip stream: {e}", path.display())))?;
-        out
-    } else {
-        raw
-    };
-    parse_idx_u8(&bytes).map_err(|e| match e {
+    let named = |e: Error| match e {
         Error::Format(m) => Error::format(format!("{}: {m}", path.display())),
         other => other,
-    })
+    };
+    let file = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
+    let size = file.metadata().map_err(|e| io_err(path, e))?.len();
+    let mut file = std::io::BufReader::new(file);
+    let mut magic = [0u8; 2];
+    let got = read_full(&mut file, &mut magic).map_err(|e| io_err(path, e))?;
+    let start = std::io::Cursor::new(magic[..got].to_vec());
+    if got == 2 && magic == [0x1f, 0x8b] {
+        let gz = flate2::read::GzDecoder::new(start.chain(file));
+        let most = size.saturating_mul(MAX_GZIP_RATIO);
+        read_stream(gz, most).map_err(|e| match e {
+            StreamError::Io(e) => {
+                Error::format(format!("{}: corrupt gzip stream: {e}", path.display()))
+            }
+            StreamError::Format(e) => named(e),
+        })
+    } else {
+        read_stream(start.chain(file), size).map_err(|e| match e {
+            StreamError::Io(e) => io_err(path, e),
+            StreamError::Format(e) => named(e),
+        })
+    }
 }
 
-/// Parse the bytes of an unsigned-byte IDX file.
-pub fn parse_idx_u8(b: &[u8]) -> Result<IdxU8> {
+/// What reading an IDX stream can fail with: the stream itself, or its contents.
+enum StreamError {
+    Io(std::io::Error),
+    Format(Error),
+}
+
+impl From<std::io::Error> for StreamError {
+    fn from(e: std::io::Error) -> Self {
+        StreamError::Io(e)
+    }
+}
+
+/// Fill `buf` as far as the stream goes; the number of bytes read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Read an IDX stream that holds at most `most` bytes: header, then exactly the payload it
+/// declares, allocated only once the declared size is known to fit.
+fn read_stream(mut r: impl Read, most: u64) -> Result<IdxU8, StreamError> {
+    let mut head = [0u8; 4];
+    let n = read_full(&mut r, &mut head)?;
+    let mut header = head[..n].to_vec();
+    if n == 4 {
+        let mut dims = alloc::vec![0u8; 4 * usize::from(head[3])];
+        let n = read_full(&mut r, &mut dims)?;
+        header.extend_from_slice(&dims[..n]);
+    }
+    let (dims, total) = parse_header(&header).map_err(StreamError::Format)?;
+    let room = most.saturating_sub(header.len() as u64);
+    if total as u64 > room {
+        return Err(StreamError::Format(Error::format(format!(
+            "IDX header promises {total} bytes of data ({dims:?}), more than the file can hold"
+        ))));
+    }
+    let mut data = Vec::new();
+    data.try_reserve_exact(total).map_err(|_| {
+        StreamError::Format(Error::format(format!(
+            "cannot allocate the {total} bytes of data the IDX header promises"
+        )))
+    })?;
+    // One byte more than promised tells a longer payload apart.
+    r.take(total as u64 + 1).read_to_end(&mut data)?;
+    if data.len() != total {
+        let has = match data.len() > total {
+            true => String::from("more"),
+            false => data.len().to_string(),
+        };
+        return Err(StreamError::Format(Error::format(format!(
+            "IDX header promises {total} bytes of data, file has {has}"
+        ))));
+    }
+    Ok(IdxU8 { dims, data })
+}
+
+/// The dimensions and payload size of an IDX header, `b` holding at least the header.
+fn parse_header(b: &[u8]) -> Result<(Vec<usize>, usize)> {
     if b.len() < 4 || b[0] != 0 || b[1] != 0 {
         return Err(Error::format("not an IDX file (bad magic)"));
     }
@@ -58,15 +142,20 @@ pub fn parse_idx_u8(b: &[u8]) -> Result<IdxU8> {
     }
     let mut dims = Vec::with_capacity(nd);
     let mut total: usize = 1;
-    for i in 0..nd {
-        let o = 4 + 4 * i;
-        let d = u32::from_be_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]) as usize;
+    for d in b[4..4 + 4 * nd].chunks_exact(4) {
+        let d = u32::from_be_bytes([d[0], d[1], d[2], d[3]]) as usize;
         total = total
             .checked_mul(d)
             .ok_or_else(|| Error::format("IDX dimensions overflow"))?;
         dims.push(d);
     }
-    let payload = &b[4 + 4 * nd..];
+    Ok((dims, total))
+}
+
+/// Parse the bytes of an unsigned-byte IDX file.
+pub fn parse_idx_u8(b: &[u8]) -> Result<IdxU8> {
+    let (dims, total) = parse_header(b)?;
+    let payload = &b[4 + 4 * dims.len()..];
     if payload.len() != total {
         return Err(Error::format(format!(
             "IDX header promises {total} bytes of data, file has {}",

@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 /// The metadata key of the run state.
 pub const CHECKPOINT_KEY: &str = "checkpoint";
 /// The tensor of the training rows' current order.
-pub const ORDER_TENSOR: &str = "checkpoint.order";
+pub const ORDER_TENSOR: &str = crate::names::CHECKPOINT_ORDER;
 /// Version of the run-state layout.
 const VERSION: u64 = 1;
 

@@ -1,6 +1,6 @@
 //! Persistence of CNNs (SPEC §8).
 
-use super::container::{deserialize, push_layer, serialize_sorted, tensor_i32};
+use super::container::{check_no_extra, deserialize, push_layer, serialize_sorted, tensor_i32};
 use super::meta::{get_str, get_u64, get_usize, meta_err, metadata, Header};
 use super::settings::{extend_json, push_settings_json};
 use crate::error::{Error, Result};
@@ -169,9 +169,11 @@ pub fn cnn_from_bytes(bytes: &[u8]) -> Result<Cnn> {
     let header = Header::read(bytes)?;
     let config = parse_config(&header.arch)?;
     let st = deserialize(bytes)?;
+    let shapes = config.tensor_shapes()?;
+    check_no_extra(&st, shapes.iter().map(|(n, _)| n.as_str()))?;
     // Read every tensor first: memory stays bounded by the file's own size.
     let mut loaded = Vec::new();
-    for (name, shape) in config.tensor_shapes()? {
+    for (name, shape) in shapes {
         let data = tensor_i32(&st, &name, &shape)?;
         loaded.push((name, shape, data));
     }

@@ -101,7 +101,8 @@ pub(super) fn tensor_i32(st: &SafeTensors<'_>, name: &str, shape: &[usize]) -> R
         )));
     }
     let d = t.data();
-    if d.len() != shape.iter().product::<usize>() * 4 {
+    let bytes = shape.iter().try_fold(4usize, |n, &d| n.checked_mul(d));
+    if bytes != Some(d.len()) {
         return Err(Error::format(format!(
             "tensor {name:?} has the wrong number of bytes"
         )));
@@ -109,6 +110,40 @@ pub(super) fn tensor_i32(st: &SafeTensors<'_>, name: &str, shape: &[usize]) -> R
     Ok(d.chunks_exact(4)
         .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect())
+}
+
+/// Every tensor of the file is one the architecture has (`expected`) or a checkpoint's
+/// [`names::CHECKPOINT_ORDER`]: a tensor the model would not read is an error, not ignored.
+pub(super) fn check_no_extra<'a>(
+    st: &SafeTensors<'_>,
+    expected: impl IntoIterator<Item = &'a str>,
+) -> Result<()> {
+    let mut expected: Vec<&str> = expected.into_iter().collect();
+    expected.push(names::CHECKPOINT_ORDER);
+    expected.sort_unstable();
+    let mut extra: Vec<&str> = st
+        .names()
+        .into_iter()
+        .filter(|n| expected.binary_search(n).is_err())
+        .collect();
+    if extra.is_empty() {
+        return Ok(());
+    }
+    extra.sort_unstable();
+    let bias = extra.iter().any(|n| n.ends_with(names::BIAS_SUFFIX));
+    Err(Error::format(format!(
+        "tensor {:?}{} is not part of the architecture in the metadata{}",
+        extra[0],
+        match extra.len() {
+            1 => String::new(),
+            n => format!(" (and {} more)", n - 1),
+        },
+        if bias {
+            " (a bias tensor in a file whose architecture has \"bias\": false?)"
+        } else {
+            ""
+        }
+    )))
 }
 
 /// The metadata map of a safetensors buffer (empty if none).

@@ -4,14 +4,10 @@ use crate::error::{Error, Result};
 use alloc::format;
 use alloc::string::ToString;
 
-/// Write bytes to `path` atomically: a temporary file in the same directory, flushed and
-/// synced, then renamed over the target. On error the target is untouched.
-pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let io = |e: std::io::Error| Error::Io {
-        path: path.display().to_string(),
-        source: e,
-    };
+/// The temporary file of [`write_atomic`] for `path`: `.NAME.tmp` beside it — one fixed name
+/// per target, so a writer killed before its rename leaves one file that the next save of the
+/// same target reuses, never a trail of them.
+pub fn temp_path(path: &std::path::Path) -> Result<std::path::PathBuf> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => std::path::PathBuf::from("."),
@@ -19,22 +15,76 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| Error::config(format!("{} is not a file path", path.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    Ok(dir.join(format!(".{}.tmp", name.to_string_lossy())))
+}
+
+/// Write bytes to `path` atomically: the temporary file [`temp_path`] in the same directory
+/// (locked, truncated, written, synced), then renamed over the target. On error the target is
+/// untouched and the temporary file removed; a stale temporary file of a killed writer is
+/// reused. Writers of the same target, in one process or several, take turns.
+pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let io = |e: std::io::Error| Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    };
+    let tmp = temp_path(path)?;
+    let f = open_locked(&tmp).map_err(io)?;
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = &f;
+        f.set_len(0)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
     if let Err(e) = result {
+        // Still holding the lock: the file is ours to remove.
         let _ = std::fs::remove_file(&tmp);
         return Err(io(e));
     }
     Ok(())
+}
+
+/// The temporary file `tmp`, created if missing, with this writer holding its lock.
+fn open_locked(tmp: &std::path::Path) -> std::io::Result<std::fs::File> {
+    loop {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(tmp)?;
+        match f.lock() {
+            Ok(()) => {}
+            // A file system without locks: write unlocked, as without this one.
+            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => return Ok(f),
+            Err(e) => return Err(e),
+        }
+        // The writer that held the lock before may have renamed this file over its target (or
+        // removed it): then it is not the temporary file any more — open the path again.
+        if still_at(&f, tmp)? {
+            return Ok(f);
+        }
+    }
+}
+
+/// Whether the open file `f` is the file at `path`.
+#[cfg(unix)]
+fn still_at(f: &std::fs::File, path: &std::path::Path) -> std::io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let open = f.metadata()?;
+    match std::fs::metadata(path) {
+        Ok(now) => Ok(open.dev() == now.dev() && open.ino() == now.ino()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether the open file `f` is the file at `path`: not checked elsewhere than Unix (writers of
+/// one target still take turns on the lock, but one that waited may write into the file its
+/// predecessor renamed).
+#[cfg(not(unix))]
+fn still_at(_f: &std::fs::File, _path: &std::path::Path) -> std::io::Result<bool> {
+    Ok(true)
 }
 
 /// Read `path` and parse it with `parse`; a format error names the file.

@@ -56,15 +56,21 @@ pub fn hyper_json(h: &Hyper) -> Value {
     })
 }
 
-/// Parse the `hyper` metadata.
+/// Parse the `hyper` metadata, checked as a training run checks it ([`Hyper::sgds`]: `lr_inv`
+/// and `lr_amp_factor` positive, decays not negative, `lr_inv · lr_amp_factor` within `i64`).
 pub fn parse_hyper(v: &Value) -> Result<Hyper> {
-    Ok(Hyper {
+    let h = Hyper {
         lr_inv: get_i64(v, "lr_inv")?,
         lr_amp_factor: get_i64(v, "lr_amp_factor")?,
         fwd_decay_inv: get_i64(v, "fwd_decay_inv")?,
         subnet_decay_inv: get_i64(v, "subnet_decay_inv")?,
         compat: Compat::from_name(get_str(v, "compat")?)?,
-    })
+    };
+    h.sgds().map_err(|e| match e {
+        Error::Config(m) => meta_err("hyper", &m),
+        o => o,
+    })?;
+    Ok(h)
 }
 
 fn parse_norm(v: &Value) -> Result<Normalization> {

@@ -1,6 +1,6 @@
 //! Persistence of MLPs (SPEC §8).
 
-use super::container::{deserialize, push_layer, serialize_sorted, tensor_i32};
+use super::container::{check_no_extra, deserialize, push_layer, serialize_sorted, tensor_i32};
 use super::file::{read_with, write_atomic};
 use super::meta::{get_str, get_u64, get_usize, meta_err, metadata, Header};
 use super::settings::push_settings_json;
@@ -98,6 +98,13 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Mlp> {
     let header = Header::read(bytes)?;
     let config = parse_config(&header.arch)?;
     let st = deserialize(bytes)?;
+    let shapes = config.linear_shapes();
+    let biases: Vec<String> = match config.bias {
+        true => shapes.iter().map(|(n, _)| names::bias(n)).collect(),
+        false => Vec::new(),
+    };
+    let weights = shapes.iter().map(|(n, _)| n.as_str());
+    check_no_extra(&st, weights.chain(biases.iter().map(String::as_str)))?;
     let bias = config.bias;
     let mut model = Mlp::load_with(config, |name, (o, i)| load_linear(&st, name, o, i, bias))?;
     model.hyper = header.hyper()?;

@@ -15,7 +15,7 @@ mod settings;
 pub use checkpoint::{metrics_json, Checkpoint, Checkpointable, CHECKPOINT_KEY, ORDER_TENSOR};
 pub use cnn::{cnn_from_bytes, cnn_to_bytes};
 pub use container::read_metadata;
-pub use file::write_atomic;
+pub use file::{temp_path, write_atomic};
 pub use meta::{hyper_json, parse_hyper, FORMAT, FORMAT_VERSION};
 pub use mlp::{from_bytes, load_file, save_file, to_bytes};
 pub use model::Model;

@@ -11,11 +11,11 @@ use crate::error::{Error, Result};
 use crate::kernels::im2col::{out_size, Patches};
 use crate::kernels::sparse::{conv_weight_gradient, SparseDelta};
 use crate::kernels::{gemm_nt_rows, gemm_rows_nt, par, Int};
-use crate::optim::Sgd;
+use crate::optim::{Sgd, Staged};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use ndarray::{Array1, Array2, Array4, ArrayView2, ArrayView4, Axis};
+use ndarray::{Array1, Array2, Array4, ArrayView2, ArrayView4, Axis, Ix4};
 
 /// A 2-D convolution with `i32` weights `F×C×k×k` and an optional `i32` bias `F`.
 #[derive(Clone, Debug)]
@@ -29,6 +29,9 @@ pub struct Conv2d {
     /// Zero padding on each side.
     pub padding: usize,
     saved: Option<Array4<i16>>,
+    /// The checked update of the training step in progress, not yet written
+    /// ([`Conv2d::stage_backward`]).
+    pending: Option<Staged<Ix4>>,
 }
 
 impl Conv2d {
@@ -68,6 +71,7 @@ impl Conv2d {
             bias,
             padding,
             saved: None,
+            pending: None,
         })
     }
 
@@ -90,8 +94,20 @@ impl Conv2d {
 
     /// Output spatial size for an `h×w` input.
     pub fn output_size(&self, h: usize, w: usize) -> Result<(usize, usize)> {
-        let p = 2 * self.padding;
-        out_size(h + p, w + p, self.kernel()).map_err(|e| e.in_layer(&self.name))
+        let (hp, wp) = self.padded_size(h, w)?;
+        out_size(hp, wp, self.kernel()).map_err(|e| e.in_layer(&self.name))
+    }
+
+    /// `(h + 2p, w + 2p)`, checked: a padding that would wrap is a shape error.
+    fn padded_size(&self, h: usize, w: usize) -> Result<(usize, usize)> {
+        let p2 = self.padding.checked_mul(2);
+        let add = |x: usize| p2.and_then(|p| p.checked_add(x));
+        add(h).zip(add(w)).ok_or_else(|| {
+            Error::shape(format!(
+                "{}: padding {} is too large for a {h}×{w} input",
+                self.name, self.padding
+            ))
+        })
     }
 
     fn weight_matrix(&self) -> ArrayView2<'_, i32> {
@@ -185,7 +201,8 @@ impl Conv2d {
         // Widen and pad in one pass.
         let (n, c, h, w) = x.dim();
         let p = self.padding;
-        let mut out = Array4::<i16>::zeros((n, c, h + 2 * p, w + 2 * p));
+        let (hp, wp) = self.padded_size(h, w)?;
+        let mut out = Array4::<i16>::zeros((n, c, hp, wp));
         out.slice_mut(ndarray::s![.., .., p..p + h, p..p + w])
             .zip_mut_with(x, |o, &v| *o = i16::from(v));
         Ok(out)
@@ -257,11 +274,36 @@ impl Conv2d {
     /// Backward for `δ`: update weights (and bias) with IntegerSGD, all-or-nothing. No input
     /// error is produced (SPEC §3.2: it is never needed inside a NITRO-D block).
     pub fn backward(&mut self, delta: ArrayView4<'_, i32>, sgd: &Sgd) -> Result<()> {
+        self.stage_backward(delta, sgd)?;
+        self.commit();
+        Ok(())
+    }
+
+    /// [`Conv2d::backward`] without the write: the update is checked and kept for
+    /// [`Conv2d::commit`] or [`Conv2d::discard`]; the parameters are not changed.
+    pub(crate) fn stage_backward(&mut self, delta: ArrayView4<'_, i32>, sgd: &Sgd) -> Result<()> {
+        self.pending = None;
         let (g, gb) = self.gradients(delta)?;
         self.saved = None;
-        let bias = self.bias.as_mut().zip(gb.as_ref());
-        sgd.apply_arrays(&mut self.weight, &g, bias, &self.name)?;
+        self.stage(g, gb, sgd)
+    }
+
+    fn stage(&mut self, g: Array4<i64>, gb: Option<Array1<i64>>, sgd: &Sgd) -> Result<()> {
+        let bias = self.bias.as_ref().zip(gb);
+        self.pending = Some(sgd.stage(&self.weight, g, bias, &self.name)?);
         Ok(())
+    }
+
+    /// Write the staged update, if any.
+    pub(crate) fn commit(&mut self) {
+        if let Some(p) = self.pending.take() {
+            p.commit(&mut self.weight, self.bias.as_mut());
+        }
+    }
+
+    /// Drop the staged update, if any.
+    pub(crate) fn discard(&mut self) {
+        self.pending = None;
     }
 
     /// [`Conv2d::gradients`] for an error given by its non-zero entries (as a max-pool head
@@ -292,15 +334,22 @@ impl Conv2d {
 
     /// [`Conv2d::backward`] for a sparse error: the update of [`Conv2d::gradients_sparse`].
     pub fn backward_sparse(&mut self, delta: &SparseDelta, sgd: &Sgd) -> Result<()> {
-        let (g, gb) = self.gradients_sparse(delta)?;
-        self.saved = None;
-        let bias = self.bias.as_mut().zip(gb.as_ref());
-        sgd.apply_arrays(&mut self.weight, &g, bias, &self.name)?;
+        self.stage_backward_sparse(delta, sgd)?;
+        self.commit();
         Ok(())
     }
 
-    /// Drop anything saved by a training-mode forward.
+    /// [`Conv2d::backward_sparse`] without the write (see [`Conv2d::stage_backward`]).
+    pub(crate) fn stage_backward_sparse(&mut self, delta: &SparseDelta, sgd: &Sgd) -> Result<()> {
+        self.pending = None;
+        let (g, gb) = self.gradients_sparse(delta)?;
+        self.saved = None;
+        self.stage(g, gb, sgd)
+    }
+
+    /// Drop anything saved by a training-mode forward, and any staged update.
     pub fn clear(&mut self) {
         self.saved = None;
+        self.pending = None;
     }
 }

@@ -4,10 +4,10 @@ use super::saved::no_forward;
 use crate::arith::narrow_i32;
 use crate::error::{Error, Result};
 use crate::kernels::{gemm_nn, gemm_nt, gemm_tn, Int};
-use crate::optim::Sgd;
+use crate::optim::{Sgd, Staged};
 use alloc::format;
 use alloc::string::String;
-use ndarray::{Array1, Array2, ArrayView2};
+use ndarray::{Array1, Array2, ArrayView2, Ix2};
 
 /// A fully connected layer with `i32` weights `out×in` and an optional `i32` bias.
 #[derive(Clone, Debug)]
@@ -19,6 +19,12 @@ pub struct Linear {
     /// Optional bias, `out`.
     pub bias: Option<Array1<i32>>,
     saved: Option<Array2<i16>>,
+    /// The checked update of the training step in progress, not yet written
+    /// ([`Linear::stage_backward`]).
+    pending: Option<Staged<Ix2>>,
+    /// The parameters from before the step, while an update of it has been written
+    /// provisionally ([`Linear::write_provisionally`]).
+    before: Option<(Array2<i32>, Option<Array1<i32>>)>,
 }
 
 impl Linear {
@@ -43,6 +49,8 @@ impl Linear {
             weight,
             bias,
             saved: None,
+            pending: None,
+            before: None,
         })
     }
 
@@ -99,13 +107,30 @@ impl Linear {
     }
 
     /// Backward for error `δ` (`batch × out`). Returns `δ·W` (with the weights before this
-    /// update) when `input_error` is set, then updates `W` (and `b`) with IntegerSGD.
+    /// update) when `input_error` is set, then updates `W` (and `b`) with IntegerSGD,
+    /// all-or-nothing: on error the parameters are unchanged.
     pub fn backward(
         &mut self,
         delta: ArrayView2<'_, i32>,
         input_error: bool,
         sgd: &Sgd,
     ) -> Result<Option<Array2<i32>>> {
+        let din = self.stage_backward(delta, input_error, sgd)?;
+        self.commit();
+        Ok(din)
+    }
+
+    /// [`Linear::backward`] without the write: the update is checked (every new value fits
+    /// `i32`, else the same [`crate::Error::Overflow`]) and kept for [`Linear::commit`] or
+    /// [`Linear::discard`]; the parameters are not changed. A model stages every layer's
+    /// update of a training step and writes them only when all of them succeeded.
+    pub(crate) fn stage_backward(
+        &mut self,
+        delta: ArrayView2<'_, i32>,
+        input_error: bool,
+        sgd: &Sgd,
+    ) -> Result<Option<Array2<i32>>> {
+        self.pending = None;
         let x = self
             .saved
             .take()
@@ -137,15 +162,58 @@ impl Linear {
             }
             g
         });
-        // Update weights and bias all-or-nothing.
-        let bias = self.bias.as_mut().zip(bias_grad.as_ref());
-        sgd.apply_arrays(&mut self.weight, &grad, bias, &self.name)?;
+        let bias = self.bias.as_ref().zip(bias_grad);
+        self.pending = Some(sgd.stage(&self.weight, grad, bias, &self.name)?);
         Ok(din)
     }
 
-    /// Drop anything saved by a training-mode forward.
+    /// Write the staged update (if any), and forget the parameters kept by
+    /// [`Linear::write_provisionally`]: the step is done.
+    pub(crate) fn commit(&mut self) {
+        if let Some(p) = self.pending.take() {
+            p.commit(&mut self.weight, self.bias.as_mut());
+        }
+        self.before = None;
+    }
+
+    /// Drop the staged update (if any) and return to the parameters from before the step if
+    /// an update of it was written provisionally: the step failed.
+    pub(crate) fn discard(&mut self) {
+        self.pending = None;
+        if let Some((w, b)) = self.before.take() {
+            self.weight = w;
+            self.bias = b;
+        }
+    }
+
+    /// Write the staged update now (a later one of the same step must see it: SPEC §12 item 1),
+    /// keeping the parameters from before the step until [`Linear::commit`] or
+    /// [`Linear::discard`].
+    pub(crate) fn write_provisionally(&mut self) {
+        if let Some(p) = self.pending.take() {
+            if self.before.is_none() {
+                self.before = Some((self.weight.clone(), self.bias.clone()));
+            }
+            p.commit(&mut self.weight, self.bias.as_mut());
+        }
+    }
+
+    /// The input a training-mode forward saved (for a second update on the same input).
+    pub(crate) fn saved_input(&self) -> Option<&Array2<i16>> {
+        self.saved.as_ref()
+    }
+
+    /// Put back an input saved by a training-mode forward.
+    pub(crate) fn restore_input(&mut self, x: Option<Array2<i16>>) {
+        self.saved = x;
+    }
+
+    /// Drop anything saved by a training-mode forward, and any staged update (the parameters
+    /// stay as they are).
     pub fn clear(&mut self) {
         self.saved = None;
+        self.pending = None;
+        self.before = None;
     }
 }
 

@@ -97,8 +97,14 @@ impl Pool2d {
     /// Output size `(H + 2ph − kh)/kh + 1` (floor) and likewise for the width.
     pub fn output_size(&self, h: usize, w: usize) -> Result<(usize, usize)> {
         let (kh, kw) = self.kernel;
-        let (hp, wp) = (h + 2 * self.padding.0, w + 2 * self.padding.1);
-        if hp < kh || wp < kw {
+        let padded = |x: usize, p: usize| p.checked_mul(2).and_then(|p| p.checked_add(x));
+        let (Some(hp), Some(wp)) = (padded(h, self.padding.0), padded(w, self.padding.1)) else {
+            return Err(Error::shape(format!(
+                "pooling padding {:?} is too large for an input {h}×{w}",
+                self.padding
+            )));
+        };
+        if kh == 0 || kw == 0 || hp < kh || wp < kw {
             return Err(Error::shape(format!(
                 "pooling kernel {:?} does not fit input {h}×{w} with padding {:?}",
                 self.kernel, self.padding
@@ -336,7 +342,7 @@ pub fn flatten<T: Clone>(x: Array4<T>) -> Array2<T> {
 /// Inverse of [`flatten`]: `N × (C·H·W)` → NCHW.
 pub fn unflatten<T: Clone>(x: Array2<T>, chw: (usize, usize, usize)) -> Result<Array4<T>> {
     let n = x.nrows();
-    if x.ncols() != chw.0 * chw.1 * chw.2 {
+    if chw.0.checked_mul(chw.1).and_then(|v| v.checked_mul(chw.2)) != Some(x.ncols()) {
         return Err(Error::shape(format!(
             "cannot reshape {} features into {chw:?}",
             x.ncols()

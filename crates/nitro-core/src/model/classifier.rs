@@ -8,7 +8,7 @@
 
 use crate::block::LocalLinearBlock;
 use crate::error::{Error, Result};
-use crate::init::{bound, uniform, Init};
+use crate::init::{bound, try_uniform, Init};
 use crate::kernels::par;
 use crate::kernels::Int;
 use crate::layers::{ActivationKind, Dropout, Linear, Scaling};
@@ -147,11 +147,9 @@ pub(crate) fn new_layers(
     }
     let mut r = Pcg32::new(s.seed, names::OUTPUT_STREAM);
     let b = bound(s.init, s.activation, prev, s.classes);
-    let out = Linear::new(
-        names::output(first + blocks.len()),
-        uniform((s.classes, prev), b, &mut r),
-        s.bias.then(|| Array1::zeros(s.classes)),
-    )?;
+    let name = names::output(first + blocks.len());
+    let w = try_uniform((s.classes, prev), b, &mut r, &name)?;
+    let out = Linear::new(name, w, s.bias.then(|| Array1::zeros(s.classes)))?;
     Ok((blocks, out))
 }
 
@@ -254,6 +252,23 @@ pub(crate) struct TailMut<'m> {
     pub out_scale: &'m Scaling,
 }
 
+/// Local updates that run alongside the classifier's in one training step (the CNN's conv
+/// blocks): staged together with them, then all committed or all discarded.
+pub(crate) trait Alongside: Send {
+    /// Stage every update (checked, not written); one result per block, in order.
+    fn stage(&mut self) -> Vec<Result<LocalStats>>;
+    /// Write every staged update (`commit`), or drop them all.
+    fn settle(&mut self, commit: bool);
+}
+
+/// Nothing alongside (the MLP).
+impl Alongside for () {
+    fn stage(&mut self) -> Vec<Result<LocalStats>> {
+        Vec::new()
+    }
+    fn settle(&mut self, _commit: bool) {}
+}
+
 impl TailMut<'_> {
     /// The classifier's part of SPEC §4.3 on the flattened features `input`: training forward
     /// (each block saves what its update needs), output error `δ = ŷ − y` and output update,
@@ -261,12 +276,17 @@ impl TailMut<'_> {
     /// `alongside` — the feature extractor's block updates — runs concurrently with the
     /// blocks' updates; its statistics come first. `repeat` re-runs each block's update on the
     /// same saved tensors (SPEC §12, item 1).
+    ///
+    /// All-or-nothing: every update is staged (checked, not written) and they are written only
+    /// when all of them succeeded; on error none is, and the first error in block order
+    /// (`alongside`'s first) is returned. No update reads parameters another one of the same
+    /// step writes, so staging gives the bits of writing each at once.
     pub fn train_step(
         self,
         mut input: Array2<i16>,
         step: &Step<'_>,
         repeat: bool,
-        alongside: impl FnOnce() -> Vec<Result<LocalStats>> + Send,
+        alongside: &mut impl Alongside,
     ) -> Result<StepStats> {
         for (b, d) in self.blocks.iter_mut().zip(self.dropouts.iter_mut()) {
             let h = b.forward_owned(input, true)?;
@@ -280,9 +300,10 @@ impl TailMut<'_> {
             .forward(&self.out.forward_owned(input, true)?);
         let (loss, correct) = loss_and_correct(&pred, &step.target, step.labels);
         let delta = output_error(&pred, &step.target, step.compat);
-        self.out.backward(delta.view(), false, &step.sub_sgd)?;
+        self.out
+            .stage_backward(delta.view(), false, &step.sub_sgd)?;
         let update = |b: &mut LocalLinearBlock| {
-            b.local_update(
+            b.stage_update(
                 &step.target,
                 step.labels,
                 &step.fwd_sgd,
@@ -293,12 +314,27 @@ impl TailMut<'_> {
         };
         let blocks = self.blocks;
         let (before, own): (Vec<Result<LocalStats>>, Vec<Result<LocalStats>>) =
-            par::join(alongside, || par::map_mut(blocks, update));
+            par::join(|| alongside.stage(), || par::map_mut(blocks, update));
+        let stats = before.into_iter().chain(own).collect::<Result<Vec<_>>>();
+        let commit = stats.is_ok();
+        par::join(
+            || alongside.settle(commit),
+            || {
+                par::map_mut(blocks, |b| match commit {
+                    true => b.commit(),
+                    false => b.discard(),
+                })
+            },
+        );
+        match commit {
+            true => self.out.commit(),
+            false => self.out.discard(),
+        }
         Ok(StepStats {
             loss,
             correct,
             total: step.labels.len() as u64,
-            blocks: before.into_iter().chain(own).collect::<Result<Vec<_>>>()?,
+            blocks: stats?,
         })
     }
 }

@@ -7,7 +7,7 @@ use super::cnn_config::{CnnConfig, Feature, FeatureShape};
 use crate::block::{LocalConv2dBlock, LocalLinearBlock};
 use crate::data::Normalization;
 use crate::error::{Error, Result};
-use crate::init::{bound, uniform};
+use crate::init::{bound, try_uniform};
 use crate::kernels::par;
 use crate::layers::{flatten, Conv2d, Dropout, Linear, Pool2d, PoolKind, Scaling};
 use crate::loss::{argmax_rows, count_correct_chunked};
@@ -265,6 +265,10 @@ impl Cnn {
     /// One training step of SPEC §4.3 on NCHW images. In [`Compat::Reference`] the classifier
     /// blocks are updated twice (SPEC §12 item 1), errors wrap to `i8` (item 2) and the heads'
     /// max-pool padding is 0 (item 3).
+    ///
+    /// All-or-nothing: every layer's update is checked before any is written, so on error (an
+    /// [`Error::Overflow`] naming the layer whose update would leave `i32`, …) no parameter of
+    /// the model has changed, and the dropout generators are back where they were.
     pub fn train_step(
         &mut self,
         x: ArrayView4<'_, i8>,
@@ -273,35 +277,46 @@ impl Cnn {
     ) -> Result<StepStats> {
         self.check_images(&x, Some(labels))?;
         let step = Step::new(labels, self.config.classes, hyper)?;
-        let compat = hyper.compat;
+        let rngs = self.dropout_rngs();
+        let result = self.step_staged(x, &step);
+        if result.is_err() {
+            self.failed_step(&rngs);
+        }
+        result
+    }
+
+    fn step_staged(&mut self, x: ArrayView4<'_, i8>, step: &Step<'_>) -> Result<StepStats> {
+        let compat = step.compat;
         let features = flatten(self.features_forward(x, true, compat)?);
-        let adjust = self.config.conv_amp_adjust;
-        let conv_update = |b: &mut &mut LocalConv2dBlock| -> Result<LocalStats> {
-            let fwd = step.fwd_sgd;
-            let sgd = if adjust {
-                let amp = fwd
-                    .amp
-                    .checked_mul(b.amp_adjustment())
-                    .ok_or_else(|| Error::config("amplification overflows i64"))?;
-                Sgd::new(fwd.lr_inv, amp, fwd.decay_inv)?
-            } else {
-                fwd
-            };
-            b.local_update(&step.target, step.labels, &sgd, &step.sub_sgd, compat)
-        };
-        let mut convs: Vec<&mut LocalConv2dBlock> = self
-            .stages
-            .iter_mut()
-            .filter_map(|s| match s {
-                Stage::Block(b) => Some(b),
-                _ => None,
-            })
-            .collect();
-        let conv_updates = || -> Vec<Result<LocalStats>> {
-            par::map_mut(&mut convs, |b: &mut &mut LocalConv2dBlock| conv_update(b))
+        let mut convs = ConvUpdates {
+            blocks: self
+                .stages
+                .iter_mut()
+                .filter_map(|s| match s {
+                    Stage::Block(b) => Some(b),
+                    _ => None,
+                })
+                .collect(),
+            step,
+            adjust: self.config.conv_amp_adjust,
         };
         let tail = tail_of!(mut self);
-        tail.train_step(features, &step, compat == Compat::Reference, conv_updates)
+        tail.train_step(features, step, compat == Compat::Reference, &mut convs)
+    }
+
+    /// After a failed step: drop what the layers saved and staged, restore the generators.
+    fn failed_step(&mut self, rngs: &[Pcg32]) {
+        for s in &mut self.stages {
+            if let Stage::Block(b) = s {
+                b.clear();
+            }
+        }
+        for b in &mut self.blocks {
+            b.clear();
+        }
+        self.out.clear();
+        // The same layers as when the states were read: cannot fail.
+        let _ = self.set_dropout_rngs(rngs);
     }
 
     /// A short human-readable description, e.g. `1×28×28 C8 M2 C16 M2 | 32 → 10 nitro_relu`.
@@ -330,6 +345,47 @@ impl Cnn {
     }
 }
 
+/// The conv blocks' local updates of one training step, staged alongside the classifier's.
+struct ConvUpdates<'m, 's> {
+    blocks: Vec<&'m mut LocalConv2dBlock>,
+    step: &'s Step<'s>,
+    /// [`CnnConfig::conv_amp_adjust`].
+    adjust: bool,
+}
+
+/// The staged local update of one conv block (with the opt-in amplification adjustment).
+fn stage_conv(b: &mut LocalConv2dBlock, step: &Step<'_>, adjust: bool) -> Result<LocalStats> {
+    let fwd = step.fwd_sgd;
+    let sgd = if adjust {
+        let amp = fwd
+            .amp
+            .checked_mul(b.amp_adjustment())
+            .ok_or_else(|| Error::config("amplification overflows i64"))?;
+        Sgd::new(fwd.lr_inv, amp, fwd.decay_inv)?
+    } else {
+        fwd
+    };
+    b.stage_update(&step.target, step.labels, &sgd, &step.sub_sgd, step.compat)
+}
+
+impl classifier::Alongside for ConvUpdates<'_, '_> {
+    fn stage(&mut self) -> Vec<Result<LocalStats>> {
+        let (step, adjust) = (self.step, self.adjust);
+        par::map_mut(&mut self.blocks, |b: &mut &mut LocalConv2dBlock| {
+            stage_conv(b, step, adjust)
+        })
+    }
+    fn settle(&mut self, commit: bool) {
+        par::map_mut(
+            &mut self.blocks,
+            |b: &mut &mut LocalConv2dBlock| match commit {
+                true => b.commit(),
+                false => b.discard(),
+            },
+        );
+    }
+}
+
 /// The freshly initialised stage of one feature-extractor entry.
 fn new_stage(config: &CnnConfig, f: &FeatureShape) -> Result<Stage> {
     let (i, (c, d)) = (f.index, f.input);
@@ -348,18 +404,17 @@ fn new_stage(config: &CnnConfig, f: &FeatureShape) -> Result<Stage> {
                 c * kernel * kernel,
                 filters * kernel * kernel,
             );
-            let w = uniform((filters, c, kernel, kernel), b, &mut r);
-            let conv = Conv2d::new(names::conv_encoder(i), w, zeros(filters), stride, padding)?;
+            let name = names::conv_encoder(i);
+            let w = try_uniform((filters, c, kernel, kernel), b, &mut r, &name)?;
+            let conv = Conv2d::new(name, w, zeros(filters), stride, padding)?;
             let g = f
                 .head
                 .ok_or_else(|| Error::config("conv entry without a head"))?;
             let mut r = Pcg32::new(config.seed, names::head_stream(i));
             let hb = bound(config.init, kind, g.features, config.classes);
-            let head = Linear::new(
-                names::linear_pred(i),
-                uniform((config.classes, g.features), hb, &mut r),
-                zeros(config.classes),
-            )?;
+            let name = names::linear_pred(i);
+            let w = try_uniform((config.classes, g.features), hb, &mut r, &name)?;
+            let head = Linear::new(name, w, zeros(config.classes))?;
             Stage::Block(LocalConv2dBlock::from_layers(
                 conv,
                 head,

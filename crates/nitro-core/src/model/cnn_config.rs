@@ -2,6 +2,7 @@
 //! configuration, and the one walk through the feature stack that gives every entry's shapes.
 
 use super::classifier::{self, config_with, settings_of, Settings};
+use super::limits::{self, Count, MAX_PARAMETERS};
 use crate::block::{head_geometry, HeadGeometry};
 use crate::error::{Error, Result};
 use crate::init::Init;
@@ -151,6 +152,9 @@ impl CnnConfig {
             Dropout::new(self.dropout_pct, 0, 0)?;
         }
         self.activation.validate()?;
+        limits::feature_map(&"the CNN input", c0, h)?;
+        let bias = self.bias;
+        let mut count = Count::zero();
         let mut shapes = Vec::new();
         let (mut c, mut d) = (c0, h);
         for (index, &feature) in self.effective_features().iter().enumerate() {
@@ -170,21 +174,52 @@ impl CnnConfig {
                              SPEC §3.2)"
                         )));
                     }
-                    if filters == 0 || kernel == 0 || d + 2 * padding < kernel {
+                    if filters == 0 || kernel == 0 {
                         return Err(Error::config(format!(
-                            "feature {i}: Conv({filters}, k{kernel}, p{padding}) does not fit a \
-                             {d}×{d} input"
+                            "feature {i}: Conv({filters}, k{kernel}) needs positive filters and \
+                             kernel"
                         )));
                     }
-                    if filters
-                        .checked_mul(c * kernel * kernel)
-                        .is_none_or(|p| p > 1 << 30)
-                    {
-                        return Err(Error::config(format!("feature {i}: too many weights")));
+                    // The padded size, checked: a huge padding is an error, never a wrap.
+                    let padded = padding
+                        .checked_mul(2)
+                        .and_then(|p| p.checked_add(d))
+                        .ok_or_else(|| {
+                            Error::config(format!(
+                                "feature {i}: Conv padding {padding} is too large for a {d}×{d} \
+                                 input"
+                            ))
+                        })?;
+                    if padded < kernel {
+                        return Err(Error::config(format!(
+                            "feature {i}: Conv({filters}, k{kernel}, p{padding}) does not fit a \
+                             {d}×{d} input: kernel {kernel} is larger than the padded size \
+                             {padded}"
+                        )));
                     }
-                    d = d + 2 * padding - kernel + 1;
+                    let fan_in = kernel
+                        .checked_mul(kernel)
+                        .and_then(|kk| kk.checked_mul(c))
+                        .filter(|&f| f <= MAX_PARAMETERS)
+                        .ok_or_else(|| {
+                            Error::config(format!(
+                                "feature {i}: Conv kernel {kernel} gives too many weights per \
+                                 filter ({c}×{kernel}×{kernel})"
+                            ))
+                        })?;
+                    d = padded - kernel + 1;
                     c = filters;
-                    head = Some(head_geometry(filters, d, self.decoder_dim));
+                    limits::feature_map(
+                        &format_args!("feature {i} (Conv, padding {padding})"),
+                        c,
+                        d,
+                    )?;
+                    let g = head_geometry(filters, d, self.decoder_dim);
+                    count =
+                        count
+                            .layer(filters, fan_in, bias)
+                            .layer(self.classes, g.features, bias);
+                    head = Some(g);
                 }
                 Feature::MaxPool(k) | Feature::AvgPool(k) => {
                     if k == 0 || k > d {
@@ -206,19 +241,15 @@ impl CnnConfig {
                 head,
             });
         }
-        let mut prev = c * d * d;
-        for &wd in self
-            .classifier
-            .iter()
-            .chain(core::iter::once(&self.classes))
-        {
-            if prev.checked_mul(wd).is_none_or(|p| p > 1 << 30) {
-                return Err(Error::config(format!(
-                    "classifier layer {prev}→{wd} is too large"
-                )));
-            }
+        let mut prev = limits::feature_map(&"the CNN features", c, d)?;
+        for &wd in &self.classifier {
+            count = count.layer(wd, prev, bias).layer(self.classes, wd, bias);
             prev = wd;
         }
+        count.layer(self.classes, prev, bias).check(&format_args!(
+            "a CNN with features {:?} and classifier {:?}",
+            self.features, self.classifier
+        ))?;
         Ok((shapes, (c, d, d)))
     }
 

@@ -3,6 +3,7 @@
 //! prediction (§4.4).
 
 use super::classifier::{self, config_with, settings_of, tail_of, Settings, Step, Tail};
+use super::limits::Count;
 use crate::block::LocalLinearBlock;
 use crate::data::Normalization;
 use crate::error::{Error, Result};
@@ -71,14 +72,20 @@ impl MlpConfig {
                 self.classes
             )));
         }
-        // Keep every layer's weight count (and so memory) sane: < 2^31 parameters per layer.
-        let mut prev = self.inputs;
-        for &w in self.hidden.iter().chain(core::iter::once(&self.classes)) {
-            if prev.checked_mul(w).is_none_or(|p| p > i32::MAX as usize) {
-                return Err(Error::config(format!("layer {prev}→{w} is too large")));
-            }
+        // Every parameter counted (checked) before any is allocated: at most MAX_PARAMETERS.
+        let (mut count, mut prev) = (Count::zero(), self.inputs);
+        for &w in &self.hidden {
+            count = count
+                .layer(w, prev, self.bias)
+                .layer(self.classes, w, self.bias);
             prev = w;
         }
+        count
+            .layer(self.classes, prev, self.bias)
+            .check(&format_args!(
+                "an MLP of {} inputs, hidden widths {:?} and {} classes",
+                self.inputs, self.hidden, self.classes
+            ))?;
         if self.dropout_pct != 0 {
             Dropout::new(self.dropout_pct, 0, 0)?;
         }
@@ -241,6 +248,10 @@ impl Mlp {
     }
 
     /// One training step of SPEC §4.3 on a batch of normalised inputs and class labels.
+    ///
+    /// All-or-nothing: every layer's update is checked before any is written, so on error (an
+    /// [`Error::Overflow`] naming the layer whose update would leave `i32`, …) no parameter of
+    /// the model has changed, and the dropout generators are back where they were.
     pub fn train_step(
         &mut self,
         x: ArrayView2<'_, i8>,
@@ -249,8 +260,23 @@ impl Mlp {
     ) -> Result<StepStats> {
         self.check_batch(&x, Some(labels))?;
         let step = Step::new(labels, self.config.classes, hyper)?;
+        let rngs = self.dropout_rngs();
         let tail = tail_of!(mut self);
-        tail.train_step(x.mapv(i16::from), &step, false, Vec::new)
+        let result = tail.train_step(x.mapv(i16::from), &step, false, &mut ());
+        if result.is_err() {
+            self.failed_step(&rngs);
+        }
+        result
+    }
+
+    /// After a failed step: drop what the layers saved and staged, restore the generators.
+    fn failed_step(&mut self, rngs: &[Pcg32]) {
+        for b in &mut self.blocks {
+            b.clear();
+        }
+        self.out.clear();
+        // The same layers as when the states were read: cannot fail.
+        let _ = self.set_dropout_rngs(rngs);
     }
 
     /// A short human-readable description, e.g. `784-200-100-50-10 nitro_relu`.

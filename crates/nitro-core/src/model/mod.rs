@@ -5,6 +5,7 @@
 mod classifier;
 mod cnn;
 mod cnn_config;
+mod limits;
 mod mlp;
 
 pub(crate) use classifier::Settings;
@@ -13,6 +14,7 @@ pub(crate) use classifier::Settings;
 pub(crate) use classifier::settings_of;
 pub use cnn::{Cnn, Stage};
 pub use cnn_config::{CnnConfig, Feature, FeatureShape};
+pub use limits::{MAX_FEATURE_MAP, MAX_PARAMETERS};
 pub use mlp::{Mlp, MlpConfig};
 // What `train_step` returns, also reachable beside the models that produce it.
 pub use crate::metrics::StepStats;

@@ -11,3 +11,4 @@ pub use hyper::{Compat, Hyper};
 pub use plateau::{Plateau, PlateauAction};
 pub use schedule::Schedule;
 pub use sgd::Sgd;
+pub(crate) use sgd::Staged;

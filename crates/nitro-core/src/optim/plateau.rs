@@ -71,8 +71,8 @@ impl Plateau {
             self.since_best = 0;
             self.since_lr_change = 0;
         } else {
-            self.since_best += 1;
-            self.since_lr_change += 1;
+            self.since_best = self.since_best.saturating_add(1);
+            self.since_lr_change = self.since_lr_change.saturating_add(1);
         }
         if let Some(start) = self.early_stop_start {
             if epoch >= start && self.since_best >= self.early_stop_patience {

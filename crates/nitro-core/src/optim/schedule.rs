@@ -31,14 +31,18 @@ pub enum Schedule {
 
 impl Schedule {
     /// `lr_inv` for the epoch after `epoch` (1-based), given the initial `base` and current value.
+    /// Computed exactly in `i128` and capped at `max` (and at the `i64` range, so that no
+    /// setting wraps: a value that is not a valid `lr_inv` is refused by the next step).
     pub fn next(&self, base: i64, current: i64, epoch: u32) -> i64 {
+        let (b, c) = (i128::from(base), i128::from(current));
+        let capped = |v: i128, max: i64| v.clamp(i128::from(i64::MIN), i128::from(max)) as i64;
         match *self {
             Schedule::Constant => current,
-            Schedule::Linear { pct, max } => (current + base * pct / 100).min(max),
-            Schedule::Exponential { pct, max } => (current * (100 + pct) / 100).min(max),
+            Schedule::Linear { pct, max } => capped(c + b * i128::from(pct) / 100, max),
+            Schedule::Exponential { pct, max } => capped(c * (100 + i128::from(pct)) / 100, max),
             Schedule::Halving { every, max } => {
                 if every > 0 && epoch.is_multiple_of(every) {
-                    (current * 2).min(max)
+                    capped(c * 2, max)
                 } else {
                     current
                 }
@@ -50,6 +54,17 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[test]
+    fn schedules_never_wrap() {
+        let max = i64::MAX;
+        let halving = Schedule::Halving { every: 1, max };
+        assert_eq!(halving.next(1, i64::MAX, 1), i64::MAX);
+        let linear = Schedule::Linear { pct: i64::MAX, max };
+        assert_eq!(linear.next(i64::MAX, i64::MAX, 1), i64::MAX);
+        let shrink = Schedule::Exponential { pct: i64::MIN, max };
+        assert_eq!(shrink.next(512, i64::MAX, 1), i64::MIN);
+    }
+
     #[test]
     fn schedules() {
         assert_eq!(

@@ -3,8 +3,9 @@
 
 use crate::arith::tdiv;
 use crate::error::{Error, Result};
-use crate::kernels::sgd::{Plan, Rates};
+use crate::kernels::sgd::{Plan, Rates, Scan};
 use alloc::format;
+use ndarray::{Array, Array1, Dimension};
 
 /// The IntegerSGD parameters of one layer: `Δ = tdiv(G, lr_inv·amp) (+ tdiv(P, decay_inv))`,
 /// `P ← P − Δ`.
@@ -90,27 +91,32 @@ impl Sgd {
         Ok(())
     }
 
-    /// [`Sgd::apply_layer`] for a layer's own arrays (standard layout): weights of any shape
-    /// with their gradient, and the bias with its gradient when the layer has one.
-    pub fn apply_arrays<D: ndarray::Dimension>(
+    /// [`Sgd::apply_layer`] for a layer's own arrays: weights of any shape with their gradient
+    /// (the same shape), and the bias with its gradient when the layer has one. An array not in
+    /// standard layout is put in it first.
+    pub fn apply_arrays<D: Dimension>(
         &self,
-        weight: &mut ndarray::Array<i32, D>,
-        weight_grad: &ndarray::Array<i64, D>,
-        bias: Option<(&mut ndarray::Array1<i32>, &ndarray::Array1<i64>)>,
+        weight: &mut Array<i32, D>,
+        weight_grad: &Array<i64, D>,
+        bias: Option<(&mut Array1<i32>, &Array1<i64>)>,
         layer: &str,
     ) -> Result<()> {
-        let bias = bias.map(|(b, g)| {
-            (
-                b.as_slice_mut().expect("contiguous bias"),
-                g.as_slice().expect("contiguous bias gradient"),
-            )
-        });
-        self.apply_layer(
-            weight.as_slice_mut().expect("owned standard layout"),
-            weight_grad.as_slice().expect("standard layout"),
-            bias,
-            layer,
-        )
+        if weight.shape() != weight_grad.shape() {
+            return Err(Error::shape(format!(
+                "{layer}: weight has shape {:?} but its gradient {:?}",
+                weight.shape(),
+                weight_grad.shape()
+            )));
+        }
+        let weight_grad = values(weight_grad);
+        match bias {
+            Some((b, g)) => {
+                let g = values(g);
+                let b = Some((slice_mut(b), &g[..]));
+                self.apply_layer(slice_mut(weight), &weight_grad, b, layer)
+            }
+            None => self.apply_layer(slice_mut(weight), &weight_grad, None, layer),
+        }
     }
 
     /// Update a layer's weights and optional bias together, all-or-nothing: if any new value
@@ -137,6 +143,97 @@ impl Sgd {
         }
         Ok(())
     }
+
+    /// The first half of [`Sgd::apply_arrays`]: check that the update of `weight` (and `bias`)
+    /// by these gradients fits `i32` everywhere — the same check, with the same error — and keep
+    /// it, unwritten, for [`Staged::commit`]. Nothing is changed, whatever the outcome; a
+    /// training step stages every layer's update and commits them only when all succeeded.
+    pub(crate) fn stage<D: Dimension>(
+        &self,
+        weight: &Array<i32, D>,
+        weight_grad: Array<i64, D>,
+        bias: Option<(&Array1<i32>, Array1<i64>)>,
+        layer: &str,
+    ) -> Result<Staged<D>> {
+        let plan = self.plan(layer)?;
+        if weight.shape() != weight_grad.shape() {
+            return Err(Error::shape(format!(
+                "{layer}: weight has shape {:?} but its gradient {:?}",
+                weight.shape(),
+                weight_grad.shape()
+            )));
+        }
+        let weight_grad = standard(weight_grad);
+        let weight_scan = plan.check(&values(weight), slice(&weight_grad), layer)?;
+        let bias = match bias {
+            Some((b, g)) => {
+                let g = standard(g);
+                let scan = plan.check(&values(b), slice(&g), layer)?;
+                Some((g, scan))
+            }
+            None => None,
+        };
+        Ok(Staged {
+            plan,
+            weight: (weight_grad, weight_scan),
+            bias,
+        })
+    }
+}
+
+/// A checked IntegerSGD update of one layer's weights (and bias), not yet written
+/// ([`Sgd::stage`]). It holds the gradients; [`Staged::commit`] writes the new values into the
+/// parameters it was checked against, dropping it discards the update.
+#[derive(Clone, Debug)]
+pub(crate) struct Staged<D: Dimension> {
+    plan: Plan,
+    weight: (Array<i64, D>, Scan),
+    bias: Option<(Array1<i64>, Scan)>,
+}
+
+impl<D: Dimension> Staged<D> {
+    /// Write the update into `weight` and `bias`: the parameters [`Sgd::stage`] checked,
+    /// unchanged since (so every new value fits `i32`, as proven then). The layer keeps both
+    /// in standard layout; a parameter that is not is made so first.
+    pub(crate) fn commit(self, weight: &mut Array<i32, D>, bias: Option<&mut Array1<i32>>) {
+        let (g, scan) = self.weight;
+        debug_assert_eq!(weight.shape(), g.shape(), "committed to the checked weight");
+        self.plan.write(slice_mut(weight), slice(&g), scan);
+        if let (Some((g, scan)), Some(b)) = (self.bias, bias) {
+            debug_assert_eq!(b.len(), g.len(), "committed to the checked bias");
+            self.plan.write(slice_mut(b), slice(&g), scan);
+        }
+    }
+}
+
+/// `a` in standard layout (a no-op for the arrays the kernels return).
+fn standard<A: Clone, D: Dimension>(a: Array<A, D>) -> Array<A, D> {
+    if a.is_standard_layout() {
+        a
+    } else {
+        a.as_standard_layout().into_owned()
+    }
+}
+
+/// The values of `a` in row-major order, borrowed when it is in standard layout.
+fn values<A: Clone, D: Dimension>(a: &Array<A, D>) -> alloc::borrow::Cow<'_, [A]> {
+    match a.as_slice() {
+        Some(s) => alloc::borrow::Cow::Borrowed(s),
+        None => alloc::borrow::Cow::Owned(a.iter().cloned().collect()),
+    }
+}
+
+/// The elements of a standard-layout array.
+fn slice<A, D: Dimension>(a: &Array<A, D>) -> &[A] {
+    a.as_slice().unwrap_or(&[])
+}
+
+/// The elements of `a` in row-major order, after putting it in standard layout if it is not.
+fn slice_mut<A: Clone, D: Dimension>(a: &mut Array<A, D>) -> &mut [A] {
+    if !a.is_standard_layout() {
+        *a = a.as_standard_layout().into_owned();
+    }
+    a.as_slice_mut().unwrap_or(&mut [])
 }
 
 #[cfg(test)]

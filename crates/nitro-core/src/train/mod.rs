@@ -73,6 +73,22 @@ impl TrainConfig {
             return Err(Error::config("batch_size must be positive"));
         }
         self.hyper.sgds()?;
+        for d in [Some(sets.train), sets.val, sets.test]
+            .into_iter()
+            .flatten()
+        {
+            d.validate()?;
+        }
+        if let Some(a) = &self.augment {
+            let (_, h, w) = sets.train.chw;
+            if a.pad > h.max(w) {
+                return Err(Error::config(format!(
+                    "augment.pad {} is larger than the {h}×{w} training images (SPEC §2 pads by \
+                     2 or 4)",
+                    a.pad
+                )));
+            }
+        }
         let rows = match self.validation {
             Some(s) => {
                 if sets.val.is_some() {
@@ -254,6 +270,7 @@ pub fn score<M: Evaluate + ?Sized>(model: &M, data: &Dataset, chunk: usize) -> R
     if data.is_empty() {
         return Err(Error::shape("empty evaluation set"));
     }
+    data.validate()?;
     let chunk = chunk.max(1);
     let (mut correct, mut loss) = (0u64, 0i64);
     for start in (0..data.len()).step_by(chunk) {
@@ -379,6 +396,10 @@ pub fn fit<M: Trainable>(
 /// the run's settings; only `epochs` (and `eval_chunk`) may differ, and the sets must be the
 /// ones it started with (checked by fingerprint).
 ///
+/// A training step that fails (e.g. an [`Error::Overflow`]) ends the run with that error, the
+/// model unchanged by it (steps are all-or-nothing) and `state` as it was before that batch,
+/// so that a checkpoint of the two continues the run.
+///
 /// `on_batch` is called after every batch and `on_epoch` after every epoch, after the
 /// epoch's bookkeeping; returning [`Control::Stop`] ends training there, with a consistent
 /// model, a state that continues the run, and the history so far (`History::cancelled` set).
@@ -414,6 +435,15 @@ pub fn fit_from<M: Trainable>(
     model.set_hyper(state.hyper);
     while !state.finished() {
         let epoch = state.epoch + 1;
+        // A failed step gives the state back as it was before its batch (and, in an epoch's
+        // first batch, before the epoch's shuffle): the run continues from there.
+        let mut epoch_start = (state.batch == 0).then(|| {
+            (
+                state.shuffle_rng.clone(),
+                state.order.clone(),
+                state.current.clone(),
+            )
+        });
         if state.batch == 0 {
             if cfg.shuffle {
                 state.shuffle_rng.shuffle(&mut state.order);
@@ -434,15 +464,26 @@ pub fn fit_from<M: Trainable>(
                 mapped.extend(idx.iter().map(|&i| rows[i]));
                 idx = &mapped;
             }
+            let augment_rng = state.augment_rng.clone();
             let (x, y) = train.batch(idx, cfg.augment.as_ref(), &mut state.augment_rng);
-            let s = model.step(x.view(), &y, &state.hyper)?;
+            let s = match model.step(x.view(), &y, &state.hyper) {
+                Ok(s) => s,
+                Err(e) => {
+                    state.augment_rng = augment_rng;
+                    if let (0, Some((rng, order, current))) = (state.batch, epoch_start.take()) {
+                        (state.shuffle_rng, state.order, state.current) = (rng, order, current);
+                    }
+                    return Err(e);
+                }
+            };
+            // Saturating: a resumed state's running sums come from a file.
             let m = &mut state.current;
-            m.train_loss += s.loss;
-            m.train.correct += s.correct;
-            m.train.total += s.total;
+            m.train_loss = m.train_loss.saturating_add(s.loss);
+            m.train.correct = m.train.correct.saturating_add(s.correct);
+            m.train.total = m.train.total.saturating_add(s.total);
             for (f, l) in m.blocks.iter_mut().zip(&s.blocks) {
-                f.correct += l.correct;
-                f.total += s.total;
+                f.correct = f.correct.saturating_add(l.correct);
+                f.total = f.total.saturating_add(s.total);
             }
             state.batch += 1;
             let p = Progress {
@@ -457,7 +498,7 @@ pub fn fit_from<M: Trainable>(
                 break;
             }
         }
-        state.current.train_millis += clock.millis();
+        state.current.train_millis = state.current.train_millis.saturating_add(clock.millis());
         // The model records the settings its last batch was trained with (saved with it).
         model.set_hyper(state.hyper);
         if cancelled && state.batch < batches {

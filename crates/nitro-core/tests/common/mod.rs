@@ -112,3 +112,44 @@ pub fn dispatches() -> Vec<nitro_core::kernels::Dispatch> {
     }
     Dispatch::all_detected()
 }
+
+/// A safetensors buffer split into its JSON header and its data.
+pub fn split_safetensors(b: &[u8]) -> (serde_json::Value, Vec<u8>) {
+    let n = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
+    (
+        serde_json::from_slice(&b[8..8 + n]).unwrap(),
+        b[8 + n..].to_vec(),
+    )
+}
+
+/// The safetensors buffer of a header and data (the inverse of [`split_safetensors`]).
+pub fn join_safetensors(header: &serde_json::Value, data: &[u8]) -> Vec<u8> {
+    let h = header.to_string().into_bytes();
+    let mut out = (h.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&h);
+    out.extend_from_slice(data);
+    out
+}
+
+/// The file `b` with the JSON of its metadata value `key` changed by `edit`.
+pub fn edit_metadata(b: &[u8], key: &str, edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+    let (mut header, data) = split_safetensors(b);
+    let meta = &mut header["__metadata__"][key];
+    let mut inner: serde_json::Value = serde_json::from_str(meta.as_str().unwrap()).unwrap();
+    edit(&mut inner);
+    *meta = serde_json::Value::String(inner.to_string());
+    join_safetensors(&header, &data)
+}
+
+/// The file `b` with an extra `i32` tensor `name` of `n` values.
+pub fn with_tensor(b: &[u8], name: &str, n: usize) -> Vec<u8> {
+    let (mut header, mut data) = split_safetensors(b);
+    let start = data.len();
+    data.extend(std::iter::repeat_n(0u8, 4 * n));
+    header[name] = serde_json::json!({
+        "dtype": "I32",
+        "shape": [n],
+        "data_offsets": [start, start + 4 * n],
+    });
+    join_safetensors(&header, &data)
+}
