@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .. import _checks
 from .._checks import DEFAULTS, Geometry, check_int
-from .._paths import PathLike
 from . import _engine
 from ._base import HYPER, Model
 from ._engine import EngineModel
@@ -177,31 +175,3 @@ class CNN(Model):
     @classmethod
     def from_bytes(cls, data: bytes) -> CNN:
         return cls._from_engine(_engine.from_bytes(data, "cnn"))
-
-    # -- deployment (nitrod_rs.deploy) ----------------------------------------------------
-
-    def to_onnx(self, path: PathLike, *, name: str | None = None) -> int:
-        """Write an integer-only ONNX graph (:func:`nitrod_rs.deploy.to_onnx`): ``uint8``
-        images in, the ``int8`` scores of :meth:`predict_logits` and the class out. Needs
-        ``pip install 'nitrod-rs[onnx]'``. Returns the file's size in bytes."""
-        from ..deploy import onnx_export
-
-        return onnx_export.to_onnx(self, path, name=name)
-
-    def to_c(self, out_dir: PathLike, *, name: str = "nitrod_model",
-             prefix: str = "nitrod") -> list[Path]:
-        """Write ``<name>.h``/``<name>.c`` (:func:`nitrod_rs.deploy.to_c`): C99, integers
-        only, ``int <prefix>_predict(const uint8_t *image, int32_t *scores, void *scratch)``.
-        Returns the two paths."""
-        from ..deploy import c_export
-
-        return c_export.to_c(self, out_dir, name=name, prefix=prefix)
-
-    def load_float_state_dict(self, weights: Mapping[str, Any], scale: Any, *,
-                              normalization: tuple[list[int], list[int]] | None = None) -> None:
-        """Set the parameters from float ``weights`` keyed like :meth:`state_dict`, each
-        ``round_half_away_from_zero(w · scale)`` computed exactly and range-checked
-        (:func:`nitrod_rs.deploy.from_float_weights`; ``scale`` may be a mapping by name)."""
-        from ..deploy import float_import
-
-        float_import.from_float_weights(self, weights, scale, normalization=normalization)

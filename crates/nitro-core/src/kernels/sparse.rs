@@ -458,7 +458,7 @@ accumulate!(
 const PAIR_BATCH: usize = 64;
 
 /// `acc += δ·patch` for the entries of one proven `i32` run. On x86-64 the entries whose `δ`
-/// fits `i16` go through the pair kernels (`x86::{avx512,avx2}::sparse_pairs`: two entries per
+/// fits `i16` go through the pair kernels (`x86::{avx512,avx2}::sparse_chunk`: two entries per
 /// `vpdpwssd`/`vpmaddwd`, the sums in registers), the rest and the run tails through the plain
 /// loop. Integer sums in any order: the same bits (every partial sum is within the run's
 /// proof).
@@ -519,22 +519,58 @@ fn accumulate_pairs(
                 pairs[np] = (s1, s1, pair_word(w1, 0));
                 np += 1;
             }
-            let done = match build {
-                // SAFETY: `loop_build` saw the instruction set allowed and detected.
-                Isa::Avx512Vnni => unsafe {
-                    crate::kernels::x86::avx512::sparse_pairs(xt, &pairs[..np], shape, acc)
-                },
-                // SAFETY: as above.
-                _ => unsafe {
-                    crate::kernels::x86::avx2::sparse_pairs(xt, &pairs[..np], shape, acc)
-                },
-            };
+            let done = pair_rows(xt, &pairs[..np], shape, acc, build);
             if done < kc {
                 pair_tails(xt, &pairs[..np], shape, done, acc);
             }
             accumulate_i32_loop(xt, g, &rest.0[..nr], &rest.1[..nr], acc, build);
         }
     }
+}
+
+/// A chunk kernel of the pair engine: `acc[..len] += Σ d·x` at offset `off` of every pair.
+#[cfg(target_arch = "x86_64")]
+type Chunk = unsafe fn(&[i16], &[(usize, usize, i32)], usize, &mut [i32]);
+
+/// The leading words of every run of `pairs` that `build`'s chunk kernels cover (a multiple of
+/// their vector width), added into `acc` (`k` runs of `kc` sums). The bounds every chunk reads
+/// are checked here, once.
+#[cfg(target_arch = "x86_64")]
+fn pair_rows(
+    xt: &[i16],
+    pairs: &[(usize, usize, i32)],
+    (k, kc, stride): (usize, usize, usize),
+    acc: &mut [i32],
+    build: Isa,
+) -> usize {
+    use crate::kernels::x86::{avx2, avx512};
+    // (words per vector, the 4-vector chunk, the 1-vector chunk)
+    let (width, four, one): (usize, Chunk, Chunk) = match build {
+        Isa::Avx512Vnni => (32, avx512::sparse_chunk::<4>, avx512::sparse_chunk::<1>),
+        _ => (16, avx2::sparse_chunk::<4>, avx2::sparse_chunk::<1>),
+    };
+    assert_eq!(acc.len(), k * kc);
+    let reach = k.saturating_sub(1) * stride + kc;
+    assert!(pairs
+        .iter()
+        .all(|&(s1, s2, _)| s1.max(s2) + reach <= xt.len()));
+    let words = kc / width * width;
+    for (u, row) in acc.chunks_exact_mut(kc.max(1)).enumerate().take(k) {
+        let mut c0 = 0;
+        while c0 < words {
+            let (n, f) = if c0 + 4 * width <= words {
+                (4 * width, four)
+            } else {
+                (width, one)
+            };
+            // SAFETY: `build` was allowed and detected (`loop_build`, `pairs_usable`); every
+            // pair's runs hold `kc ≥ c0 + n` words from `s + u·stride` (checked above), and the
+            // chunk gets exactly `n` sums.
+            unsafe { f(xt, pairs, u * stride + c0, &mut row[c0..c0 + n]) };
+            c0 += n;
+        }
+    }
+    words
 }
 
 /// The two `i16` weights of a pair as the word pair the pair kernels multiply with.

@@ -134,51 +134,14 @@ pub(crate) unsafe fn tile_i32(a: [&[i32]; 2], b: [&[i32]; 4]) -> [[i32; 4]; 2] {
     out
 }
 
-/// The AVX2 form of `avx512::sparse_pairs` (`vpmaddwd ymm` + `vpaddd`): 16 words per vector,
-/// up to 64 sums per run in registers. Same contract: exact when every partial sum fits
-/// `i32` (the caller's proof; `vpmaddwd`'s pair sum of two `i16` products is exact in `i32`
-/// for the values a proven run holds); returns the leading words of each run it handled (a
-/// multiple of 16).
-///
-/// # Safety
-/// The CPU must have AVX2.
-#[target_feature(enable = "avx2")]
-pub(crate) unsafe fn sparse_pairs(
-    xt: &[i16],
-    pairs: &[(usize, usize, i32)],
-    (k, kc, stride): (usize, usize, usize),
-    acc: &mut [i32],
-) -> usize {
-    assert_eq!(acc.len(), k * kc);
-    let reach = k.saturating_sub(1) * stride + kc;
-    assert!(pairs
-        .iter()
-        .all(|&(s1, s2, _)| s1.max(s2) + reach <= xt.len()));
-    let words = kc / 16 * 16;
-    for u in 0..k {
-        let row = &mut acc[u * kc..(u + 1) * kc];
-        let mut c0 = 0;
-        while c0 + 64 <= words {
-            // SAFETY: every run holds kc ≥ c0 + 64 words from its start (checked above).
-            unsafe { sparse_chunk::<4>(xt, pairs, u * stride + c0, &mut row[c0..c0 + 64]) };
-            c0 += 64;
-        }
-        while c0 < words {
-            // SAFETY: as above, for 16 words.
-            unsafe { sparse_chunk::<1>(xt, pairs, u * stride + c0, &mut row[c0..c0 + 16]) };
-            c0 += 16;
-        }
-    }
-    words
-}
-
-/// `R·16` sums of [`sparse_pairs`] at offset `off` of every entry's run.
+/// The AVX2 form of `avx512::sparse_chunk` (`vpmaddwd ymm` + `vpaddd`): `R·16` sums. Exact
+/// when every partial sum fits `i32` (the caller's proof; a pair sum of two `i16` products
+/// within a proven run fits too).
 ///
 /// # Safety
 /// AVX2; `xt` holds `R·16` words from `s + off` for every pair start `s`; `acc` holds `R·16`.
 #[target_feature(enable = "avx2")]
-#[inline]
-unsafe fn sparse_chunk<const R: usize>(
+pub(crate) unsafe fn sparse_chunk<const R: usize>(
     xt: &[i16],
     pairs: &[(usize, usize, i32)],
     off: usize,

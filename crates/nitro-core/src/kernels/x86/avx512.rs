@@ -87,58 +87,18 @@ unsafe fn store_zmm<const P: usize>(acc: &[[__m512i; P]; MR], j: usize, c: &mut 
     store_tile(&tile, c, t);
 }
 
-/// Sparse `acc += Σ d·x` over pairs of entries (`vpdpwssd zmm`). Each pair `(s1, s2, w)` is two
-/// entries whose vectors are the `k` runs `xt[s + u·stride ..][..kc]` (`u < k`) and whose
-/// weights are the words of `w` (low word for `s1`, high for `s2`); `acc` holds the `k·kc` sums
-/// run after run. A pair's runs are interleaved word by word (`vpunpck{l,h}wd`) and multiplied
-/// with `w`, so one instruction adds 32 products; up to 128 sums per run stay in registers
-/// across all pairs. The lanes hold
-/// the sums in an interleaved order, undone when they are stored.
-///
-/// Exact when every partial sum fits `i32`, which the caller proves (`vpdpwssd` does not
-/// saturate). Returns the number of leading words of each run it handled (a multiple of 32;
-/// the caller adds the rest).
-///
-/// # Safety
-/// The CPU must have AVX-512 F, BW and VNNI.
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-pub(crate) unsafe fn sparse_pairs(
-    xt: &[i16],
-    pairs: &[(usize, usize, i32)],
-    (k, kc, stride): (usize, usize, usize),
-    acc: &mut [i32],
-) -> usize {
-    assert_eq!(acc.len(), k * kc);
-    let reach = k.saturating_sub(1) * stride + kc;
-    assert!(pairs
-        .iter()
-        .all(|&(s1, s2, _)| s1.max(s2) + reach <= xt.len()));
-    let words = kc / 32 * 32;
-    for u in 0..k {
-        let row = &mut acc[u * kc..(u + 1) * kc];
-        let mut c0 = 0;
-        while c0 + 128 <= words {
-            // SAFETY: every run holds kc ≥ c0 + 128 words from its start (checked above).
-            unsafe { sparse_chunk::<4>(xt, pairs, u * stride + c0, &mut row[c0..c0 + 128]) };
-            c0 += 128;
-        }
-        while c0 < words {
-            // SAFETY: as above, for 32 words.
-            unsafe { sparse_chunk::<1>(xt, pairs, u * stride + c0, &mut row[c0..c0 + 32]) };
-            c0 += 32;
-        }
-    }
-    words
-}
-
-/// `R·32` sums of [`sparse_pairs`] at offset `off` of every entry's run.
+/// `acc += Σ d·x` for `R·32` consecutive sums (`vpdpwssd zmm`): each pair `(s1, s2, w)` is two
+/// entries whose words at `s + off ..` are multiplied with the two words of `w` (low word for
+/// `s1`, high for `s2`). The pair's words are interleaved (`vpunpck{l,h}wd`), so one instruction
+/// adds 32 products; the `R·32` sums stay in registers across all pairs, in an interleaved lane
+/// order undone when they are stored. Exact when every partial sum fits `i32`, which the caller
+/// proves (`vpdpwssd` does not saturate). The row loop around it is `kernels::sparse`'s.
 ///
 /// # Safety
 /// AVX-512 F, BW and VNNI; `xt` holds `R·32` words from `s + off` for every pair start `s`;
 /// `acc` holds `R·32` sums.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-#[inline]
-unsafe fn sparse_chunk<const R: usize>(
+pub(crate) unsafe fn sparse_chunk<const R: usize>(
     xt: &[i16],
     pairs: &[(usize, usize, i32)],
     off: usize,
