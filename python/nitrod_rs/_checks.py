@@ -100,6 +100,19 @@ def hyper(base: Mapping[str, Any]) -> dict[str, Any]:
 # -- arrays ------------------------------------------------------------------------------------
 
 
+def parameter_mapping(values: Any, shapes: Mapping[str, Any], what: str) -> None:
+    """``values`` is a mapping whose keys are exactly the parameter names of ``shapes``
+    (``what`` names it in the messages: "state", "weights")."""
+    if not isinstance(values, Mapping):
+        raise TypeError(f"{what} must be a mapping of parameter name -> array, "
+                        f"got {type(values).__name__}")
+    missing = [k for k in shapes if k not in values]
+    extra = [k for k in values if k not in shapes]
+    if missing or extra:
+        raise ValueError(f"{what} keys do not match the model's parameters: missing "
+                         f"{missing}, unexpected {extra}")
+
+
 def _pixels(x: Any, name: str) -> np.ndarray:
     if not isinstance(x, np.ndarray):
         raise TypeError(

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import _checks
+
 #: The default range limit: the ``int32`` weight storage.
 INT32_LIMIT = (1 << 31) - 1
 
@@ -112,15 +114,8 @@ def float_state_dict(model: Any, weights: Mapping[str, Any],
     """The ``int32`` state dict of ``model`` from float ``weights`` keyed like
     :meth:`~nitrod_rs.MLP.state_dict` (every parameter, nothing else), each quantised by
     :func:`quantize` with ``scale`` (one number, or a mapping from parameter name to number)."""
-    if not isinstance(weights, Mapping):
-        raise TypeError(f"weights must be a mapping of name -> array, got "
-                        f"{type(weights).__name__}")
     shapes = dict(model._m.parameter_shapes())
-    missing = [k for k in shapes if k not in weights]
-    extra = [k for k in weights if k not in shapes]
-    if missing or extra:
-        raise ValueError(f"weight names do not match the model: missing {missing}, "
-                         f"unexpected {extra}")
+    _checks.parameter_mapping(weights, shapes, "weights")
     out = {}
     for k, want in shapes.items():
         s = scale[k] if isinstance(scale, Mapping) else scale

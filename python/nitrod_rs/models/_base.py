@@ -357,15 +357,8 @@ class Model:
         Keys must be exactly the model's parameter names; values ``int32`` arrays of the
         right shape (``TypeError`` / ``ValueError`` otherwise). Nothing changes on error.
         """
-        if not isinstance(state, Mapping):
-            raise TypeError(f"state must be a mapping of name -> int32 array, "
-                            f"got {type(state).__name__}")
         shapes = dict(self._m.parameter_shapes())
-        missing = [k for k in shapes if k not in state]
-        extra = [k for k in state if k not in shapes]
-        if missing or extra:
-            raise ValueError(f"state keys do not match the model: missing {missing}, "
-                             f"unexpected {extra}")
+        _checks.parameter_mapping(state, shapes, "state")
         items = []
         for k, want in shapes.items():
             v = state[k]
