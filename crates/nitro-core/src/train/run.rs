@@ -87,10 +87,7 @@ impl RunState {
     /// The state of a run that has not started: `cfg` checked, the streams seeded.
     pub fn new(cfg: &TrainConfig, sets: &Sets<'_>) -> Result<Self> {
         cfg.validate(sets)?;
-        let rows = match cfg.validation {
-            Some(s) => s.indices(sets.train.len())?.0.len(),
-            None => sets.train.len(),
-        };
+        let rows = expected_rows(cfg, sets)?;
         Ok(RunState {
             config: cfg.clone(),
             epoch: 0,
@@ -170,6 +167,7 @@ impl RunState {
     }
 }
 
+/// The training rows a run on `sets` visits: all, or those a validation split leaves.
 fn expected_rows(cfg: &TrainConfig, sets: &Sets<'_>) -> Result<usize> {
     Ok(match cfg.validation {
         Some(s) => s.indices(sets.train.len())?.0.len(),
