@@ -97,7 +97,7 @@ impl Normalization {
 }
 
 fn plane_len(cols: usize, channels: usize) -> Result<usize> {
-    if channels == 0 || cols == 0 || !cols.is_multiple_of(channels) {
+    if channels == 0 || cols == 0 || cols % channels != 0 {
         return Err(Error::shape(format!(
             "{cols} values per image cannot be split into {channels} channel planes"
         )));

@@ -71,7 +71,7 @@ pub(super) fn serialize_sorted(
         offset = end;
     }
     let mut h = Value::Object(header).to_string().into_bytes();
-    while !h.len().is_multiple_of(8) {
+    while h.len() % 8 != 0 {
         h.push(b' ');
     }
     let mut out = Vec::with_capacity(8 + h.len() + offset);

@@ -53,7 +53,7 @@ fn open_locked(tmp: &std::path::Path) -> std::io::Result<std::fs::File> {
             .create(true)
             .truncate(false)
             .open(tmp)?;
-        match f.lock() {
+        match lock(&f) {
             Ok(()) => {}
             // A file system without locks: write unlocked, as without this one.
             Err(e) if e.kind() == std::io::ErrorKind::Unsupported => return Ok(f),
@@ -65,6 +65,20 @@ fn open_locked(tmp: &std::path::Path) -> std::io::Result<std::fs::File> {
             return Ok(f);
         }
     }
+}
+
+/// Take `f`'s exclusive lock, waiting for it.
+#[cfg(nitro_file_lock)]
+#[clippy::msrv = "1.89"] // compiled only by Rust 1.89+ (build.rs)
+fn lock(f: &std::fs::File) -> std::io::Result<()> {
+    f.lock()
+}
+
+/// `File::lock` is Rust 1.89+ (see build.rs): an older compiler writes unlocked, as on a file
+/// system without locks.
+#[cfg(not(nitro_file_lock))]
+fn lock(_f: &std::fs::File) -> std::io::Result<()> {
+    Err(std::io::ErrorKind::Unsupported.into())
 }
 
 /// Whether the open file `f` is the file at `path`.

@@ -107,7 +107,7 @@ static DETECTED: AtomicU8 = AtomicU8::new(0);
 
 fn detect() -> u8 {
     let portable = 1u8 << (Isa::Portable as u8);
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(nitro_x86_simd)]
     {
         let mut bits = portable;
         if x86::avx2() {
@@ -121,11 +121,11 @@ fn detect() -> u8 {
         }
         bits
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(not(nitro_x86_simd))]
     portable
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(nitro_x86_simd)]
 mod x86 {
     #[cfg(feature = "std")]
     pub(super) fn avx2() -> bool {
@@ -213,7 +213,7 @@ impl Default for Dispatch {
 /// update — runs under the current dispatch: `Avx512Vnni` stands for "AVX-512 F+BW allowed and
 /// detected" (its detection includes them), then `Avx2`, else `Portable`. Every build is the
 /// same safe code compiled for another target, so all compute the same integers.
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[cfg_attr(not(nitro_x86_simd), allow(dead_code))]
 pub(crate) fn loop_build() -> Isa {
     let d = dispatch();
     if d.isa >= Isa::Avx512Vnni && Isa::Avx512Vnni.detected() {

@@ -15,7 +15,7 @@ pub mod par;
 pub(crate) mod sgd;
 pub mod sparse;
 pub(crate) mod tile;
-#[cfg(target_arch = "x86_64")]
+#[cfg(nitro_x86_simd)]
 pub(crate) mod x86;
 
 pub use buffers::recycle;

@@ -5,7 +5,7 @@
 
 use crate::arith::{tdiv, DivU31};
 use crate::error::{Error, Result};
-#[cfg(target_arch = "x86_64")]
+#[cfg(nitro_x86_simd)]
 use crate::kernels::cpu::{loop_build, Isa};
 use alloc::format;
 
@@ -228,7 +228,7 @@ impl Plan {
     }
 
     fn scan(&self, params: &[i32], grads: &[i64]) -> Scan {
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(nitro_x86_simd)]
         match loop_build() {
             // SAFETY (all three entry points): the instruction set is allowed and detected.
             Isa::Avx512Vnni => return unsafe { self.scan_avx512(params, grads) },
@@ -239,7 +239,7 @@ impl Plan {
     }
 
     fn fits(&self, params: &[i32], grads: &[i64]) -> bool {
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(nitro_x86_simd)]
         match loop_build() {
             Isa::Avx512Vnni => return unsafe { self.fits_avx512(params, grads) },
             Isa::Avx2 => return unsafe { self.fits_avx2(params, grads) },
@@ -249,7 +249,7 @@ impl Plan {
     }
 
     pub(crate) fn write(&self, params: &mut [i32], grads: &[i64], scan: Scan) {
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(nitro_x86_simd)]
         match loop_build() {
             Isa::Avx512Vnni => return unsafe { self.write_avx512(params, grads, scan.narrow) },
             Isa::Avx2 => return unsafe { self.write_avx2(params, grads, scan.narrow) },
@@ -259,42 +259,42 @@ impl Plan {
     }
 
     /// [`Plan::scan_generic`] compiled for AVX2.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(nitro_x86_simd)]
     #[target_feature(enable = "avx2")]
     unsafe fn scan_avx2(&self, params: &[i32], grads: &[i64]) -> Scan {
         self.scan_generic(params, grads)
     }
 
     /// [`Plan::scan_generic`] compiled for AVX-512 (twice the lanes of AVX2).
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(nitro_x86_simd)]
     #[target_feature(enable = "avx512f,avx512bw")]
     unsafe fn scan_avx512(&self, params: &[i32], grads: &[i64]) -> Scan {
         self.scan_generic(params, grads)
     }
 
     /// [`Plan::fits_generic`] compiled for AVX2.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(nitro_x86_simd)]
     #[target_feature(enable = "avx2")]
     unsafe fn fits_avx2(&self, params: &[i32], grads: &[i64]) -> bool {
         self.fits_generic(params, grads)
     }
 
     /// [`Plan::fits_generic`] compiled for AVX-512 (twice the lanes of AVX2).
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(nitro_x86_simd)]
     #[target_feature(enable = "avx512f,avx512bw")]
     unsafe fn fits_avx512(&self, params: &[i32], grads: &[i64]) -> bool {
         self.fits_generic(params, grads)
     }
 
     /// [`Plan::write_generic`] compiled for AVX2.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(nitro_x86_simd)]
     #[target_feature(enable = "avx2")]
     unsafe fn write_avx2(&self, params: &mut [i32], grads: &[i64], narrow: bool) {
         self.write_generic(params, grads, narrow)
     }
 
     /// [`Plan::write_generic`] compiled for AVX-512 (twice the lanes of AVX2).
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(nitro_x86_simd)]
     #[target_feature(enable = "avx512f,avx512bw")]
     unsafe fn write_avx512(&self, params: &mut [i32], grads: &[i64], narrow: bool) {
         self.write_generic(params, grads, narrow)

@@ -398,7 +398,7 @@ macro_rules! accumulate {
             acc: &mut [$acc],
             build: Isa,
         ) {
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(nitro_x86_simd)]
             match build {
                 // SAFETY (both): `loop_build` saw the instruction set allowed and detected; the
                 // body is the same safe code, compiled for it.
@@ -410,13 +410,13 @@ macro_rules! accumulate {
             $impl(xt, g, idx, val, acc)
         }
 
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(nitro_x86_simd)]
         #[target_feature(enable = "avx512f,avx512bw")]
         unsafe fn $avx512(xt: &[i16], g: &Geometry, idx: &[usize], val: &[i32], acc: &mut [$acc]) {
             $impl(xt, g, idx, val, acc)
         }
 
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(nitro_x86_simd)]
         #[target_feature(enable = "avx2")]
         unsafe fn $avx2(xt: &[i16], g: &Geometry, idx: &[usize], val: &[i32], acc: &mut [$acc]) {
             $impl(xt, g, idx, val, acc)
@@ -454,7 +454,7 @@ accumulate!(
 );
 
 /// Entries per batch of the pair kernels (their pairs live on the stack).
-#[cfg(target_arch = "x86_64")]
+#[cfg(nitro_x86_simd)]
 const PAIR_BATCH: usize = 64;
 
 /// `acc += δ·patch` for the entries of one proven `i32` run. On x86-64 the entries whose `δ`
@@ -470,7 +470,7 @@ fn accumulate_i32(
     acc: &mut [i32],
     build: Isa,
 ) {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(nitro_x86_simd)]
     if matches!(build, Isa::Avx512Vnni | Isa::Avx2) && pairs_usable(build) {
         return accumulate_pairs(xt, g, idx, val, acc, build);
     }
@@ -478,7 +478,7 @@ fn accumulate_i32(
 }
 
 /// [`accumulate_i32`] through the pair kernel of `build` (AVX-512 VNNI or AVX2, detected).
-#[cfg(target_arch = "x86_64")]
+#[cfg(nitro_x86_simd)]
 fn accumulate_pairs(
     xt: &[i16],
     g: &Geometry,
@@ -529,13 +529,13 @@ fn accumulate_pairs(
 }
 
 /// A chunk kernel of the pair engine: `acc[..len] += Σ d·x` at offset `off` of every pair.
-#[cfg(target_arch = "x86_64")]
+#[cfg(nitro_x86_simd)]
 type Chunk = unsafe fn(&[i16], &[(usize, usize, i32)], usize, &mut [i32]);
 
 /// The leading words of every run of `pairs` that `build`'s chunk kernels cover (a multiple of
 /// their vector width), added into `acc` (`k` runs of `kc` sums). The bounds every chunk reads
 /// are checked here, once.
-#[cfg(target_arch = "x86_64")]
+#[cfg(nitro_x86_simd)]
 fn pair_rows(
     xt: &[i16],
     pairs: &[(usize, usize, i32)],
@@ -574,13 +574,13 @@ fn pair_rows(
 }
 
 /// The two `i16` weights of a pair as the word pair the pair kernels multiply with.
-#[cfg(target_arch = "x86_64")]
+#[cfg(nitro_x86_simd)]
 fn pair_word(lo: i16, hi: i16) -> i32 {
     (u32::from(lo as u16) | u32::from(hi as u16) << 16) as i32
 }
 
 /// The words `done..kc` of every run of `pairs`, which the pair kernels leave to the caller.
-#[cfg(target_arch = "x86_64")]
+#[cfg(nitro_x86_simd)]
 fn pair_tails(
     xt: &[i16],
     pairs: &[(usize, usize, i32)],
@@ -601,13 +601,13 @@ fn pair_tails(
 
 /// Self-check verdicts of the pair kernels, per build: 0 not yet checked, 1 agrees with the
 /// plain loop, 2 disagreed (never used again).
-#[cfg(target_arch = "x86_64")]
+#[cfg(nitro_x86_simd)]
 static PAIR_VERDICT: [core::sync::atomic::AtomicU8; 2] =
     [const { core::sync::atomic::AtomicU8::new(0) }; 2];
 
 /// Whether `build`'s pair kernel agrees with the plain loop (checked once, at first use, on a
 /// small random case with edge values and run tails).
-#[cfg(target_arch = "x86_64")]
+#[cfg(nitro_x86_simd)]
 fn pairs_usable(build: Isa) -> bool {
     use core::sync::atomic::Ordering;
     let slot = &PAIR_VERDICT[usize::from(build == Isa::Avx512Vnni)];
@@ -629,7 +629,7 @@ fn pairs_usable(build: Isa) -> bool {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(nitro_x86_simd)]
 fn pairs_self_check(build: Isa) -> bool {
     // C = 37 channels, k = 3: runs of 111 words cross the 128-, 64-, 32- and 16-word chunks.
     let g = Geometry {
@@ -679,7 +679,7 @@ accumulate!(
 mod tests {
     use super::*;
 
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(nitro_x86_simd)]
     #[test]
     fn pair_kernels_agree_with_the_loop_where_the_cpu_has_them() {
         for build in [Isa::Avx2, Isa::Avx512Vnni] {

@@ -27,7 +27,7 @@ pub struct Dropout {
 impl Dropout {
     /// Dropout at `rate_pct` percent with its own seeded stream.
     pub fn new(rate_pct: u32, seed: u64, stream: u64) -> Result<Self> {
-        if rate_pct == 0 || rate_pct > 95 || !rate_pct.is_multiple_of(5) {
+        if rate_pct == 0 || rate_pct > 95 || rate_pct % 5 != 0 {
             return Err(Error::config(format!(
                 "dropout rate must be a multiple of 5 between 5 and 95 percent, got {rate_pct}"
             )));

@@ -41,7 +41,7 @@ impl Schedule {
             Schedule::Linear { pct, max } => capped(c + b * i128::from(pct) / 100, max),
             Schedule::Exponential { pct, max } => capped(c * (100 + i128::from(pct)) / 100, max),
             Schedule::Halving { every, max } => {
-                if every > 0 && epoch.is_multiple_of(every) {
+                if every > 0 && epoch % every == 0 {
                     capped(c * 2, max)
                 } else {
                     current

@@ -18,7 +18,7 @@ use ndarray::ArrayView2;
 
 use crate::kernels::buffers;
 use crate::kernels::cpu::Int;
-#[cfg(target_arch = "x86_64")]
+#[cfg(nitro_x86_simd)]
 use crate::kernels::cpu::{loop_build, Isa};
 use crate::kernels::par;
 
@@ -71,7 +71,7 @@ fn packed_rows<T>(a: &ArrayView2<'_, T>, how: Narrow) -> usize {
 
 /// Largest magnitude of the operand's values.
 pub(crate) fn max_abs_view<T: Int>(a: &ArrayView2<'_, T>) -> u64 {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(nitro_x86_simd)]
     {
         match loop_build() {
             // SAFETY (both): the instruction set is allowed and detected; the body is the same
@@ -84,13 +84,13 @@ pub(crate) fn max_abs_view<T: Int>(a: &ArrayView2<'_, T>) -> u64 {
     max_abs_view_impl(a)
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(nitro_x86_simd)]
 #[target_feature(enable = "avx2")]
 unsafe fn max_abs_view_avx2<T: Int>(a: &ArrayView2<'_, T>) -> u64 {
     max_abs_view_impl(a)
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(nitro_x86_simd)]
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn max_abs_view_avx512<T: Int>(a: &ArrayView2<'_, T>) -> u64 {
     max_abs_view_impl(a)
@@ -149,7 +149,7 @@ pub(crate) fn pack_b<T: Int>(b: &ArrayView2<'_, T>, how: Narrow) -> Option<Packe
 /// Pack an operand as panels of `W` rows: for each pair `q`, `W` consecutive words, word `r` =
 /// row `r`'s `(v[2q], v[2q+1])`. A and B share this layout (`W` = [`MR`] or [`NR`]).
 fn pack<T: Int, const W: usize>(a: &ArrayView2<'_, T>, how: Narrow) -> Option<Packed16> {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(nitro_x86_simd)]
     {
         match loop_build() {
             // SAFETY (both): as in `max_abs_view`.
@@ -161,7 +161,7 @@ fn pack<T: Int, const W: usize>(a: &ArrayView2<'_, T>, how: Narrow) -> Option<Pa
     pack_impl::<T, W>(a, how)
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(nitro_x86_simd)]
 #[target_feature(enable = "avx2")]
 unsafe fn pack_avx2<T: Int, const W: usize>(
     a: &ArrayView2<'_, T>,
@@ -170,7 +170,7 @@ unsafe fn pack_avx2<T: Int, const W: usize>(
     pack_impl::<T, W>(a, how)
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(nitro_x86_simd)]
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn pack_avx512<T: Int, const W: usize>(
     a: &ArrayView2<'_, T>,

@@ -193,7 +193,7 @@ fn block(
 /// and, for two, `bps[1]`), for `r < rows`, `l < cols`.
 #[inline]
 fn micro(ap: &[u32], bps: [&[u32]; 2], width: usize, c: &mut [i64], t: Tile, isa: Isa) {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(nitro_x86_simd)]
     {
         use crate::kernels::x86;
         // SAFETY (all three): `isa` is detected on this CPU (callers pass `resolve`'s answer or
@@ -208,7 +208,7 @@ fn micro(ap: &[u32], bps: [&[u32]; 2], width: usize, c: &mut [i64], t: Tile, isa
             Isa::Portable => {}
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(not(nitro_x86_simd))]
     let _ = isa;
     for (j, bp) in bps.iter().enumerate().take(width) {
         let cols = t.cols.saturating_sub(j * NR).min(NR);

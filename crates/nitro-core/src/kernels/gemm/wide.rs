@@ -125,7 +125,7 @@ fn block_i32(
 /// proven total, bounded by `Σ|aᵢ·bᵢ| ≤ max|A|·max|B|·K ≤ 2³¹−1`.
 #[inline]
 fn tile_2x4(a: [&[i32]; 2], b: [&[i32]; 4], simd: bool) -> [[i32; 4]; 2] {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(nitro_x86_simd)]
     {
         if simd {
             // SAFETY: `simd` is only true when AVX2 is allowed and detected.

@@ -5,5 +5,9 @@
 //! first use, see [`super::gemm`]).
 
 pub(crate) mod avx2;
+// AVX-512 and AVX-VNNI intrinsics are Rust 1.89+; this module is compiled only by such a
+// compiler (crates/nitro-core/build.rs), so clippy may hold these two files to 1.89.
+#[clippy::msrv = "1.89"]
 pub(crate) mod avx512;
+#[clippy::msrv = "1.89"]
 pub(crate) mod avxvnni;
