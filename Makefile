@@ -83,19 +83,15 @@ test-purity:
 	scripts/check_no_float.sh selftest
 	scripts/check_no_float.sh host
 
-## embedded: install the Debian toolchain if missing, build the Cortex-M4F firmware (build-std,
-## lld-16), check its image for floats, and train on QEMU mps2-an386 (exit status = success)
-EMB_PKGS := rustc-web cargo-web rust-web-src lld-16 llvm-16 qemu-system-arm dataset-fashion-mnist
-EMB_ELF := embedded/target/thumbv7em-none-eabihf/release/nitrod-firmware
+## embedded: install the Debian toolchain if missing, then scripts/embedded.sh: the firmware for
+## Cortex-M4F, Cortex-M3, Cortex-M0+ and RISC-V rv32imac (build-std, lld-16), each image checked
+## for floats, each trained under QEMU, final weights compared with the host's bit for bit
+EMB_PKGS := rustc-web cargo-web rust-web-src lld-16 llvm-16 qemu-system-arm qemu-system-misc \
+  dataset-fashion-mnist
 .PHONY: embedded test-purity
 embedded:
 	@if ! dpkg -s $(EMB_PKGS) >/dev/null 2>&1; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	  apt-get install -y -qq --no-install-recommends $(EMB_PKGS); fi
 	$(PYTHON) embedded/gen_data.py
-	cd embedded && PATH=/usr/bin:/bin RUSTC_BOOTSTRAP=1 cargo build --release
-	llvm-size-16 -A $(EMB_ELF) | grep -E '^(section|\.vector_table|\.text|\.rodata|\.data|\.bss|\.uninit|Total)'
-	llvm-size-16 $(EMB_ELF)
-	scripts/check_no_float.sh arm $(EMB_ELF)
-	timeout 900 qemu-system-arm -machine mps2-an386 -cpu cortex-m4 -nographic -monitor none \
-	  -serial none -semihosting-config enable=on,target=native -kernel $(EMB_ELF)
+	scripts/embedded.sh

@@ -5,7 +5,8 @@
 #   check_no_float.sh host          build nitro-core without std for the host (x86-64, release) and
 #                                   scan every object in its .rlib — nitro-core's own functions and
 #                                   every generic (ndarray, core, …) it instantiates
-#   check_no_float.sh arm ELF       scan a Thumb-2 firmware ELF (the whole linked image)
+#   check_no_float.sh arm ELF       scan an Arm (Thumb) firmware ELF (the whole linked image)
+#   check_no_float.sh riscv ELF     scan a RISC-V firmware ELF (the whole linked image)
 #   check_no_float.sh x86 FILE      scan one x86-64 object/archive/ELF
 #   check_no_float.sh selftest      prove the x86 scan detects a float (a one-line f32 function)
 #
@@ -21,6 +22,9 @@ X86_RE='^(v?(add|sub|mul|div|min|max|sqrt|round|cmp)(ss|sd|ps|pd)|v?(rcp|rsqrt)(
 # Arm VFP/Helium: any data-processing instruction with a floating-point type, every conversion,
 # fused multiply-adds; soft-float helpers (AEABI and libgcc names).
 ARM_RE='^(v[a-z0-9]+\.(f16|f32|f64)(\.[a-z0-9]+)?|vcvt[a-z]*(\..*)?|vfn?m[as](\..*)?|vrint[a-z]*(\..*)?)$'
+# RISC-V F/D/Q/Zfh: every instruction of the floating-point extensions starts with f (fadd.s,
+# flw, fmv.x.w, fcvt.w.s, …; the integer ISA has only fence/fence.i), compressed loads/stores c.f*.
+RISCV_RE='^(f(add|sub|mul|div|sqrt|min|max|n?madd|n?msub|sgnjn?x?|cvt|mv|eq|lt|le|class|l[whdq]|s[whdq])(\.[a-z0-9.]+)?|c\.f(l|s)[wd](sp)?)$'
 SOFT_RE='__aeabi_[fd][a-z0-9]*|__(add|sub|mul|div|neg|pow)[sdtx]f[0-9]|__(float|fix)[a-z]*[sdt]f[a-z]*|__(extend|trunc)[a-z]*f[0-9]|__(eq|ne|lt|le|gt|ge|un|cmp)[sdt]f2'
 
 # Nothing is tolerated: the safetensors/JSON persistence layer (whose JSON number parser has
@@ -78,6 +82,13 @@ arm() {
   scan "$tmp/dis" "$ARM_RE" "$2"
 }
 
+riscv() {
+  local tmp; tmp=$(mktemp -d); trap 'rm -rf "$tmp"' RETURN
+  llvm-objdump-16 -d --no-show-raw-insn -C "$1" > "$tmp/dis"
+  llvm-nm-16 "$1" 2>/dev/null | grep -E "$SOFT_RE" >> "$tmp/dis" || true
+  scan "$tmp/dis" "$RISCV_RE" "$2"
+}
+
 case "${1:-}" in
   host)
     rlib=$(cargo build -p nitro-core --no-default-features --release --message-format=json 2>/dev/null \
@@ -94,7 +105,8 @@ for l in sys.stdin:
     ld -r -o "$tmp/all.o" "${objs[@]}"
     x86 "$tmp/all.o" "nitro-core no_std x86-64 ($(basename "$rlib"), ${#objs[@]} object files)" "$ALLOW_RE"
     ;;
-  arm) arm "$2" "firmware $(basename "$2") (Thumb-2)" ;;
+  arm) arm "$2" "firmware $2 (Thumb)" ;;
+  riscv) riscv "$2" "firmware $2 (RISC-V)" ;;
   x86) x86 "$2" "$2" ;;
   selftest)
     tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
@@ -105,5 +117,5 @@ for l in sys.stdin:
     fi
     echo "selftest OK: the check rejects a float function ($(grep -Eo '(mulss|cvtsi2ss)' "$tmp/out" | sort -u | tr '\n' ' '))"
     ;;
-  *) sed -n '2,13p' "$0"; exit 2 ;;
+  *) sed -n '2,14p' "$0"; exit 2 ;;
 esac

@@ -1,15 +1,22 @@
-//! The firmware's training run, free of any hardware detail so that it also runs on the host
-//! (`cargo test` in a scratch crate can `#[path]`-include it): the dataset is streamed from the
-//! image (flash), one batch at a time, so only the model and one step's tensors live on the heap.
+//! The firmware's training runs, free of any hardware detail so that they also run on the host
+//! (`crates/nitro-core/examples/firmware_host.rs` `#[path]`-includes this file, and `make
+//! embedded` compares the final weights' hashes): the dataset is streamed from the image
+//! (flash), one batch at a time, so only the model and one step's tensors live on the heap.
+//! The loops are generic over the model ([`Net`]: the MLP and the CNN).
 
 use alloc::vec::Vec;
 use core::fmt::Write;
 use ndarray::{Array2, ArrayView2};
 use nitro_core::rng::Pcg32;
-use nitro_core::{Hyper, Mlp, MlpConfig, Normalization, Result};
+use nitro_core::train::Trainable;
+use nitro_core::{
+    Cnn, CnnConfig, Feature, Hyper, Mlp, MlpConfig, NamedParams, Normalization, Result, StepStats,
+};
 
-/// Pixels per (pooled 14×14) image.
-pub const PIXELS: usize = 196;
+/// Side of the (pooled 14×14) images.
+pub const SIDE: usize = 14;
+/// Pixels per image.
+pub const PIXELS: usize = SIDE * SIDE;
 
 /// A labelled split of `u8` images stored in flash.
 #[derive(Clone, Copy)]
@@ -32,11 +39,9 @@ impl<'a> Split<'a> {
     }
 }
 
-/// What the run does.
-#[derive(Clone, Debug)]
+/// What a run does (the model is built separately: [`mlp`], [`cnn`]).
+#[derive(Clone, Copy, Debug)]
 pub struct Settings {
-    /// Hidden widths.
-    pub hidden: Vec<usize>,
     /// Epochs.
     pub epochs: u32,
     /// Batch size (last incomplete batch dropped, SPEC §2).
@@ -47,6 +52,8 @@ pub struct Settings {
     pub hyper: Hyper,
     /// Seed of initialisation and shuffling.
     pub seed: u64,
+    /// Leading local blocks left as they are (fine-tuning; 0 = train everything).
+    pub frozen: usize,
 }
 
 /// Per-epoch accuracies (correct counts).
@@ -60,9 +67,14 @@ pub struct Epoch {
     pub test_correct: u64,
     /// Test samples.
     pub test_total: u64,
+    /// Training steps.
+    pub steps: u64,
+    /// Instructions the training steps took (all of them; see [`epoch`]).
+    pub step_instructions: u64,
 }
 
-/// `a/b` as a percentage with two decimals, integer-only: `"81.25"`.
+/// `a/b` as a percentage with two decimals, integer-only: `"81.25%"`.
+#[derive(Clone, Copy)]
 pub struct Pct(pub u64, pub u64);
 
 impl core::fmt::Display for Pct {
@@ -72,13 +84,165 @@ impl core::fmt::Display for Pct {
     }
 }
 
-/// Build the model and fit the normalisation on the training split (no copy of the data).
-pub fn build(s: &Settings, train: &Split<'_>) -> Result<Mlp> {
-    let mut cfg = MlpConfig::new(PIXELS, &s.hidden, 10);
-    cfg.seed = s.seed;
+/// The MLP run: `196 → 32 → 32 → 10`, 8 epochs of batch 32.
+pub const MLP_HIDDEN: [usize; 2] = [32, 32];
+/// The MLP run's settings.
+pub fn mlp_run() -> Settings {
+    Settings {
+        epochs: 8,
+        batch: 32,
+        eval_chunk: 100,
+        hyper: Hyper {
+            lr_inv: 64,
+            ..Hyper::default()
+        },
+        seed: 0,
+        frozen: 0,
+    }
+}
+
+/// The CNN run: `C8 M2 C16 M2 | 32 → 10` on 1×14×14 (3×3 convolutions, padding 1), learning
+/// heads of at most 128 pooled features.
+pub const CNN_FEATURES: [Feature; 4] = [
+    Feature::Conv {
+        filters: 8,
+        kernel: 3,
+        stride: 1,
+        padding: 1,
+    },
+    Feature::MaxPool(2),
+    Feature::Conv {
+        filters: 16,
+        kernel: 3,
+        stride: 1,
+        padding: 1,
+    },
+    Feature::MaxPool(2),
+];
+/// The CNN's classifier hidden widths.
+pub const CNN_CLASSIFIER: [usize; 1] = [32];
+/// The CNN heads' largest input.
+pub const CNN_DECODER: usize = 128;
+/// The CNN run's settings.
+pub fn cnn_run() -> Settings {
+    Settings {
+        epochs: 4,
+        batch: 4,
+        eval_chunk: 5,
+        hyper: Hyper {
+            lr_inv: 64,
+            ..Hyper::default()
+        },
+        seed: 0,
+        frozen: 0,
+    }
+}
+
+/// A model the firmware trains: the engine's training interface plus the normalisation it
+/// carries (fitted on the training split, saved with the model).
+pub trait Net: Trainable + NamedParams {
+    /// The model's input normalisation.
+    fn norm(&self) -> Result<&Normalization>;
+    /// One training step on normalised rows, the first `frozen` local blocks left as they are.
+    fn learn(
+        &mut self,
+        x: ArrayView2<'_, i8>,
+        labels: &[usize],
+        hyper: &Hyper,
+        frozen: usize,
+    ) -> Result<StepStats>;
+}
+
+impl Net for Mlp {
+    fn norm(&self) -> Result<&Normalization> {
+        self.normalization.as_ref().ok_or_else(no_norm)
+    }
+    fn learn(
+        &mut self,
+        x: ArrayView2<'_, i8>,
+        labels: &[usize],
+        hyper: &Hyper,
+        frozen: usize,
+    ) -> Result<StepStats> {
+        self.fine_tune_step(x, labels, hyper, frozen)
+    }
+}
+
+impl Net for Cnn {
+    fn norm(&self) -> Result<&Normalization> {
+        self.normalization.as_ref().ok_or_else(no_norm)
+    }
+    fn learn(
+        &mut self,
+        x: ArrayView2<'_, i8>,
+        labels: &[usize],
+        hyper: &Hyper,
+        frozen: usize,
+    ) -> Result<StepStats> {
+        if frozen != 0 {
+            return Err(nitro_core::Error::Config(
+                "the firmware fine-tunes MLPs only".into(),
+            ));
+        }
+        self.step(x, labels, hyper)
+    }
+}
+
+fn no_norm() -> nitro_core::Error {
+    nitro_core::Error::Config("model has no normalisation".into())
+}
+
+/// The MLP `196 → hidden… → 10`, its normalisation fitted on the training split (no copy of
+/// the data).
+pub fn mlp(hidden: &[usize], seed: u64, train: &Split<'_>) -> Result<Mlp> {
+    let mut cfg = MlpConfig::new(PIXELS, hidden, 10);
+    cfg.seed = seed;
     let mut model = Mlp::new(cfg)?;
     model.normalization = Some(Normalization::fit(train.view(), 1)?);
     Ok(model)
+}
+
+/// The CNN on 1×14×14 images: `features`, then the classifier MLP `classifier… → 10`; each
+/// conv block's learning head reads at most `decoder_dim` pooled features.
+pub fn cnn(
+    features: &[Feature],
+    classifier: &[usize],
+    decoder_dim: usize,
+    seed: u64,
+    train: &Split<'_>,
+) -> Result<Cnn> {
+    let mut cfg = CnnConfig::new((1, SIDE, SIDE), features, classifier, 10);
+    cfg.seed = seed;
+    cfg.decoder_dim = decoder_dim;
+    let mut model = Cnn::new(cfg)?;
+    model.normalization = Some(Normalization::fit(train.view(), 1)?);
+    Ok(model)
+}
+
+/// FNV-1a (64-bit) over every parameter's name, shape and `i32` values (little-endian), in the
+/// order of saved files: equal hashes on two machines mean the same weights, bit for bit.
+pub fn weights_hash<M: NamedParams>(model: &M) -> Result<u64> {
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    for (name, shape) in model.parameter_shapes() {
+        h.bytes(name.as_bytes());
+        for d in shape {
+            h.bytes(&(d as u64).to_le_bytes());
+        }
+        for v in model.parameter(&name)?.iter() {
+            h.bytes(&v.to_le_bytes());
+        }
+    }
+    Ok(h.0)
+}
+
+struct Fnv(u64);
+
+impl Fnv {
+    fn bytes(&mut self, b: &[u8]) {
+        for &x in b {
+            self.0 = (self.0 ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
 }
 
 fn gather(split: &Split<'_>, idx: &[usize]) -> (Array2<u8>, Vec<usize>) {
@@ -91,49 +255,58 @@ fn gather(split: &Split<'_>, idx: &[usize]) -> (Array2<u8>, Vec<usize>) {
     (x, idx.iter().map(|&i| usize::from(split.y[i])).collect())
 }
 
-fn norm(model: &Mlp) -> Result<&Normalization> {
-    model
-        .normalization
-        .as_ref()
-        .ok_or_else(|| nitro_core::Error::Config("model has no normalisation".into()))
-}
-
-/// Correct predictions on `split`, evaluated in chunks straight from flash.
-pub fn evaluate(model: &Mlp, split: &Split<'_>, chunk: usize) -> Result<u64> {
-    let n = norm(model)?;
+/// Correct predictions and the number of images on the images of `split` whose label passes
+/// `keep`, evaluated in chunks straight from flash.
+pub fn evaluate<M: Net>(
+    model: &M,
+    split: &Split<'_>,
+    chunk: usize,
+    keep: impl Fn(u8) -> bool,
+) -> Result<(u64, u64)> {
+    let n = model.norm()?;
     let all = split.view();
-    let mut correct = 0;
+    let (mut correct, mut total) = (0, 0);
     for start in (0..split.len()).step_by(chunk.max(1)) {
         let end = (start + chunk.max(1)).min(split.len());
         let x = n.apply(all.slice(ndarray::s![start..end, ..]))?;
-        let labels: Vec<usize> = split.y[start..end].iter().map(|&l| usize::from(l)).collect();
-        correct += model.count_correct(x.view(), &labels, end - start)?;
+        let predicted = nitro_core::loss::argmax_rows(&model.logits(x.view())?);
+        for (p, &l) in predicted.iter().zip(&split.y[start..end]) {
+            if keep(l) {
+                total += 1;
+                correct += u64::from(*p == usize::from(l));
+            }
+        }
     }
-    Ok(correct)
+    Ok((correct, total))
 }
 
 /// One epoch over `train` in a seeded shuffled order, then evaluation on `test`.
-pub fn epoch(
-    model: &mut Mlp,
+/// `instructions` reads the device's instruction counter (a constant where there is none): the
+/// training steps' total lands in [`Epoch::step_instructions`].
+pub fn epoch<M: Net>(
+    model: &mut M,
     s: &Settings,
     train: &Split<'_>,
     test: &Split<'_>,
     rng: &mut Pcg32,
     order: &mut [usize],
+    instructions: fn() -> u64,
 ) -> Result<Epoch> {
     rng.shuffle(order);
     let mut e = Epoch::default();
     for idx in order.chunks_exact(s.batch) {
         let (raw, labels) = gather(train, idx);
-        let x = norm(model)?.apply(raw.view())?;
+        let x = model.norm()?.apply(raw.view())?;
         drop(raw);
-        let st = model.train_step(x.view(), &labels, &s.hyper)?;
+        let t0 = instructions();
+        let st = model.learn(x.view(), &labels, &s.hyper, s.frozen)?;
+        e.step_instructions += instructions().wrapping_sub(t0);
+        e.steps += 1;
         e.train_correct += st.correct;
         e.train_total += st.total;
     }
-    model.hyper = Some(s.hyper);
-    e.test_correct = evaluate(model, test, s.eval_chunk)?;
-    e.test_total = test.len() as u64;
+    model.set_hyper(s.hyper);
+    (e.test_correct, e.test_total) = evaluate(model, test, s.eval_chunk, |_| true)?;
     Ok(e)
 }
 
@@ -149,4 +322,285 @@ pub fn report(out: &mut dyn Write, n: u32, e: &Epoch, extra: core::fmt::Argument
         e.test_correct,
         e.test_total
     );
+}
+
+/// What the runs need of the machine they run on.
+pub struct Device {
+    /// The target triple, for the report.
+    pub target: &'static str,
+    /// Bytes of the heap.
+    pub heap_size: usize,
+    /// The most heap bytes in use at once since the last `reset_peak`.
+    pub peak: fn() -> usize,
+    /// Start a new peak measurement from what is live now.
+    pub reset_peak: fn(),
+    /// Heap bytes in use now.
+    pub live: fn() -> usize,
+    /// Centiseconds of (host) time.
+    pub centis: fn() -> u32,
+    /// The instruction counter (a constant where there is none).
+    pub instructions: fn() -> u64,
+}
+
+/// The embedded dataset, and the host-trained model the device fine-tunes.
+pub struct Data<'a> {
+    /// Training split.
+    pub train: Split<'a>,
+    /// Test split.
+    pub test: Split<'a>,
+    /// The device blob of an MLP trained on the host without the classes from
+    /// [`HELD_OUT`] on (`examples/firmware_host.rs` writes it).
+    pub pretrained: &'a [u8],
+}
+
+/// The first class the host-trained model never saw: Fashion-MNIST's 8 (bag) and 9 (ankle
+/// boot) are the device's new local classes.
+pub const HELD_OUT: u8 = 8;
+
+/// The host's training run for the fine-tuning model: [`mlp_run`]'s settings on the training
+/// images of the classes below [`HELD_OUT`] (normalisation fitted on those too).
+pub fn pretrain(data: &Data<'_>) -> Result<Mlp> {
+    let s = mlp_run();
+    let seen: Vec<usize> = (0..data.train.len())
+        .filter(|&i| data.train.y[i] < HELD_OUT)
+        .collect();
+    let (images, _) = gather(&data.train, &seen);
+    let mut cfg = MlpConfig::new(PIXELS, &MLP_HIDDEN, 10);
+    cfg.seed = s.seed;
+    let mut model = Mlp::new(cfg)?;
+    model.normalization = Some(Normalization::fit(images.view(), 1)?);
+    drop(images);
+    let mut rng = Pcg32::new(s.seed, nitro_core::names::SHUFFLE_STREAM);
+    let mut order = seen;
+    for _ in 0..s.epochs {
+        epoch(
+            &mut model,
+            &s,
+            &data.train,
+            &data.test,
+            &mut rng,
+            &mut order,
+            || 0,
+        )?;
+    }
+    Ok(model)
+}
+
+/// The fine-tuning run's settings: 3 epochs over the device's local data, the first local
+/// block frozen (its activations are not even kept), the second block and the output layer
+/// learning.
+pub fn tune_run() -> Settings {
+    Settings {
+        frozen: 1,
+        epochs: 3,
+        ..mlp_run()
+    }
+}
+
+/// Accuracy on the test images of the classes the host saw and of the held-out ones.
+fn by_classes(model: &Mlp, data: &Data<'_>, chunk: usize) -> Result<(Pct, Pct)> {
+    let (c, t) = evaluate(model, &data.test, chunk, |l| l < HELD_OUT)?;
+    let (c2, t2) = evaluate(model, &data.test, chunk, |l| l >= HELD_OUT)?;
+    Ok((Pct(c, t), Pct(c2, t2)))
+}
+
+/// On-device fine-tuning: load the host-trained model from its blob, train it on the local
+/// data (every class) with the first block frozen, and report the accuracy on the seen and the
+/// held-out classes before and after. Passes when the held-out classes reach 70 %.
+fn fine_tune(out: &mut dyn Write, dev: &Device, data: &Data<'_>) -> Result<bool> {
+    (dev.reset_peak)();
+    let s = tune_run();
+    let model = nitro_core::export::from_blob(data.pretrained)?;
+    let (seen, new) = by_classes(&model, data, s.eval_chunk)?;
+    let _ = writeln!(
+        out,
+        "tune: host-trained MLP {} from a {} B blob (classes {HELD_OUT}-9 held out); before: \
+         classes 0-{} {seen}, classes {HELD_OUT}-9 {new}; fine-tuning {} epochs, first {} block(s) frozen",
+        model.describe(),
+        data.pretrained.len(),
+        HELD_OUT - 1,
+        s.epochs,
+        s.frozen
+    );
+    let (ok, model) = train(out, dev, data, "tune", model, &s, 70, |_, m| Ok(m))?;
+    let (c, t) = evaluate(&model, &data.test, s.eval_chunk, |l| l >= HELD_OUT)?;
+    let (seen, _) = by_classes(&model, data, s.eval_chunk)?;
+    let _ = writeln!(
+        out,
+        "tune: after: classes 0-{} {seen}, classes {HELD_OUT}-9 {}",
+        HELD_OUT - 1,
+        Pct(c, t)
+    );
+    Ok(ok && c * 100 >= t * 70)
+}
+
+/// Export `model` as a blob, load it back, check that it predicts identically (logits of the
+/// whole test split), and return the loaded model (the original is dropped).
+fn reload(out: &mut dyn Write, dev: &Device, model: Mlp, test: &Split<'_>) -> Result<Mlp> {
+    let blob = nitro_core::export::to_blob(&model)?;
+    let loaded = nitro_core::export::from_blob(&blob)?;
+    let blob_len = blob.len();
+    drop(blob);
+    let mut same = true;
+    for start in (0..test.len()).step_by(50) {
+        let end = (start + 50).min(test.len());
+        let x = model
+            .norm()?
+            .apply(test.view().slice(ndarray::s![start..end, ..]))?;
+        same &= model.predict_logits(x.view())? == loaded.predict_logits(x.view())?;
+    }
+    let _ = writeln!(
+        out,
+        "export: {} B blob (format v{}), reloaded; logits on all {} test images {}; \
+         continuing training from the reloaded model (peak heap so far {} B)",
+        blob_len,
+        nitro_core::export::BLOB_VERSION,
+        test.len(),
+        if same { "identical" } else { "DIFFER" },
+        (dev.peak)()
+    );
+    if !same {
+        return Err(nitro_core::Error::Format(
+            "reloaded model predicts differently".into(),
+        ));
+    }
+    Ok(loaded)
+}
+
+/// Train `model` for `s.epochs` epochs (`before_last` runs first on the model before the last
+/// epoch), print the epochs and the run's summary lines, and return whether the final test
+/// accuracy reached `target_pct` within the heap.
+fn train<M: Net>(
+    out: &mut dyn Write,
+    dev: &Device,
+    data: &Data<'_>,
+    tag: &str,
+    mut model: M,
+    s: &Settings,
+    target_pct: u64,
+    before_last: impl FnOnce(&mut dyn Write, M) -> Result<M>,
+) -> Result<(bool, M)> {
+    let (train, test) = (&data.train, &data.test);
+    let mut rng = Pcg32::new(s.seed, nitro_core::names::SHUFFLE_STREAM);
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    let mut last = Epoch::default();
+    let mut before_last = Some(before_last);
+    for n in 1..=s.epochs {
+        if n == s.epochs {
+            if let Some(f) = before_last.take() {
+                model = f(out, model)?;
+            }
+        }
+        let t0 = (dev.centis)();
+        last = epoch(
+            &mut model,
+            s,
+            train,
+            test,
+            &mut rng,
+            &mut order,
+            dev.instructions,
+        )?;
+        let dt = (dev.centis)().wrapping_sub(t0);
+        report(
+            out,
+            n,
+            &last,
+            format_args!(
+                "  {}.{:02} s  peak heap {} B",
+                dt / 100,
+                dt % 100,
+                (dev.peak)()
+            ),
+        );
+    }
+    let acc_ok = last.test_correct * 100 >= last.test_total * target_pct;
+    let heap_ok = (dev.peak)() <= dev.heap_size;
+    let _ = writeln!(
+        out,
+        "{tag}: peak heap {} B ({} KiB of {} KiB); {} instructions per training step \
+         (batch {}, mean of the last epoch's {} steps; exact only under qemu -icount shift=0)",
+        (dev.peak)(),
+        (dev.peak)().div_ceil(1024),
+        dev.heap_size / 1024,
+        last.step_instructions / last.steps.max(1),
+        s.batch,
+        last.steps
+    );
+    let _ = writeln!(out, "HASH {tag} {:016x}", weights_hash(&model)?);
+    let _ = writeln!(
+        out,
+        "{tag}: {} (test accuracy {} needs >= {target_pct}%)",
+        if acc_ok && heap_ok { "PASS" } else { "FAIL" },
+        Pct(last.test_correct, last.test_total),
+    );
+    Ok((acc_ok && heap_ok, model))
+}
+
+/// Both runs (the MLP, then the CNN) on `data`; whether both passed.
+pub fn run(out: &mut dyn Write, dev: &Device, data: &Data<'_>) -> Result<bool> {
+    let (train_split, test) = (&data.train, &data.test);
+    if train_split.x.len() != train_split.len() * PIXELS || test.x.len() != test.len() * PIXELS {
+        return Err(nitro_core::Error::Shape(
+            "embedded dataset has the wrong size".into(),
+        ));
+    }
+    let _ = writeln!(
+        out,
+        "nitrod firmware: {}, {} train / {} test Fashion-MNIST 14x14 images in flash, heap arena {} KiB",
+        dev.target,
+        train_split.len(),
+        test.len(),
+        dev.heap_size / 1024
+    );
+    #[cfg(feature = "float-canary")]
+    {
+        let v = core::hint::black_box(1.5f32) * core::hint::black_box(train_split.len() as f32);
+        let _ = writeln!(out, "float canary: {}", v as i32);
+    }
+
+    // The MLP.
+    let s = mlp_run();
+    let model = mlp(&MLP_HIDDEN, s.seed, train_split)?;
+    let _ = writeln!(
+        out,
+        "mlp: NITRO-D MLP {} ({} parameters), batch {}, lr_inv {}, {} epochs",
+        model.describe(),
+        model.num_parameters(),
+        s.batch,
+        s.hyper.lr_inv,
+        s.epochs
+    );
+    (dev.reset_peak)();
+    let (mlp_ok, _) = train(out, dev, data, "mlp", model, &s, 70, |out, m| {
+        reload(out, dev, m, test)
+    })?;
+
+    // The CNN.
+    let s = cnn_run();
+    let model = cnn(
+        &CNN_FEATURES,
+        &CNN_CLASSIFIER,
+        CNN_DECODER,
+        s.seed,
+        train_split,
+    )?;
+    let _ = writeln!(
+        out,
+        "cnn: NITRO-D CNN {} ({} parameters), batch {}, lr_inv {}, {} epochs",
+        model.describe(),
+        model.num_parameters(),
+        s.batch,
+        s.hyper.lr_inv,
+        s.epochs
+    );
+    (dev.reset_peak)();
+    let (cnn_ok, _) = train(out, dev, data, "cnn", model, &s, 70, |_, m| Ok(m))?;
+
+    let tune_ok = fine_tune(out, dev, data)?;
+
+    let ok = mlp_ok && cnn_ok && tune_ok;
+    let _ = writeln!(out, "live heap at end {} B", (dev.live)());
+    let _ = writeln!(out, "RESULT: {}", if ok { "PASS" } else { "FAIL" });
+    Ok(ok)
 }

@@ -281,14 +281,30 @@ impl TailMut<'_> {
     /// when all of them succeeded; on error none is, and the first error in block order
     /// (`alongside`'s first) is returned. No update reads parameters another one of the same
     /// step writes, so staging gives the bits of writing each at once.
+    ///
+    /// The first `frozen` blocks (at most all of them) are left unchanged: they run in
+    /// evaluation mode (no dropout, nothing saved) and take no update, so the step trains the
+    /// rest of the classifier on their outputs (fine-tuning). With `frozen = 0` this is the
+    /// plain step, bit for bit.
     pub fn train_step(
         self,
         mut input: Array2<i16>,
         step: &Step<'_>,
         repeat: bool,
+        frozen: usize,
         alongside: &mut impl Alongside,
     ) -> Result<StepStats> {
-        for (b, d) in self.blocks.iter_mut().zip(self.dropouts.iter_mut()) {
+        let frozen = frozen.min(self.blocks.len());
+        for (i, (b, d)) in self
+            .blocks
+            .iter_mut()
+            .zip(self.dropouts.iter_mut())
+            .enumerate()
+        {
+            if i < frozen {
+                input = b.infer(input.view())?.mapv(i16::from);
+                continue;
+            }
             let h = b.forward_owned(input, true)?;
             input = match d {
                 Some(d) => d.forward(&h, true),
@@ -312,7 +328,7 @@ impl TailMut<'_> {
                 repeat,
             )
         };
-        let blocks = self.blocks;
+        let blocks = &mut self.blocks[frozen..];
         let (before, own): (Vec<Result<LocalStats>>, Vec<Result<LocalStats>>) =
             par::join(|| alongside.stage(), || par::map_mut(blocks, update));
         let stats = before.into_iter().chain(own).collect::<Result<Vec<_>>>();

@@ -301,7 +301,7 @@ impl Cnn {
             adjust: self.config.conv_amp_adjust,
         };
         let tail = tail_of!(mut self);
-        tail.train_step(features, step, compat == Compat::Reference, &mut convs)
+        tail.train_step(features, step, compat == Compat::Reference, 0, &mut convs)
     }
 
     /// After a failed step: drop what the layers saved and staged, restore the generators.

@@ -258,11 +258,34 @@ impl Mlp {
         labels: &[usize],
         hyper: &Hyper,
     ) -> Result<StepStats> {
+        self.fine_tune_step(x, labels, hyper, 0)
+    }
+
+    /// A training step that leaves the first `frozen` local blocks as they are: they run in
+    /// evaluation mode (no dropout, no saved activations, so less memory) and take no update;
+    /// the later blocks and the output layer learn on their outputs. This is fine-tuning a
+    /// trained model on new data, e.g. on a device. `frozen = 0` is [`Mlp::train_step`];
+    /// `frozen` may equal the number of blocks (only the output layer learns).
+    /// [`StepStats::blocks`] lists the trained blocks only. All-or-nothing, like `train_step`.
+    pub fn fine_tune_step(
+        &mut self,
+        x: ArrayView2<'_, i8>,
+        labels: &[usize],
+        hyper: &Hyper,
+        frozen: usize,
+    ) -> Result<StepStats> {
+        if frozen > self.blocks.len() {
+            return Err(Error::config(format!(
+                "cannot freeze {frozen} blocks of a model with {} local blocks: use 0..={}",
+                self.blocks.len(),
+                self.blocks.len()
+            )));
+        }
         self.check_batch(&x, Some(labels))?;
         let step = Step::new(labels, self.config.classes, hyper)?;
         let rngs = self.dropout_rngs();
         let tail = tail_of!(mut self);
-        let result = tail.train_step(x.mapv(i16::from), &step, false, &mut ());
+        let result = tail.train_step(x.mapv(i16::from), &step, false, frozen, &mut ());
         if result.is_err() {
             self.failed_step(&rngs);
         }
