@@ -81,13 +81,8 @@ def _share(s: str) -> float:
     return v
 
 
-class _Parser(argparse.ArgumentParser):
-    """The ``nitrod`` parser, which knows its subcommands' parsers (for their usage lines)."""
-
-    subcommands: dict[str, argparse.ArgumentParser]
-
-
-def _parser() -> _Parser:
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The ``nitrod`` parser, and its subcommands' parsers by name (for their usage lines)."""
     from . import __version__, _core
     from .datasets import DATASET_NAMES
 
@@ -97,7 +92,7 @@ def _parser() -> _Parser:
     debug = argparse.ArgumentParser(add_help=False)
     debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show the full traceback on errors")
-    p = _Parser(
+    p = argparse.ArgumentParser(
         prog="nitrod", parents=[debug],
         description="Integer-only NITRO-D training (nitrod-rs).")
     p.add_argument("--version", action="version", version=f"nitrod-rs {__version__}")
@@ -208,8 +203,7 @@ def _parser() -> _Parser:
     x.add_argument("--prefix", default="nitrod",
                    help="C only: the prefix of the function and macros (default nitrod: "
                         "nitrod_predict, NITROD_SCRATCH_BYTES)")
-    p.subcommands = {"train": t, "eval": e, "info": i, "export": x}
-    return p
+    return p, {"train": t, "eval": e, "info": i, "export": x}
 
 
 def _pct(v: float | None) -> str:
@@ -331,9 +325,8 @@ def _protocol(args: argparse.Namespace, settings: dict[str, Any]) -> str | None:
     return "val"
 
 
-#: The IntegerSGD options of ``train`` and the ``fit`` keyword each sets.
-_SGD_OPTIONS = (("lr_inv", "--lr-inv"), ("lr_amp_factor", "--lr-amp-factor"),
-                ("fwd_decay_inv", "--fwd-decay-inv"), ("subnet_decay_inv", "--subnet-decay-inv"))
+#: The ``fit`` keywords that train's IntegerSGD options set (``--lr-inv`` sets ``lr_inv``).
+_SGD_KEYS = ("lr_inv", "lr_amp_factor", "fwd_decay_inv", "subnet_decay_inv")
 
 
 def _apply_sgd_options(args: argparse.Namespace, settings: dict[str, Any]) -> None:
@@ -341,12 +334,12 @@ def _apply_sgd_options(args: argparse.Namespace, settings: dict[str, Any]) -> No
     (``lr_inv · lr_amp_factor`` must fit its 64-bit divisor) before any data is read."""
     from . import _core
 
-    for key, _ in _SGD_OPTIONS:
+    for key in _SGD_KEYS:
         value = getattr(args, key)
         if value is not None:
             settings[key] = value
     try:
-        _core.TrainSettings(epochs=1, **{k: settings[k] for k, _ in _SGD_OPTIONS})
+        _core.TrainSettings(epochs=1, **{k: settings[k] for k in _SGD_KEYS})
     except (ValueError, OverflowError) as exc:
         raise _UsageError(f"--lr-inv {settings['lr_inv']} with --lr-amp-factor "
                           f"{settings['lr_amp_factor']} does not fit the engine ({exc}): "
@@ -381,6 +374,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         best_path = os.path.join(args.checkpoint, "best.safetensors")
     print(f"loading {ds_name} ...", file=sys.stderr)
     ds = datasets.load(ds_name, args.data_dir)
+    print(f"data: {ds.source}", file=sys.stderr)
     x_train, y_train = ds.x_train, ds.y_train
     if args.limit is not None:
         x_train, y_train = x_train[: args.limit], y_train[: args.limit]
@@ -399,7 +393,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                          if model.history else None)
     what = f"resuming {args.resume}: " if args.resume else ""
     print(f"{what}training {name} ({model._m.describe()}, {model.num_parameters} parameters) "
-          f"on {len(y_train)} {ds.name} images ({ds.source}) for {args.epochs} epochs, seed "
+          f"on {len(y_train)} {ds.name} images for {args.epochs} epochs, seed "
           f"{args.seed}, " + _selection_words(watched, settings), file=sys.stderr)
     start = time.monotonic()
     interrupted = False
@@ -452,11 +446,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             "seconds": elapsed,
             "timing": timing,
         })
-    done = _complete_epochs(history)
     print(f"final test accuracy: {_pct(test['accuracy'])} ({test['correct']}/{test['total']}), "
-          f"mean loss {test['loss']:.1f}, the model after "
-          + (f"epoch {done}" if not _partial(history) else _stop_words(history))
-          + f"; {elapsed:.1f}s", file=out)
+          f"mean loss {test['loss']:.1f}, the model after {_model_words(history)}; "
+          f"{elapsed:.1f}s", file=out)
     print(_best_words(history, watched, settings), file=out)
     if timing:
         print(f"speed: {timing['seconds_per_step']:.3f} s per training step "
@@ -483,6 +475,16 @@ def _stop_words(history: Any) -> str:
         return (f"stopped in epoch {last['epoch']} after {last['train_total']} training "
                 f"samples ({done} epochs complete)")
     return f"stopped after epoch {done}"
+
+
+def _model_words(history: Any) -> str:
+    """How far the final model was trained."""
+    done = _complete_epochs(history)
+    if _partial(history):
+        last = history.epochs[-1]
+        return (f"epoch {done} and {last['train_total']} training samples of epoch "
+                f"{last['epoch']}")
+    return f"epoch {done}"
 
 
 def _selection_words(watched: str | None, settings: dict[str, Any]) -> str:
@@ -626,7 +628,7 @@ def _silence_output() -> None:
 
 
 def _run(argv: Sequence[str] | None) -> int:
-    parser = _parser()
+    parser, subcommands = _parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version (0) or a usage error (2), printed by argparse
@@ -642,7 +644,7 @@ def _run(argv: Sequence[str] | None) -> int:
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
         return code
     except _UsageError as exc:
-        parser.subcommands[args.command].print_usage(sys.stderr)
+        subcommands[args.command].print_usage(sys.stderr)
         print(f"nitrod {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
