@@ -29,7 +29,13 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
                                   ["frobnicate"], ["eval", "--dataset", "mnist"],
                                   ["train", "--model", "vgg99"],
                                   ["export", "x.safetensors", "--format", "tflite",
-                                   "--out", "y"]])
+                                   "--out", "y"],
+                                  # output files in folders that do not exist: before training
+                                  ["train", "--out", "/nonexistent-dir/m.safetensors"],
+                                  ["train", "--json", "/nonexistent-dir/h.json"],
+                                  ["train", "--log-jsonl", "/nonexistent-dir/h.jsonl"],
+                                  ["eval", "--model", "m", "--dataset", "mnist", "--json",
+                                   "/nonexistent-dir/e.json"]])
 def test_usage_errors_exit_2(args):
     r = run(*args)
     assert r.returncode == 2, r.stderr
@@ -414,6 +420,10 @@ def test_each_epoch_result_printed_once_and_labelled(tiny, protocol, star, legen
 def test_plot_has_title_integer_epochs_and_loss_panel(tiny, tmp_path):
     pytest.importorskip("matplotlib")
     from nitrod_rs import _plot
+
+    r = run(*tiny_train(tiny, "--epochs", "1", "--plot", str(tmp_path / "c.nope")))
+    assert r.returncode == 2 and "--plot: cannot write a plot named" in r.stderr
+    assert "loading" not in r.stderr
 
     png = tmp_path / "c.png"
     r = run(*tiny_train(tiny, "--epochs", "3", "--limit", "320", "--no-progress", "--plot",

@@ -10,7 +10,7 @@ from typing import Any
 from ._paths import PathLike
 from .history import History, require_matplotlib
 
-__all__ = ["figure", "plot_history"]
+__all__ = ["check_path", "figure", "plot_history"]
 
 #: The sets drawn, by history key prefix, and their names in the legend.
 _SETS = (("train", "train"), ("val", "validation"), ("test", "test"))
@@ -26,6 +26,20 @@ def _complete(history: History) -> list[dict[str, Any]]:
                for p in ("val", "test")):
             return entries[:-1]
     return entries
+
+
+def check_path(path: PathLike) -> None:
+    """Raise a ``ValueError`` unless matplotlib can write an image named ``path`` (its format
+    comes from the extension), so that a bad name fails before a run, not after its first
+    epoch."""
+    require_matplotlib()
+    from matplotlib.figure import Figure
+
+    kinds = Figure().canvas.get_supported_filetypes()
+    ext = os.path.splitext(os.fspath(path))[1].lower().lstrip(".")
+    if ext not in kinds:
+        raise ValueError(f"cannot write a plot named {os.fspath(path)!r}: the extension must "
+                         f"be one of {', '.join(sorted(kinds))}")
 
 
 def figure(history: History, title: str | None = None) -> Any:

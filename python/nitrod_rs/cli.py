@@ -346,14 +346,31 @@ def _apply_sgd_options(args: argparse.Namespace, settings: dict[str, Any]) -> No
                           "choose smaller values") from None
 
 
+def _check_outputs(args: argparse.Namespace, names: Sequence[str]) -> None:
+    """The files the options ``names`` name go into folders that exist."""
+    for name in names:
+        path = getattr(args, name)
+        if path is None or path == "-":
+            continue
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            option = "--" + name.replace("_", "-")
+            raise _UsageError(f"{option} {path}: the folder {folder} does not exist "
+                              "(create it first)")
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from . import _plot, _progress, datasets, presets
     from .callbacks import ModelCheckpoint
-    from .history import require_matplotlib
 
     out = _report_stream(args)
+    # Mistakes in the output files are found before any work, not after the training.
+    _check_outputs(args, ("out", "json", "plot", "log_jsonl"))
     if args.plot:
-        require_matplotlib()  # before any work, not after the training
+        try:
+            _plot.check_path(args.plot)
+        except ValueError as exc:
+            raise _UsageError(f"--plot: {exc}") from None
     name = args.model.lower().replace("_", "-")
     if name not in presets.PRESETS:
         raise _UsageError(f"unknown --model {args.model!r}; expected one of "
@@ -528,6 +545,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from . import datasets
     from .models import load
 
+    _check_outputs(args, ("json",))
     model = load(args.model)
     ds = datasets.load(args.dataset, args.data_dir)
     x_test, y_test = ds.x_test, ds.y_test
