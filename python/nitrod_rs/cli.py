@@ -629,9 +629,15 @@ def _exit_code(code: Any) -> int:
 
 
 def _silence_output() -> None:
-    """Point stdout and stderr at the null device, so that nothing more is written to a closed
-    pipe, not even the interpreter's last flush at exit."""
+    """After a closed pipe: what can still be written is flushed; a stream that cannot takes
+    the null device, so that nothing more is written to it, not even the interpreter's last
+    flush at exit."""
     for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+            continue
+        except (OSError, ValueError):
+            pass
         try:
             fd = stream.fileno()
             null = os.open(os.devnull, os.O_WRONLY)
