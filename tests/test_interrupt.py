@@ -1,4 +1,5 @@
-"""Ctrl-C during fit: KeyboardInterrupt after the current batch, model consistent, history kept."""
+"""Ctrl-C during fit: KeyboardInterrupt after the current batch, model consistent, history kept;
+and Ctrl-C at any moment of ``nitrod train``: exit 130 with one line."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -59,3 +61,55 @@ def test_sigint_stops_fit_with_consistent_model(interrupt):
     assert report["cancelled"] and report["exc_history"]
     assert report["epochs"] >= 1 and report["last_total"] % 64 == 0
     assert report["same"] and report["preds"] and report["more"] == 64
+
+
+# -- the nitrod command ---------------------------------------------------------------------------
+
+# The console script's own two lines (``from nitrod_rs.cli import main``; ``sys.exit(main())``),
+# with a mark on stderr once ``main`` is called: the delays below count from there.
+LAUNCH = ("import sys\n"
+          "from nitrod_rs.cli import main\n"
+          "sys.stderr.write('MAIN\\n'); sys.stderr.flush()\n"
+          "sys.exit(main(sys.argv[1:]))\n")
+
+#: Seconds from the call of ``main`` to the Ctrl-C: building the parser (numpy's import),
+#: reading the data, making the model, starting ``fit``, inside epochs and the final report.
+DELAYS = (0.0, 0.01, 0.03, 0.06, 0.1, 0.2, 0.3, 0.45, 0.7, 1.5)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    from data_helpers import write_idx_set
+
+    root = tmp_path_factory.mktemp("tiny")
+    write_idx_set(root / "fashion-mnist", 2000, 200)
+    return root
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("delay", DELAYS)
+def test_ctrl_c_at_any_moment_of_nitrod_train_exits_130(delay, tiny_dir, tmp_path):
+    """Wherever Ctrl-C lands, ``nitrod train`` exits 130 with one line saying it was
+    interrupted: never a traceback (an AssertionError, a KeyboardInterrupt, a panic)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    args = ["train", "--model", "mlp1", "--dataset", "fashion-mnist", "--data-dir",
+            str(tiny_dir), "--epochs", "100000", "--threads", "1", "--no-progress",
+            "--val-split", "0",  # no early stopping: the run lasts until the Ctrl-C
+            "--checkpoint", str(tmp_path / "ck"), "--json", str(tmp_path / "h.json")]
+    proc = subprocess.Popen([sys.executable, "-c", LAUNCH, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stderr is not None
+        assert proc.stderr.readline() == "MAIN\n"
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, (delay, proc.returncode, err)
+    assert "Traceback" not in err and "Error" not in err, (delay, err)
+    said = [line for line in err.splitlines() if line.startswith("nitrod: interrupted")]
+    assert len(said) == 1, (delay, err)
+    if "final test accuracy" in out:  # stopped in training: the results so far were reported
+        assert json.loads((tmp_path / "h.json").read_text())["cancelled"] is True

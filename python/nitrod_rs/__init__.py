@@ -16,7 +16,9 @@ exports and the float-weight import.
 
 from __future__ import annotations
 
-from . import callbacks, datasets, deploy, ops, presets
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._core import (
     ConfigError,
     FormatError,
@@ -25,7 +27,10 @@ from ._core import (
     ShapeError,
     __version__,
 )
-from .models import CNN, MLP, History, from_bytes, load
+
+if TYPE_CHECKING:
+    from . import callbacks, datasets, deploy, ops, presets
+    from .models import CNN, MLP, History, from_bytes, load
 
 __all__ = [
     "MLP",
@@ -45,3 +50,23 @@ __all__ = [
     "presets",
     "__version__",
 ]
+
+# The submodules and the model classes are imported on first use (PEP 562): numpy's import
+# dominates the cost of the rest, and the ``nitrod`` command, which imports this package before
+# its own code runs, then starts in milliseconds and handles a Ctrl-C from its first statement.
+_SUBMODULES = frozenset({"callbacks", "datasets", "deploy", "ops", "presets"})
+_FROM_MODELS = frozenset({"MLP", "CNN", "History", "from_bytes", "load"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _FROM_MODELS:
+        value = getattr(importlib.import_module(f"{__name__}.models"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,13 +1,30 @@
 """Progress display of ``fit``: tqdm on a terminal when installed, else plain lines. Both show
 the training accuracy so far, the rate (batches per second since ``fit`` started, evaluation
-included) and the estimated time left in the epoch and in the whole run."""
+included) and the estimated time left in the epoch and in the whole run; at the end of an epoch
+its result line (:func:`epoch_line`), unless the caller prints the results itself
+(:func:`results_printed_elsewhere`, as the ``nitrod`` command does with its table)."""
 
 from __future__ import annotations
 
+import contextvars
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, TextIO
+
+_EPOCH_LINES: contextvars.ContextVar[bool] = contextvars.ContextVar("epoch_lines", default=True)
+
+
+@contextmanager
+def results_printed_elsewhere() -> Iterator[None]:
+    """Within this block, progress bars print no result line per epoch: the caller prints each
+    epoch's result itself (once), and the bars only show progress."""
+    token = _EPOCH_LINES.set(False)
+    try:
+        yield
+    finally:
+        _EPOCH_LINES.reset(token)
 
 
 def clock(seconds: float) -> str:
@@ -51,12 +68,15 @@ class _PlainBar:
     """A dependency-free progress display. On a terminal: one line redrawn in place; otherwise
     (logs, pipes, CI) a new line at every 10 % of an epoch, so the output stays readable."""
 
-    def __init__(self, epochs: int, file: TextIO | None = None) -> None:
+    def __init__(self, epochs: int, file: TextIO | None = None,
+                 epoch_lines: bool = True) -> None:
         self.epochs = epochs
+        self.epoch_lines = epoch_lines
         self.file = file if file is not None else sys.stderr
         self.tty = bool(getattr(self.file, "isatty", lambda: False)())
         self.last_draw = 0.0
         self.last_decile = -1
+        self.drawn = False  # a bar line is on the terminal, not ended yet
         self.rate = _Rate(epochs)
 
     def batch(self, epoch: int, batch: int, batches: int, correct: int, total: int) -> None:
@@ -73,6 +93,7 @@ class _PlainBar:
             self.file.write(f"\repoch {epoch}/{self.epochs} [{bar}] {batch}/{batches} "
                             f"train acc {acc:5.1f}%{speed}\x1b[K")
             self.file.flush()
+            self.drawn = True
         else:
             decile = 10 * batch // batches
             if decile != self.last_decile and decile > 0:
@@ -82,13 +103,19 @@ class _PlainBar:
                 self.file.flush()
 
     def epoch_end(self, line: str) -> None:
-        if self.tty:
-            self.file.write("\n")
         self.last_decile = -1
-        self.file.write(line + "\n")
+        self.drawn = False
+        if self.tty:
+            # Without a result line the bar is cleared: what is printed next starts the line.
+            self.file.write("\n" if self.epoch_lines else "\r\x1b[K")
+        if self.epoch_lines:
+            self.file.write(line + "\n")
         self.file.flush()
 
     def close(self) -> None:
+        if self.drawn:  # stopped inside an epoch: end the bar's line
+            self.file.write("\n")
+            self.drawn = False
         self.file.flush()
 
 
@@ -96,8 +123,9 @@ class _TqdmBar:
     """tqdm's bar per epoch (it shows the epoch's rate and ETA); the run's ETA in its
     postfix."""
 
-    def __init__(self, epochs: int, tqdm: Any) -> None:
+    def __init__(self, epochs: int, tqdm: Any, epoch_lines: bool = True) -> None:
         self.epochs = epochs
+        self.epoch_lines = epoch_lines
         self.tqdm = tqdm
         self.bar: Any = None
         self.rate = _Rate(epochs)
@@ -116,8 +144,9 @@ class _TqdmBar:
                                      refresh=False)
 
     def epoch_end(self, line: str) -> None:
-        self.close()
-        self.tqdm.write(line, file=sys.stderr)
+        self.close()  # leave=False: the bar disappears
+        if self.epoch_lines:
+            self.tqdm.write(line, file=sys.stderr)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -128,14 +157,15 @@ class _TqdmBar:
 def progress(enabled: bool, epochs: int) -> _PlainBar | _TqdmBar | None:
     if not enabled:
         return None
+    lines = _EPOCH_LINES.get()
     if not sys.stderr.isatty():
         # tqdm redraws with carriage returns, unreadable in logs: use one line per 10 %.
-        return _PlainBar(epochs)
+        return _PlainBar(epochs, epoch_lines=lines)
     try:
         from tqdm.auto import tqdm
     except ImportError:
-        return _PlainBar(epochs)
-    return _TqdmBar(epochs, tqdm)
+        return _PlainBar(epochs, epoch_lines=lines)
+    return _TqdmBar(epochs, tqdm, epoch_lines=lines)
 
 
 def _pct(v: float | None) -> str:

@@ -1,7 +1,16 @@
 """The ``nitrod`` command: ``train``, ``eval``, ``info`` and ``export``.
 
-Exit codes: 0 success, 2 usage error (argparse), 1 any other error with a one-line message on
-stderr (the traceback only with ``--debug``), 130 after Ctrl-C.
+Exit codes: 0 success; 2 usage error (argparse, or options that do not fit together); 1 any
+other error, with a one-line message on stderr (the traceback only with ``--debug``), or the
+lines of the hint when a data set is not found; 130 after Ctrl-C, with one line saying so; 141
+(as a program ended by SIGPIPE) when the reader of the output went away, as in ``nitrod info
+FILE | head``, without a message.
+
+Results go to stdout, progress and notes to stderr; ``--json -`` writes the JSON document to
+stdout and the readable report to stderr.
+
+This module imports only the standard library and the compiled engine at first: numpy and the
+models are imported inside :func:`main`, so a Ctrl-C from the first instant is handled there.
 """
 
 from __future__ import annotations
@@ -13,9 +22,20 @@ import sys
 import time
 import traceback
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TextIO
 
 __all__ = ["main"]
+
+#: The exit code after Ctrl-C (128 + SIGINT, what a shell reports for an interrupted program).
+EXIT_INTERRUPTED = 130
+#: The exit code when stdout or stderr was closed by its reader (128 + SIGPIPE).
+EXIT_BROKEN_PIPE = 141
+
+# The ranges of the engine's integer arguments (``_core.TrainSettings``): epochs u32, seeds
+# u64, the rates and decays i64.
+_U32_MAX = 2**32 - 1
+_U64_MAX = 2**64 - 1
+_I64_MAX = 2**63 - 1
 
 
 class _UsageError(Exception):
@@ -24,32 +44,30 @@ class _UsageError(Exception):
 
 def _default_split() -> tuple[int, int]:
     """The presets' validation split ``(permille, seed)`` (``nitro_core::Split::PRESET``)."""
-    from ._checks import DEFAULTS
+    from . import _core
 
-    permille, seed = DEFAULTS["validation_split"]
+    permille, seed = _core.defaults()["validation_split"]
     return int(permille), int(seed)
 
 
-_DEFAULT_SPLIT = _default_split()
+def _int_type(minimum: int, maximum: int | None = None) -> Any:
+    """An argparse ``type``: an integer in ``minimum .. maximum``, else an error saying so."""
+    expected = (f"an integer from {minimum} to {maximum}" if maximum is not None
+                else "a positive integer" if minimum == 1 else f"an integer >= {minimum}")
+
+    def parse(s: str) -> int:
+        try:
+            v = int(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {s!r}") from None
+        if v < minimum or (maximum is not None and v > maximum):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {v}")
+        return v
+
+    return parse
 
 
-def _int_arg(s: str, minimum: int, expected: str) -> int:
-    """``s`` as an integer ``>= minimum``; otherwise an argparse error saying ``expected``."""
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {expected}, got {s!r}") from None
-    if v < minimum:
-        raise argparse.ArgumentTypeError(f"expected {expected}, got {v}")
-    return v
-
-
-def _positive(s: str) -> int:
-    return _int_arg(s, 1, "a positive integer")
-
-
-def _non_negative(s: str) -> int:
-    return _int_arg(s, 0, "an integer >= 0")
+_positive = _int_type(1)
 
 
 def _share(s: str) -> float:
@@ -63,60 +81,108 @@ def _share(s: str) -> float:
     return v
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The ``nitrod`` parser, and its subcommands' parsers by name (for their usage lines)."""
+    from . import __version__, _core
+    from .datasets import DATASET_NAMES
+
+    split_permille, split_seed = _default_split()
+    presets = _core.presets()
+    hyper = _core.defaults()["hyper"]
     debug = argparse.ArgumentParser(add_help=False)
     debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show the full traceback on errors")
     p = argparse.ArgumentParser(
         prog="nitrod", parents=[debug],
         description="Integer-only NITRO-D training (nitrod-rs).")
+    p.add_argument("--version", action="version", version=f"nitrod-rs {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    datasets = ", ".join(DATASET_NAMES)
 
     t = sub.add_parser("train", parents=[debug], help="train a preset on a data set")
     t.add_argument("--model", default="mlp2",
-                   help="preset: mlp1, mlp2, mlp3, mlp4, vgg8b, vgg11b or small-cnn")
+                   help="preset: " + ", ".join(f"{name} ({ds})" for name, _, ds in presets)
+                        + ", each with the data set it defaults to (default mlp2)")
     t.add_argument("--dataset", default=None,
-                   help="mnist, fashion-mnist or cifar10 (default: the preset's)")
-    t.add_argument("--data-dir", default=None, help="directory searched first for the data")
-    t.add_argument("--epochs", type=_positive, default=20)
-    t.add_argument("--batch-size", type=_positive, default=None)
-    t.add_argument("--seed", type=_non_negative, default=0)
-    t.add_argument("--threads", type=_positive, default=None)
-    t.add_argument("--limit", type=_positive, default=None,
-                   help="train on the first N training samples only")
-    t.add_argument("--test-limit", type=_positive, default=None,
+                   help=f"{datasets} (default: the preset's)")
+    t.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="read the data set from DIR (or its subfolder named after the data "
+                        "set) and nowhere else; default: $NITROD_DATA, ~/.cache/nitrod, the "
+                        "system's copy, else a download")
+    t.add_argument("--epochs", type=_int_type(1, _U32_MAX), default=20,
+                   help="epochs to train (default 20; the plateau rule and early stopping may "
+                        "end the run sooner)")
+    t.add_argument("--batch-size", type=_int_type(1, _I64_MAX), default=None,
+                   help="samples per training step (default: the preset's)")
+    t.add_argument("--seed", type=_int_type(0, _U64_MAX), default=0,
+                   help="seed of the initial weights, the shuffling, dropout and augmentation "
+                        "(default 0); the validation split has its own, fixed seed")
+    t.add_argument("--threads", type=_positive, default=None,
+                   help="worker threads (default: one per CPU); results do not depend on it")
+    t.add_argument("--limit", type=_positive, default=None, metavar="N",
+                   help="use the first N training samples only (the validation set is held "
+                        "out of them)")
+    t.add_argument("--test-limit", type=_positive, default=None, metavar="N",
                    help="test on the first N test samples only")
     t.add_argument("--val-split", type=_share, default=None, metavar="F",
                    help="share of the training set held out as the validation set that the "
                         f"plateau rule, early stopping and the best epoch watch (default "
-                        f"{_DEFAULT_SPLIT[0] / 1000:g}, seed {_DEFAULT_SPLIT[1]}, as the presets; "
-                        "0: none)")
+                        f"{split_permille / 1000:g}, seed {split_seed}, as the presets; "
+                        "0: none, which also turns the plateau rule and early stopping off)")
     t.add_argument("--paper-protocol", action="store_true",
                    help="the paper's protocol: no validation split, the plateau rule, early "
                         "stopping and the best epoch watch the test set")
+    g = t.add_argument_group(
+        "IntegerSGD settings (default: the preset's)",
+        "Every update is integer: a weight moves by its gradient divided by the inverse "
+        "learning rate, and by itself divided by the inverse weight decay.")
+    g.add_argument("--lr-inv", type=_int_type(1, _I64_MAX), default=None, metavar="N",
+                   help=f"inverse learning rate: larger is slower (the paper's "
+                        f"{hyper['lr_inv']})")
+    g.add_argument("--lr-amp-factor", type=_int_type(1, _I64_MAX), default=None, metavar="N",
+                   help="the forward layers' updates are divided by N times more, "
+                        f"--lr-inv x N in all (the paper's {hyper['lr_amp_factor']}: 2^6 x "
+                        "10 classes)")
+    g.add_argument("--fwd-decay-inv", type=_int_type(0, _I64_MAX), default=None, metavar="N",
+                   help="inverse weight decay of the forward layers: each update also takes "
+                        "weight / N off every weight (0: none)")
+    g.add_argument("--subnet-decay-inv", type=_int_type(0, _I64_MAX), default=None,
+                   metavar="N",
+                   help="the same for the block heads and the output layer (0: none)")
+    t.add_argument("--compat", choices=("exact", "reference"), default=None,
+                   help="exact: the algorithm as documented (default); reference: reproduce "
+                        "the original implementation's behaviour bit for bit")
     t.add_argument("--checkpoint", default=None, metavar="DIR",
-                   help="write DIR/checkpoint.safetensors after every epoch (and on Ctrl-C) "
-                        "and DIR/best.safetensors, the best model by the watched set")
+                   help="write DIR/checkpoint.safetensors after every epoch (and on Ctrl-C); "
+                        "with a watched set (validation, or the test set under "
+                        "--paper-protocol) also DIR/best.safetensors, the best model by it")
     t.add_argument("--resume", default=None, metavar="FILE",
                    help="continue the run of a checkpoint file bit for bit (same model, data "
                         "and settings; --epochs may extend it)")
     t.add_argument("--log-jsonl", default=None, metavar="FILE",
                    help="write one JSON line of metrics per epoch (appended when resuming)")
-    t.add_argument("--out", default=None, help="save the trained model (.safetensors)")
-    t.add_argument("--json", default=None, help="write the history and test accuracy as JSON")
-    t.add_argument("--plot", default=None,
-                   help="save accuracy curves, updated after every epoch (needs matplotlib)")
-    t.add_argument("--no-progress", action="store_true", help="no progress bar")
-    t.add_argument("--compat", choices=("exact", "reference"), default=None,
-                   help="training mode (SPEC §12; default exact)")
+    t.add_argument("--out", default=None, metavar="FILE",
+                   help="save the trained model (.safetensors)")
+    t.add_argument("--json", default=None, metavar="FILE",
+                   help="write the settings, the history and the final test result as JSON "
+                        "to FILE ('-': stdout, the readable report then goes to stderr)")
+    t.add_argument("--plot", default=None, metavar="FILE",
+                   help="save accuracy and loss curves (an image, e.g. .png), redrawn after "
+                        "every epoch (needs matplotlib)")
+    t.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (the result of each epoch is still printed)")
 
     e = sub.add_parser("eval", parents=[debug], help="evaluate a saved model on a test set")
-    e.add_argument("--model", required=True, help="a .safetensors file")
-    e.add_argument("--dataset", required=True, help="mnist, fashion-mnist or cifar10")
-    e.add_argument("--data-dir", default=None)
+    e.add_argument("--model", required=True, metavar="FILE", help="a .safetensors file")
+    e.add_argument("--dataset", required=True, help=datasets)
+    e.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="read the data set from DIR only (as for train)")
     e.add_argument("--threads", type=_positive, default=None)
-    e.add_argument("--limit", type=_positive, default=None,
+    e.add_argument("--limit", type=_positive, default=None, metavar="N",
                    help="evaluate on the first N test samples only")
+    e.add_argument("--json", default=None, metavar="FILE",
+                   help="write the result as JSON to FILE ('-': stdout, the readable line "
+                        "then goes to stderr); the keys are those of train --json")
 
     i = sub.add_parser("info", parents=[debug], help="describe a saved model")
     i.add_argument("file", help="a .safetensors file")
@@ -137,7 +203,7 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--prefix", default="nitrod",
                    help="C only: the prefix of the function and macros (default nitrod: "
                         "nitrod_predict, NITROD_SCRATCH_BYTES)")
-    return p
+    return p, {"train": t, "eval": e, "info": i, "export": x}
 
 
 def _pct(v: float | None) -> str:
@@ -148,17 +214,58 @@ def _num(v: float | None) -> str:
     return "-" if v is None else f"{v:.1f}"
 
 
-def _summary_table(entries: Sequence[dict[str, Any]]) -> str:
-    head = (f"{'epoch':>5}  {'train acc':>9}  {'val acc':>9}  {'test acc':>9}  "
-            f"{'test loss':>9}  {'blocks':<22}  {'lr_inv':>7}  {'sec':>6}")
-    lines = [head, "-" * len(head)]
-    for e in entries:
+#: What the watched set does, in the words of the legend.
+_SELECTS = "selects the best epoch and drives the plateau rule and early stopping"
+
+
+class _EpochTable:
+    """The result of every epoch, one row each, printed once as the epoch ends (the progress
+    bar shows none: :func:`nitrod_rs._progress.results_printed_elsewhere`). A resumed run
+    starts with the rows of its earlier epochs, so the table covers the whole run."""
+
+    def __init__(self, out: TextIO, watched: str | None, settings: dict[str, Any]) -> None:
+        self.out = out
+        self.val = watched == "val"
+        if watched == "val":
+            share = f"{100 * settings['validation_split']:g}%"
+            legend = (f"* the validation set ({share} of the training set, held out) "
+                      f"{_SELECTS}; the test set is only reported")
+        elif watched == "test":
+            legend = (f"* the test set {_SELECTS} (the paper's protocol; there is no "
+                      "validation set)")
+        else:
+            legend = ("no validation set: no best epoch, plateau rule or early stopping; the "
+                      "test set is only reported")
+        self.legend = legend
+        mark = {"val": ("*", ""), "test": ("", "*")}.get(watched or "", ("", ""))
+        cols = [f"{'epoch':>5}", f"{'train acc':>9}"]
+        if self.val:
+            cols += [f"{'val acc' + mark[0]:>9}", f"{'val loss':>9}"]
+        cols += [f"{'test acc' + mark[1]:>9}", f"{'test loss':>9}", f"{'blocks':<22}",
+                 f"{'lr_inv':>7}", f"{'sec':>6}"]
+        self.head = "  ".join(cols)
+
+    def row(self, e: dict[str, Any]) -> str:
         blocks = " ".join(f"{100 * b:.1f}" for b in e["block_accuracy"])
-        lines.append(f"{e['epoch']:>5}  {_pct(e['train_accuracy']):>9}  "
-                     f"{_pct(e['val_accuracy']):>9}  {_pct(e['test_accuracy']):>9}  "
-                     f"{_num(e.get('test_loss')):>9}  {blocks:<22}  {e['lr_inv']:>7}  "
-                     f"{e['seconds']:>6.1f}")
-    return "\n".join(lines)
+        cols = [f"{e['epoch']:>5}", f"{_pct(e['train_accuracy']):>9}"]
+        if self.val:
+            cols += [f"{_pct(e['val_accuracy']):>9}", f"{_num(e.get('val_loss')):>9}"]
+        cols += [f"{_pct(e['test_accuracy']):>9}", f"{_num(e.get('test_loss')):>9}",
+                 f"{blocks:<22}", f"{e['lr_inv']:>7}", f"{e['seconds']:>6.1f}"]
+        return "  ".join(cols)
+
+    def set_model(self, model: Any) -> None:
+        """Called by ``fit`` before the first epoch: the header and any earlier epochs."""
+        lines = [self.legend, self.head, "-" * len(self.head)]
+        lines += [self.row(e) for e in (model.history.epochs if model.history else [])]
+        self._write(lines)
+
+    def __call__(self, entry: dict[str, Any]) -> None:
+        self._write([self.row(entry)])
+
+    def _write(self, lines: list[str]) -> None:
+        self.out.write("".join(line + "\n" for line in lines))
+        self.out.flush()
 
 
 class _JsonLines:
@@ -175,6 +282,27 @@ class _JsonLines:
         self.file.close()
 
 
+def _report_stream(args: argparse.Namespace) -> TextIO:
+    """Where the readable results go: stdout, unless the JSON document takes it."""
+    return sys.stderr if args.json == "-" else sys.stdout
+
+
+def _write_json(dest: str, doc: dict[str, Any]) -> None:
+    """``doc`` to the file ``dest``, or to stdout for ``-``."""
+    if dest == "-":
+        json.dump(doc, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    with open(dest, "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=2)
+
+
+def _test_result(r: dict[str, Any]) -> dict[str, Any]:
+    """The keys of a test-set evaluation in the JSON documents of train and eval."""
+    return {"test_accuracy": r["accuracy"], "test_correct": r["correct"],
+            "test_total": r["total"], "test_loss": r["loss"], "test_loss_sum": r["loss_sum"]}
+
+
 def _protocol(args: argparse.Namespace, settings: dict[str, Any]) -> str | None:
     """Set the validation split and protocol of ``settings`` from the arguments; returns the
     history entry prefix of the watched set (``"val"``, ``"test"`` or ``None``)."""
@@ -184,7 +312,7 @@ def _protocol(args: argparse.Namespace, settings: dict[str, Any]) -> str | None:
                               "on the test set: drop --val-split")
         settings.update(validation_split=None, paper_protocol=True)
         return "test"
-    share = args.val_split if args.val_split is not None else _DEFAULT_SPLIT[0] / 1000
+    share = args.val_split if args.val_split is not None else _default_split()[0] / 1000
     if share == 0:
         settings["validation_split"] = None
         if settings.get("plateau") or settings.get("early_stopping"):
@@ -193,17 +321,56 @@ def _protocol(args: argparse.Namespace, settings: dict[str, Any]) -> str | None:
             settings.update(plateau=False, early_stopping=False)
         return None
     settings["validation_split"] = share
-    settings.setdefault("validation_seed", _DEFAULT_SPLIT[1])
+    settings.setdefault("validation_seed", _default_split()[1])
     return "val"
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    from . import datasets, presets
-    from .callbacks import ModelCheckpoint
-    from .history import require_matplotlib
+#: The ``fit`` keywords that train's IntegerSGD options set (``--lr-inv`` sets ``lr_inv``).
+_SGD_KEYS = ("lr_inv", "lr_amp_factor", "fwd_decay_inv", "subnet_decay_inv")
 
+
+def _apply_sgd_options(args: argparse.Namespace, settings: dict[str, Any]) -> None:
+    """The IntegerSGD options given override the preset's; the engine checks the combination
+    (``lr_inv · lr_amp_factor`` must fit its 64-bit divisor) before any data is read."""
+    from . import _core
+
+    for key in _SGD_KEYS:
+        value = getattr(args, key)
+        if value is not None:
+            settings[key] = value
+    try:
+        _core.TrainSettings(epochs=1, **{k: settings[k] for k in _SGD_KEYS})
+    except (ValueError, OverflowError) as exc:
+        raise _UsageError(f"--lr-inv {settings['lr_inv']} with --lr-amp-factor "
+                          f"{settings['lr_amp_factor']} does not fit the engine ({exc}): "
+                          "choose smaller values") from None
+
+
+def _check_outputs(args: argparse.Namespace, names: Sequence[str]) -> None:
+    """The files the options ``names`` name go into folders that exist."""
+    for name in names:
+        path = getattr(args, name)
+        if path is None or path == "-":
+            continue
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            option = "--" + name.replace("_", "-")
+            raise _UsageError(f"{option} {path}: the folder {folder} does not exist "
+                              "(create it first)")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from . import _plot, _progress, datasets, presets
+    from .callbacks import ModelCheckpoint
+
+    out = _report_stream(args)
+    # Mistakes in the output files are found before any work, not after the training.
+    _check_outputs(args, ("out", "json", "plot", "log_jsonl"))
     if args.plot:
-        require_matplotlib()  # before any work, not after the training
+        try:
+            _plot.check_path(args.plot)
+        except ValueError as exc:
+            raise _UsageError(f"--plot: {exc}") from None
     name = args.model.lower().replace("_", "-")
     if name not in presets.PRESETS:
         raise _UsageError(f"unknown --model {args.model!r}; expected one of "
@@ -215,6 +382,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         settings["compat"] = args.compat
     if args.batch_size is not None:
         settings["batch_size"] = args.batch_size
+    _apply_sgd_options(args, settings)
     watched = _protocol(args, settings)
     ckpt = best_path = None
     if args.checkpoint:
@@ -223,81 +391,117 @@ def _cmd_train(args: argparse.Namespace) -> int:
         best_path = os.path.join(args.checkpoint, "best.safetensors")
     print(f"loading {ds_name} ...", file=sys.stderr)
     ds = datasets.load(ds_name, args.data_dir)
+    print(f"data: {ds.source}", file=sys.stderr)
     x_train, y_train = ds.x_train, ds.y_train
     if args.limit is not None:
         x_train, y_train = x_train[: args.limit], y_train[: args.limit]
     x_test, y_test = ds.x_test, ds.y_test
     if args.test_limit is not None:
         x_test, y_test = x_test[: args.test_limit], y_test[: args.test_limit]
-    callbacks: list[Any] = []
+    title = f"{name} on {ds_name}, seed {args.seed}: " + _selection_words(watched, settings)
+    callbacks: list[Any] = [_EpochTable(out, watched, settings)]
     log = _JsonLines(args.log_jsonl, append=args.resume is not None) if args.log_jsonl else None
     if log is not None:
         callbacks.append(log)
     if best_path is not None and watched is not None:
         callbacks.append(ModelCheckpoint(best_path, monitor=f"{watched}_accuracy"))
     if args.plot:
-        callbacks.append(lambda _: model.history.plot(args.plot) if model.history else None)
+        callbacks.append(lambda _: _plot.plot_history(model.history, args.plot, title)
+                         if model.history else None)
     what = f"resuming {args.resume}: " if args.resume else ""
     print(f"{what}training {name} ({model._m.describe()}, {model.num_parameters} parameters) "
-          f"on {len(y_train)} {ds_name} images for {args.epochs} epochs, seed {args.seed}, "
-          + _selection_words(watched, settings), file=sys.stderr)
+          f"on {len(y_train)} {ds.name} images for {args.epochs} epochs, seed "
+          f"{args.seed}, " + _selection_words(watched, settings), file=sys.stderr)
     start = time.monotonic()
     interrupted = False
     history: Any = None
     try:
-        history = model.fit(x_train, y_train, test_data=(x_test, y_test), seed=args.seed,
-                            threads=args.threads, progress=not args.no_progress,
-                            callbacks=callbacks, checkpoint=ckpt, resume=args.resume,
-                            **settings)
+        with _progress.results_printed_elsewhere():
+            history = model.fit(x_train, y_train, test_data=(x_test, y_test), seed=args.seed,
+                                threads=args.threads, progress=not args.no_progress,
+                                callbacks=callbacks, checkpoint=ckpt, resume=args.resume,
+                                **settings)
     except KeyboardInterrupt as exc:
         interrupted = True
-        history = getattr(exc, "history", None) or model.history
-        print("interrupted: stopping after the current batch"
+        history = getattr(exc, "history", None)
+        if history is None:
+            history = model.history
+        if history is None or not history.epochs:
+            # Ctrl-C before the first training step: there is no result to report or save.
+            print("nitrod: interrupted before the first training step ended", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        print("nitrod: interrupted: " + _stop_words(history)
               + (f"; {ckpt} continues the run (--resume)" if ckpt else ""), file=sys.stderr)
     finally:
         if log is not None:
             log.close()
     elapsed = time.monotonic() - start
-    assert history is not None
     t_eval = time.monotonic()
     test = model.evaluate(x_test, y_test, threads=args.threads)
     eval_s = time.monotonic() - t_eval
-    print(_summary_table(history.epochs))
-    done = history.epochs[-1]["epoch"] if history.epochs else 0
-    print(f"final test accuracy: {_pct(test['accuracy'])} ({test['correct']}/{test['total']}), "
-          f"the model after epoch {done}; {elapsed:.1f}s")
-    print(_best_words(history, watched, settings))
     steps = sum(int(e["train_total"]) for e in history.epochs) // settings["batch_size"]
     timing = _timing(history.epochs, steps, test["total"], eval_s)
-    if timing:
-        print(f"speed: {timing['seconds_per_step']:.3f} s per training step "
-              f"(batch {settings['batch_size']}), {timing['seconds_per_epoch']:.1f} s per "
-              f"epoch, inference {timing['inference_images_per_s']:.0f} images/s")
+    # The files first: a reader of stdout that goes away (``| head``) must not cost them.
     if args.out:
         model.save(args.out)
         print(f"saved model to {args.out}", file=sys.stderr)
+    if args.plot and history.epochs:
+        _plot.plot_history(history, args.plot, title)
     if args.json:
         best = history.best
-        doc = {
+        _write_json(args.json, {
             "model": name,
             "dataset": ds_name,
+            "source": ds.source,
             "seed": args.seed,
             "train_samples": int(len(y_train)),
             "settings": {k: (list(v) if isinstance(v, tuple) else v)
                          for k, v in settings.items()},
             **history.to_dict(),
             "best_test_accuracy": best["test_accuracy"] if best else None,
-            "test_accuracy": test["accuracy"],
-            "test_correct": test["correct"],
-            "test_total": test["total"],
+            **_test_result(test),
             "seconds": elapsed,
             "timing": timing,
-        }
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=2)
-    if args.plot and history.epochs:
-        history.plot(args.plot)
-    return 130 if interrupted else 0
+        })
+    print(f"final test accuracy: {_pct(test['accuracy'])} ({test['correct']}/{test['total']}), "
+          f"mean loss {test['loss']:.1f}, the model after {_model_words(history)}; "
+          f"{elapsed:.1f}s", file=out)
+    print(_best_words(history, watched, settings), file=out)
+    if timing:
+        print(f"speed: {timing['seconds_per_step']:.3f} s per training step "
+              f"(batch {settings['batch_size']}), {timing['seconds_per_epoch']:.1f} s per "
+              f"epoch, inference {timing['inference_images_per_s']:.0f} images/s", file=out)
+    return EXIT_INTERRUPTED if interrupted else 0
+
+
+def _partial(history: Any) -> bool:
+    """Whether the last entry is an epoch stopped inside (its test set not evaluated)."""
+    return bool(history.epochs) and history.epochs[-1].get("test_total") is None
+
+
+def _complete_epochs(history: Any) -> int:
+    ends = [e for e in history.epochs if e.get("test_total") is not None]
+    return int(ends[-1]["epoch"]) if ends else 0
+
+
+def _stop_words(history: Any) -> str:
+    """Where an interrupted run stopped."""
+    done = _complete_epochs(history)
+    if _partial(history):
+        last = history.epochs[-1]
+        return (f"stopped in epoch {last['epoch']} after {last['train_total']} training "
+                f"samples ({done} epochs complete)")
+    return f"stopped after epoch {done}"
+
+
+def _model_words(history: Any) -> str:
+    """How far the final model was trained."""
+    done = _complete_epochs(history)
+    if _partial(history):
+        last = history.epochs[-1]
+        return (f"epoch {done} and {last['train_total']} training samples of epoch "
+                f"{last['epoch']}")
+    return f"epoch {done}"
 
 
 def _selection_words(watched: str | None, settings: dict[str, Any]) -> str:
@@ -341,14 +545,18 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from . import datasets
     from .models import load
 
+    _check_outputs(args, ("json",))
     model = load(args.model)
     ds = datasets.load(args.dataset, args.data_dir)
     x_test, y_test = ds.x_test, ds.y_test
     if args.limit is not None:
         x_test, y_test = x_test[: args.limit], y_test[: args.limit]
     r = model.evaluate(x_test, y_test, threads=args.threads)
+    if args.json:
+        _write_json(args.json, {"model": args.model, "dataset": ds.name, "source": ds.source,
+                                **_test_result(r)})
     print(f"{args.model} on {ds.name} test set: accuracy {_pct(r['accuracy'])} "
-          f"({r['correct']}/{r['total']}), mean loss {r['loss']:.1f}")
+          f"({r['correct']}/{r['total']}), mean loss {r['loss']:.1f}", file=_report_stream(args))
     return 0
 
 
@@ -413,30 +621,100 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``nitrod`` console script; returns the exit code."""
-    parser = _parser()
-    args = parser.parse_args(argv)  # exits with 2 on usage errors
+def _exit_code(code: Any) -> int:
+    """A ``SystemExit`` code as the process's exit status."""
+    if code is None:
+        return 0
+    return code if isinstance(code, int) else 1
+
+
+def _silence_output() -> None:
+    """After a closed pipe: what can still be written is flushed; a stream that cannot takes
+    the null device, so that nothing more is written to it, not even the interpreter's last
+    flush at exit."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+            continue
+        except (OSError, ValueError):
+            pass
+        try:
+            fd = stream.fileno()
+            null = os.open(os.devnull, os.O_WRONLY)
+        except (AttributeError, OSError, ValueError):
+            continue
+        try:
+            os.dup2(null, fd)
+        except OSError:
+            pass
+        finally:
+            os.close(null)
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    parser, subcommands = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version (0) or a usage error (2), printed by argparse
+        sys.stdout.flush()
+        return _exit_code(exc.code)
     debug = bool(getattr(args, "debug", False))
     commands = {"train": _cmd_train, "eval": _cmd_eval, "info": _cmd_info,
                 "export": _cmd_export}
+    from .datasets import DatasetNotFoundError
+
     try:
-        return commands[args.command](args)
+        code = commands[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
     except _UsageError as exc:
-        parser.print_usage(sys.stderr)
-        print(f"nitrod: error: {exc}", file=sys.stderr)
+        subcommands[args.command].print_usage(sys.stderr)
+        print(f"nitrod {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         if debug:
             traceback.print_exc()
         print("nitrod: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        raise
+    except DatasetNotFoundError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"nitrod: error: {exc.render('--data-dir')}", file=sys.stderr)
+        return 1
     except Exception as exc:  # noqa: BLE001 - the CLI's contract: one line, exit 1
         if debug:
             traceback.print_exc()
         msg = " ".join(str(exc).split()) or type(exc).__name__
         print(f"nitrod: error: {type(exc).__name__}: {msg}", file=sys.stderr)
         return 1
+    except BaseException as exc:
+        # A PanicException (the engine's bug) derives from BaseException; SystemExit passes.
+        if isinstance(exc, (SystemExit, GeneratorExit)):
+            raise
+        if debug:
+            traceback.print_exc()
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"nitrod: internal error (please report it): {type(exc).__name__}: {msg}",
+              file=sys.stderr)
+        return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``nitrod`` console script; returns the exit code (see the module's
+    documentation)."""
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:  # while the parser was built, or while an error was reported
+        try:
+            print("nitrod: interrupted", file=sys.stderr)
+        except (OSError, KeyboardInterrupt):
+            pass
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _silence_output()
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,6 +11,7 @@ import os
 import site
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from ._cifar import CIFAR_TEST, CIFAR_TRAIN, load_cifar_set
@@ -48,12 +49,19 @@ def cache_root() -> Path | None:
         return None
 
 
-def _idx_set(d: Path) -> tuple[dict[str, Path] | None, str]:
-    """Find the four IDX files (``name`` or ``name.gz``) in ``d``.
+@dataclass(frozen=True)
+class Probe:
+    """What one folder holds of a data set: the loaded ``dataset``, or ``why`` not; for a
+    partial set the file names ``missing`` and ``present``."""
 
-    Returns ``(files, note)``: ``files`` is None unless all four exist;
-    ``note`` says what was missing.
-    """
+    dataset: Dataset | None
+    why: str = ""
+    missing: tuple[str, ...] = ()
+    present: tuple[str, ...] = ()
+
+
+def _idx_set(d: Path) -> tuple[dict[str, Path], list[str]]:
+    """The IDX files (``name`` or ``name.gz``) found in ``d``, and the missing ones."""
     found: dict[str, Path] = {}
     missing: list[str] = []
     for key, stem in IDX_FILES.items():
@@ -63,47 +71,46 @@ def _idx_set(d: Path) -> tuple[dict[str, Path] | None, str]:
                 break
         else:
             missing.append(f"{stem}[.gz]")
-    if missing:
-        if found:
-            return None, f"incomplete IDX set, missing {', '.join(missing)}"
-        return None, "no IDX files"
-    return found, ""
+    return found, missing
 
 
-def _cifar_set(d: Path) -> tuple[list[Path] | None, str]:
-    """Find the six CIFAR-10 batch files in ``d``."""
+def _probe_idx(name: str, d: Path, origin: str) -> Probe:
+    found, missing = _idx_set(d)
+    if not missing:
+        return Probe(load_idx_set(name, found, f"{origin}: IDX files in {d}"))
+    pkl = d / MNIST_PICKLE
+    if name == "mnist" and pkl.is_file():
+        return Probe(load_mnist_pickle_file(pkl, f"{origin}: {pkl}"))
+    alt = f", no {MNIST_PICKLE}" if name == "mnist" else ""
+    if found:
+        return Probe(None, f"incomplete IDX set, missing {', '.join(missing)}{alt}",
+                     tuple(missing), tuple(p.name for p in found.values()))
+    return Probe(None, f"no IDX files{alt}")
+
+
+def _probe_cifar(d: Path, origin: str) -> Probe:
     names = CIFAR_TRAIN + (CIFAR_TEST,)
-    present = [n for n in names if (d / n).is_file()]
+    present = tuple(n for n in names if (d / n).is_file())
     if len(present) == len(names):
-        return [d / n for n in names], ""
+        return Probe(load_cifar_set([d / n for n in names], f"{origin}: CIFAR-10 batches in {d}"))
     if present:
-        missing = [n for n in names if n not in present]
-        return None, f"incomplete CIFAR-10 batches, missing {', '.join(missing)}"
-    return None, "no CIFAR-10 batches"
+        missing = tuple(n for n in names if n not in present)
+        return Probe(None, f"incomplete CIFAR-10 batches, missing {', '.join(missing)}",
+                     missing, present)
+    return Probe(None, "no CIFAR-10 batches")
 
 
-def try_dir(name: str, d: Path, origin: str) -> tuple[Dataset | None, str]:
+def try_dir(name: str, d: Path, origin: str) -> Probe:
     """Try to load ``name`` from exactly the directory ``d``.
 
-    Returns ``(dataset, "")`` on success, else ``(None, why)``.  Files that
-    exist but are malformed raise :class:`ValueError` (never skipped silently).
+    Files that exist but are malformed raise :class:`ValueError` (never skipped silently); a
+    partial set is reported in the :class:`Probe` (its caller decides whether that is an error).
     """
     if not d.is_dir():
-        return None, "not a directory" if d.exists() else "does not exist"
+        return Probe(None, "not a directory" if d.exists() else "does not exist")
     if name == "cifar10":
-        files, note = _cifar_set(d)
-        if files is not None:
-            return load_cifar_set(files, f"{origin}: CIFAR-10 batches in {d}"), ""
-        return None, note
-    idx, note = _idx_set(d)
-    if idx is not None:
-        return load_idx_set(name, idx, f"{origin}: IDX files in {d}"), ""
-    if name == "mnist":
-        pkl = d / MNIST_PICKLE
-        if pkl.is_file():
-            return load_mnist_pickle_file(pkl, f"{origin}: {pkl}"), ""
-        note += f", no {MNIST_PICKLE}"
-    return None, note
+        return _probe_cifar(d, origin)
+    return _probe_idx(name, d, origin)
 
 
 def candidate_dirs(name: str, root: Path) -> list[Path]:

@@ -24,10 +24,11 @@ DOWNLOAD_TIMEOUT_S = 30.0
 # * MD5 values are the ones the data set authors publish (Fashion-MNIST
 #   README, CIFAR-10 web page) and that torchvision hard-codes; they are
 #   kept for reference only -- verification uses SHA-256 and the size.
-# * MNIST and CIFAR-10 SHA-256 values were not computed here (this machine
-#   has no network access); they are the values found identically in many
-#   independent public projects (TensorFlow Datasets-style checksum tables,
-#   torchvision's prototype datasets, several download scripts).
+# * MNIST and CIFAR-10 SHA-256 values were not computed from a download by
+#   this project (it was developed without network access); they are the
+#   values found identically in many independent public projects (TensorFlow
+#   Datasets-style checksum tables, torchvision's prototype datasets, several
+#   download scripts).
 # * Fashion-MNIST SHA-256 values likewise come from public checksum tables
 #   (two independent sources agreed).  They could NOT be checked against the
 #   Debian copy in /usr/share/datasets/fashion-mnist: Debian re-wrote the gzip
