@@ -39,7 +39,7 @@ pub struct Settings {
     pub hidden: Vec<usize>,
     /// Epochs.
     pub epochs: u32,
-    /// Batch size (last incomplete batch dropped, SPEC §2).
+    /// Batch size (last incomplete batch dropped, algorithm.md §2).
     pub batch: usize,
     /// Rows per evaluation chunk.
     pub eval_chunk: usize,
