@@ -193,3 +193,25 @@ def test_pip_extras_exist() -> None:
     wants = {"progress": "tqdm", "plot": "matplotlib", "onnx": "onnxruntime"}
     for extra, package in wants.items():
         assert any(r.startswith(package) for r in extras[extra]), (extra, extras[extra])
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading."""
+    text = re.sub(r"[`*_]", "", heading.strip().lower())
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/algorithm.md", "docs/ARCHITECTURE.md",
+                                  "tests/data/README.md", "crates/nitro-core/README.md"])
+def test_relative_links_resolve(page: str) -> None:
+    """Links between the repository's documents point at files (and headings) that exist."""
+    src = ROOT / page
+    for target in re.findall(r"\]\(([^)\s]+)\)", src.read_text(encoding="utf-8")):
+        if re.match(r"[a-z]+:", target):
+            continue
+        path, _, anchor = target.partition("#")
+        dest = (src.parent / path).resolve() if path else src
+        assert dest.exists(), f"{page}: link to missing {target}"
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", dest.read_text(encoding="utf-8"), flags=re.M)
+            assert anchor in {_slug(h) for h in headings}, f"{page}: no heading #{anchor}"

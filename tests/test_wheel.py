@@ -108,8 +108,10 @@ def test_wheel_installs_into_a_fresh_venv_and_trains_the_same_bits(
         tmp_path: Path, reference: dict) -> None:  # type: ignore[type-arg]
     wheel = _dist_file("nitrod_rs-*.whl")
     env = tmp_path / "env"
-    python = _fresh_env(env, str(wheel.resolve()))
+    # With an extra, as the README installs it: the wheel's metadata must declare it.
+    python = _fresh_env(env, f"{wheel.resolve()}[progress]")
     _check_installed(python, env, reference, tmp_path)
+    subprocess.run([str(python), "-c", "import tqdm"], check=True)
 
 
 def test_sdist_builds_a_wheel_that_trains_the_same_bits(
