@@ -119,9 +119,10 @@ def test_sdist_builds_a_wheel_that_trains_the_same_bits(
     sdist = _dist_file("nitrod_rs-*.tar.gz")
     built = tmp_path / "built"
     # The build compiles the extension from the sdist's sources alone (Rust toolchain needed);
-    # its own target folder keeps the development build's artifacts untouched.
+    # its own target folder keeps the development build's artifacts untouched. No pip cache:
+    # pip would otherwise reuse a wheel it built from an earlier sdist of the same name.
     env_vars = dict(os.environ, CARGO_TARGET_DIR=str(ROOT / "target" / "sdist-check"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-cache-dir",
                     "--disable-pip-version-check", "--wheel-dir", str(built), str(sdist)],
                    check=True, env=env_vars)
     (wheel,) = built.glob("nitrod_rs-*.whl")
