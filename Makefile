@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 
-.PHONY: test test-rust test-nostd lint test-python python-dev venv demo bench example data
+.PHONY: test test-rust test-nostd lint test-python python-dev venv demo bench example data wheel
 
 ## test: everything CI checks (format, lints, import circles, Rust tests, no_std build, Python tests)
 test: lint test-rust test-nostd test-purity test-python
@@ -95,3 +95,18 @@ embedded:
 	  apt-get install -y -qq --no-install-recommends $(EMB_PKGS); fi
 	$(PYTHON) embedded/gen_data.py
 	scripts/embedded.sh
+
+## wheel: what a user installs, built and tested. dist/ gets a wheel for glibc >= 2.17 (linked
+## with zig: manylinux2014, abi3, so one wheel serves every CPython >= 3.10) and the sdist;
+## auditwheel shows which system libraries the wheel needs; tests/test_wheel.py installs the
+## wheel, and a wheel built from the sdist, each into a fresh virtualenv and trains there (the
+## same bits as this build). Needs PyPI; two release builds of the extension (minutes).
+WHEEL_DEPS := ziglang auditwheel
+wheel: python-dev
+	$(VPY) -m pip install -q $(WHEEL_DEPS)
+	rm -f dist/nitrod_rs-*.whl dist/nitrod_rs-*.tar.gz
+	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/maturin build \
+	  --release --zig --compatibility manylinux2014 --out dist
+	$(VENV)/bin/maturin sdist --out dist
+	$(VENV)/bin/auditwheel show dist/nitrod_rs-*.whl
+	NITROD_WHEEL=dist $(VPY) -m pytest -q tests/test_wheel.py

@@ -15,8 +15,8 @@ Timed work:
   mlp2_epoch    ``--epoch-steps`` such steps over a shuffled random training set (one epoch);
   vgg8b_backprop  one end-to-end backprop step (cross-entropy, SGD) of the CNN;
   vgg8b_local   one local-loss step of the same CNN: every block (conv or linear) learns from
-                its own head on a detached input, like NITRO-D (SPEC §4.1): conv heads are the
-                pooling given by ``--head-pools`` → flatten → linear to the classes; linear
+                its own head on a detached input, like NITRO-D (algorithm.md §4.1): conv heads
+                are the pooling given by ``--head-pools`` → flatten → linear to the classes; linear
                 heads a linear to the classes; squared-error loss against one-hot labels, as
                 NITRO-D's "pred" loss; all heads' losses go into one backward (their graphs are
                 disjoint, so no gradient crosses a block) and one SGD step.

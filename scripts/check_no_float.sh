@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Integer purity, proven on machine code (SPEC §9): disassemble and fail on any floating-point
-# instruction or soft-float helper.
+# Integer purity, proven on machine code (docs/algorithm.md §9): disassemble and fail on any
+# floating-point instruction or soft-float helper.
 #
 #   check_no_float.sh host          build nitro-core without std for the host (x86-64, release) and
 #                                   scan every object in its .rlib — nitro-core's own functions and

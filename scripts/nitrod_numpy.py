@@ -1,5 +1,5 @@
-"""A plain-NumPy transcription of one NITRO-D MLP training step (SPEC §3–§5), independent of
-the Rust engine.
+"""A plain-NumPy transcription of one NITRO-D MLP training step (docs/algorithm.md §3–§5),
+independent of the Rust engine.
 
 It exists for two reasons: ``scripts/bench_compare.py`` times it against ``nitrod_rs`` (what
 does the Rust engine buy over straightforward vectorised NumPy?), and
@@ -20,25 +20,25 @@ from typing import Any
 
 import numpy as np
 
-#: SPEC §3.4: mean correction μ_a of NITRO-ReLU by inverse negative slope a.
+#: algorithm.md §3.4: mean correction μ_a of NITRO-ReLU by inverse negative slope a.
 NITRO_RELU_MU = {3: 31, 4: 36, 5: 38, 7: 40, 8: 42, 10: 43, 15: 44, 16: 44, 20: 45}
 
 I64 = np.int64
 
 
 def tdiv(a: np.ndarray, b: int) -> np.ndarray:
-    """Division truncating toward zero (SPEC §1) by a positive integer ``b``."""
+    """Division truncating toward zero (algorithm.md §1) by a positive integer ``b``."""
     q = np.abs(a) // b
     return np.where(a < 0, -q, q)
 
 
 def scaling(z: np.ndarray, fan_in: int) -> np.ndarray:
-    """SPEC §3.3: ``clip8(tdiv(z, 2⁸·fan_in))``."""
+    """algorithm.md §3.3: ``clip8(tdiv(z, 2⁸·fan_in))``."""
     return np.clip(tdiv(z, 256 * fan_in), -127, 127)
 
 
 def nitro_relu(x: np.ndarray, a: int) -> np.ndarray:
-    """SPEC §3.4 forward on the scaling output ``x ∈ [−127, 127]``."""
+    """algorithm.md §3.4 forward on the scaling output ``x ∈ [−127, 127]``."""
     return np.clip(x, 0, 127) + tdiv(np.clip(x, -127, 0), a) - NITRO_RELU_MU[a]
 
 
@@ -51,7 +51,8 @@ def nitro_relu_backward(x: np.ndarray, delta: np.ndarray, a: int) -> np.ndarray:
 
 def sgd(p: np.ndarray, g: np.ndarray, lr_inv: int, amp: int, decay_inv: int,
         name: str) -> np.ndarray:
-    """SPEC §5: ``P − (tdiv(G, lr_inv·amp) + tdiv(P, decay_inv))``; an error if it leaves int32."""
+    """algorithm.md §5: ``P − (tdiv(G, lr_inv·amp) + tdiv(P, decay_inv))``; an error if it
+    leaves int32."""
     d = tdiv(g, lr_inv * amp)
     if decay_inv > 0:
         d = d + tdiv(p, decay_inv)
@@ -62,14 +63,14 @@ def sgd(p: np.ndarray, g: np.ndarray, lr_inv: int, amp: int, decay_inv: int,
 
 
 def one_hot(labels: np.ndarray, classes: int) -> np.ndarray:
-    """SPEC §2: the true class is 32, the others 0."""
+    """algorithm.md §2: the true class is 32, the others 0."""
     t = np.zeros((len(labels), classes), I64)
     t[np.arange(len(labels)), labels] = 32
     return t
 
 
 class NumpyMLP:
-    """A NITRO-D local-loss MLP (SPEC §4.2) held as ``int64`` NumPy arrays."""
+    """A NITRO-D local-loss MLP (algorithm.md §4.2) held as ``int64`` NumPy arrays."""
 
     def __init__(self, state: dict[str, np.ndarray], hidden: int, *, slope: int = 4) -> None:
         self.hidden = hidden
@@ -82,7 +83,7 @@ class NumpyMLP:
     def train_step(self, x: np.ndarray, labels: np.ndarray, *, lr_inv: int = 512,
                    lr_amp_factor: int = 640, fwd_decay_inv: int = 0,
                    subnet_decay_inv: int = 0) -> dict[str, Any]:
-        """One SPEC §4.3 step; returns the output ``loss``/``correct`` and per-block ones."""
+        """One algorithm.md §4.3 step; returns the output ``loss``/``correct`` and the blocks'."""
         w, a = self.w, self.slope
         # 1. Forward (training mode): remember each block's input, activation input and output.
         saved = []

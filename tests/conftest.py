@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-FIXTURES = REPO.parent / "shared" / "fixtures"
+FIXTURES = REPO / "tests" / "data"  # the golden fixtures; tests/data/README.md
 FMNIST_DIR = Path(os.environ.get("NITROD_FMNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 
 
@@ -42,10 +42,10 @@ def fmnist():  # type: ignore[no-untyped-def]
 
 
 def _golden(name: str):  # type: ignore[no-untyped-def]
-    """The golden fixture ``name`` from the shared fixtures folder."""
+    """The golden fixture ``name`` from ``tests/data`` (part of the repository: never skipped)."""
     p = FIXTURES / name
     if not p.is_file():
-        _missing(f"golden fixture {p}")
+        pytest.fail(f"golden fixture {p} is missing from the repository checkout")
     return np.load(p)
 
 

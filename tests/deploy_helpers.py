@@ -66,8 +66,8 @@ def near_int16_limits(model: Any, seed: int) -> None:
 
 
 def mlp2(seed: int = 0) -> Any:
-    """MLP2 (784-200-100-50-10, SPEC §4.2) with moderate random weights and statistics fitted
-    on random images."""
+    """MLP2 (784-200-100-50-10, algorithm.md §4.2) with moderate random weights and statistics
+    fitted on random images."""
     m = nitrod_rs.MLP([784, 200, 100, 50, 10], seed=seed)
     m.fit_normalization(random_images((784,), 256, seed + 1))
     moderate_weights(m, seed + 2)
@@ -85,7 +85,7 @@ def small_cnn(seed: int = 0) -> Any:
 #: A VGG-shaped feature extractor on 28x28 that uses every feature the CNN constructor has:
 #: 3x3/5x5/1x1 kernels, padding 0/1/2, max and average pooling (also of odd sizes, so the
 #: floor drops a row), and classifier dropout (which also puts one Dropout before the last
-#: feature, SPEC §7).
+#: feature, algorithm.md §7).
 #: Near the int16 limits, the 5x5 conv's bound 128·800·32767 exceeds 2^31 (int64 path).
 VGG_FEATURES: list[Any] = [("conv", 16, 3, 1, 1), ("conv", 32, 3, 1, 1), "M",
                            ("conv", 32, 5, 1, 2), ("conv", 32, 3, 1, 1), ("avgpool", 2),

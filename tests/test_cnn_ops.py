@@ -1,4 +1,4 @@
-"""nitrod_rs.ops convolution and pooling against numpy int64 oracles written from SPEC §3.2,
+"""nitrod_rs.ops convolution and pooling against numpy int64 oracles written from algorithm.md §3.2,
 §3.5 (hypothesis over shapes, kernels, paddings and magnitudes, ties included)."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """An independent oracle: the plain-NumPy NITRO-D step of ``scripts/nitrod_numpy.py`` (written
-from SPEC §3–§5, not from the engine) must match the engine bit for bit, weights and reported
-losses alike. The same module is what ``scripts/bench_compare.py`` times against nitrod-rs, so
-these tests also keep that benchmark honest (it compares equal work)."""
+from docs/algorithm.md §3–§5, not from the engine) must match the engine bit for bit, weights and
+reported losses alike. The same module is what ``scripts/bench_compare.py`` times against
+nitrod-rs, so these tests also keep that benchmark honest (it compares equal work)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ PAPER = {"lr_inv": 512, "lr_amp_factor": 640, "fwd_decay_inv": 10000, "subnet_de
 
 
 def test_oracle_reproduces_the_golden_fixture(golden):  # type: ignore[no-untyped-def]
-    """SPEC §11: the oracle alone (no engine) reproduces the original implementation."""
+    """algorithm.md §11: the oracle alone (no engine) reproduces the original implementation."""
     ref = oracle.NumpyMLP({k: golden[f"init/{k}"] for k in LAYERS}, hidden=3)
     x, y, bs = golden["x"], golden["y"], int(golden["batch_size"])
     for step in range(1, 11):
@@ -84,7 +84,7 @@ def test_engine_matches_numpy_oracle(layers, slope, hyper, batch, scale):  # typ
 
 
 def test_oracle_comparison_detects_floor_division(monkeypatch):  # type: ignore[no-untyped-def]
-    """The comparison is sharp enough to see Python's flooring ``//`` instead of SPEC §1's
+    """The comparison is sharp enough to see Python's flooring ``//`` instead of algorithm.md §1's
     truncating division: an oracle with that bug disagrees with the engine."""
     monkeypatch.setattr(oracle, "tdiv", lambda a, b: a // b)
     with pytest.raises(AssertionError, match="differs|engine"):

@@ -1,4 +1,4 @@
-"""nitrod_rs.ops against small numpy int64 references written here from SPEC §1, §3, §5."""
+"""nitrod_rs.ops against small numpy int64 references written here from algorithm.md §1, §3, §5."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def ints(dtype, shape, lo=None, hi=None):
         info.min if lo is None else lo, info.max if hi is None else hi))
 
 
-# -- tdiv (SPEC §1) ---------------------------------------------------------------------------
+# -- tdiv (algorithm.md §1) ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("a,b,q", [(7, 2, 3), (-7, 2, -3), (7, -2, -3), (-7, -2, 3),
@@ -54,7 +54,7 @@ def test_tdiv_by_zero_and_floats():
         ops.tdiv(1.5, 2)
 
 
-# -- linear (SPEC §3.1) -----------------------------------------------------------------------
+# -- linear (algorithm.md §3.1) --------------------------------------------------------------------
 
 
 @settings(max_examples=60, deadline=None)
@@ -73,7 +73,7 @@ def test_linear_matches_reference(n, k, m, data):
 
 
 def test_linear_large_weights_exact():
-    # Products that cannot be accumulated in int32 must still be exact (SPEC §10).
+    # Products that cannot be accumulated in int32 must still be exact (algorithm.md §10).
     x = np.full((2, 4096), 127, dtype=np.int8)
     w = np.full((3, 4096), 2**31 - 1, dtype=np.int32)
     assert (ops.linear(x, w) == 127 * (2**31 - 1) * 4096).all()
@@ -84,7 +84,7 @@ def test_linear_shape_mismatch():
         ops.linear(np.zeros((2, 3), np.int8), np.zeros((4, 5), np.int32))
 
 
-# -- scaling (SPEC §3.3) ----------------------------------------------------------------------
+# -- scaling (algorithm.md §3.3) -------------------------------------------------------------------
 
 
 @given(ints(np.int64, hnp.array_shapes(max_dims=3, max_side=6), -(2**40), 2**40),
@@ -100,7 +100,7 @@ def test_scaling_never_minus_128():
     assert ops.scaling(np.array([-(10**12)]), 1)[0] == -127
 
 
-# -- activations (SPEC §3.4) ------------------------------------------------------------------
+# -- activations (algorithm.md §3.4) ---------------------------------------------------------------
 
 
 def ref_forward(kind, x, a=4):
@@ -203,7 +203,7 @@ def test_activation_bad_arguments():
         ops.activation_backward(np.zeros(3, np.int8), np.zeros(4, np.int32))
 
 
-# -- IntegerSGD (SPEC §5) ---------------------------------------------------------------------
+# -- IntegerSGD (algorithm.md §5) ------------------------------------------------------------------
 
 
 def ref_sgd(p, g, lr_inv, amp, decay_inv):

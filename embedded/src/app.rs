@@ -44,7 +44,7 @@ impl<'a> Split<'a> {
 pub struct Settings {
     /// Epochs.
     pub epochs: u32,
-    /// Batch size (last incomplete batch dropped, SPEC §2).
+    /// Batch size (last incomplete batch dropped, algorithm.md §2).
     pub batch: usize,
     /// Rows per evaluation chunk.
     pub eval_chunk: usize,

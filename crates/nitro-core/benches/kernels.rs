@@ -1,10 +1,10 @@
 //! Criterion benches: the exact GEMM on the shapes training uses (every kernel path), and one
 //! MLP2 training step.
 //!
-//! Shapes (SPEC §3; the shapes `BENCHMARKS.md` reports): MLP2's first layer forward `(M=64, K=784, N=200)`; its
-//! weight gradient `δᵀ·x` `(M=200, K=64, N=784)` with errors wider than `i16` (the exact
-//! high/low split); and the im2col shape of a VGG8B 3×3 convolution with 128 input and 256
-//! output channels on a 28×28 map at batch 64 `(M=64·28·28, K=1152, N=256)`.
+//! Shapes (algorithm.md §3; the shapes `BENCHMARKS.md` reports): MLP2's first layer forward `(M=64,
+//! K=784, N=200)`; its weight gradient `δᵀ·x` `(M=200, K=64, N=784)` with errors wider than `i16`
+//! (the exact high/low split); and the im2col shape of a VGG8B 3×3 convolution with 128 input and
+//! 256 output channels on a 28×28 map at batch 64 `(M=64·28·28, K=1152, N=256)`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ndarray::Array2;

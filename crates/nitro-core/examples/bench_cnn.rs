@@ -65,7 +65,7 @@ fn main() -> nitro_core::Result<()> {
         model.predict_logits(x.slice(s![done..end, .., .., ..]))?;
         done = end;
     }
-    // Images per second with one decimal, in integers (the crate has no floats, SPEC §1).
+    // Images per second with one decimal, in integers (the crate has no floats, algorithm.md §1).
     let tenths = (infer as u128 * 10_000_000) / t.elapsed().as_micros().max(1);
     println!(
         "VGG8B training: {} per step (batch {batch}, mean of {steps})",

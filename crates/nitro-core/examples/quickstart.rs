@@ -12,11 +12,11 @@ use nitro_core::{Dataset, Mlp, Normalization, Preset, Split, TrainConfig};
 fn main() -> Result<(), nitro_core::Error> {
     // README: begin
     let raw = load_mnist_like("/usr/share/datasets/fashion-mnist".as_ref())?;
-    let norm = Normalization::fit(raw.train_x.view(), 1)?; // SPEC §2, on the training images
+    let norm = Normalization::fit(raw.train_x.view(), 1)?; // docs/algorithm.md §2
     let train = Dataset::new(norm.apply(raw.train_x.view())?, raw.train_y, (1, 28, 28))?;
     let test = Dataset::new(norm.apply(raw.test_x.view())?, raw.test_y, (1, 28, 28))?;
 
-    let spec = Preset::Mlp2.spec("fashion-mnist"); // the paper's settings (SPEC §7)
+    let spec = Preset::Mlp2.spec("fashion-mnist"); // the paper's settings (docs/algorithm.md §7)
     let mut model = Mlp::new(spec.config)?;
     model.normalization = Some(norm); // saved with the model
     let cfg = TrainConfig {

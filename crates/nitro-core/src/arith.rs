@@ -1,10 +1,10 @@
-//! Integer primitives of SPEC §1: truncating division, integer square root, symmetric 8-bit clip,
-//! and checked narrowing.
+//! Integer primitives of algorithm.md §1: truncating division, integer square root, symmetric 8-bit
+//! clip, and checked narrowing.
 
 use crate::error::{Error, Result};
 use alloc::format;
 
-/// Division truncating toward zero (SPEC §1): `tdiv(-7, 2) == -3`.
+/// Division truncating toward zero (algorithm.md §1): `tdiv(-7, 2) == -3`.
 ///
 /// This is Rust's `/` on signed integers, *not* Python's floor division.
 ///
@@ -23,7 +23,7 @@ pub const fn checked_tdiv(a: i64, b: i64) -> Option<i64> {
     a.checked_div(b)
 }
 
-/// Floor of the square root of `n`, exact for every `u64` (Newton iteration, SPEC §1).
+/// Floor of the square root of `n`, exact for every `u64` (Newton iteration, algorithm.md §1).
 pub const fn isqrt(n: u64) -> u64 {
     if n < 2 {
         return n;
@@ -40,7 +40,7 @@ pub const fn isqrt(n: u64) -> u64 {
     }
 }
 
-/// `min(max(x, -127), 127)` as `i8` (SPEC §1): the symmetric range, -128 is never produced.
+/// `min(max(x, -127), 127)` as `i8` (algorithm.md §1): the symmetric range, -128 is never produced.
 #[inline(always)]
 pub const fn clip8(x: i64) -> i8 {
     if x > 127 {
@@ -59,7 +59,7 @@ pub fn narrow_i32(v: i64, layer: &str, op: &'static str) -> Result<i32> {
 }
 
 /// Largest absolute value of a slice, as `u64` (0 for an empty slice). Used for the
-/// accumulator-width proofs of SPEC §10.
+/// accumulator-width proofs of algorithm.md §10.
 #[inline]
 pub fn max_abs<T: Copy + Into<i64>>(s: &[T]) -> u64 {
     s.iter()

@@ -10,10 +10,10 @@ use core::fmt;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// An integer result would not fit the type it is stored in (SPEC §1, §10). Nothing wrapped;
-    /// the layer named here was left unchanged — and in a training step (`Mlp::train_step`,
-    /// `Cnn::train_step`, so `train::fit`) every other layer too, as every update is checked
-    /// before any is written.
+    /// An integer result would not fit the type it is stored in (algorithm.md §1, §10). Nothing
+    /// wrapped; the layer named here was left unchanged — and in a training step
+    /// (`Mlp::train_step`, `Cnn::train_step`, so `train::fit`) every other layer too, as every
+    /// update is checked before any is written.
     Overflow {
         /// The layer (e.g. `linear_encoder_00`) or primitive that overflowed.
         layer: String,

@@ -22,10 +22,12 @@
 //! | dropout_pct | u32 | dropout in percent |
 //! | init | u8 len + ASCII | [`Init::name`] |
 //! | seed | u64 | initialisation seed |
-//! | normalisation (bit 1) | u32 channels, then i32 mean × c, i32 MAD × c | SPEC §2 statistics |
-//! | hyper (bit 2) | i64 lr_inv, lr_amp_factor, fwd_decay_inv, subnet_decay_inv; u8 compat (0 exact, 1 reference) | last training settings |
-//! | tensors | i32 × … | for every linear layer in [`Mlp::linears`] order (`linear_encoder_i`, `linear_pred_i`, …, `linear_n`): weight `out × in` row-major, then bias `out` if bit 0 |
-//! | checksum | u32 | FNV-1a (32 bit) of every preceding byte |
+//! | normalisation (bit 1) | u32 channels, then i32 mean × c, i32 MAD × c | algorithm.md §2
+//! statistics | | hyper (bit 2) | i64 lr_inv, lr_amp_factor, fwd_decay_inv, subnet_decay_inv; u8
+//! compat (0 exact, 1 reference) | last training settings | | tensors | i32 × … | for every linear
+//! layer in [`Mlp::linears`] order (`linear_encoder_i`, `linear_pred_i`, …, `linear_n`): weight
+//! `out × in` row-major, then bias `out` if bit 0 | | checksum | u32 | FNV-1a (32 bit) of every
+//! preceding byte |
 //!
 //! [`from_blob`] checks the magic, version, flags, every field's range, the architecture, the
 //! exact total length (computed with checked arithmetic *before* anything large is allocated) and
@@ -383,7 +385,11 @@ pub fn to_rust_source(model: &Mlp, name: &str) -> Result<String> {
     }
     s.push_str("];\n");
     if let Some(n) = &model.normalization {
-        writeln!(s, "\n/// Per-channel normalisation mean (SPEC §2).").map_err(e)?;
+        writeln!(
+            s,
+            "\n/// Per-channel normalisation mean (nitrod-rs docs/algorithm.md §2)."
+        )
+        .map_err(e)?;
         writeln!(
             s,
             "pub const NORM_MEAN: [i64; {}] = {:?};",
@@ -391,7 +397,11 @@ pub fn to_rust_source(model: &Mlp, name: &str) -> Result<String> {
             n.mean
         )
         .map_err(e)?;
-        writeln!(s, "/// Per-channel normalisation MAD (SPEC §2).").map_err(e)?;
+        writeln!(
+            s,
+            "/// Per-channel normalisation MAD (nitrod-rs docs/algorithm.md §2)."
+        )
+        .map_err(e)?;
         writeln!(
             s,
             "pub const NORM_MAD: [i64; {}] = {:?};",

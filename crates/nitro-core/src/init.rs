@@ -1,4 +1,4 @@
-//! Integer He/Glorot initialisation (SPEC §6): a bound from integer formulas, then weights
+//! Integer He/Glorot initialisation (algorithm.md §6): a bound from integer formulas, then weights
 //! uniform in `[−bound, bound]` from a seeded [`Pcg32`].
 
 use crate::arith::isqrt;
@@ -51,7 +51,7 @@ impl Init {
     }
 }
 
-/// Gain ×1000 of an activation (SPEC §6).
+/// Gain ×1000 of an activation (algorithm.md §6).
 pub fn gain_x1000(kind: ActivationKind) -> u64 {
     match kind {
         ActivationKind::PocketTanh => 1667,

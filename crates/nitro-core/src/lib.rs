@@ -11,6 +11,9 @@
 //! * `no_std`: build with `default-features = false` (needs `alloc`); features `std` (files,
 //!   clocks, IDX readers) and `parallel` (rayon) are on by default.
 //!
+//! Every computation is specified to the bit in `docs/algorithm.md` of the nitrod-rs
+//! repository; the documentation here cites its sections as "algorithm.md §N".
+//!
 //! ## Where things are
 //!
 //! * [`model`]: [`Mlp`] and [`Cnn`] — both end in one shared classifier (local-loss linear

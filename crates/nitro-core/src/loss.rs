@@ -1,6 +1,6 @@
-//! The classifier's targets and error signal (SPEC §2, §4.1, §4.4): one-hot targets, the output
-//! error `ŷ − y`, the loss `Σ (y − ŷ)²` with the number of correct rows, and arg-max prediction.
-//! Every output layer and every learning head uses these.
+//! The classifier's targets and error signal (algorithm.md §2, §4.1, §4.4): one-hot targets, the
+//! output error `ŷ − y`, the loss `Σ (y − ŷ)²` with the number of correct rows, and arg-max
+//! prediction. Every output layer and every learning head uses these.
 
 use crate::error::{Error, Result};
 use crate::optim::Compat;
@@ -8,7 +8,7 @@ use alloc::format;
 use alloc::vec::Vec;
 use ndarray::{Array2, ArrayView2};
 
-/// Value of the true class in a one-hot target (SPEC §2).
+/// Value of the true class in a one-hot target (algorithm.md §2).
 pub const ONE_HOT: i8 = 32;
 
 /// One-hot targets: [`ONE_HOT`] at the label, 0 elsewhere. Labels must be `< classes`.
@@ -25,7 +25,8 @@ pub fn one_hot(labels: &[usize], classes: usize) -> Result<Array2<i8>> {
     Ok(y)
 }
 
-/// The error `ŷ − y` of a classifier output (SPEC §4.1), exact or wrapped to `i8` (SPEC §12).
+/// The error `ŷ − y` of a classifier output (algorithm.md §4.1), exact or wrapped to `i8`
+/// (algorithm.md §12).
 pub fn output_error(pred: &Array2<i8>, target: &Array2<i8>, compat: Compat) -> Array2<i32> {
     let mut d = Array2::<i32>::zeros(pred.raw_dim());
     ndarray::Zip::from(&mut d)
@@ -55,7 +56,7 @@ pub fn loss_and_correct(pred: &Array2<i8>, target: &Array2<i8>, labels: &[usize]
     (loss, count_equal(&argmax_rows(pred), labels))
 }
 
-/// Index of the largest value in each row, first on ties (SPEC §4.4).
+/// Index of the largest value in each row, first on ties (algorithm.md §4.4).
 pub fn argmax_rows<T: Copy + Ord>(a: &Array2<T>) -> Vec<usize> {
     a.rows()
         .into_iter()

@@ -1,7 +1,7 @@
 //! Layer names and seed streams, spelled once. The names are the keys of a saved model's
-//! tensors (SPEC §8) and follow the original implementation; every layer draws its initial
-//! weights (SPEC §6) or dropout masks from its own stream of the model's seed, so the streams
-//! are part of what makes a seed reproduce a model.
+//! tensors (algorithm.md §8) and follow the original implementation; every layer draws its initial
+//! weights (algorithm.md §6) or dropout masks from its own stream of the model's seed, so the
+//! streams are part of what makes a seed reproduce a model.
 //!
 //! A model's layers are numbered by their position `i` in the stack: the feature extractor's
 //! entries first (CNN), then the classifier's blocks, then the output layer. Block `i` of a
@@ -65,7 +65,7 @@ pub const fn dropout_stream(i: usize) -> u64 {
 /// The stream that shuffles the training set each epoch (independent of the model's streams).
 pub const SHUFFLE_STREAM: u64 = 0x5_0000;
 
-/// The stream of per-sample augmentation (SPEC §2).
+/// The stream of per-sample augmentation (algorithm.md §2).
 pub const AUGMENT_STREAM: u64 = 0x6_0000;
 
 /// The stream that picks the validation rows held out of a training set.

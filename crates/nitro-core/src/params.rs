@@ -1,6 +1,6 @@
 //! Parameters by name: a view of a model's trainable tensors keyed by the names they carry in
-//! saved files (SPEC §8), like candle-nn's `VarMap` — list `(name, shape)`, read a copy, write
-//! checked values — for MLPs and CNNs alike.
+//! saved files (algorithm.md §8), like candle-nn's `VarMap` — list `(name, shape)`, read a copy,
+//! write checked values — for MLPs and CNNs alike.
 //!
 //! A layer's weight is named after the layer (`linear_encoder_00`, `conv_encoder_00`, …), its
 //! bias `<layer>.bias`. Writing checks every name, shape and value before changing anything, so

@@ -1,4 +1,4 @@
-//! The paper's presets (SPEC §4.2, §7) for both kinds of model — architectures and training
+//! The paper's presets (algorithm.md §4.2, §7) for both kinds of model — architectures and training
 //! settings — and our small demo CNN, each with its one name.
 
 use crate::data::Augment;
@@ -9,7 +9,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-/// Paper preset names (SPEC §4.2 / §7).
+/// Paper preset names (algorithm.md §4.2 / §7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Preset {
     /// 784-100-50-10, MNIST.
@@ -22,7 +22,7 @@ pub enum Preset {
     Mlp4,
 }
 
-/// A preset's architecture and the paper's training settings (SPEC §7).
+/// A preset's architecture and the paper's training settings (algorithm.md §7).
 #[derive(Clone, Debug)]
 pub struct PresetSpec {
     /// Architecture.
@@ -47,7 +47,8 @@ impl Preset {
         }
     }
 
-    /// The data set the paper evaluated the preset on (SPEC §7; MLP3 also on Fashion-MNIST).
+    /// The data set the paper evaluated the preset on (algorithm.md §7; MLP3 also on
+    /// Fashion-MNIST).
     pub fn paper_dataset(self) -> &'static str {
         match self {
             Preset::Mlp1 | Preset::Mlp3 => "mnist",
@@ -86,16 +87,16 @@ impl Preset {
     }
 }
 
-/// CNN presets (SPEC §4.2, §7).
+/// CNN presets (algorithm.md §4.2, §7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CnnPreset {
     /// VGG8B: `C128 C256 P C256 C512 P C512 P C512 P`, classifier `[1024]`, decoder 4096.
     Vgg8b,
     /// VGG11B: `C128 C128 C128 C256 P C256 C512 P C512 C512 P C512 P`, classifier `[1024]`.
     Vgg11b,
-    /// `small-cnn`: a small, fast demo CNN (ours, not the paper's): `C32 P C64 P`, classifier `[256]`,
-    /// decoder 2048, with VGG8B's per-dataset decays and augmentation. 860,256 parameters (most in
-    /// the learning heads); a Fashion-MNIST epoch takes minutes instead of VGG8B's hours.
+    /// `small-cnn`: a small, fast demo CNN (ours, not the paper's): `C32 P C64 P`, classifier
+    /// `[256]`, decoder 2048, with VGG8B's per-dataset decays and augmentation. 860,256 parameters
+    /// (most in the learning heads); a Fashion-MNIST epoch takes minutes instead of VGG8B's hours.
     SmallCnn,
 }
 
@@ -104,10 +105,11 @@ pub enum CnnPreset {
 pub struct CnnPresetSpec {
     /// Architecture.
     pub config: CnnConfig,
-    /// IntegerSGD settings (the paper's CNN runs used [`crate::optim::Compat::Reference`] behaviour; the
-    /// default here is [`crate::optim::Compat::Exact`]).
+    /// IntegerSGD settings (the paper's CNN runs used [`crate::optim::Compat::Reference`]
+    /// behaviour; the default here is [`crate::optim::Compat::Exact`]).
     pub hyper: Hyper,
-    /// Augmentation (SPEC §2: pad 2 for MNIST/Fashion-MNIST, 4 for CIFAR-10; flips except MNIST).
+    /// Augmentation (algorithm.md §2: pad 2 for MNIST/Fashion-MNIST, 4 for CIFAR-10; flips except
+    /// MNIST).
     pub augment: Option<Augment>,
 }
 
@@ -124,8 +126,8 @@ impl CnnPreset {
         }
     }
 
-    /// The data set the paper evaluated the preset on (SPEC §7); `small-cnn` is ours and uses
-    /// VGG8B's.
+    /// The data set the paper evaluated the preset on (algorithm.md §7); `small-cnn` is ours and
+    /// uses VGG8B's.
     pub fn paper_dataset(self) -> &'static str {
         match self {
             CnnPreset::Vgg8b | CnnPreset::SmallCnn => "fashion-mnist",
@@ -138,7 +140,7 @@ impl CnnPreset {
         parse("CNN preset", &CnnPreset::ALL, CnnPreset::name, s)
     }
 
-    /// The paper's settings for `dataset` (`mnist`, `fashion-mnist` or `cifar10`; SPEC §7).
+    /// The paper's settings for `dataset` (`mnist`, `fashion-mnist` or `cifar10`; algorithm.md §7).
     /// VGG11B was only reported on CIFAR-10; on the other datasets it uses CIFAR-10's decays.
     pub fn spec(self, dataset: &str) -> Result<CnnPresetSpec> {
         let ds = dataset.to_ascii_lowercase().replace(['-', '_'], "");

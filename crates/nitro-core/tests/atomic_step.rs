@@ -1,7 +1,7 @@
 //! A training step is all-or-nothing for the whole model: when any layer's update fails (an
-//! IntegerSGD update whose new value would leave `i32`, SPEC §1/§10), no parameter of any layer
-//! has changed and the dropout generators are where they were — MLP and CNN, exact and
-//! reference compatibility (SPEC §12, where a classifier block's update runs twice).
+//! IntegerSGD update whose new value would leave `i32`, algorithm.md §1/§10), no parameter of any
+//! layer has changed and the dropout generators are where they were — MLP and CNN, exact and
+//! reference compatibility (algorithm.md §12, where a classifier block's update runs twice).
 
 use ndarray::{Array2, ArrayD, Dimension};
 use nitro_core::rng::Pcg32;
@@ -170,7 +170,7 @@ fn failed_cnn_step_changes_no_parameter() {
     }
 }
 
-/// In reference compatibility a classifier block's update runs twice (SPEC §12 item 1), the
+/// In reference compatibility a classifier block's update runs twice (algorithm.md §12 item 1), the
 /// second on top of the first: when the first fits and the second does not, the block is back
 /// at its parameters from before the step.
 #[test]

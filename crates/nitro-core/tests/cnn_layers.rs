@@ -1,4 +1,4 @@
-//! SPEC §3.2, §3.5, §4.1, §10: convolution and pooling against naive oracles, head sizing.
+//! algorithm.md §3.2, §3.5, §4.1, §10: convolution and pooling against naive oracles, head sizing.
 
 use ndarray::{Array4, ArrayView4};
 use nitro_core::block::head_geometry;
@@ -121,7 +121,7 @@ fn conv_forward_and_gradient_match_oracle() {
 }
 
 /// The weight gradient of a 64×28×28 batch reduces over 50176 terms: with δ large enough it
-/// takes the chunked path and stays exact (SPEC §10).
+/// takes the chunked path and stays exact (algorithm.md §10).
 #[test]
 fn conv_gradient_long_reduction_is_exact() {
     let (n, c, h) = (64, 1, 28);

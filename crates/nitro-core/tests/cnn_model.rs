@@ -1,4 +1,4 @@
-//! SPEC §4.2/§4.3/§7/§8 for CNNs: a VGG8B step updates every layer and is thread-count
+//! algorithm.md §4.2/§4.3/§7/§8 for CNNs: a VGG8B step updates every layer and is thread-count
 //! independent; save/load round trips; a small CNN learns Fashion-MNIST.
 
 mod common;
@@ -36,7 +36,7 @@ fn vgg8b_step_updates_every_layer_and_is_thread_independent() {
     let spec = CnnPreset::Vgg8b.spec("fashion-mnist").unwrap();
     assert_eq!(spec.config.dropout_pct, 10);
     let model = Cnn::new(spec.config.clone()).unwrap();
-    // SPEC §7: the classifier's dropout also sits just before the last feature layer.
+    // algorithm.md §7: the classifier's dropout also sits just before the last feature layer.
     let eff = spec.config.effective_features();
     assert_eq!(eff[eff.len() - 2], Feature::Dropout(10));
     assert_eq!(model.linears().last().unwrap().name, "linear_12");

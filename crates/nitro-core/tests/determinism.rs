@@ -1,4 +1,4 @@
-//! Same seed → same bits, on 1 and 2 threads (SPEC preamble, §10).
+//! Same seed → same bits, on 1 and 2 threads (algorithm.md introduction, §10).
 
 mod common;
 

@@ -1,5 +1,5 @@
-//! A bounded, seeded mutation test of every loader of untrusted bytes (SPEC §8: "a malformed,
-//! truncated or hostile file yields an error, never a panic"): model files (MLP with and
+//! A bounded, seeded mutation test of every loader of untrusted bytes (algorithm.md §8: "a
+//! malformed, truncated or hostile file yields an error, never a panic"): model files (MLP with and
 //! without bias, CNN), checkpoint files (MLP, CNN) and export blobs, mutated byte by byte and
 //! structurally (the metadata's JSON values, the tensor table, the blob's fields with a
 //! recomputed checksum). Every case must load to `Ok` or an `Error`, never panic; what loads is

@@ -1,5 +1,5 @@
-//! SPEC §11/§12: the small-CNN golden fixture — 20 steps of the original implementation in the
-//! reference compatibility mode, reproduced bit for bit at steps 1, 5 and 20.
+//! algorithm.md §11/§12: the small-CNN golden fixture — 20 steps of the original implementation in
+//! the reference compatibility mode, reproduced bit for bit at steps 1, 5 and 20.
 
 mod common;
 

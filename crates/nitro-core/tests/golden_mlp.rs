@@ -1,4 +1,4 @@
-//! SPEC §11: the MLP2 golden fixture — 100 steps of the original implementation, reproduced
+//! algorithm.md §11: the MLP2 golden fixture — 100 steps of the original implementation, reproduced
 //! bit for bit at every checkpoint.
 
 mod common;

@@ -1,5 +1,5 @@
-//! SPEC §8: safetensors round trip is bit-identical; malformed, truncated or hostile files are
-//! errors, never panics.
+//! algorithm.md §8: safetensors round trip is bit-identical; malformed, truncated or hostile files
+//! are errors, never panics.
 
 use ndarray::Array2;
 use nitro_core::io::{from_bytes, load_file, save_file, to_bytes};

@@ -1,4 +1,4 @@
-//! Every GEMM path × every operand width against a naive `i64` oracle (SPEC §10), on random
+//! Every GEMM path × every operand width against a naive `i64` oracle (algorithm.md §10), on random
 //! shapes and edge magnitudes; and whole training runs that must give the same bits on every
 //! kernel path and thread count.
 //!

@@ -16,7 +16,7 @@ fn mlp2_learns_fashion_mnist() {
     let raw = load_mnist_like(&dir).unwrap();
     assert_eq!((raw.train_x.nrows(), raw.test_x.nrows()), (60_000, 10_000));
     let norm = Normalization::fit(raw.train_x.view(), 1).unwrap();
-    // SPEC §2 check values on the full training set: mean ≈ −54, MAD ≈ 82 (±1).
+    // algorithm.md §2 check values on the full training set: mean ≈ −54, MAD ≈ 82 (±1).
     assert!(
         (norm.mean[0] + 54).abs() <= 1 && (norm.mad[0] - 82).abs() <= 1,
         "{norm:?}"

@@ -1,6 +1,6 @@
-//! Validation at the door (SPEC §8): a model file, checkpoint or blob whose settings a training
-//! run would refuse, or that holds tensors its architecture does not have, is refused when it
-//! is loaded — except the checkpoint's own `checkpoint.order`, which a plain model load accepts.
+//! Validation at the door (algorithm.md §8): a model file, checkpoint or blob whose settings a
+//! training run would refuse, or that holds tensors its architecture does not have, is refused when
+//! it is loaded — except the checkpoint's own `checkpoint.order`, which a plain model load accepts.
 
 mod common;
 

@@ -1,5 +1,5 @@
-//! SPEC §3.4 activations (every input in [−127, 127], forward and backward, against oracles
-//! written independently from the spec text) and SPEC §3.3 scaling.
+//! algorithm.md §3.4 activations (every input in [−127, 127], forward and backward, against oracles
+//! written independently from the spec text) and algorithm.md §3.3 scaling.
 
 use ndarray::{arr2, Array2};
 use nitro_core::layers::{Activation, ActivationKind, Scaling};
@@ -107,7 +107,7 @@ fn nitro_relu_range_for_a4() {
     let ys: Vec<i8> = (-127..=127).map(|x| k.forward_scalar(x)).collect();
     assert_eq!(*ys.iter().min().unwrap(), -67);
     assert_eq!(*ys.iter().max().unwrap(), 91);
-    // x = 127 passes no error (SPEC §3.4).
+    // x = 127 passes no error (algorithm.md §3.4).
     assert_eq!(k.backward_scalar(127, 1000), 0);
     assert_eq!(k.backward_scalar(-127, 1000), 250);
 }

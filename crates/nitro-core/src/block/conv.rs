@@ -1,5 +1,6 @@
-//! The local-loss convolutional block (SPEC §4.1): `IntegerConv2d → Scaling → activation` with
-//! the learning head `[pool] → Flatten → IntegerLinear → Scaling`, and the sizing of that head.
+//! The local-loss convolutional block (algorithm.md §4.1): `IntegerConv2d → Scaling → activation`
+//! with the learning head `[pool] → Flatten → IntegerLinear → Scaling`, and the sizing of that
+//! head.
 
 use super::head::{take_saved, update_head};
 use crate::error::{Error, Result};
@@ -12,7 +13,7 @@ use crate::optim::{Compat, Sgd};
 use alloc::format;
 use ndarray::{Array2, Array4, ArrayView4};
 
-/// The learning-head pooling of a conv block (SPEC §4.1).
+/// The learning-head pooling of a conv block (algorithm.md §4.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HeadGeometry {
     /// Pooling kernel `(kh, kw)`; `(1, 1)` means no pooling.
@@ -29,8 +30,8 @@ fn ceil_div(a: usize, b: usize) -> usize {
     a.div_ceil(b)
 }
 
-/// Head sizing of SPEC §4.1 for a block output `filters × d × d`: double `kh` (and, while still
-/// too large in the same round, `kw`) until `D ≤ decoder_dim` or `kh ≥ d`.
+/// Head sizing of algorithm.md §4.1 for a block output `filters × d × d`: double `kh` (and, while
+/// still too large in the same round, `kw`) until `D ≤ decoder_dim` or `kh ≥ d`.
 ///
 /// `F=128, d=28, decoder_dim=4096` gives kernel `(8,4)`, padding `(4,0)`, `D = 3584`.
 pub fn head_geometry(filters: usize, d: usize, decoder_dim: usize) -> HeadGeometry {
@@ -58,7 +59,7 @@ pub fn head_geometry(filters: usize, d: usize, decoder_dim: usize) -> HeadGeomet
 }
 
 /// `IntegerConv2d → Scaling(2⁸·C·k·k) → activation`, with the learning head
-/// `[MaxPool|AvgPool] → Flatten → IntegerLinear(D→classes) → Scaling(2⁸·D)` (SPEC §4.1).
+/// `[MaxPool|AvgPool] → Flatten → IntegerLinear(D→classes) → Scaling(2⁸·D)` (algorithm.md §4.1).
 #[derive(Clone, Debug)]
 pub struct LocalConv2dBlock {
     /// The forward convolution.
@@ -138,14 +139,14 @@ impl LocalConv2dBlock {
         Ok(self.act.infer(&scaled))
     }
 
-    /// The opt-in amplification adjustment `d² / (kh·kw)` of SPEC §5 (at least 1).
+    /// The opt-in amplification adjustment `d² / (kh·kw)` of algorithm.md §5 (at least 1).
     pub fn amp_adjustment(&self) -> i64 {
         let (kh, kw) = self.geometry.kernel;
         ((self.out_size * self.out_size) / (kh * kw)).max(1) as i64
     }
 
-    /// The local update (SPEC §4.1, §4.3): head forward on the saved output, local error, head
-    /// update passing `δ·W_head` back through Flatten and the pooling, activation backward,
+    /// The local update (algorithm.md §4.1, §4.3): head forward on the saved output, local error,
+    /// head update passing `δ·W_head` back through Flatten and the pooling, activation backward,
     /// convolution update. Conv blocks are updated once, also in [`Compat::Reference`].
     /// All-or-nothing: on error neither layer is changed.
     pub fn local_update(

@@ -1,5 +1,5 @@
-//! The learning head's half of a local update (SPEC §4.1, §4.3), shared by both block kinds:
-//! head forward, local loss and error, head update passing `δ·W_head` back.
+//! The learning head's half of a local update (algorithm.md §4.1, §4.3), shared by both block
+//! kinds: head forward, local loss and error, head update passing `δ·W_head` back.
 
 use crate::error::{Error, Result};
 use crate::layers::{Linear, Scaling};

@@ -1,5 +1,5 @@
-//! The local-loss linear block (SPEC §4.1): `IntegerLinear → Scaling → activation` with its own
-//! learning head `IntegerLinear → Scaling`.
+//! The local-loss linear block (algorithm.md §4.1): `IntegerLinear → Scaling → activation` with its
+//! own learning head `IntegerLinear → Scaling`.
 
 use super::head::{take_saved, update_head};
 use crate::error::Result;
@@ -111,9 +111,9 @@ impl LocalLinearBlock {
         Ok(self.head_scale.forward(&self.head.infer(h)?))
     }
 
-    /// The local update of SPEC §4.1/§4.3 on what the training forward saved: head forward,
+    /// The local update of algorithm.md §4.1/§4.3 on what the training forward saved: head forward,
     /// local error, head update (passing `δ·W_head` back), activation backward, forward-layer
-    /// update. `repeat` re-runs it on the same saved tensors (SPEC §12, item 1).
+    /// update. `repeat` re-runs it on the same saved tensors (algorithm.md §12, item 1).
     /// All-or-nothing: on error neither layer is changed.
     pub fn local_update(
         &mut self,

@@ -1,5 +1,5 @@
-//! Local-loss blocks (SPEC §4.1): forward layers plus a learning head with its own loss. No error
-//! crosses a block boundary, so every block of a model updates independently.
+//! Local-loss blocks (algorithm.md §4.1): forward layers plus a learning head with its own loss. No
+//! error crosses a block boundary, so every block of a model updates independently.
 
 mod conv;
 mod head;

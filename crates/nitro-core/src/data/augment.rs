@@ -1,8 +1,8 @@
-//! Per-sample augmentation of SPEC §2: random crop after padding, random horizontal flip.
+//! Per-sample augmentation of algorithm.md §2: random crop after padding, random horizontal flip.
 
 use crate::rng::Pcg32;
 
-/// Per-sample augmentation (SPEC §2): random crop after padding by `pad` (pad value = the
+/// Per-sample augmentation (algorithm.md §2): random crop after padding by `pad` (pad value = the
 /// image's minimum) and, when `flip` is set, random horizontal flip; each with probability ½.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Augment {

@@ -1,4 +1,4 @@
-//! A labelled set of normalised images and its batches (SPEC §2).
+//! A labelled set of normalised images and its batches (algorithm.md §2).
 
 use super::augment::Augment;
 use crate::error::{Error, Result};

@@ -1,4 +1,4 @@
-//! Data preparation of SPEC §2: per-channel integer normalisation, per-sample augmentation,
+//! Data preparation of algorithm.md §2: per-channel integer normalisation, per-sample augmentation,
 //! labelled sets with seeded batching, and (std only) IDX file readers. One-hot targets belong
 //! to the classifier's loss (`loss.rs`).
 

@@ -1,5 +1,5 @@
-//! Per-channel integer normalisation of SPEC §2: statistics fitted on the training images and
-//! applied to every image, `clamp(tdiv((x − mean)·51, MAD), −128, 127)`.
+//! Per-channel integer normalisation of algorithm.md §2: statistics fitted on the training images
+//! and applied to every image, `clamp(tdiv((x − mean)·51, MAD), −128, 127)`.
 
 use crate::arith::tdiv;
 use crate::error::{Error, Result};
@@ -89,7 +89,7 @@ impl Normalization {
         Ok(out)
     }
 
-    /// The normalised value of one pixel of channel `c` (SPEC §2).
+    /// The normalised value of one pixel of channel `c` (algorithm.md §2).
     pub fn normalize_pixel(&self, c: usize, p: u8) -> i8 {
         let x = i64::from(p) - 128;
         tdiv((x - self.mean[c]) * 51, self.mad[c]).clamp(-128, 127) as i8

@@ -1,4 +1,4 @@
-//! Checkpoints: a model file (SPEC §8) that also holds the state of the run that trains it
+//! Checkpoints: a model file (algorithm.md §8) that also holds the state of the run that trains it
 //! (`train::RunState`) and the model's dropout generators, so that a run stopped after any
 //! batch continues bit for bit. A checkpoint loads as a plain model too (`Model::load_file`).
 //!

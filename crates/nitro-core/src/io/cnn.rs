@@ -1,4 +1,4 @@
-//! Persistence of CNNs (SPEC §8).
+//! Persistence of CNNs (algorithm.md §8).
 
 use super::container::{check_no_extra, deserialize, push_layer, serialize_sorted, tensor_i32};
 use super::meta::{get_str, get_u64, get_usize, meta_err, metadata, Header};

@@ -1,4 +1,4 @@
-//! The metadata of a saved model (SPEC §8): format keys, the hyper-parameters and the
+//! The metadata of a saved model (algorithm.md §8): format keys, the hyper-parameters and the
 //! normalisation statistics as JSON strings, and the checks every loader starts with.
 
 use super::container::read_metadata;

@@ -1,4 +1,4 @@
-//! Persistence of MLPs (SPEC §8).
+//! Persistence of MLPs (algorithm.md §8).
 
 use super::container::{check_no_extra, deserialize, push_layer, serialize_sorted, tensor_i32};
 use super::file::{read_with, write_atomic};

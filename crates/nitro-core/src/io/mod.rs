@@ -1,5 +1,5 @@
-//! Persistence (SPEC §8): one `.safetensors` file with every parameter as an exact `i32` tensor
-//! and JSON metadata (architecture, hyper-parameters, normalisation, versions).
+//! Persistence (algorithm.md §8): one `.safetensors` file with every parameter as an exact `i32`
+//! tensor and JSON metadata (architecture, hyper-parameters, normalisation, versions).
 //!
 //! Parsing works on byte slices; the `*_file` functions add atomic file I/O.
 

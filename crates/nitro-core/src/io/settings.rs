@@ -1,4 +1,5 @@
-//! The classifier settings both architectures record in their metadata (SPEC §8), written once.
+//! The classifier settings both architectures record in their metadata (algorithm.md §8), written
+//! once.
 
 use crate::model::Settings;
 use serde_json::{json, Value};

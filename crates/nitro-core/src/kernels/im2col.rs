@@ -1,7 +1,8 @@
-//! Convolution lowering (SPEC §3.2, §10): a stride-1 convolution over a zero-padded NCHW tensor
-//! becomes one exact matrix product, so that the accumulator proofs of [`crate::kernels::gemm`]
-//! apply unchanged — in particular to the weight gradient, whose reduction runs over
-//! `batch × H × W` terms (up to `64·28·28 = 50176`) and takes the chunked path when needed.
+//! Convolution lowering (algorithm.md §3.2, §10): a stride-1 convolution over a zero-padded NCHW
+//! tensor becomes one exact matrix product, so that the accumulator proofs of
+//! [`crate::kernels::gemm`] apply unchanged — in particular to the weight gradient, whose reduction
+//! runs over `batch × H × W` terms (up to `64·28·28 = 50176`) and takes the chunked path when
+//! needed.
 //!
 //! Index conventions: a "patch row" is `(m, i, j)` → `(m·Ho + i)·Wo + j`; a "patch column" is
 //! `(c, u, v)` → `(c·k + u)·k + v`, which is the row-major flattening of a weight `F×C×k×k`.

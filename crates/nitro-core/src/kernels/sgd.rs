@@ -1,4 +1,4 @@
-//! The IntegerSGD update loops (SPEC §5), vectorised: an [`Plan`] turns both divisions of
+//! The IntegerSGD update loops (algorithm.md §5), vectorised: an [`Plan`] turns both divisions of
 //! `P ← P − (tdiv(G, lr_inv·amp) + tdiv(P, decay_inv))` into exact multiply-and-shift
 //! reciprocals and applies them in two allocation-free passes (check, then write), so an update
 //! is all-or-nothing.

@@ -1,14 +1,14 @@
 //! Exact convolution weight gradients from a sparse error.
 //!
-//! Behind a max-pool (SPEC §3.5: kernel = stride, so windows never overlap) the error reaching a
-//! convolution output has at most one non-zero entry per pooling window and channel. The weight
-//! gradient `G[f,c,u,v] = Σ δ[m,f,i,j]·xp[m,c,i+u,j+v]` (SPEC §3.2) then has only as many terms
-//! per filter as there are such entries, instead of `N·Ho·Wo`. This kernel computes it from the
-//! entries alone — gathering one patch per entry and adding `δ·patch` into the filter's row —
-//! and never builds the dense `δ`. Sums of integers are exact in any order, so the result equals
-//! the dense product ([`super::gemm_nt_rows`] on the transposed patches) bit for bit.
+//! Behind a max-pool (algorithm.md §3.5: kernel = stride, so windows never overlap) the error
+//! reaching a convolution output has at most one non-zero entry per pooling window and channel. The
+//! weight gradient `G[f,c,u,v] = Σ δ[m,f,i,j]·xp[m,c,i+u,j+v]` (algorithm.md §3.2) then has only as
+//! many terms per filter as there are such entries, instead of `N·Ho·Wo`. This kernel computes it
+//! from the entries alone — gathering one patch per entry and adding `δ·patch` into the filter's
+//! row — and never builds the dense `δ`. Sums of integers are exact in any order, so the result
+//! equals the dense product ([`super::gemm_nt_rows`] on the transposed patches) bit for bit.
 //!
-//! Accumulator widths (SPEC §10): a filter's entries are summed in `i32` in runs whose
+//! Accumulator widths (algorithm.md §10): a filter's entries are summed in `i32` in runs whose
 //! magnitudes are proven to fit, `Σ_run |δ|·max|x| ≤ 2³¹−1` (every partial sum of a run is bounded
 //! by the same), each run then added into `i64`; an entry that does not fit even alone is added
 //! in `i64` directly. The `i64` sums are proven by the same bound the dense product checks

@@ -1,4 +1,4 @@
-//! Integer activations (SPEC §3.4). Inputs are the `i8` outputs of a scaling layer, so
+//! Integer activations (algorithm.md §3.4). Inputs are the `i8` outputs of a scaling layer, so
 //! `x ∈ [−127, 127]`; backward divides the error by a per-element *inverse slope*.
 
 use super::saved::no_forward;
@@ -8,7 +8,7 @@ use crate::kernels::sparse::SparseDelta;
 use alloc::format;
 use ndarray::{Array, Dimension, IxDyn, Zip};
 
-/// The activation functions of SPEC §3.4.
+/// The activation functions of algorithm.md §3.4.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ActivationKind {
     /// The paper's NITRO-ReLU with inverse negative slope `a` (default 4) and mean correction.
@@ -34,7 +34,7 @@ pub enum ActivationKind {
     },
 }
 
-/// `a → μ_a`, the mean correction of NITRO-ReLU (SPEC §3.4).
+/// `a → μ_a`, the mean correction of NITRO-ReLU (algorithm.md §3.4).
 const MU_TABLE: [(u8, i8); 9] = [
     (3, 31),
     (4, 36),
@@ -253,8 +253,8 @@ fn backward_by_table(kind: ActivationKind, table: &[DivU31; 256], x: i8, delta: 
     }
 }
 
-/// The bipolar mask sign at a flat index of a tensor of `shape` (SPEC §3.4): `batch×features`
-/// → −1 on odd features; NCHW → −1 where `i + j` is odd.
+/// The bipolar mask sign at a flat index of a tensor of `shape` (algorithm.md §3.4):
+/// `batch×features` → −1 on odd features; NCHW → −1 where `i + j` is odd.
 fn bipolar_negative(shape: &[usize], flat: usize) -> bool {
     match shape.len() {
         4 => {

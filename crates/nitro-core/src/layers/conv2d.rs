@@ -1,9 +1,10 @@
-//! IntegerConv2d (SPEC §3.2): stride 1, zero padding `p`, square kernel `k`, optional bias.
+//! IntegerConv2d (algorithm.md §3.2): stride 1, zero padding `p`, square kernel `k`, optional bias.
 //!
 //! Forward `z[m,f,i,j] = Σ_{c,u,v} W[f,c,u,v]·xp[m,c,i+u,j+v]`; weight gradient
 //! `G[f,c,u,v] = Σ_{m,i,j} δ[m,f,i,j]·xp[m,c,i+u,j+v]`; bias gradient `Σ_{m,i,j} δ`. Both are
 //! lowered onto the exact GEMM ([`crate::kernels::im2col`]), so their accumulator widths are
-//! proven (SPEC §10). The input-error path is not needed inside a NITRO-D block and is not built.
+//! proven (algorithm.md §10). The input-error path is not needed inside a NITRO-D block and is not
+//! built.
 
 use super::saved::no_forward;
 use super::scaling::Scaling;
@@ -47,7 +48,7 @@ impl Conv2d {
         if stride != 1 {
             return Err(Error::config(format!(
                 "{name}: convolution stride {stride} is not supported; NITRO-D convolutions use \
-                 stride 1 (SPEC §3.2) — downsample with MaxPool/AvgPool instead"
+                 stride 1 (docs/algorithm.md §3.2) — downsample with MaxPool/AvgPool instead"
             )));
         }
         let (f, c, kh, kw) = weight.dim();
@@ -87,7 +88,7 @@ impl Conv2d {
     pub fn kernel(&self) -> usize {
         self.weight.dim().2
     }
-    /// `fan_in = C·k·k` (SPEC §3.2; the scaling layer after it uses `2⁸·fan_in`).
+    /// `fan_in = C·k·k` (algorithm.md §3.2; the scaling layer after it uses `2⁸·fan_in`).
     pub fn fan_in(&self) -> usize {
         self.channels() * self.kernel() * self.kernel()
     }
@@ -272,7 +273,7 @@ impl Conv2d {
     }
 
     /// Backward for `δ`: update weights (and bias) with IntegerSGD, all-or-nothing. No input
-    /// error is produced (SPEC §3.2: it is never needed inside a NITRO-D block).
+    /// error is produced (algorithm.md §3.2: it is never needed inside a NITRO-D block).
     pub fn backward(&mut self, delta: ArrayView4<'_, i32>, sgd: &Sgd) -> Result<()> {
         self.stage_backward(delta, sgd)?;
         self.commit();

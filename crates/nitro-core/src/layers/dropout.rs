@@ -1,4 +1,5 @@
-//! Integer dropout (SPEC §3.6): rates as integer percentages, rescale factors ×1000 from the table.
+//! Integer dropout (algorithm.md §3.6): rates as integer percentages, rescale factors ×1000 from
+//! the table.
 
 use super::saved::no_forward;
 use crate::arith::tdiv;

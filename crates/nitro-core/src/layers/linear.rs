@@ -1,4 +1,4 @@
-//! IntegerLinear (SPEC §3.1): `z = x·Wᵀ (+ b)`, weight gradient `δᵀ·x`, input error `δ·W`.
+//! IntegerLinear (algorithm.md §3.1): `z = x·Wᵀ (+ b)`, weight gradient `δᵀ·x`, input error `δ·W`.
 
 use super::saved::no_forward;
 use crate::arith::narrow_i32;
@@ -186,8 +186,8 @@ impl Linear {
         }
     }
 
-    /// Write the staged update now (a later one of the same step must see it: SPEC §12 item 1),
-    /// keeping the parameters from before the step until [`Linear::commit`] or
+    /// Write the staged update now (a later one of the same step must see it: algorithm.md §12 item
+    /// 1), keeping the parameters from before the step until [`Linear::commit`] or
     /// [`Linear::discard`].
     pub(crate) fn write_provisionally(&mut self) {
         if let Some(p) = self.pending.take() {

@@ -1,5 +1,5 @@
-//! The layers of SPEC §3. Each layer describes its products to [`crate::kernels`] and owns what it
-//! saves between the forward and backward pass of one training step.
+//! The layers of algorithm.md §3. Each layer describes its products to [`crate::kernels`] and owns
+//! what it saves between the forward and backward pass of one training step.
 
 pub mod activation;
 pub mod conv2d;

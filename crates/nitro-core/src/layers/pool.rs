@@ -1,4 +1,4 @@
-//! Pooling and flattening (SPEC §3.5): MaxPool2d and IntegerAvgPool2d with kernel = stride,
+//! Pooling and flattening (algorithm.md §3.5): MaxPool2d and IntegerAvgPool2d with kernel = stride,
 //! asymmetric kernels and padding, and Flatten NCHW → `N × (C·H·W)`.
 
 use super::saved::no_forward;
@@ -16,7 +16,7 @@ type Nchw = (usize, usize, usize, usize);
 
 /// Element types that can be pooled (the `i8` block outputs, `i16` after dropout, `i32` errors).
 pub trait PoolElem: Copy + Ord + Into<i64> + TryFrom<i64> + Default + Send + Sync {
-    /// The type's minimum: the max-pool padding value (SPEC §3.5).
+    /// The type's minimum: the max-pool padding value (algorithm.md §3.5).
     const MIN: Self;
 }
 impl PoolElem for i8 {
@@ -82,7 +82,8 @@ impl Pool2d {
         }
         if padding.0 > kernel.0 / 2 || padding.1 > kernel.1 / 2 {
             return Err(Error::config(format!(
-                "pooling padding {padding:?} exceeds half the kernel {kernel:?} (SPEC §3.5)"
+                "pooling padding {padding:?} exceeds half the kernel {kernel:?} \
+                 (docs/algorithm.md §3.5)"
             )));
         }
         Ok(Pool2d {
@@ -114,7 +115,7 @@ impl Pool2d {
     }
 
     /// Forward. Max pooling pads with the type's minimum, or with 0 in
-    /// [`Compat::Reference`] (SPEC §12 item 3); ties go to the first element in row-major
+    /// [`Compat::Reference`] (algorithm.md §12 item 3); ties go to the first element in row-major
     /// order. Average pooling pads with 0 and truncates. Training saves what backward needs.
     pub fn forward<T: PoolElem>(
         &mut self,
@@ -327,7 +328,7 @@ impl Pool2d {
     }
 }
 
-/// Flatten NCHW → `N × (C·H·W)` row-major (SPEC §3.5).
+/// Flatten NCHW → `N × (C·H·W)` row-major (algorithm.md §3.5).
 pub fn flatten<T: Clone>(x: Array4<T>) -> Array2<T> {
     let (n, c, h, w) = x.dim();
     let x = if x.is_standard_layout() {

@@ -1,5 +1,5 @@
 //! The one error every layer gives when its backward finds nothing saved by a training-mode
-//! forward (SPEC §3: a layer saves its input, mask or arg-max in training mode only).
+//! forward (algorithm.md §3: a layer saves its input, mask or arg-max in training mode only).
 
 use crate::error::Error;
 use alloc::format;

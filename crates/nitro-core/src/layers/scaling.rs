@@ -1,5 +1,5 @@
-//! The NITRO Scaling layer (SPEC §3.3): `y = clip8(tdiv(z, SF))`, `SF = 2⁸·fan_in`; backward is
-//! the identity.
+//! The NITRO Scaling layer (algorithm.md §3.3): `y = clip8(tdiv(z, SF))`, `SF = 2⁸·fan_in`;
+//! backward is the identity.
 
 use crate::arith::{clip8, tdiv, DivU31};
 use crate::error::{Error, Result};

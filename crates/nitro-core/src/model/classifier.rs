@@ -1,7 +1,7 @@
-//! The classifier both models end in (SPEC §4.2): local-loss linear blocks, each followed by an
-//! optional Dropout, then the output `IntegerLinear → Scaling`; and its part of a training step
-//! (SPEC §4.3). The MLP is this classifier on the flattened input; the CNN puts it after its
-//! feature extractor.
+//! The classifier both models end in (algorithm.md §4.2): local-loss linear blocks, each followed
+//! by an optional Dropout, then the output `IntegerLinear → Scaling`; and its part of a training
+//! step (algorithm.md §4.3). The MLP is this classifier on the flattened input; the CNN puts it
+//! after its feature extractor.
 //!
 //! The layers belong to the model (its public `blocks` and `out`); [`Tail`] and [`TailMut`]
 //! borrow them for one operation.
@@ -270,12 +270,12 @@ impl Alongside for () {
 }
 
 impl TailMut<'_> {
-    /// The classifier's part of SPEC §4.3 on the flattened features `input`: training forward
-    /// (each block saves what its update needs), output error `δ = ŷ − y` and output update,
-    /// then every block's local update, independently (in parallel where available).
+    /// The classifier's part of algorithm.md §4.3 on the flattened features `input`: training
+    /// forward (each block saves what its update needs), output error `δ = ŷ − y` and output
+    /// update, then every block's local update, independently (in parallel where available).
     /// `alongside` — the feature extractor's block updates — runs concurrently with the
     /// blocks' updates; its statistics come first. `repeat` re-runs each block's update on the
-    /// same saved tensors (SPEC §12, item 1).
+    /// same saved tensors (algorithm.md §12, item 1).
     ///
     /// All-or-nothing: every update is staged (checked, not written) and they are written only
     /// when all of them succeeded; on error none is, and the first error in block order

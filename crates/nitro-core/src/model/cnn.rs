@@ -1,5 +1,5 @@
-//! The local-loss CNN (SPEC §4.2): a feature extractor of conv blocks, pools and dropouts, then
-//! the shared classifier (see [`super::classifier`]) on the flattened features; its training
+//! The local-loss CNN (algorithm.md §4.2): a feature extractor of conv blocks, pools and dropouts,
+//! then the shared classifier (see [`super::classifier`]) on the flattened features; its training
 //! step (§4.3, with the §12 differences) and prediction (§4.4).
 
 use super::classifier::{self, tail_of, Step, Tail};
@@ -32,7 +32,7 @@ pub enum Stage {
     Dropout(Dropout),
 }
 
-/// `IntegerLocalLossCNN` (SPEC §4.2): feature extractor → Flatten → LocalLinearBlocks (with
+/// `IntegerLocalLossCNN` (algorithm.md §4.2): feature extractor → Flatten → LocalLinearBlocks (with
 /// optional Dropout) → output `IntegerLinear` → Scaling.
 ///
 /// Layers are named by position ([`crate::names`]): entry `i` of
@@ -243,7 +243,7 @@ impl Cnn {
         self.tail().infer(features.view())
     }
 
-    /// Predicted classes for rows `N × (C·H·W)` (arg-max, first on ties; SPEC §4.4).
+    /// Predicted classes for rows `N × (C·H·W)` (arg-max, first on ties; algorithm.md §4.4).
     pub fn predict(&self, x: ArrayView2<'_, i8>) -> Result<Vec<usize>> {
         let x = x.as_standard_layout();
         Ok(argmax_rows(&self.predict_logits(self.images(x.view())?)?))
@@ -262,9 +262,9 @@ impl Cnn {
         count_correct_chunked(x, labels, chunk, |rows| self.predict(rows))
     }
 
-    /// One training step of SPEC §4.3 on NCHW images. In [`Compat::Reference`] the classifier
-    /// blocks are updated twice (SPEC §12 item 1), errors wrap to `i8` (item 2) and the heads'
-    /// max-pool padding is 0 (item 3).
+    /// One training step of algorithm.md §4.3 on NCHW images. In [`Compat::Reference`] the
+    /// classifier blocks are updated twice (algorithm.md §12 item 1), errors wrap to `i8` (item 2)
+    /// and the heads' max-pool padding is 0 (item 3).
     ///
     /// All-or-nothing: every layer's update is checked before any is written, so on error (an
     /// [`Error::Overflow`] naming the layer whose update would leave `i32`, …) no parameter of

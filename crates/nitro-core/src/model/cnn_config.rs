@@ -1,4 +1,4 @@
-//! The architecture of a local-loss CNN (SPEC §4.2): its feature extractor entries, the
+//! The architecture of a local-loss CNN (algorithm.md §4.2): its feature extractor entries, the
 //! configuration, and the one walk through the feature stack that gives every entry's shapes.
 
 use super::classifier::{self, config_with, settings_of, Settings};
@@ -12,7 +12,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-/// One entry of a CNN feature extractor (SPEC §4.2).
+/// One entry of a CNN feature extractor (algorithm.md §4.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Feature {
     /// A [`crate::block::LocalConv2dBlock`] with `filters` square `kernel×kernel` filters.
@@ -46,7 +46,7 @@ impl Feature {
     }
 }
 
-/// Architecture of a local-loss CNN (SPEC §4.2).
+/// Architecture of a local-loss CNN (algorithm.md §4.2).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CnnConfig {
     /// Input geometry `(C, H, W)`; `H = W` is required.
@@ -59,7 +59,7 @@ pub struct CnnConfig {
     pub classes: usize,
     /// Activation of every block.
     pub activation: ActivationKind,
-    /// Classifier dropout in percent (0 = none). Per SPEC §7 a non-zero rate also puts one
+    /// Classifier dropout in percent (0 = none). Per algorithm.md §7 a non-zero rate also puts one
     /// Dropout layer just before the last entry of the feature extractor.
     pub dropout_pct: u32,
     /// Whether conv and linear layers have a bias (paper: no).
@@ -68,12 +68,12 @@ pub struct CnnConfig {
     pub init: Init,
     /// Seed of initialisation and dropout.
     pub seed: u64,
-    /// Largest flattened learning-head input of a conv block (SPEC §4.1; default 2048).
+    /// Largest flattened learning-head input of a conv block (algorithm.md §4.1; default 2048).
     pub decoder_dim: usize,
     /// Pooling of the conv blocks' learning heads.
     pub head_pool: PoolKind,
-    /// Multiply each conv block's amplification by `d²/(kh·kw)` (SPEC §5; default off, which
-    /// reproduces the paper).
+    /// Multiply each conv block's amplification by `d²/(kh·kw)` (algorithm.md §5; default off,
+    /// which reproduces the paper).
     pub conv_amp_adjust: bool,
 }
 
@@ -88,7 +88,7 @@ pub struct FeatureShape {
     pub input: (usize, usize),
     /// Channels and spatial size `(C, d)` it writes.
     pub output: (usize, usize),
-    /// A conv block's learning-head pooling (SPEC §4.1); `None` for other entries.
+    /// A conv block's learning-head pooling (algorithm.md §4.1); `None` for other entries.
     pub head: Option<HeadGeometry>,
 }
 
@@ -115,7 +115,7 @@ impl CnnConfig {
     }
 
     /// The feature list as built: with classifier dropout, one Dropout is placed just before
-    /// the last entry (SPEC §7). Layer names are indexed by position in this list.
+    /// the last entry (algorithm.md §7). Layer names are indexed by position in this list.
     pub fn effective_features(&self) -> Vec<Feature> {
         let mut f = self.features.clone();
         if self.dropout_pct > 0 && !f.is_empty() {
@@ -171,7 +171,7 @@ impl CnnConfig {
                     if stride != 1 {
                         return Err(Error::config(format!(
                             "feature {i}: convolution stride {stride} is not supported (only 1; \
-                             SPEC §3.2)"
+                             docs/algorithm.md §3.2)"
                         )));
                     }
                     if filters == 0 || kernel == 0 {

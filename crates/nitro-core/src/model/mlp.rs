@@ -1,4 +1,4 @@
-//! The local-loss MLP (SPEC §4.2): its configuration and the model — the shared classifier
+//! The local-loss MLP (algorithm.md §4.2): its configuration and the model — the shared classifier
 //! (see [`super::classifier`]) on the flattened input — with training step (§4.3) and
 //! prediction (§4.4).
 
@@ -93,7 +93,7 @@ impl MlpConfig {
     }
 }
 
-/// `IntegerLocalLossMLP` (SPEC §4.2): Flatten → LocalLinearBlocks (with optional Dropout) →
+/// `IntegerLocalLossMLP` (algorithm.md §4.2): Flatten → LocalLinearBlocks (with optional Dropout) →
 /// output `IntegerLinear` → Scaling.
 #[derive(Clone, Debug)]
 pub struct Mlp {
@@ -105,7 +105,7 @@ pub struct Mlp {
     /// The output layer ([`crate::names::output`] of the number of blocks).
     pub out: Linear,
     out_scale: Scaling,
-    /// Normalisation statistics of the training data (saved with the model, SPEC §2/§8).
+    /// Normalisation statistics of the training data (saved with the model, algorithm.md §2/§8).
     pub normalization: Option<Normalization>,
     /// The settings of the last training run (saved with the model).
     pub hyper: Option<Hyper>,
@@ -231,7 +231,7 @@ impl Mlp {
         self.tail().infer(x)
     }
 
-    /// Predicted classes (arg-max, first on ties; SPEC §4.4).
+    /// Predicted classes (arg-max, first on ties; algorithm.md §4.4).
     pub fn predict(&self, x: ArrayView2<'_, i8>) -> Result<Vec<usize>> {
         Ok(argmax_rows(&self.predict_logits(x)?))
     }
@@ -247,7 +247,7 @@ impl Mlp {
         count_correct_chunked(x, labels, chunk, |rows| self.predict(rows))
     }
 
-    /// One training step of SPEC §4.3 on a batch of normalised inputs and class labels.
+    /// One training step of algorithm.md §4.3 on a batch of normalised inputs and class labels.
     ///
     /// All-or-nothing: every layer's update is checked before any is written, so on error (an
     /// [`Error::Overflow`] naming the layer whose update would leave `i32`, …) no parameter of

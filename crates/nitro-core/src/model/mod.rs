@@ -1,5 +1,5 @@
-//! Models (SPEC §4.2): the local-loss MLP and CNN. Both end in the same classifier — local-loss
-//! linear blocks and an output layer — whose training step is written once
+//! Models (algorithm.md §4.2): the local-loss MLP and CNN. Both end in the same classifier —
+//! local-loss linear blocks and an output layer — whose training step is written once
 //! (`classifier.rs`); the CNN puts a feature extractor of conv blocks in front of it.
 
 mod classifier;

@@ -1,17 +1,18 @@
 //! The settings of a training run that every layer's update reads: IntegerSGD's rates and
-//! decays (SPEC §5) and whether to reproduce the original implementation (SPEC §12).
+//! decays (algorithm.md §5) and whether to reproduce the original implementation (algorithm.md
+//! §12).
 
 use super::sgd::Sgd;
 use crate::error::{Error, Result};
 use alloc::format;
 
-/// How the original implementation differs from the clean algorithm (SPEC §12).
+/// How the original implementation differs from the clean algorithm (algorithm.md §12).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Compat {
-    /// The clean algorithm of SPEC §3–§5 (default).
+    /// The clean algorithm of algorithm.md §3–§5 (default).
     #[default]
     Exact,
-    /// Reproduce the original implementation bit for bit (SPEC §12).
+    /// Reproduce the original implementation bit for bit (algorithm.md §12).
     Reference,
 }
 
@@ -36,7 +37,7 @@ impl Compat {
     }
 }
 
-/// The IntegerSGD hyper-parameters of a training run (SPEC §5).
+/// The IntegerSGD hyper-parameters of a training run (algorithm.md §5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Hyper {
     /// Inverse learning rate (paper 512).
@@ -47,7 +48,7 @@ pub struct Hyper {
     pub fwd_decay_inv: i64,
     /// Inverse weight decay of heads and output layer (0 = off).
     pub subnet_decay_inv: i64,
-    /// Exact algorithm or the original implementation's behaviour (SPEC §12).
+    /// Exact algorithm or the original implementation's behaviour (algorithm.md §12).
     pub compat: Compat,
 }
 

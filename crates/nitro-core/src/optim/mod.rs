@@ -1,5 +1,5 @@
-//! Optimisation (SPEC §5): IntegerSGD with inverse learning rates, per-layer amplification and
-//! integer weight decay ([`Sgd`]), the run's settings ([`Hyper`], [`Compat`]), integer
+//! Optimisation (algorithm.md §5): IntegerSGD with inverse learning rates, per-layer amplification
+//! and integer weight decay ([`Sgd`]), the run's settings ([`Hyper`], [`Compat`]), integer
 //! schedules of `lr_inv`, the plateau rule and early stopping.
 
 mod hyper;

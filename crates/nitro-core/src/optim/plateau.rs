@@ -1,8 +1,8 @@
-//! The paper's plateau rule and early stopping (SPEC §5), watching test accuracy.
+//! The paper's plateau rule and early stopping (algorithm.md §5), watching test accuracy.
 
 use crate::metrics::Fraction;
 
-/// The paper's plateau rule and early stopping (SPEC §5), watching test accuracy.
+/// The paper's plateau rule and early stopping (algorithm.md §5), watching test accuracy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plateau {
     /// First epoch (1-based) at which the plateau rule may fire (paper 10).

@@ -1,6 +1,6 @@
-//! How the inverse learning rate evolves between epochs (SPEC §5), in integers.
+//! How the inverse learning rate evolves between epochs (algorithm.md §5), in integers.
 
-/// How the inverse learning rate evolves between epochs (SPEC §5). All integer.
+/// How the inverse learning rate evolves between epochs (algorithm.md §5). All integer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Schedule {
     /// Keep `lr_inv`.

@@ -1,4 +1,4 @@
-//! IntegerSGD of one layer (SPEC §5): `P ← P − tdiv(G, lr_inv·amp) − tdiv(P, decay_inv)`,
+//! IntegerSGD of one layer (algorithm.md §5): `P ← P − tdiv(G, lr_inv·amp) − tdiv(P, decay_inv)`,
 //! all-or-nothing, with every quotient exact.
 
 use crate::arith::tdiv;

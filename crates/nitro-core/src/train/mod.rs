@@ -1,6 +1,6 @@
 //! The epoch loop: shuffling, batching, augmentation, per-epoch metrics, schedules, plateau and
-//! early stopping (SPEC §2, §5, §7), with a per-batch progress callback that can cancel, and a
-//! per-epoch callback that sees the model and the run's state (to save a checkpoint). A run
+//! early stopping (algorithm.md §2, §5, §7), with a per-batch progress callback that can cancel,
+//! and a per-epoch callback that sees the model and the run's state (to save a checkpoint). A run
 //! continues from its saved [`RunState`] bit for bit (`fit_from`).
 
 mod run;
@@ -24,7 +24,7 @@ use ndarray::{s, Array2, ArrayView2};
 pub struct TrainConfig {
     /// Epochs to run (early stopping may end sooner).
     pub epochs: u32,
-    /// Samples per batch; the last incomplete batch is dropped (SPEC §2).
+    /// Samples per batch; the last incomplete batch is dropped (algorithm.md §2).
     pub batch_size: usize,
     /// IntegerSGD settings; `lr_inv` is the starting value.
     pub hyper: Hyper,
@@ -83,8 +83,8 @@ impl TrainConfig {
             let (_, h, w) = sets.train.chw;
             if a.pad > h.max(w) {
                 return Err(Error::config(format!(
-                    "augment.pad {} is larger than the {h}×{w} training images (SPEC §2 pads by \
-                     2 or 4)",
+                    "augment.pad {} is larger than the {h}×{w} training images (the paper pads by \
+                     2 or 4: docs/algorithm.md §2)",
                     a.pad
                 )));
             }
@@ -255,7 +255,7 @@ pub trait Evaluate {
 
 /// Something that can be trained batch by batch and evaluated.
 pub trait Trainable: Evaluate {
-    /// One SPEC §4.3 step.
+    /// One algorithm.md §4.3 step.
     fn step(&mut self, x: ArrayView2<'_, i8>, labels: &[usize], hyper: &Hyper)
         -> Result<StepStats>;
     /// Number of local-loss blocks.
@@ -264,7 +264,7 @@ pub trait Trainable: Evaluate {
     fn set_hyper(&mut self, hyper: Hyper);
 }
 
-/// Correct predictions (arg-max, first on ties; SPEC §4.4) and output loss `Σ (y − ŷ)²` of
+/// Correct predictions (arg-max, first on ties; algorithm.md §4.4) and output loss `Σ (y − ŷ)²` of
 /// `model` on a labelled set, predicting `chunk` rows at a time (bounded memory).
 pub fn score<M: Evaluate + ?Sized>(model: &M, data: &Dataset, chunk: usize) -> Result<(u64, i64)> {
     if data.is_empty() {

@@ -5,9 +5,10 @@ use ndarray::{Array2, ArrayD};
 use ndarray_npy::NpzReader;
 use std::path::PathBuf;
 
-/// `../shared/fixtures` next to the repository root.
+/// The golden fixtures, `tests/data/` of the repository (how they were made:
+/// `tests/data/README.md`).
 pub fn fixtures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data")
 }
 
 /// Open a fixture; a missing fixture fails the test (the spec requires these tests).

@@ -1,4 +1,4 @@
-//! Exact integer matrix products with the accumulator width proven per SPEC §10.
+//! Exact integer matrix products with the accumulator width proven per algorithm.md §10.
 //!
 //! Every product `C = A·Bᵀ` is computed exactly into `i64`. The accumulation is chosen from
 //! cheap magnitude bounds before the product runs ([`proof`]):
@@ -391,7 +391,8 @@ mod tests {
                 "B wide, bound {bound}"
             );
         }
-        // The exact split of SPEC §10 at its extremes: v = hi·2¹⁵ + lo, 0 ≤ lo ≤ 32767, |hi| ≤ 32767.
+        // The exact split of algorithm.md §10 at its extremes: v = hi·2¹⁵ + lo, 0 ≤ lo ≤ 32767,
+        // |hi| ≤ 32767.
         let vals = [
             -1i32,
             0,

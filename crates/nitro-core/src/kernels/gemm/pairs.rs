@@ -1,6 +1,6 @@
 //! The pair engine: `C = A·Bᵀ` from operands packed as pairs of `i16` ([`super::pack`]), cache
 //! blocked along `K`, one micro-kernel per instruction set, `i32` accumulators whose width the
-//! caller has proven (SPEC §10).
+//! caller has proven (algorithm.md §10).
 //!
 //! A micro-kernel computes an [`MR`]` × `[`NR`]`·P` tile of C from one A panel and `P`
 //! consecutive B panels: per pair `q` it broadcasts each A word and multiplies it with the B

@@ -1,10 +1,10 @@
-//! The accumulator-width proof of SPEC §10: from bounds of the operands' magnitudes and the
+//! The accumulator-width proof of algorithm.md §10: from bounds of the operands' magnitudes and the
 //! reduction length, the cheapest accumulation that cannot overflow.
 
 use crate::error::{Error, Result};
 use alloc::format;
 
-/// How the sums of one product are accumulated (SPEC §10).
+/// How the sums of one product are accumulated (algorithm.md §10).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Accum {
     /// Whole reduction in `i32`.

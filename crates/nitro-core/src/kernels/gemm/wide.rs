@@ -121,8 +121,8 @@ fn block_i32(
 }
 
 /// The 2×4 dot products of two rows of A with four rows of B (equal lengths). The caller has
-/// proven that every partial sum fits `i32` (SPEC §10): each SIMD lane is a partial sum of the
-/// proven total, bounded by `Σ|aᵢ·bᵢ| ≤ max|A|·max|B|·K ≤ 2³¹−1`.
+/// proven that every partial sum fits `i32` (algorithm.md §10): each SIMD lane is a partial sum of
+/// the proven total, bounded by `Σ|aᵢ·bᵢ| ≤ max|A|·max|B|·K ≤ 2³¹−1`.
 #[inline]
 fn tile_2x4(a: [&[i32]; 2], b: [&[i32]; 4], simd: bool) -> [[i32; 4]; 2] {
     #[cfg(nitro_x86_simd)]
