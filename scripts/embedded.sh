@@ -90,13 +90,14 @@ for t in "${TARGETS[@]}"; do
   [[ $rc == 0 ]] || fail=1
 done
 
-# One table: target × model → accuracy, peak heap, .text, instructions per step, weights hash.
+# One table: target × run (mlp, cnn, tune = fine-tuning) → accuracy, peak heap, .text,
+# instructions per step, weights hash.
 echo
 echo "| target | CPU | model | test accuracy | peak heap | .text | instructions / step | est. ms / step | weights = host |"
 echo "|---|---|---|---|---|---|---|---|---|"
 for t in "${TARGETS[@]}"; do
   text=$(llvm-size-16 -A "embedded/target/$t/release/nitrod-firmware" | awk '$1==".text"{print $2}')
-  for m in mlp cnn; do
+  for m in mlp cnn tune; do
     f=$RUNS/$t.txt
     acc=$(grep -E "^$m: (PASS|FAIL)" "$f" | grep -Eo 'accuracy [0-9.]+%' | cut -d' ' -f2 || true)
     heap=$(grep -E "^$m: peak heap" "$f" | grep -Eo 'peak heap [0-9]+' | cut -d' ' -f3 || true)

@@ -358,7 +358,9 @@ pub struct Data<'a> {
 pub const HELD_OUT: u8 = 8;
 
 /// The host's training run for the fine-tuning model: [`mlp_run`]'s settings on the training
-/// images of the classes below [`HELD_OUT`] (normalisation fitted on those too).
+/// images of the classes below [`HELD_OUT`] (normalisation fitted on those too). The host
+/// runner calls it; the firmware only fine-tunes.
+#[cfg_attr(target_os = "none", allow(dead_code))]
 pub fn pretrain(data: &Data<'_>) -> Result<Mlp> {
     let s = mlp_run();
     let seen: Vec<usize> = (0..data.train.len())
@@ -481,6 +483,9 @@ fn train<M: Net>(
     before_last: impl FnOnce(&mut dyn Write, M) -> Result<M>,
 ) -> Result<(bool, M)> {
     let (train, test) = (&data.train, &data.test);
+    // What is live now is the model (parameters and their containers): the rest of the peak is
+    // the training step's working set (activations saved for the local updates, scratch).
+    let model_bytes = (dev.live)();
     let mut rng = Pcg32::new(s.seed, nitro_core::names::SHUFFLE_STREAM);
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut last = Epoch::default();
@@ -518,11 +523,14 @@ fn train<M: Net>(
     let heap_ok = (dev.peak)() <= dev.heap_size;
     let _ = writeln!(
         out,
-        "{tag}: peak heap {} B ({} KiB of {} KiB); {} instructions per training step \
-         (batch {}, mean of the last epoch's {} steps; exact only under qemu -icount shift=0)",
+        "{tag}: peak heap {} B ({} KiB of {} KiB: model {} B, training working set {} B); \
+         {} instructions per training step (batch {}, mean of the last epoch's {} steps; \
+         exact only under qemu -icount shift=0)",
         (dev.peak)(),
         (dev.peak)().div_ceil(1024),
         dev.heap_size / 1024,
+        model_bytes,
+        (dev.peak)().saturating_sub(model_bytes),
         last.step_instructions / last.steps.max(1),
         s.batch,
         last.steps
@@ -553,12 +561,6 @@ pub fn run(out: &mut dyn Write, dev: &Device, data: &Data<'_>) -> Result<bool> {
         test.len(),
         dev.heap_size / 1024
     );
-    #[cfg(feature = "float-canary")]
-    {
-        let v = core::hint::black_box(1.5f32) * core::hint::black_box(train_split.len() as f32);
-        let _ = writeln!(out, "float canary: {}", v as i32);
-    }
-
     // The MLP.
     let s = mlp_run();
     let model = mlp(&MLP_HIDDEN, s.seed, train_split)?;

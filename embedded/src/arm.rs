@@ -59,6 +59,6 @@ pub fn instructions() -> u64 {
 pub fn known_loop(n: u32) {
     unsafe {
         // r0: a low register, as the 16-bit `subs` of ARMv6-M needs.
-        core::arch::asm!("2:", "subs {0}, #1", "bne 2b", inout("r0") n => _, options(nomem, nostack));
+        core::arch::asm!("2:", "subs r0, #1", "bne 2b", inout("r0") n => _, options(nomem, nostack));
     }
 }

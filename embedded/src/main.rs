@@ -68,6 +68,11 @@ fn main() -> ! {
         },
         pretrained: PRETRAINED,
     };
+    #[cfg(feature = "float-canary")]
+    {
+        let v = core::hint::black_box(1.5f32) * core::hint::black_box(data.train.len() as f32);
+        let _ = writeln!(out, "float canary: {}", v as i32);
+    }
     match app::run(&mut out, &DEVICE, &data) {
         Ok(true) => exit(0),
         Ok(false) => exit(1),
