@@ -414,24 +414,34 @@ fn mutate_blob(blob: &[u8], r: &mut Pcg32) -> Vec<u8> {
 /// The parameter tensors of `m` in a version-2 blob's order (the layout table of
 /// `nitro_core::export`): weight, then bias, of every layer; the heads only with `heads`.
 fn blob_tensors(m: &Model, heads: bool) -> Vec<Vec<i32>> {
-    let mut t = Vec::new();
-    let mut linear = |l: &nitro_core::layers::Linear| {
+    let mut t: Vec<Vec<i32>> = Vec::new();
+    let layer = |t: &mut Vec<Vec<i32>>, w: Vec<i32>, b: Option<Vec<i32>>| {
+        t.push(w);
+        t.extend(b);
+    };
+    let linear = |t: &mut Vec<Vec<i32>>, l: &nitro_core::layers::Linear| {
         if heads || !nitro_core::names::is_linear_pred(&l.name) {
-            t.push(l.weight.iter().copied().collect());
-            t.extend(l.bias.iter().map(|b| b.to_vec()));
+            layer(
+                t,
+                l.weight.iter().copied().collect(),
+                l.bias.as_ref().map(|b| b.to_vec()),
+            );
         }
     };
     match m {
-        Model::Mlp(m) => m.linears().into_iter().for_each(&mut linear),
+        Model::Mlp(m) => m.linears().into_iter().for_each(|l| linear(&mut t, l)),
         Model::Cnn(m) => {
             for b in m.conv_blocks() {
-                let mut c = vec![b.conv.weight.iter().copied().collect::<Vec<i32>>()];
-                c.extend(b.conv.bias.iter().map(|b| b.to_vec()));
-                t.extend(c);
-                linear(&b.head);
+                let c = &b.conv;
+                layer(
+                    &mut t,
+                    c.weight.iter().copied().collect(),
+                    c.bias.as_ref().map(|b| b.to_vec()),
+                );
+                linear(&mut t, &b.head);
             }
             let tail = m.blocks.iter().flat_map(|b| [&b.fwd, &b.head]);
-            tail.chain([&m.out]).for_each(&mut linear);
+            tail.chain([&m.out]).for_each(|l| linear(&mut t, l));
         }
     }
     t

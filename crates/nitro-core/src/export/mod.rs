@@ -148,7 +148,7 @@ impl DeviceModel {
     pub fn into_mlp(self) -> Result<Mlp> {
         match self {
             DeviceModel::Mlp(m) => Ok(m),
-            DeviceModel::Cnn(m) => Err(Error::config(format!(
+            DeviceModel::Cnn(m) => Err(Error::format(format!(
                 "the blob holds a CNN ({}), not an MLP",
                 m.describe()
             ))),
@@ -159,7 +159,7 @@ impl DeviceModel {
     pub fn into_cnn(self) -> Result<Cnn> {
         match self {
             DeviceModel::Cnn(m) => Ok(m),
-            DeviceModel::Mlp(m) => Err(Error::config(format!(
+            DeviceModel::Mlp(m) => Err(Error::format(format!(
                 "the blob holds an MLP ({}), not a CNN",
                 m.describe()
             ))),
