@@ -19,7 +19,9 @@ use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use cortex_m_rt::entry;
 use cortex_m_semihosting::hio;
 use embedded_alloc::LlffHeap;
+use nitro_core::export;
 use nitro_core::rng::Pcg32;
+use nitro_core::train::{Evaluate, Trainable};
 use nitro_core::Hyper;
 
 /// The whole heap: a 256 KiB arena in `.bss` (the memory budget `embedded/README.md` reports).
@@ -112,34 +114,114 @@ fn main() -> ! {
     }
 }
 
+/// Whether `a` and `b` give identical logits on the first `n` test images, `chunk` at a time
+/// (a CNN's activations of 50 images would not fit the heap).
+fn same_logits<A: Evaluate, B: Evaluate>(
+    a: &A,
+    b: &B,
+    norm: &nitro_core::Normalization,
+    test: &Split<'_>,
+    (n, chunk): (usize, usize),
+) -> nitro_core::Result<bool> {
+    let mut same = true;
+    for start in (0..n.min(test.len())).step_by(chunk) {
+        let end = (start + chunk).min(n).min(test.len());
+        let x = norm.apply(test.view().slice(ndarray::s![start..end, ..]))?;
+        same &= a.logits(x.view())? == b.logits(x.view())?;
+    }
+    Ok(same)
+}
+
+/// An error unless `same` (a reloaded model predicts differently).
+fn check_same(same: bool) -> nitro_core::Result<()> {
+    match same {
+        true => Ok(()),
+        false => Err(nitro_core::Error::Format("reloaded model predicts differently".into())),
+    }
+}
+
+fn verdict(same: bool) -> &'static str {
+    if same {
+        "identical"
+    } else {
+        "DIFFER"
+    }
+}
+
 /// Export `model` as a blob, load it back, check that it predicts identically (logits of the
-/// whole test split), and return the loaded model (the original is dropped).
+/// whole test split), and return the loaded model (the original is dropped). Then the loaded
+/// model's blob without learning heads (for a device that only predicts): its size, and that
+/// it too predicts identically and refuses training.
 fn reload(out: &mut Console, model: nitro_core::Mlp, test: &Split<'_>) -> nitro_core::Result<nitro_core::Mlp> {
-    let blob = nitro_core::export::to_blob(&model)?;
-    let loaded = nitro_core::export::from_blob(&blob)?;
+    let blob = export::to_blob(&model)?;
+    let loaded = export::from_blob(&blob)?.into_mlp()?;
     let blob_len = blob.len();
     drop(blob);
-    let norm = model.normalization.as_ref().expect("set in app::build");
+    let norm = model.normalization.clone().expect("set in app::build");
+    let same = same_logits(&model, &loaded, &norm, test, (test.len(), 50))?;
+    check_same(same)?;
+    // The original is no longer needed: the inference-only copy takes its place on the heap.
+    drop(model);
+    let small = export::to_blob_with(&loaded, export::BlobOptions { heads: false })?;
+    let mut device = export::from_blob(&small)?;
+    let small_len = small.len();
+    drop(small);
+    let same_small = same_logits(&loaded, &device, &norm, test, (test.len(), 50))?;
+    let x = norm.apply(test.view().slice(ndarray::s![..8, ..]))?;
+    let labels = [0usize; 8];
+    let refused = !device.has_heads() && device.step(x.view(), &labels, &Hyper::default()).is_err();
+    drop(device);
+    let _ = writeln!(
+        out,
+        "export: {} B blob with learning heads (format v{}), {} B without (inference only); \
+         reloaded; logits on all {} test images {} ({} without heads, training it {}); \
+         continuing training from the reloaded model (peak heap so far {} B)",
+        blob_len,
+        export::BLOB_VERSION,
+        small_len,
+        test.len(),
+        verdict(same),
+        verdict(same_small),
+        if refused { "refused" } else { "NOT REFUSED" },
+        peak()
+    );
+    check_same(same_small && refused)?;
+    Ok(loaded)
+}
+
+/// A small CNN (initialised, not trained) through the same blobs: with and without learning
+/// heads, reloaded, logits compared on the first 100 test images.
+fn cnn_blobs(out: &mut Console, norm: &nitro_core::Normalization, test: &Split<'_>) -> nitro_core::Result<()> {
+    use nitro_core::{Cnn, CnnConfig, Feature};
+    let mut cfg = CnnConfig::new(
+        (1, 14, 14),
+        &[Feature::conv3(4), Feature::MaxPool(2), Feature::conv3(8), Feature::MaxPool(2)],
+        &[32],
+        10,
+    );
+    cfg.decoder_dim = 256;
+    let cnn = Cnn::new(cfg)?;
+    let mut sizes = [0usize; 2];
     let mut same = true;
-    for start in (0..test.len()).step_by(50) {
-        let end = (start + 50).min(test.len());
-        let x = norm.apply(test.view().slice(ndarray::s![start..end, ..]))?;
-        same &= model.predict_logits(x.view())? == loaded.predict_logits(x.view())?;
+    for (heads, size) in [true, false].into_iter().zip(&mut sizes) {
+        let blob = export::to_blob_with(&cnn, export::BlobOptions { heads })?;
+        *size = blob.len();
+        let back = export::from_blob(&blob)?;
+        drop(blob);
+        same &= back.has_heads() == heads && same_logits(&cnn, &back, norm, test, (100, 4))?;
     }
     let _ = writeln!(
         out,
-        "export: {} B blob (format v{}), reloaded; logits on all {} test images {}; \
-         continuing training from the reloaded model (peak heap so far {} B)",
-        blob_len,
-        nitro_core::export::BLOB_VERSION,
-        test.len(),
-        if same { "identical" } else { "DIFFER" },
+        "cnn export: CNN {} ({} parameters, initialised): {} B blob with learning heads, {} B \
+         without; reloaded; logits on 100 test images {} (peak heap so far {} B)",
+        cnn.describe(),
+        cnn.num_parameters(),
+        sizes[0],
+        sizes[1],
+        verdict(same),
         peak()
     );
-    if !same {
-        return Err(nitro_core::Error::Format("reloaded model predicts differently".into()));
-    }
-    Ok(loaded)
+    check_same(same)
 }
 
 fn run(out: &mut Console) -> nitro_core::Result<bool> {
@@ -192,6 +274,7 @@ fn run(out: &mut Console) -> nitro_core::Result<bool> {
             format_args!("  {}.{:02} s  peak heap {} B", dt / 100, dt % 100, peak()),
         );
     }
+    cnn_blobs(out, model.normalization.as_ref().expect("set in app::build"), &test)?;
     let acc_ok = last.test_correct * 100 >= last.test_total * 70;
     let heap_ok = peak() <= HEAP_SIZE;
     let _ = writeln!(
