@@ -461,6 +461,10 @@ fn width_bytes(blob: &[u8], m: &Model, heads: bool) -> Vec<usize> {
     offsets
 }
 
+/// A blob to mutate: its name, bytes, the data to use what loads on, and (for version 2) the
+/// model it holds and whether with heads, to locate its tensors' width bytes.
+type BlobCase<'a> = (&'a str, Vec<u8>, &'a Dataset, Option<(&'a Model, bool)>);
+
 /// A version-2 blob with one tensor's width byte changed, its checksum recomputed.
 fn mutate_width(blob: &[u8], offsets: &[usize], r: &mut Pcg32) -> Vec<u8> {
     let mut b = blob[..blob.len() - 4].to_vec();
@@ -529,7 +533,7 @@ fn mutated_files_and_blobs_load_or_fail_cleanly() {
     ))
     .unwrap();
     let v1_data = data(12, (1, 3, 4), 3);
-    let blobs: [(&str, Vec<u8>, &Dataset, Option<(&Model, bool)>); 5] = [
+    let blobs: [BlobCase<'_>; 5] = [
         (
             "mlp blob",
             to_blob(&trained).unwrap(),
