@@ -9,7 +9,7 @@
 //! * Exact: every tensor is stored in the narrowest of `i8`/`i16`/`i32` that holds all of its
 //!   values ([`tensor_width`]), so a reload gives exactly the same integers — the same logits,
 //!   and the same training steps after it.
-//! * Heads optional: prediction never runs the learning heads (SPEC §4.4), so a blob for a
+//! * Heads optional: prediction never runs the learning heads (algorithm.md §4.4), so a blob for a
 //!   device that only predicts can leave them out ([`BlobOptions::heads`]); it loads as an
 //!   inference-only model ([`Mlp::has_heads`] false) whose training is an error. Training on
 //!   the device needs them.
@@ -36,7 +36,7 @@
 //! | seed | u64 | initialisation seed |
 //! | MLP: architecture | u32 inputs; u32 depth (≤ [`MAX_DEPTH`]), u32 × depth hidden widths | [`MlpConfig`](crate::MlpConfig) |
 //! | CNN: architecture | u32 C, H, W; u32 entries (≤ [`MAX_DEPTH`]), each a u8 kind (0 conv, 1 max-pool, 2 avg-pool, 3 dropout) and its u32 fields (conv: filters, kernel, stride, padding; pool: size; dropout: rate); u32 depth and u32 × depth classifier widths; u32 decoder_dim; name head_pool; u8 conv_amp_adjust (0/1) | [`CnnConfig`](crate::CnnConfig) (its `features`, before the dropout that a rate adds) |
-//! | normalisation (bit 1) | u32 channels, tensor mean, tensor MAD | SPEC §2 statistics |
+//! | normalisation (bit 1) | u32 channels, tensor mean, tensor MAD | algorithm.md §2 statistics |
 //! | hyper (bit 2) | i64 lr_inv, lr_amp_factor, fwd_decay_inv, subnet_decay_inv; u8 compat (0 exact, 1 reference) | last training settings |
 //! | tensors | tensor × … | MLP: every layer of [`Mlp::linears`]; CNN: for every conv block its convolution (`F×C×k×k`) and head, then the classifier's layers (each block's forward layer and head, the output layer). Each layer is its weight (row-major), then its bias if bit 0; the heads (`linear_pred_i`) only with bit 3 |
 //! | checksum | u32 | FNV-1a (32 bit) of every preceding byte |

@@ -41,7 +41,11 @@ pub fn to_rust_source(model: &Mlp, name: &str) -> Result<String> {
     }
     s.push_str("];\n");
     if let Some(n) = &model.normalization {
-        writeln!(s, "\n/// Per-channel normalisation mean (SPEC §2).").map_err(e)?;
+        writeln!(
+            s,
+            "\n/// Per-channel normalisation mean (nitrod-rs docs/algorithm.md §2)."
+        )
+        .map_err(e)?;
         writeln!(
             s,
             "pub const NORM_MEAN: [i64; {}] = {:?};",
@@ -49,7 +53,11 @@ pub fn to_rust_source(model: &Mlp, name: &str) -> Result<String> {
             n.mean
         )
         .map_err(e)?;
-        writeln!(s, "/// Per-channel normalisation MAD (SPEC §2).").map_err(e)?;
+        writeln!(
+            s,
+            "/// Per-channel normalisation MAD (nitrod-rs docs/algorithm.md §2)."
+        )
+        .map_err(e)?;
         writeln!(
             s,
             "pub const NORM_MAD: [i64; {}] = {:?};",

@@ -16,7 +16,7 @@
 //! | dropout_pct | u32 | dropout in percent |
 //! | init | u8 len + ASCII | [`crate::Init::name`] |
 //! | seed | u64 | initialisation seed |
-//! | normalisation (bit 1) | u32 channels, then i32 mean × c, i32 MAD × c | SPEC §2 statistics |
+//! | normalisation (bit 1) | u32 channels, then i32 mean × c, i32 MAD × c | algorithm.md §2 statistics |
 //! | hyper (bit 2) | i64 lr_inv, lr_amp_factor, fwd_decay_inv, subnet_decay_inv; u8 compat | last training settings |
 //! | tensors | i32 × … | every linear layer in [`Mlp::linears`] order: weight `out × in` row-major, then bias `out` if bit 0 |
 //! | checksum | u32 | FNV-1a (32 bit) of every preceding byte |

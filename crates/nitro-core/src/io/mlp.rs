@@ -27,7 +27,7 @@ fn architecture_json(c: &MlpConfig) -> Value {
 
 /// Serialise a model (parameters + metadata) to safetensors bytes.
 pub fn to_bytes(model: &Mlp) -> Result<Vec<u8>> {
-    // A file holds every head (SPEC §8); an inference-only model has none to write.
+    // A file holds every head (algorithm.md §8); an inference-only model has none to write.
     model.require_heads()?;
     let mut tensors = Vec::new();
     for l in model.linears() {
