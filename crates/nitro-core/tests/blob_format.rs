@@ -462,3 +462,89 @@ fn the_loaded_kind_is_checked() {
         .to_string()
         .contains("holds an MLP"));
 }
+
+/// A value range for one tensor: within `i8`, within `i16`, or the whole of `i32`.
+fn range(kind: u8) -> (i64, i64) {
+    match kind % 3 {
+        0 => (i8::MIN.into(), i8::MAX.into()),
+        1 => (i16::MIN.into(), i16::MAX.into()),
+        _ => (i32::MIN.into(), i32::MAX.into()),
+    }
+}
+
+use proptest::prelude::*;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Any parameters, each tensor drawn from its own width's range, reload exactly, and the
+    /// blob's length is the header plus a width byte and `width × values` per tensor.
+    #[test]
+    fn any_parameters_reload_exactly(
+        kinds in proptest::collection::vec(any::<u8>(), 6),
+        seed in any::<u64>(),
+        heads in any::<bool>(),
+    ) {
+        let mut c = MlpConfig::new(7, &[5, 4], 3);
+        c.bias = true;
+        let mut m = Mlp::new(c).unwrap();
+        let names: Vec<String> = m.linears().iter().map(|l| l.name.clone()).collect();
+        let mut r = Pcg32::new(seed, 1);
+        let mut draw = |(lo, hi): (i64, i64)| {
+            let span = (hi - lo + 1) as u64;
+            let v = (u64::from(r.next_u32()) << 32 | u64::from(r.next_u32())) % span;
+            (lo + v as i64) as i32
+        };
+        for (i, n) in names.iter().enumerate() {
+            let l = m.linear_mut(n).unwrap();
+            let (w, b) = (range(kinds[i % 6]), range(kinds[(i + 3) % 6]));
+            l.weight.mapv_inplace(|_| draw(w));
+            l.bias.as_mut().unwrap().mapv_inplace(|_| draw(b));
+        }
+        let options = BlobOptions { heads };
+        let blob = to_blob_with(&m, options).unwrap();
+        let back: Model = from_blob(&blob).unwrap().into();
+        let kept: Vec<_> = m
+            .linears()
+            .into_iter()
+            .filter(|l| heads || !l.name.starts_with("linear_pred"))
+            .collect();
+        let tensors: usize = kept
+            .iter()
+            .flat_map(|l| [l.weight.iter().copied().collect::<Vec<_>>(), l.bias.clone().unwrap().to_vec()])
+            .map(|v| 1 + v.len() * usize::from(tensor_width(v.iter().copied())))
+            .sum();
+        let Model::Mlp(b) = &back else { panic!("kind") };
+        for l in &kept {
+            let lb = b.linears().into_iter().find(|x| x.name == l.name).unwrap();
+            prop_assert_eq!(&lb.weight, &l.weight);
+            prop_assert_eq!(&lb.bias, &l.bias);
+        }
+        prop_assert_eq!(b.has_heads(), heads);
+        prop_assert_eq!(to_blob_with(&back, options).unwrap(), blob.clone());
+        let (x, _) = rows(6, 7, seed);
+        prop_assert_eq!(m.logits(x.view()).unwrap(), back.logits(x.view()).unwrap());
+        // Every byte after the header is a tensor's: the blob ends with them and the checksum.
+        let fixed = blob.len() - 4 - tensors;
+        prop_assert_eq!(fixed, header_len(&m, heads));
+    }
+}
+
+/// The bytes before the tensors of `m`'s blob: the same for any parameter values, so read off
+/// the blob of an all-zero copy (one byte per value).
+fn header_len(m: &Mlp, heads: bool) -> usize {
+    let mut z = m.clone();
+    let names: Vec<String> = z.linears().iter().map(|l| l.name.clone()).collect();
+    let mut values = 0;
+    for n in &names {
+        let l = z.linear_mut(n).unwrap();
+        l.weight.fill(0);
+        if let Some(b) = l.bias.as_mut() {
+            b.fill(0);
+        }
+        if heads || !n.starts_with("linear_pred") {
+            values += 1 + l.weight.len() + l.bias.as_ref().map_or(0, |b| 1 + b.len());
+        }
+    }
+    to_blob_with(&z, BlobOptions { heads }).unwrap().len() - 4 - values
+}
