@@ -70,11 +70,14 @@ def test_kind_specific_methods_name_the_kind():
         mlp.feature_shape  # noqa: B018
     with pytest.raises(TypeError, match="head_geometries needs a CNN"):
         mlp.head_geometries()
-    with pytest.raises(TypeError, match="to_blob needs an MLP; this model is a CNN"):
-        cnn.to_blob()
     with pytest.raises(TypeError, match="to_rust_source needs an MLP"):
         cnn.to_rust_source()
     assert _core.Model.from_blob(mlp.to_blob()).kind == "mlp"
+    assert _core.Model.from_blob(cnn.to_blob(), "cnn").kind == "cnn"
+    with pytest.raises(nitrod_rs.FormatError, match="holds a CNN"):
+        _core.Model.from_blob(cnn.to_blob(), "mlp")
+    with pytest.raises(ValueError, match="kind must be"):
+        _core.Model.from_blob(cnn.to_blob(), "rnn")
 
 
 @pytest.mark.parametrize("make", [_mlp, _cnn])

@@ -7,8 +7,9 @@
 use alloc::vec::Vec;
 use core::fmt::Write;
 use ndarray::{Array2, ArrayView2};
+use nitro_core::export::{self, BlobOptions, DeviceModel, ModelRef};
 use nitro_core::rng::Pcg32;
-use nitro_core::train::Trainable;
+use nitro_core::train::{Evaluate, Trainable};
 use nitro_core::{
     Cnn, CnnConfig, Feature, Hyper, Mlp, MlpConfig, NamedParams, Normalization, Result, StepStats,
 };
@@ -412,7 +413,7 @@ fn by_classes(model: &Mlp, data: &Data<'_>, chunk: usize) -> Result<(Pct, Pct)> 
 fn fine_tune(out: &mut dyn Write, dev: &Device, data: &Data<'_>) -> Result<bool> {
     (dev.reset_peak)();
     let s = tune_run();
-    let model = nitro_core::export::from_blob(data.pretrained)?;
+    let model = export::from_blob(data.pretrained)?.into_mlp()?;
     let (seen, new) = by_classes(&model, data, s.eval_chunk)?;
     let _ = writeln!(
         out,
@@ -436,37 +437,87 @@ fn fine_tune(out: &mut dyn Write, dev: &Device, data: &Data<'_>) -> Result<bool>
     Ok(ok && c * 100 >= t * 70)
 }
 
-/// Export `model` as a blob, load it back, check that it predicts identically (logits of the
-/// whole test split), and return the loaded model (the original is dropped).
-fn reload(out: &mut dyn Write, dev: &Device, model: Mlp, test: &Split<'_>) -> Result<Mlp> {
-    let blob = nitro_core::export::to_blob(&model)?;
-    let loaded = nitro_core::export::from_blob(&blob)?;
-    let blob_len = blob.len();
-    drop(blob);
+/// Whether `a` and `b` give the same logits on the first `n` test images (in chunks).
+fn same_logits<A: Evaluate, B: Evaluate>(
+    a: &A,
+    b: &B,
+    norm: &Normalization,
+    test: &Split<'_>,
+    (n, chunk): (usize, usize),
+) -> Result<bool> {
     let mut same = true;
-    for start in (0..test.len()).step_by(50) {
-        let end = (start + 50).min(test.len());
-        let x = model
-            .norm()?
-            .apply(test.view().slice(ndarray::s![start..end, ..]))?;
-        same &= model.predict_logits(x.view())? == loaded.predict_logits(x.view())?;
+    for start in (0..n.min(test.len())).step_by(chunk) {
+        let end = (start + chunk).min(n).min(test.len());
+        let x = norm.apply(test.view().slice(ndarray::s![start..end, ..]))?;
+        same &= a.logits(x.view())? == b.logits(x.view())?;
     }
+    Ok(same)
+}
+
+fn verdict(same: bool) -> &'static str {
+    if same {
+        "identical"
+    } else {
+        "DIFFER"
+    }
+}
+
+/// The device blobs of `model`, with learning heads and without (for a device that only
+/// predicts): their sizes, and that each reloads to a model with the same logits on the first
+/// `n` test images (evaluated `chunk` at a time), the headless one refusing to train. Returns
+/// the model reloaded from the full blob.
+fn blobs<M: Net>(
+    out: &mut dyn Write,
+    dev: &Device,
+    tag: &str,
+    model: &M,
+    test: &Split<'_>,
+    (n, chunk): (usize, usize),
+) -> Result<DeviceModel>
+where
+    for<'a> &'a M: Into<ModelRef<'a>>,
+{
+    let norm = model.norm()?.clone();
+    let blob = export::to_blob(model)?;
+    let loaded = export::from_blob(&blob)?;
+    let full = blob.len();
+    drop(blob);
+    let same = same_logits(model, &loaded, &norm, test, (n, chunk))?;
+    let small = export::to_blob_with(model, BlobOptions { heads: false })?;
+    let mut device = export::from_blob(&small)?;
+    let headless = small.len();
+    drop(small);
+    let same_small = same_logits(model, &device, &norm, test, (n, chunk))?;
+    let x = norm.apply(test.view().slice(ndarray::s![..4, ..]))?;
+    let refused = !device.has_heads() && device.step(x.view(), &[0; 4], &Hyper::default()).is_err();
+    drop(device);
     let _ = writeln!(
         out,
-        "export: {} B blob (format v{}), reloaded; logits on all {} test images {}; \
-         continuing training from the reloaded model (peak heap so far {} B)",
-        blob_len,
-        nitro_core::export::BLOB_VERSION,
-        test.len(),
-        if same { "identical" } else { "DIFFER" },
+        "{tag} export: {full} B blob with learning heads (format v{}), {headless} B without \
+         (inference only); reloaded: logits on {} test images {} ({} without heads, training \
+         it {}) (peak heap so far {} B)",
+        export::BLOB_VERSION,
+        n.min(test.len()),
+        verdict(same),
+        verdict(same_small),
+        if refused { "refused" } else { "NOT REFUSED" },
         (dev.peak)()
     );
-    if !same {
+    if !(same && same_small && refused) {
         return Err(nitro_core::Error::Format(
-            "reloaded model predicts differently".into(),
+            "a reloaded model predicts differently".into(),
         ));
     }
     Ok(loaded)
+}
+
+/// Before the MLP's last epoch: its blobs ([`blobs`], the whole test split), and training goes
+/// on from the model reloaded from the full blob (the original is dropped).
+fn reload(out: &mut dyn Write, dev: &Device, model: Mlp, test: &Split<'_>) -> Result<Mlp> {
+    let loaded = blobs(out, dev, "mlp", &model, test, (test.len(), 50))?;
+    drop(model);
+    let _ = writeln!(out, "mlp: continuing training from the reloaded model");
+    loaded.into_mlp()
 }
 
 /// Train `model` for `s.epochs` epochs (`before_last` runs first on the model before the last
@@ -597,7 +648,9 @@ pub fn run(out: &mut dyn Write, dev: &Device, data: &Data<'_>) -> Result<bool> {
         s.epochs
     );
     (dev.reset_peak)();
-    let (cnn_ok, _) = train(out, dev, data, "cnn", model, &s, 70, |_, m| Ok(m))?;
+    let (cnn_ok, model) = train(out, dev, data, "cnn", model, &s, 70, |_, m| Ok(m))?;
+    blobs(out, dev, "cnn", &model, test, (100, s.eval_chunk))?;
+    drop(model);
 
     let tune_ok = fine_tune(out, dev, data)?;
 

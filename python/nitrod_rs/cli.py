@@ -188,18 +188,21 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     i.add_argument("file", help="a .safetensors file")
 
     x = sub.add_parser("export", parents=[debug],
-                       help="export a model: ONNX or C (MLPs and CNNs), or an MLP's no_std "
-                            "blob or Rust source (devices)")
+                       help="export a model: ONNX, C or the no_std device blob (MLPs and "
+                            "CNNs), or an MLP's Rust source (devices)")
     x.add_argument("file", help="a .safetensors file")
     x.add_argument("--format", choices=("bin", "rust", "onnx", "c"), default="bin",
-                   help="bin: the compact MLP blob (nitro_core::export::from_blob loads it); "
-                        "rust: an MLP as const arrays; onnx: an integer-only ONNX graph "
+                   help="bin: the compact device blob (nitro_core::export::from_blob loads "
+                        "it); rust: an MLP as const arrays; onnx: an integer-only ONNX graph "
                         "(needs nitrod-rs[onnx]); c: a C99 .h/.c pair (--out is a directory)")
     x.add_argument("--out", required=True,
                    help="the file to write (the directory for --format c)")
     x.add_argument("--name", default=None,
                    help="the model's name in the Rust source, the ONNX graph's name, or the "
                         "base name of the C files (default nitrod_model)")
+    x.add_argument("--no-heads", action="store_true",
+                   help="bin only: leave out the learning heads (a smaller blob for devices "
+                        "that only predict; it cannot be trained)")
     x.add_argument("--prefix", default="nitrod",
                    help="C only: the prefix of the function and macros (default nitrod: "
                         "nitrod_predict, NITROD_SCRATCH_BYTES)")
@@ -595,6 +598,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from .models import MLP, load
 
+    if args.no_heads and args.format != "bin":
+        raise _UsageError(f"--no-heads applies to --format bin only, not {args.format}")
     model = load(args.file)
     if args.format == "onnx":
         size = model.to_onnx(args.out, name=args.name)
@@ -605,19 +610,18 @@ def _cmd_export(args: argparse.Namespace) -> int:
         sizes = ", ".join(f"{p} ({p.stat().st_size} bytes)" for p in paths)
         print(f"wrote {sizes} from {args.file}", file=sys.stderr)
         return 0
-    if not isinstance(model, MLP):
-        raise ValueError(f"{args.file} is a CNN; --format {args.format} supports MLP models "
-                         "only (the device blob format has no convolutions; use --format onnx "
-                         "or --format c)")
     if args.format == "bin":
-        out: bytes = model.to_blob()
+        out: bytes = model.to_blob(heads=not args.no_heads)
+    elif not isinstance(model, MLP):
+        raise ValueError(f"{args.file} is a CNN; --format rust supports MLP models only "
+                         "(use --format bin, onnx or c)")
     else:
         name = args.name or os.path.basename(args.file)
         out = model.to_rust_source(name).encode("utf-8")
     with open(args.out, "wb") as f:
         f.write(out)
-    print(f"wrote {args.out} ({len(out)} bytes, {args.format}) from {args.file}",
-          file=sys.stderr)
+    what = "bin, without learning heads" if args.no_heads else args.format
+    print(f"wrote {args.out} ({len(out)} bytes, {what}) from {args.file}", file=sys.stderr)
     return 0
 
 

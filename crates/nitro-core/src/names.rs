@@ -17,9 +17,17 @@ pub fn linear_encoder(i: usize) -> String {
     format!("linear_encoder_{i:02}")
 }
 
+/// What every learning head's name starts with ([`linear_pred`]).
+const LINEAR_PRED: &str = "linear_pred_";
+
 /// The learning head's linear layer of block `i` (linear or conv).
 pub fn linear_pred(i: usize) -> String {
-    format!("linear_pred_{i:02}")
+    format!("{LINEAR_PRED}{i:02}")
+}
+
+/// Whether the layer `name` is a learning head's linear layer (a [`linear_pred`] name).
+pub fn is_linear_pred(name: &str) -> bool {
+    name.starts_with(LINEAR_PRED)
 }
 
 /// The convolution of conv block `i`.
@@ -82,5 +90,7 @@ mod tests {
         assert_eq!(conv_encoder(12), "conv_encoder_12");
         assert_eq!(output(3), "linear_03");
         assert_eq!(bias("linear_03"), "linear_03.bias");
+        assert!(is_linear_pred(&linear_pred(7)));
+        assert!(!is_linear_pred(&linear_encoder(7)) && !is_linear_pred(&output(7)));
     }
 }

@@ -9,7 +9,7 @@
 //! `NITROD_FUZZ_CASES=N` changes the number of cases per artefact (default 1500).
 
 use ndarray::Array2;
-use nitro_core::export::{from_blob, to_blob};
+use nitro_core::export::{from_blob, tensor_width, to_blob, to_blob_with, BlobOptions};
 use nitro_core::io::{self, Checkpoint, Model};
 use nitro_core::rng::Pcg32;
 use nitro_core::train::{fit_from, Control, Trainable};
@@ -389,8 +389,12 @@ fn mutate_blob(blob: &[u8], r: &mut Pcg32) -> Vec<u8> {
     match r.below(3) {
         0 => b = mutate_bytes(&b, r),
         _ => {
-            // A 4- or 8-byte field in the header region.
-            let at = 4 * r.below((b.len().min(160) / 4) as u32) as usize;
+            // A 4- or 8-byte field in the header region (aligned or not: version 2 has byte
+            // fields between the wider ones).
+            let at = match r.coin() {
+                true => 4 * r.below((b.len().min(160) / 4) as u32) as usize,
+                false => r.below(b.len().min(160) as u32) as usize,
+            };
             let v = number(r).as_i64().unwrap_or(-1);
             let w = if r.coin() { 4 } else { 8 };
             let bytes = v.to_le_bytes();
@@ -403,6 +407,70 @@ fn mutate_blob(blob: &[u8], r: &mut Pcg32) -> Vec<u8> {
     } else {
         fnv1a(&b)
     };
+    b.extend_from_slice(&sum.to_le_bytes());
+    b
+}
+
+/// The parameter tensors of `m` in a version-2 blob's order (the layout table of
+/// `nitro_core::export`): weight, then bias, of every layer; the heads only with `heads`.
+fn blob_tensors(m: &Model, heads: bool) -> Vec<Vec<i32>> {
+    let mut t: Vec<Vec<i32>> = Vec::new();
+    let layer = |t: &mut Vec<Vec<i32>>, w: Vec<i32>, b: Option<Vec<i32>>| {
+        t.push(w);
+        t.extend(b);
+    };
+    let linear = |t: &mut Vec<Vec<i32>>, l: &nitro_core::layers::Linear| {
+        if heads || !nitro_core::names::is_linear_pred(&l.name) {
+            layer(
+                t,
+                l.weight.iter().copied().collect(),
+                l.bias.as_ref().map(|b| b.to_vec()),
+            );
+        }
+    };
+    match m {
+        Model::Mlp(m) => m.linears().into_iter().for_each(|l| linear(&mut t, l)),
+        Model::Cnn(m) => {
+            for b in m.conv_blocks() {
+                let c = &b.conv;
+                layer(
+                    &mut t,
+                    c.weight.iter().copied().collect(),
+                    c.bias.as_ref().map(|b| b.to_vec()),
+                );
+                linear(&mut t, &b.head);
+            }
+            let tail = m.blocks.iter().flat_map(|b| [&b.fwd, &b.head]);
+            tail.chain([&m.out]).for_each(|l| linear(&mut t, l));
+        }
+    }
+    t
+}
+
+/// Where each tensor's width byte sits in the version-2 blob `blob` of `m`.
+fn width_bytes(blob: &[u8], m: &Model, heads: bool) -> Vec<usize> {
+    let tensors = blob_tensors(m, heads);
+    let size = |v: &Vec<i32>| 1 + v.len() * usize::from(tensor_width(v.iter().copied()));
+    let mut at = blob.len() - 4 - tensors.iter().map(size).sum::<usize>();
+    let mut offsets = Vec::new();
+    for v in &tensors {
+        assert_eq!(usize::from(blob[at]), size(v) / v.len().max(1), "layout");
+        offsets.push(at);
+        at += size(v);
+    }
+    offsets
+}
+
+/// A blob to mutate: its name, bytes, the data to use what loads on, and (for version 2) the
+/// model it holds and whether with heads, to locate its tensors' width bytes.
+type BlobCase<'a> = (&'a str, Vec<u8>, &'a Dataset, Option<(&'a Model, bool)>);
+
+/// A version-2 blob with one tensor's width byte changed, its checksum recomputed.
+fn mutate_width(blob: &[u8], offsets: &[usize], r: &mut Pcg32) -> Vec<u8> {
+    let mut b = blob[..blob.len() - 4].to_vec();
+    let at = offsets[r.below(offsets.len() as u32) as usize];
+    b[at] = [0, 1, 2, 3, 4, 8, 255, r.next_u32() as u8][r.below(8) as usize];
+    let sum = fnv1a(&b);
     b.extend_from_slice(&sum.to_le_bytes());
     b
 }
@@ -457,7 +525,41 @@ fn mutated_files_and_blobs_load_or_fail_cleanly() {
     let mut cnn = nitro_core::Cnn::new(cnn_config()).unwrap();
     let cnn_ckpt = checkpoint_of(&mut cnn, &cd);
     let cnn_file = io::cnn_to_bytes(&cnn).unwrap();
-    let blob = to_blob(&trained).unwrap();
+    let no_heads = BlobOptions { heads: false };
+    let (mlp_model, cnn_model) = (Model::Mlp(trained.clone()), Model::Cnn(cnn.clone()));
+    let v1_blob = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/blob_v1_mlp_bias.bin"
+    ))
+    .unwrap();
+    let v1_data = data(12, (1, 3, 4), 3);
+    let blobs: [BlobCase<'_>; 5] = [
+        (
+            "mlp blob",
+            to_blob(&trained).unwrap(),
+            &md,
+            Some((&mlp_model, true)),
+        ),
+        (
+            "mlp blob without heads",
+            to_blob_with(&trained, no_heads).unwrap(),
+            &md,
+            Some((&mlp_model, false)),
+        ),
+        (
+            "cnn blob",
+            to_blob(&cnn).unwrap(),
+            &cd,
+            Some((&cnn_model, true)),
+        ),
+        (
+            "cnn blob without heads",
+            to_blob_with(&cnn, no_heads).unwrap(),
+            &cd,
+            Some((&cnn_model, false)),
+        ),
+        ("version-1 blob", v1_blob, &v1_data, None),
+    ];
     // The artefacts themselves load.
     for b in [&mlp_bias, &mlp_plain, &cnn_file, &mlp_ckpt, &cnn_ckpt] {
         Model::from_bytes(b).unwrap();
@@ -465,7 +567,9 @@ fn mutated_files_and_blobs_load_or_fail_cleanly() {
     for b in [&mlp_ckpt, &plain_ckpt, &cnn_ckpt] {
         Checkpoint::from_bytes(b).unwrap();
     }
-    from_blob(&blob).unwrap();
+    for (_, b, _, _) in &blobs {
+        from_blob(b).unwrap();
+    }
 
     let mut t = Tally::default();
     let mut r = Pcg32::new(0x5eed, 7);
@@ -509,13 +613,19 @@ fn mutated_files_and_blobs_load_or_fail_cleanly() {
             });
         }
     }
-    for case in 0..2 * n {
-        let b = mutate_blob(&blob, &mut r);
-        t.record("blob", case, || {
-            let mut m = Model::Mlp(from_blob(&b)?);
-            exercise(&mut m, &md);
-            Ok(())
-        });
+    for (what, blob, d, layout) in &blobs {
+        let widths = layout.map(|(m, heads)| width_bytes(blob, m, heads));
+        for case in 0..n {
+            let b = match &widths {
+                Some(w) if case % 3 == 2 => mutate_width(blob, w, &mut r),
+                _ => mutate_blob(blob, &mut r),
+            };
+            t.record(what, case, || {
+                let mut m: Model = from_blob(&b)?.into();
+                exercise(&mut m, d);
+                Ok(())
+            });
+        }
     }
     let _ = writeln!(
         std::io::stderr(),

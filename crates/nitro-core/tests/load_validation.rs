@@ -6,7 +6,7 @@ mod common;
 
 use common::{edit_metadata, with_tensor};
 use ndarray::Array2;
-use nitro_core::export::{from_blob, to_blob};
+use nitro_core::export::{from_blob, tensor_width, to_blob};
 use nitro_core::io::{self, Checkpoint, Model};
 use nitro_core::rng::Pcg32;
 use nitro_core::train::Control;
@@ -138,9 +138,14 @@ fn a_checkpoint_loads_as_a_model_and_checks_its_settings() {
 fn invalid_blob_hyper_parameters_are_refused() {
     let blob = to_blob(&mlp(false)).unwrap();
     from_blob(&blob).unwrap();
-    // The hyper section is the 33 bytes before the tensors: 4 × i64 and the compat byte.
+    // The hyper section is the 33 bytes before the tensors: 4 × i64 and the compat byte. Each
+    // tensor (no bias here) is a width byte and its values in that width.
     let m = mlp(false);
-    let tensors = 4 * m.num_parameters();
+    let tensors: usize = m
+        .linears()
+        .iter()
+        .map(|l| 1 + l.weight.len() * usize::from(tensor_width(l.weight.iter().copied())))
+        .sum();
     let at = blob.len() - 4 - tensors - 33;
     for (i, (_, value)) in bad_hypers().into_iter().enumerate() {
         let field = match i {

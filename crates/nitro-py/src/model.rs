@@ -369,21 +369,44 @@ impl Model {
         Ok(Model { inner })
     }
 
-    /// An MLP's compact `no_std`-loadable blob (`nitro_core::export::to_blob`).
-    fn to_blob<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        let b = nitro_core::export::to_blob(self.mlp("to_blob")?).map_err(to_py)?;
+    /// The compact `no_std`-loadable blob of either kind (`nitro_core::export::to_blob_with`),
+    /// without the learning heads when `heads` is false (inference only).
+    #[pyo3(signature = (heads=true))]
+    fn to_blob<'py>(&self, py: Python<'py>, heads: bool) -> PyResult<Bound<'py, PyBytes>> {
+        let options = nitro_core::export::BlobOptions { heads };
+        let b = nitro_core::export::to_blob_with(&self.inner, options).map_err(to_py)?;
         Ok(PyBytes::new(py, &b))
     }
 
-    /// An MLP rebuilt from a blob by `nitro_core::export::from_blob` (the device loader).
+    /// A model rebuilt from a blob by `nitro_core::export::from_blob` (the device loader): of
+    /// either kind, or only of `kind` (`"mlp"`/`"cnn"`).
     #[staticmethod]
-    fn from_blob(py: Python<'_>, data: &[u8]) -> PyResult<Model> {
+    #[pyo3(signature = (data, kind=None))]
+    fn from_blob(py: Python<'_>, data: &[u8], kind: Option<&str>) -> PyResult<Model> {
         let m = py
             .detach(|| nitro_core::export::from_blob(data))
             .map_err(to_py)?;
-        Ok(Model {
-            inner: io::Model::Mlp(m),
-        })
+        let m = match kind {
+            None => m,
+            Some("mlp") => m.into_mlp().map_err(to_py)?.into(),
+            Some("cnn") => m.into_cnn().map_err(to_py)?.into(),
+            Some(o) => {
+                return Err(value_err(format!(
+                    "kind must be \"mlp\", \"cnn\" or None, got {o:?}"
+                )))
+            }
+        };
+        Ok(Model { inner: m.into() })
+    }
+
+    /// Whether the model has its learning heads (`False`: loaded from a blob without them; it
+    /// predicts but cannot be trained or saved as a model file).
+    #[getter]
+    fn has_heads(&self) -> bool {
+        match &self.inner {
+            io::Model::Mlp(m) => m.has_heads(),
+            io::Model::Cnn(m) => m.has_heads(),
+        }
     }
 
     /// Rust source with an MLP as `const` arrays (`nitro_core::export::to_rust_source`).

@@ -382,6 +382,18 @@ class Model:
 
     # -- deployment (nitrod_rs.deploy) ----------------------------------------------------
 
+    def to_blob(self, *, heads: bool = True) -> bytes:
+        """The compact ``no_std``-loadable model blob (``nitro_core::export::to_blob_with``;
+        ``from_blob`` of the model's class loads it). ``heads=False`` leaves out the learning
+        heads: smaller, for a device that only predicts; it loads as a model that predicts the
+        same but cannot be trained or saved."""
+        return self._m.to_blob(heads)
+
+    @property
+    def has_heads(self) -> bool:
+        """``False`` for a model loaded from a blob without learning heads (inference only)."""
+        return bool(self._m.has_heads)
+
     def to_onnx(self, path: PathLike, *, name: str | None = None) -> int:
         """Write an integer-only ONNX graph (:func:`nitrod_rs.deploy.to_onnx`): ``uint8``
         images in, the ``int8`` scores of :meth:`predict_logits` and the class out. Needs

@@ -56,9 +56,10 @@ def load(path: PathLike) -> EngineModel:
     return _core.Model.load(os.fspath(path))
 
 
-def mlp_from_blob(data: bytes) -> EngineModel:
-    """An MLP rebuilt by the device loader ``nitro_core::export::from_blob``."""
-    return _core.Model.from_blob(bytes(data))
+def from_blob(data: bytes, kind: str | None = None) -> EngineModel:
+    """A model rebuilt by the device loader ``nitro_core::export::from_blob``: of either kind,
+    or only ``"mlp"`` / ``"cnn"``."""
+    return _core.Model.from_blob(bytes(data), kind)
 
 
 def checkpoint_model(path: PathLike) -> EngineModel:

@@ -175,3 +175,8 @@ class CNN(Model):
     @classmethod
     def from_bytes(cls, data: bytes) -> CNN:
         return cls._from_engine(_engine.from_bytes(data, "cnn"))
+
+    @classmethod
+    def from_blob(cls, data: bytes) -> CNN:
+        """A model rebuilt by the device loader ``nitro_core::export::from_blob``."""
+        return cls._from_engine(_engine.from_blob(data, "cnn"))

@@ -79,14 +79,10 @@ class MLP(Model):
 
     # -- export for devices (nitro_core::export) --------------------------------------------
 
-    def to_blob(self) -> bytes:
-        """The compact ``no_std``-loadable model blob (``nitro_core::export::to_blob``)."""
-        return self._m.to_blob()
-
     @classmethod
     def from_blob(cls, data: bytes) -> MLP:
         """A model rebuilt by the device loader ``nitro_core::export::from_blob``."""
-        return cls._from_engine(_engine.mlp_from_blob(data))
+        return cls._from_engine(_engine.from_blob(data, "mlp"))
 
     def to_rust_source(self, name: str = "model") -> str:
         """Rust source with the model as ``const`` arrays (``export::to_rust_source``)."""

@@ -2,7 +2,7 @@
 //! with the learning head `[pool] → Flatten → IntegerLinear → Scaling`, and the sizing of that
 //! head.
 
-use super::head::{take_saved, update_head};
+use super::head::{is_present, require_head, take_saved, update_head};
 use crate::error::{Error, Result};
 use crate::kernels::Int;
 use crate::layers::{
@@ -200,6 +200,7 @@ impl LocalConv2dBlock {
         head_sgd: &Sgd,
         compat: Compat,
     ) -> Result<LocalStats> {
+        require_head(&self.head)?;
         let h = take_saved(&mut self.saved_out, &self.conv.name)?;
         let pooled = match &mut self.pool {
             Some(p) => p.forward(h.view(), true, compat)?,
@@ -232,6 +233,17 @@ impl LocalConv2dBlock {
         let d_act = self.act.backward(back)?;
         self.conv.stage_backward(d_act.view(), fwd_sgd)?;
         Ok(stats)
+    }
+
+    /// Whether the block has its learning head (not the absent head of an inference-only
+    /// model, [`crate::block::absent_head`]).
+    pub fn has_head(&self) -> bool {
+        is_present(&self.head)
+    }
+
+    /// `Ok` when the block has its learning head; otherwise the error that training needs it.
+    pub fn require_head(&self) -> Result<()> {
+        require_head(&self.head)
     }
 
     /// Drop saved training state.

@@ -1,7 +1,7 @@
 //! The local-loss linear block (algorithm.md §4.1): `IntegerLinear → Scaling → activation` with its
 //! own learning head `IntegerLinear → Scaling`.
 
-use super::head::{take_saved, update_head};
+use super::head::{is_present, require_head, take_saved, update_head};
 use crate::error::Result;
 use crate::init::{bound, try_uniform, Init};
 use crate::kernels::Int;
@@ -147,6 +147,7 @@ impl LocalLinearBlock {
         repeat: bool,
     ) -> Result<LocalStats> {
         let result = (|| {
+            require_head(&self.head)?;
             let h = take_saved(&mut self.saved_out, &self.fwd.name)?;
             // The forward input and the activation input, for the second run.
             let again = repeat.then(|| (self.fwd.saved_input().cloned(), self.act.clone()));
@@ -199,6 +200,17 @@ impl LocalLinearBlock {
         let d_act = self.act.backward(back)?;
         self.fwd.stage_backward(d_act.view(), false, fwd_sgd)?;
         Ok(stats)
+    }
+
+    /// Whether the block has its learning head (not the absent head of an inference-only
+    /// model, [`crate::block::absent_head`]).
+    pub fn has_head(&self) -> bool {
+        is_present(&self.head)
+    }
+
+    /// `Ok` when the block has its learning head; otherwise the error that training needs it.
+    pub fn require_head(&self) -> Result<()> {
+        require_head(&self.head)
     }
 
     /// Drop saved training state.

@@ -6,4 +6,5 @@ mod head;
 mod linear;
 
 pub use conv::{head_geometry, HeadGeometry, LocalConv2dBlock};
+pub use head::absent_head;
 pub use linear::LocalLinearBlock;

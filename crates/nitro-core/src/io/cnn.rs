@@ -150,6 +150,8 @@ fn parse_config(v: &Value) -> Result<CnnConfig> {
 
 /// Serialise a CNN (parameters + metadata) to safetensors bytes.
 pub fn cnn_to_bytes(model: &Cnn) -> Result<Vec<u8>> {
+    // A file holds every head (algorithm.md §8); an inference-only model has none to write.
+    model.require_heads()?;
     let mut tensors = Vec::new();
     for c in model.convs() {
         push_layer(&mut tensors, &c.name, &c.weight, c.bias.as_ref());

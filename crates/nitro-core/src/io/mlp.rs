@@ -27,6 +27,8 @@ fn architecture_json(c: &MlpConfig) -> Value {
 
 /// Serialise a model (parameters + metadata) to safetensors bytes.
 pub fn to_bytes(model: &Mlp) -> Result<Vec<u8>> {
+    // A file holds every head (algorithm.md §8); an inference-only model has none to write.
+    model.require_heads()?;
     let mut tensors = Vec::new();
     for l in model.linears() {
         push_layer(&mut tensors, &l.name, &l.weight, l.bias.as_ref());

@@ -32,6 +32,10 @@ pub enum Stage {
     Dropout(Dropout),
 }
 
+/// A convolution's weight `F × C × k × k` and optional bias `F`, as [`Cnn::load_with`] reads
+/// them.
+pub type ConvParams = (Array4<i32>, Option<Array1<i32>>);
+
 /// `IntegerLocalLossCNN` (algorithm.md §4.2): feature extractor → Flatten → LocalLinearBlocks (with
 /// optional Dropout) → output `IntegerLinear` → Scaling.
 ///
@@ -82,6 +86,124 @@ impl Cnn {
             normalization: None,
             hyper: None,
         })
+    }
+
+    /// A model from its parameters, supplied in the order of the stack: for every conv block
+    /// its convolution by `conv(name, (F, C, k, k))` (weight and bias) and its learning head by
+    /// `linear(name, (classes, D))`, then the classifier's layers by `linear` in
+    /// [`super::MlpConfig::linear_shapes`] order (each block's forward layer and head, then
+    /// the output layer). Every shape is checked against `config`; the learning heads are all
+    /// present, or all absent (an inference-only model, [`crate::block::absent_head`]).
+    pub fn load_with(
+        config: CnnConfig,
+        mut conv: impl FnMut(String, (usize, usize, usize, usize)) -> Result<ConvParams>,
+        mut linear: impl FnMut(String, (usize, usize)) -> Result<Linear>,
+    ) -> Result<Self> {
+        let (shapes, feature_shape) = config.feature_shapes()?;
+        let classes = config.classes;
+        // Heads present (Some(true)) or absent (Some(false)), as the first one says.
+        let mut heads: Option<bool> = None;
+        let mut check = |l: &Linear, (o, i): (usize, usize), head: bool| {
+            let present = head && *heads.get_or_insert(l.out_features() != 0);
+            let want = if head && !present { (0, i) } else { (o, i) };
+            match l.weight.dim() == want {
+                true => Ok(()),
+                false => Err(Error::shape(format!(
+                    "{}: {:?} does not match the configuration's {want:?} (learning heads must \
+                     be all present or all absent)",
+                    l.name,
+                    l.weight.dim()
+                ))),
+            }
+        };
+        let mut stages = Vec::with_capacity(shapes.len());
+        for f in &shapes {
+            let Feature::Conv {
+                filters,
+                kernel,
+                stride,
+                padding,
+            } = f.feature
+            else {
+                stages.push(new_stage(&config, f)?);
+                continue;
+            };
+            let g = f
+                .head
+                .ok_or_else(|| Error::config("conv entry without a head"))?;
+            let name = names::conv_encoder(f.index);
+            let want = (filters, f.input.0, kernel, kernel);
+            let (w, b) = conv(name.clone(), want)?;
+            if w.dim() != want {
+                return Err(Error::shape(format!(
+                    "{name}: {:?} does not match the configuration's {want:?}",
+                    w.dim()
+                )));
+            }
+            let c = Conv2d::new(name, w, b, stride, padding)?;
+            let head_shape = (classes, g.features);
+            let head = linear(names::linear_pred(f.index), head_shape)?;
+            check(&head, head_shape, true)?;
+            stages.push(Stage::Block(LocalConv2dBlock::from_layers(
+                c,
+                head,
+                f.input.1,
+                config.decoder_dim,
+                config.head_pool,
+                config.activation,
+            )?));
+        }
+        let (c, d, _) = feature_shape;
+        let mut layers =
+            classifier::linear_shapes(shapes.len(), c * d * d, &config.classifier, classes)
+                .into_iter();
+        let mut next = |head: bool| -> Result<Linear> {
+            let (name, shape) = layers
+                .next()
+                .ok_or_else(|| Error::shape("fewer layers than the configuration"))?;
+            let l = linear(name, shape)?;
+            check(&l, shape, head)?;
+            Ok(l)
+        };
+        let mut blocks = Vec::with_capacity(config.classifier.len());
+        for _ in &config.classifier {
+            let fwd = next(false)?;
+            let head = next(true)?;
+            blocks.push(LocalLinearBlock::from_layers(fwd, head, config.activation)?);
+        }
+        let out = next(false)?;
+        let settings = config.settings();
+        let dropouts = classifier::dropouts(&settings, shapes.len(), blocks.len())?;
+        Ok(Cnn {
+            out_scale: Scaling::for_fan_in(out.in_features())?,
+            config,
+            stages,
+            blocks,
+            dropouts,
+            out,
+            feature_shape,
+            normalization: None,
+            hyper: None,
+        })
+    }
+
+    /// Whether the model has its learning heads: `false` for an inference-only model (loaded
+    /// from a blob exported without them, `export::BlobOptions::heads`), which predicts exactly
+    /// as the model it was exported from but cannot be trained.
+    pub fn has_heads(&self) -> bool {
+        self.conv_blocks().iter().all(|b| b.has_head())
+            && self.blocks.iter().all(LocalLinearBlock::has_head)
+    }
+
+    /// `Ok` when the model has its learning heads; otherwise the error that training (or
+    /// saving as a model file) needs them.
+    pub fn require_heads(&self) -> Result<()> {
+        self.conv_blocks()
+            .iter()
+            .try_for_each(|b| b.require_head())?;
+        self.blocks
+            .iter()
+            .try_for_each(LocalLinearBlock::require_head)
     }
 
     /// The conv blocks, in order.
@@ -276,6 +398,7 @@ impl Cnn {
         hyper: &Hyper,
     ) -> Result<StepStats> {
         self.check_images(&x, Some(labels))?;
+        self.require_heads()?;
         let step = Step::new(labels, self.config.classes, hyper)?;
         let rngs = self.dropout_rngs();
         let result = self.step_staged(x, &step);

@@ -145,6 +145,8 @@ impl Mlp {
     }
 
     /// A model from existing layers (used by loading); shapes are checked against `config`.
+    /// The blocks' learning heads are all present, or all absent (an inference-only model,
+    /// [`crate::block::absent_head`]).
     pub fn from_layers(
         config: MlpConfig,
         blocks: Vec<LocalLinearBlock>,
@@ -157,10 +159,15 @@ impl Mlp {
                 "number of blocks differs from the configuration",
             ));
         }
+        let head_outputs = match blocks.first().is_none_or(LocalLinearBlock::has_head) {
+            true => config.classes,
+            false => 0,
+        };
         for (b, &w) in blocks.iter().zip(&config.hidden) {
-            if b.fwd.weight.dim() != (w, prev) || b.head.weight.dim() != (config.classes, w) {
+            if b.fwd.weight.dim() != (w, prev) || b.head.weight.dim() != (head_outputs, w) {
                 return Err(Error::shape(format!(
-                    "{} does not match the configuration",
+                    "{} does not match the configuration (or its learning head is absent while \
+                     another block's is present)",
                     b.fwd.name
                 )));
             }
@@ -282,6 +289,7 @@ impl Mlp {
             )));
         }
         self.check_batch(&x, Some(labels))?;
+        self.require_heads()?;
         let step = Step::new(labels, self.config.classes, hyper)?;
         let rngs = self.dropout_rngs();
         let tail = tail_of!(mut self);
@@ -319,6 +327,21 @@ impl Mlp {
     /// Restore the generators returned by [`Mlp::dropout_rngs`]; all or nothing.
     pub fn set_dropout_rngs(&mut self, rngs: &[Pcg32]) -> Result<()> {
         classifier::set_dropout_rngs(self.dropouts.iter_mut().flatten(), rngs)
+    }
+
+    /// Whether the model has its learning heads: `false` for an inference-only model (loaded
+    /// from a blob exported without them, `export::BlobOptions::heads`), which predicts exactly
+    /// as the model it was exported from but cannot be trained.
+    pub fn has_heads(&self) -> bool {
+        self.blocks.iter().all(LocalLinearBlock::has_head)
+    }
+
+    /// `Ok` when the model has its learning heads; otherwise the error that training (or
+    /// saving as a model file) needs them.
+    pub fn require_heads(&self) -> Result<()> {
+        self.blocks
+            .iter()
+            .try_for_each(LocalLinearBlock::require_head)
     }
 
     /// Number of trainable parameters.

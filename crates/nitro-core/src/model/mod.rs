@@ -9,10 +9,10 @@ mod limits;
 mod mlp;
 
 pub(crate) use classifier::Settings;
-// The persistence (`io/`, with `std`) writes the settings of either configuration.
-#[cfg(feature = "std")]
+// The persistence (`io/`) and the device blob (`export/`) write the settings of either
+// configuration.
 pub(crate) use classifier::settings_of;
-pub use cnn::{Cnn, Stage};
+pub use cnn::{Cnn, ConvParams, Stage};
 pub use cnn_config::{CnnConfig, Feature, FeatureShape};
 pub use limits::{MAX_FEATURE_MAP, MAX_PARAMETERS};
 pub use mlp::{Mlp, MlpConfig};
