@@ -79,15 +79,20 @@ class CNN(Model):
         input_shape: ``(C, H, W)`` with ``H == W``; ``(1, 28, 28)`` for (Fashion-)MNIST,
             ``(3, 32, 32)`` for CIFAR-10.
         classes: number of classes.
-        decoder_dim: largest flattened learning-head input of a conv block (SPEC §4.1).
+        decoder_dim: the largest input a conv block's learning head may have: the block's
+            output is max- (or average-) pooled until ``filters × h × w`` is at most this,
+            then flattened into the head's linear layer (2048; the paper's VGG presets 4096).
         head_pool: ``"max"`` or ``"avg"`` pooling in the conv blocks' learning heads.
         activation, slope, bias, init, seed: as for :class:`MLP`.
-        dropout: classifier dropout (percentage or rate); per SPEC §7 it also puts one
+        dropout: classifier dropout (percentage or rate); as in the paper, it also puts one
             Dropout just before the last feature-extractor entry.
-        conv_amp_adjust: multiply each conv block's amplification by ``d²/(kh·kw)`` (SPEC §5;
-            off reproduces the paper).
-        compat: the default training mode of ``fit``/``train_batch`` (``"exact"`` or
-            ``"reference"``, SPEC §12).
+        conv_amp_adjust: multiply each conv block's ``lr_amp_factor`` by ``d²/(k·k)`` (its
+            output size squared over its kernel area), the adjustment the original code
+            computes but never applies; off (the default) reproduces the paper.
+        compat: the training mode ``fit``/``train_batch`` use when none is given: ``"exact"``
+            (the clean algorithm) or ``"reference"``, which reproduces the original
+            implementation bit for bit — its classifier blocks updated twice per step, errors
+            wrapped to ``int8``, max-pool padding 0 — as the paper's CNN results were made.
     """
 
     def __init__(
@@ -159,8 +164,9 @@ class CNN(Model):
     def __repr__(self) -> str:
         return f"CNN({self._m.describe()}, parameters={self._m.num_parameters()})"
 
-    def _check(self, x: Any, name: str) -> tuple[np.ndarray, Geometry]:
-        return _checks.cnn_images(x, name, self.input_shape)
+    def _check(self, x: Any, name: str, *, single: bool = False,
+               core: Any = None) -> tuple[np.ndarray, Geometry]:
+        return _checks.cnn_images(x, name, self.input_shape, single=single)
 
     def _fit_compat(self) -> str:
         return self._compat

@@ -70,8 +70,11 @@ class MLP(Model):
     def __repr__(self) -> str:
         return f"MLP({self._m.describe()}, parameters={self._m.num_parameters()})"
 
-    def _check(self, x: Any, name: str) -> tuple[np.ndarray, Geometry]:
-        return _checks.mlp_images(x, name, self._m.config["inputs"])
+    def _check(self, x: Any, name: str, *, single: bool = False,
+               core: Any = None) -> tuple[np.ndarray, Geometry]:
+        stats = (self._m if core is None else core).normalization
+        return _checks.mlp_images(x, name, self._m.config["inputs"],
+                                  channels=len(stats[0]) if stats else None, single=single)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> MLP:
