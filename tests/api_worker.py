@@ -17,9 +17,9 @@ import nitrod_rs
 from nitrod_rs import CNN, MLP
 
 #: The exceptions the public API documents for bad arguments and data: ``TypeError`` and
-#: ``ValueError`` (``NitroError`` and its subclasses are ``ValueError``s), ``MemoryError`` for a
-#: model too large to allocate.
-DOCUMENTED = (TypeError, ValueError, MemoryError)
+#: ``ValueError`` (``NitroError`` and its subclasses are ``ValueError``s), ``MemoryError`` for
+#: buffers too large to allocate, ``ZeroDivisionError`` for ``ops.tdiv`` by 0.
+DOCUMENTED = (TypeError, ValueError, MemoryError, ZeroDivisionError)
 
 
 def _array(spec: dict[str, Any], rng: np.random.Generator) -> Any:
@@ -50,8 +50,18 @@ def _model(spec: dict[str, Any]) -> Any:
     return (MLP if kind == "mlp" else CNN)(**kw)
 
 
+def _op(spec: dict[str, Any], rng: np.random.Generator) -> None:
+    """One of the integer primitives of ``nitrod_rs.ops`` on arrays of the given shapes."""
+    args = [_array(a, rng) if isinstance(a, dict) else a for a in spec["args"]]
+    getattr(nitrod_rs.ops, spec["op"])(*args, **spec.get("kw", {}))
+
+
 def run(spec: dict[str, Any], stage: list[str]) -> None:
     rng = np.random.default_rng(spec.get("seed", 0))
+    if "op" in spec:
+        stage[0] = "call"
+        _op(spec, rng)
+        return
     model = _model(spec["model"])
     stage[0] = "call"
     call = spec["call"]

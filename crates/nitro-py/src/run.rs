@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use nitro_core::io::Checkpoint;
 use nitro_core::{Dataset, RunState, Sets, Split, TrainConfig};
 use numpy::{PyReadonlyArray1, PyReadonlyArray2};
+use pyo3::exceptions::PyMemoryError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
@@ -402,6 +403,13 @@ impl Run {
 /// seed `seed` makes of `n` rows, each ascending (`nitro_core::Split::indices`).
 #[pyfunction]
 pub fn split_indices(n: usize, permille: u32, seed: u64) -> PyResult<(Vec<usize>, Vec<usize>)> {
+    // The engine builds the order and both parts (3·n indices) with infallible allocations: a
+    // fallible reservation first makes an impossible `n` a MemoryError, not an abort.
+    let mut probe: Vec<usize> = Vec::new();
+    probe
+        .try_reserve_exact(n.saturating_mul(3))
+        .map_err(|_| PyMemoryError::new_err(format!("split_indices: no memory for {n} rows")))?;
+    drop(probe);
     Split { permille, seed }.indices(n).map_err(to_py)
 }
 
