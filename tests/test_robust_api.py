@@ -242,6 +242,12 @@ def test_a_model_with_unusable_settings_is_not_saved(tmp_path):  # type: ignore[
     assert not p.exists()
     with pytest.raises(nitrod_rs.ConfigError, match="not usable"):
         m.to_bytes()
+    # Nor a checkpoint of a run that would continue with them.
+    ck = tmp_path / "run.safetensors"
+    with pytest.raises(nitrod_rs.ConfigError, match="could not be resumed") as info:
+        mlp().fit(X, Y, epochs=3, validation_split=0.25, checkpoint=ck,
+                  plateau={"factor": 2**50, "patience": 0, "start_epoch": 1}, **KW)
+    assert len(info.value.history) == 1 and not ck.exists()  # type: ignore[attr-defined]
 
 
 # -- the public API, fuzzed in a child process -----------------------------------------------------

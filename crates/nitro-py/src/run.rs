@@ -329,7 +329,7 @@ impl Run {
         self.usable()?;
         model.check_saveable()?;
         self.state.hyper.sgds().map_err(|e| {
-            value_err(format!(
+            crate::errors::ConfigError::new_err(format!(
                 "the run's next settings are not usable, so its checkpoint could not be \
                  resumed ({e}); nothing was written"
             ))

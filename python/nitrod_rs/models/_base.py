@@ -92,8 +92,8 @@ class Model:
 
     def fit_normalization(self, x: Any) -> tuple[list[int], list[int]]:
         """Fit the SPEC §2 statistics on training images and store them: per channel the mean
-        and mean absolute deviation of ``pixel - 128``. ``x``: pixels (``uint8``, or any type
-        :func:`nitrod_rs.models` reads as pixels), not ``int8`` normalised values."""
+        and mean absolute deviation of ``pixel - 128``. ``x``: pixels (``uint8``, or any input
+        the rules of :mod:`nitrod_rs.models` read as pixels), not ``int8`` normalised values."""
         x2, chw = self._check(x, "x")
         if x2.dtype != np.uint8:
             raise TypeError("fit_normalization needs pixels (uint8 or images convertible to "
