@@ -169,9 +169,9 @@ def test_bad_input_shapes_raise_value_error(bad):  # type: ignore[no-untyped-def
 def test_bad_input_types_and_constructor_arguments():  # type: ignore[no-untyped-def]
     model = tiny_cnn()
     with pytest.raises(TypeError):
-        model.predict(np.zeros((2, 1, 28, 28), np.float32))
+        model.predict(np.zeros((2, 1, 28, 28), np.complex64))
     with pytest.raises(TypeError):
-        model.predict([[0]])
+        model.predict([[0], [0, 1]])                   # ragged
     with pytest.raises(ValueError):
         CNN([("conv", 8, 3, 2)])                      # stride 2
     with pytest.raises(ValueError):

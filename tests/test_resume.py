@@ -396,7 +396,7 @@ def test_paper_protocol_selects_on_the_test_set():
      "give test_data"),
     ({"paper_protocol": True}, ValueError, "validation_split=None"),
     ({"validation_data": (XT, YT)}, ValueError, "not both"),
-    ({"validation_split": 0.0}, ValueError, "1..999 thousandths"),
+    ({"validation_split": 0.0004}, ValueError, "1..999 thousandths"),
     ({"validation_split": 1.0}, ValueError, "1..999 thousandths"),
     ({"validation_split": "10%"}, TypeError, "fraction"),
     ({"test_data": XT}, TypeError, "x_test, y_test"),

@@ -14,6 +14,20 @@ __all__ = ["History"]
 #: prefix of their entries.
 _PREFIX = {"validation": "val", "test": "test"}
 
+#: The measures of an evaluated set (``<prefix>_<measure>`` entries).
+_SET_MEASURES = ("accuracy", "loss", "loss_sum", "correct", "total")
+
+#: The entries of every epoch, in order (what :func:`epoch_entry` writes).
+ENTRIES: tuple[str, ...] = (
+    "epoch", "train_accuracy", "train_loss", "train_loss_sum", "train_correct", "train_total",
+    "block_accuracy",
+    *(f"{p}_{k}" for p in ("val", "test") for k in _SET_MEASURES),
+    "lr_inv", "seconds", "train_seconds",
+)
+
+#: Keras' names of the training metrics, and the entries they are.
+ALIASES = {"loss": "train_loss", "accuracy": "train_accuracy"}
+
 
 def _ratio(correct: int, total: int) -> float:
     return correct / total if total else 0.0
@@ -23,7 +37,7 @@ def _set_metrics(entry: dict[str, Any], prefix: str, frac: Any, loss: Any) -> No
     """The ``<prefix>_accuracy``, ``_loss``, ``_loss_sum``, ``_correct``, ``_total`` entries of
     one evaluated set (all ``None`` when it was not evaluated)."""
     if frac is None:
-        for k in ("accuracy", "loss", "loss_sum", "correct", "total"):
+        for k in _SET_MEASURES:
             entry[f"{prefix}_{k}"] = None
         return
     c, t = int(frac[0]), int(frac[1])
@@ -76,7 +90,11 @@ class History:
     ``val_accuracy``, ``val_loss`` (mean per sample), ``val_loss_sum``, ``val_correct``,
     ``val_total``, the same five ``test_*`` entries of the test set (each ``None`` when that set
     was not given), ``lr_inv``, ``seconds`` (training and evaluation) and ``train_seconds``.
-    ``history["val_accuracy"]`` gives one metric over the epochs.
+    ``history["val_accuracy"]`` gives one entry over the epochs (``None`` where not measured;
+    ``KeyError`` for a name that is not an entry).
+
+    As Keras' ``History``: :attr:`history` is a dict of lists, one per metric that was measured
+    (``loss`` and ``accuracy`` are the training ones, also under their own names).
 
     ``watched`` names the set that selected the best epoch and drove the plateau rule and
     early stopping: ``"validation"``, ``"test"`` (the paper's protocol) or ``None``.
@@ -101,7 +119,31 @@ class History:
         return len(self.epochs)
 
     def __getitem__(self, metric: str) -> list[Any]:
-        return [e.get(metric) for e in self.epochs]
+        key = ALIASES.get(metric, metric)
+        if key not in ENTRIES and not any(key in e for e in self.epochs):
+            raise KeyError(f"{metric!r} is not an entry of the history; use one of "
+                           + ", ".join([*ENTRIES, *ALIASES]))
+        return [e.get(key) for e in self.epochs]
+
+    def __contains__(self, metric: object) -> bool:
+        return isinstance(metric, str) and metric in self.history
+
+    @property
+    def history(self) -> dict[str, list[Any]]:
+        """Keras' ``History.history``: each metric measured in this run, over the epochs (an
+        entry that is ``None`` in every epoch, such as ``val_loss`` without a validation set,
+        is left out: ``history.history["val_loss"]`` is then a ``KeyError``)."""
+        keys = [k for k in ENTRIES if k != "epoch"]
+        out = {k: self[k] for k in keys if any(e.get(k) is not None for e in self.epochs)}
+        for alias, key in ALIASES.items():
+            if key in out:
+                out[alias] = list(out[key])
+        return out
+
+    @property
+    def epoch(self) -> list[int]:
+        """The numbers of the epochs (1-based, as the entries' ``epoch``)."""
+        return [int(e["epoch"]) for e in self.epochs]
 
     def __repr__(self) -> str:
         last = self.epochs[-1] if self.epochs else {}

@@ -131,7 +131,8 @@ pub fn feature_from(spec: &FeatureSpec, i: usize) -> PyResult<Feature> {
     }
 }
 
-fn feature_spec(f: &Feature) -> FeatureSpec {
+/// A feature-extractor entry as its [`FeatureSpec`].
+pub fn feature_spec(f: &Feature) -> FeatureSpec {
     match *f {
         Feature::Conv {
             filters,

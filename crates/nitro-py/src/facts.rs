@@ -7,7 +7,7 @@ use crate::convert::{cnn_config_dict, hyper_dict, mlp_config_dict};
 use crate::errors::{to_py, value_err};
 use nitro_core::layers::PoolKind;
 use nitro_core::{
-    ActivationKind, CnnConfig, CnnPreset, Compat, Feature, Hyper, Preset, TrainConfig,
+    ActivationKind, CnnConfig, CnnPreset, Compat, Feature, Hyper, Plateau, Preset, TrainConfig,
 };
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -36,7 +36,10 @@ fn all_presets() -> impl Iterator<Item = Kind> {
         .chain(CnnPreset::ALL.into_iter().map(Kind::Cnn))
 }
 
-/// The engine's defaults and accepted names: `hyper` (IntegerSGD), `batch_size`, `activation`
+/// The engine's defaults and accepted names: `hyper` (IntegerSGD), `epochs`, `batch_size`,
+/// `max_threads` (the most worker threads a call may ask for), `plateau` (the paper's plateau
+/// rule and early stopping, by `TrainSettings` keyword), `schedules` (the kinds of `lr_inv`
+/// schedule), `activation`
 /// and `slope`, `decoder_dim` and `head_pool` (CNN), `conv` (`[kernel, stride, padding]` of a
 /// conv entry given by its filter count alone), `one_hot` (the target value at the label),
 /// `validation_split` (the presets' `(permille, seed)`, `nitro_core::Split::PRESET`), and
@@ -45,7 +48,21 @@ fn all_presets() -> impl Iterator<Item = Kind> {
 pub fn defaults(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("hyper", hyper_dict(py, &Hyper::default())?)?;
-    d.set_item("batch_size", TrainConfig::default().batch_size)?;
+    let train = TrainConfig::default();
+    d.set_item("epochs", train.epochs)?;
+    d.set_item("batch_size", train.batch_size)?;
+    d.set_item("max_threads", crate::threads::max_threads())?;
+    // The paper's plateau rule and early stopping, the defaults of their settings.
+    let paper = Plateau::paper();
+    let rule = PyDict::new(py);
+    rule.set_item("plateau_start", paper.start_epoch)?;
+    rule.set_item("plateau_patience", paper.patience)?;
+    rule.set_item("plateau_factor", paper.factor)?;
+    rule.set_item("min_delta_points", paper.min_delta_points)?;
+    rule.set_item("early_stopping_start", paper.early_stop_start)?;
+    rule.set_item("early_stopping_patience", paper.early_stop_patience)?;
+    d.set_item("plateau", rule)?;
+    d.set_item("schedules", ["linear", "exponential", "halving"].to_vec())?;
     let act = ActivationKind::default();
     d.set_item("activation", act.name())?;
     d.set_item("slope", act.slope())?;

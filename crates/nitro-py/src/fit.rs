@@ -7,7 +7,9 @@ use std::sync::Mutex;
 
 use ndarray::{Array2, ArrayView2};
 use nitro_core::train::{Control, Evaluate, Progress, Trainable};
-use nitro_core::{Augment, Dataset, Hyper, Plateau, RunState, Sets, Split, StepStats, TrainConfig};
+use nitro_core::{
+    Augment, Dataset, Hyper, Plateau, RunState, Schedule, Sets, Split, StepStats, TrainConfig,
+};
 use numpy::{PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -51,36 +53,182 @@ impl<M: Trainable + Send + Sync> Trainable for Pooled<'_, M> {
     }
 }
 
+/// How the plateau rule and early stopping are set, as given: each `None` takes the paper's
+/// value (`Plateau::paper`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Watch {
+    /// Multiply `lr_inv` by `plateau_factor` when the watched accuracy stalls.
+    pub plateau: bool,
+    /// Stop the run when the watched accuracy stalls for longer.
+    pub early_stopping: bool,
+    /// First epoch (1-based) at which the plateau rule may fire.
+    pub plateau_start: Option<u32>,
+    /// Epochs without an improvement before `lr_inv` is multiplied.
+    pub plateau_patience: Option<u32>,
+    /// The multiplier of `lr_inv` (at least 2).
+    pub plateau_factor: Option<i64>,
+    /// The improvement, in percentage points of accuracy, that counts (both rules).
+    pub min_delta_points: Option<u64>,
+    /// First epoch at which early stopping may fire.
+    pub early_stopping_start: Option<u32>,
+    /// Epochs without an improvement before the run stops.
+    pub early_stopping_patience: Option<u32>,
+}
+
+impl Watch {
+    /// The engine's watcher, or `None` when both rules are off; the settings checked.
+    fn plateau(&self) -> PyResult<Option<Plateau>> {
+        let plateau_only = [
+            ("plateau_start", self.plateau_start.is_some()),
+            ("plateau_patience", self.plateau_patience.is_some()),
+            ("plateau_factor", self.plateau_factor.is_some()),
+        ];
+        let stop_only = [
+            ("early_stopping_start", self.early_stopping_start.is_some()),
+            (
+                "early_stopping_patience",
+                self.early_stopping_patience.is_some(),
+            ),
+        ];
+        for (on, rule, given) in [
+            (self.plateau, "plateau", &plateau_only[..]),
+            (self.early_stopping, "early_stopping", &stop_only[..]),
+        ] {
+            if let Some((name, _)) = given.iter().find(|(_, g)| *g && !on) {
+                return Err(value_err(format!(
+                    "{name} is a setting of the {rule} rule, which is off: pass {rule}=True"
+                )));
+            }
+        }
+        if !self.plateau && !self.early_stopping {
+            if self.min_delta_points.is_some() {
+                return Err(value_err(
+                    "min_delta_points is a setting of the plateau rule and early stopping, \
+                     which are off",
+                ));
+            }
+            return Ok(None);
+        }
+        let mut w = Plateau::paper();
+        if self.plateau {
+            w.start_epoch = self.plateau_start.unwrap_or(w.start_epoch);
+            w.patience = self.plateau_patience.unwrap_or(w.patience);
+            w.factor = self.plateau_factor.unwrap_or(w.factor);
+            if w.factor < 2 {
+                return Err(value_err(format!(
+                    "plateau_factor must be at least 2 (lr_inv is multiplied by it on a \
+                     plateau), got {}",
+                    w.factor
+                )));
+            }
+        } else {
+            // The rule still counts the epochs (early stopping needs them) but never changes
+            // lr_inv.
+            w.factor = 1;
+        }
+        if self.early_stopping {
+            w.early_stop_start = self.early_stopping_start.or(w.early_stop_start);
+            if let Some(p) = self.early_stopping_patience {
+                w.early_stop_patience = p;
+            }
+        } else {
+            w.early_stop_start = None;
+        }
+        w.min_delta_points = self.min_delta_points.unwrap_or(w.min_delta_points);
+        if w.min_delta_points > 100 {
+            return Err(value_err(format!(
+                "min_delta_points is a share of accuracy in percentage points (0..=100), got {}",
+                w.min_delta_points
+            )));
+        }
+        Ok(Some(w))
+    }
+}
+
+/// A schedule of `lr_inv` from its keyword form `(kind, a, b)`: `("linear", pct, max)`,
+/// `("exponential", pct, max)`, `("halving", every, max)`; `None` keeps `lr_inv` constant.
+/// The growth must be positive and the cap `max` a valid `lr_inv` at least the starting one
+/// (so that the schedule never produces a setting the next step refuses).
+pub fn schedule_from(spec: Option<(String, i64, i64)>, hyper: &Hyper) -> PyResult<Schedule> {
+    let Some((kind, a, max)) = spec else {
+        return Ok(Schedule::Constant);
+    };
+    let s = match kind.as_str() {
+        "linear" => Schedule::Linear { pct: a, max },
+        "exponential" => Schedule::Exponential { pct: a, max },
+        "halving" => Schedule::Halving {
+            every: u32::try_from(a).unwrap_or(0),
+            max,
+        },
+        "constant" => return Ok(Schedule::Constant),
+        o => {
+            return Err(value_err(format!(
+                "schedule kind must be \"linear\", \"exponential\", \"halving\" or \
+                 \"constant\", got {o:?}"
+            )))
+        }
+    };
+    let step = match s {
+        Schedule::Halving { every, .. } => i64::from(every),
+        _ => a,
+    };
+    if step < 1 {
+        let what = if kind == "halving" {
+            format!("its period (epochs) in 1..={}", u32::MAX)
+        } else {
+            "its growth in percent at least 1".to_string()
+        };
+        return Err(value_err(format!(
+            "a {kind} schedule needs {what}, got {a}"
+        )));
+    }
+    if max < hyper.lr_inv {
+        return Err(value_err(format!(
+            "the schedule's cap max={max} is below the starting lr_inv={} (the schedules only \
+             grow lr_inv, i.e. shrink the steps)",
+            hyper.lr_inv
+        )));
+    }
+    let capped = Hyper {
+        lr_inv: max,
+        ..*hyper
+    };
+    capped.sgds().map_err(|e| {
+        value_err(format!(
+            "the schedule's cap max={max} is not a usable lr_inv with these settings: {e}"
+        ))
+    })?;
+    Ok(s)
+}
+
+/// A schedule as the keyword form of [`schedule_from`] (`None` for a constant `lr_inv`).
+fn schedule_spec(s: &Schedule) -> Option<(&'static str, i64, i64)> {
+    match *s {
+        Schedule::Constant => None,
+        Schedule::Linear { pct, max } => Some(("linear", pct, max)),
+        Schedule::Exponential { pct, max } => Some(("exponential", pct, max)),
+        Schedule::Halving { every, max } => Some(("halving", i64::from(every), max)),
+    }
+}
+
 /// The keyword arguments of a run as a `TrainConfig`; `hyper` comes checked (`hyper_from`).
-/// `plateau` and `early_stopping` switch the two halves of the paper's rule
-/// (`Plateau::paper`); `validation_permille` holds a seeded split out of the training set.
+/// `watch` switches and sets the two halves of the paper's rule (`Plateau::paper`);
+/// `validation_permille` holds a seeded split out of the training set.
 #[allow(clippy::too_many_arguments)]
 pub fn train_config(
     epochs: u32,
     batch_size: usize,
     hyper: Hyper,
+    schedule: Schedule,
     augment: Option<(usize, bool)>,
     shuffle: bool,
-    plateau: bool,
-    early_stopping: bool,
+    watch: Watch,
     seed: u64,
     validation_permille: Option<u32>,
     validation_seed: u64,
     select_on_test: bool,
 ) -> PyResult<TrainConfig> {
-    let watch = match (plateau, early_stopping) {
-        (false, false) => None,
-        (p, e) => {
-            let mut w = Plateau::paper();
-            if !p {
-                w.factor = 1;
-            }
-            if !e {
-                w.early_stop_start = None;
-            }
-            Some(w)
-        }
-    };
+    let plateau = watch.plateau()?;
     let validation = match validation_permille {
         None => None,
         Some(permille) => {
@@ -102,7 +250,8 @@ pub fn train_config(
         epochs,
         batch_size,
         hyper,
-        plateau: watch,
+        schedule,
+        plateau,
         augment: augment.map(|(pad, flip)| Augment { pad, flip }),
         shuffle,
         seed,
@@ -122,13 +271,26 @@ pub fn settings_dict<'py>(py: Python<'py>, c: &TrainConfig) -> PyResult<Bound<'p
         d.set_item(k, v)?;
     }
     d.set_item("augment", c.augment.map(|a| (a.pad, a.flip)))?;
+    d.set_item("schedule", schedule_spec(&c.schedule))?;
     d.set_item("shuffle", c.shuffle)?;
-    d.set_item("plateau", c.plateau.as_ref().is_some_and(|p| p.factor > 1))?;
+    let plateau = c.plateau.as_ref().filter(|p| p.factor > 1);
+    let stop = c.plateau.as_ref().filter(|p| p.early_stop_start.is_some());
+    d.set_item("plateau", plateau.is_some())?;
+    d.set_item("early_stopping", stop.is_some())?;
+    d.set_item("plateau_start", plateau.map(|p| p.start_epoch))?;
+    d.set_item("plateau_patience", plateau.map(|p| p.patience))?;
+    d.set_item("plateau_factor", plateau.map(|p| p.factor))?;
     d.set_item(
-        "early_stopping",
-        c.plateau
-            .as_ref()
-            .is_some_and(|p| p.early_stop_start.is_some()),
+        "min_delta_points",
+        c.plateau.as_ref().map(|p| p.min_delta_points),
+    )?;
+    d.set_item(
+        "early_stopping_start",
+        stop.and_then(|p| p.early_stop_start),
+    )?;
+    d.set_item(
+        "early_stopping_patience",
+        stop.map(|p| p.early_stop_patience),
     )?;
     d.set_item("seed", c.seed)?;
     d.set_item("validation_permille", c.validation.map(|s| s.permille))?;
@@ -148,7 +310,17 @@ fn keys_of(setting: &str) -> &'static [&'static str] {
             "subnet_decay_inv",
             "compat",
         ],
-        "plateau" => &["plateau", "early_stopping"],
+        "plateau" => &[
+            "plateau",
+            "early_stopping",
+            "plateau_start",
+            "plateau_patience",
+            "plateau_factor",
+            "min_delta_points",
+            "early_stopping_start",
+            "early_stopping_patience",
+        ],
+        "schedule" => &["schedule"],
         "augment" => &["augment"],
         "shuffle" => &["shuffle"],
         "seed" => &["seed"],

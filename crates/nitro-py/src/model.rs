@@ -18,7 +18,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
 use crate::convert::{
-    cnn_config_dict, feature_from, hyper_dict, hyper_from, mlp_config_dict, step_dict, FeatureSpec,
+    cnn_config_dict, feature_from, feature_spec, hyper_dict, hyper_from, mlp_config_dict,
+    step_dict, FeatureSpec,
 };
 use crate::errors::{to_py, value_err};
 use crate::fit::run_step;
@@ -42,6 +43,9 @@ type HeadInfo = (
     (usize, usize),
     usize,
 );
+
+/// A CNN feature-extractor entry and the `(channels, size)` it reads and writes.
+type EntryShape = (FeatureSpec, (usize, usize), (usize, usize));
 
 /// A local-loss integer network, MLP or CNN (`nitro_core::io::Model`).
 #[pyclass(module = "nitrod_rs._core", name = "Model")]
@@ -80,6 +84,20 @@ impl Model {
             io::Model::Mlp(_) => Err(PyTypeError::new_err(format!(
                 "{what} needs a CNN; this model is an MLP"
             ))),
+        }
+    }
+
+    /// An error unless the model's recorded IntegerSGD settings (if any) are usable: a file
+    /// holding unusable ones would be refused when loaded (`Hyper::sgds`), so none is written.
+    pub(crate) fn check_saveable(&self) -> PyResult<()> {
+        let h = either!(&self.inner, m => m.hyper.as_ref());
+        match h.map(|h| h.sgds()) {
+            Some(Err(e)) => Err(crate::errors::ConfigError::new_err(format!(
+                "the model's recorded IntegerSGD settings are not usable ({e}), so a file of it \
+                 could not be loaded again; nothing was written (train it with usable settings \
+                 first)"
+            ))),
+            _ => Ok(()),
         }
     }
 
@@ -239,6 +257,20 @@ impl Model {
         Ok(self.cnn("feature_shape")?.feature_shape)
     }
 
+    /// Per entry of a CNN's feature extractor as built (classifier dropout included):
+    /// `(entry, (channels, size) read, (channels, size) written)`.
+    fn feature_shapes(&self) -> PyResult<Vec<EntryShape>> {
+        let (shapes, _) = self
+            .cnn("feature_shapes")?
+            .config
+            .feature_shapes()
+            .map_err(to_py)?;
+        Ok(shapes
+            .iter()
+            .map(|f| (feature_spec(&f.feature), f.input, f.output))
+            .collect())
+    }
+
     /// Per conv block of a CNN: `(name, head pooling kernel, head padding, pooled dims, D)`.
     fn head_geometries(&self) -> PyResult<Vec<HeadInfo>> {
         let heads = self.cnn("head_geometries")?.conv_blocks();
@@ -333,6 +365,7 @@ impl Model {
 
     /// The model as `.safetensors` bytes (SPEC §8).
     fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        self.check_saveable()?;
         let b = self.inner.to_bytes().map_err(to_py)?;
         Ok(PyBytes::new(py, &b))
     }
@@ -358,6 +391,7 @@ impl Model {
 
     /// Save atomically to a `.safetensors` file.
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        self.check_saveable()?;
         let m = &self.inner;
         py.detach(|| m.save_file(&path)).map_err(to_py)
     }

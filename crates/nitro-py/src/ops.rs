@@ -10,6 +10,7 @@ use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyArrayDyn, PyReadonlyArray1, PyReadonlyArray2,
     PyReadonlyArrayDyn, PyUntypedArrayMethods,
 };
+use pyo3::exceptions::PyMemoryError;
 use pyo3::prelude::*;
 
 use crate::errors::{to_py, value_err, IntegerOverflowError};
@@ -108,9 +109,12 @@ fn gemm_bench(
     let l = linear_layer(&weight, None)?;
     let pool = pool_for(threads)?;
     let xv = x.as_array();
+    let mut times = Vec::new();
+    times.try_reserve_exact(repeats).map_err(|_| {
+        PyMemoryError::new_err(format!("gemm_bench: no memory for {repeats} timings"))
+    })?;
     py.detach(|| {
         in_pool(pool.as_deref(), || {
-            let mut times = Vec::with_capacity(repeats);
             for _ in 0..repeats {
                 let t = std::time::Instant::now();
                 let z = std::hint::black_box(l.infer(std::hint::black_box(xv))?);
@@ -167,6 +171,14 @@ fn scaling<'py>(
     Ok(y.into_pyarray(py))
 }
 
+/// The activation `kind` with inverse slope `slope`; a slope beyond `u8` is a `ValueError`
+/// naming its range (the engine then checks it is one of its slopes).
+fn activation_kind(kind: &str, slope: i64) -> PyResult<ActivationKind> {
+    let a = u8::try_from(slope)
+        .map_err(|_| value_err(format!("slope must be an integer in 0..=255, got {slope}")))?;
+    ActivationKind::from_name(kind, a).map_err(to_py)
+}
+
 /// An activation's forward pass on `int8` input (SPEC §3.4), via the engine's layer.
 #[pyfunction]
 #[pyo3(signature = (x, kind="nitro_relu", slope=4))]
@@ -174,10 +186,9 @@ fn activation_forward<'py>(
     py: Python<'py>,
     x: PyReadonlyArrayDyn<'py, i8>,
     kind: &str,
-    slope: u8,
+    slope: i64,
 ) -> PyResult<Bound<'py, PyArrayDyn<i8>>> {
-    let layer =
-        Activation::new(ActivationKind::from_name(kind, slope).map_err(to_py)?).map_err(to_py)?;
+    let layer = Activation::new(activation_kind(kind, slope)?).map_err(to_py)?;
     let x = x.as_array().to_owned();
     let y = py.detach(|| layer.infer(&x));
     Ok(y.into_pyarray(py))
@@ -191,9 +202,9 @@ fn activation_backward<'py>(
     x: PyReadonlyArrayDyn<'py, i8>,
     delta: PyReadonlyArrayDyn<'py, i32>,
     kind: &str,
-    slope: u8,
+    slope: i64,
 ) -> PyResult<Bound<'py, PyArrayDyn<i32>>> {
-    let kind = ActivationKind::from_name(kind, slope).map_err(to_py)?;
+    let kind = activation_kind(kind, slope)?;
     if x.shape() != delta.shape() {
         return Err(value_err(format!(
             "activation_backward: x has shape {:?} but delta has shape {:?}",
@@ -255,6 +266,51 @@ fn conv_layer(
     Conv2d::new("ops.conv2d", w, bias, 1, padding).map_err(to_py)
 }
 
+/// An error unless the buffers the engine's `Conv2d` builds for `x` fit: the padded input
+/// (`N·C·(H+2p)·(W+2p)` `i16`), the patches (`N·Ho·Wo × C·k·k` `i16`) and the output
+/// (`N·F·Ho·Wo` `i64`). A padding beyond what any memory holds is a `ValueError` (sizes that
+/// overflow) or a `MemoryError` (a fallible reservation of the total fails), never the panic or
+/// abort of an infallible allocation.
+fn check_conv_buffers(x: &ndarray::ArrayView4<'_, i8>, layer: &Conv2d) -> PyResult<()> {
+    let (n, c, h, w) = x.dim();
+    let (f, k, p) = (layer.filters(), layer.kernel(), layer.padding);
+    let side = |d: usize| p.checked_mul(2).and_then(|q| q.checked_add(d));
+    // (A kernel larger than the padded input is the engine's error to report.)
+    let out = |d: usize| side(d).map(|s| s.saturating_sub(k).saturating_add(1));
+    // ndarray also refuses (panics on) a shape whose non-zero lengths multiply past isize, even
+    // when another length is 0: check both products.
+    let mul = |v: &[Option<usize>], nonzero: bool| {
+        v.iter().try_fold(1usize, |acc, &x| {
+            x.and_then(|x| acc.checked_mul(if nonzero { x.max(1) } else { x }))
+        })
+    };
+    let (n, c, f, kk) = (Some(n), Some(c), Some(f), k.checked_mul(k));
+    let buffers = [
+        [n, c, side(h), side(w), Some(2), Some(1)],
+        [n, out(h), out(w), c, kk, Some(2)],
+        [n, f, out(h), out(w), Some(8), Some(1)],
+    ];
+    let total = |nonzero: bool| {
+        buffers
+            .iter()
+            .try_fold(0usize, |acc, b| {
+                mul(b, nonzero).and_then(|b| acc.checked_add(b))
+            })
+            .filter(|&b| b <= isize::MAX as usize)
+    };
+    let bytes = total(true).and(total(false)).ok_or_else(|| {
+        value_err(format!(
+            "conv2d: padding {p} makes the {h}×{w} input's buffers larger than any memory"
+        ))
+    })?;
+    let mut probe: Vec<u8> = Vec::new();
+    probe.try_reserve_exact(bytes).map_err(|_| {
+        PyMemoryError::new_err(format!(
+            "conv2d: padding {p} of a {h}×{w} input needs {bytes} bytes of buffers"
+        ))
+    })
+}
+
 fn view4<'a, T>(
     a: &'a PyReadonlyArrayDyn<'_, T>,
     name: &str,
@@ -280,6 +336,7 @@ fn conv2d<'py>(
 ) -> PyResult<Bound<'py, PyArrayDyn<i64>>> {
     let layer = conv_layer(&weight, bias.map(|b| b.as_array().to_owned()), padding)?;
     let xv = view4(&x, "x")?;
+    check_conv_buffers(&xv, &layer)?;
     let z = py.detach(|| layer.infer(xv)).map_err(to_py)?;
     Ok(z.into_dyn().into_pyarray(py))
 }
@@ -302,6 +359,7 @@ fn conv2d_weight_grad<'py>(
     let f = weight.shape().first().copied().unwrap_or(0);
     let mut layer = conv_layer(&weight, Some(Array1::zeros(f)), padding)?;
     let xv = view4(&x, "x")?;
+    check_conv_buffers(&xv, &layer)?;
     let dv = view4(&delta, "delta")?;
     let (g, gb) = py
         .detach(|| -> nitro_core::Result<_> {

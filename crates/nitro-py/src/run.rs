@@ -12,13 +12,15 @@ use std::path::PathBuf;
 use nitro_core::io::Checkpoint;
 use nitro_core::{Dataset, RunState, Sets, Split, TrainConfig};
 use numpy::{PyReadonlyArray1, PyReadonlyArray2};
+use pyo3::exceptions::PyMemoryError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use crate::convert::{epoch_dict, hyper_from};
 use crate::errors::{to_py, value_err};
 use crate::fit::{
-    check_continues, dataset, optional_dataset, run_epoch, settings_dict, train_config,
+    check_continues, dataset, optional_dataset, run_epoch, schedule_from, settings_dict,
+    train_config, Watch,
 };
 use crate::model::Model;
 
@@ -31,11 +33,13 @@ pub struct TrainSettings {
 #[pymethods]
 impl TrainSettings {
     /// Settings from keyword arguments: `plateau` / `early_stopping` switch the two halves of
-    /// the paper's rule, `validation_permille` holds a seeded split of that many thousandths
-    /// out of the training set, `select_on_test` makes the rule watch the test set (the
-    /// paper's protocol) instead of the validation set.
+    /// the paper's rule, `plateau_start` … `early_stopping_patience` change its settings (`None`:
+    /// the paper's), `schedule` is `None` or `(kind, a, max)` (`fit::schedule_from`),
+    /// `validation_permille` holds a seeded split of that many thousandths out of the training
+    /// set, `select_on_test` makes the rule watch the test set (the paper's protocol) instead of
+    /// the validation set.
     #[new]
-    #[pyo3(signature = (*, epochs, batch_size=64, lr_inv=512, lr_amp_factor=640, fwd_decay_inv=0, subnet_decay_inv=0, compat="exact", augment=None, shuffle=true, plateau=false, early_stopping=false, seed=0, validation_permille=None, validation_seed=0, select_on_test=false))]
+    #[pyo3(signature = (*, epochs, batch_size=64, lr_inv=512, lr_amp_factor=640, fwd_decay_inv=0, subnet_decay_inv=0, compat="exact", schedule=None, augment=None, shuffle=true, plateau=false, early_stopping=false, plateau_start=None, plateau_patience=None, plateau_factor=None, min_delta_points=None, early_stopping_start=None, early_stopping_patience=None, seed=0, validation_permille=None, validation_seed=0, select_on_test=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         epochs: u32,
@@ -45,10 +49,17 @@ impl TrainSettings {
         fwd_decay_inv: i64,
         subnet_decay_inv: i64,
         compat: &str,
+        schedule: Option<(String, i64, i64)>,
         augment: Option<(usize, bool)>,
         shuffle: bool,
         plateau: bool,
         early_stopping: bool,
+        plateau_start: Option<u32>,
+        plateau_patience: Option<u32>,
+        plateau_factor: Option<i64>,
+        min_delta_points: Option<u64>,
+        early_stopping_start: Option<u32>,
+        early_stopping_patience: Option<u32>,
         seed: u64,
         validation_permille: Option<u32>,
         validation_seed: u64,
@@ -61,14 +72,24 @@ impl TrainSettings {
             subnet_decay_inv,
             compat,
         )?;
+        let watch = Watch {
+            plateau,
+            early_stopping,
+            plateau_start,
+            plateau_patience,
+            plateau_factor,
+            min_delta_points,
+            early_stopping_start,
+            early_stopping_patience,
+        };
         let cfg = train_config(
             epochs,
             batch_size,
             hyper,
+            schedule_from(schedule, &hyper)?,
             augment,
             shuffle,
-            plateau,
-            early_stopping,
+            watch,
             seed,
             validation_permille,
             validation_seed,
@@ -306,6 +327,13 @@ impl Run {
         path: PathBuf,
     ) -> PyResult<()> {
         self.usable()?;
+        model.check_saveable()?;
+        self.state.hyper.sgds().map_err(|e| {
+            crate::errors::ConfigError::new_err(format!(
+                "the run's next settings are not usable, so its checkpoint could not be \
+                 resumed ({e}); nothing was written"
+            ))
+        })?;
         let (m, state) = (&model.inner, &self.state);
         py.detach(|| Checkpoint::save_file(&path, m, state))
             .map_err(to_py)
@@ -375,6 +403,13 @@ impl Run {
 /// seed `seed` makes of `n` rows, each ascending (`nitro_core::Split::indices`).
 #[pyfunction]
 pub fn split_indices(n: usize, permille: u32, seed: u64) -> PyResult<(Vec<usize>, Vec<usize>)> {
+    // The engine builds the order and both parts (3·n indices) with infallible allocations: a
+    // fallible reservation first makes an impossible `n` a MemoryError, not an abort.
+    let mut probe: Vec<usize> = Vec::new();
+    probe
+        .try_reserve_exact(n.saturating_mul(3))
+        .map_err(|_| PyMemoryError::new_err(format!("split_indices: no memory for {n} rows")))?;
+    drop(probe);
     Split { permille, seed }.indices(n).map_err(to_py)
 }
 

@@ -30,14 +30,36 @@ pub fn install_fork_guard() {
 /// threads of a new pool costs more than a small training step). Tagged with the process that
 /// built them.
 static POOLS: Mutex<Vec<(u32, usize, Arc<rayon::ThreadPool>)>> = Mutex::new(Vec::new());
-/// Distinct thread counts kept in [`POOLS`].
-const MAX_POOLS: usize = 8;
+/// Distinct thread counts kept in [`POOLS`]: a call with another count builds a pool for itself
+/// and drops it afterwards, so the cache never holds more than this many pools.
+pub const MAX_POOLS: usize = 8;
+
+/// The most worker threads a call may ask for: four per CPU this process may use
+/// (`std::thread::available_parallelism`, 1 if unknown). More threads than that only cost memory
+/// and start-up time (results never depend on the count), and a huge count would start thousands
+/// of threads before the operating system refused one.
+pub fn max_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .saturating_mul(4)
+}
+
+/// Pools held in the cache now (at most [`MAX_POOLS`]); for the tests.
+#[pyfunction]
+pub fn cached_pools() -> usize {
+    POOLS.try_lock().map_or(0, |p| p.len())
+}
 
 /// The pool a call runs in: `threads` workers if given, one worker in a forked child, otherwise
 /// rayon's global pool (`None`).
 pub fn pool_for(threads: Option<usize>) -> PyResult<Option<Arc<rayon::ThreadPool>>> {
     let n = match threads {
-        Some(0) => return Err(value_err("threads must be a positive integer (or None)")),
+        Some(n) if n == 0 || n > max_threads() => {
+            return Err(value_err(format!(
+                "threads must be an integer in 1..={} (4 per CPU) or None, got {n}",
+                max_threads()
+            )))
+        }
         Some(n) => n,
         None if FORKED.load(Ordering::SeqCst) => 1,
         None => return Ok(None),

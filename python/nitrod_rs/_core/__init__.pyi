@@ -21,6 +21,7 @@ __all__ = [
     "Run",
     "split_indices",
     "read_metadata",
+    "cached_pools",
     "fit_normalization",
     "normalize",
     "defaults",
@@ -86,6 +87,7 @@ class Model:
     @property
     def feature_shape(self) -> tuple[int, int, int]: ...
     def head_geometries(self) -> list[_HeadInfo]: ...
+    def feature_shapes(self) -> list[tuple[_FeatureSpec, tuple[int, int], tuple[int, int]]]: ...
     def parameter_shapes(self) -> list[tuple[str, list[int]]]: ...
     def state_dict(self) -> dict[str, npt.NDArray[np.int32]]: ...
     def load_state_dict(self, params: list[tuple[str, npt.NDArray[np.int32]]]) -> None: ...
@@ -132,10 +134,17 @@ class TrainSettings:
         fwd_decay_inv: int = 0,
         subnet_decay_inv: int = 0,
         compat: str = "exact",
+        schedule: tuple[str, int, int] | None = None,
         augment: tuple[int, bool] | None = None,
         shuffle: bool = True,
         plateau: bool = False,
         early_stopping: bool = False,
+        plateau_start: int | None = None,
+        plateau_patience: int | None = None,
+        plateau_factor: int | None = None,
+        min_delta_points: int | None = None,
+        early_stopping_start: int | None = None,
+        early_stopping_patience: int | None = None,
         seed: int = 0,
         validation_permille: int | None = None,
         validation_seed: int = 0,
@@ -202,6 +211,7 @@ class Run:
 
 def split_indices(n: int, permille: int, seed: int) -> tuple[list[int], list[int]]: ...
 def read_metadata(data: bytes) -> list[tuple[str, str]]: ...
+def cached_pools() -> int: ...
 def fit_normalization(
     images: npt.NDArray[np.uint8], channels: int
 ) -> tuple[list[int], list[int]]: ...

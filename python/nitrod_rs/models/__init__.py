@@ -6,15 +6,34 @@ arguments, converts inputs, draws progress bars and assembles the :class:`Histor
 ``_base`` holds what both kinds share, ``mlp`` and ``cnn`` what each adds, and ``_engine``
 is the one place that names the engine's model classes.
 
-Accepted inputs (``x``):
+Accepted inputs (``x``), for ``fit``, ``predict``, ``evaluate`` and the rest alike:
 
-* ``uint8`` raw pixels ``N x H x W`` (one channel), ``N x C x H x W`` or ``N x features``
-  (one channel): normalised inside (SPEC §2) with statistics fitted on the training data by
-  :meth:`MLP.fit` (or :meth:`MLP.fit_normalization`) and stored with the model;
-* ``int8`` already-normalised values of the same shapes: used as they are, without a copy.
+* ``uint8`` raw pixels: normalised inside (per channel, ``pixel - 128`` minus the channel's mean,
+  times 51, divided by its mean absolute deviation, clamped to ``int8``) with statistics fitted
+  on the training data by :meth:`MLP.fit` (or :meth:`MLP.fit_normalization`) and stored with the
+  model;
+* ``int8``: values already normalised, the engine's input as it is (no statistics applied, no
+  copy) — the rule that tells the two apart is the dtype alone;
+* any other integer dtype (``int16`` … ``uint64``) holding 0..255: pixels, read as ``uint8``
+  (values outside are an error; ``x.astype(np.int8)`` passes normalised values);
+* floats: an image in [0, 1] when its largest value is at most 1, read as ``round(x·255)``;
+  otherwise an image in [0, 255], read as ``round(x)`` (both round half to even, computed in
+  float64, where ``x·255`` of a float32 is exact). NaN, infinities and values outside [0, 255]
+  are an error, never clipped. To avoid the guess for a dark [0, 255] image, pass
+  ``x.astype(np.uint8)``;
+* lists and other array-likes, by the same rules.
 
-Arrays must be C-contiguous. Labels are integer class indices ``0 <= y < classes``.
-Floats appear only in reported accuracies and mean losses, never in the computation.
+Shapes: ``N x C x H x W``, ``N x H x W`` (one channel) or, for an MLP, ``N x features``.
+``N x H x W x C`` is recognised (a CNN: by its ``input_shape``; an MLP: when the last axis has at
+most 4 entries and the second more, or by the channels of its normalisation statistics),
+transposed, and noted once per process with a ``UserWarning``. ``predict`` and
+``predict_scores`` also take one sample (``H x W``, ``C x H x W``, ``H x W x C``, a feature
+vector) and give one row. Any strides, Fortran order and read-only arrays are accepted; a copy
+is made only when the data are not already C-ordered ``uint8``/``int8``.
+
+Labels are integer class indices ``0 <= y < classes`` of any integer dtype (a list, or an
+``N x 1`` column, too). Floats appear only in reported accuracies and mean losses, never in the
+computation.
 """
 
 from __future__ import annotations

@@ -8,7 +8,10 @@ converts inputs, draws progress bars (:mod:`.._progress`) and assembles the
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,8 +38,14 @@ class Model:
 
     _m: Any
     history: History | None
+    #: The ``_core.Run`` of the last ``fit`` (what ``initial_epoch`` continues), or ``None``.
+    _run: Any = None
 
-    def _check(self, x: Any, name: str) -> tuple[np.ndarray, Geometry]:
+    def _check(self, x: Any, name: str, *, single: bool = False,
+               core: Any = None) -> tuple[np.ndarray, Geometry]:
+        """``x`` as 2-D rows (``uint8`` or ``int8``) and its (C, H, W) (``_checks.pixels``);
+        ``single`` accepts one sample too; ``core``: the engine model whose statistics apply
+        (default: this one's)."""
         raise NotImplementedError
 
     def _fit_compat(self) -> str:
@@ -69,31 +78,49 @@ class Model:
     def num_parameters(self) -> int:
         return self._m.num_parameters()
 
+    def summary(self, *, print_fn: Callable[[str], Any] | None = None) -> str:
+        """A table of the layers: each one's role, output shape and integer type, parameter
+        count and the bits its weights use now (``int32`` storage); the normalisation and the
+        last training settings. Printed (with ``print_fn``, default ``print``) and returned."""
+        from ._summary import summary
+
+        text = summary(self)
+        (print if print_fn is None else print_fn)(text)
+        return text
+
     # -- inputs --------------------------------------------------------------------------
 
-    def fit_normalization(self, x: np.ndarray) -> tuple[list[int], list[int]]:
-        """Fit the SPEC §2 statistics on ``uint8`` training images and store them."""
+    def fit_normalization(self, x: Any) -> tuple[list[int], list[int]]:
+        """Fit the SPEC §2 statistics on training images and store them: per channel the mean
+        and mean absolute deviation of ``pixel - 128``. ``x``: pixels (``uint8``, or any input
+        the rules of :mod:`nitrod_rs.models` read as pixels), not ``int8`` normalised values."""
         x2, chw = self._check(x, "x")
         if x2.dtype != np.uint8:
-            raise TypeError("fit_normalization needs uint8 raw pixels, got int8")
+            raise TypeError("fit_normalization needs pixels (uint8 or images convertible to "
+                            "them), got int8 (already-normalised values)")
         stats = _core.fit_normalization(x2, chw[0])
         self._m.set_normalization(stats)
         return stats
 
-    def _prepare(self, x: Any, name: str = "x",
-                 core: Any = None) -> tuple[np.ndarray, tuple[int, int, int]]:
-        """``x`` as normalised rows, with the statistics of ``core`` (default: this model)."""
-        x2, chw = self._check(x, name)
+    def _normalized(self, x2: np.ndarray, name: str, core: Any = None) -> np.ndarray:
+        """Checked rows as the engine's ``int8`` input: ``int8`` as they are, pixels
+        normalised with the statistics of ``core`` (default: this model)."""
         if x2.dtype == np.int8:
-            return x2, chw
+            return x2
         stats = (self._m if core is None else core).normalization
         if stats is None:
             raise ValueError(
-                f"{name} is uint8 but the model has no normalisation statistics yet: train "
-                "with fit() on uint8 images, call fit_normalization(x_train) first, or pass "
-                "int8 already-normalised data"
+                f"{name} holds pixels but the model has no normalisation statistics yet: "
+                "train with fit() on pixel images, call fit_normalization(x_train) first, or "
+                "pass int8 already-normalised data"
             )
-        return _core.normalize(x2, stats[0], stats[1]), chw
+        return _core.normalize(x2, stats[0], stats[1])
+
+    def _prepare(self, x: Any, name: str = "x", core: Any = None, *,
+                 single: bool = False) -> tuple[np.ndarray, Geometry]:
+        """``x`` as normalised rows, with the statistics of ``core`` (default: this model)."""
+        x2, chw = self._check(x, name, single=single, core=core)
+        return self._normalized(x2, name, core), chw
 
     def _labels(self, y: Any, n: int, name: str = "y") -> np.ndarray:
         return _checks.labels(y, n, self.classes, name)
@@ -110,114 +137,231 @@ class Model:
 
     def fit(
         self,
-        x: np.ndarray,
-        y: np.ndarray,
+        x: Any,
+        y: Any,
         *,
-        epochs: int,
-        batch_size: int = BATCH_SIZE,
-        lr_inv: int = HYPER["lr_inv"],
-        lr_amp_factor: int = HYPER["lr_amp_factor"],
-        fwd_decay_inv: int = HYPER["fwd_decay_inv"],
-        subnet_decay_inv: int = HYPER["subnet_decay_inv"],
-        validation_data: tuple[np.ndarray, np.ndarray] | None = None,
+        settings: Mapping[str, Any] | None = None,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        lr_inv: int | None = None,
+        lr_amp_factor: int | None = None,
+        fwd_decay_inv: int | None = None,
+        subnet_decay_inv: int | None = None,
+        lr_schedule: Any = None,
+        validation_data: Sequence[Any] | None = None,
         validation_split: float | None = None,
-        validation_seed: int = 0,
-        test_data: tuple[np.ndarray, np.ndarray] | None = None,
-        paper_protocol: bool = False,
-        augment: bool | tuple[int, bool] | Mapping[str, Any] = False,
-        shuffle: bool = True,
-        plateau: bool = False,
-        early_stopping: bool = False,
-        progress: bool = True,
+        validation_seed: int | None = None,
+        test_data: Sequence[Any] | None = None,
+        paper_protocol: bool | None = None,
+        augment: bool | tuple[int, bool] | Mapping[str, Any] | None = None,
+        shuffle: bool | None = None,
+        plateau: bool | Mapping[str, int] | None = None,
+        early_stopping: bool | Mapping[str, int] | None = None,
+        verbose: int | None = None,
+        progress: bool | None = None,
         callbacks: Sequence[Callable[[dict[str, Any]], Any]] | None = None,
         checkpoint: PathLike | None = None,
-        checkpoint_every: int = 1,
+        checkpoint_every: int | None = None,
         resume: PathLike | None = None,
+        initial_epoch: int | None = None,
         seed: int | None = None,
         compat: str | None = None,
         threads: int | None = None,
     ) -> History:
-        """Train with IntegerSGD (SPEC §4.3, §5) for ``epochs`` epochs.
+        """Train with IntegerSGD for ``epochs`` epochs; returns (and sets ``model.history`` to)
+        the :class:`~nitrod_rs.History`.
 
-        Each epoch runs in Rust with the GIL released (``_core.Run.epoch``); between epochs the
-        model is free. ``uint8`` inputs are normalised with statistics fitted on ``x`` (kept if
-        the model already has some).
+        Every keyword is optional; ``None`` means "not given": the entry of ``settings`` if it
+        has one, else the default shown in brackets. ``settings`` is a mapping of these keywords,
+        such as a preset's (``model, settings = nitrod_rs.presets.mlp2()``); a keyword given
+        explicitly overrides its entry: ``model.fit(x, y, settings=settings, epochs=5)``
+        (``model.fit(x, y, **settings, epochs=5)`` is a Python error when ``settings`` has
+        ``epochs``).
 
-        Sets and protocol: ``validation_data=(x, y)`` or ``validation_split`` (a share of
-        ``x`` held out, 0.001 to 0.999, rows picked by ``validation_seed``) is evaluated after
-        every epoch and watched by ``plateau`` and ``early_stopping`` (the paper's rule) and
-        by :attr:`History.best_epoch`. ``test_data=(x, y)`` is evaluated and reported every
-        epoch, never used for selection — unless ``paper_protocol=True``: the paper's
-        protocol, where the plateau rule, early stopping (both on) and the best epoch watch
-        the test set, without a validation split.
+        Inputs: ``x`` are images or feature rows as described in :mod:`nitrod_rs.models`
+        (``uint8`` pixels, ``int8`` normalised values, other integer types holding 0..255,
+        floats in [0, 1] or [0, 255], lists; any layout); ``y`` integer class indices
+        ``0 <= y < classes`` of any integer dtype. Pixels are normalised with statistics fitted
+        on ``x`` (kept if the model already has some).
+
+        Length and batches: ``epochs`` [1] is the epoch to reach (with ``resume`` or
+        ``initial_epoch``, counted from the start of the run); ``batch_size`` [64] samples per
+        step; the last incomplete batch of an epoch is dropped; ``shuffle`` [True] visits a
+        fresh seeded permutation every epoch; ``seed`` [the model's seed] seeds the shuffling
+        and the augmentation.
+
+        IntegerSGD (all integers; a larger inverse is a smaller step):
+
+        * ``lr_inv`` [512]: the inverse learning rate. Every update subtracts
+          ``tdiv(gradient, lr_inv · amp)`` (division truncating toward zero) from a weight.
+        * ``lr_amp_factor`` [640, i.e. 2⁶ · 10 classes]: the extra inverse factor ``amp`` of
+          each block's forward layer (linear or convolution), whose gradients are far larger
+          than those of the heads and of the output layer (``amp`` 1 there).
+        * ``fwd_decay_inv`` [0 = off]: inverse weight decay of the forward layers; each update
+          also subtracts ``tdiv(weight, fwd_decay_inv)``, pulling weights toward 0.
+        * ``subnet_decay_inv`` [0 = off]: the same for the learning heads and the output layer.
+        * ``compat`` ["exact", a CNN's own default]: ``"reference"`` reproduces three quirks
+          of the original implementation bit for bit (a CNN's classifier blocks updated twice
+          per step, errors wrapped to ``int8``, max-pool padding 0) — needed to match the
+          paper's CNN runs exactly; for MLPs the two modes agree unless an error wraps.
+        * ``lr_schedule`` [None, constant]: how ``lr_inv`` grows after each epoch:
+          ``("linear", pct, max)`` adds ``pct`` % of the starting value per epoch,
+          ``("exponential", pct, max)`` multiplies by ``(100 + pct)/100``, ``("halving",
+          every, max)`` doubles it every ``every`` epochs (halving the step); each capped at
+          ``max``. A dict ``{"kind": "halving", "every": 10, "max": 4096}`` works too.
+
+        Sets and protocol: ``validation_data=(x, y)`` (a tuple or list) or
+        ``validation_split`` (a share of ``x`` held out, 0.001 to 0.999; 0 for none; rows
+        picked by ``validation_seed`` [0]) is evaluated after every epoch, watched by
+        ``plateau``, ``early_stopping`` and :attr:`History.best_epoch`. ``test_data=(x, y)``
+        is evaluated and reported every epoch, never used for selection — unless
+        ``paper_protocol=True`` [False]: the paper's protocol, where the plateau rule, early
+        stopping (both on) and the best epoch watch the test set, without a validation split.
+
+        * ``plateau`` [False]: when the watched accuracy has not improved by ``min_delta``
+          percentage points for ``patience`` epochs (from epoch ``start_epoch``), multiply
+          ``lr_inv`` by ``factor``. ``True`` takes the paper's settings, a dict changes them:
+          ``{"patience": 15, "factor": 3, "start_epoch": 10, "min_delta": 1}``.
+        * ``early_stopping`` [False]: stop when the watched accuracy has not improved for
+          ``patience`` epochs (from ``start_epoch``): ``True`` or ``{"patience": 35,
+          "start_epoch": 30, "min_delta": 1}``.
+          Both need a watched set: without one they are an error.
+        * ``augment`` [False]: per-sample random crops after padding and horizontal flips:
+          ``True`` (pad 4 for 32-pixel images, else 2; flip), ``(pad, flip)`` or
+          ``{"pad": 2, "flip": False}``.
+
+        Display: ``verbose`` as Keras' (0 silent, 1 a progress bar and a line per epoch, 2 a
+        line per epoch) or ``progress`` True/False [a bar].
 
         ``callbacks`` are called after every epoch with that epoch's entry of the history; one
         returning ``True`` stops training. They may save, evaluate and predict with the model;
         one with a ``set_model`` method is given the model first (see
         :mod:`nitrod_rs.callbacks`). ``model.history`` holds the epochs so far.
 
-        Checkpoints: ``checkpoint=path`` writes the model and the run's state atomically every
-        ``checkpoint_every`` epochs, at the end, and when Ctrl-C or a callback (returning
-        ``True`` or raising) stops the run (inside an epoch, it continues from the next batch;
-        not after an engine error).
-        ``resume=path`` continues such a run bit for bit: with the settings and data it was
-        started with (an error names what differs; only ``epochs`` may change), the
-        checkpoint's model replaces this model's (same architecture), and the history covers
-        the whole run. Ctrl-C stops after the current batch with ``KeyboardInterrupt``; the
-        model is then consistent and ``model.history`` (also ``exc.history``) holds the
-        epochs so far. ``threads`` sets the worker threads (results do not depend on it).
+        Checkpoints and continuing: ``checkpoint=path`` writes the model and the run's state
+        atomically every ``checkpoint_every`` [1] epochs, at the end, and when Ctrl-C or a
+        callback (returning ``True`` or raising) stops the run (inside an epoch, it continues
+        from the next batch; not after an engine error). ``resume=path`` continues such a run
+        bit for bit: with the settings and data it was started with (an error names what
+        differs; only ``epochs`` may change), the checkpoint's model replaces this model's
+        (same architecture), and the history covers the whole run. ``initial_epoch=k`` [0]
+        says where the run stands: with ``resume``, the checkpoint must have completed ``k``
+        epochs; without, ``k > 0`` continues this model's previous ``fit`` (the same data and
+        settings, which had completed ``k`` epochs) bit for bit, as if it had never stopped —
+        the model keeps its last run (with its copy of the data) for this.
+
+        Errors: Ctrl-C stops after the current batch with ``KeyboardInterrupt``; the model is
+        then consistent. Any exception leaving ``fit`` (Ctrl-C, an engine error such as
+        :class:`~nitrod_rs.IntegerOverflowError`, a callback's) carries ``exc.history``, the
+        epochs completed so far (empty if training had not started); ``model.history`` holds
+        them too once training started. ``threads`` [None: a shared pool] sets the worker
+        threads, 1 to 4 per CPU (results do not depend on it).
         """
-        epochs = check_int(epochs, "epochs", minimum=1)
-        batch_size = check_int(batch_size, "batch_size", minimum=1)
-        checkpoint_every = check_int(checkpoint_every, "checkpoint_every", minimum=1)
-        permille = _checks.validation_split(validation_split)
-        validation_seed = check_int(validation_seed, "validation_seed", minimum=0)
-        paper_protocol = bool(paper_protocol)
-        _checks.selection(validation_data, permille, test_data, paper_protocol,
-                          bool(plateau) or bool(early_stopping))
-        if threads is not None:
-            threads = check_int(threads, "threads", minimum=1)
-        ckpt = None if checkpoint is None else _checks.checkpoint_path(checkpoint)
-        # A resumed run continues the checkpoint's model: its architecture must be this one's,
-        # and its normalisation applies to the data.
-        core = self._m
-        if resume is not None:
-            core = _engine.checkpoint_model(resume)
-            _checks.same_architecture(core.config, self._m.config, os.fspath(resume))
-            if compat is None and core.hyper is not None:
-                compat = core.hyper["compat"]
-        x2, chw = self._check(x, "x")
-        if resume is None and x2.dtype == np.uint8 and core.normalization is None:
-            core.set_normalization(_core.fit_normalization(x2, chw[0]))
-        xn, chw = self._prepare(x, "x", core)
-        yl = self._labels(y, xn.shape[0], "y")
-        if xn.shape[0] < batch_size:
-            raise ValueError(f"{xn.shape[0]} training samples are fewer than one batch "
-                             f"of {batch_size}")
-        sets: dict[str, np.ndarray] = {}
-        for arg, data, what in (("validation_data", validation_data, "val"),
-                                ("test_data", test_data, "test")):
-            if data is not None:
-                xs, ys = _checks.pair(data, arg, what)
-                sets[f"x_{what}"], _ = self._prepare(xs, f"{arg}[0]", core)
-                sets[f"y_{what}"] = self._labels(ys, sets[f"x_{what}"].shape[0], f"{arg}[1]")
-        hyper = self._hyper({"lr_inv": lr_inv, "lr_amp_factor": lr_amp_factor,
-                             "fwd_decay_inv": fwd_decay_inv,
-                             "subnet_decay_inv": subnet_decay_inv,
-                             "compat": self._fit_compat() if compat is None else compat})
-        seed = core.config["seed"] if seed is None else check_int(seed, "seed", minimum=0)
-        settings = _core.TrainSettings(
-            epochs=epochs, batch_size=batch_size, augment=_checks.augment(augment, chw),
-            shuffle=bool(shuffle), plateau=bool(plateau) or paper_protocol,
-            early_stopping=bool(early_stopping) or paper_protocol, seed=seed,
-            validation_permille=permille, validation_seed=validation_seed,
-            select_on_test=paper_protocol, **hyper)
-        if resume is None:
-            run = _core.Run(settings, xn, yl, chw, **sets)
-        else:
-            self._m, run = _engine.resume(resume, xn, yl, chw, settings, **sets)
-        return self._drive(run, list(callbacks or []), bool(progress), ckpt, checkpoint_every,
-                           threads)
+        given = dict(
+            epochs=epochs, batch_size=batch_size, lr_inv=lr_inv, lr_amp_factor=lr_amp_factor,
+            fwd_decay_inv=fwd_decay_inv, subnet_decay_inv=subnet_decay_inv,
+            lr_schedule=lr_schedule, validation_data=validation_data,
+            validation_split=validation_split, validation_seed=validation_seed,
+            test_data=test_data, paper_protocol=paper_protocol, augment=augment,
+            shuffle=shuffle, plateau=plateau, early_stopping=early_stopping, verbose=verbose,
+            progress=progress, callbacks=callbacks, checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every, resume=resume, initial_epoch=initial_epoch,
+            seed=seed, compat=compat, threads=threads)
+        try:
+            return self._fit(x, y, _checks.fit_options(settings, given))
+        except BaseException as exc:
+            # From the first instant: an exception raised before training started carries
+            # the empty history (one raised during training has the epochs so far).
+            if getattr(exc, "history", None) is None:
+                _attach(exc, History(cancelled=True))
+            raise
+
+    def _fit(self, x: Any, y: Any, o: dict[str, Any]) -> History:
+        """:meth:`fit` with its options resolved (``_checks.fit_options``)."""
+        epochs = check_int(o["epochs"], "epochs", minimum=1, maximum=_checks.U32_MAX)
+        batch_size = check_int(o["batch_size"], "batch_size", minimum=1,
+                               maximum=_checks.USIZE_MAX)
+        every = check_int(o["checkpoint_every"], "checkpoint_every", minimum=1)
+        permille = _checks.validation_split(o["validation_split"])
+        validation_seed = check_int(o["validation_seed"], "validation_seed", minimum=0,
+                                    maximum=_checks.U64_MAX)
+        paper_protocol = bool(o["paper_protocol"])
+        watch = _checks.watch(o["plateau"], o["early_stopping"], paper_protocol)
+        _checks.selection(o["validation_data"], permille, o["test_data"], paper_protocol,
+                          watch["plateau"] or watch["early_stopping"])
+        level = _checks.verbosity(o["verbose"], o["progress"])
+        threads = _checks.check_threads(o["threads"])
+        initial = check_int(o["initial_epoch"], "initial_epoch", minimum=0,
+                            maximum=_checks.U32_MAX)
+        schedule = _checks.schedule(o["lr_schedule"])
+        ckpt = None if o["checkpoint"] is None else _checks.checkpoint_path(o["checkpoint"])
+        cbs = list(o["callbacks"] or [])
+        with contextlib.ExitStack() as stack:
+            resume = o["resume"]
+            if resume is None and initial > 0:
+                # The last run goes through a checkpoint file, so that resuming it checks the
+                # data and settings exactly as resume= does.
+                tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="nitrod-"))
+                resume = self._continue_last_run(initial, os.path.join(tmp, "run.safetensors"))
+            # A resumed run continues the checkpoint's model: its architecture must be this
+            # one's, and its normalisation applies to the data.
+            core = self._m
+            compat = o["compat"]
+            if resume is not None:
+                core = _engine.checkpoint_model(resume)
+                _checks.same_architecture(core.config, self._m.config, os.fspath(resume))
+                if compat is None and core.hyper is not None:
+                    compat = core.hyper["compat"]
+            x2, chw = self._check(x, "x", core=core)
+            if resume is None and x2.dtype == np.uint8 and core.normalization is None:
+                core.set_normalization(_core.fit_normalization(x2, chw[0]))
+            xn = self._normalized(x2, "x", core)
+            yl = self._labels(y, xn.shape[0], "y")
+            if xn.shape[0] < batch_size:
+                raise ValueError(f"{xn.shape[0]} training samples are fewer than one batch "
+                                 f"of {batch_size}")
+            sets: dict[str, np.ndarray] = {}
+            for arg, what in (("validation_data", "val"), ("test_data", "test")):
+                if o[arg] is not None:
+                    xs, ys = _checks.pair(o[arg], arg, what)
+                    sets[f"x_{what}"], _ = self._prepare(xs, f"{arg}[0]", core)
+                    sets[f"y_{what}"] = self._labels(ys, sets[f"x_{what}"].shape[0],
+                                                     f"{arg}[1]")
+            hyper = self._hyper({k: o[k] for k in ("lr_inv", "lr_amp_factor", "fwd_decay_inv",
+                                                   "subnet_decay_inv")}
+                                | {"compat": self._fit_compat() if compat is None else compat})
+            seed = (core.config["seed"] if o["seed"] is None
+                    else check_int(o["seed"], "seed", minimum=0, maximum=_checks.U64_MAX))
+            settings = _core.TrainSettings(
+                epochs=epochs, batch_size=batch_size, schedule=schedule,
+                augment=_checks.augment(o["augment"], chw), shuffle=bool(o["shuffle"]),
+                seed=seed, validation_permille=permille, validation_seed=validation_seed,
+                select_on_test=paper_protocol, **watch, **hyper)
+            if resume is None:
+                run = _core.Run(settings, xn, yl, chw, **sets)
+            else:
+                self._m, run = _engine.resume(resume, xn, yl, chw, settings, **sets)
+                done = int(run.epochs_done)
+                if initial and done != initial:
+                    raise ValueError(f"initial_epoch={initial}, but the checkpoint "
+                                     f"{os.fspath(resume)!r} has completed {done} epochs: "
+                                     f"pass initial_epoch={done} (or leave it out)")
+        return self._drive(run, cbs, level, ckpt, every, threads)
+
+    def _continue_last_run(self, initial: int, path: str) -> str:
+        """The last ``fit``'s run, written to the checkpoint ``path`` to be resumed, after
+        checking that it has completed ``initial`` epochs."""
+        run = self._run
+        if run is None:
+            raise ValueError(f"initial_epoch={initial} continues this model's previous fit, "
+                             "but it has none: pass resume=<checkpoint> to continue a run "
+                             "saved with checkpoint=, or leave initial_epoch out")
+        done = int(run.epochs_done)
+        if done != initial:
+            raise ValueError(f"initial_epoch={initial}, but this model's previous fit "
+                             f"completed {done} epochs: pass initial_epoch={done}")
+        run.save_checkpoint(self._m, path)
+        return path
 
     def _history(self, run: Any, partial: Mapping[str, Any] | None = None,
                  cancelled: bool = False) -> History:
@@ -227,16 +371,17 @@ class Model:
         return History(entries, cancelled=cancelled, early_stopped=bool(run.early_stopped),
                        watched=run.watched)
 
-    def _drive(self, run: Any, cbs: list[Callable[[dict[str, Any]], Any]], progress: bool,
+    def _drive(self, run: Any, cbs: list[Callable[[dict[str, Any]], Any]], level: int,
                ckpt: str | None, every: int, threads: int | None) -> History:
-        """The epoch loop of :meth:`fit` over a ``_core.Run``."""
+        """The epoch loop of :meth:`fit` over a ``_core.Run``; ``level``: the verbosity."""
+        self._run = run
         self.history = self._history(run)
         for cb in cbs:
             set_model = getattr(cb, "set_model", None)
             if callable(set_model):
                 set_model(self)
         epochs = int(run.epochs)
-        bar = _progress.progress(progress, epochs)
+        bar = _progress.progress(level == 1, epochs)
         written: tuple[int, int] | None = None
         consistent = True  # False while an engine error may have left the run mid-step
 
@@ -258,7 +403,7 @@ class Model:
         try:
             while not run.finished:
                 consistent = False
-                d, pending = run.epoch(self._m, on_batch, threads)
+                d, pending = run.epoch(self._m, on_batch if bar is not None else None, threads)
                 consistent = True
                 if run.batch:  # stopped inside the epoch
                     partial = d
@@ -267,6 +412,8 @@ class Model:
                 self.history = self._history(run)
                 if bar is not None:
                     bar.epoch_end(_progress.epoch_line(e, epochs))
+                elif level == 2:
+                    print(_progress.epoch_line(e, epochs), file=sys.stderr, flush=True)
                 for cb in cbs:
                     stop = bool(cb(dict(e))) or stop
                 if int(run.epochs_done) % every == 0:
@@ -291,8 +438,8 @@ class Model:
 
     def train_batch(
         self,
-        x: np.ndarray,
-        y: np.ndarray,
+        x: Any,
+        y: Any,
         *,
         lr_inv: int | None = None,
         lr_amp_factor: int | None = None,
@@ -301,11 +448,13 @@ class Model:
         compat: str | None = None,
         threads: int | None = None,
     ) -> dict[str, Any]:
-        """Exactly one SPEC §4.3 training step on this batch, in the given order.
+        """Exactly one training step on this batch, in the given order (the settings as in
+        :meth:`fit`).
 
         Settings left as ``None`` take the model's last-used values (from ``fit``, a previous
         ``train_batch`` or a loaded file), else the engine's defaults (the paper's: 512, 640,
-        0, 0, exact).
+        0, 0, exact). The step is all-or-nothing: when it fails (e.g.
+        :class:`~nitrod_rs.IntegerOverflowError`) no layer has changed.
         Returns ``loss`` (Σ(y − ŷ)² of the output), ``correct``, ``total``, ``block_loss`` and
         ``block_correct`` (per block head).
         """
@@ -314,27 +463,42 @@ class Model:
         hyper = self._hyper({"lr_inv": lr_inv, "lr_amp_factor": lr_amp_factor,
                              "fwd_decay_inv": fwd_decay_inv,
                              "subnet_decay_inv": subnet_decay_inv, "compat": compat})
-        return dict(self._m.train_step(xn, yl, threads=threads, **hyper))
+        return dict(self._m.train_step(xn, yl, threads=_checks.check_threads(threads),
+                                       **hyper))
 
     # -- inference -----------------------------------------------------------------------
 
-    def predict_logits(self, x: np.ndarray, *, threads: int | None = None) -> np.ndarray:
-        """Evaluation-mode outputs (``int8``, ``N x classes``)."""
-        xn, _ = self._prepare(x, "x")
-        return self._m.predict_logits(xn, threads=threads)
+    def predict_scores(self, x: Any, *, threads: int | None = None) -> np.ndarray:
+        """The class scores: the output layer's evaluation-mode result, ``int8``
+        ``N x classes`` (the integer logits; the one-hot target of the true class is 32, the
+        others 0). ``x`` as for :meth:`predict` (one sample gives one row)."""
+        xn, _ = self._prepare(x, "x", single=True)
+        return self._m.predict_logits(xn, threads=_checks.check_threads(threads))
 
-    def predict(self, x: np.ndarray, *, threads: int | None = None) -> np.ndarray:
-        """Predicted classes (``int64``; arg-max of the logits, first on ties)."""
-        xn, _ = self._prepare(x, "x")
-        return self._m.predict(xn, threads=threads)
+    #: scikit-learn's name for :meth:`predict_scores`.
+    decision_function = predict_scores
+    #: The former name of :meth:`predict_scores`.
+    predict_logits = predict_scores
 
-    def evaluate(self, x: np.ndarray, y: np.ndarray, *,
-                 threads: int | None = None) -> dict[str, Any]:
+    def predict(self, x: Any, *, threads: int | None = None) -> np.ndarray:
+        """Predicted classes (``int64``, one per sample): the index of the largest score of
+        :meth:`predict_scores`; when several classes share the largest score, the lowest
+        index wins (the engine's rule, as ``numpy.argmax``).
+
+        ``x``: N samples in any input form :mod:`nitrod_rs.models` describes, or a single
+        sample (``H x W``, ``C x H x W``, ``H x W x C`` or a feature vector), which gives an
+        array of one prediction.
+        """
+        xn, _ = self._prepare(x, "x", single=True)
+        return self._m.predict(xn, threads=_checks.check_threads(threads))
+
+    def evaluate(self, x: Any, y: Any, *, threads: int | None = None) -> dict[str, Any]:
         """``accuracy``, ``correct``, ``total``, ``loss`` (mean Σ(y − ŷ)² per sample) and
-        ``loss_sum`` (exact integer) on a labelled set."""
+        ``loss_sum`` (exact integer) on a labelled set (ties as in :meth:`predict`)."""
         xn, _ = self._prepare(x, "x")
         yl = self._labels(y, xn.shape[0], "y")
-        logits = self._m.predict_logits(xn, threads=threads).astype(np.int64)
+        logits = self._m.predict_logits(
+            xn, threads=_checks.check_threads(threads)).astype(np.int64)
         target = np.zeros_like(logits)
         target[np.arange(len(yl)), yl] = ONE_HOT
         loss_sum = int(((logits - target) ** 2).sum())
@@ -342,6 +506,11 @@ class Model:
         n = len(yl)
         return {"accuracy": correct / n, "correct": correct, "total": n,
                 "loss": loss_sum / n, "loss_sum": loss_sum}
+
+    def score(self, x: Any, y: Any, *, threads: int | None = None) -> float:
+        """The accuracy on a labelled set (scikit-learn's ``score``): ``evaluate``'s
+        ``correct / total``."""
+        return float(self.evaluate(x, y, threads=threads)["accuracy"])
 
     # -- parameters and files ------------------------------------------------------------
 

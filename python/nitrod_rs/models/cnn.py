@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .. import _checks
-from .._checks import DEFAULTS, Geometry, check_int
+from .._checks import DEFAULTS, USIZE_MAX, Geometry, check_int
 from . import _engine
 from ._base import HYPER, Model
 from ._engine import EngineModel
@@ -27,7 +27,7 @@ def _feature_arg(f: Any, i: int) -> tuple[str, list[int]]:
     """One feature-extractor entry, as the engine's ``(kind, [numbers])``."""
     where = f"features[{i}]"
     if isinstance(f, (int, np.integer)) and not isinstance(f, bool):
-        return ("conv", [check_int(f, where, minimum=1), *_CONV])
+        return ("conv", [check_int(f, where, minimum=1, maximum=USIZE_MAX), *_CONV])
     if isinstance(f, str):
         key = f.lower()
         if key in _POOL_NAMES:
@@ -36,7 +36,7 @@ def _feature_arg(f: Any, i: int) -> tuple[str, list[int]]:
                          "'M' (max-pool 2), 'A' (avg-pool 2) or a tuple")
     if isinstance(f, (tuple, list)) and f and isinstance(f[0], str):
         kind = f[0].lower()
-        nums = [check_int(v, f"{where} value", minimum=0) for v in f[1:]]
+        nums = [check_int(v, f"{where} value", minimum=0, maximum=USIZE_MAX) for v in f[1:]]
         if kind == "conv":
             if not 1 <= len(nums) <= 4:
                 raise ValueError(f"{where}: ('conv', filters[, kernel[, stride[, padding]]]), "
@@ -79,15 +79,20 @@ class CNN(Model):
         input_shape: ``(C, H, W)`` with ``H == W``; ``(1, 28, 28)`` for (Fashion-)MNIST,
             ``(3, 32, 32)`` for CIFAR-10.
         classes: number of classes.
-        decoder_dim: largest flattened learning-head input of a conv block (SPEC §4.1).
+        decoder_dim: the largest input a conv block's learning head may have: the block's
+            output is max- (or average-) pooled until ``filters × h × w`` is at most this,
+            then flattened into the head's linear layer (2048; the paper's VGG presets 4096).
         head_pool: ``"max"`` or ``"avg"`` pooling in the conv blocks' learning heads.
         activation, slope, bias, init, seed: as for :class:`MLP`.
-        dropout: classifier dropout (percentage or rate); per SPEC §7 it also puts one
+        dropout: classifier dropout (percentage or rate); as in the paper, it also puts one
             Dropout just before the last feature-extractor entry.
-        conv_amp_adjust: multiply each conv block's amplification by ``d²/(kh·kw)`` (SPEC §5;
-            off reproduces the paper).
-        compat: the default training mode of ``fit``/``train_batch`` (``"exact"`` or
-            ``"reference"``, SPEC §12).
+        conv_amp_adjust: multiply each conv block's ``lr_amp_factor`` by ``d²/(k·k)`` (its
+            output size squared over its kernel area), the adjustment the original code
+            computes but never applies; off (the default) reproduces the paper.
+        compat: the training mode ``fit``/``train_batch`` use when none is given: ``"exact"``
+            (the clean algorithm) or ``"reference"``, which reproduces the original
+            implementation bit for bit — its classifier blocks updated twice per step, errors
+            wrapped to ``int8``, max-pool padding 0 — as the paper's CNN results were made.
     """
 
     def __init__(
@@ -110,22 +115,23 @@ class CNN(Model):
     ) -> None:
         feats = [_feature_arg(f, i) for i, f in
                  enumerate(_checks.sequence(features, "features", "feature entries"))]
-        widths = [check_int(w, "classifier width", minimum=1) for w in
+        widths = [check_int(w, "classifier width", minimum=1, maximum=USIZE_MAX) for w in
                   _checks.sequence(classifier, "classifier", "hidden widths")]
         if (isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence)
                 or len(input_shape) != 3):
             raise TypeError("input_shape must be a (C, H, W) tuple")
-        c, h, w = (check_int(v, "input_shape entry", minimum=1) for v in input_shape)
+        c, h, w = (check_int(v, "input_shape entry", minimum=1, maximum=USIZE_MAX)
+                   for v in input_shape)
         if h != w:
             raise ValueError(f"input_shape must be square (H == W), got {(c, h, w)}")
         activation = _checks.check_activation(activation)
         head_pool = _checks.check_head_pool(head_pool)
         self._compat = _checks.check_compat(compat)
         self._m = _engine.new_cnn(
-            (c, h, w), feats, widths, check_int(classes, "classes", minimum=2),
+            (c, h, w), feats, widths, check_int(classes, "classes", minimum=2, maximum=USIZE_MAX),
             activation=activation,
             **_checks.shared_options(slope, dropout, bias, init, seed),
-            decoder_dim=check_int(decoder_dim, "decoder_dim", minimum=1),
+            decoder_dim=check_int(decoder_dim, "decoder_dim", minimum=1, maximum=USIZE_MAX),
             head_pool=head_pool,
             conv_amp_adjust=bool(conv_amp_adjust),
         )
@@ -159,8 +165,9 @@ class CNN(Model):
     def __repr__(self) -> str:
         return f"CNN({self._m.describe()}, parameters={self._m.num_parameters()})"
 
-    def _check(self, x: Any, name: str) -> tuple[np.ndarray, Geometry]:
-        return _checks.cnn_images(x, name, self.input_shape)
+    def _check(self, x: Any, name: str, *, single: bool = False,
+               core: Any = None) -> tuple[np.ndarray, Geometry]:
+        return _checks.cnn_images(x, name, self.input_shape, single=single)
 
     def _fit_compat(self) -> str:
         return self._compat

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .. import _checks
-from .._checks import DEFAULTS, Geometry, check_int
+from .._checks import DEFAULTS, USIZE_MAX, Geometry, check_int
 from . import _engine
 from ._base import Model
 from ._engine import EngineModel
@@ -43,7 +43,7 @@ class MLP(Model):
         init: str | None = None,
     ) -> None:
         seq = _checks.sequence(layers, "layers", "integers [inputs, hidden..., classes]")
-        widths = [check_int(w, "layer width", minimum=1) for w in seq]
+        widths = [check_int(w, "layer width", minimum=1, maximum=USIZE_MAX) for w in seq]
         if len(widths) < 2:
             raise ValueError("layers needs at least [inputs, classes]")
         self._m = _engine.new_mlp(
@@ -70,8 +70,11 @@ class MLP(Model):
     def __repr__(self) -> str:
         return f"MLP({self._m.describe()}, parameters={self._m.num_parameters()})"
 
-    def _check(self, x: Any, name: str) -> tuple[np.ndarray, Geometry]:
-        return _checks.mlp_images(x, name, self._m.config["inputs"])
+    def _check(self, x: Any, name: str, *, single: bool = False,
+               core: Any = None) -> tuple[np.ndarray, Geometry]:
+        stats = (self._m if core is None else core).normalization
+        return _checks.mlp_images(x, name, self._m.config["inputs"],
+                                  channels=len(stats[0]) if stats else None, single=single)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> MLP:
