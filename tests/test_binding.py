@@ -116,7 +116,7 @@ def test_test_loss_comes_with_each_epoch():
         d, err = run.epoch(m)
         assert err is None and d["epoch"] == run.epochs_done
     logits = m.predict_logits(x[:20]).astype(np.int64)
-    target = np.zeros((20, 3), np.int64)  # the one-hot target of SPEC §4.1
+    target = np.zeros((20, 3), np.int64)  # the one-hot target of docs/algorithm.md §4.1
     target[np.arange(20), y[:20]] = 32
     last = run.history[-1]
     assert last["test_loss"] == int(((logits - target) ** 2).sum())

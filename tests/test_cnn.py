@@ -26,7 +26,7 @@ def random_images(n=64, shape=(1, 28, 28), seed=0):  # type: ignore[no-untyped-d
     return x, y
 
 
-# -- the golden fixture (SPEC §11, §12 compatibility mode), from Python ----------------------
+# -- the golden fixture (docs/algorithm.md §11, §12 compatibility mode), from Python ----------------------
 
 
 def test_golden_cnn_fixture_from_python(golden_cnn):  # type: ignore[no-untyped-def]
@@ -139,7 +139,7 @@ def test_cnn_presets_follow_spec_section_7(name, dataset, shape, decays, dropout
     if name != "small_cnn":
         assert model.config["decoder_dim"] == 4096 and model.config["classifier"] == [1024]
         heads = model.head_geometries()
-        # SPEC §4.1: first block 128×d×d with decoder 4096.
+        # docs/algorithm.md §4.1: first block 128×d×d with decoder 4096.
         d = shape[1]
         assert heads[0]["features"] <= 4096
         if d == 28:

@@ -42,7 +42,7 @@ def test_fit_learns_fashion_mnist_subset(fmnist):
     assert history["epoch"] == [1, 2, 3]
     assert all(len(e["block_accuracy"]) == 1 for e in history.epochs)
     assert history.epochs[-1]["train_accuracy"] > 0.6
-    # Normalisation statistics were fitted on the training data and stored (SPEC §2).
+    # Normalisation statistics were fitted on the training data and stored (docs/algorithm.md §2).
     mean, mad = model.normalization
     assert abs(mean[0] - (-54)) <= 3 and abs(mad[0] - 82) <= 3
     pred = model.predict(fmnist.x_test[:500])
@@ -88,7 +88,7 @@ def test_train_batch_equals_fit_without_shuffle(dropout, decays, uint8):
 
 
 def test_golden_fixture_from_python(golden):
-    """SPEC §11: 100 steps of the original implementation, reproduced bit for bit."""
+    """docs/algorithm.md §11: 100 steps of the original implementation, reproduced bit for bit."""
     model = MLP([784, 200, 100, 50, 10], seed=12345)
     model.load_state_dict({k: golden[f"init/{k}"] for k in LAYERS})
     x, y = golden["x"], golden["y"]

@@ -349,7 +349,7 @@ def augment(value: Any, chw: Geometry) -> tuple[int, bool] | None:
             "augmentation needs images (N x H x W or N x C x H x W), not N x features rows"
         )
     if value is True:
-        # SPEC §2's pads: 4 for 32-pixel images (CIFAR-10), 2 for 28-pixel (MNIST-like).
+        # docs/algorithm.md §2's pads: 4 for 32-pixel images (CIFAR-10), 2 for 28-pixel (MNIST-like).
         return (4 if chw[2] >= 32 else 2, True)
     if isinstance(value, Mapping):
         return (check_int(value.get("pad", 2), "augment['pad']", minimum=0, maximum=USIZE_MAX),

@@ -1,4 +1,4 @@
-"""The engine's integer primitives on numpy arrays (SPEC §1, §3, §5).
+"""The engine's integer primitives on numpy arrays (docs/algorithm.md §1, §3, §5).
 
 Every function here calls the same Rust code the models use (``Linear`` and its exact GEMM,
 ``Conv2d`` (im2col + GEMM), ``Pool2d``, ``Scaling``, ``ActivationKind``, ``Sgd``); only argument
@@ -79,7 +79,7 @@ def tdiv(a: Any, b: Any) -> Any:
 
 
 def linear(x: Any, weight: Any, bias: Any = None) -> np.ndarray:
-    """``z = x · weightᵀ (+ bias)`` exactly in ``int64`` (SPEC §3.1). ``x``: ``N x in`` int8
+    """``z = x · weightᵀ (+ bias)`` exactly in ``int64`` (docs/algorithm.md §3.1). ``x``: ``N x in`` int8
     (int16 allowed), ``weight``: ``out x in`` int32, ``bias``: ``out`` int32."""
     w = _int_array(weight, "weight", np.int32, 2)
     b = None if bias is None else _int_array(bias, "bias", np.int32, 1)
@@ -97,21 +97,21 @@ def linear_backward(x: Any, weight: Any, delta: Any) -> tuple[np.ndarray, np.nda
 
 
 def scaling(z: Any, fan_in: int) -> np.ndarray:
-    """``clip8(tdiv(z, 2⁸ · fan_in))`` as ``int8`` (SPEC §3.3)."""
+    """``clip8(tdiv(z, 2⁸ · fan_in))`` as ``int8`` (docs/algorithm.md §3.3)."""
     return _core.ops.scaling(_int_array(z, "z", np.int64), int(fan_in))
 
 
 def _act_input(x: Any, kind: str) -> np.ndarray:
     xa = _int_array(x, "x", np.int8)
     if kind.startswith("bipolar") and xa.size and int(xa.min()) < -127:
-        # SPEC §3.4: activation inputs come from a scaling layer, so x ∈ [−127, 127]; the
+        # docs/algorithm.md §3.4: activation inputs come from a scaling layer, so x ∈ [−127, 127]; the
         # bipolar mask negates x, which −128 would not survive in int8.
         raise ValueError("bipolar activations take x in [-127, 127] (scaling-layer output)")
     return xa
 
 
 def activation(x: Any, kind: str = "nitro_relu", slope: int = 4) -> np.ndarray:
-    """Forward of activation ``kind`` on ``int8`` input (SPEC §3.4)."""
+    """Forward of activation ``kind`` on ``int8`` input (docs/algorithm.md §3.4)."""
     return _core.ops.activation_forward(_act_input(x, kind), kind, int(slope))
 
 
@@ -173,7 +173,7 @@ def bipolar_pocket_leaky_relu_backward(x: Any, delta: Any, a: int = 4) -> np.nda
 
 def integer_sgd_update(params: Any, grads: Any, *, lr_inv: int, amp: int = 1,
                        decay_inv: int = 0) -> np.ndarray:
-    """One IntegerSGD step (SPEC §5): ``P − (tdiv(G, lr_inv·amp) + tdiv(P, decay_inv))`` as a
+    """One IntegerSGD step (docs/algorithm.md §5): ``P − (tdiv(G, lr_inv·amp) + tdiv(P, decay_inv))`` as a
     new ``int32`` array; ``nitrod_rs.IntegerOverflowError`` if a value would leave int32."""
     return _core.ops.integer_sgd_update(_int_array(params, "params", np.int32),
                                     _int_array(grads, "grads", np.int64),
@@ -181,7 +181,7 @@ def integer_sgd_update(params: Any, grads: Any, *, lr_inv: int, amp: int = 1,
 
 
 # ---------------------------------------------------------------------------
-# Convolution and pooling (SPEC §3.2, §3.5)
+# Convolution and pooling (docs/algorithm.md §3.2, §3.5)
 # ---------------------------------------------------------------------------
 
 
@@ -203,7 +203,7 @@ def _nchw(a: Any, name: str, dtype: type[np.signedinteger[Any]]) -> np.ndarray:
 
 
 def conv2d(x: Any, weight: Any, bias: Any = None, padding: int = 0) -> np.ndarray:
-    """``IntegerConv2d`` forward, stride 1, zero ``padding`` on each side (SPEC §3.2), exact
+    """``IntegerConv2d`` forward, stride 1, zero ``padding`` on each side (docs/algorithm.md §3.2), exact
     in ``int64``. ``x``: ``N x C x H x W`` int8, ``weight``: ``F x C x k x k`` int32,
     ``bias``: ``F`` int32. Returns ``N x F x Ho x Wo`` int64."""
     w = _nchw(weight, "weight", np.int32)

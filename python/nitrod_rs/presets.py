@@ -1,4 +1,4 @@
-"""The paper's presets (SPEC §4.2, §7): a fresh model plus its training settings.
+"""The paper's presets (docs/algorithm.md §4.2, §7): a fresh model plus its training settings.
 
 MLPs ``mlp1`` … ``mlp4`` and CNNs ``vgg8b``, ``vgg11b`` and ``small_cnn`` (ours, for demos:
 ``C32 M C64 M | 256``).

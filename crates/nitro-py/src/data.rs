@@ -1,4 +1,4 @@
-//! Input normalisation (SPEC §2) of `uint8` images, through `nitro_core::Normalization`.
+//! Input normalisation (docs/algorithm.md §2) of `uint8` images, through `nitro_core::Normalization`.
 
 use nitro_core::Normalization;
 use numpy::{IntoPyArray, PyArray2, PyReadonlyArray2};
@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 
 use crate::errors::to_py;
 
-/// SPEC §2 statistics `(mean, mad)` per channel of `uint8` images stored as `N × (C·H·W)` rows.
+/// docs/algorithm.md §2 statistics `(mean, mad)` per channel of `uint8` images stored as `N × (C·H·W)` rows.
 #[pyfunction]
 fn fit_normalization(
     py: Python<'_>,
@@ -20,7 +20,7 @@ fn fit_normalization(
     Ok((n.mean, n.mad))
 }
 
-/// `clamp(tdiv((pixel − 128 − mean_c)·51, mad_c), −128, 127)` as `int8` (SPEC §2).
+/// `clamp(tdiv((pixel − 128 − mean_c)·51, mad_c), −128, 127)` as `int8` (docs/algorithm.md §2).
 #[pyfunction]
 fn normalize<'py>(
     py: Python<'py>,

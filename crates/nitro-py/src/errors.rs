@@ -24,7 +24,7 @@ create_exception!(
     nitrod_rs,
     IntegerOverflowError,
     NitroError,
-    "An integer result would leave its storage type (SPEC §1); nothing was changed."
+    "An integer result would leave its storage type (docs/algorithm.md §1); nothing was changed."
 );
 create_exception!(
     nitrod_rs,

@@ -130,7 +130,7 @@ pub fn preset<'py>(py: Python<'py>, name: &str, dataset: &str) -> PyResult<Bound
             names.join(", ")
         ))
     })?;
-    // The per-dataset augmentation (SPEC §2) is stated once in the engine, in the CNN presets'
+    // The per-dataset augmentation (docs/algorithm.md §2) is stated once in the engine, in the CNN presets'
     // specs; an MLP preset that augments uses the same.
     let dataset_augment = CnnPreset::SmallCnn.spec(dataset).map_err(to_py)?.augment;
     let (config, hyper, augment) = match kind {

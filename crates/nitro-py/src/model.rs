@@ -35,7 +35,7 @@ macro_rules! either {
     };
 }
 
-/// Per conv block: `(conv name, head kernel, head padding, pooled dims, D)` (SPEC §4.1).
+/// Per conv block: `(conv name, head kernel, head padding, pooled dims, D)` (docs/algorithm.md §4.1).
 type HeadInfo = (
     String,
     (usize, usize),
@@ -59,7 +59,7 @@ impl Model {
         Model { inner }
     }
 
-    /// The architecture's kind, as the `kind` of a saved file's metadata (SPEC §8).
+    /// The architecture's kind, as the `kind` of a saved file's metadata (docs/algorithm.md §8).
     fn kind_name(&self) -> &'static str {
         match self.inner {
             io::Model::Mlp(_) => "mlp",
@@ -283,7 +283,7 @@ impl Model {
             .collect())
     }
 
-    /// Exactly one SPEC §4.3 training step on a normalised batch; returns its statistics.
+    /// Exactly one docs/algorithm.md §4.3 training step on a normalised batch; returns its statistics.
     #[pyo3(signature = (x, labels, *, lr_inv=512, lr_amp_factor=640, fwd_decay_inv=0, subnet_decay_inv=0, compat="exact", threads=None))]
     #[allow(clippy::too_many_arguments)]
     fn train_step<'py>(
@@ -363,7 +363,7 @@ impl Model {
         self.inner.load(&views).map_err(to_py)
     }
 
-    /// The model as `.safetensors` bytes (SPEC §8).
+    /// The model as `.safetensors` bytes (docs/algorithm.md §8).
     fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         self.check_saveable()?;
         let b = self.inner.to_bytes().map_err(to_py)?;

@@ -1,4 +1,4 @@
-//! `nitrod_rs._core.ops`: the engine's primitives (SPEC §1, §3, §5) on numpy arrays, each
+//! `nitrod_rs._core.ops`: the engine's primitives (docs/algorithm.md §1, §3, §5) on numpy arrays, each
 //! through the same engine layer or kernel that training uses. `nitrod_rs.ops` checks the
 //! arguments and picks the dtype-specific function.
 
@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 use crate::errors::{to_py, value_err, IntegerOverflowError};
 use crate::threads::{in_pool, pool_for};
 
-/// Element-wise truncating division (SPEC §1) of two equally long `int64` vectors.
+/// Element-wise truncating division (docs/algorithm.md §1) of two equally long `int64` vectors.
 #[pyfunction]
 fn tdiv<'py>(
     py: Python<'py>,
@@ -79,7 +79,7 @@ macro_rules! linear_fn {
 }
 
 linear_fn!(
-    /// `z = x·Wᵀ (+ b)` in `int64`, through the engine's exact GEMM (SPEC §3.1). `x` is `int8`.
+    /// `z = x·Wᵀ (+ b)` in `int64`, through the engine's exact GEMM (docs/algorithm.md §3.1). `x` is `int8`.
     linear,
     i8
 );
@@ -130,7 +130,7 @@ fn gemm_bench(
 /// Two `int64` matrices returned together.
 type MatrixPair<'py> = (Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<i64>>);
 
-/// The input error `δ·W` and weight gradient `δᵀ·x` of a linear layer (SPEC §3.1), `int64`.
+/// The input error `δ·W` and weight gradient `δᵀ·x` of a linear layer (docs/algorithm.md §3.1), `int64`.
 #[pyfunction]
 fn linear_backward<'py>(
     py: Python<'py>,
@@ -158,7 +158,7 @@ fn linear_backward<'py>(
     Ok((din.into_pyarray(py), grad.into_pyarray(py)))
 }
 
-/// `clip8(tdiv(z, 2⁸·fan_in))` element-wise (SPEC §3.3).
+/// `clip8(tdiv(z, 2⁸·fan_in))` element-wise (docs/algorithm.md §3.3).
 #[pyfunction]
 fn scaling<'py>(
     py: Python<'py>,
@@ -179,7 +179,7 @@ fn activation_kind(kind: &str, slope: i64) -> PyResult<ActivationKind> {
     ActivationKind::from_name(kind, a).map_err(to_py)
 }
 
-/// An activation's forward pass on `int8` input (SPEC §3.4), via the engine's layer.
+/// An activation's forward pass on `int8` input (docs/algorithm.md §3.4), via the engine's layer.
 #[pyfunction]
 #[pyo3(signature = (x, kind="nitro_relu", slope=4))]
 fn activation_forward<'py>(
@@ -194,7 +194,7 @@ fn activation_forward<'py>(
     Ok(y.into_pyarray(py))
 }
 
-/// An activation's backward pass `δ_in = tdiv(δ, s(x))` (SPEC §3.4), via the engine's layer.
+/// An activation's backward pass `δ_in = tdiv(δ, s(x))` (docs/algorithm.md §3.4), via the engine's layer.
 #[pyfunction]
 #[pyo3(signature = (x, delta, kind="nitro_relu", slope=4))]
 fn activation_backward<'py>(
@@ -218,7 +218,7 @@ fn activation_backward<'py>(
     Ok(out.into_pyarray(py))
 }
 
-/// One IntegerSGD update (SPEC §5): returns `P − (tdiv(G, lr_inv·amp) + tdiv(P, decay_inv))`.
+/// One IntegerSGD update (docs/algorithm.md §5): returns `P − (tdiv(G, lr_inv·amp) + tdiv(P, decay_inv))`.
 #[pyfunction]
 #[pyo3(signature = (params, grads, *, lr_inv, amp=1, decay_inv=0))]
 fn integer_sgd_update<'py>(
@@ -323,7 +323,7 @@ where
         .map_err(|_| value_err(format!("{name} must be N×C×H×W, got shape {:?}", a.shape())))
 }
 
-/// `IntegerConv2d` forward (stride 1, zero padding; SPEC §3.2) in `int64`, through the
+/// `IntegerConv2d` forward (stride 1, zero padding; docs/algorithm.md §3.2) in `int64`, through the
 /// engine's `Conv2d` (im2col + exact GEMM). `x` is `int8` N×C×H×W, `weight` `int32` F×C×k×k.
 #[pyfunction]
 #[pyo3(signature = (x, weight, bias=None, padding=0))]
@@ -344,7 +344,7 @@ fn conv2d<'py>(
 /// A convolution's weight gradient (`F×C×k×k`) and bias gradient (`F`), `int64`.
 type ConvGrads<'py> = (Bound<'py, PyArrayDyn<i64>>, Bound<'py, PyArray1<i64>>);
 
-/// The weight and bias gradients of `IntegerConv2d` (SPEC §3.2): `(Σ δ ⋆ x, Σ δ)` in `int64`,
+/// The weight and bias gradients of `IntegerConv2d` (docs/algorithm.md §3.2): `(Σ δ ⋆ x, Σ δ)` in `int64`,
 /// reduced over batch × H × W with the engine's proven accumulators. `delta` is `int32`
 /// N×F×Ho×Wo.
 #[pyfunction]
@@ -377,7 +377,7 @@ fn pool_layer(kind: &str, kernel: (usize, usize), padding: (usize, usize)) -> Py
 
 macro_rules! pool_fns {
     ($fwd:ident, $bwd:ident, $t:ty) => {
-        /// Max or average pooling forward (kernel = stride; SPEC §3.5) via the engine's
+        /// Max or average pooling forward (kernel = stride; docs/algorithm.md §3.5) via the engine's
         /// `Pool2d`; returns the pooled tensor in the input's dtype.
         #[pyfunction]
         #[pyo3(signature = (x, kind, kernel, padding=(0, 0), compat="exact"))]

@@ -1,6 +1,6 @@
 //! Thread pools and fork safety: which rayon pool a call's compute runs in.
 //!
-//! Results do not depend on the choice (SPEC: same bits on any thread count); only speed does.
+//! Results do not depend on the choice (docs/algorithm.md: same bits on any thread count); only speed does.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

@@ -1,11 +1,11 @@
-"""A trained model's inference path as a flat list of integer steps (SPEC §2–§4.4).
+"""A trained model's inference path as a flat list of integer steps (docs/algorithm.md §2–§4.4).
 
 Both exporters (:mod:`.onnx_export`, :mod:`.c_export`) translate this one description, so
 they cannot disagree on what the model computes. Only the forward layers appear: learning
-heads are training-only, and Dropout is the identity at inference (SPEC §3.6).
+heads are training-only, and Dropout is the identity at inference (docs/algorithm.md §3.6).
 
-Every lookup table is computed by the engine itself — the normalisation (SPEC §2) by
-``_core.normalize`` on all 256 pixel values, the activations (SPEC §3.4) by
+Every lookup table is computed by the engine itself — the normalisation (docs/algorithm.md §2) by
+``_core.normalize`` on all 256 pixel values, the activations (docs/algorithm.md §3.4) by
 ``_core.ops.activation_forward`` on every scaling output — so nothing here re-implements a
 rounding rule. :func:`run` evaluates a program with numpy in ``int64``: a reference that the
 tests hold against the engine's ``predict_logits``.
@@ -25,14 +25,14 @@ from .. import _core
 INT32_MAX = (1 << 31) - 1
 #: Largest value of the signed 64-bit accumulators (``INT64_MAX``).
 INT64_MAX = (1 << 63) - 1
-#: Bound on |x| for every layer input: normalised pixels are in [-128, 127] (SPEC §2),
+#: Bound on |x| for every layer input: normalised pixels are in [-128, 127] (docs/algorithm.md §2),
 #: activations and pooled values in [-127, 127].
 INPUT_ABS = 128
 
 
 @dataclass(frozen=True)
 class Normalize:
-    """``uint8`` pixel → ``int8`` (SPEC §2): ``table[c, p]`` for channel ``c`` and pixel ``p``;
+    """``uint8`` pixel → ``int8`` (docs/algorithm.md §2): ``table[c, p]`` for channel ``c`` and pixel ``p``;
     ``plane`` values per channel in the row-major input."""
 
     table: np.ndarray  # int8, channels x 256
@@ -41,7 +41,7 @@ class Normalize:
 
 @dataclass(frozen=True)
 class Activation:
-    """An activation on scaling outputs ``x`` in ``[-127, 127]`` (SPEC §3.4), as tables indexed
+    """An activation on scaling outputs ``x`` in ``[-127, 127]`` (docs/algorithm.md §3.4), as tables indexed
     by ``x + 128`` (entry 0, ``x = -128``, never occurs and repeats entry 1).
 
     ``masked`` is ``None`` or, for the bipolar kinds, the table of the positions the bipolar
@@ -84,7 +84,7 @@ class Conv:
 @dataclass(frozen=True)
 class Pool:
     """MaxPool2d / IntegerAvgPool2d with kernel = stride = ``k``, no padding, floor size
-    (the feature extractor's pools, SPEC §3.5, §4.2)."""
+    (the feature extractor's pools, docs/algorithm.md §3.5, §4.2)."""
 
     kind: str  # "max" or "avg"
     k: int
@@ -94,7 +94,7 @@ class Pool:
 
 @dataclass(frozen=True)
 class Flatten:
-    """NCHW → ``N x (C·H·W)`` row-major (SPEC §3.5)."""
+    """NCHW → ``N x (C·H·W)`` row-major (docs/algorithm.md §3.5)."""
 
     in_shape: tuple[int, int, int]
 
@@ -133,7 +133,7 @@ def _activation(name: str, slope: int, mask: str) -> Activation:
     x = np.arange(-127, 128, dtype=np.int8)
     if name.startswith("bipolar"):
         # Columns 0 and 1 of a batch x 2 tensor: the engine leaves feature 0 unmasked and
-        # negates feature 1 (SPEC §3.4), so one call gives both tables.
+        # negates feature 1 (docs/algorithm.md §3.4), so one call gives both tables.
         both = _core.ops.activation_forward(np.ascontiguousarray(np.stack([x, x], 1)),
                                             name, int(slope))
         plain, masked = both[:, 0], both[:, 1]
@@ -149,7 +149,7 @@ def _activation(name: str, slope: int, mask: str) -> Activation:
 def _normalize(stats: tuple[list[int], list[int]] | None, channels: int, values: int) -> Normalize:
     if stats is None:
         raise ValueError(
-            "the model has no normalisation statistics (SPEC §2), so the exported code could "
+            "the model has no normalisation statistics (docs/algorithm.md §2), so the exported code could "
             "not take uint8 images: train with fit() on uint8 images or call "
             "model.fit_normalization(x_train) before exporting")
     mean, mad = stats
@@ -176,7 +176,7 @@ def _bias(state: dict[str, np.ndarray], name: str, bias: bool) -> np.ndarray | N
 
 def _effective_features(config: dict[str, Any]) -> list[tuple[str, list[int]]]:
     """The feature list as the engine builds it: with classifier dropout, one Dropout just
-    before the last entry (SPEC §7; ``CnnConfig::effective_features``)."""
+    before the last entry (docs/algorithm.md §7; ``CnnConfig::effective_features``)."""
     feats = [(str(k), [int(v) for v in nums]) for k, nums in config["features"]]
     pct = int(config["dropout_pct"])
     if pct > 0 and feats:
@@ -186,7 +186,7 @@ def _effective_features(config: dict[str, Any]) -> list[tuple[str, list[int]]]:
 
 def _classifier(state: dict[str, np.ndarray], config: dict[str, Any], first: int, inputs: int,
                 widths: Sequence[int]) -> list[Step]:
-    """LocalLinearBlocks numbered from ``first`` then the output layer (SPEC §4.2)."""
+    """LocalLinearBlocks numbered from ``first`` then the output layer (docs/algorithm.md §4.2)."""
     act = _activation(config["activation"], config["slope"], "features")
     bias = bool(config["bias"])
     steps: list[Step] = []
@@ -229,7 +229,7 @@ def build(model: Any) -> Program:
         if kind == "conv":
             filters, k, stride, pad = nums
             if stride != 1:
-                raise ValueError(f"feature {i}: stride {stride} (only 1 exists, SPEC §3.2)")
+                raise ValueError(f"feature {i}: stride {stride} (only 1 exists, docs/algorithm.md §3.2)")
             name = f"conv_encoder_{i:02d}"
             weight = _param(state, name)
             if weight.shape != (filters, cc, k, k):
@@ -244,7 +244,7 @@ def build(model: Any) -> Program:
             out = (cc, d // k, d // k)
             steps.append(Pool("max" if kind == "maxpool" else "avg", k, shape, out))
             shape = out
-        elif kind != "dropout":  # dropout: the identity at inference (SPEC §3.6)
+        elif kind != "dropout":  # dropout: the identity at inference (docs/algorithm.md §3.6)
             raise ValueError(f"feature {i}: unknown kind {kind!r}")
     steps.append(Flatten(shape))
     steps += _classifier(state, config, len(feats), int(np.prod(shape)),

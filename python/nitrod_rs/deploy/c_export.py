@@ -10,9 +10,9 @@ Its interface, with the default prefix ``nitrod``::
     #define NITROD_SCRATCH_BYTES /* size of the caller's scratch buffer (no alignment) */
     int nitrod_predict(const uint8_t *image, int32_t *scores, void *scratch);
 
-``nitrod_predict`` normalises the raw pixels with the model's statistics (SPEC §2), runs the
+``nitrod_predict`` normalises the raw pixels with the model's statistics (docs/algorithm.md §2), runs the
 forward layers, writes the ``NITROD_CLASSES`` scores (the engine's ``predict_logits``, in
-``[-127, 127]``) and returns the class with the largest score (the first on ties, SPEC §4.4).
+``[-127, 127]``) and returns the class with the largest score (the first on ties, docs/algorithm.md §4.4).
 The scratch buffer holds two activation tensors of ``int8_t``; the function keeps no state,
 so it is re-entrant with one scratch buffer per caller.
 
@@ -21,7 +21,7 @@ layer (``int8_t``, ``int16_t`` or ``int32_t``). Each layer's accumulator is ``in
 its bound ``128·max_o Σ_i |W[o, i]| + |b[o]|`` (every input has ``|x| ≤ 128``) is at most
 ``2³¹ − 1`` — then no partial sum can overflow, whatever its order — and ``int64_t``
 otherwise; each layer's comment states its bound. C99 integer division truncates toward
-zero (C99 §6.5.5), which is SPEC §1's ``tdiv``.
+zero (C99 §6.5.5), which is docs/algorithm.md §1's ``tdiv``.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class _Writer:
             return
         self.helpers.add("ACT")
         self.tables.append(f"/* {act.name}: output for scaling output x at [x + 128] "
-                           "(SPEC §3.4) */\n" + _array("int8_t", "ACT", act.table))
+                           "(docs/algorithm.md §3.4) */\n" + _array("int8_t", "ACT", act.table))
         if act.masked is not None:
             self.tables.append("/* bipolar mask: the positions it negates take -f(-x) */\n"
                                + _array("int8_t", "ACT_MASKED", act.masked))
@@ -201,7 +201,7 @@ class _Writer:
         out = []
         if "SCALE32" in self.helpers:
             out.append(
-                "/* NITRO Scaling (SPEC §3.3): clip8(tdiv(z, sf)); C99 '/' truncates toward "
+                "/* NITRO Scaling (docs/algorithm.md §3.3): clip8(tdiv(z, sf)); C99 '/' truncates toward "
                 "zero. */\n"
                 "static int32_t scale32(int32_t z, int32_t sf)\n{\n"
                 "    const int32_t q = z / sf;\n"
@@ -232,7 +232,7 @@ def generate(model: Any, *, name: str = "nitrod_model", prefix: str = "nitrod") 
     n_in = int(np.prod(p.input_shape))
     max_elems = max(p.activation_sizes())
     norm = p.normalize
-    wr.tables.append("/* normalisation (SPEC §2): int8 value of pixel p of channel c at "
+    wr.tables.append("/* normalisation (docs/algorithm.md §2): int8 value of pixel p of channel c at "
                      "[c * 256 + p] */\n" + _array("int8_t", "NORMALIZE", norm.table.reshape(-1)))
     layers = [s for s in p.steps if not isinstance(s, P.Flatten)]
     for i, s in enumerate(layers):

@@ -8,7 +8,7 @@ where ``w · s`` is the *exact* product of the two numbers (a float is an exact 
 fraction; ``s`` may be an ``int``, a ``float`` or a ``fractions.Fraction``), not a rounded
 floating-point product: ``0.5 → 1``, ``-0.5 → -1``, ``2.5 → 3``, ``-2.5 → -3``,
 ``0.49999999999999994 → 0``. A result outside ``[-max_abs, max_abs]`` (default ``2³¹ − 1``,
-the ``int32`` storage, SPEC §10) or a non-finite weight is an error naming the tensor and the
+the ``int32`` storage, docs/algorithm.md §10) or a non-finite weight is an error naming the tensor and the
 first offending element; nothing is clipped silently.
 
 Most elements take a vectorised path: the floating-point product ``v`` differs from the exact
@@ -16,9 +16,9 @@ one by at most half an ulp, so unless ``v`` lies within a few ulps of a half-int
 round to the same integer. The elements that do lie that close are recomputed exactly with
 :class:`fractions.Fraction`.
 
-The integer network keeps its fixed scaling layers (``SF = 2⁸ · fan_in``, SPEC §3.3), so a
+The integer network keeps its fixed scaling layers (``SF = 2⁸ · fan_in``, docs/algorithm.md §3.3), so a
 float network maps onto it when it computes ``y = act(clip(z / (2⁸ · fan_in)))`` with the
-same ``z = Σ (w·s)·x`` on inputs normalised as in SPEC §2; choosing ``s`` (per tensor if
+same ``z = Σ (w·s)·x`` on inputs normalised as in docs/algorithm.md §2; choosing ``s`` (per tensor if
 needed) is the user's part.
 """
 
@@ -132,7 +132,7 @@ def from_float_weights(model: Any, weights: Mapping[str, Any],
                        max_abs: int = INT32_LIMIT) -> Any:
     """Set ``model``'s parameters from float ``weights`` (see :func:`float_state_dict` and the
     module docstring for the rounding rule) and, if given, its normalisation statistics
-    ``(mean, mad)`` (SPEC §2, integers per channel). Returns ``model``. Nothing changes when a
+    ``(mean, mad)`` (docs/algorithm.md §2, integers per channel). Returns ``model``. Nothing changes when a
     weight is out of range or a name or shape does not match."""
     state = float_state_dict(model, weights, scale, max_abs=max_abs)
     if normalization is not None:

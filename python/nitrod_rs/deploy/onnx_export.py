@@ -3,7 +3,7 @@
 Needs the optional extra ``nitrod-rs[onnx]`` (``pip install onnx onnxruntime``).
 
 The graph takes ``image``, ``uint8`` of shape ``N x C x H x W`` (CNN) or ``N x features``
-(MLP), applies the model's normalisation (SPEC §2) and returns ``scores`` (``int8``,
+(MLP), applies the model's normalisation (docs/algorithm.md §2) and returns ``scores`` (``int8``,
 ``N x classes``, equal to ``predict_logits``) and ``class`` (``int64``, the first maximum).
 Every tensor is an integer tensor and every op an integer op:
 

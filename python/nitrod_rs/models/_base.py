@@ -71,7 +71,7 @@ class Model:
 
     @property
     def normalization(self) -> tuple[list[int], list[int]] | None:
-        """The stored per-channel ``(mean, mad)`` statistics (SPEC §2), or ``None``."""
+        """The stored per-channel ``(mean, mad)`` statistics (docs/algorithm.md §2), or ``None``."""
         return self._m.normalization
 
     @property
@@ -91,7 +91,7 @@ class Model:
     # -- inputs --------------------------------------------------------------------------
 
     def fit_normalization(self, x: Any) -> tuple[list[int], list[int]]:
-        """Fit the SPEC §2 statistics on training images and store them: per channel the mean
+        """Fit the docs/algorithm.md §2 statistics on training images and store them: per channel the mean
         and mean absolute deviation of ``pixel - 128``. ``x``: pixels (``uint8``, or any input
         the rules of :mod:`nitrod_rs.models` read as pixels), not ``int8`` normalised values."""
         x2, chw = self._check(x, "x")
@@ -542,7 +542,7 @@ class Model:
         self._m.load_state_dict(items)
 
     def save(self, path: PathLike) -> None:
-        """Save to a ``.safetensors`` file (SPEC §8; written atomically)."""
+        """Save to a ``.safetensors`` file (docs/algorithm.md §8; written atomically)."""
         self._m.save(os.fspath(path))
 
     def to_bytes(self) -> bytes:

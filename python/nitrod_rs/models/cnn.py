@@ -16,7 +16,7 @@ from ._engine import EngineModel
 # Shorthand names of the pooling entries, to the engine's feature kinds.
 _POOL_NAMES = {"m": "maxpool", "max": "maxpool", "maxpool": "maxpool", "p": "maxpool",
                "a": "avgpool", "avg": "avgpool", "avgpool": "avgpool"}
-# The pooling size of "M" / "A" / ("maxpool",): 2, the paper's only one (SPEC §4.2).
+# The pooling size of "M" / "A" / ("maxpool",): 2, the paper's only one (docs/algorithm.md §4.2).
 _POOL_SIZE = 2
 # ``[kernel, stride, padding]`` of a conv entry given by its filter count alone
 # (``nitro_core::Feature::conv3``).
@@ -68,7 +68,7 @@ def _feature_arg(f: Any, i: int) -> tuple[str, list[int]]:
 
 
 class CNN(Model):
-    """An integer-only local-loss CNN (NITRO-D ``IntegerLocalLossCNN``, SPEC §4.1, §4.2).
+    """An integer-only local-loss CNN (NITRO-D ``IntegerLocalLossCNN``, docs/algorithm.md §4.1, §4.2).
 
     Args:
         features: the feature extractor. An int ``n`` is a ``LocalConv2dBlock`` with ``n``
@@ -158,7 +158,7 @@ class CNN(Model):
 
     def head_geometries(self) -> list[dict[str, Any]]:
         """Per conv block: its name, the learning head's pooling ``kernel`` and ``padding``,
-        pooled ``dims`` and flattened size ``features`` (SPEC §4.1)."""
+        pooled ``dims`` and flattened size ``features`` (docs/algorithm.md §4.1)."""
         return [{"block": n, "kernel": k, "padding": p, "dims": d, "features": f}
                 for n, k, p, d, f in self._m.head_geometries()]
 

@@ -15,7 +15,7 @@ from ._engine import EngineModel
 
 
 class MLP(Model):
-    """An integer-only local-loss MLP (NITRO-D ``IntegerLocalLossMLP``, SPEC §4.2).
+    """An integer-only local-loss MLP (NITRO-D ``IntegerLocalLossMLP``, docs/algorithm.md §4.2).
 
     Args:
         layers: widths ``[inputs, hidden..., classes]``; the paper's MLP2 is the default.
@@ -28,7 +28,7 @@ class MLP(Model):
         seed: seed of initialisation and dropout (and the default seed of ``fit``).
         bias: linear layers with bias (paper: no).
         init: ``"kaiming"``, ``"xavier"`` or ``"std"``; default Xavier for pocket_tanh,
-            Kaiming otherwise (SPEC §6).
+            Kaiming otherwise (docs/algorithm.md §6).
     """
 
     def __init__(
