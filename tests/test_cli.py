@@ -250,7 +250,7 @@ def test_help_lists_every_preset_data_set_and_documented_option(repo_root):
     # Every option the README's command-line section shows exists.
     readme = (repo_root / "README.md").read_text(encoding="utf-8")
     section = readme.split("## Command line", 1)[1].split("\n## ", 1)[0]
-    everything = " ".join(h.stdout for h in helps.values())
+    everything = " ".join(h.stdout for h in helps.values()) + run("--help").stdout
     for opt in sorted(set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", section))):
         assert opt in everything, opt
 
