@@ -142,8 +142,8 @@ pub fn cnn_run() -> Settings {
 /// A model the firmware trains: the engine's training interface plus the normalisation it
 /// carries (fitted on the training split, saved with the model).
 pub trait Net: Trainable + NamedParams {
-    /// The model's input normalisation.
-    fn norm(&self) -> Result<&Normalization>;
+    /// The model's normalisation field.
+    fn normalization(&self) -> Option<&Normalization>;
     /// One training step on normalised rows, the first `frozen` local blocks left as they are.
     fn learn(
         &mut self,
@@ -152,40 +152,44 @@ pub trait Net: Trainable + NamedParams {
         hyper: &Hyper,
         frozen: usize,
     ) -> Result<StepStats>;
+    /// The model's input normalisation (an error if it has none).
+    fn norm(&self) -> Result<&Normalization> {
+        self.normalization().ok_or_else(no_norm)
+    }
 }
 
 impl Net for Mlp {
-    fn norm(&self) -> Result<&Normalization> {
-        self.normalization.as_ref().ok_or_else(no_norm)
+    fn normalization(&self) -> Option<&Normalization> {
+        self.normalization.as_ref()
     }
     fn learn(
         &mut self,
         x: ArrayView2<'_, i8>,
-        labels: &[usize],
-        hyper: &Hyper,
+        l: &[usize],
+        h: &Hyper,
         frozen: usize,
     ) -> Result<StepStats> {
-        self.fine_tune_step(x, labels, hyper, frozen)
+        self.fine_tune_step(x, l, h, frozen)
     }
 }
 
 impl Net for Cnn {
-    fn norm(&self) -> Result<&Normalization> {
-        self.normalization.as_ref().ok_or_else(no_norm)
+    fn normalization(&self) -> Option<&Normalization> {
+        self.normalization.as_ref()
     }
     fn learn(
         &mut self,
         x: ArrayView2<'_, i8>,
-        labels: &[usize],
-        hyper: &Hyper,
+        l: &[usize],
+        h: &Hyper,
         frozen: usize,
     ) -> Result<StepStats> {
-        if frozen != 0 {
-            return Err(nitro_core::Error::Config(
+        match frozen {
+            0 => self.step(x, l, h),
+            _ => Err(nitro_core::Error::Config(
                 "the firmware fine-tunes MLPs only".into(),
-            ));
+            )),
         }
-        self.step(x, labels, hyper)
     }
 }
 

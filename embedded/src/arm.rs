@@ -1,34 +1,15 @@
 //! Cortex-M under QEMU's MPS2 boards (mps2-an385: Cortex-M3, also running the ARMv6-M build;
-//! mps2-an386: Cortex-M4F): the semihosting console and exit, the host clock, and an
-//! instruction counter.
+//! mps2-an386: Cortex-M4F): the semihosting trap and host stream, a halt, and an instruction
+//! counter (what `semihosting.rs` builds on is all that differs between the targets).
 
-use cortex_m_semihosting::hio;
+pub use cortex_m_semihosting::hio::{hstdout, HostStream};
+pub use cortex_m_semihosting::syscall1;
 
-/// The semihosting console (SYS_WRITE0 is slow; whole strings go to the host's stdout).
-pub struct Console(hio::HostStream);
-
-impl core::fmt::Write for Console {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        self.0.write_all(s.as_bytes()).map_err(|_| core::fmt::Error)
-    }
-}
-
-pub fn console() -> Console {
-    Console(hio::hstdout().unwrap_or_else(|_| exit(3)))
-}
-
-/// SYS_EXIT_EXTENDED (0x20) with ADP_Stopped_ApplicationExit: QEMU exits with `code`.
-pub fn exit(code: u32) -> ! {
-    let block: [u32; 2] = [0x20026, code];
-    unsafe { cortex_m_semihosting::syscall1(0x20, block.as_ptr() as usize) };
+/// Stop for good (after the exit call, which QEMU does not return from).
+pub fn halt() -> ! {
     loop {
         cortex_m::asm::bkpt();
     }
-}
-
-/// SYS_CLOCK: centiseconds since the program started (host time under QEMU).
-pub fn centis() -> u32 {
-    unsafe { cortex_m_semihosting::syscall1(0x10, 0) as u32 }
 }
 
 /// The MPS2 boards' CMSDK APB timer 0 (CTRL, VALUE, RELOAD), clocked at the 25 MHz SYSCLK.

@@ -4,6 +4,8 @@
 //! reference compatibility (algorithm.md §12, where a classifier block's update runs twice).
 
 use ndarray::{Array2, ArrayD, Dimension};
+mod common;
+use common::params;
 use nitro_core::rng::Pcg32;
 use nitro_core::{
     fit, Cnn, CnnConfig, Compat, Dataset, Error, Feature, Hyper, LocalLinearBlock, Mlp, MlpConfig,
@@ -19,17 +21,6 @@ fn hyper(compat: Compat) -> Hyper {
         subnet_decay_inv: 0,
         compat,
     }
-}
-
-/// Every parameter by name.
-fn params(m: &impl NamedParams) -> Vec<(String, ArrayD<i32>)> {
-    m.parameter_shapes()
-        .into_iter()
-        .map(|(n, _)| {
-            let v = m.parameter(&n).unwrap();
-            (n, v)
-        })
-        .collect()
 }
 
 /// Replace parameter `name` by `±i32::MAX` in a checkerboard: whatever the sign of an entry's

@@ -4,19 +4,11 @@
 //! training-mode output (no dropout here), one fine-tuning step must leave the later blocks and
 //! the output layer with the very parameters a plain step gives them.
 
-use ndarray::{Array2, ArrayD};
+use ndarray::Array2;
+mod common;
+use common::params;
 use nitro_core::rng::Pcg32;
-use nitro_core::{Error, Hyper, Mlp, MlpConfig, NamedParams};
-
-fn params(m: &impl NamedParams) -> Vec<(String, ArrayD<i32>)> {
-    m.parameter_shapes()
-        .into_iter()
-        .map(|(n, _)| {
-            let v = m.parameter(&n).unwrap();
-            (n, v)
-        })
-        .collect()
-}
+use nitro_core::{Error, Hyper, Mlp, MlpConfig};
 
 fn model(seed: u64) -> Mlp {
     let mut cfg = MlpConfig::new(24, &[16, 12, 8], 5);

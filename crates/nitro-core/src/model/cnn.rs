@@ -70,11 +70,27 @@ impl Cnn {
             .iter()
             .map(|f| new_stage(&config, f))
             .collect::<Result<Vec<_>>>()?;
-        let settings = config.settings();
         let (c, d, _) = feature_shape;
-        let (blocks, out) =
-            classifier::new_layers(&settings, shapes.len(), c * d * d, &config.classifier)?;
-        let dropouts = classifier::dropouts(&settings, shapes.len(), blocks.len())?;
+        let (blocks, out) = classifier::new_layers(
+            &config.settings(),
+            shapes.len(),
+            c * d * d,
+            &config.classifier,
+        )?;
+        Self::assemble(config, stages, blocks, out, feature_shape)
+    }
+
+    /// The model of `config` from its layers: the classifier's dropouts (seeded by the
+    /// configuration, numbered after the `stages`) and output scaling added, no normalisation
+    /// or settings yet.
+    fn assemble(
+        config: CnnConfig,
+        stages: Vec<Stage>,
+        blocks: Vec<LocalLinearBlock>,
+        out: Linear,
+        feature_shape: (usize, usize, usize),
+    ) -> Result<Self> {
+        let dropouts = classifier::dropouts(&config.settings(), stages.len(), blocks.len())?;
         Ok(Cnn {
             out_scale: Scaling::for_fan_in(out.in_features())?,
             config,
@@ -172,19 +188,7 @@ impl Cnn {
             blocks.push(LocalLinearBlock::from_layers(fwd, head, config.activation)?);
         }
         let out = next(false)?;
-        let settings = config.settings();
-        let dropouts = classifier::dropouts(&settings, shapes.len(), blocks.len())?;
-        Ok(Cnn {
-            out_scale: Scaling::for_fan_in(out.in_features())?,
-            config,
-            stages,
-            blocks,
-            dropouts,
-            out,
-            feature_shape,
-            normalization: None,
-            hyper: None,
-        })
+        Self::assemble(config, stages, blocks, out, feature_shape)
     }
 
     /// Whether the model has its learning heads: `false` for an inference-only model (loaded

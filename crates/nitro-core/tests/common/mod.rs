@@ -154,3 +154,14 @@ pub fn with_tensor(b: &[u8], name: &str, n: usize) -> Vec<u8> {
     });
     join_safetensors(&header, &data)
 }
+
+/// Every parameter of `m` by name, in the order of saved files.
+pub fn params(m: &impl nitro_core::NamedParams) -> Vec<(String, ArrayD<i32>)> {
+    m.parameter_shapes()
+        .into_iter()
+        .map(|(n, _)| {
+            let v = m.parameter(&n).unwrap();
+            (n, v)
+        })
+        .collect()
+}
