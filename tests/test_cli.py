@@ -371,6 +371,12 @@ def test_eval_json_to_file_and_stdout(tiny, tiny_model, tmp_path, capsys):
     (["--epochs", str(2**32)], "argument --epochs: expected an integer from 1 to 4294967295"),
     (["--seed", str(2**64)], "argument --seed: expected an integer from 0 to"),
     (["--seed", "-1"], "argument --seed"),
+    (["--lr-schedule", "cosine:1:2"], "lr_schedule kind must be one of linear, exponential"),
+    (["--lr-schedule", "halving:0:4096"], "lr_schedule every must be an integer in 1.."),
+    (["--lr-schedule", "linear:5"], "--lr-schedule linear:5:"),
+    (["--plateau-factor", "1"], "argument --plateau-factor: expected an integer from 2"),
+    (["--val-split", "0", "--plateau-patience", "3"], "needs a watched set"),
+    (["--val-split", "0", "--early-stop-patience", "3"], "needs a watched set"),
 ])
 def test_sgd_and_integer_options_are_validated(args, words, tiny):
     r = run(*tiny_train(tiny, *args))
@@ -392,6 +398,21 @@ def test_sgd_options_reach_the_training(tiny, tmp_path):
     assert hyper is not None
     assert (hyper["lr_inv"], hyper["lr_amp_factor"], hyper["fwd_decay_inv"],
             hyper["subnet_decay_inv"]) == (256, 320, 0, 7)
+
+
+def test_schedule_and_plateau_options_reach_the_training(tiny, tmp_path):
+    hist = tmp_path / "h.json"
+    r = run(*tiny_train(tiny, "--epochs", "3", "--no-progress", "--lr-schedule",
+                        "halving:1:100000", "--plateau-patience", "7", "--plateau-factor", "5",
+                        "--early-stop-patience", "9", "--json", str(hist)))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(hist.read_text())
+    # Doubled after every epoch: the schedule, not the preset's constant lr_inv.
+    assert [e["lr_inv"] for e in doc["epochs"]] == [512, 1024, 2048]
+    settings = doc["settings"]
+    assert settings["lr_schedule"] == ["halving", 1, 100000]
+    assert settings["plateau"] == {"patience": 7, "factor": 5}
+    assert settings["early_stopping"] == {"patience": 9}
 
 
 @pytest.mark.parametrize("protocol, star, legend", [

@@ -149,6 +149,21 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     g.add_argument("--subnet-decay-inv", type=_int_type(0, _I64_MAX), default=None,
                    metavar="N",
                    help="the same for the block heads and the output layer (0: none)")
+    r = t.add_argument_group(
+        "learning-rate schedule and plateau rules (default: the preset's)",
+        "lr_inv grows after each epoch by the schedule; the plateau rule multiplies it when "
+        "the watched accuracy stalls, early stopping ends the run (both need a watched set: "
+        "the validation split, or the test set under --paper-protocol).")
+    r.add_argument("--lr-schedule", default=None, metavar="KIND:N:MAX",
+                   help="linear:PCT:MAX (add PCT%% of the starting lr_inv per epoch), "
+                        "exponential:PCT:MAX (multiply by (100+PCT)/100), halving:EVERY:MAX "
+                        "(double it every EVERY epochs), each capped at MAX; constant: none")
+    r.add_argument("--plateau-patience", type=_int_type(0, _U32_MAX), default=None,
+                   metavar="N", help="epochs without improvement before the plateau rule acts")
+    r.add_argument("--plateau-factor", type=_int_type(2, _I64_MAX), default=None, metavar="N",
+                   help="the plateau rule multiplies lr_inv by N")
+    r.add_argument("--early-stop-patience", type=_int_type(0, _U32_MAX), default=None,
+                   metavar="N", help="epochs without improvement before the run stops")
     t.add_argument("--compat", choices=("exact", "reference"), default=None,
                    help="exact: the algorithm as documented (default); reference: reproduce "
                         "the original implementation's behaviour bit for bit")
@@ -306,6 +321,43 @@ def _test_result(r: dict[str, Any]) -> dict[str, Any]:
             "test_total": r["total"], "test_loss": r["loss"], "test_loss_sum": r["loss_sum"]}
 
 
+def _apply_rule_options(args: argparse.Namespace, settings: dict[str, Any],
+                        watched: str | None) -> None:
+    """``--lr-schedule`` and the plateau / early-stopping options over the preset's settings,
+    checked by the same rules as ``fit``'s keywords."""
+    from . import _checks
+
+    if args.lr_schedule is not None:
+        kind, *rest = args.lr_schedule.split(":")
+        try:
+            value = None if args.lr_schedule == "constant" else (kind, *(int(v) for v in rest))
+            settings["lr_schedule"] = _checks.schedule(value)
+        except (TypeError, ValueError) as exc:
+            raise _UsageError(f"--lr-schedule {args.lr_schedule}: {exc}; e.g. halving:10:4096"
+                              ) from None
+    given = {rule: {k: v for k, v in values.items() if v is not None}
+             for rule, values in (
+                 ("plateau", {"patience": args.plateau_patience, "factor": args.plateau_factor}),
+                 ("early_stopping", {"patience": args.early_stop_patience}))}
+    for rule, values in given.items():
+        if not values:
+            continue
+        if watched is None:
+            raise _UsageError(f"--{'plateau' if rule == 'plateau' else 'early-stop'}-* needs a "
+                              "watched set: drop --val-split 0, or use --paper-protocol")
+        current = settings.get(rule)
+        merged = dict(current) if isinstance(current, dict) else {}
+        merged.update(values)
+        try:
+            if rule == "plateau":
+                _checks.watch(merged, False, False)
+            else:
+                _checks.watch(False, merged, False)
+        except (TypeError, ValueError) as exc:
+            raise _UsageError(str(exc)) from None
+        settings[rule] = merged
+
+
 def _protocol(args: argparse.Namespace, settings: dict[str, Any]) -> str | None:
     """Set the validation split and protocol of ``settings`` from the arguments; returns the
     history entry prefix of the watched set (``"val"``, ``"test"`` or ``None``)."""
@@ -387,6 +439,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         settings["batch_size"] = args.batch_size
     _apply_sgd_options(args, settings)
     watched = _protocol(args, settings)
+    _apply_rule_options(args, settings, watched)
     ckpt = best_path = None
     if args.checkpoint:
         os.makedirs(args.checkpoint, exist_ok=True)
