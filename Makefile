@@ -28,7 +28,7 @@ data:
 	  echo "warning: could not install dataset-fashion-mnist"; fi
 
 ## venv: the Python environment of the tests and the demo (idempotent; PyPI only)
-PY_DEPS := maturin numpy pytest hypothesis safetensors mypy tqdm
+PY_DEPS := maturin numpy pytest hypothesis safetensors mypy tqdm matplotlib
 VENV_STAMP := $(VENV)/.nitrod-deps
 
 $(VPY):

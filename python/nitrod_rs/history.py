@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -190,34 +189,13 @@ class History:
             "best_val_accuracy": self.best_val_accuracy,
         }
 
-    def plot(self, path: PathLike) -> None:
-        """Save accuracy curves (train, validation, test, each block head) as an image, the
-        best epoch marked.
+    def plot(self, path: PathLike, title: str | None = None) -> None:
+        """Save the training curves as an image (the format from the extension): accuracy
+        (train, validation, test) and loss panels over the epochs, the best epoch marked, under
+        ``title`` — the plot ``nitrod train --plot`` draws.
 
-        Needs matplotlib (``pip install matplotlib``).
+        Needs matplotlib (``pip install matplotlib`` or ``nitrod-rs[plot]``).
         """
-        require_matplotlib()
-        import matplotlib
+        from ._plot import plot_history  # it imports this module: only when asked for
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        ep = self["epoch"]
-        fig, ax = plt.subplots(figsize=(7, 4))
-        ax.plot(ep, [100 * a for a in self["train_accuracy"]], label="train")
-        for key, label in (("val_accuracy", "validation"), ("test_accuracy", "test")):
-            if any(v is not None for v in self[key]):
-                ax.plot(ep, [None if v is None else 100 * v for v in self[key]], label=label)
-        blocks = self["block_accuracy"]
-        for i in range(len(blocks[0]) if blocks else 0):
-            ax.plot(ep, [100 * b[i] for b in blocks], "--", alpha=0.6, label=f"block {i} head")
-        best = self.best_epoch
-        if best is not None:
-            ax.axvline(best, color="grey", linestyle=":", label=f"best epoch ({self.watched})")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("accuracy (%)")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(os.fspath(path))
-        plt.close(fig)
+        plot_history(self, path, title)
