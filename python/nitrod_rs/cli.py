@@ -16,6 +16,7 @@ models are imported inside :func:`main`, so a Ctrl-C from the first instant is h
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -706,10 +707,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             else:
                 grid[key] = values
     try:
-        result = sweep(args.spec, out=args.out, seeds=seeds, base=base or None,
-                       grid=grid or None, address=args.address, threads=args.threads,
-                       data_dir=args.data_dir, checkpoint_every=args.checkpoint_every,
-                       retries=args.retries, progress=not args.no_progress)
+        # Ray prints its notes (a worker died, a task is retried) to stdout: during the sweep
+        # they go to stderr with the progress, and stdout carries only the table.
+        with contextlib.redirect_stdout(sys.stderr):
+            result = sweep(args.spec, out=args.out, seeds=seeds, base=base or None,
+                           grid=grid or None, address=args.address, threads=args.threads,
+                           data_dir=args.data_dir, checkpoint_every=args.checkpoint_every,
+                           retries=args.retries, progress=not args.no_progress)
     except SweepSpecError as exc:
         raise _UsageError(str(exc)) from None
     except SweepError as exc:

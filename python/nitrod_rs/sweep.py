@@ -168,16 +168,16 @@ def _run_line(name: str, doc: Mapping[str, Any]) -> str:
 def _connect(ray: Any, address: str | None, threads: int) -> bool:
     """Join or start Ray; returns whether this call started it (then the sweep stops it)."""
     started = False
+    quiet = {"logging_level": logging.WARNING}
     if ray.is_initialized():
         if address is not None:
             raise ValueError(f"Ray is already initialised in this process: the sweep uses it, "
                              f"so give no address (got {address!r})")
     elif address is not None:
-        ray.init(address=address, logging_level=logging.WARNING)
+        ray.init(address=address, **quiet)
         started = True
     else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False,
-                 logging_level=logging.WARNING)
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **quiet)
         started = True
     cpus = float(ray.cluster_resources().get("CPU", 0))
     if threads > cpus:
@@ -233,6 +233,8 @@ def _train(pending: Sequence[Run], out: Path, result: SweepResult,
         for ref in refs:
             ray.cancel(ref)
         ray.wait(list(refs), num_returns=len(refs), timeout=30)
+        print(f"interrupted: {len(docs)} of {len(result.runs)} runs finished; running the "
+              "sweep again resumes the others from their checkpoints", file=sys.stderr)
         raise
     finally:
         if started:
