@@ -375,3 +375,36 @@ def test_plain_display_counts_the_runs() -> None:
     display.advance("b: done")
     display.close()
     assert f.getvalue() == "[2/3] a: done\n[3/3] b: done\n"
+
+
+def test_table_counts_are_integers_and_the_paper_protocol_has_no_validation() -> None:
+    """One seed has no standard deviation; a configuration with a run missing says so; under
+    the paper's protocol there is no validation accuracy and the best epoch is the test set's."""
+    from nitrod_rs import _sweep_table
+
+    def doc(watched: str | None, val: list[tuple[int, int]], test: list[tuple[int, int]],
+            best: int | None) -> dict[str, Any]:
+        epochs = [{"epoch": i + 1, "val_correct": v[0] if v else None,
+                   "val_total": v[1] if v else None, "test_correct": t[0], "test_total": t[1]}
+                  for i, (v, t) in enumerate(zip(val or [()] * len(test), test))]
+        return {"epochs": epochs, "watched": watched, "best_epoch": best,
+                "test_correct": test[-1][0], "test_total": test[-1][1]}
+
+    spec = {"seeds": 2, "base": {"model": "mlp1", "epochs": 2},
+            "runs": [{}, {"paper_protocol": True}]}
+    runs = _sweep_spec.expand(_sweep_spec.parse(spec))
+    docs = {runs[0].name: doc("validation", [(5, 10), (7, 10)], [(50, 100), (61, 100)], 2),
+            runs[1].name: doc("validation", [(6, 10), (6, 10)], [(40, 100), (45, 100)], 1),
+            runs[2].name: doc("test", [], [(70, 100), (60, 100)], 1)}  # runs[3] unfinished
+    table = _sweep_table.build(runs, docs)
+    val, paper = table["rows"]
+    assert val["best_val_accuracy"] == {"mean": 65.0, "std": pytest.approx(7.0710678, abs=1e-6)}
+    assert val["best_epoch_test_accuracy"]["mean"] == pytest.approx(50.5)
+    assert paper["best_val_accuracy"] == {"mean": None, "std": None}
+    assert paper["best_epoch_test_accuracy"] == {"mean": 70.0, "std": None}
+    md = _sweep_table.markdown(table)
+    assert "3 of 4 runs" in md and "every run: epochs=2" in md
+    assert ("| mlp1 | mnist | – | 2 | 2 | validation set | 65.00 ± 7.07 | 50.50 ± 14.85 "
+            "| 53.00 ± 11.31 |") in md
+    assert ("| mlp1 | mnist | paper_protocol=true | 1 of 2 | 2 | test set (paper protocol) | – "
+            "| 70.00 | 60.00 |") in md
