@@ -249,7 +249,7 @@ GOOD = {"base": {"model": "mlp1", "epochs": 1}}
     ({**GOOD, "runs": []}, ["runs: empty"]),
     ({**GOOD, "grid": {"lr_inv": 512}}, ["grid.lr_inv: expected a list", "[512]"]),
     ({"base": {"model": "mlp1", "epochs": 1, "lr_inv": "512"}},
-     ["base.lr_inv: expected an integer, got a string"]),
+     ["base.lr_inv: expected an integer", "got a string"]),
     ({**GOOD, "grid": {"lr_inv": [512, 1.5]}}, ["grid.lr_inv[1]: expected an integer"]),
     ({"base": {"model": "mlp1", "epochs": True}}, ["base.epochs", "got a boolean"]),
     ({"base": {**GOOD["base"], "paper_protocol": "yes"}},
@@ -263,7 +263,7 @@ GOOD = {"base": {"model": "mlp1", "epochs": 1}}
     ({"base": {"model": "mlp1"}}, ["no epochs"]),
     ({"base": {"epochs": 1}}, ["no model"]),
     ({"base": {**GOOD["base"], "seed": 1}}, ["top-level 'seeds'"]),
-    ({**GOOD, "grid": {"lr_inv": [512, 0]}}, ["grid lr_inv=0", "lr_inv must be >= 1"]),
+    ({**GOOD, "grid": {"lr_inv": [512, 0]}}, ["grid lr_inv=0", "lr_inv must be", "got 0"]),
     ({"base": {**GOOD["base"], "paper_protocol": True, "validation_split": 0.2}},
      ["paper's protocol", "no validation split"]),
     ({**GOOD, "grid": {"lr_inv": [512]}, "runs": [{"lr_inv": 64}]},
@@ -311,7 +311,8 @@ def test_cli_usage_error_names_the_problem(tmp_path: Path,
     spec.write_text(json.dumps({"base": {"model": "mlp1", "epochs": 1, "lr_inv": "x"}}))
     assert main(["sweep", str(spec), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert "nitrod sweep: error: base.lr_inv: expected an integer, got a string" in err
+    assert "nitrod sweep: error: base.lr_inv: expected an integer" in err
+    assert "got a string" in err
     assert main(["sweep", "--out", str(tmp_path / "out"), "--model", "mlp1",
                  "--set", "epochs"]) == 2
     assert "--set 'epochs': expected KEY=VALUE" in capsys.readouterr().err

@@ -30,19 +30,22 @@ from ._paths import PathLike
 SPEC_KEYS = ("seeds", "base", "grid", "runs")
 
 #: ``fit``'s keywords that the sweep sets itself (the data, the files, the display, the seed,
-#: the threads), never a run's setting.
-_OWNED = frozenset({"self", "x", "y", "validation_data", "test_data", "progress", "callbacks",
-                    "checkpoint", "checkpoint_every", "resume", "seed", "threads"})
+#: the threads, where a run starts), never a run's setting; ``settings`` (a bundle of the
+#: others) where ``fit`` has it: the spec is the bundle.
+_OWNED = frozenset({"self", "x", "y", "validation_data", "test_data", "progress", "verbose",
+                    "callbacks", "checkpoint", "checkpoint_every", "resume", "initial_epoch",
+                    "seed", "threads", "settings"})
 
-#: JSON's value kinds by the names of ``fit``'s annotations; a keyword whose annotation names
-#: anything else (an array, a callable) is not a run setting.
+#: JSON's value kinds by the names of ``fit``'s annotations (``Mapping[...]``: an object;
+#: ``Any``: any value, which ``fit`` checks when the run starts); a keyword whose annotation
+#: names anything else (an array, a callable) is not a run setting.
 _KINDS = {"int": "int", "bool": "bool", "float": "number", "str": "str", "None": "null",
-          "tuple[int, bool]": "pair", "Mapping[str, Any]": "object"}
+          "tuple[int, bool]": "pair", "Any": "any"}
 
 #: How each kind reads in a message.
 _WORDS = {"int": "an integer", "bool": "true or false", "number": "a number", "str": "a string",
           "null": "null", "pair": "a [pad, flip] pair", "object": "an object",
-          "model": "a preset name or an object with 'kind'"}
+          "model": "a preset name or an object with 'kind'", "any": "a value"}
 
 #: The run settings that are not ``fit`` keywords: the model, the data and the model's dropout.
 _EXTRA = {"model": ("model",), "dataset": ("str",), "limit": ("int",), "test_limit": ("int",),
@@ -61,8 +64,9 @@ def _fit_kinds() -> dict[str, tuple[str, ...]]:
         if name in _OWNED:
             continue
         parts = [a.strip() for a in str(p.annotation).split("|")]
-        if all(a in _KINDS for a in parts):
-            kinds[name] = tuple(_KINDS[a] for a in parts)
+        named = ["object" if a.startswith("Mapping[") else _KINDS.get(a) for a in parts]
+        if all(named):
+            kinds[name] = tuple(k for k in named if k is not None)
     return kinds
 
 
@@ -93,6 +97,8 @@ def _is(kind: str, v: Any) -> bool:
                 and _is("bool", v[1]))
     if kind in ("object", "model"):
         return isinstance(v, Mapping) or (kind == "model" and isinstance(v, str))
+    if kind == "any":
+        return True
     raise AssertionError(kind)
 
 
@@ -122,14 +128,15 @@ def _setting(key: str, value: Any, where: str) -> Any:
                              "a list), not a run setting")
     if key not in kinds:
         raise _unknown(key, where, sorted(kinds))
-    if not any(_is(k, value) for k in kinds[key]):
+    matched = [k for k in kinds[key] if _is(k, value)]
+    if not matched:
         raise SweepSpecError(f"{where}.{key}: expected {_words(kinds[key])}, got "
                              f"{_type_name(value)} ({json.dumps(value, default=repr)})")
     if key == "model":
         return _model(value, f"{where}.model")
     if key == "dataset":
         return _dataset(value, f"{where}.dataset")
-    if isinstance(value, (list, tuple)):  # the (pad, flip) pair of augment
+    if matched[0] == "pair":  # augment's (pad, flip): a tuple for fit, a list in JSON
         return (int(value[0]), bool(value[1]))
     return value
 
