@@ -235,6 +235,23 @@ def test_killed_worker_resumes_and_the_sweep_completes(cluster: str, tmp_path: P
     assert table["rows"][0]["epochs"] == [len(history.epochs)]
 
 
+def test_a_failing_run_is_reported_and_the_others_finish(cluster: Any, data: Any,
+                                                         tmp_path: Path) -> None:
+    from nitrod_rs.sweep import SweepError
+
+    spec = {"base": BASE, "runs": [{"model": {"kind": "mlp", "layers": [100, 10]}},
+                                   {"model": TINY}]}
+    with pytest.raises(SweepError) as info:
+        nitrod_rs.sweep(spec, out=tmp_path, data_dir=data[0], progress=False)
+    bad = "mlp-100-10_" + TINY_NAME.split("_", 1)[1] + "_seed=0"
+    assert list(info.value.failed) == [bad]
+    assert "the model expects 100" in info.value.failed[bad] and bad in str(info.value)
+    result = info.value.result
+    assert [r["seeds"] for r in result.table["rows"]] == [0, 1]
+    assert (tmp_path / f"{TINY_NAME}_seed=0" / "history.json").is_file()
+    assert (tmp_path / "table.md").read_text() == result.markdown
+
+
 # -- bad specs ---------------------------------------------------------------------------------
 
 GOOD = {"base": {"model": "mlp1", "epochs": 1}}

@@ -161,8 +161,12 @@ def _run_line(name: str, doc: Mapping[str, Any]) -> str:
                  f"({doc['test_correct']}/{doc['test_total']})")
     after = doc.get("resumed_after_epoch")
     how = f", resumed after epoch {after}" if after is not None else ""
-    return (f"{name}: " + ", ".join(parts) + f" ({len(doc['epochs'])} epochs, "
+    return (f"{name}: " + ", ".join(parts) + f" ({_count(len(doc['epochs']), 'epoch')}, "
             f"{doc['seconds']:.1f} s{how})")
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
 
 
 def _connect(ray: Any, address: str | None, threads: int) -> bool:
@@ -291,7 +295,8 @@ def sweep(
               file=sys.stderr)
     if pending:
         root.mkdir(parents=True, exist_ok=True)
-        print(f"{len(pending)} runs to train into {root}, {threads} engine thread(s) each",
+        print(f"{_count(len(pending), 'run')} to train into {root}, "
+              f"{_count(threads, 'engine thread')} each",
               file=sys.stderr)
         display = _progress.count(len(all_runs), len(docs), "runs", progress)
         t0 = time.monotonic()
@@ -301,7 +306,7 @@ def sweep(
                    checkpoint_every=checkpoint_every, retries=retries)
         finally:
             display.close()
-        print(f"{len(pending) - len(result.failed)} runs finished in "
+        print(f"{_count(len(pending) - len(result.failed), 'run')} finished in "
               f"{_progress.clock(time.monotonic() - t0)}", file=sys.stderr)
     root.mkdir(parents=True, exist_ok=True)
     table = _sweep_table.build(all_runs, docs)
