@@ -47,7 +47,16 @@ $(ONNX_STAMP): $(VENV_STAMP)
 	$(VPY) -m pip install -q $(ONNX_DEPS)
 	touch $@
 
-venv: $(VENV_STAMP) $(ONNX_STAMP)
+## the optional extra nitrod-rs[ray] (sweeps), installed so that the sweep tests run (about
+## 10 s and 255 MB on top of the rest)
+RAY_DEPS := 'ray>=2.9'
+RAY_STAMP := $(VENV)/.nitrod-ray
+
+$(RAY_STAMP): $(VENV_STAMP)
+	$(VPY) -m pip install -q $(RAY_DEPS)
+	touch $@
+
+venv: $(VENV_STAMP) $(ONNX_STAMP) $(RAY_STAMP)
 
 ## python-dev: release build of the extension, installed (editable) into .venv
 python-dev: venv

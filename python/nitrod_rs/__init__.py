@@ -11,7 +11,8 @@
 See ``nitrod_rs.presets`` for the paper's models, ``nitrod_rs.callbacks`` for
 ``ModelCheckpoint``, ``nitrod_rs.ops`` for the integer primitives, ``nitrod_rs.datasets`` for
 MNIST / Fashion-MNIST / CIFAR-10 loaders and ``nitrod_rs.deploy`` for the bit-exact ONNX and C
-exports and the float-weight import.
+exports and the float-weight import. ``nitrod_rs.sweep(...)`` runs seed and hyper-parameter
+sweeps on Ray (:mod:`nitrod_rs.sweep`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ._core import (
 if TYPE_CHECKING:
     from . import callbacks, datasets, deploy, ops, presets
     from .models import CNN, MLP, History, from_bytes, load
+    from .sweep import sweep
 
 __all__ = [
     "MLP",
@@ -48,13 +50,15 @@ __all__ = [
     "deploy",
     "ops",
     "presets",
+    "sweep",
     "__version__",
 ]
 
 # The submodules and the model classes are imported on first use (PEP 562): numpy's import
 # dominates the cost of the rest, and the ``nitrod`` command, which imports this package before
 # its own code runs, then starts in milliseconds and handles a Ctrl-C from its first statement.
-_SUBMODULES = frozenset({"callbacks", "datasets", "deploy", "ops", "presets"})
+# ``sweep`` is a module that is called as the function of its name (see its documentation).
+_SUBMODULES = frozenset({"callbacks", "datasets", "deploy", "ops", "presets", "sweep"})
 _FROM_MODELS = frozenset({"MLP", "CNN", "History", "from_bytes", "load"})
 
 

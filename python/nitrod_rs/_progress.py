@@ -179,3 +179,82 @@ def epoch_line(e: Mapping[str, Any], epochs: int) -> str:
                    if e.get(key) is not None)
     return (f"epoch {e['epoch']}/{epochs}: train acc {100 * e['train_accuracy']:.2f}%{sets}"
             f", blocks [{blocks}], lr_inv {e['lr_inv']}, {e['seconds']:.1f}s")
+
+
+# -- a count of finished items (the runs of a sweep) ------------------------------------------
+
+
+class _PlainCount:
+    """Result lines with an overall bar below them. On a terminal the bar (``[###...] 3/10
+    runs, ETA 1:05``) is redrawn on the last line, each result line printed above it; elsewhere
+    there is no bar line, and each result line starts with the count (``[3/10]``)."""
+
+    def __init__(self, total: int, done: int, unit: str, file: TextIO | None = None,
+                 bar: bool = True) -> None:
+        self.total, self.done, self.unit = total, done, unit
+        self.file = file if file is not None else sys.stderr
+        self.tty = bar and bool(getattr(self.file, "isatty", lambda: False)())
+        self.first = done  # the items done before this display started do not count in the ETA
+        self.start = time.monotonic()
+        self._draw()
+
+    def _eta(self) -> str:
+        new = self.done - self.first
+        if new <= 0 or self.done >= self.total:
+            return ""
+        per_item = (time.monotonic() - self.start) / new
+        return f", ETA {clock(per_item * (self.total - self.done))}"
+
+    def _draw(self) -> None:
+        if not self.tty:
+            return
+        width = 30
+        filled = width * self.done // max(self.total, 1)
+        self.file.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
+                        f"{self.unit}{self._eta()}\x1b[K")
+        self.file.flush()
+
+    def advance(self, line: str) -> None:
+        """One more item done; ``line`` is its result."""
+        self.done += 1
+        count = f"[{self.done}/{self.total}] "
+        self.file.write(("\r\x1b[K" if self.tty else "") + count + line + "\n")
+        self._draw()
+        self.file.flush()
+
+    def close(self) -> None:
+        if self.tty:  # the bar's line is cleared: what is printed next starts the line
+            self.file.write("\r\x1b[K")
+            self.file.flush()
+
+
+class _TqdmCount:
+    """tqdm's bar of the items, each result line written above it."""
+
+    def __init__(self, total: int, done: int, unit: str, tqdm: Any) -> None:
+        self.total, self.done = total, done
+        self.tqdm = tqdm
+        self.bar = tqdm(total=total, initial=done, unit=unit.rstrip("s") or unit,
+                        desc=unit, leave=False, dynamic_ncols=True)
+
+    def advance(self, line: str) -> None:
+        self.done += 1
+        self.tqdm.write(f"[{self.done}/{self.total}] {line}", file=sys.stderr)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def count(total: int, done: int, unit: str, enabled: bool) -> _PlainCount | _TqdmCount:
+    """The display of ``total`` items of which ``done`` are done already: one result line per
+    item that ends (:meth:`advance`), on stderr, and, when ``enabled``, an overall bar — tqdm's
+    on a terminal when it is installed, else the plain one (on a terminal only)."""
+    if enabled and sys.stderr.isatty():
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            pass
+        else:
+            return _TqdmCount(total, done, unit, tqdm)
+    return _PlainCount(total, done, unit, bar=enabled)

@@ -1,4 +1,4 @@
-"""The ``nitrod`` command: ``train``, ``eval``, ``info`` and ``export``.
+"""The ``nitrod`` command: ``train``, ``eval``, ``info``, ``export`` and ``sweep``.
 
 Exit codes: 0 success; 2 usage error (argparse, or options that do not fit together); 1 any
 other error, with a one-line message on stderr (the traceback only with ``--debug``), or the
@@ -16,6 +16,7 @@ models are imported inside :func:`main`, so a Ctrl-C from the first instant is h
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -44,10 +45,9 @@ class _UsageError(Exception):
 
 def _default_split() -> tuple[int, int]:
     """The presets' validation split ``(permille, seed)`` (``nitro_core::Split::PRESET``)."""
-    from . import _core
+    from . import _protocol
 
-    permille, seed = _core.defaults()["validation_split"]
-    return int(permille), int(seed)
+    return _protocol.default_split()
 
 
 def _int_type(minimum: int, maximum: int | None = None) -> Any:
@@ -221,7 +221,51 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     x.add_argument("--prefix", default="nitrod",
                    help="C only: the prefix of the function and macros (default nitrod: "
                         "nitrod_predict, NITROD_SCRATCH_BYTES)")
-    return p, {"train": t, "eval": e, "info": i, "export": x}
+
+    w = sub.add_parser("sweep", parents=[debug],
+                       help="train a grid of seeds and settings on Ray, then tabulate mean ± "
+                            "std per configuration (needs nitrod-rs[ray])")
+    w.add_argument("spec", nargs="?", default=None,
+                   help="a sweep spec (.json or .toml: seeds, base, grid, runs; see the "
+                        "README's \"Scaling out\"); the options below are given over it")
+    w.add_argument("--out", required=True, metavar="DIR",
+                   help="the results folder: one subfolder per run, and table.md, table.csv "
+                        "and table.json; running again skips finished runs and resumes the "
+                        "others from their checkpoints")
+    w.add_argument("--model", action="append", default=None, metavar="NAME",
+                   help="a preset to sweep (repeat it for several)")
+    w.add_argument("--dataset", action="append", default=None, metavar="NAME",
+                   help=f"{datasets} (repeat it for several; default: each preset's)")
+    w.add_argument("--seeds", default=None, metavar="N|LIST",
+                   help="the seeds: a count N (seeds 0 to N-1) or a list such as 0,3,7 "
+                        "(default: the spec's, else 1)")
+    w.add_argument("--epochs", type=_int_type(1, _U32_MAX), default=None,
+                   help="epochs of every run")
+    w.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a setting of every run, such as lr_inv=1024 or paper_protocol=true "
+                        "(the value as JSON)")
+    w.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                   help="a setting to sweep over, such as lr_inv=512,1024 (each value as JSON)")
+    w.add_argument("--address", default=None,
+                   help="join this Ray cluster (auto, HOST:PORT, ray://HOST:PORT); default: "
+                        "start a local Ray with one CPU per core")
+    w.add_argument("--threads", type=_positive, default=1,
+                   help="engine threads of each run, and the CPUs its Ray task takes "
+                        "(default 1); results do not depend on it")
+    w.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="read the data sets from DIR (as for train; on a cluster a path every "
+                        "node has)")
+    w.add_argument("--checkpoint-every", type=_positive, default=1, metavar="N",
+                   help="epochs between a run's checkpoints (default 1)")
+    w.add_argument("--retries", type=_int_type(0, 100), default=3, metavar="N",
+                   help="restarts of a run whose worker died, each from its checkpoint "
+                        "(default 3)")
+    w.add_argument("--json", default=None, metavar="FILE",
+                   help="also write the table as JSON to FILE ('-': stdout, the Markdown "
+                        "table then goes to stderr)")
+    w.add_argument("--no-progress", action="store_true",
+                   help="no overall bar (each finished run still prints one line)")
+    return p, {"train": t, "eval": e, "info": i, "export": x, "sweep": w}
 
 
 def _pct(v: float | None) -> str:
@@ -361,23 +405,17 @@ def _apply_rule_options(args: argparse.Namespace, settings: dict[str, Any],
 def _protocol(args: argparse.Namespace, settings: dict[str, Any]) -> str | None:
     """Set the validation split and protocol of ``settings`` from the arguments; returns the
     history entry prefix of the watched set (``"val"``, ``"test"`` or ``None``)."""
-    if args.paper_protocol:
-        if args.val_split is not None:
-            raise _UsageError("--paper-protocol trains on the whole training set and selects "
-                              "on the test set: drop --val-split")
-        settings.update(validation_split=None, paper_protocol=True)
-        return "test"
-    share = args.val_split if args.val_split is not None else _default_split()[0] / 1000
-    if share == 0:
-        settings["validation_split"] = None
-        if settings.get("plateau") or settings.get("early_stopping"):
-            print("no validation set (--val-split 0): plateau rule and early stopping off",
-                  file=sys.stderr)
-            settings.update(plateau=False, early_stopping=False)
-        return None
-    settings["validation_split"] = share
-    settings.setdefault("validation_seed", _default_split()[1])
-    return "val"
+    from . import _protocol
+
+    if args.paper_protocol and args.val_split is not None:
+        raise _UsageError("--paper-protocol trains on the whole training set and selects "
+                          "on the test set: drop --val-split")
+    watched, turned_off = _protocol.apply(settings, paper_protocol=args.paper_protocol,
+                                          validation_split=args.val_split)
+    if turned_off:
+        print("no validation set (--val-split 0): plateau rule and early stopping off",
+              file=sys.stderr)
+    return watched
 
 
 #: The ``fit`` keywords that train's IntegerSGD options set (``--lr-inv`` sets ``lr_inv``).
@@ -678,6 +716,76 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _json_value(text: str) -> Any:
+    """A value given on the command line: JSON (``1024``, ``true``, ``[2, true]``), else the
+    text itself (a name such as ``mlp1``)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _assignments(items: Sequence[str], option: str, grid: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise _UsageError(f"{option} {item!r}: expected KEY=VALUE"
+                              + (",VALUE..." if grid else ""))
+        if grid:
+            parsed = _json_value(value)
+            out[key] = parsed if isinstance(parsed, list) else [
+                _json_value(v) for v in value.split(",")]
+        else:
+            out[key] = _json_value(value)
+    return out
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import SweepError, SweepSpecError, sweep
+
+    _check_outputs(args, ("json",))
+    seeds: Any = None
+    if args.seeds is not None:  # a count, or a list of seeds
+        seeds = ([_json_value(v) for v in args.seeds.split(",")] if "," in args.seeds
+                 else _json_value(args.seeds))
+    base = _assignments(args.set, "--set", grid=False)
+    grid = _assignments(args.grid, "--grid", grid=True)
+    if args.epochs is not None:
+        base["epochs"] = args.epochs
+    for key, values in (("model", args.model), ("dataset", args.dataset)):
+        if values:
+            if len(values) == 1:
+                base[key] = values[0]
+            else:
+                grid[key] = values
+    try:
+        # Ray prints its notes (a worker died, a task is retried) to stdout: during the sweep
+        # they go to stderr with the progress, and stdout carries only the table.
+        with contextlib.redirect_stdout(sys.stderr):
+            result = sweep(args.spec, out=args.out, seeds=seeds, base=base or None,
+                           grid=grid or None, address=args.address, threads=args.threads,
+                           data_dir=args.data_dir, checkpoint_every=args.checkpoint_every,
+                           retries=args.retries, progress=not args.no_progress)
+    except SweepSpecError as exc:
+        raise _UsageError(str(exc)) from None
+    except SweepError as exc:
+        result = exc.result
+        _report_sweep(args, result)
+        raise
+    _report_sweep(args, result)
+    return 0
+
+
+def _report_sweep(args: argparse.Namespace, result: Any) -> None:
+    if args.json:
+        _write_json(args.json, result.table)
+    out = _report_stream(args)
+    out.write(result.markdown)
+    files = ", ".join(str(p) for p in result.files.values())
+    print(f"table: {files}", file=sys.stderr)
+
+
 def _exit_code(code: Any) -> int:
     """A ``SystemExit`` code as the process's exit status."""
     if code is None:
@@ -717,7 +825,7 @@ def _run(argv: Sequence[str] | None) -> int:
         return _exit_code(exc.code)
     debug = bool(getattr(args, "debug", False))
     commands = {"train": _cmd_train, "eval": _cmd_eval, "info": _cmd_info,
-                "export": _cmd_export}
+                "export": _cmd_export, "sweep": _cmd_sweep}
     from .datasets import DatasetNotFoundError
 
     try:
