@@ -122,16 +122,6 @@ impl<'a> From<&'a DeviceModel> for ModelRef<'a> {
     }
 }
 
-#[cfg(feature = "std")]
-impl<'a> From<&'a crate::io::Model> for ModelRef<'a> {
-    fn from(m: &'a crate::io::Model) -> Self {
-        match m {
-            crate::io::Model::Mlp(m) => ModelRef::Mlp(m),
-            crate::io::Model::Cnn(m) => ModelRef::Cnn(m),
-        }
-    }
-}
-
 /// The model a blob holds: an MLP or a CNN ([`from_blob`]). It predicts and trains on rows
 /// `N × features` through [`Evaluate`] and [`Trainable`], as `train::fit` does.
 #[derive(Clone, Debug)]
@@ -208,16 +198,6 @@ impl From<Mlp> for DeviceModel {
 impl From<Cnn> for DeviceModel {
     fn from(m: Cnn) -> Self {
         DeviceModel::Cnn(m)
-    }
-}
-
-#[cfg(feature = "std")]
-impl From<DeviceModel> for crate::io::Model {
-    fn from(m: DeviceModel) -> Self {
-        match m {
-            DeviceModel::Mlp(m) => crate::io::Model::Mlp(m),
-            DeviceModel::Cnn(m) => crate::io::Model::Cnn(m),
-        }
     }
 }
 

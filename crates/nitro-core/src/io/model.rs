@@ -4,24 +4,14 @@ use super::cnn::{cnn_from_bytes, cnn_to_bytes};
 use super::file::{read_with, write_atomic};
 use super::meta::{get_str, meta_err, Header};
 use crate::error::Result;
-use crate::metrics::StepStats;
-use crate::model::{Cnn, Mlp};
-use crate::optim::Hyper;
 use crate::rng::Pcg32;
-use crate::train::{Evaluate, Trainable};
 use alloc::format;
 use alloc::vec::Vec;
-use ndarray::{Array2, ArrayView2};
 
-/// A saved model of either architecture.
-#[derive(Clone, Debug)]
-#[allow(clippy::large_enum_variant)]
-pub enum Model {
-    /// A local-loss MLP.
-    Mlp(Mlp),
-    /// A local-loss CNN.
-    Cnn(Cnn),
-}
+/// A saved model of either architecture: the same type as the device blob's
+/// [`crate::export::DeviceModel`] (which predicts and trains through `Evaluate`/`Trainable`);
+/// this module adds its files.
+pub type Model = crate::export::DeviceModel;
 
 impl Model {
     /// Serialise either kind.
@@ -69,47 +59,5 @@ impl Model {
     /// Load from a `.safetensors` file.
     pub fn load_file(path: &std::path::Path) -> Result<Model> {
         read_with(path, Model::from_bytes)
-    }
-}
-
-/// The saved model of either kind trains and evaluates as its kind does.
-impl Evaluate for Model {
-    fn logits(&self, x: ArrayView2<'_, i8>) -> Result<Array2<i8>> {
-        match self {
-            Model::Mlp(m) => m.logits(x),
-            Model::Cnn(m) => m.logits(x),
-        }
-    }
-    fn classes(&self) -> usize {
-        match self {
-            Model::Mlp(m) => m.config.classes,
-            Model::Cnn(m) => m.config.classes,
-        }
-    }
-}
-
-impl Trainable for Model {
-    fn step(
-        &mut self,
-        x: ArrayView2<'_, i8>,
-        labels: &[usize],
-        hyper: &Hyper,
-    ) -> Result<StepStats> {
-        match self {
-            Model::Mlp(m) => m.step(x, labels, hyper),
-            Model::Cnn(m) => m.step(x, labels, hyper),
-        }
-    }
-    fn num_blocks(&self) -> usize {
-        match self {
-            Model::Mlp(m) => m.num_blocks(),
-            Model::Cnn(m) => m.num_blocks(),
-        }
-    }
-    fn set_hyper(&mut self, hyper: Hyper) {
-        match self {
-            Model::Mlp(m) => m.set_hyper(hyper),
-            Model::Cnn(m) => m.set_hyper(hyper),
-        }
     }
 }
