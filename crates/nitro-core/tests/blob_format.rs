@@ -136,7 +136,7 @@ fn assert_same(a: &Model, b: &Model) {
 }
 
 fn reload(blob: &[u8]) -> Model {
-    from_blob(blob).unwrap().into()
+    from_blob(blob).unwrap()
 }
 
 /// Logits equal; the reloaded model trains on exactly like `reference` (a model in the same
@@ -234,7 +234,7 @@ fn a_blob_without_heads_predicts_the_same_and_refuses_training() {
         let device = from_blob(&without).unwrap();
         assert!(!device.has_heads());
         assert!(from_blob(&with).unwrap().has_heads());
-        let mut back: Model = device.into();
+        let mut back: Model = device;
         let (x, y) = rows(24, features, 6);
         assert_eq!(m.logits(x.view()).unwrap(), back.logits(x.view()).unwrap());
         // Training, direct or through `fit`, is refused with an error that says why and what
@@ -503,7 +503,7 @@ proptest! {
         }
         let options = BlobOptions { heads };
         let blob = to_blob_with(&m, options).unwrap();
-        let back: Model = from_blob(&blob).unwrap().into();
+        let back: Model = from_blob(&blob).unwrap();
         let kept: Vec<_> = m
             .linears()
             .into_iter()

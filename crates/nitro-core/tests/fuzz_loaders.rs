@@ -621,7 +621,7 @@ fn mutated_files_and_blobs_load_or_fail_cleanly() {
                 _ => mutate_blob(blob, &mut r),
             };
             t.record(what, case, || {
-                let mut m: Model = from_blob(&b)?.into();
+                let mut m: Model = from_blob(&b)?;
                 exercise(&mut m, d);
                 Ok(())
             });

@@ -430,7 +430,7 @@ impl Model {
                 )))
             }
         };
-        Ok(Model { inner: m.into() })
+        Ok(Model { inner: m })
     }
 
     /// Whether the model has its learning heads (`False`: loaded from a blob without them; it
