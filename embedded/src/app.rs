@@ -481,17 +481,17 @@ fn blobs<M: Net>(
 where
     for<'a> &'a M: Into<ModelRef<'a>>,
 {
-    let norm = model.norm()?.clone();
+    let norm = model.norm()?;
     let blob = export::to_blob(model)?;
     let loaded = export::from_blob(&blob)?;
     let full = blob.len();
     drop(blob);
-    let same = same_logits(model, &loaded, &norm, test, (n, chunk))?;
+    let same = same_logits(model, &loaded, norm, test, (n, chunk))?;
     let small = export::to_blob_with(model, BlobOptions { heads: false })?;
     let mut device = export::from_blob(&small)?;
     let headless = small.len();
     drop(small);
-    let same_small = same_logits(model, &device, &norm, test, (n, chunk))?;
+    let same_small = same_logits(model, &device, norm, test, (n, chunk))?;
     let x = norm.apply(test.view().slice(ndarray::s![..4, ..]))?;
     let refused = !device.has_heads() && device.step(x.view(), &[0; 4], &Hyper::default()).is_err();
     drop(device);
