@@ -20,6 +20,8 @@ pub(crate) trait Reusable: Copy + Default + 'static {
 static U32: std::sync::Mutex<Vec<Vec<u32>>> = std::sync::Mutex::new(Vec::new());
 #[cfg(feature = "std")]
 static I64: std::sync::Mutex<Vec<Vec<i64>>> = std::sync::Mutex::new(Vec::new());
+#[cfg(feature = "std")]
+static I8: std::sync::Mutex<Vec<Vec<i8>>> = std::sync::Mutex::new(Vec::new());
 
 impl Reusable for u32 {
     #[cfg(feature = "std")]
@@ -31,6 +33,13 @@ impl Reusable for i64 {
     #[cfg(feature = "std")]
     fn list() -> &'static std::sync::Mutex<Vec<Vec<i64>>> {
         &I64
+    }
+}
+/// The tile engine's digit tiles.
+impl Reusable for i8 {
+    #[cfg(feature = "std")]
+    fn list() -> &'static std::sync::Mutex<Vec<Vec<i8>>> {
+        &I8
     }
 }
 

@@ -27,6 +27,8 @@ impl Int for i32 {
 ///
 /// [`Isa::AvxVnni`] and [`Isa::Avx512Vnni`] are independent extensions (an AMD Zen 4 has the
 /// second without the first); the order only ranks the paths by speed for [`Dispatch::isa`].
+/// [`Isa::Amx`] is a separate engine (tiles of signed 8-bit digits, [`super::gemm`]); the pair
+/// engine's micro-kernels stop at [`Isa::Avx512Vnni`], which a cap of `Amx` also allows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Isa {
     /// Plain Rust, any target.
@@ -37,11 +39,20 @@ pub enum Isa {
     AvxVnni,
     /// x86-64 AVX-512 VNNI: `vpdpwssd` on 512-bit vectors.
     Avx512Vnni,
+    /// x86-64 AMX-INT8: `tdpbssd` on 16×64-byte tiles of signed 8-bit digits (Linux only: the
+    /// tile state needs the kernel's permission, asked for once at detection).
+    Amx,
 }
 
 impl Isa {
     /// Every path, least capable first.
-    pub const ALL: [Isa; 4] = [Isa::Portable, Isa::Avx2, Isa::AvxVnni, Isa::Avx512Vnni];
+    pub const ALL: [Isa; 5] = [
+        Isa::Portable,
+        Isa::Avx2,
+        Isa::AvxVnni,
+        Isa::Avx512Vnni,
+        Isa::Amx,
+    ];
 
     /// The feature names as `/proc/cpuinfo` spells them (for messages and skips).
     pub fn cpu_flags(self) -> &'static str {
@@ -50,6 +61,7 @@ impl Isa {
             Isa::Avx2 => "avx2",
             Isa::AvxVnni => "avx_vnni",
             Isa::Avx512Vnni => "avx512f+avx512bw+avx512_vnni",
+            Isa::Amx => "amx_tile+amx_int8 (and Linux's permission for the tile state)",
         }
     }
 
@@ -82,6 +94,7 @@ impl core::fmt::Display for Isa {
             Isa::Avx2 => "avx2",
             Isa::AvxVnni => "avx-vnni",
             Isa::Avx512Vnni => "avx512-vnni",
+            Isa::Amx => "amx",
         })
     }
 }
@@ -89,14 +102,14 @@ impl core::fmt::Display for Isa {
 impl core::str::FromStr for Isa {
     type Err = crate::error::Error;
 
-    /// The names [`Isa`]'s `Display` writes (`portable`, `avx2`, `avx-vnni`, `avx512-vnni`).
+    /// The names [`Isa`]'s `Display` writes (`portable`, `avx2`, `avx-vnni`, `avx512-vnni`, `amx`).
     fn from_str(s: &str) -> Result<Isa, Self::Err> {
         Isa::ALL
             .into_iter()
             .find(|i| alloc::format!("{i}") == s)
             .ok_or_else(|| {
                 crate::error::Error::config(alloc::format!(
-                    "unknown instruction set {s:?}: use portable, avx2, avx-vnni or avx512-vnni"
+                    "unknown instruction set {s:?}: use portable, avx2, avx-vnni, avx512-vnni or amx"
                 ))
             })
     }
@@ -118,6 +131,9 @@ fn detect() -> u8 {
         }
         if x86::avx512_vnni() {
             bits |= 1 << (Isa::Avx512Vnni as u8);
+        }
+        if crate::kernels::x86::amx::available() {
+            bits |= 1 << (Isa::Amx as u8);
         }
         bits
     }
@@ -175,7 +191,7 @@ impl Dispatch {
     /// Everything allowed.
     pub const DEFAULT: Dispatch = Dispatch {
         allow_i16: true,
-        isa: Isa::Avx512Vnni,
+        isa: Isa::Amx,
     };
 
     /// A dispatch that allows `i16` packing (or not) and at most `isa`.
@@ -259,7 +275,7 @@ mod tests {
             assert_eq!(dispatch_after(d), d);
         }
         assert!(Isa::best().detected());
-        assert_eq!(encode(Dispatch::DEFAULT), Isa::Avx512Vnni as u8);
+        assert_eq!(encode(Dispatch::DEFAULT), Isa::Amx as u8);
         set_dispatch(Dispatch::DEFAULT);
     }
 

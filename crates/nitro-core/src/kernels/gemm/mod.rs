@@ -10,13 +10,18 @@
 //!   the chunk sums are added in `i64`.
 //! * [`Accum::I64`] — a single product may exceed `i32`: everything in `i64`.
 //!
-//! Two engines compute them: the pair engine ([`pairs`], operands packed as `i16` pairs by
-//! [`pack`], one micro-kernel per instruction set) whenever both operands fit `i16` — or one is
-//! wider but splits exactly into two `i16` halves — and the `i32` engine ([`wide`]) otherwise.
+//! Three engines compute them. Where AMX-INT8 is there and allowed, the tile engine (`amx`:
+//! operands written exactly as signed base-256 digits, one `tdpbssd` tile product per pair of
+//! digits) takes every product it can prove. Otherwise the pair engine ([`pairs`], operands
+//! packed as `i16` pairs by [`pack`], one micro-kernel per instruction set) runs whenever both
+//! operands fit `i16` — or one is wider but splits exactly into two `i16` halves — and the
+//! `i32` engine ([`wide`]) otherwise.
 //! All paths give the exact integer result (tested against a naive `i64` oracle); they only
 //! differ in speed. Because integer addition is exact and no path can overflow, results are
 //! bit-identical for any thread count and instruction set.
 
+#[cfg(nitro_x86_simd)]
+mod amx;
 pub(crate) mod pack;
 pub(crate) mod pairs;
 pub mod proof;
@@ -25,17 +30,42 @@ mod wide;
 pub use pack::RowSource;
 pub use proof::Accum;
 
-use super::cpu::{dispatch, Dispatch, Int};
+use super::cpu::{dispatch, Dispatch, Int, Isa};
 use crate::error::Result;
 use alloc::vec::Vec;
 use ndarray::{Array2, ArrayView2};
 use pack::{Narrow, Packed16, SPLIT_MAX};
 use proof::{check_k, prove_i64};
 
-/// The instruction set the pair engine runs on under the current dispatch (the most capable
-/// detected, self-checked one the dispatch allows).
-pub fn kernel_isa() -> super::cpu::Isa {
-    pairs::resolve(dispatch().isa)
+/// The instruction set the products run on under the current dispatch: [`Isa::Amx`] when the
+/// tile engine may run, else the pair engine's (the most capable detected, self-checked one the
+/// dispatch allows).
+pub fn kernel_isa() -> Isa {
+    let d = dispatch();
+    if tiles_allowed(d) {
+        Isa::Amx
+    } else {
+        pairs::resolve(d.isa)
+    }
+}
+
+/// Whether the tile engine may run under `d`: AMX allowed, detected and self-checked.
+fn tiles_allowed(d: Dispatch) -> bool {
+    d.isa >= Isa::Amx && Isa::Amx.detected() && pairs::usable(Isa::Amx)
+}
+
+/// `A·Bᵀ` on the tile engine when it is allowed and can take the operands (`Ok(None)`: another
+/// engine must), or the overflow error when no engine can.
+#[cfg(nitro_x86_simd)]
+fn on_tiles<A: Int, B: Int>(
+    a: amx::Operand<'_, '_, A>,
+    b: amx::Operand<'_, '_, B>,
+    d: Dispatch,
+) -> Result<Option<Array2<i64>>> {
+    if !tiles_allowed(d) {
+        return Ok(None);
+    }
+    amx::gemm(a, b)
 }
 
 /// `C = A·Bᵀ` with `A: m×k`, `B: n×k`, exactly, into `i64`; accumulation proven from the operands.
@@ -71,6 +101,13 @@ pub fn gemm_nt_with<A: Int, B: Int>(
     check_k(a.ncols(), b.ncols())?;
     let k = a.ncols();
     let (m, n) = (a.nrows(), b.nrows());
+    // A forced accumulation is a test of the other engines' blocking: it never takes tiles.
+    #[cfg(nitro_x86_simd)]
+    if forced.is_none() {
+        if let Some(c) = on_tiles(amx::Operand::View(&a), amx::Operand::View(&b), d)? {
+            return Ok(c);
+        }
+    }
     if d.allow_i16 && forced != Some(Accum::I64) {
         let (pa, pb) = (
             pack::pack_a(&a, Narrow::Direct),
@@ -168,6 +205,10 @@ pub fn gemm_nt_rows<A: Int>(a: ArrayView2<'_, A>, b: &dyn RowSource) -> Result<A
     check_k(a.ncols(), b.cols())?;
     let d = dispatch();
     let (m, n, k) = (a.nrows(), b.rows(), b.cols());
+    #[cfg(nitro_x86_simd)]
+    if let Some(c) = on_tiles(amx::Operand::View(&a), amx::Operand::<i16>::Rows(b), d)? {
+        return Ok(c);
+    }
     if d.allow_i16 {
         if let Some(pb) = pack::pack_b_rows(b) {
             match pack::pack_a(&a, Narrow::Direct) {
@@ -195,6 +236,10 @@ pub fn gemm_rows_nt<B: Int>(a: &dyn RowSource, b: ArrayView2<'_, B>) -> Result<A
     check_k(a.cols(), b.ncols())?;
     let d = dispatch();
     let (m, n, k) = (a.rows(), b.nrows(), a.cols());
+    #[cfg(nitro_x86_simd)]
+    if let Some(c) = on_tiles(amx::Operand::<i16>::Rows(a), amx::Operand::View(&b), d)? {
+        return Ok(c);
+    }
     if d.allow_i16 {
         if let Some(pa) = pack::pack_a_rows(a) {
             let (pb, split) = match pack::pack_b(&b, Narrow::Direct) {

@@ -69,40 +69,45 @@ fn packed_rows<T>(a: &ArrayView2<'_, T>, how: Narrow) -> usize {
     }
 }
 
-/// Largest magnitude of the operand's values.
+/// An upper bound of the operand's magnitudes: its largest `|v|`, or the bound of a type
+/// narrower than `i16` (those need no scan for the `i16` decision; their exact maximum matters
+/// only for the chunk length, where the type bound is a safe over-estimate).
 pub(crate) fn max_abs_view<T: Int>(a: &ArrayView2<'_, T>) -> u64 {
+    if T::BOUND <= I16_MAX {
+        return T::BOUND;
+    }
+    max_abs_exact(a)
+}
+
+/// Largest magnitude of the operand's values (always scanned).
+pub(crate) fn max_abs_exact<T: Int>(a: &ArrayView2<'_, T>) -> u64 {
     #[cfg(nitro_x86_simd)]
     {
         match loop_build() {
             // SAFETY (both): the instruction set is allowed and detected; the body is the same
             // safe code, compiled for it.
-            Isa::Avx512Vnni => return unsafe { max_abs_view_avx512(a) },
-            Isa::Avx2 => return unsafe { max_abs_view_avx2(a) },
+            Isa::Avx512Vnni => return unsafe { max_abs_avx512(a) },
+            Isa::Avx2 => return unsafe { max_abs_avx2(a) },
             _ => {}
         }
     }
-    max_abs_view_impl(a)
+    max_abs_impl(a)
 }
 
 #[cfg(nitro_x86_simd)]
 #[target_feature(enable = "avx2")]
-unsafe fn max_abs_view_avx2<T: Int>(a: &ArrayView2<'_, T>) -> u64 {
-    max_abs_view_impl(a)
+unsafe fn max_abs_avx2<T: Int>(a: &ArrayView2<'_, T>) -> u64 {
+    max_abs_impl(a)
 }
 
 #[cfg(nitro_x86_simd)]
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn max_abs_view_avx512<T: Int>(a: &ArrayView2<'_, T>) -> u64 {
-    max_abs_view_impl(a)
+unsafe fn max_abs_avx512<T: Int>(a: &ArrayView2<'_, T>) -> u64 {
+    max_abs_impl(a)
 }
 
 #[inline(always)]
-fn max_abs_view_impl<T: Int>(a: &ArrayView2<'_, T>) -> u64 {
-    if T::BOUND <= I16_MAX {
-        // Narrow types need no scan for the i16 decision; their exact maximum still matters
-        // only for the chunk length, where the type bound is a safe over-estimate.
-        return T::BOUND;
-    }
+fn max_abs_impl<T: Int>(a: &ArrayView2<'_, T>) -> u64 {
     let abs = |m: u32, v: &T| m.max(Into::<i32>::into(*v).unsigned_abs());
     let mx = match a.as_slice_memory_order() {
         Some(s) => s.iter().fold(0u32, abs),

@@ -33,22 +33,24 @@ const C_LARGE: usize = 1 << 17;
 /// A panels per L2 group (see [`block`]).
 const MC: usize = 24;
 
-/// The most capable path not above `cap` that this CPU has and that passed its self-check.
+/// The most capable micro-kernel not above `cap` that this CPU has and that passed its
+/// self-check ([`Isa::Amx`] is the tile engine's, not a micro-kernel of this one).
 pub(crate) fn resolve(cap: Isa) -> Isa {
     Isa::ALL
         .into_iter()
         .rev()
-        .filter(|&i| i <= cap && i.detected())
+        .filter(|&i| i <= cap && i < Isa::Amx && i.detected())
         .find(|&i| usable(i))
         .unwrap_or(Isa::Portable)
 }
 
 /// Self-check verdicts per [`Isa`]: 0 not yet checked, 1 agrees with the portable kernel,
 /// 2 disagreed (never used again).
-static VERDICT: [AtomicU8; 4] = [const { AtomicU8::new(0) }; 4];
+static VERDICT: [AtomicU8; Isa::ALL.len()] = [const { AtomicU8::new(0) }; Isa::ALL.len()];
 
-/// Whether `isa`'s micro-kernel agrees with the portable one (checked once, at first use; two
-/// threads racing here both compute the same verdict).
+/// Whether `isa`'s kernel agrees with the portable one — for [`Isa::Amx`], the tile engine with
+/// exact `i64` products (checked once, at first use; two threads racing here both compute the
+/// same verdict). `isa` must be detected.
 pub(crate) fn usable(isa: Isa) -> bool {
     if isa == Isa::Portable {
         return true;
@@ -77,6 +79,10 @@ pub(crate) fn usable(isa: Isa) -> bool {
 /// equal? Full-range values with one pair per block, and values ≤ 1000 with 17 pairs per block
 /// (`34·1000² < 2³¹`): both within the proof every caller makes.
 fn self_check(isa: Isa) -> bool {
+    #[cfg(nitro_x86_simd)]
+    if isa == Isa::Amx {
+        return super::amx::self_check();
+    }
     check_once(isa, 32_767, 1) && check_once(isa, 1_000, 17)
 }
 
@@ -205,7 +211,7 @@ fn micro(ap: &[u32], bps: [&[u32]; 2], width: usize, c: &mut [i64], t: Tile, isa
             Isa::Avx512Vnni => return unsafe { x86::avx512::micro_pairs::<1>(ap, bps, c, t) },
             Isa::AvxVnni => return unsafe { x86::avxvnni::micro_pairs(ap, bps[0], c, t) },
             Isa::Avx2 => return unsafe { x86::avx2::micro_pairs(ap, bps[0], c, t) },
-            Isa::Portable => {}
+            Isa::Portable | Isa::Amx => {}
         }
     }
     #[cfg(not(nitro_x86_simd))]
@@ -250,11 +256,14 @@ mod tests {
         for isa in Isa::ALL {
             if isa.detected() {
                 assert!(usable(isa), "{isa} disagrees with the portable kernel");
-                assert!(resolve(isa) == isa, "{isa}");
+                if isa < Isa::Amx {
+                    assert!(resolve(isa) == isa, "{isa}");
+                }
             } else {
                 assert!(resolve(isa) < isa);
             }
         }
+        assert!(resolve(Isa::Amx) < Isa::Amx);
         assert_eq!(resolve(Isa::Portable), Isa::Portable);
     }
 }

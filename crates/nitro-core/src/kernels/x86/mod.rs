@@ -4,6 +4,7 @@
 //! against the `i64` oracle on every machine that has the instructions, and self-checked at
 //! first use, see [`super::gemm`]).
 
+pub(crate) mod amx;
 pub(crate) mod avx2;
 // AVX-512 and AVX-VNNI intrinsics are Rust 1.89+; this module is compiled only by such a
 // compiler (crates/nitro-core/build.rs), so clippy may hold these two files to 1.89.

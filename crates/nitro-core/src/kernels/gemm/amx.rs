@@ -1,0 +1,613 @@
+//! The tile engine: `C = A·Bᵀ` on AMX-INT8, from operands written as signed base-256 digits.
+//!
+//! AMX multiplies tiles of signed bytes (`tdpbssd`). An integer operand is therefore written
+//! exactly as `p` balanced digits, `v = Σᵢ dᵢ·256ⁱ` with every `dᵢ ∈ [−128, 127]`
+//! ([`digits`]): one digit for `|v| ≤ 127` (activations), two for `|v| ≤ 32639` (most weights),
+//! up to four for `|v| ≤ 2139062143` ([`parts_for`]). The product is then
+//! `C = Σᵢ Σⱼ 256^(i+j) · (Aᵢ·Bⱼᵀ)`: one tile product per pair of digits, each summed exactly
+//! in `i32` tiles and added, shifted, into the `i64` result.
+//!
+//! Why this is exact (algorithm.md §10), from the operands' bounds before anything runs
+//! ([`plan`]):
+//! * a digit product is at most `128·128 = 2¹⁴`, so an `i32` tile sum over `kb ≤ 2047` chunks
+//!   of 64 bytes (`2¹⁴·64·2047 < 2³¹`) cannot overflow: longer reductions are cut into blocks
+//!   of at most that many chunks, each block's tiles added into `i64`;
+//! * every partial `i64` sum of an entry is bounded by `Σᵢⱼ 256^(i+j)·2¹⁴·K`, which is checked to
+//!   fit `i64` (it does for every NITRO-D shape; otherwise the pair or `i32` engine runs);
+//! * digits beyond an operand's rows or its `K` are zero and add nothing.
+//!
+//! Layout ([`Digits`]): the operand's rows in blocks of 16; per block, digit and K chunk one
+//! 1 KiB tile — for A (the rows of C) row `r` of the tile holds the chunk's 64 digits of operand
+//! row `r`; for B (the columns of C) row `q` holds, for each of the 16 operand rows `l`, the four
+//! digits `4q..4q+4` (`tdpbssd`'s layout for its second source). Tiles of one block and digit are
+//! consecutive along K, so the kernel walks a reduction by adding 1 KiB.
+//!
+//! The engine runs only after it has checked itself once against exact `i64` products
+//! ([`self_check`], through `pairs::usable`).
+
+use super::pack::{self, RowSource};
+use super::proof::prove_i64;
+use crate::error::Result;
+use crate::kernels::buffers;
+use crate::kernels::cpu::{loop_build, Int, Isa};
+use crate::kernels::par;
+use crate::kernels::x86::amx::{self as kernel, TILE_BYTES};
+use alloc::vec::Vec;
+use ndarray::{Array2, ArrayView2};
+
+/// Operand rows per tile (and columns of C per B tile).
+const ROWS: usize = 16;
+/// Reduction bytes per tile row.
+const CHUNK: usize = 64;
+/// Most digits per value (`|v| ≤ 2139062143`; `i32` operands beyond take another engine).
+const MAX_PARTS: usize = 4;
+/// K chunks per `i32` block: `2¹⁴ · 64 · 2047 = 2³¹ − 2²⁰ < 2³¹` (see the module docs).
+const BLOCK_CHUNKS: usize = 2047;
+
+/// The largest magnitude `p` balanced digits hold: `127·(256ᵖ − 1)/255` (`127`, `32639`, …).
+fn digit_bound(p: usize) -> u64 {
+    127 * ((1u64 << (8 * p)) - 1) / 255
+}
+
+/// Digits needed for values of magnitude at most `max` (`None` beyond [`MAX_PARTS`]).
+pub(super) fn parts_for(max: u64) -> Option<usize> {
+    (1..=MAX_PARTS).find(|&p| max <= digit_bound(p))
+}
+
+/// The balanced digits of 64 values (`p` of them each, least significant first, `|v| ≤
+/// digit_bound(p)`), digit by digit: `d = v as i8` is `v`'s residue in `[−128, 127]`, and
+/// `(v − d)/256` is exact. `v` is consumed.
+#[inline(always)]
+fn split_chunk(v: &mut [i32; CHUNK], p: usize, out: &mut [[i8; CHUNK]; MAX_PARTS]) {
+    for d in out.iter_mut().take(p - 1) {
+        for (di, vi) in d.iter_mut().zip(v.iter_mut()) {
+            *di = *vi as i8;
+            *vi = (*vi - i32::from(*di)) >> 8;
+        }
+    }
+    // What is left is the top digit, in [−128, 127] by the bound.
+    for (di, &vi) in out[p - 1].iter_mut().zip(v.iter()) {
+        *di = vi as i8;
+    }
+}
+
+/// Which of the two tile layouts an operand is written in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// A: tile row `r` = operand row `r`'s 64 digits of the chunk.
+    Rows,
+    /// B: tile row `q` = for each operand row `l`, its digits `4q..4q+4` of the chunk.
+    Quads,
+}
+
+/// An operand written as digit tiles (module docs), with how many digits each value has.
+pub(super) struct Digits {
+    data: Vec<i8>,
+    /// Operand rows.
+    rows: usize,
+    /// Blocks of [`ROWS`] rows.
+    blocks: usize,
+    /// Digits per value.
+    parts: usize,
+    /// K chunks of [`CHUNK`] bytes.
+    chunks: usize,
+}
+
+impl Digits {
+    /// Tile `chunk` of block-and-digit `x = block·parts + digit`.
+    fn tile(&self, x: usize, chunk: usize) -> *const i8 {
+        self.data[(x * self.chunks + chunk) * TILE_BYTES..].as_ptr()
+    }
+
+    fn release(self) {
+        buffers::give(self.data);
+    }
+}
+
+/// One operand of a product: a matrix view or a row source (convolution patches).
+pub(super) enum Operand<'a, 'v, T: Int> {
+    View(&'a ArrayView2<'v, T>),
+    Rows(&'a dyn RowSource),
+}
+
+impl<T: Int> Operand<'_, '_, T> {
+    fn rows(&self) -> usize {
+        match self {
+            Operand::View(a) => a.nrows(),
+            Operand::Rows(s) => s.rows(),
+        }
+    }
+
+    fn cols(&self) -> usize {
+        match self {
+            Operand::View(a) => a.ncols(),
+            Operand::Rows(s) => s.cols(),
+        }
+    }
+
+    /// An upper bound of `|v|` for the `i64` proof, and the digits the values need: a type of at
+    /// most 8 bits needs one whatever its values (`i8` holds −128 too), wider views are scanned.
+    fn bound_and_parts(&self) -> (u64, Option<usize>) {
+        let max = match self {
+            Operand::View(_) if T::BOUND <= 128 => return (T::BOUND, Some(1)),
+            Operand::View(a) => pack::max_abs_exact(a),
+            Operand::Rows(s) => s.bound(),
+        };
+        (max, parts_for(max))
+    }
+
+    /// Row `r` into `out` (`wide` is scratch for a row source's `i16` values).
+    #[inline(always)]
+    fn fill(&self, r: usize, out: &mut [i32], wide: &mut [i16]) {
+        match self {
+            Operand::View(a) => {
+                let row = a.row(r);
+                match row.as_slice() {
+                    Some(vals) => {
+                        for (o, &v) in out.iter_mut().zip(vals) {
+                            *o = v.into();
+                        }
+                    }
+                    None => {
+                        for (o, &v) in out.iter_mut().zip(row) {
+                            *o = v.into();
+                        }
+                    }
+                }
+            }
+            Operand::Rows(s) => {
+                s.row(r, wide);
+                for (o, &v) in out.iter_mut().zip(wide.iter()) {
+                    *o = i32::from(v);
+                }
+            }
+        }
+    }
+}
+
+/// Write an operand as digit tiles in `layout`, `parts` digits per value (enough for its
+/// bound), on all threads when it is large.
+fn pack<T: Int>(src: &Operand<'_, '_, T>, parts: usize, layout: Layout) -> Digits {
+    let (rows, k) = (src.rows(), src.cols());
+    let (blocks, chunks) = (rows.div_ceil(ROWS), k.div_ceil(CHUNK));
+    let per_block = parts * chunks * TILE_BYTES;
+    let mut data = buffers::take_dirty::<i8>(blocks * per_block);
+    // The same safe code compiled for AVX-512 where the processor has it (every AMX processor
+    // so far does), else for the baseline.
+    let wide = loop_build() == Isa::Avx512Vnni;
+    let fill_block = |b: usize, dst: &mut [i8]| {
+        let shape = (rows, k, chunks, parts, layout);
+        if wide {
+            // SAFETY: AVX-512 F and BW are detected (their detection is part of Avx512Vnni's).
+            unsafe { pack_block_avx512(src, b, dst, shape) }
+        } else {
+            pack_block(src, b, dst, shape)
+        }
+    };
+    if per_block > 0 {
+        if data.len() >= 1 << 18 {
+            par::for_each_chunk_mut(&mut data, per_block, fill_block);
+        } else {
+            data.chunks_exact_mut(per_block)
+                .enumerate()
+                .for_each(|(b, dst)| fill_block(b, dst));
+        }
+    }
+    Digits {
+        data,
+        rows,
+        blocks,
+        parts,
+        chunks,
+    }
+}
+
+/// An operand's rows, K, K chunks, digits and layout.
+type Shape = (usize, usize, usize, usize, Layout);
+
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn pack_block_avx512<T: Int>(src: &Operand<'_, '_, T>, b: usize, dst: &mut [i8], s: Shape) {
+    pack_block(src, b, dst, s)
+}
+
+/// The tiles of row block `b` (`dst`: its digits × K chunks tiles). Each live row is split into
+/// digits 64 values at a time — a K tail padded with zeros, whose digits are zero — and each
+/// digit's 64 bytes written as one tile row (A) or as sixteen 4-byte quads (B).
+#[inline(always)]
+fn pack_block<T: Int>(src: &Operand<'_, '_, T>, b: usize, dst: &mut [i8], s: Shape) {
+    let (rows, k, chunks, parts, layout) = s;
+    let live = ROWS.min(rows - b * ROWS);
+    if live < ROWS {
+        dst.fill(0); // rows past the operand stay zero
+    }
+    let (mut row, mut wide) = (alloc::vec![0i32; chunks * CHUNK], alloc::vec![0i16; k]);
+    let mut split = [[0i8; CHUNK]; MAX_PARTS];
+    for r in 0..live {
+        src.fill(b * ROWS + r, &mut row[..k], &mut wide);
+        for (chunk, vals) in row.chunks_exact(CHUNK).enumerate() {
+            let mut v: [i32; CHUNK] = vals.try_into().expect("one chunk");
+            split_chunk(&mut v, parts, &mut split);
+            for (i, d) in split.iter().enumerate().take(parts) {
+                let tile = &mut dst[(i * chunks + chunk) * TILE_BYTES..][..TILE_BYTES];
+                match layout {
+                    Layout::Rows => tile[r * CHUNK..][..CHUNK].copy_from_slice(d),
+                    Layout::Quads => {
+                        for (q, quad) in d.chunks_exact(4).enumerate() {
+                            tile[q * CHUNK + r * 4..][..4].copy_from_slice(quad);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The digits of both operands if the tile engine can compute `A·Bᵀ` exactly (module docs),
+/// `Ok(None)` if it cannot (the caller takes another engine), the overflow error if no engine
+/// can (the product may exceed `i64`).
+fn plan<A: Int, B: Int>(
+    a: &Operand<'_, '_, A>,
+    b: &Operand<'_, '_, B>,
+) -> Result<Option<(usize, usize)>> {
+    let k = a.cols();
+    let ((ma, pa), (mb, pb)) = (a.bound_and_parts(), b.bound_and_parts());
+    prove_i64(ma, mb, k)?;
+    let (Some(pa), Some(pb)) = (pa, pb) else {
+        return Ok(None);
+    };
+    let mut terms = 0u128;
+    for i in 0..pa {
+        for j in 0..pb {
+            terms += (1u128 << (8 * (i + j))) * (1 << 14) * k as u128;
+        }
+    }
+    Ok((terms <= i64::MAX as u128).then_some((pa, pb)))
+}
+
+/// `C = A·Bᵀ` on the tile engine, or `Ok(None)` when it cannot take the operands.
+pub(super) fn gemm<A: Int, B: Int>(
+    a: Operand<'_, '_, A>,
+    b: Operand<'_, '_, B>,
+) -> Result<Option<Array2<i64>>> {
+    let Some((pa, pb)) = plan(&a, &b)? else {
+        return Ok(None);
+    };
+    let (m, n) = (a.rows(), b.rows());
+    let (da, db) = (pack(&a, pa, Layout::Rows), pack(&b, pb, Layout::Quads));
+    let c = product(&da, &db);
+    da.release();
+    db.release();
+    Ok(Some(
+        Array2::from_shape_vec((m, n), c).expect("m*n elements"),
+    ))
+}
+
+/// The product of two packed operands (equal K chunks), row-major `a.rows × b.rows`.
+fn product(a: &Digits, b: &Digits) -> Vec<i64> {
+    let (m, n) = (a.rows, b.rows);
+    debug_assert_eq!(a.chunks, b.chunks);
+    let mut c = buffers::take_dirty::<i64>(m * n);
+    if m == 0 || n == 0 || a.chunks == 0 {
+        c.fill(0);
+        return c;
+    }
+    // Equal K blocks of at most BLOCK_CHUNKS chunks.
+    let kb = a.chunks.div_ceil(a.chunks.div_ceil(BLOCK_CHUNKS));
+    let macs = m * n * a.chunks * CHUNK * a.parts * b.parts;
+    let per_task = par::rows_per_task(a.blocks, macs / 4);
+    par::for_each_chunk_mut(&mut c, per_task * ROWS * n, |t, cblock| {
+        // SAFETY: the tile engine runs only where `Isa::Amx` is detected (AMX present and
+        // permitted: `kernel::available`), which the dispatch checked before packing.
+        unsafe { task(a, b, t * per_task, cblock, kb) };
+    });
+    c
+}
+
+/// Rows `b0·16 ..` of C (`cblock`, `n` columns): every pair of A tiles against every pair of
+/// B tiles, one `i32` block of at most `kb` chunks at a time, added into C.
+///
+/// The first contribution to each entry stores instead of adding (C is not zeroed): it is the
+/// one of both operands' lowest digit in the first K block, which comes first because pairs of
+/// A tiles are the outer loop, pairs of B tiles the middle one and K blocks the inner one, and
+/// a block's lowest digit precedes its others in both orders.
+///
+/// # Safety
+/// AMX must be available ([`kernel::available`]); AVX-512 F comes with every AMX processor
+/// (the epilogue is compiled for it).
+#[target_feature(enable = "avx512f")]
+unsafe fn task(a: &Digits, b: &Digits, b0: usize, cblock: &mut [i64], kb: usize) {
+    let n = b.rows;
+    let blocks = (cblock.len() / n).div_ceil(ROWS);
+    let xs = (b0 * a.parts..(b0 + blocks) * a.parts).collect::<Vec<_>>();
+    let ys = (0..b.blocks * b.parts).collect::<Vec<_>>();
+    let mut acc = [0i32; 4 * ROWS * ROWS];
+    // SAFETY: AMX is available (the caller's contract).
+    unsafe { kernel::configure() };
+    for xp in xs.chunks(2) {
+        for yp in ys.chunks(2) {
+            let mut k0 = 0;
+            while k0 < a.chunks {
+                let len = kb.min(a.chunks - k0);
+                let ta = [a.tile(xp[0], k0), a.tile(xp[xp.len() - 1], k0)];
+                let tb = [b.tile(yp[0], k0), b.tile(yp[yp.len() - 1], k0)];
+                // SAFETY: configured above; each pointer starts `len` consecutive tiles of
+                // its block and digit (k0 + len ≤ chunks); `acc` holds four tiles; the sums
+                // fit i32 (len ≤ BLOCK_CHUNKS, module docs).
+                unsafe { kernel::dot_2x2(ta, tb, len, acc.as_mut_ptr()) };
+                add_tiles(&acc, cblock, (xp, a.parts, b0), (yp, b.parts), n, k0 == 0);
+                k0 += len;
+            }
+        }
+    }
+    // SAFETY: as configure.
+    unsafe { kernel::release() };
+}
+
+/// Add the four accumulator tiles of A tiles `xp` × B tiles `yp` into C: the tiles that land
+/// on the same block of C (digits of the same rows and columns) are combined, each shifted by
+/// its digits' weight `256^(i+j)`, and written once — stored instead of added where the group
+/// holds the entry's first contribution (the lowest digits in the first K block).
+#[inline(always)]
+fn add_tiles(
+    acc: &[i32; 4 * ROWS * ROWS],
+    cblock: &mut [i64],
+    (xp, pa, b0): (&[usize], usize, usize),
+    (yp, pb): (&[usize], usize),
+    n: usize,
+    first_block: bool,
+) {
+    // (block row, block column, tile, shift) of every live accumulator.
+    let mut live = [(0usize, 0usize, 0usize, 0u32); 4];
+    let mut count = 0;
+    for (i, &x) in xp.iter().enumerate() {
+        for (j, &y) in yp.iter().enumerate() {
+            let shift = 8 * (x % pa + y % pb) as u32;
+            live[count] = (x / pa - b0, y / pb, 2 * i + j, shift);
+            count += 1;
+        }
+    }
+    let mut done = [false; 4];
+    for g in 0..count {
+        if done[g] {
+            continue;
+        }
+        let (rb, cb, _, _) = live[g];
+        let mut tiles = [&acc[..0]; 4];
+        let mut shifts = [0u32; 4];
+        let mut members = 0;
+        for (h, &(r, c, t, sh)) in live.iter().enumerate().take(count).skip(g) {
+            if (r, c) == (rb, cb) {
+                done[h] = true;
+                tiles[members] = &acc[t * ROWS * ROWS..][..ROWS * ROWS];
+                shifts[members] = sh;
+                members += 1;
+            }
+        }
+        // The lowest digits of both operands: shift 0 (digit 0 of each).
+        let first = first_block && shifts[..members].contains(&0);
+        let rows = ROWS.min(cblock.len() / n - rb * ROWS);
+        let (c0, cols) = (cb * ROWS, ROWS.min(n - cb * ROWS));
+        let at = Block {
+            rows,
+            cols,
+            c0: rb * ROWS * n + c0,
+            n,
+            first,
+        };
+        match members {
+            1 => write_group::<1>([tiles[0]], [shifts[0]], cblock, at),
+            2 => write_group::<2>([tiles[0], tiles[1]], [shifts[0], shifts[1]], cblock, at),
+            3 => write_group::<3>(
+                [tiles[0], tiles[1], tiles[2]],
+                [shifts[0], shifts[1], shifts[2]],
+                cblock,
+                at,
+            ),
+            _ => write_group::<4>(tiles, shifts, cblock, at),
+        }
+    }
+}
+
+/// Where a group of tiles lands in C: live rows and columns, the offset of its first entry,
+/// the row stride, and whether it stores.
+#[derive(Clone, Copy)]
+struct Block {
+    rows: usize,
+    cols: usize,
+    c0: usize,
+    n: usize,
+    first: bool,
+}
+
+/// `C (+)= Σ_g tiles[g] << shifts[g]` over the block's live entries.
+#[inline(always)]
+fn write_group<const G: usize>(tiles: [&[i32]; G], shifts: [u32; G], c: &mut [i64], at: Block) {
+    for r in 0..at.rows {
+        let crow = &mut c[at.c0 + r * at.n..][..at.cols];
+        let rows: [&[i32]; G] = core::array::from_fn(|g| &tiles[g][r * ROWS..][..at.cols]);
+        for (col, cv) in crow.iter_mut().enumerate() {
+            let mut v = 0i64;
+            for g in 0..G {
+                v += i64::from(rows[g][col]) << shifts[g];
+            }
+            *cv = if at.first { v } else { *cv + v };
+        }
+    }
+}
+
+/// Products with every digit count on shapes that cross every tile and block edge, against the
+/// exact `i64` sums: does the tile engine agree? (Only called where AMX is available.)
+pub(super) fn self_check() -> bool {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |bound: i64| {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        let v = (state.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 33) as i64;
+        match v % 5 {
+            0 => bound,
+            1 => -bound,
+            _ => v % (2 * bound + 1) - bound,
+        }
+    };
+    let (m, n, k) = (2 * ROWS + 3, 3 * ROWS + 5, 2 * CHUNK + 7);
+    [(1, 1), (2, 1), (1, 2), (2, 2), (3, 1), (1, 4)]
+        .into_iter()
+        .all(|(pa, pb)| {
+            let (ba, bb) = (digit_bound(pa) as i64, digit_bound(pb) as i64);
+            let a = Array2::from_shape_fn((m, k), |_| next(ba) as i32);
+            let b = Array2::from_shape_fn((n, k), |_| next(bb) as i32);
+            let want = Array2::from_shape_fn((m, n), |(i, j)| {
+                (0..k)
+                    .map(|t| i64::from(a[[i, t]]) * i64::from(b[[j, t]]))
+                    .sum::<i64>()
+            });
+            let got = gemm(Operand::View(&a.view()), Operand::View(&b.view()));
+            matches!(got, Ok(Some(c)) if c == want)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Pcg32;
+
+    /// Whether AMX can run here; else one visible line (straight to stderr: the harness
+    /// captures `eprintln!`) naming what is missing.
+    fn amx_here(what: &str) -> bool {
+        if Isa::Amx.detected() {
+            return true;
+        }
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: {what}: this CPU (or OS) lacks {}",
+            Isa::Amx.cpu_flags()
+        );
+        false
+    }
+
+    fn oracle(a: &Array2<i64>, b: &Array2<i64>) -> Array2<i64> {
+        Array2::from_shape_fn((a.nrows(), b.nrows()), |(i, j)| {
+            (0..a.ncols()).map(|t| a[[i, t]] * b[[j, t]]).sum()
+        })
+    }
+
+    /// Random values of magnitude ≤ `bound`, a quarter of them at ±bound.
+    fn matrix(r: &mut Pcg32, rows: usize, cols: usize, bound: i64) -> Array2<i64> {
+        Array2::from_shape_fn((rows, cols), |_| match r.below(8) {
+            0 => bound,
+            1 => -bound,
+            _ => i64::from(r.below(u32::try_from(2 * bound + 1).unwrap_or(u32::MAX))) - bound,
+        })
+    }
+
+    fn to<T: TryFrom<i64>>(m: &Array2<i64>) -> Array2<T>
+    where
+        T::Error: core::fmt::Debug,
+    {
+        m.mapv(|v| T::try_from(v).unwrap())
+    }
+
+    #[test]
+    fn tile_engine_matches_the_oracle_for_every_digit_count_and_edge() {
+        if !amx_here("AMX tile engine not tested") {
+            return;
+        }
+        assert!(self_check());
+        let mut r = Pcg32::new(17, 2);
+        let bounds = [
+            127i64,
+            128,
+            32_639,
+            32_640,
+            8_355_711,
+            8_355_712,
+            2_139_062_143,
+        ];
+        for (case, &(m, n, k)) in [
+            (1, 1, 1),
+            (16, 16, 64),
+            (17, 33, 65),
+            (40, 7, 200),
+            (3, 50, 129),
+        ]
+        .iter()
+        .enumerate()
+        {
+            for (ia, &ba) in bounds.iter().enumerate() {
+                let bb = bounds[(ia + case) % bounds.len()];
+                let (a, b) = (matrix(&mut r, m, k, ba), matrix(&mut r, n, k, bb));
+                let (a32, b32) = (to::<i32>(&a), to::<i32>(&b));
+                let got = gemm(Operand::View(&a32.view()), Operand::View(&b32.view()));
+                let what = alloc::format!("{m}x{k}x{n}, bounds {ba} {bb}");
+                if (ba as i128) * (bb as i128) * k as i128 > i64::MAX as i128 {
+                    assert!(got.is_err(), "{what}: may exceed i64");
+                    continue;
+                }
+                let four = parts_for(ba as u64) == Some(4) && parts_for(bb as u64) == Some(4);
+                match got.unwrap() {
+                    Some(c) => assert_eq!(c, oracle(&a, &b), "{what}"),
+                    // Only four digits on both sides can exceed the partial sums' bound.
+                    None => assert!(four && k > 1, "{what}: declined"),
+                }
+            }
+        }
+        // Narrow types: one digit for i8 whatever its values (−128 included), a scan for i16.
+        let a = matrix(&mut r, 20, 70, 128).mapv(|v| v.clamp(-128, 127));
+        let b = matrix(&mut r, 18, 70, 32_767);
+        let got = gemm(
+            Operand::View(&to::<i8>(&a).view()),
+            Operand::View(&to::<i16>(&b).view()),
+        );
+        assert_eq!(got.unwrap().unwrap(), oracle(&a, &b));
+    }
+
+    #[test]
+    fn tile_engine_declines_what_it_cannot_prove() {
+        if !amx_here("AMX tile engine not tested") {
+            return;
+        }
+        // A fifth digit would be needed.
+        let a = Array2::from_elem((2, 3), i32::MIN);
+        let b = Array2::from_elem((2, 3), 1i32);
+        assert!(gemm(Operand::View(&a.view()), Operand::View(&b.view()))
+            .unwrap()
+            .is_none());
+        // Four digits each: the result fits i64, but the partial sums' bound
+        // Σ 256^(i+j)·2¹⁴·K does not, so another engine must take it.
+        let a = Array2::from_elem((2, 3), 1i32 << 30);
+        assert!(gemm(Operand::View(&a.view()), Operand::View(&a.view()))
+            .unwrap()
+            .is_none());
+        // A product beyond i64 is an error here too.
+        let a = Array2::from_elem((1, 4), i32::MAX);
+        assert!(gemm(Operand::View(&a.view()), Operand::View(&a.view())).is_err());
+    }
+
+    #[test]
+    fn digits_are_exact_and_balanced_at_every_boundary() {
+        for p in 1..=MAX_PARTS {
+            let top = digit_bound(p) as i64;
+            let mut vals = alloc::vec![0i64, 1, -1, 127, -128, 128, -129, 255, 256, top, -top];
+            vals.extend([top - 1, -(top - 1), top / 3, -(top / 7)]);
+            vals.retain(|v| v.unsigned_abs() <= top as u64);
+            let mut chunk = [0i32; CHUNK];
+            for (c, &v) in chunk.iter_mut().zip(&vals) {
+                *c = v as i32;
+            }
+            let mut d = [[0i8; CHUNK]; MAX_PARTS];
+            split_chunk(&mut chunk, p, &mut d);
+            for (t, &v) in vals.iter().enumerate() {
+                let back: i64 = (0..p).map(|i| i64::from(d[i][t]) << (8 * i)).sum();
+                assert_eq!(back, v, "{v} in {p} digits");
+            }
+        }
+        assert_eq!(parts_for(127), Some(1));
+        assert_eq!(parts_for(128), Some(2));
+        assert_eq!(parts_for(32_639), Some(2));
+        assert_eq!(parts_for(32_640), Some(3));
+        assert_eq!(parts_for(2_139_062_143), Some(4));
+        assert_eq!(parts_for(2_139_062_144), None);
+    }
+}
