@@ -147,11 +147,23 @@ impl Conv2d {
         };
         let image = |m: usize, om: &mut [O]| {
             let zm = &zs[m * hw * f..(m + 1) * hw * f];
+            // The epilogue on whole rows of z (contiguous: it vectorises), then the transposed
+            // write from that small buffer.
+            let mut tile = alloc::vec![O::default(); 16 * f];
             for s0 in (0..hw).step_by(16) {
                 let s1 = (s0 + 16).min(hw);
-                for (fi, &b) in bias.iter().enumerate() {
-                    for sp in s0..s1 {
-                        om[fi * hw + sp] = epilogue(zm[sp * f + fi] + b);
+                for (trow, zrow) in tile
+                    .chunks_exact_mut(f)
+                    .zip(zm[s0 * f..s1 * f].chunks_exact(f))
+                {
+                    for ((t, &z), &b) in trow.iter_mut().zip(zrow).zip(&bias) {
+                        *t = epilogue(z + b);
+                    }
+                }
+                for fi in 0..f {
+                    let orow = &mut om[fi * hw + s0..fi * hw + s1];
+                    for (sp, o) in orow.iter_mut().enumerate() {
+                        *o = tile[sp * f + fi];
                     }
                 }
             }

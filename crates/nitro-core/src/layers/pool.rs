@@ -164,7 +164,45 @@ impl Pool2d {
         let plane_fn = |plane: usize, o: &mut [T], mut a: Option<&mut [usize]>| -> Result<()> {
             let base = plane * h * w;
             for oi in 0..ho {
+                // Windows wholly inside the input (no padding): read straight from the rows,
+                // the first element starting the maximum (the same arg-max on ties: later
+                // elements replace it only when strictly larger, in row-major order).
+                let y0 = (oi * kh).wrapping_sub(ph);
+                let rows_inside = y0 < h && y0 + kh <= h;
                 for oj in 0..wo {
+                    let x0 = (oj * kw).wrapping_sub(pw);
+                    if rows_inside && x0 < w && x0 + kw <= w {
+                        let i = oi * wo + oj;
+                        let start = base + y0 * w + x0;
+                        match a.as_deref_mut() {
+                            Some(a) => {
+                                let (mut best, mut best_at) = (xv[start], start);
+                                for u in 0..kh {
+                                    let at = start + u * w;
+                                    for (v, &val) in xv[at..at + kw].iter().enumerate() {
+                                        if val > best {
+                                            best = val;
+                                            best_at = at + v;
+                                        }
+                                    }
+                                }
+                                o[i] = best;
+                                a[i] = best_at;
+                            }
+                            None => {
+                                let mut sum = 0i64;
+                                for u in 0..kh {
+                                    let at = start + u * w;
+                                    sum += xv[at..at + kw].iter().map(|&v| v.into()).sum::<i64>();
+                                }
+                                // |mean| ≤ max|x|: always fits T.
+                                o[i] = T::try_from(tdiv(sum, area)).map_err(|_| {
+                                    Error::overflow("avgpool", "forward", "mean outside the type")
+                                })?;
+                            }
+                        }
+                        continue;
+                    }
                     let mut best = pad_value;
                     let mut best_at = PADDING;
                     let mut first = true;

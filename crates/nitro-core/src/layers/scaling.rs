@@ -30,12 +30,23 @@ impl Scaling {
         let f = self.factor;
         // A factor set by hand to ≤ 0 takes the plain division (DivU31 needs a positive one).
         let r = (f > 0).then(|| DivU31::new(f as u64));
+        // Every |v| ≥ 128·f gives a quotient ≥ 128, which clip8 makes ±127, and so does
+        // 128·f itself: so |v| may be capped at 128·f before dividing, which keeps the
+        // dividend below 2³¹ — the reciprocal's exact range — whenever 128·f < 2³¹ (any
+        // fan-in below 2¹⁶), with no branch (the loops over it vectorise).
+        let cap = r.filter(|_| f < 1 << 24).map(|r| (r, 128 * f as u64));
         move |v: i64| {
-            // tdiv(v, f) = ±⌊|v| / f⌋, by the exact reciprocal where |v| < 2³¹ (nearly always).
+            // tdiv(v, f) = ±⌊|v| / f⌋.
             let sign = (v >> 63) as u64;
             let abs = ((v as u64) ^ sign).wrapping_sub(sign);
-            match r {
-                Some(r) if abs >> 31 == 0 => clip8((r.div(abs) ^ sign).wrapping_sub(sign) as i64),
+            match (cap, r) {
+                (Some((r, cap)), _) => {
+                    clip8((r.div(abs.min(cap)) ^ sign).wrapping_sub(sign) as i64)
+                }
+                // By the exact reciprocal where |v| < 2³¹ (nearly always).
+                (None, Some(r)) if abs >> 31 == 0 => {
+                    clip8((r.div(abs) ^ sign).wrapping_sub(sign) as i64)
+                }
                 _ => clip8(tdiv(v, f)),
             }
         }
