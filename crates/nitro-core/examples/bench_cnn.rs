@@ -10,6 +10,11 @@ use nitro_core::rng::Pcg32;
 use nitro_core::{Cnn, CnnPreset};
 use std::time::Instant;
 
+/// Large per-step buffers come and go every step: mimalloc keeps them mapped where glibc's
+/// allocator returns them to the OS and faults them in again (BENCHMARKS.md, "the allocator").
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
     args.iter()

@@ -22,6 +22,11 @@ use nitro_core::{Augment, Compat, Dataset, Mlp, Normalization, Plateau, Preset, 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// Large per-step buffers come and go every step: mimalloc keeps them mapped where glibc's
+/// allocator returns them to the OS and faults them in again (BENCHMARKS.md, "the allocator").
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Args {
     preset: String,
     data_dir: PathBuf,

@@ -27,6 +27,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+/// Large per-step buffers come and go every step: mimalloc keeps them mapped where glibc's
+/// allocator returns them to the OS and faults them in again (BENCHMARKS.md, "the allocator").
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn value<T: std::str::FromStr>(args: &[String], flag: &str) -> Result<Option<T>, String> {
     match args.iter().position(|a| a == flag) {
         None => Ok(None),
