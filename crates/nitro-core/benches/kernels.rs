@@ -22,15 +22,20 @@ fn random_i8(r: &mut Pcg32, rows: usize, cols: usize) -> Array2<i8> {
     Array2::from_shape_fn((rows, cols), |_| r.symmetric(127) as i8)
 }
 
-/// The pair engine on every instruction set this CPU has (named `i16_<isa>`), plus the `i32`
-/// engine with and without AVX2; instruction sets the CPU lacks are listed as skipped.
+/// The tile engine (`tiles_amx`) and the pair engine on every instruction set this CPU has
+/// (named `i16_<isa>`), plus the `i32` engine with and without AVX2; instruction sets the CPU
+/// lacks are listed as skipped.
 fn variants() -> Vec<(String, Dispatch)> {
     let mut out = Vec::new();
     for isa in Isa::ALL.into_iter().rev() {
+        let engine = if isa == Isa::Amx { "tiles" } else { "i16" };
         if isa.detected() {
-            out.push((format!("i16_{isa}"), Dispatch::new(true, isa)));
+            out.push((format!("{engine}_{isa}"), Dispatch::new(true, isa)));
         } else {
-            println!("skipped: i16_{isa} (this CPU lacks {})", isa.cpu_flags());
+            println!(
+                "skipped: {engine}_{isa} (this CPU lacks {})",
+                isa.cpu_flags()
+            );
         }
     }
     out.push(("i32_avx2".into(), Dispatch::new(false, Isa::Avx2)));

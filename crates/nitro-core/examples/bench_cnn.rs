@@ -32,7 +32,7 @@ fn secs(ms: u128) -> String {
 fn main() -> nitro_core::Result<()> {
     let steps = arg("--steps", 2);
     let infer = arg("--infer", 128).max(1);
-    // NITROD_ISA=avx2 (or portable, avx-vnni, avx512-vnni) caps the kernels' instruction set.
+    // NITROD_ISA=avx2 (or portable, avx-vnni, avx512-vnni, amx) caps the kernels' instruction set.
     if let Ok(name) = std::env::var("NITROD_ISA") {
         let isa: nitro_core::kernels::Isa = name.parse()?;
         nitro_core::kernels::set_dispatch(nitro_core::kernels::Dispatch::new(true, isa));

@@ -1,6 +1,6 @@
 //! Quick GEMM throughput probe: `gemm_speed M K N REPS [wide]` prints MACs per microsecond
 //! (i.e. millions of multiply-adds per second) of the default dispatch, or of the instruction
-//! set named by `NITROD_ISA` (portable, avx2, avx-vnni, avx512-vnni).
+//! set named by `NITROD_ISA` (portable, avx2, avx-vnni, avx512-vnni, amx).
 use ndarray::Array2;
 use nitro_core::kernels::gemm_nt;
 use nitro_core::rng::Pcg32;
