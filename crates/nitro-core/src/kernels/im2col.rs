@@ -11,6 +11,7 @@ use super::gemm::RowSource;
 use crate::error::{Error, Result};
 use alloc::format;
 use alloc::vec;
+use alloc::vec::Vec;
 use ndarray::{s, Array2, Array4, ArrayView4};
 
 /// `x` zero-padded by `p` on each side of both spatial axes.
@@ -218,6 +219,94 @@ impl RowSource for Patches<'_> {
     }
 }
 
+/// The patch matrix of [`im2col`] with its columns in channels-last order `(u, v, c)` →
+/// `(u·k + v)·C + c` instead of `(c, u, v)`: the same products, so a product with the weights
+/// in that order ([`hwc_weights`]) gives the same sums — integer addition does not depend on
+/// the order. It keeps a channels-last copy of the padded input, from which a patch row is
+/// `k` contiguous runs of `k·C` values (the NCHW rows of [`Patches`] are `C·k` runs of `k`).
+pub struct PatchesHwc {
+    /// The padded input, `N × Hp × Wp × C`.
+    x: Vec<i16>,
+    g: Geometry,
+    bound: u64,
+}
+
+impl PatchesHwc {
+    /// Channels-last patches of a padded NCHW tensor (any layout).
+    pub fn new(xp: ArrayView4<'_, i16>, k: usize) -> Result<Self> {
+        let (g, bound) = geometry_of(&xp, k)?;
+        let Geometry { c, hp, wp, .. } = g;
+        let xs = xp.as_standard_layout();
+        let src = xs.as_slice().expect("standard layout");
+        let mut x = vec![0i16; src.len()];
+        let plane = hp * wp;
+        // Per image, a transpose of its C × (Hp·Wp) matrix, in 16 × 64 tiles so that both the
+        // reads and the writes stay within a few cache lines.
+        crate::kernels::par::for_each_chunk_mut(&mut x, (plane * c).max(1), |m, dst| {
+            let img = &src[m * plane * c..(m + 1) * plane * c];
+            for c0 in (0..c).step_by(16) {
+                let c1 = (c0 + 16).min(c);
+                for p0 in (0..plane).step_by(64) {
+                    let p1 = (p0 + 64).min(plane);
+                    for ch in c0..c1 {
+                        let row = &img[ch * plane + p0..ch * plane + p1];
+                        for (p, &v) in (p0..p1).zip(row) {
+                            dst[p * c + ch] = v;
+                        }
+                    }
+                }
+            }
+        });
+        Ok(PatchesHwc { x, g, bound })
+    }
+}
+
+impl RowSource for PatchesHwc {
+    fn rows(&self) -> usize {
+        self.g.n * self.g.ho * self.g.wo
+    }
+    fn cols(&self) -> usize {
+        self.g.c * self.g.k * self.g.k
+    }
+    fn bound(&self) -> u64 {
+        self.bound
+    }
+    fn row(&self, r: usize, out: &mut [i16]) {
+        let Geometry {
+            c,
+            hp,
+            wp,
+            k,
+            ho,
+            wo,
+            ..
+        } = self.g;
+        // Row (m, i, j): for every window row, `k·C` consecutive inputs.
+        let (m, i, j) = (r / (ho * wo), (r / wo) % ho, r % wo);
+        let run = k * c;
+        for u in 0..k {
+            let src = ((m * hp + i + u) * wp + j) * c;
+            out[u * run..(u + 1) * run].copy_from_slice(&self.x[src..src + run]);
+        }
+    }
+}
+
+/// Convolution weights `F×C×k×k` as the `F × (k·k·C)` matrix whose columns match
+/// [`PatchesHwc`]'s order.
+pub fn hwc_weights<T: Copy>(w: ArrayView4<'_, T>) -> Array2<T> {
+    let (f, c, k, _) = w.dim();
+    let ws = w.as_standard_layout();
+    let src = ws.as_slice().expect("standard layout");
+    let kk = k * k;
+    let mut out = Vec::with_capacity(src.len());
+    for filter in src.chunks_exact((c * kk).max(1)) {
+        for uv in 0..kk {
+            out.extend((0..c).map(|ch| filter[ch * kk + uv]));
+        }
+    }
+    Array2::from_shape_vec((f, kk * c), out).expect("F·k·k·C values")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,6 +345,30 @@ mod tests {
             src_t.row(r, &mut row);
             assert_eq!(row, want.to_vec(), "transposed patch row {r}");
         }
+        // Channels-last rows hold the same values, columns (c, u, v) moved to (u, v, c).
+        let hwc = PatchesHwc::new(xp.view(), 3).unwrap();
+        assert_eq!(
+            (hwc.rows(), hwc.cols(), hwc.bound()),
+            (p.nrows(), p.ncols(), 119)
+        );
+        let mut row = vec![0i16; hwc.cols()];
+        for (r, want) in p.rows().into_iter().enumerate() {
+            hwc.row(r, &mut row);
+            for (ch, u, v) in
+                (0..3).flat_map(|c| (0..3).flat_map(move |u| (0..3).map(move |v| (c, u, v))))
+            {
+                assert_eq!(
+                    row[(u * 3 + v) * 3 + ch],
+                    want[(ch * 3 + u) * 3 + v],
+                    "row {r}"
+                );
+            }
+        }
+        let w = Array4::from_shape_fn((2, 3, 3, 3), |(f, c, u, v)| {
+            (f * 81 + c * 9 + u * 3 + v) as i32
+        });
+        let wh = hwc_weights(w.view());
+        assert_eq!(wh[[1, (2 * 3 + 0) * 3 + 1]], w[[1, 1, 2, 0]]);
         assert!(Patches::new(xp.view(), 8).is_err());
         assert!(Patches::transposed(xp.t(), 3).is_err());
     }
