@@ -368,7 +368,8 @@ mod tests {
             (f * 81 + c * 9 + u * 3 + v) as i32
         });
         let wh = hwc_weights(w.view());
-        assert_eq!(wh[[1, (2 * 3 + 0) * 3 + 1]], w[[1, 1, 2, 0]]);
+        // Column (u, v, c) = (2, 0, 1) is (2·3 + 0)·3 + 1 = 19.
+        assert_eq!(wh[[1, 19]], w[[1, 1, 2, 0]]);
         assert!(Patches::new(xp.view(), 8).is_err());
         assert!(Patches::transposed(xp.t(), 3).is_err());
     }
