@@ -307,6 +307,94 @@ pub fn hwc_weights<T: Copy>(w: ArrayView4<'_, T>) -> Array2<T> {
     Array2::from_shape_vec((f, kk * c), out).expect("F·k·k·C values")
 }
 
+/// A convolution's product `z` (`(N·Ho·Wo) × F`, row `(m, i, j)` holding every filter's output
+/// at that position) as `N × F × Ho·Wo`, with `epilogue(z + bias[f])` applied to every entry:
+/// per image, 16 positions at a time, the epilogue over whole (contiguous) rows of `z` into a
+/// small buffer, then its transposed write. The plain loops are compiled for the widest vectors
+/// the dispatch allows (the same safe code: the same values).
+pub fn rows_to_nchw<O, E>(
+    z: &[i64],
+    (n, f, hw): (usize, usize, usize),
+    bias: &[i64],
+    epilogue: E,
+) -> Vec<O>
+where
+    O: Copy + Default + Send + Sync,
+    E: Fn(i64) -> O + Sync,
+{
+    let mut out = vec![O::default(); n * f * hw];
+    let image = |m: usize, om: &mut [O]| {
+        let zm = &z[m * hw * f..(m + 1) * hw * f];
+        #[cfg(nitro_x86_simd)]
+        {
+            use crate::kernels::cpu::{loop_build, Isa};
+            match loop_build() {
+                // SAFETY (both): the instruction set is allowed and detected.
+                Isa::Avx512Vnni => return unsafe { image_avx512(zm, om, f, bias, &epilogue) },
+                Isa::Avx2 => return unsafe { image_avx2(zm, om, f, bias, &epilogue) },
+                _ => {}
+            }
+        }
+        image_impl(zm, om, f, bias, &epilogue)
+    };
+    crate::kernels::par::for_each_chunk_mut(&mut out, (f * hw).max(1), image);
+    out
+}
+
+#[cfg(nitro_x86_simd)]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn image_avx512<O: Copy + Default, E: Fn(i64) -> O>(
+    z: &[i64],
+    o: &mut [O],
+    f: usize,
+    bias: &[i64],
+    e: &E,
+) {
+    image_impl(z, o, f, bias, e)
+}
+
+#[cfg(nitro_x86_simd)]
+#[target_feature(enable = "avx2")]
+unsafe fn image_avx2<O: Copy + Default, E: Fn(i64) -> O>(
+    z: &[i64],
+    o: &mut [O],
+    f: usize,
+    bias: &[i64],
+    e: &E,
+) {
+    image_impl(z, o, f, bias, e)
+}
+
+/// One image of [`rows_to_nchw`]: `z` is its `Ho·Wo × F` block, `o` its `F × Ho·Wo` output.
+#[inline(always)]
+fn image_impl<O: Copy + Default, E: Fn(i64) -> O>(
+    z: &[i64],
+    o: &mut [O],
+    f: usize,
+    bias: &[i64],
+    e: &E,
+) {
+    let hw = o.len() / f.max(1);
+    let mut tile = vec![O::default(); 16 * f];
+    for s0 in (0..hw).step_by(16) {
+        let s1 = (s0 + 16).min(hw);
+        for (trow, zrow) in tile
+            .chunks_exact_mut(f)
+            .zip(z[s0 * f..s1 * f].chunks_exact(f))
+        {
+            for ((t, &zv), &b) in trow.iter_mut().zip(zrow).zip(bias) {
+                *t = e(zv + b);
+            }
+        }
+        for fi in 0..f {
+            let orow = &mut o[fi * hw + s0..fi * hw + s1];
+            for (sp, ov) in orow.iter_mut().enumerate() {
+                *ov = tile[sp * f + fi];
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

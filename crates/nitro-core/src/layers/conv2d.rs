@@ -9,9 +9,9 @@
 use super::saved::no_forward;
 use super::scaling::Scaling;
 use crate::error::{Error, Result};
-use crate::kernels::im2col::{hwc_weights, out_size, Patches, PatchesHwc};
+use crate::kernels::im2col::{hwc_weights, out_size, rows_to_nchw, Patches, PatchesHwc};
 use crate::kernels::sparse::{conv_weight_gradient, SparseDelta};
-use crate::kernels::{gemm_nt_rows, gemm_rows_nt, par, Int};
+use crate::kernels::{gemm_nt_rows, gemm_rows_nt, Int};
 use crate::optim::{Sgd, Staged};
 use alloc::format;
 use alloc::string::String;
@@ -130,39 +130,12 @@ impl Conv2d {
         // (N·Ho·Wo) × F: row (m, i, j) holds every filter's output at that position.
         let z = gemm_rows_nt(&cols, w.view()).map_err(|e| e.in_layer(&self.name))?;
         let f = self.filters();
-        let hw = ho * wo;
-        let zs = z.as_slice().expect("standard layout");
-        // Transpose each image's Ho·Wo × F block into F × Ho·Wo (tiles of 16 positions keep both
-        // sides in cache), adding the bias.
-        let mut out = alloc::vec![O::default(); n * f * hw];
         let bias: Vec<i64> = match &self.bias {
             Some(b) => b.iter().map(|&v| i64::from(v)).collect(),
             None => alloc::vec![0; f],
         };
-        let image = |m: usize, om: &mut [O]| {
-            let zm = &zs[m * hw * f..(m + 1) * hw * f];
-            // The epilogue on whole rows of z (contiguous: it vectorises), then the transposed
-            // write from that small buffer.
-            let mut tile = alloc::vec![O::default(); 16 * f];
-            for s0 in (0..hw).step_by(16) {
-                let s1 = (s0 + 16).min(hw);
-                for (trow, zrow) in tile
-                    .chunks_exact_mut(f)
-                    .zip(zm[s0 * f..s1 * f].chunks_exact(f))
-                {
-                    for ((t, &z), &b) in trow.iter_mut().zip(zrow).zip(&bias) {
-                        *t = epilogue(z + b);
-                    }
-                }
-                for fi in 0..f {
-                    let orow = &mut om[fi * hw + s0..fi * hw + s1];
-                    for (sp, o) in orow.iter_mut().enumerate() {
-                        *o = tile[sp * f + fi];
-                    }
-                }
-            }
-        };
-        par::for_each_chunk_mut(&mut out, f * hw, image);
+        let zs = z.as_slice().expect("standard layout");
+        let out = rows_to_nchw(zs, (n, f, ho * wo), &bias, epilogue);
         crate::kernels::recycle(z);
         Ok(Array4::from_shape_vec((n, f, ho, wo), out).expect("sizes computed above"))
     }

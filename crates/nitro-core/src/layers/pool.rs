@@ -169,6 +169,21 @@ impl Pool2d {
                 // elements replace it only when strictly larger, in row-major order).
                 let y0 = (oi * kh).wrapping_sub(ph);
                 let rows_inside = y0 < h && y0 + kh <= h;
+                // A whole output row of max windows inside the input, of the common widths:
+                // row by row, loops the compiler unrolls and vectorises.
+                if rows_inside && pw == 0 && wo * kw <= w {
+                    if let Some(a) = a.as_deref_mut() {
+                        let at = (base + y0 * w, w, kh);
+                        let (orow, arow) = (&mut o[oi * wo..][..wo], &mut a[oi * wo..][..wo]);
+                        // Inlined with the common widths as constants (unrolled inner loops).
+                        match kw {
+                            2 => band_max(xv, at, 2, orow, arow),
+                            4 => band_max(xv, at, 4, orow, arow),
+                            _ => band_max(xv, at, kw, orow, arow),
+                        }
+                        continue;
+                    }
+                }
                 for oj in 0..wo {
                     let x0 = (oj * kw).wrapping_sub(pw);
                     if rows_inside && x0 < w && x0 + kw <= w {
@@ -394,4 +409,42 @@ pub fn unflatten<T: Clone>(x: Array2<T>, chw: (usize, usize, usize)) -> Result<A
     };
     Ok(x.into_shape_with_order((n, chw.0, chw.1, chw.2))
         .expect("standard layout"))
+}
+
+/// One output row of max pooling whose windows (`kw` wide, `kh` high, stride = kernel) all lie
+/// inside the input: `start` is the flat index of the band's first input, `w` the input width.
+/// Each input row gives each window its first maximum (strictly larger replaces, in column
+/// order); rows are then taken in order, a later row replacing only a strictly larger maximum:
+/// together the first maximum in row-major order, the arg-max rule of algorithm.md §3.5.
+#[inline(always)]
+fn band_max<T: PoolElem>(
+    xv: &[T],
+    (start, w, kh): (usize, usize, usize),
+    kw: usize,
+    o: &mut [T],
+    a: &mut [usize],
+) {
+    let wo = o.len();
+    for u in 0..kh {
+        let row0 = start + u * w;
+        let row = &xv[row0..row0 + wo * kw];
+        for (oj, ((ov, av), win)) in o
+            .iter_mut()
+            .zip(a.iter_mut())
+            .zip(row.chunks_exact(kw))
+            .enumerate()
+        {
+            let (mut best, mut at) = (win[0], 0);
+            for (v, &x) in win.iter().enumerate().skip(1) {
+                if x > best {
+                    best = x;
+                    at = v;
+                }
+            }
+            if u == 0 || best > *ov {
+                *ov = best;
+                *av = row0 + oj * kw + at;
+            }
+        }
+    }
 }
