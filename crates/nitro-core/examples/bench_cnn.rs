@@ -81,5 +81,12 @@ fn main() -> nitro_core::Result<()> {
         tenths / 10,
         tenths % 10
     );
+    // Which engines these numbers used (the pair engine on its best allowed micro-kernel).
+    let c = nitro_core::kernels::engine_counts();
+    let pairs = nitro_core::kernels::gemm::pairs_isa();
+    println!(
+        "products: {} on AMX tiles, {} on the pair engine ({pairs}), {} on the i32 engine",
+        c.tiles, c.pairs, c.wide
+    );
     Ok(())
 }

@@ -14,11 +14,11 @@ mod common;
 use ndarray::{Array2, Array4, ArrayView2};
 use nitro_core::kernels::im2col::{im2col, im2col_t, pad, Patches};
 use nitro_core::kernels::{
-    gemm_nt, gemm_nt_rows, gemm_nt_with, gemm_rows_nt, set_dispatch, Accum, Dispatch, Int,
-    RowSource,
+    engine_counts, gemm_nt, gemm_nt_rows, gemm_nt_with, gemm_rows_nt, set_dispatch, Accum,
+    Dispatch, Int, Isa, RowSource,
 };
 use nitro_core::rng::Pcg32;
-use nitro_core::{Cnn, Feature};
+use nitro_core::{Cnn, CnnConfig, Feature};
 use nitro_core::{Error, Hyper, Mlp, MlpConfig};
 use proptest::prelude::*;
 use std::sync::Mutex;
@@ -282,7 +282,22 @@ fn mlp_run() -> Vec<Array2<i32>> {
 }
 
 fn cnn_run() -> Vec<Vec<i32>> {
-    let cfg = common::small_cnn(12, Feature::AvgPool(2), 24, 3);
+    // 32 channels into the second convolution and a 1152-wide first head: reductions of 288
+    // and 1152 terms, long enough for the AMX tile engine where it runs (it leaves shorter
+    // ones to the pair engine).
+    let conv = |f| Feature::Conv {
+        filters: f,
+        kernel: 3,
+        stride: 1,
+        padding: 1,
+    };
+    let mut cfg = CnnConfig::new(
+        (1, 12, 12),
+        &[conv(32), Feature::MaxPool(2), conv(16), Feature::AvgPool(2)],
+        &[24],
+        10,
+    );
+    cfg.seed = 3;
     let mut model = Cnn::new(cfg).unwrap();
     let hyper = Hyper::default();
     let mut r = Pcg32::new(8, 8);
@@ -320,7 +335,12 @@ fn training_is_bit_identical_across_dispatch_paths_and_threads() {
                 .build()
                 .unwrap();
             set_dispatch(d);
+            let before = engine_counts();
             let (mlp, cnn) = pool.install(|| (mlp_run(), cnn_run()));
+            // Where AMX runs, the tile engine really took part of these trainings.
+            if d.isa == Isa::Amx {
+                assert!(engine_counts().tiles > before.tiles, "no product on tiles");
+            }
             (d, threads, mlp, cnn)
         })
         .collect();

@@ -43,6 +43,11 @@ const CHUNK: usize = 64;
 const MAX_PARTS: usize = 4;
 /// K chunks per `i32` block: `2¹⁴ · 64 · 2047 = 2³¹ − 2²⁰ < 2³¹` (see the module docs).
 const BLOCK_CHUNKS: usize = 2047;
+/// The shortest reduction the tile engine takes: below it a tile product is too short to pay
+/// for writing its four accumulators out (measured on a Sapphire Rapids-class Xeon, one
+/// thread: `200×64×784` with two-digit weights 309 µs on tiles, 170 µs on the AVX-512 pair
+/// engine; `64×784×200` 147 µs on both, BENCHMARKS.md).
+const MIN_K: usize = 4 * CHUNK;
 
 /// The largest magnitude `p` balanced digits hold: `127·(256ᵖ − 1)/255` (`127`, `32639`, …).
 fn digit_bound(p: usize) -> u64 {
@@ -255,6 +260,9 @@ fn plan<A: Int, B: Int>(
     let (Some(pa), Some(pb)) = (pa, pb) else {
         return Ok(None);
     };
+    if k < MIN_K {
+        return Ok(None);
+    }
     let mut terms = 0u128;
     for i in 0..pa {
         for j in 0..pb {
@@ -450,7 +458,7 @@ pub(super) fn self_check() -> bool {
             _ => v % (2 * bound + 1) - bound,
         }
     };
-    let (m, n, k) = (2 * ROWS + 3, 3 * ROWS + 5, 2 * CHUNK + 7);
+    let (m, n, k) = (2 * ROWS + 3, 3 * ROWS + 5, MIN_K + 2 * CHUNK + 7);
     [(1, 1), (2, 1), (1, 2), (2, 2), (3, 1), (1, 4)]
         .into_iter()
         .all(|(pa, pb)| {
@@ -526,11 +534,11 @@ mod tests {
             2_139_062_143,
         ];
         for (case, &(m, n, k)) in [
-            (1, 1, 1),
-            (16, 16, 64),
-            (17, 33, 65),
-            (40, 7, 200),
-            (3, 50, 129),
+            (1, 1, 256),
+            (16, 16, 320),
+            (17, 33, 321),
+            (40, 7, 450),
+            (3, 50, 2049),
         ]
         .iter()
         .enumerate()
@@ -545,17 +553,23 @@ mod tests {
                     assert!(got.is_err(), "{what}: may exceed i64");
                     continue;
                 }
-                let four = parts_for(ba as u64) == Some(4) && parts_for(bb as u64) == Some(4);
+                // The contract: declined exactly when the partial sums' bound, every digit
+                // product at its largest (128·128) over all K terms, may exceed i64.
+                let (pa, pb) = (parts_for(ba as u64).unwrap(), parts_for(bb as u64).unwrap());
+                let worst: i128 = (0..pa)
+                    .flat_map(|i| {
+                        (0..pb).map(move |j| (1i128 << (8 * (i + j))) * 128 * 128 * k as i128)
+                    })
+                    .sum();
                 match got.unwrap() {
                     Some(c) => assert_eq!(c, oracle(&a, &b), "{what}"),
-                    // Only four digits on both sides can exceed the partial sums' bound.
-                    None => assert!(four && k > 1, "{what}: declined"),
+                    None => assert!(worst > i64::MAX as i128, "{what}: declined"),
                 }
             }
         }
         // Narrow types: one digit for i8 whatever its values (−128 included), a scan for i16.
-        let a = matrix(&mut r, 20, 70, 128).mapv(|v| v.clamp(-128, 127));
-        let b = matrix(&mut r, 18, 70, 32_767);
+        let a = matrix(&mut r, 20, 270, 128).mapv(|v| v.clamp(-128, 127));
+        let b = matrix(&mut r, 18, 270, 32_767);
         let got = gemm(
             Operand::View(&to::<i8>(&a).view()),
             Operand::View(&to::<i16>(&b).view()),
@@ -568,20 +582,25 @@ mod tests {
         if !amx_here("AMX tile engine not tested") {
             return;
         }
+        // Too short a reduction to pay.
+        let a = Array2::from_elem((2, MIN_K - 1), 1i32);
+        assert!(gemm(Operand::View(&a.view()), Operand::View(&a.view()))
+            .unwrap()
+            .is_none());
         // A fifth digit would be needed.
-        let a = Array2::from_elem((2, 3), i32::MIN);
-        let b = Array2::from_elem((2, 3), 1i32);
+        let a = Array2::from_elem((2, MIN_K), i32::MIN);
+        let b = Array2::from_elem((2, MIN_K), 1i32);
         assert!(gemm(Operand::View(&a.view()), Operand::View(&b.view()))
             .unwrap()
             .is_none());
         // Four digits each: the result fits i64, but the partial sums' bound
         // Σ 256^(i+j)·2¹⁴·K does not, so another engine must take it.
-        let a = Array2::from_elem((2, 3), 1i32 << 30);
+        let a = Array2::from_elem((2, MIN_K), 1i32 << 24);
         assert!(gemm(Operand::View(&a.view()), Operand::View(&a.view()))
             .unwrap()
             .is_none());
         // A product beyond i64 is an error here too.
-        let a = Array2::from_elem((1, 4), i32::MAX);
+        let a = Array2::from_elem((1, MIN_K), i32::MAX);
         assert!(gemm(Operand::View(&a.view()), Operand::View(&a.view())).is_err());
     }
 

@@ -45,8 +45,53 @@ pub fn kernel_isa() -> Isa {
     if tiles_allowed(d) {
         Isa::Amx
     } else {
-        pairs::resolve(d.isa)
+        pairs_isa()
     }
+}
+
+/// How many products each engine has computed in this process (a diagnostic: benchmarks print
+/// it to say which path their numbers used, tests check that a path really ran).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineCounts {
+    /// On the AMX tile engine.
+    pub tiles: u64,
+    /// On the pair engine (any of its micro-kernels).
+    pub pairs: u64,
+    /// On the `i32`/`i64` engine.
+    pub wide: u64,
+}
+
+/// Products per engine (with `std` only: 64-bit atomic counters do not exist on every embedded
+/// target, and the firmware has no use for them).
+#[cfg(feature = "std")]
+static COUNTS: [std::sync::atomic::AtomicU64; 3] =
+    [const { std::sync::atomic::AtomicU64::new(0) }; 3];
+
+/// The products computed so far by each engine (all zero without `std`).
+pub fn engine_counts() -> EngineCounts {
+    #[cfg(not(feature = "std"))]
+    return EngineCounts::default();
+    #[cfg(feature = "std")]
+    let get = |i: usize| COUNTS[i].load(std::sync::atomic::Ordering::Relaxed);
+    #[cfg(feature = "std")]
+    EngineCounts {
+        tiles: get(0),
+        pairs: get(1),
+        wide: get(2),
+    }
+}
+
+fn count(engine: usize) {
+    #[cfg(feature = "std")]
+    COUNTS[engine].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    #[cfg(not(feature = "std"))]
+    let _ = engine;
+}
+
+/// The pair engine's micro-kernel under the current dispatch (products the tile engine declines,
+/// or all of them where it cannot run, take it).
+pub fn pairs_isa() -> Isa {
+    pairs::resolve(dispatch().isa)
 }
 
 /// Whether the tile engine may run under `d`: AMX allowed, detected and self-checked.
@@ -65,7 +110,11 @@ fn on_tiles<A: Int, B: Int>(
     if !tiles_allowed(d) {
         return Ok(None);
     }
-    amx::gemm(a, b)
+    let c = amx::gemm(a, b)?;
+    if c.is_some() {
+        count(0);
+    }
+    Ok(c)
 }
 
 /// `C = A·Bᵀ` with `A: m×k`, `B: n×k`, exactly, into `i64`; accumulation proven from the operands.
@@ -152,6 +201,7 @@ pub fn gemm_nt_with<A: Int, B: Int>(
     let (ma, mb) = (pack::max_abs_view(&a), pack::max_abs_view(&b));
     prove_i64(ma, mb, k)?;
     let acc = Accum::forced(forced, Accum::prove(ma, mb, k), k);
+    count(2);
     Ok(wide::gemm(&a, &b, acc, d.avx2()))
 }
 
@@ -172,6 +222,9 @@ fn proven_pairs(
     });
     pa.release();
     pb.release();
+    if matches!(c, Ok(Some(_))) {
+        count(1);
+    }
     c
 }
 
