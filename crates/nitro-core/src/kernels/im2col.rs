@@ -234,31 +234,55 @@ pub struct PatchesHwc {
 impl PatchesHwc {
     /// Channels-last patches of a padded NCHW tensor (any layout).
     pub fn new(xp: ArrayView4<'_, i16>, k: usize) -> Result<Self> {
-        let (g, bound) = geometry_of(&xp, k)?;
-        let Geometry { c, hp, wp, .. } = g;
-        let xs = xp.as_standard_layout();
-        let src = xs.as_slice().expect("standard layout");
-        let mut x = vec![0i16; src.len()];
-        let plane = hp * wp;
-        // Per image, a transpose of its C × (Hp·Wp) matrix, in 16 × 64 tiles so that both the
-        // reads and the writes stay within a few cache lines.
-        crate::kernels::par::for_each_chunk_mut(&mut x, (plane * c).max(1), |m, dst| {
-            let img = &src[m * plane * c..(m + 1) * plane * c];
-            for c0 in (0..c).step_by(16) {
-                let c1 = (c0 + 16).min(c);
-                for p0 in (0..plane).step_by(64) {
-                    let p1 = (p0 + 64).min(plane);
-                    for ch in c0..c1 {
-                        let row = &img[ch * plane + p0..ch * plane + p1];
-                        for (p, &v) in (p0..p1).zip(row) {
-                            dst[p * c + ch] = v;
-                        }
+        let (n, c, hp, wp) = xp.dim();
+        let (ho, wo) = out_size(hp, wp, k)?;
+        let (x, bound) = channels_last(xp);
+        let g = Geometry {
+            n,
+            c,
+            hp,
+            wp,
+            k,
+            ho,
+            wo,
+        };
+        Ok(PatchesHwc { x, g, bound })
+    }
+}
+
+/// `xp` (`N×C×Hp×Wp`) as `N×Hp×Wp×C`, so that a patch is `k` runs of `k·C` contiguous values
+/// (one per kernel row), and `max|xp|`.
+pub(crate) fn channels_last(xp: ArrayView4<'_, i16>) -> (Vec<i16>, u64) {
+    let (n, c, hp, wp) = xp.dim();
+    let xs = xp.as_standard_layout();
+    let src = xs.as_slice().expect("standard layout");
+    let max_x = src
+        .iter()
+        .map(|v| u64::from(v.unsigned_abs()))
+        .max()
+        .unwrap_or(0);
+    let plane = hp * wp;
+    let per_image = (plane * c).max(1);
+    let mut out = vec![0i16; n * plane * c];
+    // Per image, a transpose of its C × (Hp·Wp) matrix, in tiles of 16 channels × 64 positions
+    // so that both the reads and the strided writes stay within a few cache lines.
+    let image = |m: usize, o: &mut [i16]| {
+        let s = &src[m * per_image..(m + 1) * per_image];
+        for c0 in (0..c).step_by(16) {
+            let c1 = (c0 + 16).min(c);
+            for p0 in (0..plane).step_by(64) {
+                let p1 = (p0 + 64).min(plane);
+                for ch in c0..c1 {
+                    let row = &s[ch * plane + p0..ch * plane + p1];
+                    for (p, &v) in (p0..p1).zip(row) {
+                        o[p * c + ch] = v;
                     }
                 }
             }
-        });
-        Ok(PatchesHwc { x, g, bound })
-    }
+        }
+    };
+    crate::kernels::par::for_each_chunk_mut(&mut out, per_image, image);
+    (out, max_x)
 }
 
 impl RowSource for PatchesHwc {

@@ -17,6 +17,7 @@
 
 use crate::error::{Error, Result};
 use crate::kernels::cpu::{dispatch, loop_build, Isa};
+use crate::kernels::im2col::channels_last;
 use crate::kernels::par;
 use alloc::format;
 use alloc::vec::Vec;
@@ -203,37 +204,6 @@ fn filters_per_block(ckk: usize, f: usize) -> usize {
     let by_cache = (2 << 20) / (12 * ckk.max(1));
     let by_threads = f.div_ceil(par::threads());
     by_cache.min(by_threads).max(1)
-}
-
-/// `xp` (`N×C×Hp×Wp`) as `N×Hp×Wp×C`, so that a patch is `k` runs of `k·C` contiguous values
-/// (one per kernel row), and `max|xp|`.
-fn channels_last(xp: ArrayView4<'_, i16>) -> (Vec<i16>, u64) {
-    let (n, c, hp, wp) = xp.dim();
-    let xs = xp.as_standard_layout();
-    let src = xs.as_slice().expect("standard layout");
-    let max_x = src
-        .iter()
-        .map(|v| u64::from(v.unsigned_abs()))
-        .max()
-        .unwrap_or(0);
-    let plane = hp * wp;
-    let per_image = (plane * c).max(1);
-    let mut out = alloc::vec![0i16; n * plane * c];
-    let image = |m: usize, o: &mut [i16]| {
-        let s = &src[m * per_image..(m + 1) * per_image];
-        // Tiles of 64 positions: the strided writes of a tile stay in L1.
-        for p0 in (0..plane).step_by(64) {
-            let p1 = (p0 + 64).min(plane);
-            for ch in 0..c {
-                let row = &s[ch * plane + p0..ch * plane + p1];
-                for (p, &v) in (p0..p1).zip(row) {
-                    o[p * c + ch] = v;
-                }
-            }
-        }
-    };
-    par::for_each_chunk_mut(&mut out, per_image, image);
-    (out, max_x)
 }
 
 /// One filter's running sums inside [`filter_block`].
