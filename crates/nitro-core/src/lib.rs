@@ -77,7 +77,7 @@ pub use error::{Error, Result};
 pub use init::Init;
 pub use layers::ActivationKind;
 pub use metrics::{Fraction, LocalStats, StepStats};
-pub use model::{Cnn, CnnConfig, Feature, Mlp, MlpConfig};
+pub use model::{Cnn, CnnConfig, Feature, Gradients, LayerGradient, Mlp, MlpConfig, Share};
 pub use optim::{Compat, Hyper, Plateau, Schedule, Sgd};
 pub use params::NamedParams;
 pub use presets::{CnnPreset, CnnPresetSpec, Preset, PresetSpec};
