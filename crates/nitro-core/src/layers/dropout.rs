@@ -3,8 +3,8 @@
 
 use super::saved::no_forward;
 use crate::arith::tdiv;
+use crate::data::Share;
 use crate::error::{Error, Result};
-use crate::model::Share;
 use crate::rng::Pcg32;
 use alloc::format;
 use alloc::vec::Vec;

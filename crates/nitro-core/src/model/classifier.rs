@@ -6,8 +6,8 @@
 //! The layers belong to the model (its public `blocks` and `out`); [`Tail`] and [`TailMut`]
 //! borrow them for one operation.
 
-use super::gradients::Share;
 use crate::block::LocalLinearBlock;
+use crate::data::Share;
 use crate::error::{Error, Result};
 use crate::init::{bound, try_uniform, Init};
 use crate::kernels::par;

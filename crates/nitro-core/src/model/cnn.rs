@@ -4,9 +4,10 @@
 
 use super::classifier::{self, tail_of, Step, Tail};
 use super::cnn_config::{CnnConfig, Feature, FeatureShape};
-use super::gradients::{check_whole, no_more, put_next, take_into, Gradients, Share};
+use super::gradients::{check_whole, no_more, put_next, take_into, Gradients};
 use crate::block::{LocalConv2dBlock, LocalLinearBlock};
 use crate::data::Normalization;
+use crate::data::Share;
 use crate::error::{Error, Result};
 use crate::init::{bound, try_uniform};
 use crate::kernels::par;

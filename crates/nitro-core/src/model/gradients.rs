@@ -28,47 +28,6 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use ndarray::{Array, Array1, Dimension};
 
-/// Which rows of a batch a call computes: rows `start .. start + rows` of a batch of `total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Share {
-    /// The first row of the share in the batch.
-    pub start: usize,
-    /// Rows in the share (at least 1).
-    pub rows: usize,
-    /// Rows in the whole batch.
-    pub total: usize,
-}
-
-impl Share {
-    /// The whole batch of `rows` rows.
-    pub fn whole(rows: usize) -> Self {
-        Share {
-            start: 0,
-            rows,
-            total: rows,
-        }
-    }
-
-    /// Rows of the batch after the share.
-    pub(crate) fn after(&self) -> usize {
-        self.total
-            .saturating_sub(self.start.saturating_add(self.rows))
-    }
-
-    /// An error unless the share is non-empty, lies inside its batch and has `rows` rows.
-    pub fn check(&self, rows: usize) -> Result<()> {
-        let end = self.start.checked_add(self.rows);
-        if self.rows == 0 || self.rows != rows || end.is_none_or(|e| e > self.total) {
-            return Err(Error::shape(format!(
-                "a share of {} rows from row {} of a batch of {} does not fit a slice of {rows} \
-                 rows (it needs 1 ≤ rows = the slice's rows and start + rows ≤ total)",
-                self.rows, self.start, self.total
-            )));
-        }
-        Ok(())
-    }
-}
-
 /// The exact `i64` gradient sums of one layer's parameters (row-major, the parameter's shape).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LayerGradient {
@@ -153,10 +112,11 @@ fn row_major<D: Dimension>(a: Array<i64, D>) -> Vec<i64> {
     a.into_raw_vec_and_offset().0
 }
 
-/// The gradient sums of one training step over a share of the batch ([`Share`]), with what the
-/// step reports: the output loss and correct count, every trained block's, and the dropout
-/// generators' states after the step. Shares of one step add up ([`Gradients::checked_add`])
-/// to the step over the whole batch, which a model applies ([`crate::Mlp::apply_gradients`]).
+/// The gradient sums of one training step over a share of the batch
+/// ([`Share`](crate::data::Share)), with what the step reports: the output loss and correct
+/// count, every trained block's, and the dropout generators' states after the step. Shares of
+/// one step add up ([`Gradients::checked_add`]) to the step over the whole batch, which a model
+/// applies ([`crate::Mlp::apply_gradients`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Gradients {
     /// The rows covered: `start .. end` of a batch of `total`.

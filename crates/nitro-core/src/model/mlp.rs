@@ -3,10 +3,11 @@
 //! prediction (§4.4).
 
 use super::classifier::{self, config_with, settings_of, tail_of, Settings, Step, Tail};
-use super::gradients::{check_whole, no_more, put_next, take_into, Gradients, Share};
+use super::gradients::{check_whole, no_more, put_next, take_into, Gradients};
 use super::limits::Count;
 use crate::block::LocalLinearBlock;
 use crate::data::Normalization;
+use crate::data::Share;
 use crate::error::{Error, Result};
 use crate::init::Init;
 use crate::layers::{ActivationKind, Dropout, Linear, Scaling};
@@ -307,7 +308,7 @@ impl Mlp {
 
     /// The gradient sums of one training step (algorithm.md §4.3) on the rows `share` of a
     /// batch — `x` and `labels` are those rows — without any update: what data-parallel
-    /// training computes on each worker ([`super::gradients`]). The dropout masks are the
+    /// training computes on each worker ([`Gradients`]). The dropout masks are the
     /// whole batch's ([`crate::layers::Dropout::forward_share`]), so the shares of a batch,
     /// added up in row order ([`Gradients::checked_add`]), are the gradients of the whole
     /// batch, and [`Mlp::apply_gradients`] of them is [`Mlp::train_step`] on it, bit for bit.

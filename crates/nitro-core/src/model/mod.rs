@@ -15,7 +15,7 @@ pub(crate) use classifier::Settings;
 pub(crate) use classifier::settings_of;
 pub use cnn::{Cnn, ConvParams, Stage};
 pub use cnn_config::{CnnConfig, Feature, FeatureShape};
-pub use gradients::{Gradients, LayerGradient, Share};
+pub use gradients::{Gradients, LayerGradient};
 pub use limits::{MAX_FEATURE_MAP, MAX_PARAMETERS};
 pub use mlp::{Mlp, MlpConfig};
 // What `train_step` returns, also reachable beside the models that produce it.

@@ -6,9 +6,9 @@
 //! checkpoints are those of plain training.
 
 use super::Trainable;
+use crate::data::Share;
 use crate::error::Result;
-use crate::export::DeviceModel;
-use crate::model::{Cnn, Gradients, Mlp, Share};
+use crate::model::{Cnn, Gradients, Mlp};
 use crate::optim::Hyper;
 use crate::rng::Pcg32;
 use crate::StepStats;
@@ -75,38 +75,5 @@ impl DataParallel for Cnn {
     }
     fn set_dropout_rngs(&mut self, rngs: &[Pcg32]) -> Result<()> {
         Cnn::set_dropout_rngs(self, rngs)
-    }
-}
-
-impl DataParallel for DeviceModel {
-    fn gradients(
-        &mut self,
-        x: ArrayView2<'_, i8>,
-        labels: &[usize],
-        hyper: &Hyper,
-        share: Share,
-    ) -> Result<Gradients> {
-        match self {
-            DeviceModel::Mlp(m) => DataParallel::gradients(m, x, labels, hyper, share),
-            DeviceModel::Cnn(m) => DataParallel::gradients(m, x, labels, hyper, share),
-        }
-    }
-    fn apply_gradients(&mut self, g: Gradients, hyper: &Hyper) -> Result<StepStats> {
-        match self {
-            DeviceModel::Mlp(m) => m.apply_gradients(g, hyper),
-            DeviceModel::Cnn(m) => m.apply_gradients(g, hyper),
-        }
-    }
-    fn dropout_rngs(&self) -> Vec<Pcg32> {
-        match self {
-            DeviceModel::Mlp(m) => m.dropout_rngs(),
-            DeviceModel::Cnn(m) => m.dropout_rngs(),
-        }
-    }
-    fn set_dropout_rngs(&mut self, rngs: &[Pcg32]) -> Result<()> {
-        match self {
-            DeviceModel::Mlp(m) => m.set_dropout_rngs(rngs),
-            DeviceModel::Cnn(m) => m.set_dropout_rngs(rngs),
-        }
     }
 }
