@@ -418,6 +418,7 @@ FIT_DEFAULTS: dict[str, Any] = {
     "initial_epoch": 0,
     "seed": None,  # the model's seed
     "threads": None,
+    "workers": None,  # train in this process
 }
 
 

@@ -31,10 +31,14 @@ SPEC_KEYS = ("seeds", "base", "grid", "runs")
 
 #: ``fit``'s keywords that the sweep sets itself (the data, the files, the display, the seed,
 #: the threads, where a run starts), never a run's setting; ``settings`` (a bundle of the
-#: others) where ``fit`` has it: the spec is the bundle.
+#: others) where ``fit`` has it: the spec is the bundle. ``workers`` (data-parallel training
+#: on Ray actors) is not a run's setting either: a sweep already spreads its runs over the
+#: cluster, one Ray task of ``threads`` CPUs each, and actors started inside a task would take
+#: CPUs the sweep does not account for (with a full cluster, tasks would wait for actors that
+#: cannot start); the results would be the same bits anyway.
 _OWNED = frozenset({"self", "x", "y", "validation_data", "test_data", "progress", "verbose",
                     "callbacks", "checkpoint", "checkpoint_every", "resume", "initial_epoch",
-                    "seed", "threads", "settings"})
+                    "seed", "threads", "settings", "workers"})
 
 #: JSON's value kinds by the names of ``fit``'s annotations (``Mapping[...]``: an object;
 #: ``Any``: any value, which ``fit`` checks when the run starts); a keyword whose annotation

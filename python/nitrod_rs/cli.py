@@ -119,6 +119,11 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
                         "(default 0); the validation split has its own, fixed seed")
     t.add_argument("--threads", type=_positive, default=None,
                    help="worker threads (default: one per CPU); results do not depend on it")
+    t.add_argument("--workers", type=_int_type(1, 1024), default=None, metavar="K",
+                   help="data-parallel training on K Ray actors (each with --threads engine "
+                        "threads, default 1, and as many Ray CPUs): the same bits as without; "
+                        "needs pip install 'nitrod-rs[ray]'; not with --compat reference for a "
+                        "CNN")
     t.add_argument("--limit", type=_positive, default=None, metavar="N",
                    help="use the first N training samples only (the validation set is held "
                         "out of them)")
@@ -512,7 +517,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     try:
         with _progress.results_printed_elsewhere():
             history = model.fit(x_train, y_train, test_data=(x_test, y_test), seed=args.seed,
-                                threads=args.threads, progress=not args.no_progress,
+                                threads=args.threads, workers=args.workers,
+                                progress=not args.no_progress,
                                 callbacks=callbacks, checkpoint=ckpt, resume=args.resume,
                                 **settings)
     except KeyboardInterrupt as exc:

@@ -72,12 +72,12 @@ pub mod rng;
 pub mod train;
 
 pub use block::{LocalConv2dBlock, LocalLinearBlock};
-pub use data::{Augment, Dataset, Normalization, Split};
+pub use data::{Augment, Dataset, Normalization, Share, Split};
 pub use error::{Error, Result};
 pub use init::Init;
 pub use layers::ActivationKind;
 pub use metrics::{Fraction, LocalStats, StepStats};
-pub use model::{Cnn, CnnConfig, Feature, Mlp, MlpConfig};
+pub use model::{Cnn, CnnConfig, Feature, Gradients, LayerGradient, Mlp, MlpConfig};
 pub use optim::{Compat, Hyper, Plateau, Schedule, Sgd};
 pub use params::NamedParams;
 pub use presets::{CnnPreset, CnnPresetSpec, Preset, PresetSpec};

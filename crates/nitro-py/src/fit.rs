@@ -6,7 +6,7 @@
 use std::sync::Mutex;
 
 use ndarray::{Array2, ArrayView2};
-use nitro_core::train::{Control, Evaluate, Progress, Trainable};
+use nitro_core::train::{Control, DataParallel, Evaluate, Progress, Trainable};
 use nitro_core::{
     Augment, Dataset, Hyper, Plateau, RunState, Schedule, Sets, Split, StepStats, TrainConfig,
 };
@@ -16,6 +16,7 @@ use pyo3::types::PyDict;
 
 use crate::convert::labels_to_usize;
 use crate::errors::{to_py, value_err};
+use crate::parallel::Exchanged;
 use crate::threads::{in_pool, pool_for};
 
 /// A model whose compute runs in a chosen thread pool, while the epoch loop (and so the Python
@@ -409,7 +410,11 @@ pub struct EpochOutcome {
 /// released, compute in the pool for `threads`, `on_batch(epoch, batch, batches, loss,
 /// correct, total)` and a signal check after every batch (Ctrl-C stops after that batch; the
 /// exception is returned, not raised).
-pub fn run_epoch<M: Trainable + Send + Sync>(
+///
+/// With `exchange`, every step is computed by workers (`parallel::Exchanged`): the model
+/// applies the sum of their gradient sums, which is its own step bit for bit.
+#[allow(clippy::too_many_arguments)]
+pub fn run_epoch<M: DataParallel + Send + Sync>(
     py: Python<'_>,
     model: &mut M,
     sets: &Sets<'_>,
@@ -417,6 +422,7 @@ pub fn run_epoch<M: Trainable + Send + Sync>(
     state: &mut RunState,
     on_batch: Option<Py<PyAny>>,
     threads: Option<usize>,
+    exchange: Option<Py<PyAny>>,
 ) -> PyResult<EpochOutcome> {
     let pool = pool_for(threads)?;
     // The first exception a callback raised (or a signal's): it stops training and is returned.
@@ -448,14 +454,27 @@ pub fn run_epoch<M: Trainable + Send + Sync>(
             }
         })
     };
-    let history = py.detach(|| {
-        let mut pooled = Pooled {
-            model,
-            pool: pool.as_deref(),
-        };
-        nitro_core::fit_from(&mut pooled, sets, cfg, state, &mut ob, &mut |_| {
-            Ok(Control::Continue)
-        })
+    let history = py.detach(|| match &exchange {
+        None => {
+            let mut pooled = Pooled {
+                model,
+                pool: pool.as_deref(),
+            };
+            nitro_core::fit_from(&mut pooled, sets, cfg, state, &mut ob, &mut |_| {
+                Ok(Control::Continue)
+            })
+        }
+        Some(exchange) => {
+            let mut exchanged = Exchanged {
+                model,
+                pool: pool.as_deref(),
+                exchange,
+                pending: &pending,
+            };
+            nitro_core::fit_from(&mut exchanged, sets, cfg, state, &mut ob, &mut |_| {
+                Ok(Control::Continue)
+            })
+        }
     });
     let exception = pending.into_inner().ok().flatten();
     Ok(EpochOutcome { history, exception })

@@ -24,6 +24,7 @@ mod facts;
 mod fit;
 mod model;
 mod ops;
+mod parallel;
 mod run;
 mod threads;
 
@@ -62,5 +63,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     data::register(m)?;
     facts::register(m)?;
     ops::register(m)?;
+    parallel::register(m)?;
     Ok(())
 }

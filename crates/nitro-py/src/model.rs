@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 use ndarray::{Array1, Array2};
 use nitro_core::layers::PoolKind;
-use nitro_core::train::Evaluate;
+use nitro_core::train::{DataParallel, Evaluate, Trainable};
 use nitro_core::{
-    io, ActivationKind, Cnn, CnnConfig, Init, Mlp, MlpConfig, NamedParams, Normalization,
+    io, ActivationKind, Cnn, CnnConfig, Gradients, Init, Mlp, MlpConfig, NamedParams,
+    Normalization, Share,
 };
 use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArrayDyn,
@@ -17,12 +18,14 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
+use crate::convert::labels_to_usize;
 use crate::convert::{
     cnn_config_dict, feature_from, feature_spec, hyper_dict, hyper_from, mlp_config_dict,
     step_dict, FeatureSpec,
 };
 use crate::errors::{to_py, value_err};
 use crate::fit::run_step;
+use crate::parallel::{rng_parts, rngs_from, RngParts};
 use crate::threads::{in_pool, pool_for};
 
 /// `$body` with `$m` bound to the model inside `$model`, whichever its kind.
@@ -307,6 +310,105 @@ impl Model {
         )?;
         let stats = run_step(py, &mut self.inner, x, labels, hyper, threads)?;
         step_dict(py, &stats)
+    }
+
+    /// The gradient sums (bytes, `nitro_core::Gradients::to_bytes`) of one training step on
+    /// the normalised rows `x` with `labels`, which are rows `start .. start + len(x)` of a
+    /// batch of `total`, without any update: a data-parallel worker's share
+    /// (`nitrod_rs._parallel`). `dropout_rngs` (`(state, inc)` pairs) sets the dropout
+    /// generators the step starts from (the driver's), so that every worker draws the whole
+    /// batch's masks as the driver's step would.
+    #[pyo3(signature = (x, labels, start, total, *, lr_inv=512, lr_amp_factor=640, fwd_decay_inv=0, subnet_decay_inv=0, compat="exact", dropout_rngs=None, threads=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn gradients<'py>(
+        &mut self,
+        py: Python<'py>,
+        x: PyReadonlyArray2<'py, i8>,
+        labels: PyReadonlyArray1<'py, i64>,
+        start: usize,
+        total: usize,
+        lr_inv: i64,
+        lr_amp_factor: i64,
+        fwd_decay_inv: i64,
+        subnet_decay_inv: i64,
+        compat: &str,
+        dropout_rngs: Option<RngParts>,
+        threads: Option<usize>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let hyper = hyper_from(
+            lr_inv,
+            lr_amp_factor,
+            fwd_decay_inv,
+            subnet_decay_inv,
+            compat,
+        )?;
+        let labels = labels_to_usize(&labels)?;
+        if let Some(parts) = dropout_rngs {
+            let rngs = rngs_from(&parts)?;
+            DataParallel::set_dropout_rngs(&mut self.inner, &rngs).map_err(to_py)?;
+        }
+        let share = Share {
+            start,
+            rows: labels.len(),
+            total,
+        };
+        let pool = pool_for(threads)?;
+        let (model, xv) = (&mut self.inner, x.as_array());
+        let g = py
+            .detach(|| {
+                in_pool(pool.as_deref(), || {
+                    DataParallel::gradients(model, xv, &labels, &hyper, share)
+                })
+            })
+            .map_err(to_py)?;
+        let bytes = py.detach(|| g.to_bytes());
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// Apply the gradient sums of a whole batch (`sum_gradients` of every share's
+    /// `gradients`) with IntegerSGD — the update `train_step` makes of that batch, bit for bit
+    /// — and take the dropout generators' states after the step from them; records the
+    /// settings. All-or-nothing. Returns the step's statistics, as `train_step` does.
+    #[pyo3(signature = (data, *, lr_inv=512, lr_amp_factor=640, fwd_decay_inv=0, subnet_decay_inv=0, compat="exact", threads=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn apply_gradients<'py>(
+        &mut self,
+        py: Python<'py>,
+        data: &[u8],
+        lr_inv: i64,
+        lr_amp_factor: i64,
+        fwd_decay_inv: i64,
+        subnet_decay_inv: i64,
+        compat: &str,
+        threads: Option<usize>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let hyper = hyper_from(
+            lr_inv,
+            lr_amp_factor,
+            fwd_decay_inv,
+            subnet_decay_inv,
+            compat,
+        )?;
+        let pool = pool_for(threads)?;
+        let model = &mut self.inner;
+        let stats = py
+            .detach(|| {
+                let g = Gradients::from_bytes(data)?;
+                in_pool(pool.as_deref(), || {
+                    let s = DataParallel::apply_gradients(model, g, &hyper);
+                    model.set_hyper(hyper);
+                    s
+                })
+            })
+            .map_err(to_py)?;
+        step_dict(py, &stats)
+    }
+
+    /// The dropout layers' generator states, `(state, inc)` pairs in order (what a
+    /// data-parallel worker's step starts from).
+    #[getter]
+    fn dropout_rngs(&self) -> RngParts {
+        rng_parts(&DataParallel::dropout_rngs(&self.inner))
     }
 
     /// Evaluation-mode logits (`int8`, `N × classes`).

@@ -268,13 +268,19 @@ impl Run {
     /// `KeyboardInterrupt` too) stops the run after that batch — the state then continues from
     /// the next batch. Returns the epoch's metrics (partial when stopped inside it: `batch` is
     /// then non-zero) and that exception, or `None`. An engine error is raised and ends the run.
-    #[pyo3(signature = (model, on_batch=None, threads=None))]
+    ///
+    /// `exchange(x, labels, hyper, rngs) -> bytes`, when given, computes every step on workers
+    /// (data-parallel training: `nitrod_rs._parallel`): it returns the exact sum of the
+    /// gradient sums of the batch's shares, which `model` applies — its own step, bit for
+    /// bit; an exception it raises ends the run as an engine error does.
+    #[pyo3(signature = (model, on_batch=None, threads=None, exchange=None))]
     fn epoch<'py>(
         &mut self,
         py: Python<'py>,
         mut model: PyRefMut<'_, Model>,
         on_batch: Option<Py<PyAny>>,
         threads: Option<usize>,
+        exchange: Option<Py<PyAny>>,
     ) -> PyResult<(Bound<'py, PyAny>, Option<Py<PyAny>>)> {
         self.usable()?;
         if self.state.finished() {
@@ -297,7 +303,16 @@ impl Run {
             val: val.as_ref(),
             test: test.as_ref(),
         };
-        let out = run_epoch(py, &mut model.inner, &sets, &cfg, state, on_batch, threads)?;
+        let out = run_epoch(
+            py,
+            &mut model.inner,
+            &sets,
+            &cfg,
+            state,
+            on_batch,
+            threads,
+            exchange,
+        )?;
         self.state.config.epochs = self.cfg.epochs;
         match out.history {
             Err(e) => {

@@ -20,6 +20,7 @@ __all__ = [
     "TrainSettings",
     "Run",
     "split_indices",
+    "sum_gradients",
     "read_metadata",
     "cached_pools",
     "fit_normalization",
@@ -103,6 +104,34 @@ class Model:
         compat: str = "exact",
         threads: int | None = None,
     ) -> dict[str, Any]: ...
+    def gradients(
+        self,
+        x: npt.NDArray[np.int8],
+        labels: npt.NDArray[np.int64],
+        start: int,
+        total: int,
+        *,
+        lr_inv: int = 512,
+        lr_amp_factor: int = 640,
+        fwd_decay_inv: int = 0,
+        subnet_decay_inv: int = 0,
+        compat: str = "exact",
+        dropout_rngs: list[tuple[int, int]] | None = None,
+        threads: int | None = None,
+    ) -> bytes: ...
+    def apply_gradients(
+        self,
+        data: bytes,
+        *,
+        lr_inv: int = 512,
+        lr_amp_factor: int = 640,
+        fwd_decay_inv: int = 0,
+        subnet_decay_inv: int = 0,
+        compat: str = "exact",
+        threads: int | None = None,
+    ) -> dict[str, Any]: ...
+    @property
+    def dropout_rngs(self) -> list[tuple[int, int]]: ...
     def predict_logits(
         self, x: npt.NDArray[np.int8], *, threads: int | None = None
     ) -> npt.NDArray[np.int8]: ...
@@ -188,6 +217,11 @@ class Run:
         model: Model,
         on_batch: Callable[[int, int, int, int, int, int], object] | None = None,
         threads: int | None = None,
+        exchange: Callable[
+            [npt.NDArray[np.int8], npt.NDArray[np.int64], dict[str, Any], list[tuple[int, int]]],
+            bytes,
+        ]
+        | None = None,
     ) -> tuple[dict[str, Any], BaseException | None]: ...
     def save_checkpoint(self, model: Model, path: str | PathLike[str]) -> None: ...
     @property
@@ -210,6 +244,7 @@ class Run:
     def train_rows(self) -> int: ...
 
 def split_indices(n: int, permille: int, seed: int) -> tuple[list[int], list[int]]: ...
+def sum_gradients(parts: list[bytes]) -> bytes: ...
 def read_metadata(data: bytes) -> list[tuple[str, str]]: ...
 def cached_pools() -> int: ...
 def fit_normalization(

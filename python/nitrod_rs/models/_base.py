@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import _checks, _core, _progress
+from .. import _checks, _core, _parallel, _progress
 from .._checks import DEFAULTS, Geometry, check_int
 from .._paths import PathLike
 from ..history import History, epoch_entry
@@ -167,6 +167,7 @@ class Model:
         seed: int | None = None,
         compat: str | None = None,
         threads: int | None = None,
+        workers: int | None = None,
     ) -> History:
         """Train with IntegerSGD for ``epochs`` epochs; returns (and sets ``model.history`` to)
         the :class:`~nitrod_rs.History`.
@@ -266,7 +267,7 @@ class Model:
             shuffle=shuffle, plateau=plateau, early_stopping=early_stopping, verbose=verbose,
             progress=progress, callbacks=callbacks, checkpoint=checkpoint,
             checkpoint_every=checkpoint_every, resume=resume, initial_epoch=initial_epoch,
-            seed=seed, compat=compat, threads=threads)
+            seed=seed, compat=compat, threads=threads, workers=workers)
         try:
             return self._fit(x, y, _checks.fit_options(settings, given))
         except BaseException as exc:
@@ -291,6 +292,10 @@ class Model:
                           watch["plateau"] or watch["early_stopping"])
         level = _checks.verbosity(o["verbose"], o["progress"])
         threads = _checks.check_threads(o["threads"])
+        workers = _parallel.check_workers(o["workers"])
+        if workers is not None and workers > batch_size:
+            raise ValueError(f"workers={workers} cannot share batches of {batch_size} samples: "
+                             f"give at most batch_size workers")
         initial = check_int(o["initial_epoch"], "initial_epoch", minimum=0,
                             maximum=_checks.U32_MAX)
         schedule = _checks.schedule(o["lr_schedule"])
@@ -332,6 +337,12 @@ class Model:
                                 | {"compat": self._fit_compat() if compat is None else compat})
             seed = (core.config["seed"] if o["seed"] is None
                     else check_int(o["seed"], "seed", minimum=0, maximum=_checks.U64_MAX))
+            if workers is not None and hyper["compat"] == "reference" and core.kind == "cnn":
+                raise ValueError(
+                    "workers= needs compat=\"exact\" for a CNN: in compat=\"reference\" its "
+                    "classifier blocks are updated twice per step, the second time from the "
+                    "first update's result, which one exchange of gradient sums per step cannot "
+                    "give; pass compat=\"exact\" or train without workers")
             settings = _core.TrainSettings(
                 epochs=epochs, batch_size=batch_size, schedule=schedule,
                 augment=_checks.augment(o["augment"], chw), shuffle=bool(o["shuffle"]),
@@ -346,7 +357,7 @@ class Model:
                     raise ValueError(f"initial_epoch={initial}, but the checkpoint "
                                      f"{os.fspath(resume)!r} has completed {done} epochs: "
                                      f"pass initial_epoch={done} (or leave it out)")
-        return self._drive(run, cbs, level, ckpt, every, threads)
+        return self._drive(run, cbs, level, ckpt, every, threads, workers)
 
     def _continue_last_run(self, initial: int, path: str) -> str:
         """The last ``fit``'s run, written to the checkpoint ``path`` to be resumed, after
@@ -372,8 +383,23 @@ class Model:
                        watched=run.watched)
 
     def _drive(self, run: Any, cbs: list[Callable[[dict[str, Any]], Any]], level: int,
-               ckpt: str | None, every: int, threads: int | None) -> History:
-        """The epoch loop of :meth:`fit` over a ``_core.Run``; ``level``: the verbosity."""
+               ckpt: str | None, every: int, threads: int | None,
+               workers: int | None = None) -> History:
+        """The epoch loop of :meth:`fit` over a ``_core.Run``; ``level``: the verbosity;
+        ``workers``: the steps' Ray actors (:mod:`.._parallel`), or ``None``."""
+        with contextlib.ExitStack() as stack:
+            cluster = None
+            if workers is not None:
+                # Each worker asks Ray for its threads' CPUs: 1 unless given (the shared pool
+                # of every core in each of K processes would oversubscribe the machine).
+                cluster = _parallel.Workers(self._m, workers, threads or 1)
+                stack.callback(cluster.close)
+            return self._epochs(run, cbs, level, ckpt, every, threads, cluster)
+
+    def _epochs(self, run: Any, cbs: list[Callable[[dict[str, Any]], Any]], level: int,
+                ckpt: str | None, every: int, threads: int | None,
+                cluster: _parallel.Workers | None) -> History:
+        """:meth:`_drive`'s loop; ``cluster``: the data-parallel workers, or ``None``."""
         self._run = run
         self.history = self._history(run)
         for cb in cbs:
@@ -396,6 +422,8 @@ class Model:
                      total: int) -> None:
             if bar is not None:
                 bar.batch(epoch, batch, batches, correct, total)
+            if cluster is not None:
+                cluster.after_batch()
 
         pending: BaseException | None = None
         partial: Mapping[str, Any] | None = None
@@ -403,7 +431,9 @@ class Model:
         try:
             while not run.finished:
                 consistent = False
-                d, pending = run.epoch(self._m, on_batch if bar is not None else None, threads)
+                d, pending = run.epoch(
+                    self._m, on_batch if bar is not None or cluster is not None else None,
+                    threads, None if cluster is None else cluster.exchange)
                 consistent = True
                 if run.batch:  # stopped inside the epoch
                     partial = d

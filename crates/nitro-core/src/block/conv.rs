@@ -2,7 +2,7 @@
 //! with the learning head `[pool] → Flatten → IntegerLinear → Scaling`, and the sizing of that
 //! head.
 
-use super::head::{is_present, require_head, take_saved, update_head};
+use super::head::{head_gradient, is_present, require_head, take_saved};
 use crate::error::{Error, Result};
 use crate::kernels::Int;
 use crate::layers::{
@@ -200,6 +200,50 @@ impl LocalConv2dBlock {
         head_sgd: &Sgd,
         compat: Compat,
     ) -> Result<LocalStats> {
+        let stats = self.compute_once(target, labels, compat)?;
+        self.head.stage_gradient(head_sgd)?;
+        self.conv.stage_gradient(fwd_sgd)?;
+        Ok(stats)
+    }
+
+    /// The local update's gradients without the update: head forward on the saved output,
+    /// local error, head gradient, `δ·W_head` back through Flatten, the pooling and the
+    /// activation, convolution gradient. Both layers keep their gradient sums (for
+    /// [`LocalConv2dBlock::stage_gradients`], or to be taken out of them); no parameter
+    /// changes. On error nothing is kept.
+    pub(crate) fn compute_gradients(
+        &mut self,
+        target: &Array2<i8>,
+        labels: &[usize],
+        compat: Compat,
+    ) -> Result<LocalStats> {
+        let result = self.compute_once(target, labels, compat);
+        if result.is_err() {
+            self.clear();
+        }
+        result
+    }
+
+    /// Stage the IntegerSGD updates of the kept gradients (head first), checked and not
+    /// written; on error both are dropped.
+    pub(crate) fn stage_gradients(&mut self, fwd_sgd: &Sgd, head_sgd: &Sgd) -> Result<()> {
+        let r = self
+            .head
+            .stage_gradient(head_sgd)
+            .and_then(|()| self.conv.stage_gradient(fwd_sgd));
+        if r.is_err() {
+            self.discard();
+            self.clear();
+        }
+        r
+    }
+
+    fn compute_once(
+        &mut self,
+        target: &Array2<i8>,
+        labels: &[usize],
+        compat: Compat,
+    ) -> Result<LocalStats> {
         require_head(&self.head)?;
         let h = take_saved(&mut self.saved_out, &self.conv.name)?;
         let pooled = match &mut self.pool {
@@ -208,13 +252,12 @@ impl LocalConv2dBlock {
         };
         let (_, f, dh, dw) = pooled.dim();
         let flat = flatten(pooled);
-        let (stats, back) = update_head(
+        let (stats, back) = head_gradient(
             &mut self.head,
             &self.head_scale,
             flat.view(),
             target,
             labels,
-            head_sgd,
             compat,
         )?;
         let back = unflatten(back, (f, dh, dw))?;
@@ -223,7 +266,7 @@ impl LocalConv2dBlock {
         if let Some(p) = self.pool.as_mut().filter(|p| p.kind == PoolKind::Max) {
             let mut sparse = p.backward_sparse(back.view())?;
             self.act.backward_sparse(&mut sparse)?;
-            self.conv.stage_backward_sparse(&sparse, fwd_sgd)?;
+            self.conv.compute_backward_sparse(&sparse)?;
             return Ok(stats);
         }
         let back = match &mut self.pool {
@@ -231,7 +274,7 @@ impl LocalConv2dBlock {
             None => back,
         };
         let d_act = self.act.backward(back)?;
-        self.conv.stage_backward(d_act.view(), fwd_sgd)?;
+        self.conv.compute_backward(d_act.view())?;
         Ok(stats)
     }
 

@@ -63,11 +63,26 @@ pub(super) fn update_head(
     head_sgd: &Sgd,
     compat: Compat,
 ) -> Result<(LocalStats, Array2<i32>)> {
+    let out = head_gradient(head, head_scale, h, target, labels, compat)?;
+    head.stage_gradient(head_sgd)?;
+    Ok(out)
+}
+
+/// [`update_head`] without the update: the head's gradient sums are kept in it
+/// (`Linear::compute_backward`).
+pub(super) fn head_gradient(
+    head: &mut Linear,
+    head_scale: &Scaling,
+    h: ArrayView2<'_, i8>,
+    target: &Array2<i8>,
+    labels: &[usize],
+    compat: Compat,
+) -> Result<(LocalStats, Array2<i32>)> {
     let pred = head_scale.forward(&head.forward(h, true)?);
     let (loss, correct) = loss_and_correct(&pred, target, labels);
     let delta = output_error(&pred, target, compat);
     let back = head
-        .stage_backward(delta.view(), true, head_sgd)?
+        .compute_backward(delta.view(), true)?
         .ok_or_else(|| Error::config(format!("{}: no input error", head.name)))?;
     Ok((LocalStats { loss, correct }, back))
 }

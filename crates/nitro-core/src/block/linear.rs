@@ -1,7 +1,7 @@
 //! The local-loss linear block (algorithm.md §4.1): `IntegerLinear → Scaling → activation` with its
 //! own learning head `IntegerLinear → Scaling`.
 
-use super::head::{is_present, require_head, take_saved, update_head};
+use super::head::{head_gradient, is_present, require_head, take_saved, update_head};
 use crate::error::Result;
 use crate::init::{bound, try_uniform, Init};
 use crate::kernels::Int;
@@ -200,6 +200,57 @@ impl LocalLinearBlock {
         let d_act = self.act.backward(back)?;
         self.fwd.stage_backward(d_act.view(), false, fwd_sgd)?;
         Ok(stats)
+    }
+
+    /// The local update's gradients without the update (algorithm.md §4.3, once): head forward
+    /// on the saved output, local error, head gradient, `δ·W_head` (the weights before the
+    /// step) through the activation, forward-layer gradient. Both layers keep their gradient
+    /// sums for [`LocalLinearBlock::stage_gradients`] (or to be taken out of them);
+    /// no parameter changes.
+    pub(crate) fn compute_gradients(
+        &mut self,
+        target: &Array2<i8>,
+        labels: &[usize],
+        compat: Compat,
+    ) -> Result<LocalStats> {
+        let result = (|| {
+            require_head(&self.head)?;
+            let h = take_saved(&mut self.saved_out, &self.fwd.name)?;
+            let (stats, back) = head_gradient(
+                &mut self.head,
+                &self.head_scale,
+                h.view(),
+                target,
+                labels,
+                compat,
+            )?;
+            let d_act = self.act.backward(back)?;
+            self.fwd.compute_backward(d_act.view(), false)?;
+            Ok(stats)
+        })();
+        if result.is_err() {
+            self.clear();
+        }
+        result
+    }
+
+    /// Stage the IntegerSGD updates of the kept gradients (head first), checked and not
+    /// written; on error both are dropped.
+    pub(crate) fn stage_gradients(&mut self, fwd_sgd: &Sgd, head_sgd: &Sgd) -> Result<()> {
+        let r = self
+            .head
+            .stage_gradient(head_sgd)
+            .and_then(|()| self.fwd.stage_gradient(fwd_sgd));
+        if r.is_err() {
+            self.discard();
+            self.clear();
+        }
+        r
+    }
+
+    /// The forward layer and the head, in the order of the models' `linears`.
+    pub(crate) fn layers_mut(&mut self) -> [&mut Linear; 2] {
+        [&mut self.fwd, &mut self.head]
     }
 
     /// Whether the block has its learning head (not the absent head of an inference-only

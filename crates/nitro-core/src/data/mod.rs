@@ -7,9 +7,11 @@ mod dataset;
 #[cfg(feature = "std")]
 pub mod idx;
 mod normalization;
+mod share;
 mod split;
 
 pub use augment::Augment;
 pub use dataset::Dataset;
 pub use normalization::Normalization;
+pub use share::Share;
 pub use split::Split;

@@ -56,12 +56,13 @@ mod wire;
 pub use rust_source::to_rust_source;
 pub use wire::tensor_width;
 
-use crate::data::Normalization;
+use crate::data::{Normalization, Share};
 use crate::error::{Error, Result};
 use crate::metrics::StepStats;
-use crate::model::{Cnn, Mlp};
+use crate::model::{Cnn, Gradients, Mlp};
 use crate::optim::Hyper;
-use crate::train::{Evaluate, Trainable};
+use crate::rng::Pcg32;
+use crate::train::{DataParallel, Evaluate, Trainable};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -238,6 +239,39 @@ impl Trainable for DeviceModel {
         match self {
             DeviceModel::Mlp(m) => m.set_hyper(hyper),
             DeviceModel::Cnn(m) => m.set_hyper(hyper),
+        }
+    }
+}
+
+impl DataParallel for DeviceModel {
+    fn gradients(
+        &mut self,
+        x: ArrayView2<'_, i8>,
+        labels: &[usize],
+        hyper: &Hyper,
+        share: Share,
+    ) -> Result<Gradients> {
+        match self {
+            DeviceModel::Mlp(m) => DataParallel::gradients(m, x, labels, hyper, share),
+            DeviceModel::Cnn(m) => DataParallel::gradients(m, x, labels, hyper, share),
+        }
+    }
+    fn apply_gradients(&mut self, g: Gradients, hyper: &Hyper) -> Result<StepStats> {
+        match self {
+            DeviceModel::Mlp(m) => m.apply_gradients(g, hyper),
+            DeviceModel::Cnn(m) => m.apply_gradients(g, hyper),
+        }
+    }
+    fn dropout_rngs(&self) -> Vec<Pcg32> {
+        match self {
+            DeviceModel::Mlp(m) => m.dropout_rngs(),
+            DeviceModel::Cnn(m) => m.dropout_rngs(),
+        }
+    }
+    fn set_dropout_rngs(&mut self, rngs: &[Pcg32]) -> Result<()> {
+        match self {
+            DeviceModel::Mlp(m) => m.set_dropout_rngs(rngs),
+            DeviceModel::Cnn(m) => m.set_dropout_rngs(rngs),
         }
     }
 }

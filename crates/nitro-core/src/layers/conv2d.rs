@@ -6,13 +6,13 @@
 //! proven (algorithm.md §10). The input-error path is not needed inside a NITRO-D block and is not
 //! built.
 
-use super::saved::no_forward;
+use super::saved::{no_forward, no_gradient};
 use super::scaling::Scaling;
 use crate::error::{Error, Result};
 use crate::kernels::im2col::{hwc_weights, out_size, rows_to_nchw, Patches, PatchesHwc};
 use crate::kernels::sparse::{conv_weight_gradient, SparseDelta};
 use crate::kernels::{gemm_nt_rows, gemm_rows_nt, gemm_rows_nt_map, Int};
-use crate::optim::{Sgd, Staged};
+use crate::optim::{Gradient, Sgd, Staged};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -33,6 +33,9 @@ pub struct Conv2d {
     /// The checked update of the training step in progress, not yet written
     /// ([`Conv2d::stage_backward`]).
     pending: Option<Staged<Ix4>>,
+    /// The exact gradient sums of the training step in progress, not yet applied
+    /// ([`Conv2d::compute_backward`]).
+    grad: Option<Gradient<Ix4>>,
 }
 
 impl Conv2d {
@@ -73,6 +76,7 @@ impl Conv2d {
             padding,
             saved: None,
             pending: None,
+            grad: None,
         })
     }
 
@@ -272,15 +276,54 @@ impl Conv2d {
     /// [`Conv2d::backward`] without the write: the update is checked and kept for
     /// [`Conv2d::commit`] or [`Conv2d::discard`]; the parameters are not changed.
     pub(crate) fn stage_backward(&mut self, delta: ArrayView4<'_, i32>, sgd: &Sgd) -> Result<()> {
-        self.pending = None;
-        let (g, gb) = self.gradients(delta)?;
-        self.saved = None;
-        self.stage(g, gb, sgd)
+        self.compute_backward(delta)?;
+        self.stage_gradient(sgd)
     }
 
-    fn stage(&mut self, g: Array4<i64>, gb: Option<Array1<i64>>, sgd: &Sgd) -> Result<()> {
-        let bias = self.bias.as_ref().zip(gb);
-        self.pending = Some(sgd.stage(&self.weight, g, bias, &self.name)?);
+    /// The first half of [`Conv2d::stage_backward`]: the exact gradient sums of `δ`, kept in
+    /// the layer (for [`Conv2d::stage_gradient`] or [`Conv2d::take_gradient`]); the saved
+    /// input is dropped, no parameter changes.
+    pub(crate) fn compute_backward(&mut self, delta: ArrayView4<'_, i32>) -> Result<()> {
+        self.pending = None;
+        self.grad = None;
+        let (weight, bias) = self.gradients(delta)?;
+        self.saved = None;
+        self.grad = Some(Gradient { weight, bias });
+        Ok(())
+    }
+
+    /// [`Conv2d::compute_backward`] for a sparse error ([`Conv2d::gradients_sparse`]).
+    pub(crate) fn compute_backward_sparse(&mut self, delta: &SparseDelta) -> Result<()> {
+        self.pending = None;
+        self.grad = None;
+        let (weight, bias) = self.gradients_sparse(delta)?;
+        self.saved = None;
+        self.grad = Some(Gradient { weight, bias });
+        Ok(())
+    }
+
+    /// The IntegerSGD update of the kept gradient, checked and kept for [`Conv2d::commit`].
+    pub(crate) fn stage_gradient(&mut self, sgd: &Sgd) -> Result<()> {
+        self.pending = None;
+        let g = self.grad.take().ok_or_else(|| no_gradient(&self.name))?;
+        let bias = self.bias.as_ref().zip(g.bias);
+        self.pending = Some(sgd.stage(&self.weight, g.weight, bias, &self.name)?);
+        Ok(())
+    }
+
+    /// The gradient kept by [`Conv2d::compute_backward`], taken out of the layer.
+    pub(crate) fn take_gradient(&mut self) -> Option<Gradient<Ix4>> {
+        self.grad.take()
+    }
+
+    /// Keep `g` as the gradient of the step in progress; a shape error unless it fits.
+    pub(crate) fn put_gradient(&mut self, g: Gradient<Ix4>) -> Result<()> {
+        g.check(
+            self.weight.shape(),
+            self.bias.as_ref().map(|b| b.len()),
+            &self.name,
+        )?;
+        self.grad = Some(g);
         Ok(())
     }
 
@@ -331,15 +374,14 @@ impl Conv2d {
 
     /// [`Conv2d::backward_sparse`] without the write (see [`Conv2d::stage_backward`]).
     pub(crate) fn stage_backward_sparse(&mut self, delta: &SparseDelta, sgd: &Sgd) -> Result<()> {
-        self.pending = None;
-        let (g, gb) = self.gradients_sparse(delta)?;
-        self.saved = None;
-        self.stage(g, gb, sgd)
+        self.compute_backward_sparse(delta)?;
+        self.stage_gradient(sgd)
     }
 
     /// Drop anything saved by a training-mode forward, and any staged update.
     pub fn clear(&mut self) {
         self.saved = None;
         self.pending = None;
+        self.grad = None;
     }
 }

@@ -3,6 +3,7 @@
 
 use super::saved::no_forward;
 use crate::arith::tdiv;
+use crate::data::Share;
 use crate::error::{Error, Result};
 use crate::rng::Pcg32;
 use alloc::format;
@@ -59,10 +60,38 @@ impl Dropout {
     /// Training: keep each element when a uniform draw in `[0,100)` is `≥ rate`, rescale by
     /// `factor/1000` (truncating). Evaluation: identity. Output as `i16`.
     pub fn forward<D: Dimension>(&mut self, x: &Array<i8, D>, train: bool) -> Array<i16, D> {
+        let rows = x.shape().first().copied().unwrap_or(0);
+        self.forward_share(x, train, Share::whole(rows))
+    }
+
+    /// [`Dropout::forward`] of the rows `share` of a batch (the first axis is the batch): the
+    /// masks of the *whole* batch are drawn, in the same order as for the whole batch, and only
+    /// this share's are used. So every sample gets the mask it gets when the batch is not
+    /// split, whoever handles it, and the generator ends where it ends for the whole batch —
+    /// the same on every worker. Drawing the other rows' masks costs one generator step per
+    /// element, next to the layer's multiply-adds nothing.
+    ///
+    /// `share` must describe `x`'s rows (`share.rows == x.shape()[0]`); the models check it.
+    pub fn forward_share<D: Dimension>(
+        &mut self,
+        x: &Array<i8, D>,
+        train: bool,
+        share: Share,
+    ) -> Array<i16, D> {
         if !train {
             self.mask = None;
             return x.mapv(i16::from);
         }
+        let per_row = match x.shape().first() {
+            Some(&n) if n > 0 => x.len() / n,
+            _ => 0,
+        };
+        let skip = |rng: &mut Pcg32, rows: usize| {
+            for _ in 0..rows * per_row {
+                rng.below(100);
+            }
+        };
+        skip(&mut self.rng, share.start);
         let mut mask = Vec::with_capacity(x.len());
         let mut y = Array::<i16, D>::zeros(x.raw_dim());
         for (o, &v) in y.iter_mut().zip(x.iter()) {
@@ -75,6 +104,7 @@ impl Dropout {
                 0
             };
         }
+        skip(&mut self.rng, share.after());
         self.mask = Some(mask);
         y
     }

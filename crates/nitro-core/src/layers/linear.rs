@@ -1,10 +1,10 @@
 //! IntegerLinear (algorithm.md §3.1): `z = x·Wᵀ (+ b)`, weight gradient `δᵀ·x`, input error `δ·W`.
 
-use super::saved::no_forward;
+use super::saved::{no_forward, no_gradient};
 use crate::arith::narrow_i32;
 use crate::error::{Error, Result};
 use crate::kernels::{gemm_nn, gemm_nt, gemm_tn, Int};
-use crate::optim::{Sgd, Staged};
+use crate::optim::{Gradient, Sgd, Staged};
 use alloc::format;
 use alloc::string::String;
 use ndarray::{Array1, Array2, ArrayView2, Ix2};
@@ -22,6 +22,10 @@ pub struct Linear {
     /// The checked update of the training step in progress, not yet written
     /// ([`Linear::stage_backward`]).
     pending: Option<Staged<Ix2>>,
+    /// The exact gradient sums of the training step in progress, not yet applied
+    /// ([`Linear::compute_backward`]; data-parallel training combines them across workers
+    /// before one update).
+    grad: Option<Gradient<Ix2>>,
     /// The parameters from before the step, while an update of it has been written
     /// provisionally ([`Linear::write_provisionally`]).
     before: Option<(Array2<i32>, Option<Array1<i32>>)>,
@@ -50,6 +54,7 @@ impl Linear {
             bias,
             saved: None,
             pending: None,
+            grad: None,
             before: None,
         })
     }
@@ -130,7 +135,26 @@ impl Linear {
         input_error: bool,
         sgd: &Sgd,
     ) -> Result<Option<Array2<i32>>> {
+        let din = self.compute_backward(delta, input_error)?;
+        self.stage_gradient(sgd)?;
+        Ok(din)
+    }
+
+    /// The first half of [`Linear::stage_backward`]: the input error `δ·W` (with the weights
+    /// before this step) when `input_error` is set, and the exact gradient sums `δᵀ·x` (and
+    /// `Σ δ` for the bias) over the saved input's rows, kept in the layer for
+    /// [`Linear::stage_gradient`] (or [`Linear::take_gradient`]). No parameter changes.
+    ///
+    /// Every gradient is a sum over the batch's rows of a function of the weights before the
+    /// step and that row: the sums of the parts of a batch add up to the sum of the batch,
+    /// exactly (what data-parallel training relies on).
+    pub(crate) fn compute_backward(
+        &mut self,
+        delta: ArrayView2<'_, i32>,
+        input_error: bool,
+    ) -> Result<Option<Array2<i32>>> {
         self.pending = None;
+        self.grad = None;
         let x = self
             .saved
             .take()
@@ -151,8 +175,8 @@ impl Linear {
         } else {
             None
         };
-        let grad = gemm_tn(delta, x.view()).map_err(|e| e.in_layer(&self.name))?;
-        let bias_grad = self.bias.as_ref().map(|_| {
+        let weight = gemm_tn(delta, x.view()).map_err(|e| e.in_layer(&self.name))?;
+        let bias = self.bias.as_ref().map(|_| {
             // Σ over the batch of each column of δ (exact: batch · 2³¹ < 2⁶³).
             let mut g = Array1::<i64>::zeros(delta.ncols());
             for row in delta.rows() {
@@ -162,9 +186,36 @@ impl Linear {
             }
             g
         });
-        let bias = self.bias.as_ref().zip(bias_grad);
-        self.pending = Some(sgd.stage(&self.weight, grad, bias, &self.name)?);
+        self.grad = Some(Gradient { weight, bias });
         Ok(din)
+    }
+
+    /// The second half of [`Linear::stage_backward`]: the IntegerSGD update of the gradient
+    /// kept by [`Linear::compute_backward`] (or [`Linear::put_gradient`]), checked (every new
+    /// value fits `i32`, else [`crate::Error::Overflow`]) and kept for [`Linear::commit`].
+    pub(crate) fn stage_gradient(&mut self, sgd: &Sgd) -> Result<()> {
+        self.pending = None;
+        let g = self.grad.take().ok_or_else(|| no_gradient(&self.name))?;
+        let bias = self.bias.as_ref().zip(g.bias);
+        self.pending = Some(sgd.stage(&self.weight, g.weight, bias, &self.name)?);
+        Ok(())
+    }
+
+    /// The gradient kept by [`Linear::compute_backward`], taken out of the layer.
+    pub(crate) fn take_gradient(&mut self) -> Option<Gradient<Ix2>> {
+        self.grad.take()
+    }
+
+    /// Keep `g` as the gradient of the step in progress (for [`Linear::stage_gradient`]);
+    /// a shape error, naming the layer, unless it has the parameters' shapes.
+    pub(crate) fn put_gradient(&mut self, g: Gradient<Ix2>) -> Result<()> {
+        g.check(
+            self.weight.shape(),
+            self.bias.as_ref().map(|b| b.len()),
+            &self.name,
+        )?;
+        self.grad = Some(g);
+        Ok(())
     }
 
     /// Write the staged update (if any), and forget the parameters kept by
@@ -213,6 +264,7 @@ impl Linear {
     pub fn clear(&mut self) {
         self.saved = None;
         self.pending = None;
+        self.grad = None;
         self.before = None;
     }
 }

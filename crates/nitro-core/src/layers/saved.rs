@@ -10,3 +10,9 @@ use core::fmt::Display;
 pub(crate) fn no_forward(who: impl Display) -> Error {
     Error::config(format!("{who} backward without a training-mode forward"))
 }
+
+/// The error of an update asked of a layer that holds no gradient (no backward ran in this
+/// step, or its gradient was taken out).
+pub(crate) fn no_gradient(layer: &str) -> Error {
+    Error::config(format!("{layer}: update without a gradient of this step"))
+}

@@ -7,6 +7,7 @@
 //! borrow them for one operation.
 
 use crate::block::LocalLinearBlock;
+use crate::data::Share;
 use crate::error::{Error, Result};
 use crate::init::{bound, try_uniform, Init};
 use crate::kernels::par;
@@ -259,6 +260,12 @@ pub(crate) trait Alongside: Send {
     fn stage(&mut self) -> Vec<Result<LocalStats>>;
     /// Write every staged update (`commit`), or drop them all.
     fn settle(&mut self, commit: bool);
+    /// Compute every block's local gradients, kept in its layers (no update); one result per
+    /// block, in order.
+    fn compute(&mut self) -> Vec<Result<LocalStats>>;
+    /// Stage the updates of the gradients the blocks hold (`fwd` the forward layers'
+    /// IntegerSGD, `sub` the heads'); one result per block, in order.
+    fn stage_computed(&mut self, fwd: &Sgd, sub: &Sgd) -> Vec<Result<()>>;
 }
 
 /// Nothing alongside (the MLP).
@@ -267,55 +274,38 @@ impl Alongside for () {
         Vec::new()
     }
     fn settle(&mut self, _commit: bool) {}
+    fn compute(&mut self) -> Vec<Result<LocalStats>> {
+        Vec::new()
+    }
+    fn stage_computed(&mut self, _fwd: &Sgd, _sub: &Sgd) -> Vec<Result<()>> {
+        Vec::new()
+    }
 }
 
 impl TailMut<'_> {
-    /// The classifier's part of algorithm.md §4.3 on the flattened features `input`: training
-    /// forward (each block saves what its update needs), output error `δ = ŷ − y` and output
-    /// update, then every block's local update, independently (in parallel where available).
-    /// `alongside` — the feature extractor's block updates — runs concurrently with the
-    /// blocks' updates; its statistics come first. `repeat` re-runs each block's update on the
-    /// same saved tensors (algorithm.md §12, item 1).
+    /// The classifier's part of algorithm.md §4.3 on the flattened features `input`, every
+    /// update staged as soon as it is computed: training forward (each block saves what its
+    /// update needs), output error `δ = ŷ − y` and output update, then every block's local
+    /// update, independently (in parallel where available). `alongside` — the feature
+    /// extractor's block updates — runs concurrently with the blocks' updates; its statistics
+    /// come first. `repeat` re-runs each block's update on the same saved tensors, on top of
+    /// the first (algorithm.md §12, item 1): the one step whose second gradient reads an
+    /// update of the same step, hence this path; every other step is [`TailMut::compute`]
+    /// then [`TailMut::apply`].
     ///
     /// All-or-nothing: every update is staged (checked, not written) and they are written only
     /// when all of them succeeded; on error none is, and the first error in block order
     /// (`alongside`'s first) is returned. No update reads parameters another one of the same
-    /// step writes, so staging gives the bits of writing each at once.
-    ///
-    /// The first `frozen` blocks (at most all of them) are left unchanged: they run in
-    /// evaluation mode (no dropout, nothing saved) and take no update, so the step trains the
-    /// rest of the classifier on their outputs (fine-tuning). With `frozen = 0` this is the
-    /// plain step, bit for bit.
+    /// step writes (but for `repeat`'s own), so staging gives the bits of writing each at once.
     pub fn train_step(
-        self,
-        mut input: Array2<i16>,
+        mut self,
+        input: Array2<i16>,
         step: &Step<'_>,
         repeat: bool,
-        frozen: usize,
         alongside: &mut impl Alongside,
     ) -> Result<StepStats> {
-        let frozen = frozen.min(self.blocks.len());
-        for (i, (b, d)) in self
-            .blocks
-            .iter_mut()
-            .zip(self.dropouts.iter_mut())
-            .enumerate()
-        {
-            if i < frozen {
-                input = b.infer(input.view())?.mapv(i16::from);
-                continue;
-            }
-            let h = b.forward_owned(input, true)?;
-            input = match d {
-                Some(d) => d.forward(&h, true),
-                None => h.mapv(i16::from),
-            };
-        }
-        let pred = self
-            .out_scale
-            .forward(&self.out.forward_owned(input, true)?);
-        let (loss, correct) = loss_and_correct(&pred, &step.target, step.labels);
-        let delta = output_error(&pred, &step.target, step.compat);
+        let (delta, (loss, correct)) =
+            self.forward(input, step, 0, Share::whole(step.labels.len()))?;
         self.out
             .stage_backward(delta.view(), false, &step.sub_sgd)?;
         let update = |b: &mut LocalLinearBlock| {
@@ -328,7 +318,7 @@ impl TailMut<'_> {
                 repeat,
             )
         };
-        let blocks = &mut self.blocks[frozen..];
+        let blocks = &mut *self.blocks;
         let (before, own): (Vec<Result<LocalStats>>, Vec<Result<LocalStats>>) =
             par::join(|| alongside.stage(), || par::map_mut(blocks, update));
         let stats = before.into_iter().chain(own).collect::<Result<Vec<_>>>();
@@ -352,6 +342,108 @@ impl TailMut<'_> {
             total: step.labels.len() as u64,
             blocks: stats?,
         })
+    }
+}
+
+impl TailMut<'_> {
+    /// The training forward of the classifier on the rows `share` of a batch (the first
+    /// `frozen` blocks in evaluation mode), then the output error `δ = ŷ − y` with the output
+    /// loss and correct count; the output layer keeps its input for the update.
+    fn forward(
+        &mut self,
+        mut input: Array2<i16>,
+        step: &Step<'_>,
+        frozen: usize,
+        share: Share,
+    ) -> Result<(Array2<i32>, (i64, u64))> {
+        for (i, (b, d)) in self
+            .blocks
+            .iter_mut()
+            .zip(self.dropouts.iter_mut())
+            .enumerate()
+        {
+            if i < frozen {
+                input = b.infer(input.view())?.mapv(i16::from);
+                continue;
+            }
+            let h = b.forward_owned(input, true)?;
+            input = match d {
+                Some(d) => d.forward_share(&h, true, share),
+                None => h.mapv(i16::from),
+            };
+        }
+        let pred = self
+            .out_scale
+            .forward(&self.out.forward_owned(input, true)?);
+        let stats = loss_and_correct(&pred, &step.target, step.labels);
+        Ok((output_error(&pred, &step.target, step.compat), stats))
+    }
+
+    /// The gradients of the classifier's part of algorithm.md §4.3 on the rows `share` of a
+    /// batch, without any update: training forward, output error and output-layer gradient,
+    /// every trained block's local gradients (in parallel where available), each kept in its
+    /// layers; `alongside` (the feature extractor's blocks) computes its own concurrently.
+    /// Apply them with [`TailMut::apply`] (or take them out of the layers first). On error
+    /// the layers keep nothing (the caller clears them).
+    pub fn compute(
+        mut self,
+        input: Array2<i16>,
+        step: &Step<'_>,
+        frozen: usize,
+        share: Share,
+        alongside: &mut impl Alongside,
+    ) -> Result<StepStats> {
+        let frozen = frozen.min(self.blocks.len());
+        let (delta, (loss, correct)) = self.forward(input, step, frozen, share)?;
+        self.out.compute_backward(delta.view(), false)?;
+        let compute =
+            |b: &mut LocalLinearBlock| b.compute_gradients(&step.target, step.labels, step.compat);
+        let blocks = &mut self.blocks[frozen..];
+        let (before, own) = par::join(|| alongside.compute(), || par::map_mut(blocks, compute));
+        Ok(StepStats {
+            loss,
+            correct,
+            total: step.labels.len() as u64,
+            blocks: before.into_iter().chain(own).collect::<Result<Vec<_>>>()?,
+        })
+    }
+
+    /// Apply the gradients the layers hold (from [`TailMut::compute`] or put there) with
+    /// IntegerSGD, all-or-nothing: every update is staged (checked, not written) — the output
+    /// layer's first, then `alongside`'s and the blocks' in order — and written only when all
+    /// succeeded; otherwise none is, and the first error is returned. The first `frozen`
+    /// blocks hold no gradients and are left alone.
+    pub fn apply(
+        self,
+        fwd_sgd: &Sgd,
+        sub_sgd: &Sgd,
+        frozen: usize,
+        alongside: &mut impl Alongside,
+    ) -> Result<()> {
+        let frozen = frozen.min(self.blocks.len());
+        let out = self.out.stage_gradient(sub_sgd);
+        let blocks = &mut self.blocks[frozen..];
+        let stage = |b: &mut LocalLinearBlock| b.stage_gradients(fwd_sgd, sub_sgd);
+        let (before, own) = par::join(
+            || alongside.stage_computed(fwd_sgd, sub_sgd),
+            || par::map_mut(blocks, stage),
+        );
+        let result = out.and_then(|()| before.into_iter().chain(own).collect::<Result<Vec<()>>>());
+        let commit = result.is_ok();
+        par::join(
+            || alongside.settle(commit),
+            || {
+                par::map_mut(blocks, |b| match commit {
+                    true => b.commit(),
+                    false => b.discard(),
+                })
+            },
+        );
+        match commit {
+            true => self.out.commit(),
+            false => self.out.discard(),
+        }
+        result.map(|_| ())
     }
 }
 

@@ -4,8 +4,10 @@
 
 use super::classifier::{self, tail_of, Step, Tail};
 use super::cnn_config::{CnnConfig, Feature, FeatureShape};
+use super::gradients::{check_whole, no_more, put_next, take_into, Gradients};
 use crate::block::{LocalConv2dBlock, LocalLinearBlock};
 use crate::data::Normalization;
+use crate::data::Share;
 use crate::error::{Error, Result};
 use crate::init::{bound, try_uniform};
 use crate::kernels::par;
@@ -334,13 +336,14 @@ impl Cnn {
         x: ArrayView4<'_, i8>,
         train: bool,
         compat: Compat,
+        share: Share,
     ) -> Result<Array4<i16>> {
         let mut cur: Array4<i16> = x.mapv(i16::from);
         for s in &mut self.stages {
             cur = match s {
                 Stage::Block(b) => b.forward(cur.view(), train)?.mapv(i16::from),
                 Stage::Pool(p) => p.apply(cur.view(), compat)?.0,
-                Stage::Dropout(d) => d.forward(&to_i8(&cur)?, train),
+                Stage::Dropout(d) => d.forward_share(&to_i8(&cur)?, train, share),
             };
         }
         Ok(cur)
@@ -405,30 +408,153 @@ impl Cnn {
         self.require_heads()?;
         let step = Step::new(labels, self.config.classes, hyper)?;
         let rngs = self.dropout_rngs();
-        let result = self.step_staged(x, &step);
+        let result = match step.compat {
+            // The classifier's second update reads the first one's result: staged in one go.
+            Compat::Reference => self.step_staged(x, &step),
+            // One source of the update: the step's gradients, then their application — what
+            // data-parallel training does with the gradients of several shares added up.
+            Compat::Exact => self
+                .compute(x, &step, Share::whole(labels.len()))
+                .and_then(|stats| {
+                    self.apply_held(&step.fwd_sgd, &step.sub_sgd)
+                        .map(|()| stats)
+                }),
+        };
         if result.is_err() {
             self.failed_step(&rngs);
         }
         result
     }
 
+    /// The gradient sums of one training step on the rows `share` of a batch (`x`, `labels`
+    /// are those rows), without any update, as [`crate::Mlp::gradients`]: the dropout masks
+    /// are the whole batch's, so the shares added up and applied
+    /// ([`Cnn::apply_gradients`]) are [`Cnn::train_step`] on the batch, bit for bit.
+    ///
+    /// [`Compat::Reference`] is refused: its second update of the classifier blocks
+    /// (algorithm.md §12 item 1) reads the first update's result, so its gradients are not
+    /// functions of the weights before the step.
+    pub fn gradients(
+        &mut self,
+        x: ArrayView4<'_, i8>,
+        labels: &[usize],
+        hyper: &Hyper,
+        share: Share,
+    ) -> Result<Gradients> {
+        if hyper.compat == Compat::Reference {
+            return Err(Error::config(
+                "data-parallel training of a CNN needs compat=\"exact\": in compat=\"reference\" \
+                 the classifier blocks are updated twice per step (algorithm.md §12), the second \
+                 time from the first update's result, which one exchange of gradient sums per \
+                 step cannot give; train with one worker, or with compat=\"exact\"",
+            ));
+        }
+        self.check_images(&x, Some(labels))?;
+        share.check(labels.len())?;
+        self.require_heads()?;
+        let step = Step::new(labels, self.config.classes, hyper)?;
+        let rngs = self.dropout_rngs();
+        match self.compute(x, &step, share) {
+            Ok(stats) => {
+                let mut layers = Vec::new();
+                for s in &mut self.stages {
+                    if let Stage::Block(b) = s {
+                        take_into(&mut b.conv, &mut layers);
+                        take_into(&mut b.head, &mut layers);
+                    }
+                }
+                for b in &mut self.blocks {
+                    for l in b.layers_mut() {
+                        take_into(l, &mut layers);
+                    }
+                }
+                take_into(&mut self.out, &mut layers);
+                Ok(Gradients {
+                    start: share.start,
+                    end: share.start + share.rows,
+                    total: share.total,
+                    loss: stats.loss,
+                    correct: stats.correct,
+                    blocks: stats.blocks,
+                    dropout_rngs: self.dropout_rngs(),
+                    layers,
+                })
+            }
+            Err(e) => {
+                self.failed_step(&rngs);
+                Err(e)
+            }
+        }
+    }
+
+    /// Apply the gradient sums of a whole batch with IntegerSGD and `hyper`, as
+    /// [`crate::Mlp::apply_gradients`]: the update of [`Cnn::train_step`], all-or-nothing, the
+    /// dropout generators taken from the sums; returns the step's statistics.
+    pub fn apply_gradients(&mut self, g: Gradients, hyper: &Hyper) -> Result<StepStats> {
+        let stats = g.stats();
+        let rngs = check_whole(&g, self.dropout_rngs().len())?;
+        let (fwd_sgd, sub_sgd) = hyper.sgds()?;
+        let now = self.dropout_rngs();
+        let mut layers = g.layers.into_iter();
+        let result = (|| {
+            for s in &mut self.stages {
+                if let Stage::Block(b) = s {
+                    put_next(&mut b.conv, &mut layers)?;
+                    put_next(&mut b.head, &mut layers)?;
+                }
+            }
+            for b in &mut self.blocks {
+                for l in b.layers_mut() {
+                    put_next(l, &mut layers)?;
+                }
+            }
+            put_next(&mut self.out, &mut layers)?;
+            no_more(layers)?;
+            self.apply_held(&fwd_sgd, &sub_sgd)
+        })();
+        match result {
+            Ok(()) => {
+                self.set_dropout_rngs(&rngs)?;
+                Ok(stats)
+            }
+            Err(e) => {
+                self.failed_step(&now);
+                Err(e)
+            }
+        }
+    }
+
+    /// The training forward on the rows `share` and every gradient of the step, kept in the
+    /// layers.
+    fn compute(
+        &mut self,
+        x: ArrayView4<'_, i8>,
+        step: &Step<'_>,
+        share: Share,
+    ) -> Result<StepStats> {
+        let compat = step.compat;
+        let features = flatten(self.features_forward(x, true, compat, share)?);
+        let mut convs = conv_updates(&mut self.stages, Some(step), self.config.conv_amp_adjust);
+        let tail = tail_of!(mut self);
+        tail.compute(features, step, 0, share, &mut convs)
+    }
+
+    /// The step of [`Compat::Reference`], every update staged as it is computed (the
+    /// classifier blocks' second update reads the first's result).
     fn step_staged(&mut self, x: ArrayView4<'_, i8>, step: &Step<'_>) -> Result<StepStats> {
         let compat = step.compat;
-        let features = flatten(self.features_forward(x, true, compat)?);
-        let mut convs = ConvUpdates {
-            blocks: self
-                .stages
-                .iter_mut()
-                .filter_map(|s| match s {
-                    Stage::Block(b) => Some(b),
-                    _ => None,
-                })
-                .collect(),
-            step,
-            adjust: self.config.conv_amp_adjust,
-        };
+        let share = Share::whole(step.labels.len());
+        let features = flatten(self.features_forward(x, true, compat, share)?);
+        let mut convs = conv_updates(&mut self.stages, Some(step), self.config.conv_amp_adjust);
         let tail = tail_of!(mut self);
-        tail.train_step(features, step, compat == Compat::Reference, 0, &mut convs)
+        tail.train_step(features, step, compat == Compat::Reference, &mut convs)
+    }
+
+    /// Apply the gradients the layers hold, all-or-nothing.
+    fn apply_held(&mut self, fwd: &Sgd, sub: &Sgd) -> Result<()> {
+        let mut convs = conv_updates(&mut self.stages, None, self.config.conv_amp_adjust);
+        let tail = tail_of!(mut self);
+        tail.apply(fwd, sub, 0, &mut convs)
     }
 
     /// After a failed step: drop what the layers saved and staged, restore the generators.
@@ -475,31 +601,62 @@ impl Cnn {
 /// The conv blocks' local updates of one training step, staged alongside the classifier's.
 struct ConvUpdates<'m, 's> {
     blocks: Vec<&'m mut LocalConv2dBlock>,
-    step: &'s Step<'s>,
+    /// The step (for computing the gradients or staging in one go; not needed to apply
+    /// gradients the blocks hold).
+    step: Option<&'s Step<'s>>,
     /// [`CnnConfig::conv_amp_adjust`].
     adjust: bool,
 }
 
+/// The conv blocks among `stages`, for one step's updates.
+fn conv_updates<'m, 's>(
+    stages: &'m mut [Stage],
+    step: Option<&'s Step<'s>>,
+    adjust: bool,
+) -> ConvUpdates<'m, 's> {
+    ConvUpdates {
+        blocks: stages
+            .iter_mut()
+            .filter_map(|s| match s {
+                Stage::Block(b) => Some(b),
+                _ => None,
+            })
+            .collect(),
+        step,
+        adjust,
+    }
+}
+
+/// The IntegerSGD of a conv block's convolution: `fwd`, with the opt-in amplification
+/// adjustment when `adjust` is set.
+fn conv_sgd(b: &LocalConv2dBlock, fwd: &Sgd, adjust: bool) -> Result<Sgd> {
+    if !adjust {
+        return Ok(*fwd);
+    }
+    let amp = fwd
+        .amp
+        .checked_mul(b.amp_adjustment())
+        .ok_or_else(|| Error::config("amplification overflows i64"))?;
+    Sgd::new(fwd.lr_inv, amp, fwd.decay_inv)
+}
+
 /// The staged local update of one conv block (with the opt-in amplification adjustment).
 fn stage_conv(b: &mut LocalConv2dBlock, step: &Step<'_>, adjust: bool) -> Result<LocalStats> {
-    let fwd = step.fwd_sgd;
-    let sgd = if adjust {
-        let amp = fwd
-            .amp
-            .checked_mul(b.amp_adjustment())
-            .ok_or_else(|| Error::config("amplification overflows i64"))?;
-        Sgd::new(fwd.lr_inv, amp, fwd.decay_inv)?
-    } else {
-        fwd
-    };
+    let sgd = conv_sgd(b, &step.fwd_sgd, adjust)?;
     b.stage_update(&step.target, step.labels, &sgd, &step.sub_sgd, step.compat)
+}
+
+/// The error of a conv-block update asked without its step (cannot happen: the model always
+/// passes the step where one is needed).
+fn no_step() -> Error {
+    Error::config("conv block update without its training step")
 }
 
 impl classifier::Alongside for ConvUpdates<'_, '_> {
     fn stage(&mut self) -> Vec<Result<LocalStats>> {
         let (step, adjust) = (self.step, self.adjust);
         par::map_mut(&mut self.blocks, |b: &mut &mut LocalConv2dBlock| {
-            stage_conv(b, step, adjust)
+            stage_conv(b, step.ok_or_else(no_step)?, adjust)
         })
     }
     fn settle(&mut self, commit: bool) {
@@ -510,6 +667,20 @@ impl classifier::Alongside for ConvUpdates<'_, '_> {
                 false => b.discard(),
             },
         );
+    }
+    fn compute(&mut self) -> Vec<Result<LocalStats>> {
+        let step = self.step;
+        par::map_mut(&mut self.blocks, |b: &mut &mut LocalConv2dBlock| {
+            let step = step.ok_or_else(no_step)?;
+            b.compute_gradients(&step.target, step.labels, step.compat)
+        })
+    }
+    fn stage_computed(&mut self, fwd: &Sgd, sub: &Sgd) -> Vec<Result<()>> {
+        let adjust = self.adjust;
+        par::map_mut(&mut self.blocks, |b: &mut &mut LocalConv2dBlock| {
+            let sgd = conv_sgd(b, fwd, adjust)?;
+            b.stage_gradients(&sgd, sub)
+        })
     }
 }
 

@@ -3,9 +3,11 @@
 //! prediction (§4.4).
 
 use super::classifier::{self, config_with, settings_of, tail_of, Settings, Step, Tail};
+use super::gradients::{check_whole, no_more, put_next, take_into, Gradients};
 use super::limits::Count;
 use crate::block::LocalLinearBlock;
 use crate::data::Normalization;
+use crate::data::Share;
 use crate::error::{Error, Result};
 use crate::init::Init;
 use crate::layers::{ActivationKind, Dropout, Linear, Scaling};
@@ -291,13 +293,116 @@ impl Mlp {
         self.check_batch(&x, Some(labels))?;
         self.require_heads()?;
         let step = Step::new(labels, self.config.classes, hyper)?;
+        let share = Share::whole(labels.len());
+        // One source of the update: the step's gradients, then their application — what
+        // data-parallel training does with the gradients of several shares added up.
         let rngs = self.dropout_rngs();
-        let tail = tail_of!(mut self);
-        let result = tail.train_step(x.mapv(i16::from), &step, false, frozen, &mut ());
+        let result = self
+            .compute(x, &step, frozen, share)
+            .and_then(|stats| self.apply_held(&step, frozen).map(|()| stats));
         if result.is_err() {
             self.failed_step(&rngs);
         }
         result
+    }
+
+    /// The gradient sums of one training step (algorithm.md §4.3) on the rows `share` of a
+    /// batch — `x` and `labels` are those rows — without any update: what data-parallel
+    /// training computes on each worker ([`Gradients`]). The dropout masks are the
+    /// whole batch's ([`crate::layers::Dropout::forward_share`]), so the shares of a batch,
+    /// added up in row order ([`Gradients::checked_add`]), are the gradients of the whole
+    /// batch, and [`Mlp::apply_gradients`] of them is [`Mlp::train_step`] on it, bit for bit.
+    ///
+    /// The parameters are unchanged; the dropout generators advance as in the step (to the
+    /// states the result carries). On error they are back where they were.
+    pub fn gradients(
+        &mut self,
+        x: ArrayView2<'_, i8>,
+        labels: &[usize],
+        hyper: &Hyper,
+        share: Share,
+    ) -> Result<Gradients> {
+        self.check_batch(&x, Some(labels))?;
+        share.check(labels.len())?;
+        self.require_heads()?;
+        let step = Step::new(labels, self.config.classes, hyper)?;
+        let rngs = self.dropout_rngs();
+        match self.compute(x, &step, 0, share) {
+            Ok(stats) => {
+                let mut layers = Vec::with_capacity(2 * self.blocks.len() + 1);
+                for b in &mut self.blocks {
+                    for l in b.layers_mut() {
+                        take_into(l, &mut layers);
+                    }
+                }
+                take_into(&mut self.out, &mut layers);
+                Ok(Gradients {
+                    start: share.start,
+                    end: share.start + share.rows,
+                    total: share.total,
+                    loss: stats.loss,
+                    correct: stats.correct,
+                    blocks: stats.blocks,
+                    dropout_rngs: self.dropout_rngs(),
+                    layers,
+                })
+            }
+            Err(e) => {
+                self.failed_step(&rngs);
+                Err(e)
+            }
+        }
+    }
+
+    /// Apply the gradient sums of a whole batch (the shares from [`Mlp::gradients`] added up)
+    /// with IntegerSGD and `hyper` — the update of [`Mlp::train_step`] — and take the dropout
+    /// generators' states after the step from them. All-or-nothing: on error (sums of another
+    /// model or of part of a batch, an update leaving `i32`, …) nothing changes. Returns the
+    /// step's statistics, as `train_step` does.
+    pub fn apply_gradients(&mut self, g: Gradients, hyper: &Hyper) -> Result<StepStats> {
+        let stats = g.stats();
+        let rngs = check_whole(&g, self.dropout_rngs().len())?;
+        let (fwd_sgd, sub_sgd) = hyper.sgds()?;
+        let now = self.dropout_rngs();
+        let mut layers = g.layers.into_iter();
+        let result = (|| {
+            for b in &mut self.blocks {
+                for l in b.layers_mut() {
+                    put_next(l, &mut layers)?;
+                }
+            }
+            put_next(&mut self.out, &mut layers)?;
+            no_more(layers)?;
+            tail_of!(mut self).apply(&fwd_sgd, &sub_sgd, 0, &mut ())
+        })();
+        match result {
+            Ok(()) => {
+                self.set_dropout_rngs(&rngs)?;
+                Ok(stats)
+            }
+            Err(e) => {
+                self.failed_step(&now);
+                Err(e)
+            }
+        }
+    }
+
+    /// The training forward and every gradient of a step, kept in the layers.
+    fn compute(
+        &mut self,
+        x: ArrayView2<'_, i8>,
+        step: &Step<'_>,
+        frozen: usize,
+        share: Share,
+    ) -> Result<StepStats> {
+        let tail = tail_of!(mut self);
+        tail.compute(x.mapv(i16::from), step, frozen, share, &mut ())
+    }
+
+    /// Apply the gradients the layers hold, all-or-nothing.
+    fn apply_held(&mut self, step: &Step<'_>, frozen: usize) -> Result<()> {
+        let tail = tail_of!(mut self);
+        tail.apply(&step.fwd_sgd, &step.sub_sgd, frozen, &mut ())
     }
 
     /// After a failed step: drop what the layers saved and staged, restore the generators.

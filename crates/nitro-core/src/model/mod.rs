@@ -5,6 +5,7 @@
 mod classifier;
 mod cnn;
 mod cnn_config;
+mod gradients;
 mod limits;
 mod mlp;
 
@@ -14,6 +15,7 @@ pub(crate) use classifier::Settings;
 pub(crate) use classifier::settings_of;
 pub use cnn::{Cnn, ConvParams, Stage};
 pub use cnn_config::{CnnConfig, Feature, FeatureShape};
+pub use gradients::{Gradients, LayerGradient};
 pub use limits::{MAX_FEATURE_MAP, MAX_PARAMETERS};
 pub use mlp::{Mlp, MlpConfig};
 // What `train_step` returns, also reachable beside the models that produce it.

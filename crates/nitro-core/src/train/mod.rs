@@ -3,8 +3,10 @@
 //! and a per-epoch callback that sees the model and the run's state (to save a checkpoint). A run
 //! continues from its saved [`RunState`] bit for bit (`fit_from`).
 
+mod parallel;
 mod run;
 
+pub use parallel::DataParallel;
 pub use run::{DataPrint, DataPrints, RunState};
 
 use crate::data::{Augment, Dataset, Split};
