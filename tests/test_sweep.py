@@ -52,7 +52,9 @@ def cluster() -> Any:
         import ray
     except ImportError:
         _missing("ray (pip install 'nitrod-rs[ray]'; make venv installs it)")
-    ctx = ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    # A new local instance even where a `ray start` cluster runs on this machine.
+    ctx = ray.init(address="local", num_cpus=2, include_dashboard=False,
+                   logging_level=logging.WARNING)
     yield ctx.address_info["address"]
     ray.shutdown()
 

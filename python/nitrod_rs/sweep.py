@@ -181,7 +181,9 @@ def _connect(ray: Any, address: str | None, threads: int) -> bool:
         ray.init(address=address, **quiet)
         started = True
     else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **quiet)
+        # address="local": a new instance on this machine's CPUs, never a cluster that happens
+        # to run here (plain ray.init() joins the last `ray start` one, and refuses num_cpus).
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, **quiet)
         started = True
     cpus = float(ray.cluster_resources().get("CPU", 0))
     if threads > cpus:
