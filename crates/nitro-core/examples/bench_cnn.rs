@@ -12,6 +12,8 @@ use std::time::Instant;
 
 /// Large per-step buffers come and go every step: mimalloc keeps them mapped where glibc's
 /// allocator returns them to the OS and faults them in again (BENCHMARKS.md, "the allocator").
+/// The Python extension keeps the system allocator: mimalloc reserves memory without
+/// committing it, so an impossible buffer there no longer fails when it is asked for.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -11,12 +11,6 @@
 use numpy::PyArrayMethods;
 use pyo3::prelude::*;
 
-/// Large per-step buffers come and go every training step: mimalloc keeps them mapped where
-/// glibc's allocator returns them to the OS and faults them in again (BENCHMARKS.md, "the
-/// allocator"). Only this extension's own allocations use it.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod convert;
 mod data;
 mod errors;
