@@ -282,9 +282,9 @@ fn mlp_run() -> Vec<Array2<i32>> {
 }
 
 fn cnn_run() -> Vec<Vec<i32>> {
-    // 32 channels into the second convolution and a 1152-wide first head: reductions of 288
-    // and 1152 terms, long enough for the AMX tile engine where it runs (it leaves shorter
-    // ones to the pair engine).
+    // 32 channels into a second convolution of 32 filters, batch 32: a product of 2048 × 288
+    // × 32 (19 M multiply-adds), large enough for the AMX tile engine where it runs (it leaves
+    // smaller ones to the pair engine).
     let conv = |f| Feature::Conv {
         filters: f,
         kernel: 3,
@@ -292,8 +292,8 @@ fn cnn_run() -> Vec<Vec<i32>> {
         padding: 1,
     };
     let mut cfg = CnnConfig::new(
-        (1, 12, 12),
-        &[conv(32), Feature::MaxPool(2), conv(16), Feature::AvgPool(2)],
+        (1, 16, 16),
+        &[conv(32), Feature::MaxPool(2), conv(32), Feature::AvgPool(2)],
         &[24],
         10,
     );
@@ -302,8 +302,8 @@ fn cnn_run() -> Vec<Vec<i32>> {
     let hyper = Hyper::default();
     let mut r = Pcg32::new(8, 8);
     for _ in 0..4 {
-        let x = Array4::from_shape_fn((16, 1, 12, 12), |_| r.symmetric(127) as i8);
-        let y: Vec<usize> = (0..16).map(|_| r.below(10) as usize).collect();
+        let x = Array4::from_shape_fn((32, 1, 16, 16), |_| r.symmetric(127) as i8);
+        let y: Vec<usize> = (0..32).map(|_| r.below(10) as usize).collect();
         model.train_step(x.view(), &y, &hyper).unwrap();
     }
     let mut w: Vec<Vec<i32>> = model

@@ -332,15 +332,19 @@ pub fn hwc_weights<T: Copy>(w: ArrayView4<'_, T>) -> Array2<T> {
 }
 
 /// A convolution's product `z` (`(N·Ho·Wo) × F`, row `(m, i, j)` holding every filter's output
-/// at that position) as `N × F × Ho·Wo`, with `epilogue(z, f)` applied to every entry: per
-/// image, 16 positions at a time, the epilogue over whole (contiguous) rows of `z` into a small
-/// buffer, then its transposed write. The plain loops are compiled for the widest vectors the
-/// dispatch allows (the same safe code: the same values).
-pub fn rows_to_nchw<Z, O, E>(z: &[Z], (n, f, hw): (usize, usize, usize), epilogue: E) -> Vec<O>
+/// at that position) as `N × F × Ho·Wo`, with `epilogue(z + bias[f])` applied to every entry:
+/// per image, 16 positions at a time, the epilogue over whole (contiguous) rows of `z` into a
+/// small buffer, then its transposed write. The plain loops are compiled for the widest vectors
+/// the dispatch allows (the same safe code: the same values).
+pub fn rows_to_nchw<O, E>(
+    z: &[i64],
+    (n, f, hw): (usize, usize, usize),
+    bias: &[i64],
+    epilogue: E,
+) -> Vec<O>
 where
-    Z: Copy + Sync,
     O: Copy + Default + Send + Sync,
-    E: Fn(Z, usize) -> O + Sync,
+    E: Fn(i64) -> O + Sync,
 {
     let mut out = vec![O::default(); n * f * hw];
     let image = |m: usize, om: &mut [O]| {
@@ -350,12 +354,12 @@ where
             use crate::kernels::cpu::{loop_build, Isa};
             match loop_build() {
                 // SAFETY (both): the instruction set is allowed and detected.
-                Isa::Avx512Vnni => return unsafe { image_avx512(zm, om, f, &epilogue) },
-                Isa::Avx2 => return unsafe { image_avx2(zm, om, f, &epilogue) },
+                Isa::Avx512Vnni => return unsafe { image_avx512(zm, om, f, bias, &epilogue) },
+                Isa::Avx2 => return unsafe { image_avx2(zm, om, f, bias, &epilogue) },
                 _ => {}
             }
         }
-        image_impl(zm, om, f, &epilogue)
+        image_impl(zm, om, f, bias, &epilogue)
     };
     crate::kernels::par::for_each_chunk_mut(&mut out, (f * hw).max(1), image);
     out
@@ -363,32 +367,35 @@ where
 
 #[cfg(nitro_x86_simd)]
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn image_avx512<Z: Copy, O: Copy + Default, E: Fn(Z, usize) -> O>(
-    z: &[Z],
+unsafe fn image_avx512<O: Copy + Default, E: Fn(i64) -> O>(
+    z: &[i64],
     o: &mut [O],
     f: usize,
+    bias: &[i64],
     e: &E,
 ) {
-    image_impl(z, o, f, e)
+    image_impl(z, o, f, bias, e)
 }
 
 #[cfg(nitro_x86_simd)]
 #[target_feature(enable = "avx2")]
-unsafe fn image_avx2<Z: Copy, O: Copy + Default, E: Fn(Z, usize) -> O>(
-    z: &[Z],
+unsafe fn image_avx2<O: Copy + Default, E: Fn(i64) -> O>(
+    z: &[i64],
     o: &mut [O],
     f: usize,
+    bias: &[i64],
     e: &E,
 ) {
-    image_impl(z, o, f, e)
+    image_impl(z, o, f, bias, e)
 }
 
 /// One image of [`rows_to_nchw`]: `z` is its `Ho·Wo × F` block, `o` its `F × Ho·Wo` output.
 #[inline(always)]
-fn image_impl<Z: Copy, O: Copy + Default, E: Fn(Z, usize) -> O>(
-    z: &[Z],
+fn image_impl<O: Copy + Default, E: Fn(i64) -> O>(
+    z: &[i64],
     o: &mut [O],
     f: usize,
+    bias: &[i64],
     e: &E,
 ) {
     let hw = o.len() / f.max(1);
@@ -399,8 +406,8 @@ fn image_impl<Z: Copy, O: Copy + Default, E: Fn(Z, usize) -> O>(
             .chunks_exact_mut(f)
             .zip(z[s0 * f..s1 * f].chunks_exact(f))
         {
-            for (fi, (t, &zv)) in trow.iter_mut().zip(zrow).enumerate() {
-                *t = e(zv, fi);
+            for ((t, &zv), &b) in trow.iter_mut().zip(zrow).zip(bias) {
+                *t = e(zv + b);
             }
         }
         for fi in 0..f {

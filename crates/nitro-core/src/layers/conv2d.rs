@@ -11,7 +11,7 @@ use super::scaling::Scaling;
 use crate::error::{Error, Result};
 use crate::kernels::im2col::{hwc_weights, out_size, rows_to_nchw, Patches, PatchesHwc};
 use crate::kernels::sparse::{conv_weight_gradient, SparseDelta};
-use crate::kernels::{gemm_nt_rows, gemm_rows_nt, gemm_rows_nt_map, Int};
+use crate::kernels::{gemm_nt_rows, gemm_rows_nt, Int};
 use crate::optim::{Gradient, Sgd, Staged};
 use alloc::format;
 use alloc::string::String;
@@ -131,26 +131,16 @@ impl Conv2d {
         // Channels-last patches and weights: the same sums, faster patch rows (im2col.rs).
         let cols = PatchesHwc::new(xp.view(), self.kernel())?;
         let w = hwc_weights(self.weight.view());
+        // (N·Ho·Wo) × F: row (m, i, j) holds every filter's output at that position.
+        let z = gemm_rows_nt(&cols, w.view()).map_err(|e| e.in_layer(&self.name))?;
         let f = self.filters();
         let bias: Vec<i64> = match &self.bias {
             Some(b) => b.iter().map(|&v| i64::from(v)).collect(),
             None => alloc::vec![0; f],
         };
-        let finish = |v: i64, fi: usize| epilogue(v + bias[fi]);
-        let dims = (n, f, ho * wo);
-        // (N·Ho·Wo) × F: row (m, i, j) holds every filter's output at that position — the
-        // finished outputs where the tile engine fuses the epilogue, else the i64 sums.
-        let fused =
-            gemm_rows_nt_map(&cols, w.view(), &finish).map_err(|e| e.in_layer(&self.name))?;
-        let out = match fused {
-            Some(y) => rows_to_nchw(y.as_slice().expect("standard layout"), dims, |o, _| o),
-            None => {
-                let z = gemm_rows_nt(&cols, w.view()).map_err(|e| e.in_layer(&self.name))?;
-                let out = rows_to_nchw(z.as_slice().expect("standard layout"), dims, finish);
-                crate::kernels::recycle(z);
-                out
-            }
-        };
+        let zs = z.as_slice().expect("standard layout");
+        let out = rows_to_nchw(zs, (n, f, ho * wo), &bias, epilogue);
+        crate::kernels::recycle(z);
         Ok(Array4::from_shape_vec((n, f, ho, wo), out).expect("sizes computed above"))
     }
 

@@ -43,11 +43,21 @@ const CHUNK: usize = 64;
 const MAX_PARTS: usize = 4;
 /// K chunks per `i32` block: `2¹⁴ · 64 · 2047 = 2³¹ − 2²⁰ < 2³¹` (see the module docs).
 const BLOCK_CHUNKS: usize = 2047;
-/// The shortest reduction the tile engine takes: below it a tile product is too short to pay
-/// for writing its four accumulators out (measured on a Sapphire Rapids-class Xeon, one
-/// thread: `200×64×784` with two-digit weights 309 µs on tiles, 170 µs on the AVX-512 pair
-/// engine; `64×784×200` 147 µs on both, BENCHMARKS.md).
+/// The shortest reduction the tile engine is given: below it a tile product is too short to
+/// pay for writing its four accumulators out (a Sapphire Rapids-class Xeon, one thread:
+/// `200×64×784` with two-digit weights 309 µs on tiles, 170 µs on the AVX-512 pair engine).
 const MIN_K: usize = 4 * CHUNK;
+/// The fewest multiply-adds the tile engine is given: below it packing the digit tiles costs
+/// more than the faster product saves (same machine: `64×784×200`, 10 M MACs, 338 µs on tiles,
+/// 166 µs on the pair engine; the VGG8B convolutions, 10⁸–10¹⁰ MACs, gain 1.6–2×;
+/// BENCHMARKS.md).
+const MIN_MACS: usize = 1 << 24;
+
+/// Whether a product of this shape is worth the tile engine (see [`MIN_K`], [`MIN_MACS`]);
+/// the engine itself computes any shape exactly.
+pub(super) fn worth_it(m: usize, n: usize, k: usize) -> bool {
+    k >= MIN_K && m.saturating_mul(n).saturating_mul(k) >= MIN_MACS
+}
 
 /// The largest magnitude `p` balanced digits hold: `127·(256ᵖ − 1)/255` (`127`, `32639`, …).
 fn digit_bound(p: usize) -> u64 {
@@ -116,14 +126,14 @@ pub(super) enum Operand<'a, 'v, T: Int> {
 }
 
 impl<T: Int> Operand<'_, '_, T> {
-    fn rows(&self) -> usize {
+    pub(super) fn rows(&self) -> usize {
         match self {
             Operand::View(a) => a.nrows(),
             Operand::Rows(s) => s.rows(),
         }
     }
 
-    fn cols(&self) -> usize {
+    pub(super) fn cols(&self) -> usize {
         match self {
             Operand::View(a) => a.ncols(),
             Operand::Rows(s) => s.cols(),
@@ -260,9 +270,6 @@ fn plan<A: Int, B: Int>(
     let (Some(pa), Some(pb)) = (pa, pb) else {
         return Ok(None);
     };
-    if k < MIN_K {
-        return Ok(None);
-    }
     let mut terms = 0u128;
     for i in 0..pa {
         for j in 0..pb {
@@ -282,10 +289,7 @@ pub(super) fn gemm<A: Int, B: Int>(
     };
     let (m, n) = (a.rows(), b.rows());
     let (da, db) = (pack(&a, pa, Layout::Rows), pack(&b, pb, Layout::Quads));
-    let mut c = buffers::take_dirty::<i64>(m * n);
-    product(&da, &db, &mut c, |cv: &mut i64, v, first, _| {
-        *cv = if first { v } else { *cv + v }
-    });
+    let c = product(&da, &db);
     da.release();
     db.release();
     Ok(Some(
@@ -293,70 +297,25 @@ pub(super) fn gemm<A: Int, B: Int>(
     ))
 }
 
-/// `map(A·Bᵀ)` entry by entry (`map(sum, column)`), row-major, with the map applied where each
-/// sum is completed — no `i64` product is stored — or `Ok(None)` when the tile engine cannot
-/// take the operands or cannot complete every sum inside one tile group (more than two digits
-/// on a side, or more than one `i32` block of K; the caller then maps a stored product).
-pub(super) fn gemm_map<A: Int, B: Int, O, E>(
-    a: Operand<'_, '_, A>,
-    b: Operand<'_, '_, B>,
-    map: &E,
-) -> Result<Option<Array2<O>>>
-where
-    O: Copy + Default + Send + Sync,
-    E: Fn(i64, usize) -> O + Sync,
-{
-    let Some((pa, pb)) = plan(&a, &b)? else {
-        return Ok(None);
-    };
-    if pa > 2 || pb > 2 || a.cols().div_ceil(CHUNK) > BLOCK_CHUNKS {
-        return Ok(None);
-    }
-    let (m, n) = (a.rows(), b.rows());
-    let (da, db) = (pack(&a, pa, Layout::Rows), pack(&b, pb, Layout::Quads));
-    let mut out = alloc::vec![O::default(); m * n];
-    // With at most two digits a side, each pair of tiles the kernel takes holds every digit of
-    // its rows (A) or columns (B), and one K block covers the reduction: every entry's group is
-    // its whole sum, written once (`first` is always true).
-    product(&da, &db, &mut out, |o: &mut O, v, first, col| {
-        debug_assert!(first);
-        *o = map(v, col);
-    });
-    da.release();
-    db.release();
-    Ok(Some(
-        Array2::from_shape_vec((m, n), out).expect("m*n elements"),
-    ))
-}
-
-/// The product of two packed operands (equal K chunks) into `c` (row-major `a.rows × b.rows`):
-/// `write(entry, sum, first, column)` for every group of tiles that lands on an entry, `first`
-/// for the group holding its first contribution ([`task`]).
-fn product<T, W>(a: &Digits, b: &Digits, c: &mut [T], write: W)
-where
-    T: Copy + Default + Send,
-    W: Fn(&mut T, i64, bool, usize) + Sync,
-{
+/// The product of two packed operands (equal K chunks), row-major `a.rows × b.rows`.
+fn product(a: &Digits, b: &Digits) -> Vec<i64> {
     let (m, n) = (a.rows, b.rows);
     debug_assert_eq!(a.chunks, b.chunks);
-    if m == 0 || n == 0 {
-        return;
-    }
-    if a.chunks == 0 {
-        c.iter_mut()
-            .enumerate()
-            .for_each(|(i, cv)| write(cv, 0, true, i % n));
-        return;
+    let mut c = buffers::take_dirty::<i64>(m * n);
+    if m == 0 || n == 0 || a.chunks == 0 {
+        c.fill(0);
+        return c;
     }
     // Equal K blocks of at most BLOCK_CHUNKS chunks.
     let kb = a.chunks.div_ceil(a.chunks.div_ceil(BLOCK_CHUNKS));
     let macs = m * n * a.chunks * CHUNK * a.parts * b.parts;
     let per_task = par::rows_per_task(a.blocks, macs / 4);
-    par::for_each_chunk_mut(c, per_task * ROWS * n, |t, cblock| {
+    par::for_each_chunk_mut(&mut c, per_task * ROWS * n, |t, cblock| {
         // SAFETY: the tile engine runs only where `Isa::Amx` is detected (AMX present and
         // permitted: `kernel::available`), which the dispatch checked before packing.
-        unsafe { task(a, b, t * per_task, cblock, kb, &write) };
+        unsafe { task(a, b, t * per_task, cblock, kb) };
     });
+    c
 }
 
 /// Rows `b0·16 ..` of C (`cblock`, `n` columns): every pair of A tiles against every pair of
@@ -371,10 +330,7 @@ where
 /// AMX must be available ([`kernel::available`]); AVX-512 F comes with every AMX processor
 /// (the epilogue is compiled for it).
 #[target_feature(enable = "avx512f")]
-unsafe fn task<T, W>(a: &Digits, b: &Digits, b0: usize, cblock: &mut [T], kb: usize, write: &W)
-where
-    W: Fn(&mut T, i64, bool, usize),
-{
+unsafe fn task(a: &Digits, b: &Digits, b0: usize, cblock: &mut [i64], kb: usize) {
     let n = b.rows;
     let blocks = (cblock.len() / n).div_ceil(ROWS);
     let xs = (b0 * a.parts..(b0 + blocks) * a.parts).collect::<Vec<_>>();
@@ -393,8 +349,7 @@ where
                 // its block and digit (k0 + len ≤ chunks); `acc` holds four tiles; the sums
                 // fit i32 (len ≤ BLOCK_CHUNKS, module docs).
                 unsafe { kernel::dot_2x2(ta, tb, len, acc.as_mut_ptr()) };
-                let at = ((xp, a.parts, b0), (yp, b.parts), n, k0 == 0);
-                add_tiles(&acc, cblock, at, write);
+                add_tiles(&acc, cblock, (xp, a.parts, b0), (yp, b.parts), n, k0 == 0);
                 k0 += len;
             }
         }
@@ -403,25 +358,18 @@ where
     unsafe { kernel::release() };
 }
 
-/// A tile group's A tiles `(xp, digits, first block of the task)`, B tiles `(yp, digits)`, the
-/// columns of C and whether this is the first K block.
-type TilesAt<'a> = (
-    (&'a [usize], usize, usize),
-    (&'a [usize], usize),
-    usize,
-    bool,
-);
-
 /// Add the four accumulator tiles of A tiles `xp` × B tiles `yp` into C: the tiles that land
 /// on the same block of C (digits of the same rows and columns) are combined, each shifted by
 /// its digits' weight `256^(i+j)`, and written once — stored instead of added where the group
 /// holds the entry's first contribution (the lowest digits in the first K block).
 #[inline(always)]
-fn add_tiles<T, W: Fn(&mut T, i64, bool, usize)>(
+fn add_tiles(
     acc: &[i32; 4 * ROWS * ROWS],
-    cblock: &mut [T],
-    ((xp, pa, b0), (yp, pb), n, first_block): TilesAt<'_>,
-    write: &W,
+    cblock: &mut [i64],
+    (xp, pa, b0): (&[usize], usize, usize),
+    (yp, pb): (&[usize], usize),
+    n: usize,
+    first_block: bool,
 ) {
     // (block row, block column, tile, shift) of every live accumulator.
     let mut live = [(0usize, 0usize, 0usize, 0u32); 4];
@@ -458,52 +406,37 @@ fn add_tiles<T, W: Fn(&mut T, i64, bool, usize)>(
             rows,
             cols,
             c0: rb * ROWS * n + c0,
-            col0: c0,
             n,
             first,
         };
         match members {
-            1 => write_group::<1, _, _>([tiles[0]], [shifts[0]], cblock, at, write),
-            2 => write_group::<2, _, _>(
-                [tiles[0], tiles[1]],
-                [shifts[0], shifts[1]],
-                cblock,
-                at,
-                write,
-            ),
-            3 => write_group::<3, _, _>(
+            1 => write_group::<1>([tiles[0]], [shifts[0]], cblock, at),
+            2 => write_group::<2>([tiles[0], tiles[1]], [shifts[0], shifts[1]], cblock, at),
+            3 => write_group::<3>(
                 [tiles[0], tiles[1], tiles[2]],
                 [shifts[0], shifts[1], shifts[2]],
                 cblock,
                 at,
-                write,
             ),
-            _ => write_group::<4, _, _>(tiles, shifts, cblock, at, write),
+            _ => write_group::<4>(tiles, shifts, cblock, at),
         }
     }
 }
 
-/// Where a group of tiles lands in C: live rows and columns, the offset of its first entry
-/// and its first column, the row stride, and whether it holds the entries' first contribution.
+/// Where a group of tiles lands in C: live rows and columns, the offset of its first entry,
+/// the row stride, and whether it stores.
 #[derive(Clone, Copy)]
 struct Block {
     rows: usize,
     cols: usize,
     c0: usize,
-    col0: usize,
     n: usize,
     first: bool,
 }
 
-/// `write(C entry, Σ_g tiles[g] << shifts[g], first, column)` over the block's live entries.
+/// `C (+)= Σ_g tiles[g] << shifts[g]` over the block's live entries.
 #[inline(always)]
-fn write_group<const G: usize, T, W: Fn(&mut T, i64, bool, usize)>(
-    tiles: [&[i32]; G],
-    shifts: [u32; G],
-    c: &mut [T],
-    at: Block,
-    write: &W,
-) {
+fn write_group<const G: usize>(tiles: [&[i32]; G], shifts: [u32; G], c: &mut [i64], at: Block) {
     for r in 0..at.rows {
         let crow = &mut c[at.c0 + r * at.n..][..at.cols];
         let rows: [&[i32]; G] = core::array::from_fn(|g| &tiles[g][r * ROWS..][..at.cols]);
@@ -512,7 +445,7 @@ fn write_group<const G: usize, T, W: Fn(&mut T, i64, bool, usize)>(
             for g in 0..G {
                 v += i64::from(rows[g][col]) << shifts[g];
             }
-            write(cv, v, at.first, at.col0 + col);
+            *cv = if at.first { v } else { *cv + v };
         }
     }
 }
@@ -652,43 +585,15 @@ mod tests {
     }
 
     #[test]
-    fn fused_map_equals_the_mapped_product() {
-        if !amx_here("AMX tile engine not tested") {
-            return;
-        }
-        let mut r = Pcg32::new(23, 5);
-        let map = |v: i64, col: usize| v - 3 * col as i64;
-        for (m, n, k, ba, bb) in [
-            (37, 45, 300, 127, 32_639),
-            (16, 16, 256, 32_639, 127),
-            (5, 70, 1000, 32_000, 32_000),
-        ] {
-            let (a, b) = (matrix(&mut r, m, k, ba), matrix(&mut r, n, k, bb));
-            let (a32, b32) = (to::<i32>(&a), to::<i32>(&b));
-            let got = gemm_map(Operand::View(&a32.view()), Operand::View(&b32.view()), &map);
-            let want = oracle(&a, &b);
-            let want = Array2::from_shape_fn((m, n), |(i, j)| map(want[[i, j]], j));
-            assert_eq!(got.unwrap().expect("fusable"), want, "{m}x{k}x{n}");
-        }
-        // Three digits on a side: the groups no longer hold whole sums.
-        let a = to::<i32>(&matrix(&mut r, 3, 300, 40_000));
-        assert!(
-            gemm_map(Operand::View(&a.view()), Operand::View(&a.view()), &map)
-                .unwrap()
-                .is_none()
-        );
-    }
-
-    #[test]
     fn tile_engine_declines_what_it_cannot_prove() {
         if !amx_here("AMX tile engine not tested") {
             return;
         }
-        // Too short a reduction to pay.
-        let a = Array2::from_elem((2, MIN_K - 1), 1i32);
-        assert!(gemm(Operand::View(&a.view()), Operand::View(&a.view()))
-            .unwrap()
-            .is_none());
+        // Shapes too small to pay are left to the pair engine (the engine could compute them).
+        assert!(!worth_it(1 << 20, 1 << 20, MIN_K - 1));
+        assert!(!worth_it(64, 200, 784));
+        assert!(worth_it(50_176, 128, 1152));
+        assert!(!worth_it(usize::MAX, usize::MAX, 0));
         // A fifth digit would be needed.
         let a = Array2::from_elem((2, MIN_K), i32::MIN);
         let b = Array2::from_elem((2, MIN_K), 1i32);

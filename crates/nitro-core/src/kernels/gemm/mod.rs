@@ -107,7 +107,7 @@ fn on_tiles<A: Int, B: Int>(
     b: amx::Operand<'_, '_, B>,
     d: Dispatch,
 ) -> Result<Option<Array2<i64>>> {
-    if !tiles_allowed(d) {
+    if !tiles_allowed(d) || !amx::worth_it(a.rows(), b.rows(), a.cols()) {
         return Ok(None);
     }
     let c = amx::gemm(a, b)?;
@@ -279,33 +279,6 @@ pub fn gemm_nt_rows<A: Int>(a: ArrayView2<'_, A>, b: &dyn RowSource) -> Result<A
         }
     }
     gemm_nt_with(a, materialise(b).view(), None, d)
-}
-
-/// `map(A·Bᵀ)` for a row-source A, entry by entry (`map(sum, column)`), computed on the tile
-/// engine with the map applied where each sum is completed — the `i64` product is never stored
-/// — or `Ok(None)` where that engine is not allowed or cannot fuse these operands (the caller
-/// then maps [`gemm_rows_nt`]'s product: the same values).
-pub fn gemm_rows_nt_map<B: Int, O, E>(
-    a: &dyn RowSource,
-    b: ArrayView2<'_, B>,
-    map: &E,
-) -> Result<Option<Array2<O>>>
-where
-    O: Copy + Default + Send + Sync,
-    E: Fn(i64, usize) -> O + Sync,
-{
-    check_k(a.cols(), b.ncols())?;
-    #[cfg(nitro_x86_simd)]
-    if tiles_allowed(dispatch()) {
-        let c = amx::gemm_map(amx::Operand::<i16>::Rows(a), amx::Operand::View(&b), map)?;
-        if c.is_some() {
-            count(0);
-        }
-        return Ok(c);
-    }
-    #[cfg(not(nitro_x86_simd))]
-    let _ = (b, map);
-    Ok(None)
 }
 
 /// `C = A·Bᵀ` where A (`m×k`) is given row by row ([`RowSource`]) and B is a matrix: the
