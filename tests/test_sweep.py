@@ -428,3 +428,13 @@ def test_table_counts_are_integers_and_the_paper_protocol_has_no_validation() ->
             "| 53.00 ± 11.31 |") in md
     assert ("| mlp1 | mnist | paper_protocol=true | 1 of 2 | 2 | test set (paper protocol) | – "
             "| 70.00 | 60.00 |") in md
+
+
+def test_the_recorded_paper_sweep_spec_expands_to_its_forty_runs() -> None:
+    # docs/runs/paper_mlp_10seeds.json produced BENCHMARKS.md's 10-seed MLP tables (README
+    # "Scaling out" runs it): it must stay a valid spec naming those runs.
+    spec = Path(__file__).resolve().parents[1] / "docs" / "runs" / "paper_mlp_10seeds.json"
+    names = [r.name for r in _sweep_spec.expand(_sweep_spec.parse(_sweep_spec.read(spec)))]
+    assert len(names) == 40 and len(set(names)) == 40
+    assert "mlp1_mnist_epochs=150_paper_protocol=true_seed=0" in names
+    assert "mlp2_fashion-mnist_epochs=150_paper_protocol=false_seed=9" in names
