@@ -98,6 +98,18 @@ struct Geometry {
     wo: usize,
 }
 
+impl Geometry {
+    /// Output positions `N·Ho·Wo`: the rows of the patch matrix.
+    fn positions(&self) -> usize {
+        self.n * self.ho * self.wo
+    }
+
+    /// Window taps `C·k·k`: its columns.
+    fn taps(&self) -> usize {
+        self.c * self.k * self.k
+    }
+}
+
 fn geometry_of(xp: &ArrayView4<'_, i16>, k: usize) -> Result<(Geometry, u64)> {
     let (n, c, hp, wp) = xp.dim();
     let (ho, wo) = out_size(hp, wp, k)?;
@@ -151,29 +163,21 @@ impl<'a> Patches<'a> {
             transposed,
         })
     }
-
-    fn positions(&self) -> usize {
-        self.g.n * self.g.ho * self.g.wo
-    }
-
-    fn taps(&self) -> usize {
-        self.g.c * self.g.k * self.g.k
-    }
 }
 
 impl RowSource for Patches<'_> {
     fn rows(&self) -> usize {
         if self.transposed {
-            self.taps()
+            self.g.taps()
         } else {
-            self.positions()
+            self.g.positions()
         }
     }
     fn cols(&self) -> usize {
         if self.transposed {
-            self.positions()
+            self.g.positions()
         } else {
-            self.taps()
+            self.g.taps()
         }
     }
     fn bound(&self) -> u64 {
@@ -287,10 +291,10 @@ pub(crate) fn channels_last(xp: ArrayView4<'_, i16>) -> (Vec<i16>, u64) {
 
 impl RowSource for PatchesHwc {
     fn rows(&self) -> usize {
-        self.g.n * self.g.ho * self.g.wo
+        self.g.positions()
     }
     fn cols(&self) -> usize {
-        self.g.c * self.g.k * self.g.k
+        self.g.taps()
     }
     fn bound(&self) -> u64 {
         self.bound

@@ -141,6 +141,26 @@ pub struct Gradients {
 const MAGIC: &[u8; 8] = b"NITROGR1";
 
 impl Gradients {
+    /// The sums a model computed for `share`: its statistics over those rows, the dropout
+    /// generators after the step and every trained layer's sums (both model kinds).
+    pub(crate) fn of_share(
+        share: &crate::data::Share,
+        stats: StepStats,
+        dropout_rngs: Vec<Pcg32>,
+        layers: Vec<LayerGradient>,
+    ) -> Gradients {
+        Gradients {
+            start: share.start,
+            end: share.start + share.rows,
+            total: share.total,
+            loss: stats.loss,
+            correct: stats.correct,
+            blocks: stats.blocks,
+            dropout_rngs,
+            layers,
+        }
+    }
+
     /// `true` when the rows covered are the whole batch (what may be applied).
     pub fn is_whole(&self) -> bool {
         self.start == 0 && self.end == self.total

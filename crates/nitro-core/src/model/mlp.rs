@@ -336,16 +336,12 @@ impl Mlp {
                     }
                 }
                 take_into(&mut self.out, &mut layers);
-                Ok(Gradients {
-                    start: share.start,
-                    end: share.start + share.rows,
-                    total: share.total,
-                    loss: stats.loss,
-                    correct: stats.correct,
-                    blocks: stats.blocks,
-                    dropout_rngs: self.dropout_rngs(),
+                Ok(Gradients::of_share(
+                    &share,
+                    stats,
+                    self.dropout_rngs(),
                     layers,
-                })
+                ))
             }
             Err(e) => {
                 self.failed_step(&rngs);
