@@ -78,7 +78,7 @@ pub(super) fn head_gradient(
     labels: &[usize],
     compat: Compat,
 ) -> Result<(LocalStats, Array2<i32>)> {
-    let pred = head_scale.forward(&head.forward(h, true)?);
+    let pred = head_scale.forward_consuming(head.forward(h, true)?);
     let (loss, correct) = loss_and_correct(&pred, target, labels);
     let delta = output_error(&pred, target, compat);
     let back = head

@@ -94,7 +94,7 @@ impl LocalLinearBlock {
 
     /// Scaling and activation of the forward layer's output `z`.
     fn forward_rest(&mut self, z: Array2<i64>, train: bool) -> Array2<i8> {
-        let s = self.fwd_scale.forward(&z);
+        let s = self.fwd_scale.forward_consuming(z);
         let h = self.act.forward(s, train);
         self.saved_out = if train { Some(h.clone()) } else { None };
         h
@@ -103,12 +103,12 @@ impl LocalLinearBlock {
     /// Evaluation-mode forward without touching saved state.
     pub fn infer<T: Int>(&self, x: ArrayView2<'_, T>) -> Result<Array2<i8>> {
         let z = self.fwd.infer(x)?;
-        Ok(self.act.infer(&self.fwd_scale.forward(&z)))
+        Ok(self.act.infer(&self.fwd_scale.forward_consuming(z)))
     }
 
     /// The head's prediction for a block output `h`.
     pub fn head_predict(&self, h: ArrayView2<'_, i8>) -> Result<Array2<i8>> {
-        Ok(self.head_scale.forward(&self.head.infer(h)?))
+        Ok(self.head_scale.forward_consuming(self.head.infer(h)?))
     }
 
     /// The local update of algorithm.md §4.1/§4.3 on what the training forward saved: head forward,

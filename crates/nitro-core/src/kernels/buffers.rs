@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 
 /// Buffers kept per element type; beyond that the smallest is released.
 #[cfg(feature = "std")]
-const KEEP: usize = 6;
+const KEEP: usize = 32;
 
 /// Element types with a free list.
 pub(crate) trait Reusable: Copy + Default + 'static {

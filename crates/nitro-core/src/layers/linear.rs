@@ -171,7 +171,9 @@ impl Linear {
         }
         let din = if input_error {
             let d = gemm_nn(delta, self.weight.view()).map_err(|e| e.in_layer(&self.name))?;
-            Some(narrow_all(&d, &self.name, "input error")?)
+            let din = narrow_all(&d, &self.name, "input error");
+            crate::kernels::recycle(d);
+            Some(din?)
         } else {
             None
         };

@@ -67,6 +67,15 @@ impl Scaling {
         }
         z.mapv(one)
     }
+
+    /// [`Scaling::forward`] of a product that is not needed afterwards: its buffer goes back
+    /// to the kernels' free list, so the next step's product of the same size does not ask the
+    /// allocator for fresh (zeroed) memory.
+    pub fn forward_consuming<D: Dimension>(&self, z: Array<i64, D>) -> Array<i8, D> {
+        let y = self.forward(&z);
+        crate::kernels::recycle(z);
+        y
+    }
 }
 
 #[cfg(test)]

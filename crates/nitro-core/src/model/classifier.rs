@@ -233,7 +233,7 @@ impl<'m> Tail<'m> {
                 self.out.infer(h.view())?
             }
         };
-        Ok(self.out_scale.forward(&z))
+        Ok(self.out_scale.forward_consuming(z))
     }
 
     /// The linear layers: each block's forward layer and head, then the output layer.

@@ -199,6 +199,8 @@ impl<D: Dimension> Staged<D> {
         let (g, scan) = self.weight;
         debug_assert_eq!(weight.shape(), g.shape(), "committed to the checked weight");
         self.plan.write(slice_mut(weight), slice(&g), scan);
+        // The gradient is spent: its buffer serves the next step's product of the same size.
+        crate::kernels::recycle(g);
         if let (Some((g, scan)), Some(b)) = (self.bias, bias) {
             debug_assert_eq!(b.len(), g.len(), "committed to the checked bias");
             self.plan.write(slice_mut(b), slice(&g), scan);
