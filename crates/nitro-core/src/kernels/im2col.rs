@@ -7,6 +7,7 @@
 //! Index conventions: a "patch row" is `(m, i, j)` → `(m·Ho + i)·Wo + j`; a "patch column" is
 //! `(c, u, v)` → `(c·k + u)·k + v`, which is the row-major flattening of a weight `F×C×k×k`.
 
+use super::channels_last::ChannelsLast;
 use super::gemm::RowSource;
 use crate::error::{Error, Result};
 use alloc::format;
@@ -226,21 +227,18 @@ impl RowSource for Patches<'_> {
 /// The patch matrix of [`im2col`] with its columns in channels-last order `(u, v, c)` →
 /// `(u·k + v)·C + c` instead of `(c, u, v)`: the same products, so a product with the weights
 /// in that order ([`hwc_weights`]) gives the same sums — integer addition does not depend on
-/// the order. It keeps a channels-last copy of the padded input, from which a patch row is
-/// `k` contiguous runs of `k·C` values (the NCHW rows of [`Patches`] are `C·k` runs of `k`).
-pub struct PatchesHwc {
-    /// The padded input, `N × Hp × Wp × C`.
-    x: Vec<i16>,
+/// the order. It reads a channels-last padded input ([`ChannelsLast`]), from which a patch row
+/// is `k` contiguous runs of `k·C` values (the NCHW rows of [`Patches`] are `C·k` runs of `k`).
+pub struct PatchesHwc<'a> {
+    x: &'a ChannelsLast,
     g: Geometry,
-    bound: u64,
 }
 
-impl PatchesHwc {
-    /// Channels-last patches of a padded NCHW tensor (any layout).
-    pub fn new(xp: ArrayView4<'_, i16>, k: usize) -> Result<Self> {
-        let (n, c, hp, wp) = xp.dim();
+impl<'a> PatchesHwc<'a> {
+    /// Channels-last patches of a padded input under a stride-1 `k×k` window.
+    pub fn new(x: &'a ChannelsLast, k: usize) -> Result<Self> {
+        let (n, c, hp, wp) = x.dim();
         let (ho, wo) = out_size(hp, wp, k)?;
-        let (x, bound) = channels_last(xp);
         let g = Geometry {
             n,
             c,
@@ -250,46 +248,11 @@ impl PatchesHwc {
             ho,
             wo,
         };
-        Ok(PatchesHwc { x, g, bound })
+        Ok(PatchesHwc { x, g })
     }
 }
 
-/// `xp` (`N×C×Hp×Wp`) as `N×Hp×Wp×C`, so that a patch is `k` runs of `k·C` contiguous values
-/// (one per kernel row), and `max|xp|`.
-pub(crate) fn channels_last(xp: ArrayView4<'_, i16>) -> (Vec<i16>, u64) {
-    let (n, c, hp, wp) = xp.dim();
-    let xs = xp.as_standard_layout();
-    let src = xs.as_slice().expect("standard layout");
-    let max_x = src
-        .iter()
-        .map(|v| u64::from(v.unsigned_abs()))
-        .max()
-        .unwrap_or(0);
-    let plane = hp * wp;
-    let per_image = (plane * c).max(1);
-    let mut out = vec![0i16; n * plane * c];
-    // Per image, a transpose of its C × (Hp·Wp) matrix, in tiles of 16 channels × 64 positions
-    // so that both the reads and the strided writes stay within a few cache lines.
-    let image = |m: usize, o: &mut [i16]| {
-        let s = &src[m * per_image..(m + 1) * per_image];
-        for c0 in (0..c).step_by(16) {
-            let c1 = (c0 + 16).min(c);
-            for p0 in (0..plane).step_by(64) {
-                let p1 = (p0 + 64).min(plane);
-                for ch in c0..c1 {
-                    let row = &s[ch * plane + p0..ch * plane + p1];
-                    for (p, &v) in (p0..p1).zip(row) {
-                        o[p * c + ch] = v;
-                    }
-                }
-            }
-        }
-    };
-    crate::kernels::par::for_each_chunk_mut(&mut out, per_image, image);
-    (out, max_x)
-}
-
-impl RowSource for PatchesHwc {
+impl RowSource for PatchesHwc<'_> {
     fn rows(&self) -> usize {
         self.g.positions()
     }
@@ -297,9 +260,10 @@ impl RowSource for PatchesHwc {
         self.g.taps()
     }
     fn bound(&self) -> u64 {
-        self.bound
+        self.x.bound()
     }
     fn row(&self, r: usize, out: &mut [i16]) {
+        let x = self.x.values();
         let Geometry {
             c,
             hp,
@@ -314,7 +278,7 @@ impl RowSource for PatchesHwc {
         let run = k * c;
         for u in 0..k {
             let src = ((m * hp + i + u) * wp + j) * c;
-            out[u * run..(u + 1) * run].copy_from_slice(&self.x[src..src + run]);
+            out[u * run..(u + 1) * run].copy_from_slice(&x[src..src + run]);
         }
     }
 }
@@ -462,7 +426,8 @@ mod tests {
             assert_eq!(row, want.to_vec(), "transposed patch row {r}");
         }
         // Channels-last rows hold the same values, columns (c, u, v) moved to (u, v, c).
-        let hwc = PatchesHwc::new(xp.view(), 3).unwrap();
+        let xl = ChannelsLast::padded(x.view(), 1).unwrap();
+        let hwc = PatchesHwc::new(&xl, 3).unwrap();
         assert_eq!(
             (hwc.rows(), hwc.cols(), hwc.bound()),
             (p.nrows(), p.ncols(), 119)

@@ -16,12 +16,12 @@
 //! entries), and the sparse path refuses what fails that bound, as the dense one does.
 
 use crate::error::{Error, Result};
+use crate::kernels::channels_last::ChannelsLast;
 use crate::kernels::cpu::{dispatch, loop_build, Isa};
-use crate::kernels::im2col::channels_last;
 use crate::kernels::par;
 use alloc::format;
 use alloc::vec::Vec;
-use ndarray::{Array4, ArrayView4};
+use ndarray::Array4;
 
 /// A convolution-output error `N×F×H×W` given by its non-zero entries, grouped by filter:
 /// filter `f` owns `index[starts[f]..starts[f+1]]` (flat row-major `N×F×H×W` positions, each
@@ -110,10 +110,10 @@ impl SparseDelta {
 }
 
 /// Weight gradient `F × (C·k·k)` (row-major `F×C×k×k`) and, when `bias`, the bias gradient `F`
-/// of a stride-1 convolution with kernel `k` whose padded input was `xp` (`N×C×Hp×Wp`), for the
-/// sparse output error `delta` (`N×F×(Hp−k+1)×(Wp−k+1)`).
+/// of a stride-1 convolution with kernel `k` whose padded input was `xp` (`N×C×Hp×Wp`, kept
+/// channels-last), for the sparse output error `delta` (`N×F×(Hp−k+1)×(Wp−k+1)`).
 pub fn conv_weight_gradient(
-    xp: ArrayView4<'_, i16>,
+    xp: &ChannelsLast,
     k: usize,
     delta: &SparseDelta,
     bias: bool,
@@ -135,7 +135,7 @@ pub fn conv_weight_gradient(
         .map(|v| u64::from(v.unsigned_abs()))
         .max()
         .unwrap_or(0);
-    let (xt, max_x) = channels_last(xp);
+    let (xt, max_x) = (xp.values(), xp.bound());
     let bound = u128::from(max_d) * u128::from(max_x) * (n * ho * wo) as u128;
     if bound > i64::MAX as u128 {
         return Err(Error::overflow(
@@ -166,7 +166,7 @@ pub fn conv_weight_gradient(
     let block = filters_per_block(ckk, f);
     // Every block depends on nothing but its own inputs: any schedule gives the same bits.
     par::for_each_chunk_mut(&mut g, block * ckk, |bi, rows| {
-        filter_block(&xt, &geom, delta, bi * block, max_x, how, rows);
+        filter_block(xt, &geom, delta, bi * block, max_x, how, rows);
     });
     for (fi, b) in gb.iter_mut().enumerate() {
         // Proven above: at most N·Ho·Wo terms of |δ| ≤ max|δ|.

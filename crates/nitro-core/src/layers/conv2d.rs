@@ -9,6 +9,7 @@
 use super::saved::{no_forward, no_gradient};
 use super::scaling::Scaling;
 use crate::error::{Error, Result};
+use crate::kernels::channels_last::ChannelsLast;
 use crate::kernels::im2col::{hwc_weights, out_size, rows_to_nchw, Patches, PatchesHwc};
 use crate::kernels::sparse::{conv_weight_gradient, SparseDelta};
 use crate::kernels::{gemm_nt_rows, gemm_rows_nt, Int};
@@ -29,7 +30,7 @@ pub struct Conv2d {
     pub bias: Option<Array1<i32>>,
     /// Zero padding on each side.
     pub padding: usize,
-    saved: Option<Array4<i16>>,
+    saved: Option<ChannelsLast>,
     /// The checked update of the training step in progress, not yet written
     /// ([`Conv2d::stage_backward`]).
     pending: Option<Staged<Ix4>>,
@@ -115,13 +116,13 @@ impl Conv2d {
         })
     }
 
-    fn compute(&self, xp: &Array4<i16>) -> Result<Array4<i64>> {
+    fn compute(&self, xp: &ChannelsLast) -> Result<Array4<i64>> {
         self.compute_map(xp, |v| v)
     }
 
     /// The convolution of a padded input with `epilogue` applied to every output (bias added
     /// first), written straight into `N × F × Ho × Wo` order.
-    fn compute_map<O, E>(&self, xp: &Array4<i16>, epilogue: E) -> Result<Array4<O>>
+    fn compute_map<O, E>(&self, xp: &ChannelsLast, epilogue: E) -> Result<Array4<O>>
     where
         O: Copy + Default + Send + Sync,
         E: Fn(i64) -> O + Sync,
@@ -129,7 +130,7 @@ impl Conv2d {
         let (n, _, hp, wp) = xp.dim();
         let (ho, wo) = out_size(hp, wp, self.kernel()).map_err(|e| e.in_layer(&self.name))?;
         // Channels-last patches and weights: the same sums, faster patch rows (im2col.rs).
-        let cols = PatchesHwc::new(xp.view(), self.kernel())?;
+        let cols = PatchesHwc::new(xp, self.kernel())?;
         let w = hwc_weights(self.weight.view());
         // (N·Ho·Wo) × F: row (m, i, j) holds every filter's output at that position.
         let z = gemm_rows_nt(&cols, w.view()).map_err(|e| e.in_layer(&self.name))?;
@@ -170,7 +171,9 @@ impl Conv2d {
         self.compute_map(&xp, scale.scalar())
     }
 
-    fn padded_input<T: Int>(&self, x: &ArrayView4<'_, T>) -> Result<Array4<i16>>
+    /// The input widened to `i16`, padded and channels-last in one pass: what the forward's
+    /// patches read and the backward keeps.
+    fn padded_input<T: Int>(&self, x: &ArrayView4<'_, T>) -> Result<ChannelsLast>
     where
         i16: From<T>,
     {
@@ -182,14 +185,9 @@ impl Conv2d {
                 x.dim().1
             )));
         }
-        // Widen and pad in one pass.
-        let (n, c, h, w) = x.dim();
-        let p = self.padding;
-        let (hp, wp) = self.padded_size(h, w)?;
-        let mut out = Array4::<i16>::zeros((n, c, hp, wp));
-        out.slice_mut(ndarray::s![.., .., p..p + h, p..p + w])
-            .zip_mut_with(x, |o, &v| *o = i16::from(v));
-        Ok(out)
+        let (_, _, h, w) = x.dim();
+        self.padded_size(h, w)?;
+        ChannelsLast::padded(x.view(), self.padding).map_err(|e| e.in_layer(&self.name))
     }
 
     /// `z` (exact, `i64`, `N×F×Ho×Wo`); in training mode the padded input is saved.
@@ -244,6 +242,9 @@ impl Conv2d {
             }
         }
         let dt = Array2::from_shape_vec((f, n * hw), dt).expect("sizes");
+        // The dense path reads the input in NCHW order (average-pool heads and heads without
+        // pooling only; max-pool heads take the sparse path on the channels-last copy).
+        let xp = xp.to_nchw();
         let cols = Patches::transposed(xp.view(), self.kernel())?;
         let g = gemm_nt_rows(dt.view(), &cols).map_err(|e| e.in_layer(&self.name))?;
         let (_, c, k, _) = self.weight.dim();
@@ -348,7 +349,7 @@ impl Conv2d {
                 delta.dim().1
             )));
         }
-        let (g, gb) = conv_weight_gradient(xp.view(), self.kernel(), delta, self.bias.is_some())
+        let (g, gb) = conv_weight_gradient(xp, self.kernel(), delta, self.bias.is_some())
             .map_err(|e| e.in_layer(&self.name))?;
         let (_, c, k, _) = self.weight.dim();
         let g = Array4::from_shape_vec((f, c, k, k), g).expect("F×CKK");

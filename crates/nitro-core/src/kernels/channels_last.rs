@@ -1,0 +1,202 @@
+//! A zero-padded convolution input stored channels-last (`N × Hp × Wp × C`): the layout in which
+//! a patch row is `k` contiguous runs of `k·C` values ([`super::im2col::PatchesHwc`]) and a
+//! sparse gradient entry's patch is gathered the same way ([`super::sparse`]).
+//!
+//! A convolution builds it once per forward, straight from its NCHW input — widening, padding
+//! and transposing in one pass — and keeps it for the backward, so the sparse weight gradient
+//! reads the very same copy.
+
+use super::par;
+use crate::error::{Error, Result};
+use alloc::format;
+use alloc::vec;
+use alloc::vec::Vec;
+use ndarray::{Array4, ArrayView4};
+
+/// Channels per tile of the transpose: a tile's output run per position is 64 bytes, one
+/// cache line.
+const TILE_C: usize = 32;
+/// Positions per tile: the tile (`TILE_C × TILE_P` values, 1 KiB) stays in L1, and its writes
+/// touch only `TILE_P` output lines — few enough that lines a power-of-two stride apart (`C` of
+/// 128, 256, 512) never outnumber a cache set's ways, which a longer run of positions did.
+const TILE_P: usize = 16;
+
+/// A padded input, channels-last, with the largest magnitude of its values.
+#[derive(Clone, Debug)]
+pub struct ChannelsLast {
+    data: Vec<i16>,
+    /// `(N, C, Hp, Wp)`: the NCHW shape of the padded tensor it stores.
+    dim: (usize, usize, usize, usize),
+    bound: u64,
+}
+
+impl ChannelsLast {
+    /// `x` (`N×C×H×W`, any layout) zero-padded by `p` on both spatial axes, as `i16`,
+    /// channels-last. A shape error when the padded size overflows.
+    pub fn padded<T>(x: ArrayView4<'_, T>, p: usize) -> Result<Self>
+    where
+        T: Copy + Send + Sync,
+        i16: From<T>,
+    {
+        let (n, c, h, w) = x.dim();
+        let padded = |v: usize| p.checked_mul(2).and_then(|p2| p2.checked_add(v));
+        let (hp, wp) = padded(h)
+            .zip(padded(w))
+            .ok_or_else(|| Error::shape(format!("padding {p} is too large for a {h}×{w} input")))?;
+        let per_image = hp
+            .checked_mul(wp)
+            .and_then(|v| v.checked_mul(c))
+            .ok_or_else(|| Error::shape(format!("a padded {c}×{hp}×{wp} image is too large")))?;
+        let len = per_image
+            .checked_mul(n)
+            .ok_or_else(|| Error::shape(format!("{n} padded images are too large")))?;
+        let xs = x.as_standard_layout();
+        let src = xs.as_slice().expect("standard layout");
+        // max|x| by the i16 extremes (a loop that vectorises); padding adds only zeros.
+        let (lo, hi) = src.iter().fold((0i16, 0i16), |(lo, hi), &v| {
+            let v = i16::from(v);
+            (lo.min(v), hi.max(v))
+        });
+        let bound = u64::from(
+            i32::from(lo)
+                .unsigned_abs()
+                .max(i32::from(hi).unsigned_abs()),
+        );
+        let mut data = vec![0i16; len];
+        if per_image > 0 {
+            let per_input = c * h * w;
+            par::for_each_chunk_mut(&mut data, per_image, |m, o| {
+                transpose_image(
+                    &src[m * per_input..(m + 1) * per_input],
+                    o,
+                    (c, h, w),
+                    wp,
+                    p,
+                );
+            });
+        }
+        Ok(ChannelsLast {
+            data,
+            dim: (n, c, hp, wp),
+            bound,
+        })
+    }
+
+    /// `(N, C, Hp, Wp)`, the NCHW shape of the padded tensor.
+    pub fn dim(&self) -> (usize, usize, usize, usize) {
+        self.dim
+    }
+
+    /// `max |x|`.
+    pub fn bound(&self) -> u64 {
+        self.bound
+    }
+
+    /// The values, `N × Hp × Wp × C` row-major.
+    pub fn values(&self) -> &[i16] {
+        &self.data
+    }
+
+    /// The padded tensor in NCHW order (for the paths that read it that way).
+    pub fn to_nchw(&self) -> Array4<i16> {
+        let (n, c, hp, wp) = self.dim;
+        let hwc = ArrayView4::from_shape((n, hp, wp, c), &self.data).expect("sizes");
+        hwc.permuted_axes([0, 3, 1, 2])
+            .as_standard_layout()
+            .into_owned()
+    }
+}
+
+/// One image: `s` is its `C × H × W` input, `o` its zeroed `Hp × Wp × C` output; input row `i`
+/// lands on output row `i + p`, shifted right by `p`. Tiles of [`TILE_C`] channels ×
+/// [`TILE_P`] positions: contiguous reads into the tile, contiguous 64-byte runs out of it.
+fn transpose_image<T>(s: &[T], o: &mut [i16], (c, h, w): (usize, usize, usize), wp: usize, p: usize)
+where
+    T: Copy,
+    i16: From<T>,
+{
+    let hw = h * w;
+    let mut tile = [0i16; TILE_C * TILE_P];
+    for i in 0..h {
+        let start = ((i + p) * wp + p) * c;
+        let orow = &mut o[start..start + w * c];
+        for c0 in (0..c).step_by(TILE_C) {
+            let cb = TILE_C.min(c - c0);
+            for j0 in (0..w).step_by(TILE_P) {
+                let pb = TILE_P.min(w - j0);
+                for t in 0..cb {
+                    let from = (c0 + t) * hw + i * w + j0;
+                    for (q, &v) in s[from..from + pb].iter().enumerate() {
+                        tile[q * TILE_C + t] = i16::from(v);
+                    }
+                }
+                for q in 0..pb {
+                    let at = (j0 + q) * c + c0;
+                    orow[at..at + cb].copy_from_slice(&tile[q * TILE_C..q * TILE_C + cb]);
+                }
+            }
+        }
+    }
+}
+
+/// `x` zero-padded by `p`, the NCHW reference the tests compare against.
+#[cfg(test)]
+fn padded_nchw(x: ArrayView4<'_, i8>, p: usize) -> Array4<i16> {
+    use ndarray::s;
+    let (n, c, h, w) = x.dim();
+    let mut out = Array4::<i16>::zeros((n, c, h + 2 * p, w + 2 * p));
+    out.slice_mut(s![.., .., p..p + h, p..p + w])
+        .zip_mut_with(&x, |o, &v| *o = i16::from(v));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Every value lands where the NCHW index says, padding is zero, the bound is max|x|,
+        /// for channel and width counts on and off the tile sizes.
+        #[test]
+        fn matches_the_padded_nchw_tensor(
+            n in 1usize..3, c in 1usize..70, h in 1usize..6, w in 1usize..40, p in 0usize..3,
+            seed in any::<u64>(),
+        ) {
+            let mut r = crate::rng::Pcg32::new(seed, 7);
+            let x = Array4::from_shape_fn((n, c, h, w), |_| (r.next_u32() % 256) as u8 as i8);
+            let want = padded_nchw(x.view(), p);
+            let got = ChannelsLast::padded(x.view(), p).unwrap();
+            prop_assert_eq!(got.dim(), want.dim());
+            prop_assert_eq!(got.to_nchw(), want.clone());
+            let (_, _, hp, wp) = want.dim();
+            for ((m, ch, i, j), &v) in want.indexed_iter() {
+                prop_assert_eq!(got.values()[((m * hp + i) * wp + j) * c + ch], v);
+            }
+            let max = x.iter().map(|&v| i32::from(v).unsigned_abs()).max().unwrap();
+            prop_assert_eq!(got.bound(), u64::from(max));
+        }
+    }
+
+    #[test]
+    fn a_permuted_input_is_read_by_its_indices() {
+        // 2×3×4×5 seen as N×C×H×W through permuted axes of a 2×5×3×4 array.
+        let base = Array4::from_shape_fn((2, 5, 3, 4), |(m, j, c, i)| {
+            (m * 60 + c * 20 + i * 5 + j) as i16 - 64
+        });
+        let x = base.view().permuted_axes([0, 2, 3, 1]);
+        assert!(!x.is_standard_layout());
+        let got = ChannelsLast::padded(x, 1).unwrap();
+        let want = crate::kernels::im2col::pad(x, 1);
+        assert_eq!(got.to_nchw(), want);
+        assert_eq!(got.bound(), 64);
+    }
+
+    #[test]
+    fn an_overflowing_padding_is_a_shape_error() {
+        let x = Array4::<i8>::zeros((1, 1, 2, 2));
+        let e = ChannelsLast::padded(x.view(), usize::MAX / 2).unwrap_err();
+        assert!(e.to_string().contains("padding"), "{e}");
+    }
+}
