@@ -10,7 +10,7 @@ use super::saved::{no_forward, no_gradient};
 use super::scaling::Scaling;
 use crate::error::{Error, Result};
 use crate::kernels::channels_last::ChannelsLast;
-use crate::kernels::im2col::{hwc_weights, out_size, rows_to_nchw, Patches, PatchesHwc};
+use crate::kernels::im2col::{hwc_weights, out_size, rows_to_nchw, NchwLane, Patches, PatchesHwc};
 use crate::kernels::sparse::{conv_weight_gradient, SparseDelta};
 use crate::kernels::{gemm_nt_rows, gemm_rows_nt, Int};
 use crate::optim::{Gradient, Sgd, Staged};
@@ -124,7 +124,7 @@ impl Conv2d {
     /// first), written straight into `N × F × Ho × Wo` order.
     fn compute_map<O, E>(&self, xp: &ChannelsLast, epilogue: E) -> Result<Array4<O>>
     where
-        O: Copy + Default + Send + Sync,
+        O: NchwLane,
         E: Fn(i64) -> O + Sync,
     {
         let (n, _, hp, wp) = xp.dim();
