@@ -260,6 +260,68 @@ fn pooling_matches_oracle() {
     }
 }
 
+/// Max pooling with a learning head's geometry (the row-at-a-time path and its edges): tall
+/// windows, padding rows above and below the input and columns at its sides, down to windows
+/// that hang over both edges at once; ties with the pad value in both compat modes.
+#[test]
+fn max_pooling_with_padded_rows_matches_oracle() {
+    let mut r = Pcg32::new(17, 3);
+    let mut ran = 0;
+    for case in 0..160 {
+        let compat = if case % 2 == 0 {
+            Compat::Exact
+        } else {
+            Compat::Reference
+        };
+        let kh = [2, 4, 8][r.below(3) as usize];
+        let kw = [1, 2, 4, 8][r.below(4) as usize];
+        let ph = r.below(kh as u32 / 2 + 1) as usize;
+        let pw = r.below(kw as u32 / 2 + 1) as usize;
+        let h = (kh / 2).max(1) + r.below(2 * kh as u32) as usize;
+        let w = kw * (1 + r.below(5) as usize) + r.below(kw as u32) as usize;
+        let (n, c) = (1 + r.below(2) as usize, 1 + r.below(3) as usize);
+        let bound = if case % 3 == 0 { 1 } else { 127 };
+        let x = Array4::from_shape_fn((n, c, h, w), |_| match r.below(6) {
+            0 => i8::MIN,
+            1 => 0,
+            _ => r.symmetric(bound) as i8,
+        });
+        let Ok(mut pool) = Pool2d::new(PoolKind::Max, (kh, kw), (ph, pw)) else {
+            continue;
+        };
+        let Ok(y) = pool.forward(x.view(), true, compat) else {
+            continue;
+        };
+        let d = Array4::from_shape_fn(y.raw_dim(), |_| r.symmetric(1000));
+        let fill = match compat {
+            Compat::Exact => i64::from(i8::MIN),
+            Compat::Reference => 0,
+        };
+        let k = (kh, kw);
+        let (wy, wb) = pool_oracle(
+            &x.mapv(i64::from),
+            PoolKind::Max,
+            k,
+            (ph, pw),
+            fill,
+            &d.mapv(i64::from),
+        );
+        assert_eq!(
+            y.mapv(i64::from),
+            wy,
+            "forward case {case} {k:?} padding {ph},{pw} {h}×{w}"
+        );
+        let b = pool.backward(d.view()).unwrap();
+        assert_eq!(
+            b.mapv(i64::from),
+            wb,
+            "backward case {case} {k:?} padding {ph},{pw} {h}×{w}"
+        );
+        ran += 1;
+    }
+    assert!(ran >= 120, "only {ran} geometries were valid");
+}
+
 #[test]
 fn max_pool_ties_and_reference_padding() {
     // One 1×1×2×3 plane, kernel (2,2), padding (0,1): windows [pad,a,pad,d] and [b,c,e,f].
