@@ -14,8 +14,9 @@
 //! operands written exactly as signed base-256 digits, one `tdpbssd` tile product per pair of
 //! digits) takes every product it can prove. Otherwise the pair engine ([`pairs`], operands
 //! packed as `i16` pairs by [`pack`], one micro-kernel per instruction set) runs whenever both
-//! operands fit `i16` — or one is wider but splits exactly into two `i16` halves — and the
-//! `i32` engine ([`wide`]) otherwise.
+//! operands fit `i16` — or one is wider but splits exactly: along the reduction when the other
+//! is narrow ([`split_k`]: each term becomes one pair, C keeps its shape), else into two `i16`
+//! rows added back afterwards — and the `i32` engine ([`wide`]) otherwise.
 //! All paths give the exact integer result (tested against a naive `i64` oracle); they only
 //! differ in speed. Because integer addition is exact and no path can overflow, results are
 //! bit-identical for any thread count and instruction set.
@@ -25,6 +26,7 @@ mod amx;
 pub(crate) mod pack;
 pub(crate) mod pairs;
 pub mod proof;
+mod split_k;
 mod wide;
 
 pub use pack::RowSource;
@@ -36,6 +38,7 @@ use alloc::vec::Vec;
 use ndarray::{Array2, ArrayView2};
 use pack::{Narrow, Packed16, SPLIT_MAX};
 use proof::{check_k, prove_i64};
+use split_k::Wide;
 
 /// The instruction set the products run on under the current dispatch: [`Isa::Amx`] when the
 /// tile engine may run, else the pair engine's (the most capable detected, self-checked one the
@@ -168,13 +171,22 @@ pub fn gemm_nt_with<A: Int, B: Int>(
                     return Ok(Array2::from_shape_vec((m, n), c).expect("m*n elements"));
                 }
             }
-            // One side too wide for i16: split it exactly (unless an accumulation was forced).
+            // One side too wide for i16: split it exactly (unless an accumulation was forced),
+            // along K when the other side is narrow enough, else into two rows.
             (None, Some(pb)) if forced.is_none() => {
+                let pb = match split_k::product(&a, pb, Wide::A, pairs::KC, d)? {
+                    Ok(c) => return Ok(c),
+                    Err(pb) => pb,
+                };
                 if let Some(c) = split_a(&a, pb, d)? {
                     return Ok(c);
                 }
             }
             (Some(pa), None) if forced.is_none() => {
+                let pa = match split_k::product(&b, pa, Wide::B, pairs::KC, d)? {
+                    Ok(c) => return Ok(c),
+                    Err(pa) => pa,
+                };
                 let mb = pack::max_abs_view(&b);
                 prove_i64(pa.max, mb, k)?;
                 let pb = if mb <= SPLIT_MAX {

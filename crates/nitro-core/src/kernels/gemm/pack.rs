@@ -135,7 +135,7 @@ fn get<T: Int>(a: &ArrayView2<'_, T>, i: usize, t: usize, shift: u32, mask: i32)
 
 /// The pair word of two `i16` values (low half: the even term).
 #[inline(always)]
-fn word(x0: i32, x1: i32) -> u32 {
+pub(super) fn word(x0: i32, x1: i32) -> u32 {
     u32::from(x0 as u16) | (u32::from(x1 as u16) << 16)
 }
 
@@ -254,7 +254,11 @@ fn pack_impl<T: Int, const W: usize>(a: &ArrayView2<'_, T>, how: Narrow) -> Opti
 
 /// Run `fill(panel, storage)` over consecutive panels of `len` words each — on several threads
 /// when there is enough to pack. Panels are disjoint, so the result does not depend on the order.
-fn for_panels<F: Fn(usize, &mut [u32]) + Sync + Send>(data: &mut [u32], len: usize, fill: F) {
+pub(super) fn for_panels<F: Fn(usize, &mut [u32]) + Sync + Send>(
+    data: &mut [u32],
+    len: usize,
+    fill: F,
+) {
     if len == 0 {
         return;
     }

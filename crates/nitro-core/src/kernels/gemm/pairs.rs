@@ -24,7 +24,7 @@ use core::sync::atomic::{AtomicU8, Ordering};
 
 /// Pairs of the reduction per cache block: a B micro-panel (`KC·NR·4` bytes = 16 KiB) stays in
 /// L1 while the A panels of a group stream past it.
-const KC: usize = 256;
+pub(super) const KC: usize = 256;
 /// Pairs per K block when C is large (≥ [`C_LARGE`] entries): each block reads and writes all
 /// of C once, so fewer, longer blocks save more memory traffic than L1 residency gains.
 const KC_LARGE: usize = 640;

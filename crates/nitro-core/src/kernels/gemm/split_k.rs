@@ -1,0 +1,286 @@
+//! The split along the reduction: a product of one operand wider than `i16` with one that is
+//! narrow (activations, `|x| ≤ 127`), on the pair engine, in one pass and without recombining.
+//!
+//! The row split of [`super::pack::Narrow::Split`] writes the wide operand as two `i16` rows
+//! (`v = hi·2¹⁵ + lo`), computes a product with twice the rows of C and adds the halves back
+//! together afterwards: twice the stores, a second output of C's size and a pass over both.
+//! Here each wide value `v` becomes the *pair* `(v >> s, v & (2ˢ − 1))` and each narrow value
+//! `x` the pair `(x·2ˢ, x)`, so the pair product the micro-kernels already compute is
+//!
+//! ```text
+//! (v >> s)·(x·2ˢ) + (v & (2ˢ−1))·x = ((v >> s)·2ˢ + (v & (2ˢ−1)))·x = v·x
+//! ```
+//!
+//! exactly: every pair contributes one term of the original dot product, C has its own shape,
+//! and there is nothing to recombine. The reduction has twice the pairs (one per original term
+//! instead of one per two), the same multiply-adds as the row split.
+//!
+//! Why it is exact (algorithm.md §10): `s` is the largest shift with `max|x|·2ˢ ≤ 32767`, and
+//! the split is used only when `|v| ≤ 32767·2ˢ`, so `|v >> s| ≤ 32767` and `0 ≤ v & (2ˢ−1) <
+//! 2ˢ ≤ 2¹⁴`: all four packed values fit `i16`, each of the two products fits `i32`
+//! (`32767² < 2³¹`), and their sum is `v·x`, at most `max|v|·max|x|`. A running `i32` sum of
+//! `kc` pairs is a partial sum of `kc` terms of the dot product, so blocks of
+//! `kc = ⌊(2³¹−1) / (max|v|·max|x|)⌋` pairs cannot overflow — the proof of an unsplit product.
+
+use super::pack::{self, for_panels, word, Packed16, I16_MAX};
+use super::pairs;
+use super::proof::{prove_i64, Accum};
+use crate::error::Result;
+use crate::kernels::buffers;
+use crate::kernels::cpu::{Dispatch, Int};
+use crate::kernels::tile::{MR, NR};
+use ndarray::{Array2, ArrayView2};
+
+/// Which operand of `A·Bᵀ` is the wide one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Wide {
+    /// A (the rows of C) is wide, B narrow.
+    A,
+    /// B (the columns of C) is wide, A narrow.
+    B,
+}
+
+/// The shift `s` for a narrow operand bounded by `narrow`: the largest with `narrow·2ˢ ≤ 32767`,
+/// or `None` when not even `s = 1` fits (or the operand is all zeros: any path will do).
+pub(super) fn shift_for(narrow: u64) -> Option<u32> {
+    (1..=I16_MAX / 2)
+        .contains(&narrow)
+        .then(|| (I16_MAX / narrow).ilog2())
+}
+
+/// The largest wide magnitude the split takes with shift `s` (`|v >> s| ≤ 32767`).
+pub(super) fn wide_max(s: u32) -> u64 {
+    I16_MAX << s
+}
+
+/// Reduction pairs of a split operand with `k` terms: one per term, padded to an even count so
+/// that a narrow operand's direct packing (`⌈k/2⌉` pairs) expands to the same length.
+fn pairs_for(k: usize) -> usize {
+    2 * k.div_ceil(2)
+}
+
+/// `A·Bᵀ` by the split along K: `wide` is the wide operand (`side` says which), `narrow` the
+/// other one already packed directly (its `max` a bound of its values). `Ok(Err(narrow))`
+/// hands the packing back untouched when the split does not apply — the narrow operand is too
+/// wide for any shift, the wide one exceeds [`wide_max`], or the proof allows `i32` blocks
+/// shorter than `min_pairs` (the row split then keeps more of each block in `i32`). The
+/// overflow error when not even `i64` holds the sums.
+pub(super) fn product<T: Int>(
+    wide: &ArrayView2<'_, T>,
+    narrow: Packed16,
+    side: Wide,
+    min_pairs: usize,
+    d: Dispatch,
+) -> Result<core::result::Result<Array2<i64>, Packed16>> {
+    let k = wide.ncols();
+    let Some(s) = shift_for(narrow.max) else {
+        return Ok(Err(narrow));
+    };
+    let mw = pack::max_abs_view(wide);
+    if let Err(e) = prove_i64(mw, narrow.max, k) {
+        narrow.release();
+        return Err(e);
+    }
+    if mw > wide_max(s) {
+        return Ok(Err(narrow));
+    }
+    let kc = match Accum::prove(mw, narrow.max, k) {
+        Accum::I64 => return Ok(Err(narrow)),
+        p => p.chunk_len(k),
+    };
+    if kc < min_pairs.min(k) {
+        return Ok(Err(narrow));
+    }
+    let (pa, pb) = match side {
+        Wide::A => (
+            pack_wide::<T, MR>(wide, mw, s),
+            expand_narrow::<NR>(narrow, s),
+        ),
+        Wide::B => (
+            expand_narrow::<MR>(narrow, s),
+            pack_wide::<T, NR>(wide, mw, s),
+        ),
+    };
+    let (m, n) = (pa.rows, pb.rows);
+    let c = pairs::gemm16(&pa, &pb, kc, pairs::resolve(d.isa));
+    pa.release();
+    pb.release();
+    super::count(1);
+    Ok(Ok(Array2::from_shape_vec((m, n), c).expect("m*n elements")))
+}
+
+/// The wide operand as panels of `W` rows, one pair word `(v >> s, v & (2ˢ−1))` per term
+/// (`mw` bounds its values; the caller checked `mw ≤ wide_max(s)`).
+fn pack_wide<T: Int, const W: usize>(a: &ArrayView2<'_, T>, mw: u64, s: u32) -> Packed16 {
+    let (m, k) = a.dim();
+    let kp = pairs_for(k);
+    let low = (1i32 << s) - 1;
+    let split = move |v: &T| {
+        let v: i32 = (*v).into();
+        word(v >> s, v & low)
+    };
+    let mut data = buffers::take_dirty::<u32>(m.div_ceil(W) * kp * W);
+    let row_major = k > 0 && a.strides()[1] == 1;
+    for_panels(&mut data, kp * W, |p, dst| {
+        let live = W.min(m - p * W);
+        if live < W {
+            dst.fill(0); // rows past the operand stay zero
+        } else if kp > k {
+            dst[k * W..].fill(0); // the padding pair
+        }
+        if row_major {
+            for r in 0..live {
+                let row = a.row(p * W + r);
+                let row = row.as_slice().expect("unit stride row");
+                for (d, v) in dst.chunks_exact_mut(W).zip(row) {
+                    d[r] = split(v);
+                }
+            }
+        } else {
+            // Column-major (a transposed view, e.g. the error of a weight gradient) or strided:
+            // one column of the operand per packed pair.
+            for (t, d) in dst.chunks_exact_mut(W).take(k).enumerate() {
+                let col = a.column(t);
+                let rows = p * W..p * W + live;
+                match col.as_slice() {
+                    Some(c) => {
+                        for (dr, v) in d.iter_mut().zip(&c[rows]) {
+                            *dr = split(v);
+                        }
+                    }
+                    None => {
+                        for (dr, i) in d.iter_mut().zip(rows) {
+                            *dr = split(&col[i]);
+                        }
+                    }
+                }
+            }
+        }
+    });
+    Packed16 {
+        data,
+        rows: m,
+        kp,
+        max: mw_packed(mw, s),
+    }
+}
+
+/// The largest packed value of a wide operand bounded by `m` (informative: the proof uses the
+/// operands' own bounds).
+fn mw_packed(m: u64, s: u32) -> u64 {
+    m.div_ceil(1 << s).max(m.min((1 << s) - 1))
+}
+
+/// The narrow operand for the split, from its direct packing (panels of `W` rows): each pair
+/// word `(x₀, x₁)` becomes the two words `(x₀·2ˢ, x₀)` and `(x₁·2ˢ, x₁)`, so the pairs double
+/// (an odd `K`'s zero padding term becomes the padding pair). The direct packing is released.
+fn expand_narrow<const W: usize>(p: Packed16, s: u32) -> Packed16 {
+    let mut data = buffers::take_dirty::<u32>(2 * p.data.len());
+    let scaled = |x: u32| {
+        let x = i32::from(x as u16 as i16);
+        word(x << s, x)
+    };
+    for (src, dst) in p.data.chunks_exact(W).zip(data.chunks_exact_mut(2 * W)) {
+        let (even, odd) = dst.split_at_mut(W);
+        for ((e, o), &w) in even.iter_mut().zip(odd.iter_mut()).zip(src) {
+            *e = scaled(w);
+            *o = scaled(w >> 16);
+        }
+    }
+    let out = Packed16 {
+        data,
+        rows: p.rows,
+        kp: 2 * p.kp,
+        max: p.max << s,
+    };
+    p.release();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::gemm::pack::Narrow;
+    use crate::rng::Pcg32;
+
+    fn oracle(a: &Array2<i32>, b: &Array2<i32>) -> Array2<i64> {
+        Array2::from_shape_fn((a.nrows(), b.nrows()), |(i, j)| {
+            (0..a.ncols())
+                .map(|t| i64::from(a[[i, t]]) * i64::from(b[[j, t]]))
+                .sum()
+        })
+    }
+
+    #[test]
+    fn shifts_are_the_largest_that_fit() {
+        assert_eq!(shift_for(0), None);
+        assert_eq!(shift_for(1), Some(14));
+        assert_eq!(shift_for(114), Some(8)); // 114·256 = 29184, 114·512 > 32767
+        assert_eq!(shift_for(127), Some(8));
+        assert_eq!(shift_for(128), Some(7));
+        assert_eq!(shift_for(16_383), Some(1));
+        assert_eq!(shift_for(16_384), None);
+        for x in 1..=16_383u64 {
+            let s = shift_for(x).unwrap();
+            assert!(x << s <= I16_MAX && x << (s + 1) > I16_MAX, "{x}");
+        }
+    }
+
+    /// Both sides, every detected kernel, odd and even K, the wide operand's extremes (±32767·2ˢ
+    /// and values whose low part is 2ˢ−1), row-major and transposed views.
+    #[test]
+    fn split_products_match_oracle() {
+        let mut r = Pcg32::new(41, 7);
+        let mut ran = 0;
+        for case in 0..48 {
+            let (m, n) = (
+                1 + r.below(2 * MR as u32 + 3),
+                1 + r.below(2 * NR as u32 + 5),
+            );
+            let (m, n) = (m as usize, n as usize);
+            let k = 1 + r.below(90) as usize;
+            let nb = [1u32, 114, 127, 128, 1000, 16_383][case % 6];
+            let s = shift_for(u64::from(nb)).unwrap();
+            let wb = [40_000u32, 127_519, wide_max(s) as u32][case % 3];
+            let mut w = Array2::from_shape_fn((m, k), |_| r.symmetric(wb));
+            w[[0, 0]] = wb as i32;
+            w[[m - 1, k - 1]] = -(wb as i32);
+            w[[m / 2, k / 2]] = (wb as i32 >> s << s) - 1; // low part 2ˢ−1
+            let x = Array2::from_shape_fn((n, k), |_| r.symmetric(nb));
+            let want = oracle(&w, &x);
+            for d in Dispatch::all_detected() {
+                // Wide A, narrow B.
+                let pb = pack::pack_b(&x.view(), Narrow::Direct).unwrap();
+                let c = product(&w.view(), pb, Wide::A, 1, d).unwrap();
+                assert_eq!(c.ok().unwrap(), want, "A wide, case {case} {d:?}");
+                // Narrow A, wide B, from transposed (column-major) views.
+                let (wt, xt) = (w.t().to_owned(), x.t().to_owned());
+                let pa = pack::pack_a(&xt.t(), Narrow::Direct).unwrap();
+                let c = product(&wt.t(), pa, Wide::B, 1, d).unwrap();
+                assert_eq!(c.ok().unwrap(), want.t(), "B wide, case {case} {d:?}");
+                ran += 1;
+            }
+        }
+        assert!(ran >= 48);
+    }
+
+    #[test]
+    fn declines_what_it_cannot_prove() {
+        let x = Array2::from_elem((3, 10), 127i32);
+        let s = shift_for(127).unwrap();
+        let too_wide = Array2::from_elem((2, 10), wide_max(s) as i32 + 1);
+        let pb = pack::pack_b(&x.view(), Narrow::Direct).unwrap();
+        let back = product(&too_wide.view(), pb, Wide::A, 1, Dispatch::default()).unwrap();
+        let pb = back.expect_err("|v| > 32767·2ˢ must be declined");
+        // Blocks shorter than asked for: declined too (the row split keeps longer blocks).
+        let wide = Array2::from_elem((2, 10), 8_000_000i32);
+        let back = product(&wide.view(), pb, Wide::A, 10, Dispatch::default()).unwrap();
+        back.expect_err("2 pairs per block < 10").release();
+        // A narrow operand too wide for any shift.
+        let x = Array2::from_elem((3, 10), 16_384i32);
+        let pb = pack::pack_b(&x.view(), Narrow::Direct).unwrap();
+        let wide = Array2::from_elem((2, 10), 40_000i32);
+        let back = product(&wide.view(), pb, Wide::A, 1, Dispatch::default()).unwrap();
+        back.expect_err("no shift for 16384").release();
+    }
+}
