@@ -73,6 +73,22 @@ fn gemm_mlp(c: &mut Criterion) {
         });
     }
     g.finish();
+
+    // The same shape with the errors MLP2 really has (|δ| ≤ 2^17, measured up to 127,519):
+    // short enough i32 blocks for the split along K (one pair per term, C unsplit).
+    let delta = random(&mut r, 64, 200, 1 << 17);
+    let mut g = c.benchmark_group("gemm_wgrad_200x64x784_mlp2_errors");
+    g.throughput(Throughput::Elements(64 * 784 * 200));
+    // (the i32 engine's variants do not split at all: left out)
+    for (name, d) in variants()
+        .into_iter()
+        .filter(|(n, _)| !n.starts_with("i32"))
+    {
+        g.bench_function(format!("split_k_{name}"), |b| {
+            b.iter(|| gemm_nt_with(black_box(delta.t()), x.t(), None, d).unwrap())
+        });
+    }
+    g.finish();
 }
 
 fn gemm_conv(c: &mut Criterion) {
