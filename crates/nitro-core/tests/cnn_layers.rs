@@ -149,6 +149,27 @@ fn conv_rejects_other_strides() {
     );
 }
 
+/// The value padding takes in max pooling: −128 exactly, 0 in the original's mode.
+fn pad_fill(compat: Compat) -> i64 {
+    match compat {
+        Compat::Exact => i64::from(i8::MIN),
+        Compat::Reference => 0,
+    }
+}
+
+/// `y` (the pool's forward) and the pool's backward of `d` equal the oracle's `want`.
+fn check_pool(
+    pool: &mut Pool2d,
+    y: &Array4<i8>,
+    d: &Array4<i32>,
+    want: (Array4<i64>, Array4<i64>),
+    what: &str,
+) {
+    assert_eq!(y.mapv(i64::from), want.0, "forward {what}");
+    let b = pool.backward(d.view()).unwrap();
+    assert_eq!(b.mapv(i64::from), want.1, "backward {what}");
+}
+
 fn pool_oracle(
     x: &Array4<i64>,
     kind: PoolKind,
@@ -241,21 +262,20 @@ fn pooling_matches_oracle() {
         let mut pool = Pool2d::new(kind, k, p).unwrap();
         let y = pool.forward(x.view(), true, compat).unwrap();
         let d = Array4::from_shape_fn(y.raw_dim(), |_| r.symmetric(1000));
-        let fill = match compat {
-            Compat::Exact => i64::from(i8::MIN),
-            Compat::Reference => 0,
-        };
-        let (wy, wb) = pool_oracle(&x.mapv(i64::from), kind, k, p, fill, &d.mapv(i64::from));
-        assert_eq!(
-            y.mapv(i64::from),
-            wy,
-            "forward case {case} {kind:?} {k:?} {p:?}"
+        let want = pool_oracle(
+            &x.mapv(i64::from),
+            kind,
+            k,
+            p,
+            pad_fill(compat),
+            &d.mapv(i64::from),
         );
-        let b = pool.backward(d.view()).unwrap();
-        assert_eq!(
-            b.mapv(i64::from),
-            wb,
-            "backward case {case} {kind:?} {k:?} {p:?}"
+        check_pool(
+            &mut pool,
+            &y,
+            &d,
+            want,
+            &format!("case {case} {kind:?} {k:?} {p:?}"),
         );
     }
 }
@@ -293,30 +313,17 @@ fn max_pooling_with_padded_rows_matches_oracle() {
             continue;
         };
         let d = Array4::from_shape_fn(y.raw_dim(), |_| r.symmetric(1000));
-        let fill = match compat {
-            Compat::Exact => i64::from(i8::MIN),
-            Compat::Reference => 0,
-        };
         let k = (kh, kw);
-        let (wy, wb) = pool_oracle(
+        let want = pool_oracle(
             &x.mapv(i64::from),
             PoolKind::Max,
             k,
             (ph, pw),
-            fill,
+            pad_fill(compat),
             &d.mapv(i64::from),
         );
-        assert_eq!(
-            y.mapv(i64::from),
-            wy,
-            "forward case {case} {k:?} padding {ph},{pw} {h}×{w}"
-        );
-        let b = pool.backward(d.view()).unwrap();
-        assert_eq!(
-            b.mapv(i64::from),
-            wb,
-            "backward case {case} {k:?} padding {ph},{pw} {h}×{w}"
-        );
+        let what = format!("case {case} {k:?} padding {ph},{pw} {h}×{w}");
+        check_pool(&mut pool, &y, &d, want, &what);
         ran += 1;
     }
     assert!(ran >= 120, "only {ran} geometries were valid");
