@@ -2,11 +2,11 @@
 //! (ARCHITECTURE.md). Layers describe products; kernels prove and compute them.
 //!
 //! * [`cpu`] — instruction sets, their detection and the forceable [`Dispatch`] (a leaf).
-//! * [`gemm`] — the bound proof and the two product engines; [`x86`] holds every intrinsic.
+//! * [`gemm`] — the bound proof and the two product engines; `x86` holds every intrinsic.
 //! * [`im2col`] — convolutions lowered onto products, over [`channels_last`] padded inputs;
 //!   [`sparse`] — the weight gradient of a sparse (max-pooled) error.
-//! * [`sgd`] — the vectorised IntegerSGD update loops.
-//! * [`par`] — every parallel loop of the crate; [`buffers`] — reused product buffers.
+//! * `sgd` — the vectorised IntegerSGD update loops.
+//! * [`par`] — every parallel loop of the crate; `buffers` — reused product buffers.
 
 pub(crate) mod buffers;
 pub mod channels_last;

@@ -12,11 +12,11 @@
 //!
 //! Three engines compute them. Where AMX-INT8 is there and allowed, the tile engine (`amx`:
 //! operands written exactly as signed base-256 digits, one `tdpbssd` tile product per pair of
-//! digits) takes every product it can prove. Otherwise the pair engine ([`pairs`], operands
-//! packed as `i16` pairs by [`pack`], one micro-kernel per instruction set) runs whenever both
+//! digits) takes every product it can prove. Otherwise the pair engine (`pairs`, operands
+//! packed as `i16` pairs by `pack`, one micro-kernel per instruction set) runs whenever both
 //! operands fit `i16` — or one is wider but splits exactly: along the reduction when the other
-//! is narrow ([`split_k`]: each term becomes one pair, C keeps its shape), else into two `i16`
-//! rows added back afterwards — and the `i32` engine ([`wide`]) otherwise.
+//! is narrow (`split_k`: each term becomes one pair, C keeps its shape), else into two `i16`
+//! rows added back afterwards — and the `i32` engine (`wide`) otherwise.
 //! All paths give the exact integer result (tested against a naive `i64` oracle); they only
 //! differ in speed. Because integer addition is exact and no path can overflow, results are
 //! bit-identical for any thread count and instruction set.
@@ -141,9 +141,11 @@ pub fn gemm_tn<A: Int, B: Int>(a: ArrayView2<'_, A>, b: ArrayView2<'_, B>) -> Re
 ///
 /// Kernel choice: when both operands fit `i16` (`|v| ≤ 32767`, found while packing them), the
 /// pair engine runs with `i32` blocks of at most `chunk/2` pairs. When one operand is wider
-/// (typically errors, `|v| ≤ 32767·32768`) and the other fits `i16`, the wide one is split
-/// exactly into high and low `i16` halves, both products run on the pair engine and are
-/// recombined (`C = C_hi·2¹⁵ + C_lo`). Everything else takes the `i32` engine.
+/// (typically errors) and the other fits `i16`, the wide one is split exactly: along K when
+/// the other is narrow enough (`split_k`: one pair per term, C unsplit), else into high and
+/// low `i16` halves (`|v| ≤ 32767·32768`) whose products run on the pair engine and are
+/// recombined (`C = C_hi·2¹⁵ + C_lo`); neither when an accumulation is forced. Everything
+/// else takes the `i32` engine.
 pub fn gemm_nt_with<A: Int, B: Int>(
     a: ArrayView2<'_, A>,
     b: ArrayView2<'_, B>,
