@@ -38,7 +38,6 @@ use alloc::vec::Vec;
 use ndarray::{Array2, ArrayView2};
 use pack::{Narrow, Packed16, SPLIT_MAX};
 use proof::{check_k, prove_i64};
-use split_k::Wide;
 
 /// The instruction set the products run on under the current dispatch: [`Isa::Amx`] when the
 /// tile engine may run, else the pair engine's (the most capable detected, self-checked one the
@@ -163,10 +162,15 @@ pub fn gemm_nt_with<A: Int, B: Int>(
         }
     }
     if d.allow_i16 && forced != Some(Accum::I64) {
-        let (pa, pb) = (
-            pack::pack_a(&a, Narrow::Direct),
-            pack::pack_b(&b, Narrow::Direct),
-        );
+        let pa = pack::pack_a(&a, Narrow::Direct);
+        // A too wide for i16 and B narrow (a weight gradient): the split along K packs B
+        // itself, in the form it needs, straight from its view.
+        if pa.is_none() && forced.is_none() {
+            if let Some(c) = split_k::product_a_wide(&a, &b, pairs::KC, d)? {
+                return Ok(c);
+            }
+        }
+        let pb = pack::pack_b(&b, Narrow::Direct);
         match (pa, pb) {
             (Some(pa), Some(pb)) => {
                 if let Some(c) = proven_pairs(pa, pb, k, forced, d)? {
@@ -174,18 +178,15 @@ pub fn gemm_nt_with<A: Int, B: Int>(
                 }
             }
             // One side too wide for i16: split it exactly (unless an accumulation was forced),
-            // along K when the other side is narrow enough, else into two rows.
+            // along K when the other side is narrow enough (A's case tried above), else into
+            // two rows.
             (None, Some(pb)) if forced.is_none() => {
-                let pb = match split_k::product(&a, pb, Wide::A, pairs::KC, d)? {
-                    Ok(c) => return Ok(c),
-                    Err(pb) => pb,
-                };
                 if let Some(c) = split_a(&a, pb, d)? {
                     return Ok(c);
                 }
             }
             (Some(pa), None) if forced.is_none() => {
-                let pa = match split_k::product(&b, pa, Wide::B, pairs::KC, d)? {
+                let pa = match split_k::product_b_wide(pa, &b, pairs::KC, d)? {
                     Ok(c) => return Ok(c),
                     Err(pa) => pa,
                 };

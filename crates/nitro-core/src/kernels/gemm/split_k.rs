@@ -31,15 +31,6 @@ use crate::kernels::cpu::{Dispatch, Int};
 use crate::kernels::tile::{MR, NR};
 use ndarray::{Array2, ArrayView2};
 
-/// Which operand of `A·Bᵀ` is the wide one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Wide {
-    /// A (the rows of C) is wide, B narrow.
-    A,
-    /// B (the columns of C) is wide, A narrow.
-    B,
-}
-
 /// The shift `s` for a narrow operand bounded by `narrow`: the largest with `narrow·2ˢ ≤ 32767`,
 /// or `None` when not even `s = 1` fits (or the operand is all zeros: any path will do).
 pub(super) fn shift_for(narrow: u64) -> Option<u32> {
@@ -59,54 +50,75 @@ fn pairs_for(k: usize) -> usize {
     2 * k.div_ceil(2)
 }
 
-/// `A·Bᵀ` by the split along K: `wide` is the wide operand (`side` says which), `narrow` the
-/// other one already packed directly (its `max` a bound of its values). `Ok(Err(narrow))`
-/// hands the packing back untouched when the split does not apply — the narrow operand is too
-/// wide for any shift, the wide one exceeds [`wide_max`], or the proof allows `i32` blocks
-/// shorter than `min_pairs` (the row split then keeps more of each block in `i32`). The
-/// overflow error when not even `i64` holds the sums.
-pub(super) fn product<T: Int>(
-    wide: &ArrayView2<'_, T>,
-    narrow: Packed16,
-    side: Wide,
+/// `A·Bᵀ` by the split along K with B the wide operand and A narrow, already packed directly
+/// (its `max` a bound of its values): a forward product with weights grown past `i16`.
+/// `Ok(Err(a))` hands the packing back untouched where the split does not apply (see
+/// [`plan`]); the overflow error when not even `i64` holds the sums.
+pub(super) fn product_b_wide<T: Int>(
+    a: Packed16,
+    b: &ArrayView2<'_, T>,
     min_pairs: usize,
     d: Dispatch,
 ) -> Result<core::result::Result<Array2<i64>, Packed16>> {
-    let k = wide.ncols();
-    let Some(s) = shift_for(narrow.max) else {
-        return Ok(Err(narrow));
+    let mw = pack::max_abs_view(b);
+    let (s, kc) = match plan(mw, a.max, b.ncols(), min_pairs) {
+        Ok(Some(p)) => p,
+        Ok(None) => return Ok(Err(a)),
+        Err(e) => {
+            a.release();
+            return Err(e);
+        }
     };
-    let mw = pack::max_abs_view(wide);
-    if let Err(e) = prove_i64(mw, narrow.max, k) {
-        narrow.release();
-        return Err(e);
-    }
+    let (pa, pb) = (expand_narrow::<MR>(a, s), pack_wide::<T, NR>(b, mw, s));
+    Ok(Ok(run(pa, pb, kc, d)))
+}
+
+/// `A·Bᵀ` by the split along K with A the wide operand, packing the narrow `b` straight from
+/// its view: the MLP weight gradient `δᵀ·x`, whose `xᵀ` is column-major, so each packed pair
+/// of a B panel is `NR` consecutive values of one input row. `None` where the split does
+/// not apply ([`plan`]; the caller then packs as usual); the overflow error when not even `i64` holds
+/// the sums.
+pub(super) fn product_a_wide<T: Int, N: Int>(
+    a: &ArrayView2<'_, T>,
+    b: &ArrayView2<'_, N>,
+    min_pairs: usize,
+    d: Dispatch,
+) -> Result<Option<Array2<i64>>> {
+    let (mw, mx) = (pack::max_abs_view(a), pack::max_abs_view(b));
+    let Some((s, kc)) = plan(mw, mx, a.ncols(), min_pairs)? else {
+        return Ok(None);
+    };
+    let (pa, pb) = (pack_wide::<T, MR>(a, mw, s), pack_narrow::<N, NR>(b, mx, s));
+    Ok(Some(run(pa, pb, kc, d)))
+}
+
+/// The shift and the `i32` block length (in pairs) of a split product with the wide operand
+/// bounded by `mw`, the narrow one by `mx` and `k` terms; `None` where the split does not
+/// apply — no shift fits `mx`, `mw` exceeds [`wide_max`], or the blocks would be shorter than
+/// `min_pairs` (the row split then keeps more of each block in `i32`).
+fn plan(mw: u64, mx: u64, k: usize, min_pairs: usize) -> Result<Option<(u32, usize)>> {
+    let Some(s) = shift_for(mx) else {
+        return Ok(None);
+    };
+    prove_i64(mw, mx, k)?;
     if mw > wide_max(s) {
-        return Ok(Err(narrow));
+        return Ok(None);
     }
-    let kc = match Accum::prove(mw, narrow.max, k) {
-        Accum::I64 => return Ok(Err(narrow)),
+    let kc = match Accum::prove(mw, mx, k) {
+        Accum::I64 => return Ok(None),
         p => p.chunk_len(k),
     };
-    if kc < min_pairs.min(k) {
-        return Ok(Err(narrow));
-    }
-    let (pa, pb) = match side {
-        Wide::A => (
-            pack_wide::<T, MR>(wide, mw, s),
-            expand_narrow::<NR>(narrow, s),
-        ),
-        Wide::B => (
-            expand_narrow::<MR>(narrow, s),
-            pack_wide::<T, NR>(wide, mw, s),
-        ),
-    };
+    Ok((kc >= min_pairs.min(k)).then_some((s, kc)))
+}
+
+/// The pair engine on the two split operands, which go back to the buffer list.
+fn run(pa: Packed16, pb: Packed16, kc: usize, d: Dispatch) -> Array2<i64> {
     let (m, n) = (pa.rows, pb.rows);
     let c = pairs::gemm16(&pa, &pb, kc, pairs::resolve(d.isa));
     pa.release();
     pb.release();
     super::count(1);
-    Ok(Ok(Array2::from_shape_vec((m, n), c).expect("m*n elements")))
+    Array2::from_shape_vec((m, n), c).expect("m*n elements")
 }
 
 /// The wide operand as panels of `W` rows, one pair word `(v >> s, v & (2ˢ−1))` per term
@@ -169,6 +181,51 @@ fn pack_wide<T: Int, const W: usize>(a: &ArrayView2<'_, T>, mw: u64, s: u32) -> 
 /// operands' own bounds).
 fn mw_packed(m: u64, s: u32) -> u64 {
     m.div_ceil(1 << s).max(m.min((1 << s) - 1))
+}
+
+/// The narrow operand for the split as panels of `W` rows straight from its view, one pair
+/// word `(x·2ˢ, x)` per term (`mx` bounds its values, `mx·2ˢ ≤ 32767`): the words
+/// [`expand_narrow`] makes from a direct packing, without the packing.
+fn pack_narrow<N: Int, const W: usize>(b: &ArrayView2<'_, N>, mx: u64, s: u32) -> Packed16 {
+    let (n, k) = b.dim();
+    let kp = pairs_for(k);
+    let scaled = move |x: &N| {
+        let x: i32 = (*x).into();
+        word(x << s, x)
+    };
+    let mut data = buffers::take_dirty::<u32>(n.div_ceil(W) * kp * W);
+    let col_major = n > 0 && k > 0 && b.strides()[0] == 1;
+    for_panels(&mut data, kp * W, |p, dst| {
+        let live = W.min(n - p * W);
+        if live < W {
+            dst.fill(0); // rows past the operand stay zero
+        } else if kp > k {
+            dst[k * W..].fill(0); // the padding pair
+        }
+        let rows = p * W..p * W + live;
+        for (t, d) in dst.chunks_exact_mut(W).take(k).enumerate() {
+            let col = b.column(t);
+            match (col_major, col.as_slice()) {
+                // A column of B (one input row of a transposed view): `live` consecutive values.
+                (true, Some(c)) => {
+                    for (dr, x) in d.iter_mut().zip(&c[rows.clone()]) {
+                        *dr = scaled(x);
+                    }
+                }
+                _ => {
+                    for (dr, i) in d.iter_mut().zip(rows.clone()) {
+                        *dr = scaled(&col[i]);
+                    }
+                }
+            }
+        }
+    });
+    Packed16 {
+        data,
+        rows: n,
+        kp,
+        max: mx << s,
+    }
 }
 
 /// The narrow operand for the split, from its direct packing (panels of `W` rows): each pair
@@ -248,15 +305,19 @@ mod tests {
             w[[m / 2, k / 2]] = (wb as i32 >> s << s) - 1; // low part 2ˢ−1
             let x = Array2::from_shape_fn((n, k), |_| r.symmetric(nb));
             let want = oracle(&w, &x);
+            let (wt, xt) = (w.t().to_owned(), x.t().to_owned());
             for d in Dispatch::all_detected() {
-                // Wide A, narrow B.
-                let pb = pack::pack_b(&x.view(), Narrow::Direct).unwrap();
-                let c = product(&w.view(), pb, Wide::A, 1, d).unwrap();
-                assert_eq!(c.ok().unwrap(), want, "A wide, case {case} {d:?}");
-                // Narrow A, wide B, from transposed (column-major) views.
-                let (wt, xt) = (w.t().to_owned(), x.t().to_owned());
+                // Wide A, narrow B packed from its view: row-major, and column-major (the
+                // transposed view of a weight gradient, `pack_narrow`'s contiguous path).
+                for b in [x.view(), xt.t()] {
+                    let c = product_a_wide(&w.view(), &b, 1, d).unwrap();
+                    assert_eq!(c.unwrap(), want, "A wide, case {case} {d:?}");
+                }
+                let c = product_a_wide(&wt.t(), &xt.t(), 1, d).unwrap();
+                assert_eq!(c.unwrap(), want, "A wide transposed, case {case} {d:?}");
+                // Narrow A packed directly, wide B, from transposed (column-major) views.
                 let pa = pack::pack_a(&xt.t(), Narrow::Direct).unwrap();
-                let c = product(&wt.t(), pa, Wide::B, 1, d).unwrap();
+                let c = product_b_wide(pa, &wt.t(), 1, d).unwrap();
                 assert_eq!(c.ok().unwrap(), want.t(), "B wide, case {case} {d:?}");
                 ran += 1;
             }
@@ -266,21 +327,25 @@ mod tests {
 
     #[test]
     fn declines_what_it_cannot_prove() {
+        let dd = Dispatch::default();
         let x = Array2::from_elem((3, 10), 127i32);
         let s = shift_for(127).unwrap();
         let too_wide = Array2::from_elem((2, 10), wide_max(s) as i32 + 1);
-        let pb = pack::pack_b(&x.view(), Narrow::Direct).unwrap();
-        let back = product(&too_wide.view(), pb, Wide::A, 1, Dispatch::default()).unwrap();
-        let pb = back.expect_err("|v| > 32767·2ˢ must be declined");
+        let c = product_a_wide(&too_wide.view(), &x.view(), 1, dd).unwrap();
+        assert!(c.is_none(), "|v| > 32767·2ˢ must be declined");
+        let pa = pack::pack_a(&x.view(), Narrow::Direct).unwrap();
+        let back = product_b_wide(pa, &too_wide.view(), 1, dd).unwrap();
+        let pa = back.expect_err("|v| > 32767·2ˢ must be declined (B wide)");
         // Blocks shorter than asked for: declined too (the row split keeps longer blocks).
         let wide = Array2::from_elem((2, 10), 8_000_000i32);
-        let back = product(&wide.view(), pb, Wide::A, 10, Dispatch::default()).unwrap();
-        back.expect_err("2 pairs per block < 10").release();
+        let c = product_a_wide(&wide.view(), &x.view(), 10, dd).unwrap();
+        assert!(c.is_none(), "2 pairs per block < 10");
+        let back = product_b_wide(pa, &wide.view(), 10, dd).unwrap();
+        back.expect_err("2 pairs per block < 10 (B wide)").release();
         // A narrow operand too wide for any shift.
         let x = Array2::from_elem((3, 10), 16_384i32);
-        let pb = pack::pack_b(&x.view(), Narrow::Direct).unwrap();
         let wide = Array2::from_elem((2, 10), 40_000i32);
-        let back = product(&wide.view(), pb, Wide::A, 1, Dispatch::default()).unwrap();
-        back.expect_err("no shift for 16384").release();
+        let c = product_a_wide(&wide.view(), &x.view(), 1, dd).unwrap();
+        assert!(c.is_none(), "no shift for 16384");
     }
 }
