@@ -19,6 +19,12 @@ REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "data"  # the golden fixtures; tests/data/README.md
 FMNIST_DIR = Path(os.environ.get("NITROD_FMNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 
+# A shell without job control starts background commands with SIGINT ignored, and every
+# process they start inherits that: the Ctrl-C tests' children would then ignore the Ctrl-C
+# they test (and time out). A handler, unlike an ignore, is reset to the default at exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 def _missing(what: str) -> None:
     if os.environ.get("CI") == "true":
