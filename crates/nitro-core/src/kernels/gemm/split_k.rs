@@ -29,6 +29,7 @@ use crate::error::Result;
 use crate::kernels::buffers;
 use crate::kernels::cpu::{Dispatch, Int};
 use crate::kernels::tile::{MR, NR};
+use alloc::vec::Vec;
 use ndarray::{Array2, ArrayView2};
 
 /// The shift `s` for a narrow operand bounded by `narrow`: the largest with `narrow·2ˢ ≤ 32767`,
@@ -124,55 +125,11 @@ fn run(pa: Packed16, pb: Packed16, kc: usize, d: Dispatch) -> Array2<i64> {
 /// The wide operand as panels of `W` rows, one pair word `(v >> s, v & (2ˢ−1))` per term
 /// (`mw` bounds its values; the caller checked `mw ≤ wide_max(s)`).
 fn pack_wide<T: Int, const W: usize>(a: &ArrayView2<'_, T>, mw: u64, s: u32) -> Packed16 {
-    let (m, k) = a.dim();
-    let kp = pairs_for(k);
     let low = (1i32 << s) - 1;
-    let split = move |v: &T| {
-        let v: i32 = (*v).into();
-        word(v >> s, v & low)
-    };
-    let mut data = buffers::take_dirty::<u32>(m.div_ceil(W) * kp * W);
-    let row_major = k > 0 && a.strides()[1] == 1;
-    for_panels(&mut data, kp * W, |p, dst| {
-        let live = W.min(m - p * W);
-        if live < W {
-            dst.fill(0); // rows past the operand stay zero
-        } else if kp > k {
-            dst[k * W..].fill(0); // the padding pair
-        }
-        if row_major {
-            for r in 0..live {
-                let row = a.row(p * W + r);
-                let row = row.as_slice().expect("unit stride row");
-                for (d, v) in dst.chunks_exact_mut(W).zip(row) {
-                    d[r] = split(v);
-                }
-            }
-        } else {
-            // Column-major (a transposed view, e.g. the error of a weight gradient) or strided:
-            // one column of the operand per packed pair.
-            for (t, d) in dst.chunks_exact_mut(W).take(k).enumerate() {
-                let col = a.column(t);
-                let rows = p * W..p * W + live;
-                match col.as_slice() {
-                    Some(c) => {
-                        for (dr, v) in d.iter_mut().zip(&c[rows]) {
-                            *dr = split(v);
-                        }
-                    }
-                    None => {
-                        for (dr, i) in d.iter_mut().zip(rows) {
-                            *dr = split(&col[i]);
-                        }
-                    }
-                }
-            }
-        }
-    });
     Packed16 {
-        data,
-        rows: m,
-        kp,
+        data: pack_terms::<T, W>(a, move |v| word(v >> s, v & low)),
+        rows: a.nrows(),
+        kp: pairs_for(a.ncols()),
         max: mw_packed(mw, s),
     }
 }
@@ -187,45 +144,62 @@ fn mw_packed(m: u64, s: u32) -> u64 {
 /// word `(x·2ˢ, x)` per term (`mx` bounds its values, `mx·2ˢ ≤ 32767`): the words
 /// [`expand_narrow`] makes from a direct packing, without the packing.
 fn pack_narrow<N: Int, const W: usize>(b: &ArrayView2<'_, N>, mx: u64, s: u32) -> Packed16 {
-    let (n, k) = b.dim();
+    Packed16 {
+        data: pack_terms::<N, W>(b, move |x| word(x << s, x)),
+        rows: b.nrows(),
+        kp: pairs_for(b.ncols()),
+        max: mx << s,
+    }
+}
+
+/// Panels of `W` rows of `a`, one pair word `pair(v)` per term (the layout of the direct
+/// packing with one term per pair instead of two); rows past the operand and the padding
+/// pair of an odd `K` are zero.
+fn pack_terms<T: Int, const W: usize>(
+    a: &ArrayView2<'_, T>,
+    pair: impl Fn(i32) -> u32 + Sync + Send,
+) -> Vec<u32> {
+    let (m, k) = a.dim();
     let kp = pairs_for(k);
-    let scaled = move |x: &N| {
-        let x: i32 = (*x).into();
-        word(x << s, x)
-    };
-    let mut data = buffers::take_dirty::<u32>(n.div_ceil(W) * kp * W);
-    let col_major = n > 0 && k > 0 && b.strides()[0] == 1;
+    let mut data = buffers::take_dirty::<u32>(m.div_ceil(W) * kp * W);
+    let row_major = k > 0 && a.strides()[1] == 1;
     for_panels(&mut data, kp * W, |p, dst| {
-        let live = W.min(n - p * W);
+        let live = W.min(m - p * W);
         if live < W {
             dst.fill(0); // rows past the operand stay zero
         } else if kp > k {
             dst[k * W..].fill(0); // the padding pair
         }
+        if row_major {
+            for r in 0..live {
+                let row = a.row(p * W + r);
+                let row = row.as_slice().expect("unit stride row");
+                for (d, &v) in dst.chunks_exact_mut(W).zip(row) {
+                    d[r] = pair(v.into());
+                }
+            }
+            return;
+        }
+        // Column-major (a transposed view: the error, or the input, of a weight gradient) or
+        // strided: one column of the operand per packed pair, contiguous where it can be.
         let rows = p * W..p * W + live;
         for (t, d) in dst.chunks_exact_mut(W).take(k).enumerate() {
-            let col = b.column(t);
-            match (col_major, col.as_slice()) {
-                // A column of B (one input row of a transposed view): `live` consecutive values.
-                (true, Some(c)) => {
-                    for (dr, x) in d.iter_mut().zip(&c[rows.clone()]) {
-                        *dr = scaled(x);
+            let col = a.column(t);
+            match col.as_slice() {
+                Some(c) => {
+                    for (dr, &v) in d.iter_mut().zip(&c[rows.clone()]) {
+                        *dr = pair(v.into());
                     }
                 }
-                _ => {
+                None => {
                     for (dr, i) in d.iter_mut().zip(rows.clone()) {
-                        *dr = scaled(&col[i]);
+                        *dr = pair(col[i].into());
                     }
                 }
             }
         }
     });
-    Packed16 {
-        data,
-        rows: n,
-        kp,
-        max: mx << s,
-    }
+    data
 }
 
 /// The narrow operand for the split, from its direct packing (panels of `W` rows): each pair
