@@ -77,8 +77,8 @@ pub(super) fn product_b_wide<T: Int>(
 /// `A·Bᵀ` by the split along K with A the wide operand, packing the narrow `b` straight from
 /// its view: the MLP weight gradient `δᵀ·x`, whose `xᵀ` is column-major, so each packed pair
 /// of a B panel is `NR` consecutive values of one input row. `None` where the split does
-/// not apply ([`plan`]; the caller then packs as usual); the overflow error when not even `i64` holds
-/// the sums.
+/// not apply ([`plan`]; the caller then packs as usual); the overflow error when not even
+/// `i64` holds the sums.
 pub(super) fn product_a_wide<T: Int, N: Int>(
     a: &ArrayView2<'_, T>,
     b: &ArrayView2<'_, N>,
