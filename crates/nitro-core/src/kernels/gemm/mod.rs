@@ -186,11 +186,11 @@ pub fn gemm_nt_with<A: Int, B: Int>(
                 }
             }
             (Some(pa), None) if forced.is_none() => {
-                let pa = match split_k::product_b_wide(pa, &b, pairs::KC, d)? {
+                let mb = pack::max_abs_view(&b);
+                let pa = match split_k::product_b_wide(pa, &b, mb, pairs::KC, d)? {
                     Ok(c) => return Ok(c),
                     Err(pa) => pa,
                 };
-                let mb = pack::max_abs_view(&b);
                 prove_i64(pa.max, mb, k)?;
                 let pb = if mb <= SPLIT_MAX {
                     pack::pack_b(&b, Narrow::Split)

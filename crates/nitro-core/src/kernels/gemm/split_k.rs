@@ -45,6 +45,19 @@ pub(super) fn wide_max(s: u32) -> u64 {
     I16_MAX << s
 }
 
+/// The pair word of a wide term `v`: `(v >> s, v & (2ˢ−1))`.
+#[inline(always)]
+fn wide_word(v: i32, s: u32) -> u32 {
+    word(v >> s, v & ((1 << s) - 1))
+}
+
+/// The pair word of a narrow term `x`: `(x·2ˢ, x)`, so that its pair product with
+/// [`wide_word`]`(v, s)` is `v·x`.
+#[inline(always)]
+fn narrow_word(x: i32, s: u32) -> u32 {
+    word(x << s, x)
+}
+
 /// Reduction pairs of a split operand with `k` terms: one per term, padded to an even count so
 /// that a narrow operand's direct packing (`⌈k/2⌉` pairs) expands to the same length.
 fn pairs_for(k: usize) -> usize {
@@ -52,16 +65,17 @@ fn pairs_for(k: usize) -> usize {
 }
 
 /// `A·Bᵀ` by the split along K with B the wide operand and A narrow, already packed directly
-/// (its `max` a bound of its values): a forward product with weights grown past `i16`.
+/// (its `max` a bound of its values), `mw` a bound of B's: a forward product with weights
+/// grown past `i16`.
 /// `Ok(Err(a))` hands the packing back untouched where the split does not apply (see
 /// [`plan`]); the overflow error when not even `i64` holds the sums.
 pub(super) fn product_b_wide<T: Int>(
     a: Packed16,
     b: &ArrayView2<'_, T>,
+    mw: u64,
     min_pairs: usize,
     d: Dispatch,
 ) -> Result<core::result::Result<Array2<i64>, Packed16>> {
-    let mw = pack::max_abs_view(b);
     let (s, kc) = match plan(mw, a.max, b.ncols(), min_pairs) {
         Ok(Some(p)) => p,
         Ok(None) => return Ok(Err(a)),
@@ -125,9 +139,8 @@ fn run(pa: Packed16, pb: Packed16, kc: usize, d: Dispatch) -> Array2<i64> {
 /// The wide operand as panels of `W` rows, one pair word `(v >> s, v & (2ˢ−1))` per term
 /// (`mw` bounds its values; the caller checked `mw ≤ wide_max(s)`).
 fn pack_wide<T: Int, const W: usize>(a: &ArrayView2<'_, T>, mw: u64, s: u32) -> Packed16 {
-    let low = (1i32 << s) - 1;
     Packed16 {
-        data: pack_terms::<T, W>(a, move |v| word(v >> s, v & low)),
+        data: pack_terms::<T, W>(a, move |v| wide_word(v, s)),
         rows: a.nrows(),
         kp: pairs_for(a.ncols()),
         max: mw_packed(mw, s),
@@ -145,7 +158,7 @@ fn mw_packed(m: u64, s: u32) -> u64 {
 /// [`expand_narrow`] makes from a direct packing, without the packing.
 fn pack_narrow<N: Int, const W: usize>(b: &ArrayView2<'_, N>, mx: u64, s: u32) -> Packed16 {
     Packed16 {
-        data: pack_terms::<N, W>(b, move |x| word(x << s, x)),
+        data: pack_terms::<N, W>(b, move |x| narrow_word(x, s)),
         rows: b.nrows(),
         kp: pairs_for(b.ncols()),
         max: mx << s,
@@ -207,10 +220,7 @@ fn pack_terms<T: Int, const W: usize>(
 /// (an odd `K`'s zero padding term becomes the padding pair). The direct packing is released.
 fn expand_narrow<const W: usize>(p: Packed16, s: u32) -> Packed16 {
     let mut data = buffers::take_dirty::<u32>(2 * p.data.len());
-    let scaled = |x: u32| {
-        let x = i32::from(x as u16 as i16);
-        word(x << s, x)
-    };
+    let scaled = |x: u32| narrow_word(i32::from(x as u16 as i16), s);
     for (src, dst) in p.data.chunks_exact(W).zip(data.chunks_exact_mut(2 * W)) {
         let (even, odd) = dst.split_at_mut(W);
         for ((e, o), &w) in even.iter_mut().zip(odd.iter_mut()).zip(src) {
@@ -291,7 +301,7 @@ mod tests {
                 assert_eq!(c.unwrap(), want, "A wide transposed, case {case} {d:?}");
                 // Narrow A packed directly, wide B, from transposed (column-major) views.
                 let pa = pack::pack_a(&xt.t(), Narrow::Direct).unwrap();
-                let c = product_b_wide(pa, &wt.t(), 1, d).unwrap();
+                let c = product_b_wide(pa, &wt.t(), pack::max_abs_view(&wt.t()), 1, d).unwrap();
                 assert_eq!(c.ok().unwrap(), want.t(), "B wide, case {case} {d:?}");
                 ran += 1;
             }
@@ -308,13 +318,13 @@ mod tests {
         let c = product_a_wide(&too_wide.view(), &x.view(), 1, dd).unwrap();
         assert!(c.is_none(), "|v| > 32767·2ˢ must be declined");
         let pa = pack::pack_a(&x.view(), Narrow::Direct).unwrap();
-        let back = product_b_wide(pa, &too_wide.view(), 1, dd).unwrap();
+        let back = product_b_wide(pa, &too_wide.view(), wide_max(s) + 1, 1, dd).unwrap();
         let pa = back.expect_err("|v| > 32767·2ˢ must be declined (B wide)");
         // Blocks shorter than asked for: declined too (the row split keeps longer blocks).
         let wide = Array2::from_elem((2, 10), 8_000_000i32);
         let c = product_a_wide(&wide.view(), &x.view(), 10, dd).unwrap();
         assert!(c.is_none(), "2 pairs per block < 10");
-        let back = product_b_wide(pa, &wide.view(), 10, dd).unwrap();
+        let back = product_b_wide(pa, &wide.view(), 8_000_000, 10, dd).unwrap();
         back.expect_err("2 pairs per block < 10 (B wide)").release();
         // A narrow operand too wide for any shift.
         let x = Array2::from_elem((3, 10), 16_384i32);
