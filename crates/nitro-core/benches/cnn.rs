@@ -69,7 +69,9 @@ fn sparse_gradient(c: &mut Criterion) {
     for (errors, bound) in [("training errors", 1 << 10), ("errors to 2^20", 1 << 20)] {
         let delta: Array4<i32> = rand4(&mut r, pooled.dim(), bound);
         let (mut pool_s, mut act_s) = (pool.clone(), act.clone());
-        let dense = act_s.backward(pool_s.backward(delta.view()).unwrap()).unwrap();
+        let dense = act_s
+            .backward(pool_s.backward(delta.view()).unwrap())
+            .unwrap();
         let (mut pool_s, mut act_s) = (pool.clone(), act.clone());
         let mut sparse = pool_s.backward_sparse(delta.view()).unwrap();
         act_s.backward_sparse(&mut sparse).unwrap();
