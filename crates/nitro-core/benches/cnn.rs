@@ -1,6 +1,7 @@
 //! Criterion benches for the convolutional path: conv forward and weight gradient of VGG8B's
 //! first two layers at batch 64 on 1×28×28, the weight gradient of VGG8B's block 2 behind its
-//! max-pool head (dense vs sparse), and one full VGG8B training step (batch 64).
+//! max-pool head (dense vs sparse), the max pooling of VGG8B's block outputs (its heads' padded
+//! windows and the stack's 2×2 pools), and one full VGG8B training step (batch 64).
 //! The step takes tens of seconds on a small machine: run it alone with
 //! `cargo bench -p nitro-core --bench cnn -- vgg8b`.
 
@@ -91,6 +92,40 @@ fn sparse_gradient(c: &mut Criterion) {
     g.finish();
 }
 
+/// The training forward of max pooling on VGG8B's block outputs at batch 64: block 2's head
+/// (`256×28×28`, 8×8 windows with 4 padding rows and columns: a third of them hang over the
+/// padding), block 1's head (`128×28×28`, 8×4 with 4 padding rows) and the 2×2 pool after
+/// block 2.
+fn max_pooling(c: &mut Criterion) {
+    let mut r = Pcg32::new(4, 4);
+    let mut g = c.benchmark_group("pool");
+    g.sample_size(20);
+    for (name, ch, d, kernel, padding) in [
+        (
+            "head vgg8b block 2 256x28x28 k8x8 p4x4",
+            256,
+            28,
+            (8, 8),
+            (4, 4),
+        ),
+        (
+            "head vgg8b block 1 128x28x28 k8x4 p4x0",
+            128,
+            28,
+            (8, 4),
+            (4, 0),
+        ),
+        ("stack 256x28x28 k2x2", 256, 28, (2, 2), (0, 0)),
+    ] {
+        let x: Array4<i8> = rand4(&mut r, (64, ch, d, d), 127);
+        let mut pool = Pool2d::new(PoolKind::Max, kernel, padding).unwrap();
+        g.bench_function(format!("max {name} b64"), |b| {
+            b.iter(|| black_box(pool.forward(x.view(), true, Compat::Exact).unwrap()))
+        });
+    }
+    g.finish();
+}
+
 fn vgg8b_step(c: &mut Criterion) {
     let spec = CnnPreset::Vgg8b.spec("fashion-mnist").unwrap();
     let mut model = Cnn::new(spec.config).unwrap();
@@ -105,5 +140,5 @@ fn vgg8b_step(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, conv, sparse_gradient, vgg8b_step);
+criterion_group!(benches, conv, sparse_gradient, max_pooling, vgg8b_step);
 criterion_main!(benches);

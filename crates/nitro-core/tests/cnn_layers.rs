@@ -354,6 +354,26 @@ fn max_pool_ties_and_reference_padding() {
     assert!(Pool2d::new(PoolKind::Max, (2, 2), (2, 0)).is_err());
 }
 
+/// A window with padding only at its right: its first pad element is in its first row, so in
+/// the original's mode (pad = 0) it ties with, and comes before, a 0 in the second row.
+#[test]
+fn max_pool_right_padding_comes_before_later_rows() {
+    // One 1×1×2×2 plane, kernel (2,2), padding (0,1): windows [pad,a,pad,c] and [b,pad,d,pad].
+    let x = Array4::from_shape_vec((1, 1, 2, 2), vec![-5i8, -3, -7, 0]).unwrap();
+    let mut pool = Pool2d::new(PoolKind::Max, (2, 2), (0, 1)).unwrap();
+    let d = Array4::from_shape_vec((1, 1, 1, 2), vec![11, 22]).unwrap();
+    let y = pool.forward(x.view(), true, Compat::Reference).unwrap();
+    assert_eq!(y.iter().copied().collect::<Vec<_>>(), vec![0, 0]);
+    // Both maxima are padding (the second's pad at (0,1) precedes d = 0 at (1,0)): no error.
+    let b = pool.backward(d.view()).unwrap();
+    assert_eq!(b.iter().copied().collect::<Vec<_>>(), vec![0, 0, 0, 0]);
+    // Exact (pad = −128): d = 0 is the second window's maximum and takes its error.
+    let y = pool.forward(x.view(), true, Compat::Exact).unwrap();
+    assert_eq!(y.iter().copied().collect::<Vec<_>>(), vec![-5, 0]);
+    let b = pool.backward(d.view()).unwrap();
+    assert_eq!(b.iter().copied().collect::<Vec<_>>(), vec![11, 0, 0, 22]);
+}
+
 #[test]
 fn head_sizing_spec_example() {
     let g = head_geometry(128, 28, 4096);
