@@ -175,6 +175,10 @@ impl Pool2d {
                     if let Some(a) = a.as_deref_mut() {
                         let at = (base + y0 * w, w, kh);
                         let (orow, arow) = (&mut o[oi * wo..][..wo], &mut a[oi * wo..][..wo]);
+                        if (kh, kw) == (2, 2) {
+                            max_2x2(xv, at, orow, arow);
+                            continue;
+                        }
                         // Inlined with the common widths as constants (unrolled inner loops).
                         match kw {
                             2 => band_max(xv, at, 2, orow, arow),
@@ -409,6 +413,38 @@ pub fn unflatten<T: Clone>(x: Array2<T>, chw: (usize, usize, usize)) -> Result<A
     };
     Ok(x.into_shape_with_order((n, chw.0, chw.1, chw.2))
         .expect("standard layout"))
+}
+
+/// One output row of 2×2 max pooling inside the input (the stack's pools): each window's four
+/// elements compared in row-major order, a later one replacing only when strictly larger (the
+/// arg-max rule of algorithm.md §3.5), without the per-row passes of [`band_max`].
+#[inline(always)]
+fn max_2x2<T: PoolElem>(
+    xv: &[T],
+    (start, w, _): (usize, usize, usize),
+    o: &mut [T],
+    a: &mut [usize],
+) {
+    let wo = o.len();
+    let (r0, r1) = (
+        &xv[start..start + 2 * wo],
+        &xv[start + w..start + w + 2 * wo],
+    );
+    for (j, ((ov, av), (p, q))) in o
+        .iter_mut()
+        .zip(a.iter_mut())
+        .zip(r0.chunks_exact(2).zip(r1.chunks_exact(2)))
+        .enumerate()
+    {
+        let (mut best, mut at) = (p[0], 0);
+        for (v, off) in [(p[1], 1), (q[0], w), (q[1], w + 1)] {
+            if v > best {
+                (best, at) = (v, off);
+            }
+        }
+        *ov = best;
+        *av = start + 2 * j + at;
+    }
 }
 
 /// One output row of max pooling whose windows (`kw` wide, `kh` high, stride = kernel) all lie
