@@ -93,8 +93,8 @@ fn sparse_gradient(c: &mut Criterion) {
 }
 
 /// The training forward of max pooling on VGG8B's block outputs at batch 64: block 2's head
-/// (`256×28×28`, 8×8 windows with 4 padding rows and columns: a third of them hang over the
-/// padding), block 1's head (`128×28×28`, 8×4 with 4 padding rows) and the 2×2 pool after
+/// (`256×28×28`, 8×8 windows with 4 padding rows and columns: 12 of a plane's 16 hang over
+/// the padding), block 1's head (`128×28×28`, 8×4 with 4 padding rows) and the 2×2 pool after
 /// block 2.
 fn max_pooling(c: &mut Criterion) {
     let mut r = Pcg32::new(4, 4);

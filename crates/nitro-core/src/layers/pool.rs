@@ -175,12 +175,9 @@ impl Pool2d {
                     if let Some(a) = a.as_deref_mut() {
                         let at = (base + y0 * w, w, kh);
                         let (orow, arow) = (&mut o[oi * wo..][..wo], &mut a[oi * wo..][..wo]);
-                        if (kh, kw) == (2, 2) {
-                            max_2x2(xv, at, orow, arow);
-                            continue;
-                        }
                         // Inlined with the common widths as constants (unrolled inner loops).
                         match kw {
+                            2 if kh == 2 => max_2x2(xv, (at.0, w), orow, arow),
                             2 => band_max(xv, at, 2, orow, arow),
                             4 => band_max(xv, at, 4, orow, arow),
                             _ => band_max(xv, at, kw, orow, arow),
@@ -419,12 +416,7 @@ pub fn unflatten<T: Clone>(x: Array2<T>, chw: (usize, usize, usize)) -> Result<A
 /// elements compared in row-major order, a later one replacing only when strictly larger (the
 /// arg-max rule of algorithm.md §3.5), without the per-row passes of [`band_max`].
 #[inline(always)]
-fn max_2x2<T: PoolElem>(
-    xv: &[T],
-    (start, w, _): (usize, usize, usize),
-    o: &mut [T],
-    a: &mut [usize],
-) {
+fn max_2x2<T: PoolElem>(xv: &[T], (start, w): (usize, usize), o: &mut [T], a: &mut [usize]) {
     let wo = o.len();
     let (r0, r1) = (
         &xv[start..start + 2 * wo],
