@@ -23,10 +23,12 @@ use alloc::format;
 use alloc::vec::Vec;
 use ndarray::Array4;
 
-/// A convolution-output error `N×F×H×W` given by its non-zero entries, grouped by filter:
-/// filter `f` owns `index[starts[f]..starts[f+1]]` (flat row-major `N×F×H×W` positions, each
-/// with filter coordinate `f`) and the matching `value`s. Zero values are allowed (and
-/// skipped by the gradient).
+/// A convolution-output error `N×F×H×W` given by its non-zero entries, grouped by plane: the
+/// plane of image `m` and filter `f` is group `g = m·F + f`, which owns
+/// `index[starts[g]..starts[g+1]]` (flat row-major `N×F×H×W` positions, all inside that plane,
+/// `g·H·W ≤ index < (g+1)·H·W`) and the matching `value`s. Image-major groups let the
+/// gradient read the entries of one image for every filter as one sequential run. Zero values
+/// are allowed (and skipped by the gradient).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SparseDelta {
     dim: (usize, usize, usize, usize),
@@ -36,8 +38,8 @@ pub struct SparseDelta {
 }
 
 impl SparseDelta {
-    /// Check and build. `starts` has `F + 1` non-decreasing entries from 0 to `index.len()`;
-    /// every index lies inside the tensor, in its filter's channel.
+    /// Check and build. `starts` has `N·F + 1` non-decreasing entries from 0 to `index.len()`;
+    /// every index lies inside its group's plane.
     pub fn new(
         dim: (usize, usize, usize, usize),
         starts: Vec<usize>,
@@ -46,27 +48,27 @@ impl SparseDelta {
     ) -> Result<Self> {
         let (n, f, h, w) = dim;
         let hw = h * w;
-        let ok_starts = starts.len() == f + 1
+        let ok_starts = Some(starts.len()) == n.checked_mul(f).and_then(|p| p.checked_add(1))
             && starts.first() == Some(&0)
             && starts.last() == Some(&index.len())
             && starts.windows(2).all(|s| s[0] <= s[1]);
         if !ok_starts || index.len() != value.len() {
             return Err(Error::shape(format!(
-                "sparse error: {} group starts, {} indices and {} values do not describe {f} \
-                 filters",
+                "sparse error: {} group starts, {} indices and {} values do not describe {n}×{f} \
+                 planes (one group per image and filter, then the end)",
                 starts.len(),
                 index.len(),
                 value.len()
             )));
         }
-        let total = n * f * hw;
-        for (fi, s) in starts.windows(2).enumerate() {
-            if let Some(&bad) = index[s[0]..s[1]]
-                .iter()
-                .find(|&&i| i >= total || (i / hw) % f != fi)
-            {
+        for (g, s) in starts.windows(2).enumerate() {
+            let plane = g * hw..(g + 1) * hw;
+            if let Some(&bad) = index[s[0]..s[1]].iter().find(|&&i| !plane.contains(&i)) {
                 return Err(Error::shape(format!(
-                    "sparse error: index {bad} is not in filter {fi} of a {dim:?} tensor"
+                    "sparse error: index {bad} is not in the plane of image {} and filter {} \
+                     of a {dim:?} tensor",
+                    g / f,
+                    g % f
                 )));
             }
         }
@@ -83,9 +85,10 @@ impl SparseDelta {
         self.dim
     }
 
-    /// Filter `f`'s flat indices and values.
-    pub fn filter(&self, f: usize) -> (&[usize], &[i32]) {
-        let (a, b) = (self.starts[f], self.starts[f + 1]);
+    /// The flat indices and values of image `m` and filter `f`.
+    pub fn plane(&self, m: usize, f: usize) -> (&[usize], &[i32]) {
+        let g = m * self.dim.1 + f;
+        let (a, b) = (self.starts[g], self.starts[g + 1]);
         (&self.index[a..b], &self.value[a..b])
     }
 
@@ -147,15 +150,7 @@ pub fn conv_weight_gradient(
             ),
         ));
     }
-    let geom = Geometry {
-        c,
-        k,
-        hp,
-        wp,
-        fhw: f * ho * wo,
-        hw: ho * wo,
-        wo,
-    };
+    let geom = Geometry::new(c, k, (hp, wp), (ho, wo));
     let ckk = c * k * k;
     let how = How {
         narrow: dispatch().allow_i16,
@@ -170,7 +165,10 @@ pub fn conv_weight_gradient(
     });
     for (fi, b) in gb.iter_mut().enumerate() {
         // Proven above: at most N·Ho·Wo terms of |δ| ≤ max|δ|.
-        *b = delta.filter(fi).1.iter().map(|&v| i64::from(v)).sum();
+        *b = (0..n)
+            .flat_map(|m| delta.plane(m, fi).1)
+            .map(|&v| i64::from(v))
+            .sum();
     }
     Ok((g, bias.then_some(gb)))
 }
@@ -179,13 +177,47 @@ pub fn conv_weight_gradient(
 struct Geometry {
     c: usize,
     k: usize,
-    hp: usize,
     wp: usize,
-    /// `F·Ho·Wo`: one image of the error.
-    fhw: usize,
-    /// `Ho·Wo`: one channel of the error.
+    /// `Hp·Wp·C`: one channels-last input image.
+    image: usize,
+    /// `Ho·Wo`: one plane of the error.
     hw: usize,
-    wo: usize,
+    /// For each output position `s = y·Wo + x` of a plane, where its patch starts inside the
+    /// image, `(y·Wp + x)·C`: a table instead of two divisions per entry.
+    at: Vec<usize>,
+}
+
+impl Geometry {
+    fn new(c: usize, k: usize, (hp, wp): (usize, usize), (ho, wo): (usize, usize)) -> Self {
+        let at = (0..ho)
+            .flat_map(|y| (0..wo).map(move |x| (y * wp + x) * c))
+            .collect();
+        Geometry {
+            c,
+            k,
+            wp,
+            image: hp * wp * c,
+            hw: ho * wo,
+            at,
+        }
+    }
+}
+
+/// The plane (image `m`, filter `f`) a run of entries lies in: its first flat index
+/// `(m·F + f)·Ho·Wo` and where image `m` starts in the channels-last input.
+#[derive(Clone, Copy)]
+struct Plane {
+    first: usize,
+    image: usize,
+}
+
+impl Plane {
+    fn new(g: &Geometry, m: usize, f: usize, filters: usize) -> Self {
+        Plane {
+            first: (m * filters + f) * g.hw,
+            image: m * g.image,
+        }
+    }
 }
 
 /// Which loops a filter's row may use (from the dispatch: `allow_i16` permits the proven `i32`
@@ -208,15 +240,14 @@ fn filters_per_block(ckk: usize, f: usize) -> usize {
 
 /// One filter's running sums inside [`filter_block`].
 struct FilterSums {
-    /// Next entry to add.
-    next: usize,
     /// `Σ|δ|` of the current `i32` run.
     used: u64,
 }
 
 /// The gradient rows (`C×k×k` order) of the filters from `f0` on that `rows` holds. Images are
-/// visited one at a time, each adding every filter's entries of that image, so that the image's
-/// patches are read from cache while the block's accumulators stay there too.
+/// visited one at a time, each adding every filter's entries of that image (consecutive groups
+/// of the error, one sequential run), so that the image's patches are read from cache while
+/// the block's accumulators stay there too.
 fn filter_block(
     xt: &[i16],
     g: &Geometry,
@@ -228,7 +259,7 @@ fn filter_block(
 ) {
     let ckk = g.c * g.k * g.k;
     let nf = rows.len() / ckk.max(1);
-    let mut sums: Vec<FilterSums> = (0..nf).map(|_| FilterSums { next: 0, used: 0 }).collect();
+    let mut sums: Vec<FilterSums> = (0..nf).map(|_| FilterSums { used: 0 }).collect();
     // Largest `Σ|δ|` of a proven i32 run (`budget·max|x| ≤ 2³¹−1`); none without narrow sums.
     let budget = how
         .narrow
@@ -236,56 +267,19 @@ fn filter_block(
     // Accumulated in kernel-row-major `k×k×C` order (the order patches are gathered in).
     let mut total = alloc::vec![0i64; nf * ckk];
     let mut part = alloc::vec![0i32; nf * ckk];
-    let n = delta.dim.0;
+    let (n, filters) = (delta.dim.0, delta.dim.1);
     for m in 0..n {
-        let end_of_image = (m + 1) * g.fhw;
         for (j, s) in sums.iter_mut().enumerate() {
-            let (idx, val) = delta.filter(f0 + j);
-            // Entries are grouped by filter but in any order inside a filter: take the ones of
-            // image m that come next (the pooling gives them image by image).
-            let start = s.next;
-            let end = start
-                + idx[start..]
-                    .iter()
-                    .take_while(|&&i| i < end_of_image)
-                    .count();
-            s.next = end;
+            let (idx, val) = delta.plane(m, f0 + j);
             let (tj, pj) = (
                 &mut total[j * ckk..(j + 1) * ckk],
                 &mut part[j * ckk..(j + 1) * ckk],
             );
-            add_entries(
-                xt,
-                g,
-                &idx[start..end],
-                &val[start..end],
-                budget,
-                s,
-                tj,
-                pj,
-                how.build,
-            );
+            let plane = Plane::new(g, m, f0 + j, filters);
+            add_entries(xt, g, plane, idx, val, budget, s, tj, pj, how.build);
         }
     }
-    // Entries of earlier images after later ones (any order is allowed): add them now.
-    for (j, s) in sums.iter_mut().enumerate() {
-        let (idx, val) = delta.filter(f0 + j);
-        let start = s.next;
-        let (tj, pj) = (
-            &mut total[j * ckk..(j + 1) * ckk],
-            &mut part[j * ckk..(j + 1) * ckk],
-        );
-        add_entries(
-            xt,
-            g,
-            &idx[start..],
-            &val[start..],
-            budget,
-            s,
-            tj,
-            pj,
-            how.build,
-        );
+    for (pj, tj) in part.chunks_exact_mut(ckk).zip(total.chunks_exact_mut(ckk)) {
         flush(pj, tj);
     }
     let (c, kk) = (g.c, g.k * g.k);
@@ -305,6 +299,7 @@ fn filter_block(
 fn add_entries(
     xt: &[i16],
     g: &Geometry,
+    p: Plane,
     mut idx: &[usize],
     mut val: &[i32],
     budget: Option<u64>,
@@ -314,7 +309,7 @@ fn add_entries(
     build: Isa,
 ) {
     let Some(budget) = budget else {
-        accumulate_i64(xt, g, idx, val, total, build);
+        accumulate_i64(xt, g, p, idx, val, total, build);
         return;
     };
     while !idx.is_empty() {
@@ -326,13 +321,13 @@ fn add_entries(
             }
             take += 1;
         }
-        accumulate_i32(xt, g, &idx[..take], &val[..take], part, build);
+        accumulate_i32(xt, g, p, &idx[..take], &val[..take], part, build);
         if take < idx.len() {
             // The next entry does not fit this run: close it.
             flush(part, total);
             s.used = 0;
             if u64::from(val[take].unsigned_abs()) > budget {
-                accumulate_i64(xt, g, &idx[take..=take], &val[take..=take], total, build);
+                accumulate_i64(xt, g, p, &idx[take..=take], &val[take..=take], total, build);
                 take += 1;
             }
         }
@@ -348,14 +343,11 @@ fn flush(part: &mut [i32], total: &mut [i64]) {
     }
 }
 
-/// Where entry `i`'s patch starts in the channels-last input: kernel row `u` is the `k·C`
-/// values from `start + u·Wp·C`.
+/// Where entry `i` (of plane `p`) has its patch in the channels-last input: kernel row `u` is
+/// the `k·C` values from `start + u·Wp·C`.
 #[inline(always)]
-fn patch_start(g: &Geometry, i: usize) -> usize {
-    let m = i / g.fhw;
-    let s = i % g.hw;
-    let (y, x) = (s / g.wo, s % g.wo);
-    ((m * g.hp + y) * g.wp + x) * g.c
+fn patch_start(g: &Geometry, p: Plane, i: usize) -> usize {
+    p.image + g.at[i - p.first]
 }
 
 macro_rules! accumulate {
@@ -363,6 +355,7 @@ macro_rules! accumulate {
         fn $name(
             xt: &[i16],
             g: &Geometry,
+            p: Plane,
             idx: &[usize],
             val: &[i32],
             acc: &mut [$acc],
@@ -372,29 +365,43 @@ macro_rules! accumulate {
             match build {
                 // SAFETY (both): `loop_build` saw the instruction set allowed and detected; the
                 // body is the same safe code, compiled for it.
-                Isa::Avx512Vnni => return unsafe { $avx512(xt, g, idx, val, acc) },
-                Isa::Avx2 => return unsafe { $avx2(xt, g, idx, val, acc) },
+                Isa::Avx512Vnni => return unsafe { $avx512(xt, g, p, idx, val, acc) },
+                Isa::Avx2 => return unsafe { $avx2(xt, g, p, idx, val, acc) },
                 _ => {}
             }
             let _ = build;
-            $impl(xt, g, idx, val, acc)
+            $impl(xt, g, p, idx, val, acc)
         }
 
         #[cfg(nitro_x86_simd)]
         #[target_feature(enable = "avx512f,avx512bw")]
-        unsafe fn $avx512(xt: &[i16], g: &Geometry, idx: &[usize], val: &[i32], acc: &mut [$acc]) {
-            $impl(xt, g, idx, val, acc)
+        unsafe fn $avx512(
+            xt: &[i16],
+            g: &Geometry,
+            p: Plane,
+            idx: &[usize],
+            val: &[i32],
+            acc: &mut [$acc],
+        ) {
+            $impl(xt, g, p, idx, val, acc)
         }
 
         #[cfg(nitro_x86_simd)]
         #[target_feature(enable = "avx2")]
-        unsafe fn $avx2(xt: &[i16], g: &Geometry, idx: &[usize], val: &[i32], acc: &mut [$acc]) {
-            $impl(xt, g, idx, val, acc)
+        unsafe fn $avx2(
+            xt: &[i16],
+            g: &Geometry,
+            p: Plane,
+            idx: &[usize],
+            val: &[i32],
+            acc: &mut [$acc],
+        ) {
+            $impl(xt, g, p, idx, val, acc)
         }
 
         /// `acc += δ·patch` for every entry, as plain slice loops the compiler vectorises.
         #[inline(always)]
-        fn $impl(xt: &[i16], g: &Geometry, idx: &[usize], val: &[i32], acc: &mut [$acc]) {
+        fn $impl(xt: &[i16], g: &Geometry, p: Plane, idx: &[usize], val: &[i32], acc: &mut [$acc]) {
             let kc = g.k * g.c;
             let stride = g.wp * g.c;
             for (&i, &d) in idx.iter().zip(val) {
@@ -402,7 +409,7 @@ macro_rules! accumulate {
                     continue;
                 }
                 let d = <$acc>::from(d);
-                let start = patch_start(g, i);
+                let start = patch_start(g, p, i);
                 for (u, dst) in acc.chunks_exact_mut(kc).enumerate() {
                     let src = &xt[start + u * stride..start + u * stride + kc];
                     for (a, &v) in dst.iter_mut().zip(src) {
@@ -435,6 +442,7 @@ const PAIR_BATCH: usize = 64;
 fn accumulate_i32(
     xt: &[i16],
     g: &Geometry,
+    p: Plane,
     idx: &[usize],
     val: &[i32],
     acc: &mut [i32],
@@ -442,9 +450,9 @@ fn accumulate_i32(
 ) {
     #[cfg(nitro_x86_simd)]
     if matches!(build, Isa::Avx512Vnni | Isa::Avx2) && pairs_usable(build) {
-        return accumulate_pairs(xt, g, idx, val, acc, build);
+        return accumulate_pairs(xt, g, p, idx, val, acc, build);
     }
-    accumulate_i32_loop(xt, g, idx, val, acc, build)
+    accumulate_i32_loop(xt, g, p, idx, val, acc, build)
 }
 
 /// [`accumulate_i32`] through the pair kernel of `build` (AVX-512 VNNI or AVX2, detected).
@@ -452,6 +460,7 @@ fn accumulate_i32(
 fn accumulate_pairs(
     xt: &[i16],
     g: &Geometry,
+    p: Plane,
     idx: &[usize],
     val: &[i32],
     acc: &mut [i32],
@@ -469,7 +478,7 @@ fn accumulate_pairs(
                 match i16::try_from(v) {
                     Ok(0) => {}
                     Ok(w) => {
-                        let s = patch_start(g, i);
+                        let s = patch_start(g, p, i);
                         match pending.take() {
                             None => pending = Some((s, w)),
                             Some((s1, w1)) => {
@@ -493,7 +502,7 @@ fn accumulate_pairs(
             if done < kc {
                 pair_tails(xt, &pairs[..np], shape, done, acc);
             }
-            accumulate_i32_loop(xt, g, &rest.0[..nr], &rest.1[..nr], acc, build);
+            accumulate_i32_loop(xt, g, p, &rest.0[..nr], &rest.1[..nr], acc, build);
         }
     }
 }
@@ -602,15 +611,9 @@ fn pairs_usable(build: Isa) -> bool {
 #[cfg(nitro_x86_simd)]
 fn pairs_self_check(build: Isa) -> bool {
     // C = 37 channels, k = 3: runs of 111 words cross the 128-, 64-, 32- and 16-word chunks.
-    let g = Geometry {
-        c: 37,
-        k: 3,
-        hp: 6,
-        wp: 6,
-        fhw: 16,
-        hw: 16,
-        wo: 4,
-    };
+    let g = Geometry::new(37, 3, (6, 6), (4, 4));
+    // Image 1 of a one-filter error: its plane is flat 16..32.
+    let p = Plane::new(&g, 1, 0, 1);
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut next = move |m: i64| {
         // xorshift64*: a fixed stream, independent of the crate's RNG.
@@ -626,15 +629,15 @@ fn pairs_self_check(build: Isa) -> bool {
     };
     let xt: Vec<i16> = (0..2 * 6 * 6 * 37).map(|_| next(255) as i16).collect();
     // Nine entries (an odd count), one δ outside i16 and one zero; Σ|δ|·255 < 2³¹.
-    let idx: Vec<usize> = (0..9).map(|j| (j * 5) % 32).collect();
+    let idx: Vec<usize> = (0..9).map(|j| 16 + (j * 5) % 16).collect();
     let mut val: Vec<i32> = (0..9).map(|_| next(32_767) as i32).collect();
     val[3] = 40_000;
     val[5] = 0;
     let ckk = g.k * g.k * g.c;
     let mut want = alloc::vec![7i32; ckk];
     let mut got = want.clone();
-    accumulate_i32_loop(&xt, &g, &idx, &val, &mut want, Isa::Portable);
-    accumulate_pairs(&xt, &g, &idx, &val, &mut got, build);
+    accumulate_i32_loop(&xt, &g, p, &idx, &val, &mut want, Isa::Portable);
+    accumulate_pairs(&xt, &g, p, &idx, &val, &mut got, build);
     got == want
 }
 accumulate!(
@@ -691,6 +694,30 @@ mod tests {
             alloc::vec![0, 1, 1],
             alloc::vec![0],
             alloc::vec![]
+        )
+        .is_err());
+        // 2×1×1×2: groups are image-major planes, image 0 owns flat 0..2, image 1 owns 2..4.
+        let two = SparseDelta::new(
+            (2, 1, 1, 2),
+            alloc::vec![0, 1, 2],
+            alloc::vec![1, 3],
+            alloc::vec![5, -5],
+        )
+        .unwrap();
+        assert_eq!(two.plane(1, 0), (&[3usize][..], &[-5i32][..]));
+        assert!(SparseDelta::new(
+            (2, 1, 1, 2),
+            alloc::vec![0, 1, 2],
+            alloc::vec![3, 1],
+            alloc::vec![5, -5]
+        )
+        .is_err());
+        // One start per filter (the old grouping) no longer describes two images.
+        assert!(SparseDelta::new(
+            (2, 1, 1, 2),
+            alloc::vec![0, 2],
+            alloc::vec![1, 3],
+            alloc::vec![5, -5]
         )
         .is_err());
         let twice = SparseDelta::new(

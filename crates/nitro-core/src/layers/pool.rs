@@ -356,21 +356,20 @@ impl Pool2d {
         let ds = delta.as_standard_layout();
         let d = ds.as_slice().expect("standard layout");
         let per = ho * wo;
-        let mut starts = Vec::with_capacity(c + 1);
+        let mut starts = Vec::with_capacity(n * c + 1);
         let mut index = Vec::with_capacity(arg.len());
         let mut value = Vec::with_capacity(arg.len());
-        for ch in 0..c {
+        // One group per plane, image-major: the order of `arg` and `d` themselves.
+        for (a_plane, d_plane) in arg.chunks(per.max(1)).zip(d.chunks(per.max(1))) {
             starts.push(index.len());
-            for m in 0..n {
-                let at = (m * c + ch) * per;
-                for (&a, &dv) in arg[at..at + per].iter().zip(&d[at..at + per]) {
-                    if a != PADDING && dv != 0 {
-                        index.push(a);
-                        value.push(dv);
-                    }
+            for (&a, &dv) in a_plane.iter().zip(d_plane) {
+                if a != PADDING && dv != 0 {
+                    index.push(a);
+                    value.push(dv);
                 }
             }
         }
+        starts.resize(n * c, index.len());
         starts.push(index.len());
         SparseDelta::new((n, c, h, w), starts, index, value)
     }
