@@ -104,14 +104,6 @@ fn gemm_conv(c: &mut Criterion) {
             b.iter(|| gemm_nt_with(black_box(cols.view()), w.view(), None, d).unwrap())
         });
     }
-    // Weights as training keeps them (init ≤ 9 at this fan-in, ≤ 64 anywhere): both operands
-    // fit a byte, so the default dispatch takes the byte engine where AVX-512 VNNI runs (tiles
-    // where AMX does).
-    let w_small = random(&mut r, n, k, 64);
-    g.bench_function(
-        BenchmarkId::new("default_weights_to_64", "50176x1152x256"),
-        |b| b.iter(|| gemm_nt_with(black_box(cols.view()), w_small.view(), None, BEST).unwrap()),
-    );
     g.finish();
 }
 

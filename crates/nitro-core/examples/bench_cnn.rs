@@ -87,9 +87,8 @@ fn main() -> nitro_core::Result<()> {
     let c = nitro_core::kernels::engine_counts();
     let pairs = nitro_core::kernels::gemm::pairs_isa();
     println!(
-        "products: {} on AMX tiles, {} on the byte engine, {} on the pair engine ({pairs}), {} \
-         on the i32 engine",
-        c.tiles, c.bytes, c.pairs, c.wide
+        "products: {} on AMX tiles, {} on the pair engine ({pairs}), {} on the i32 engine",
+        c.tiles, c.pairs, c.wide
     );
     Ok(())
 }

@@ -1,8 +1,6 @@
-//! Quick GEMM throughput probe: `gemm_speed M K N REPS [wide|bytes]` prints MACs per
-//! microsecond (i.e. millions of multiply-adds per second) of the default dispatch, or of the
-//! instruction set named by `NITROD_ISA` (portable, avx2, avx-vnni, avx512-vnni, amx). B's
-//! values are drawn up to 16,000 (the pair engine), 2²⁰ with `wide`, 64 with `bytes` (the
-//! byte engine where AVX-512 VNNI runs).
+//! Quick GEMM throughput probe: `gemm_speed M K N REPS [wide]` prints MACs per microsecond
+//! (i.e. millions of multiply-adds per second) of the default dispatch, or of the instruction
+//! set named by `NITROD_ISA` (portable, avx2, avx-vnni, avx512-vnni, amx).
 use ndarray::Array2;
 use nitro_core::kernels::gemm_nt;
 use nitro_core::rng::Pcg32;
@@ -14,7 +12,7 @@ fn main() {
         .take(4)
         .map(|s| s.parse().expect("number"))
         .collect();
-    let kind = std::env::args().nth(5);
+    let wide = std::env::args().nth(5).is_some();
     let (m, k, n, reps) = (a[0], a[1], a[2], a[3]);
     if let Ok(name) = std::env::var("NITROD_ISA") {
         let isa: nitro_core::kernels::Isa = name.parse().expect("instruction set");
@@ -22,12 +20,7 @@ fn main() {
     }
     let mut r = Pcg32::new(1, 1);
     let x = Array2::from_shape_fn((m, k), |_| r.symmetric(127) as i8);
-    let bound = match kind.as_deref() {
-        Some("wide") => 1 << 20,
-        Some("bytes") => 64,
-        Some(other) => panic!("unknown operand kind {other:?}: wide or bytes"),
-        None => 16_000,
-    };
+    let bound = if wide { 1 << 20 } else { 16_000 };
     let w = Array2::from_shape_fn((n, k), |_| r.symmetric(bound));
     let mut best = u128::MAX;
     for _ in 0..reps {

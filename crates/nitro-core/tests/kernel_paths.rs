@@ -277,63 +277,6 @@ fn row_sources_match_stored_matrices_on_every_dispatch() {
     set_dispatch(Dispatch::default());
 }
 
-/// The byte engine (AVX-512 VNNI `vpdpbusd`): products whose operands all fit a signed byte
-/// take it — matrices and row sources, reductions of every residue mod 4, tile edges, ±127 —
-/// and equal the oracle; with one operand holding 128 or −128 (outside its range) the product
-/// takes another engine, with the same exact result.
-#[test]
-fn the_byte_engine_takes_byte_operands_exactly() {
-    if !Isa::Avx512Vnni.detected() {
-        eprintln!("SKIPPED: avx512-vnni byte engine not tested: this CPU lacks avx512_vnni");
-        return;
-    }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    set_dispatch(Dispatch::new(true, Isa::Avx512Vnni));
-    let mut r = Pcg32::new(21, 4);
-    let mut edge = move || match r.below(4) {
-        0 => 127,
-        1 => -127,
-        _ => r.symmetric(127),
-    };
-    let mut r = Pcg32::new(22, 5);
-    for case in 0..24 {
-        let (m, n, k) = (
-            1 + r.below(40) as usize,
-            1 + r.below(40) as usize,
-            1 + r.below(700) as usize,
-        );
-        let a = Array2::from_shape_fn((m, k), |_| edge() as i16);
-        let b = Array2::from_shape_fn((n, k), |_| edge());
-        let want = oracle(a.view(), b.view()).unwrap();
-        let before = engine_counts().bytes;
-        assert_eq!(gemm_nt(a.view(), b.view()).unwrap(), want, "case {case}");
-        assert_eq!(
-            gemm_rows_nt(&Stored(a.clone()), b.view()).unwrap(),
-            want,
-            "rows, case {case}"
-        );
-        assert!(
-            engine_counts().bytes >= before + 2,
-            "case {case}: not on bytes"
-        );
-        // Just outside the byte range: another engine, the same exact product.
-        let (mut a2, mut b2) = (a.clone(), b.clone());
-        a2[[m - 1, k - 1]] = 128;
-        b2[[0, 0]] = -128;
-        assert_eq!(
-            gemm_nt(a2.view(), b.view()).unwrap(),
-            oracle(a2.view(), b.view()).unwrap(),
-            "a=128, case {case}"
-        );
-        assert_eq!(
-            gemm_rows_nt(&Stored(a.clone()), b2.view()).unwrap(),
-            oracle(a.view(), b2.view()).unwrap(),
-            "b=−128, case {case}"
-        );
-    }
-    set_dispatch(Dispatch::default());
-}
-
 fn mlp_run() -> Vec<Array2<i32>> {
     common::train_mlp(11, 123, 12)
 }
@@ -397,10 +340,6 @@ fn training_is_bit_identical_across_dispatch_paths_and_threads() {
             // Where AMX runs, the tile engine really took part of these trainings.
             if d.isa == Isa::Amx {
                 assert!(engine_counts().tiles > before.tiles, "no product on tiles");
-            }
-            // Where AVX-512 VNNI is the cap, the byte engine took the byte-sized products.
-            if d.isa == Isa::Avx512Vnni && d.allow_i16 {
-                assert!(engine_counts().bytes > before.bytes, "no product on bytes");
             }
             (d, threads, mlp, cnn)
         })

@@ -10,11 +10,9 @@
 //!   the chunk sums are added in `i64`.
 //! * [`Accum::I64`] — a single product may exceed `i32`: everything in `i64`.
 //!
-//! Four engines compute them. Where AMX-INT8 is there and allowed, the tile engine (`amx`:
+//! Three engines compute them. Where AMX-INT8 is there and allowed, the tile engine (`amx`:
 //! operands written exactly as signed base-256 digits, one `tdpbssd` tile product per pair of
-//! digits) takes every product it can prove. Otherwise, where both operands fit a signed byte
-//! and AVX-512 VNNI runs, the byte engine (`quads`: four terms per `vpdpbusd`, A offset to
-//! unsigned bytes and corrected per column) takes it; otherwise the pair engine (`pairs`, operands
+//! digits) takes every product it can prove. Otherwise the pair engine (`pairs`, operands
 //! packed as `i16` pairs by `pack`, one micro-kernel per instruction set) runs whenever both
 //! operands fit `i16` — or one is wider but splits exactly: along the reduction when the other
 //! is narrow (`split_k`: each term becomes one pair, C keeps its shape), else into two `i16`
@@ -28,7 +26,6 @@ mod amx;
 pub(crate) mod pack;
 pub(crate) mod pairs;
 pub mod proof;
-mod quads;
 mod split_k;
 mod wide;
 
@@ -62,8 +59,6 @@ pub struct EngineCounts {
     pub tiles: u64,
     /// On the pair engine (any of its micro-kernels).
     pub pairs: u64,
-    /// On the byte engine (AVX-512 VNNI `vpdpbusd`).
-    pub bytes: u64,
     /// On the `i32`/`i64` engine.
     pub wide: u64,
 }
@@ -71,8 +66,8 @@ pub struct EngineCounts {
 /// Products per engine (with `std` only: 64-bit atomic counters do not exist on every embedded
 /// target, and the firmware has no use for them).
 #[cfg(feature = "std")]
-static COUNTS: [std::sync::atomic::AtomicU64; 4] =
-    [const { std::sync::atomic::AtomicU64::new(0) }; 4];
+static COUNTS: [std::sync::atomic::AtomicU64; 3] =
+    [const { std::sync::atomic::AtomicU64::new(0) }; 3];
 
 /// The products computed so far by each engine (all zero without `std`).
 pub fn engine_counts() -> EngineCounts {
@@ -85,7 +80,6 @@ pub fn engine_counts() -> EngineCounts {
         tiles: get(0),
         pairs: get(1),
         wide: get(2),
-        bytes: get(3),
     }
 }
 
@@ -144,9 +138,8 @@ pub fn gemm_tn<A: Int, B: Int>(a: ArrayView2<'_, A>, b: ArrayView2<'_, B>) -> Re
 /// benchmarks. A forced accumulation is never allowed to be less safe than the proof: if it
 /// is, the proven one is used instead.
 ///
-/// Kernel choice: when both operands fit a signed byte (`|v| ≤ 127`) and the CPU runs AVX-512
-/// VNNI, the byte engine takes the product (unless an accumulation is forced). When both fit
-/// `i16` (`|v| ≤ 32767`, found while packing them), the pair engine runs with `i32` blocks of at most `chunk/2` pairs. When one operand is wider
+/// Kernel choice: when both operands fit `i16` (`|v| ≤ 32767`, found while packing them), the
+/// pair engine runs with `i32` blocks of at most `chunk/2` pairs. When one operand is wider
 /// (typically errors) and the other fits `i16`, the wide one is split exactly: along K when
 /// the other is narrow enough (`split_k`: one pair per term, C unsplit), else into high and
 /// low `i16` halves (`|v| ≤ 32767·32768`) whose products run on the pair engine and are
@@ -166,13 +159,6 @@ pub fn gemm_nt_with<A: Int, B: Int>(
     if forced.is_none() {
         if let Some(c) = on_tiles(amx::Operand::View(&a), amx::Operand::View(&b), d)? {
             return Ok(c);
-        }
-    }
-    // Nor the byte engine: a forced accumulation is the pair and i32 engines' test.
-    if forced.is_none() {
-        if let Some(c) = quads::nt(&a, &b, d) {
-            count(3);
-            return Ok(Array2::from_shape_vec((m, n), c).expect("m*n elements"));
         }
     }
     if d.allow_i16 && forced != Some(Accum::I64) {
@@ -321,10 +307,6 @@ pub fn gemm_rows_nt<B: Int>(a: &dyn RowSource, b: ArrayView2<'_, B>) -> Result<A
     #[cfg(nitro_x86_simd)]
     if let Some(c) = on_tiles(amx::Operand::<i16>::Rows(a), amx::Operand::View(&b), d)? {
         return Ok(c);
-    }
-    if let Some(c) = quads::rows_nt(a, &b, d) {
-        count(3);
-        return Ok(Array2::from_shape_vec((m, n), c).expect("m*n elements"));
     }
     if d.allow_i16 {
         if let Some(pa) = pack::pack_a_rows(a) {

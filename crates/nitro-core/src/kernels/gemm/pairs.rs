@@ -10,10 +10,6 @@
 //! same point (a sum of `2·kc` terms of one dot product), so all paths give the same `i32`
 //! block sums and the same `i64` result.
 //!
-//! The byte engine ([`super::quads`]) shares this blocking and driver ([`gemm_words`]): its
-//! words hold four bytes of the reduction instead of two `i16`, and its micro-kernel starts the
-//! first K block from per-column corrections.
-//!
 //! A SIMD path is used only after it has checked itself once, on a small random product, against
 //! the portable kernel ([`usable`]); a path that ever disagreed is never used again (with a
 //! one-line warning where `std` is available).
@@ -125,28 +121,6 @@ fn check_once(isa: Isa, bound: i64, kc: usize) -> bool {
 /// from [`resolve`]), `C` row-major `a.rows × b.rows`, each `i32` block covering at most `kc`
 /// pairs (`kc ≥ 1`, proven by the caller: `2·kc·max|A|·max|B| ≤ 2³¹−1`).
 pub(crate) fn gemm16(a: &Packed16, b: &Packed16, kc: usize, isa: Isa) -> Vec<i64> {
-    gemm_words(a, b, kc, isa, Words::Pairs)
-}
-
-/// What the packed words of a product hold.
-#[derive(Clone, Copy)]
-pub(crate) enum Words<'a> {
-    /// Two `i16` terms each ([`super::pack`]).
-    Pairs,
-    /// Four byte terms each, with B's per-row corrections, `NR` per B panel
-    /// ([`super::quads`]).
-    Quads(&'a [i32]),
-}
-
-/// [`gemm16`] for either kind of packed words: `kc` counts words along the reduction (pairs or
-/// quads), and `isa`'s micro-kernel for that kind must exist (quads: AVX-512 VNNI or portable).
-pub(crate) fn gemm_words(
-    a: &Packed16,
-    b: &Packed16,
-    kc: usize,
-    isa: Isa,
-    words: Words<'_>,
-) -> Vec<i64> {
     let (m, n, kp) = (a.rows, b.rows, a.kp);
     debug_assert_eq!(kp, b.kp);
     debug_assert!(kc >= 1);
@@ -165,7 +139,7 @@ pub(crate) fn gemm_words(
     let per_task = par::rows_per_task(panels_a, 2 * m * n * kp);
     par::for_each_chunk_mut(&mut c, per_task * MR * n, |t, cblock| {
         let rows = cblock.len() / n;
-        block(a, b, t * per_task, rows, cblock, n, kc, isa, words);
+        block(a, b, t * per_task, rows, cblock, n, kc, isa);
     });
     c
 }
@@ -181,7 +155,6 @@ fn block(
     n: usize,
     kc: usize,
     isa: Isa,
-    words: Words<'_>,
 ) {
     let kp = a.kp;
     let panels = rows.div_ceil(MR);
@@ -201,13 +174,6 @@ fn block(
                 let width = step.min(panels_b - jp);
                 let bp = |j: usize| &b.data[(j * kp + q0) * NR..(j * kp + q0 + len) * NR];
                 let bps = [bp(jp), bp(jp + width - 1)];
-                let bcs = match words {
-                    Words::Pairs => None,
-                    Words::Quads(corr) => {
-                        let bc = |j: usize| &corr[j * NR..(j + 1) * NR];
-                        Some([bc(jp), bc(jp + width - 1)])
-                    }
-                };
                 let cols = (width * NR).min(n - jp * NR);
                 for ip in g0..g1 {
                     let a0 = ((p0 + ip) * kp + q0) * MR;
@@ -219,10 +185,7 @@ fn block(
                         first: q0 == 0,
                     };
                     let c0 = ip * MR * n + jp * NR;
-                    match bcs {
-                        None => micro(ap, bps, width, &mut cblock[c0..], tile, isa),
-                        Some(bcs) => micro_quads(ap, bps, bcs, width, &mut cblock[c0..], tile, isa),
-                    }
+                    micro(ap, bps, width, &mut cblock[c0..], tile, isa);
                 }
                 jp += width;
             }
@@ -260,66 +223,6 @@ fn micro(ap: &[u32], bps: [&[u32]; 2], width: usize, c: &mut [i64], t: Tile, isa
             micro_portable(ap, bp, &mut c[j * NR..], sub);
         }
     }
-}
-
-/// The byte engine's micro-tile on `isa` (AVX-512 VNNI, else the portable kernel), as
-/// [`micro`] with B's column corrections `bcs`.
-#[inline]
-fn micro_quads(
-    ap: &[u32],
-    bps: [&[u32]; 2],
-    bcs: [&[i32]; 2],
-    width: usize,
-    c: &mut [i64],
-    t: Tile,
-    isa: Isa,
-) {
-    #[cfg(nitro_x86_simd)]
-    {
-        use crate::kernels::x86;
-        // SAFETY (both): `isa` is detected on this CPU (`quads` offers only a detected,
-        // self-checked AVX-512 VNNI); the kernel checks its slice lengths against the tile.
-        match isa {
-            Isa::Avx512Vnni if width == 2 => {
-                return unsafe { x86::avx512::micro_quads::<2>(ap, bps, bcs, c, t) }
-            }
-            Isa::Avx512Vnni => return unsafe { x86::avx512::micro_quads::<1>(ap, bps, bcs, c, t) },
-            _ => {}
-        }
-    }
-    #[cfg(not(nitro_x86_simd))]
-    let _ = isa;
-    for (j, (bp, bc)) in bps.iter().zip(bcs).enumerate().take(width) {
-        let cols = t.cols.saturating_sub(j * NR).min(NR);
-        let sub = Tile { cols, ..t };
-        if cols > 0 {
-            micro_portable_quads(ap, bp, bc, &mut c[j * NR..], sub);
-        }
-    }
-}
-
-/// The byte engine's portable micro-kernel (one B panel): A's bytes unsigned (`a + 128`), B's
-/// signed, the first K block starting from the corrections `bc` — the same `i32` partial sums
-/// as the AVX-512 kernel.
-fn micro_portable_quads(ap: &[u32], bp: &[u32], bc: &[i32], c: &mut [i64], t: Tile) {
-    let mut acc = [[0i32; NR]; MR];
-    if t.first {
-        for accr in acc.iter_mut() {
-            accr.copy_from_slice(&bc[..NR]);
-        }
-    }
-    for (aw, bq) in ap.chunks_exact(MR).zip(bp.chunks_exact(NR)) {
-        for (accr, &w) in acc.iter_mut().zip(aw) {
-            let ua = w.to_le_bytes();
-            for (s, &bw) in accr.iter_mut().zip(bq) {
-                let sb = bw.to_le_bytes();
-                for (&x, &y) in ua.iter().zip(&sb) {
-                    *s += i32::from(x) * i32::from(y as i8);
-                }
-            }
-        }
-    }
-    store_tile(&acc, c, t);
 }
 
 /// The portable micro-kernel (one B panel): same layout and the same `i32` partial sums as the

@@ -51,61 +51,6 @@ pub(crate) unsafe fn micro_pairs<const P: usize>(
     }
 }
 
-/// The byte engine's `MR × NR·P` micro-tile (`kernels::gemm::quads`): each packed word holds
-/// four consecutive terms of the reduction, A's as unsigned bytes `a + 128`, B's as signed
-/// bytes, and `vpdpbusd` adds the four products to each lane — twice the terms per instruction
-/// of `vpdpwssd`. On the first K block the accumulators start from the columns' corrections
-/// (`bcs[j]`, sixteen `i32` each: `−128·Σ_k b`), which turn `Σ (a + 128)·b` back into `Σ a·b`;
-/// each lane then holds the portable kernel's `i32` partial sum (the caller proved every one
-/// fits; `vpdpbusd` does not saturate).
-///
-/// # Safety
-/// The CPU must have AVX-512 F, BW and VNNI.
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-pub(crate) unsafe fn micro_quads<const P: usize>(
-    ap: &[u32],
-    bps: [&[u32]; 2],
-    bcs: [&[i32]; 2],
-    c: &mut [i64],
-    t: Tile,
-) {
-    let len = ap.len() / MR;
-    assert!(P >= 1 && P <= 2 && t.rows <= MR && t.cols <= NR * P);
-    assert!(bps.iter().take(P).all(|bp| bp.len() >= len * NR));
-    assert!(bcs.iter().take(P).all(|bc| bc.len() >= NR));
-    assert!(t.rows == 0 || c.len() >= (t.rows - 1) * t.ldc + t.cols);
-    let start: [__m512i; P] = core::array::from_fn(|j| match t.first {
-        // SAFETY: each correction slice holds NR = 16 i32 (asserted above).
-        true => unsafe { _mm512_loadu_si512(bcs[j].as_ptr() as *const _) },
-        false => _mm512_setzero_si512(),
-    });
-    let mut acc = [start; MR];
-    let pa = ap.as_ptr();
-    let pb: [*const u32; P] = core::array::from_fn(|j| bps[j].as_ptr());
-    for q in 0..len {
-        // SAFETY: q < len; every B panel holds NR = 16 words (one vector) per quad, A holds MR.
-        unsafe {
-            let b: [__m512i; P] =
-                core::array::from_fn(|j| _mm512_loadu_si512(pb[j].add(q * NR) as *const _));
-            for (r, accr) in acc.iter_mut().enumerate() {
-                let w = _mm512_set1_epi32(*pa.add(q * MR + r) as i32);
-                for (a, &bv) in accr.iter_mut().zip(&b) {
-                    *a = _mm512_dpbusd_epi32(*a, w, bv);
-                }
-            }
-        }
-    }
-    for (j, _) in pb.iter().enumerate() {
-        let cols = t.cols.saturating_sub(j * NR).min(NR);
-        if cols == 0 {
-            continue;
-        }
-        let sub = Tile { cols, ..t };
-        // SAFETY: panel j's columns start at j·NR in C; `sub` covers only live entries.
-        unsafe { store_zmm(&acc, j, &mut c[j * NR..], sub) };
-    }
-}
-
 /// Store (first K block) or add panel `j`'s accumulators (one vector per row) into C as `i64`.
 ///
 /// # Safety
