@@ -134,6 +134,8 @@ fn vgg8b_step(c: &mut Criterion) {
     let y: Vec<usize> = (0..64).map(|i| i % 10).collect();
     let mut g = c.benchmark_group("vgg8b");
     g.sample_size(10);
+    // The preset's initial weights (|w| ≤ 9): `examples/bench_cnn` times steps with
+    // trained-size weights, which is what a run spends its time on (BENCHMARKS.md).
     g.bench_function("train step b64 1x28x28", |b| {
         b.iter(|| black_box(model.train_step(x.view(), &y, &spec.hyper).unwrap()))
     });
