@@ -61,7 +61,9 @@ fn main() -> nitro_core::Result<()> {
         }
         let names: Vec<String> = model.linears().iter().map(|l| l.name.clone()).collect();
         for name in names {
-            let linear = model.linear_mut(&name).expect("a linear layer of the model");
+            let linear = model
+                .linear_mut(&name)
+                .expect("a linear layer of the model");
             linear.weight.mapv_inplace(|_| r.symmetric(bound));
         }
     }
