@@ -87,6 +87,25 @@ bench: python-dev
 	$(CARGO) run --release -q -p nitro-core --example bench_cnn -- --steps 2 --infer 128
 	$(VPY) scripts/bench_compare.py
 
+## cpu-check-bins: the binaries scripts/cpu_check.sh runs (tests, bench_cnn, gemm_speed), built
+## and stripped into target/cpu-check, to carry to a machine without Rust (other CPU, more cores)
+CPU_TESTS := kernel_paths sparse_grad golden_cnn golden_mlp determinism cnn_layers data_parallel
+.PHONY: cpu-check-bins cpu-check
+cpu-check-bins:
+	mkdir -p target/cpu-check
+	$(CARGO) build --release -q -p nitro-core --example bench_cnn --example gemm_speed
+	strip -o target/cpu-check/bench_cnn target/release/examples/bench_cnn
+	strip -o target/cpu-check/gemm_speed target/release/examples/gemm_speed
+	$(CARGO) test --release -q -p nitro-core --no-run --message-format=json \
+	  $(addprefix --test ,$(CPU_TESTS)) | $(PYTHON) -c 'import json, sys; \
+	  [print(j["target"]["name"], j["executable"]) for j in map(json.loads, sys.stdin) \
+	   if j.get("reason") == "compiler-artifact" and j.get("executable")]' \
+	  | while read name exe; do strip -o target/cpu-check/$$name $$exe; done
+	pwd > target/cpu-check/BUILT_AT
+## cpu-check: build them and run the checks here
+cpu-check: cpu-check-bins
+	scripts/cpu_check.sh
+
 ## test-purity: integer purity on machine code — no float instruction in nitro-core (no_std, x86-64)
 test-purity:
 	scripts/check_no_float.sh selftest
