@@ -123,6 +123,15 @@ fn max_pooling(c: &mut Criterion) {
             b.iter(|| black_box(pool.forward(x.view(), true, Compat::Exact).unwrap()))
         });
     }
+    // What the model runs for the pool after block 2 (i16 between blocks, no arg-max kept).
+    let x: Array4<i16> = rand4(&mut r, (64, 256, 28, 28), 127);
+    let pool = Pool2d::new(PoolKind::Max, (2, 2), (0, 0)).unwrap();
+    g.bench_function("max values stack 256x28x28 k2x2 i16 b64", |b| {
+        b.iter(|| black_box(pool.values(x.view(), Compat::Exact).unwrap()))
+    });
+    g.bench_function("max stack 256x28x28 k2x2 i16 b64", |b| {
+        b.iter(|| black_box(pool.apply(x.view(), Compat::Exact).unwrap()))
+    });
     g.finish();
 }
 

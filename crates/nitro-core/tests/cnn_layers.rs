@@ -261,6 +261,14 @@ fn pooling_matches_oracle() {
         });
         let mut pool = Pool2d::new(kind, k, p).unwrap();
         let y = pool.forward(x.view(), true, compat).unwrap();
+        // The values alone (the pools between blocks) are the same, for i8 and i16 alike.
+        assert_eq!(
+            pool.values(x.view(), compat).unwrap(),
+            y,
+            "values, case {case}"
+        );
+        let x16 = x.mapv(i16::from);
+        assert_eq!(pool.values(x16.view(), compat).unwrap(), y.mapv(i16::from));
         let d = Array4::from_shape_fn(y.raw_dim(), |_| r.symmetric(1000));
         let want = pool_oracle(
             &x.mapv(i64::from),
@@ -312,6 +320,11 @@ fn max_pooling_with_padded_rows_matches_oracle() {
         let Ok(y) = pool.forward(x.view(), true, compat) else {
             continue;
         };
+        assert_eq!(
+            pool.values(x.view(), compat).unwrap(),
+            y,
+            "values, case {case}"
+        );
         let d = Array4::from_shape_fn(y.raw_dim(), |_| r.symmetric(1000));
         let k = (kh, kw);
         let want = pool_oracle(

@@ -272,6 +272,68 @@ impl Pool2d {
         Ok((y, arg))
     }
 
+    /// The forward's outputs alone, without arg-max indices: what a pool between blocks needs,
+    /// since no error crosses a block boundary (algorithm.md §4.2). The same values as
+    /// [`Pool2d::apply`]: a window's maximum, the padding (the type's minimum in exact mode,
+    /// 0 in reference mode) taking part where the window reaches into it.
+    pub fn values<T: PoolElem>(&self, x: ArrayView4<'_, T>, compat: Compat) -> Result<Array4<T>> {
+        if self.kind != PoolKind::Max {
+            return Ok(self.apply(x, compat)?.0);
+        }
+        let (n, c, h, w) = x.dim();
+        let (ho, wo) = self.output_size(h, w)?;
+        let ((kh, kw), (ph, pw)) = (self.kernel, self.padding);
+        let xs = x.as_standard_layout();
+        let xv = xs.as_slice().expect("standard layout");
+        let pad = match compat {
+            Compat::Exact => T::MIN,
+            Compat::Reference => T::default(),
+        };
+        let mut out = alloc::vec![T::default(); n * c * ho * wo];
+        let per = (ho * wo).max(1);
+        let parallel = out.len() >= 1 << 14;
+        par::try_for_each_chunk_mut(&mut out, per, parallel, |plane, o| {
+            let base = plane * h * w;
+            for (oi, orow) in o.chunks_exact_mut(wo.max(1)).enumerate().take(ho) {
+                // Window rows in padded coordinates, and the part of them inside the input.
+                let top = oi * kh;
+                let (ya, yb) = (top.max(ph), (top + kh).min(h + ph));
+                if kh == 2 && kw == 2 && pw == 0 && yb == ya + 2 && 2 * wo <= w {
+                    // The pools between VGG blocks: two rows, pairs of columns.
+                    let r0 = &xv[base + (ya - ph) * w..][..2 * wo];
+                    let r1 = &xv[base + (ya + 1 - ph) * w..][..2 * wo];
+                    for ((ov, p), q) in orow
+                        .iter_mut()
+                        .zip(r0.chunks_exact(2))
+                        .zip(r1.chunks_exact(2))
+                    {
+                        *ov = p[0].max(p[1]).max(q[0].max(q[1]));
+                    }
+                    continue;
+                }
+                for (oj, ov) in orow.iter_mut().enumerate() {
+                    let left = oj * kw;
+                    let (xa, xb) = (left.max(pw), (left + kw).min(w + pw));
+                    // Every value is at least the type's minimum; a window reaching into the
+                    // padding starts from the pad value.
+                    let inside = yb >= ya + kh && xb >= xa + kw;
+                    let mut m = if inside { T::MIN } else { pad };
+                    for y in ya..yb {
+                        let row = base + (y - ph) * w;
+                        if xa < xb {
+                            m = xv[row + xa - pw..row + xb - pw]
+                                .iter()
+                                .fold(m, |a, &v| a.max(v));
+                        }
+                    }
+                    *ov = m;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(Array4::from_shape_vec((n, c, ho, wo), out).expect("sizes computed above"))
+    }
+
     /// The input shape `(n, c, h, w)` the training forward saved, taken, and the output size
     /// `(ho, wo)` it gave, which the error `delta` must match.
     fn take_saved_shape(&mut self, delta: &ArrayView4<'_, i32>) -> Result<(Nchw, (usize, usize))> {

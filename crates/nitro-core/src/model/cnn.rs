@@ -342,7 +342,7 @@ impl Cnn {
         for s in &mut self.stages {
             cur = match s {
                 Stage::Block(b) => b.forward(cur.view(), train)?.mapv(i16::from),
-                Stage::Pool(p) => p.apply(cur.view(), compat)?.0,
+                Stage::Pool(p) => p.values(cur.view(), compat)?,
                 Stage::Dropout(d) => d.forward_share(&to_i8(&cur)?, train, share),
             };
         }
@@ -354,7 +354,7 @@ impl Cnn {
         for s in &self.stages {
             cur = match s {
                 Stage::Block(b) => b.infer(cur.view())?.mapv(i16::from),
-                Stage::Pool(p) => p.apply(cur.view(), compat)?.0,
+                Stage::Pool(p) => p.values(cur.view(), compat)?,
                 Stage::Dropout(_) => cur,
             };
         }
