@@ -309,7 +309,7 @@ fn add_entries(
     build: Isa,
 ) {
     let Some(budget) = budget else {
-        accumulate_i64(xt, g, p, idx, val, total, build);
+        accumulate_i64(xt, g, (p, idx, val), total, build);
         return;
     };
     while !idx.is_empty() {
@@ -327,7 +327,13 @@ fn add_entries(
             flush(part, total);
             s.used = 0;
             if u64::from(val[take].unsigned_abs()) > budget {
-                accumulate_i64(xt, g, p, &idx[take..=take], &val[take..=take], total, build);
+                accumulate_i64(
+                    xt,
+                    g,
+                    (p, &idx[take..=take], &val[take..=take]),
+                    total,
+                    build,
+                );
                 take += 1;
             }
         }
@@ -350,58 +356,39 @@ fn patch_start(g: &Geometry, p: Plane, i: usize) -> usize {
     p.image + g.at[i - p.first]
 }
 
+/// The entries of one plane a loop adds: the plane, their flat indices and their values.
+type Run<'a> = (Plane, &'a [usize], &'a [i32]);
+
 macro_rules! accumulate {
     ($name:ident, $avx2:ident, $avx512:ident, $impl:ident, $acc:ty) => {
-        fn $name(
-            xt: &[i16],
-            g: &Geometry,
-            p: Plane,
-            idx: &[usize],
-            val: &[i32],
-            acc: &mut [$acc],
-            build: Isa,
-        ) {
+        fn $name(xt: &[i16], g: &Geometry, run: Run<'_>, acc: &mut [$acc], build: Isa) {
             #[cfg(nitro_x86_simd)]
             match build {
                 // SAFETY (both): `loop_build` saw the instruction set allowed and detected; the
                 // body is the same safe code, compiled for it.
-                Isa::Avx512Vnni => return unsafe { $avx512(xt, g, p, idx, val, acc) },
-                Isa::Avx2 => return unsafe { $avx2(xt, g, p, idx, val, acc) },
+                Isa::Avx512Vnni => return unsafe { $avx512(xt, g, run, acc) },
+                Isa::Avx2 => return unsafe { $avx2(xt, g, run, acc) },
                 _ => {}
             }
             let _ = build;
-            $impl(xt, g, p, idx, val, acc)
+            $impl(xt, g, run, acc)
         }
 
         #[cfg(nitro_x86_simd)]
         #[target_feature(enable = "avx512f,avx512bw")]
-        unsafe fn $avx512(
-            xt: &[i16],
-            g: &Geometry,
-            p: Plane,
-            idx: &[usize],
-            val: &[i32],
-            acc: &mut [$acc],
-        ) {
-            $impl(xt, g, p, idx, val, acc)
+        unsafe fn $avx512(xt: &[i16], g: &Geometry, run: Run<'_>, acc: &mut [$acc]) {
+            $impl(xt, g, run, acc)
         }
 
         #[cfg(nitro_x86_simd)]
         #[target_feature(enable = "avx2")]
-        unsafe fn $avx2(
-            xt: &[i16],
-            g: &Geometry,
-            p: Plane,
-            idx: &[usize],
-            val: &[i32],
-            acc: &mut [$acc],
-        ) {
-            $impl(xt, g, p, idx, val, acc)
+        unsafe fn $avx2(xt: &[i16], g: &Geometry, run: Run<'_>, acc: &mut [$acc]) {
+            $impl(xt, g, run, acc)
         }
 
         /// `acc += δ·patch` for every entry, as plain slice loops the compiler vectorises.
         #[inline(always)]
-        fn $impl(xt: &[i16], g: &Geometry, p: Plane, idx: &[usize], val: &[i32], acc: &mut [$acc]) {
+        fn $impl(xt: &[i16], g: &Geometry, (p, idx, val): Run<'_>, acc: &mut [$acc]) {
             let kc = g.k * g.c;
             let stride = g.wp * g.c;
             for (&i, &d) in idx.iter().zip(val) {
@@ -452,7 +439,7 @@ fn accumulate_i32(
     if matches!(build, Isa::Avx512Vnni | Isa::Avx2) && pairs_usable(build) {
         return accumulate_pairs(xt, g, p, idx, val, acc, build);
     }
-    accumulate_i32_loop(xt, g, p, idx, val, acc, build)
+    accumulate_i32_loop(xt, g, (p, idx, val), acc, build)
 }
 
 /// [`accumulate_i32`] through the pair kernel of `build` (AVX-512 VNNI or AVX2, detected).
@@ -502,7 +489,7 @@ fn accumulate_pairs(
             if done < kc {
                 pair_tails(xt, &pairs[..np], shape, done, acc);
             }
-            accumulate_i32_loop(xt, g, p, &rest.0[..nr], &rest.1[..nr], acc, build);
+            accumulate_i32_loop(xt, g, (p, &rest.0[..nr], &rest.1[..nr]), acc, build);
         }
     }
 }
@@ -636,7 +623,7 @@ fn pairs_self_check(build: Isa) -> bool {
     let ckk = g.k * g.k * g.c;
     let mut want = alloc::vec![7i32; ckk];
     let mut got = want.clone();
-    accumulate_i32_loop(&xt, &g, p, &idx, &val, &mut want, Isa::Portable);
+    accumulate_i32_loop(&xt, &g, (p, &idx, &val), &mut want, Isa::Portable);
     accumulate_pairs(&xt, &g, p, &idx, &val, &mut got, build);
     got == want
 }
@@ -667,59 +654,27 @@ mod tests {
 
     #[test]
     fn sparse_delta_checks_its_groups() {
-        // 1×2×1×2: filter 0 owns flat 0..2, filter 1 owns 2..4.
-        assert!(SparseDelta::new(
-            (1, 2, 1, 2),
-            alloc::vec![0, 1, 2],
-            alloc::vec![1, 3],
-            alloc::vec![5, -5]
-        )
-        .is_ok());
-        assert!(SparseDelta::new(
-            (1, 2, 1, 2),
-            alloc::vec![0, 1, 2],
-            alloc::vec![2, 3],
-            alloc::vec![5, -5]
-        )
-        .is_err());
-        assert!(SparseDelta::new(
-            (1, 2, 1, 2),
-            alloc::vec![0, 2],
-            alloc::vec![0, 1],
-            alloc::vec![1, 1]
-        )
-        .is_err());
-        assert!(SparseDelta::new(
-            (1, 2, 1, 2),
-            alloc::vec![0, 1, 1],
-            alloc::vec![0],
-            alloc::vec![]
-        )
-        .is_err());
-        // 2×1×1×2: groups are image-major planes, image 0 owns flat 0..2, image 1 owns 2..4.
-        let two = SparseDelta::new(
-            (2, 1, 1, 2),
-            alloc::vec![0, 1, 2],
-            alloc::vec![1, 3],
-            alloc::vec![5, -5],
-        )
-        .unwrap();
+        let make = |dim, starts: &[usize], index: &[usize], value: &[i32]| {
+            SparseDelta::new(dim, starts.to_vec(), index.to_vec(), value.to_vec())
+        };
+        // (dim, starts, indices, values, valid?)
+        let cases: [(_, &[usize], &[usize], &[i32], bool); 7] = [
+            // 1×2×1×2: filter 0 owns flat 0..2, filter 1 owns 2..4.
+            ((1, 2, 1, 2), &[0, 1, 2], &[1, 3], &[5, -5], true),
+            ((1, 2, 1, 2), &[0, 1, 2], &[2, 3], &[5, -5], false),
+            ((1, 2, 1, 2), &[0, 2], &[0, 1], &[1, 1], false),
+            ((1, 2, 1, 2), &[0, 1, 1], &[0], &[], false),
+            // 2×1×1×2: groups are image-major planes, image 0 owns flat 0..2, image 1 owns 2..4.
+            ((2, 1, 1, 2), &[0, 1, 2], &[1, 3], &[5, -5], true),
+            ((2, 1, 1, 2), &[0, 1, 2], &[3, 1], &[5, -5], false),
+            // One start per filter (the old grouping) does not describe two images.
+            ((2, 1, 1, 2), &[0, 2], &[1, 3], &[5, -5], false),
+        ];
+        for (i, (dim, starts, index, value, valid)) in cases.into_iter().enumerate() {
+            assert_eq!(make(dim, starts, index, value).is_ok(), valid, "case {i}");
+        }
+        let two = make((2, 1, 1, 2), &[0, 1, 2], &[1, 3], &[5, -5]).unwrap();
         assert_eq!(two.plane(1, 0), (&[3usize][..], &[-5i32][..]));
-        assert!(SparseDelta::new(
-            (2, 1, 1, 2),
-            alloc::vec![0, 1, 2],
-            alloc::vec![3, 1],
-            alloc::vec![5, -5]
-        )
-        .is_err());
-        // One start per filter (the old grouping) no longer describes two images.
-        assert!(SparseDelta::new(
-            (2, 1, 1, 2),
-            alloc::vec![0, 2],
-            alloc::vec![1, 3],
-            alloc::vec![5, -5]
-        )
-        .is_err());
         let twice = SparseDelta::new(
             (1, 2, 1, 2),
             alloc::vec![0, 2, 2],
