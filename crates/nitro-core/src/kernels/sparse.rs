@@ -657,8 +657,15 @@ mod tests {
         let make = |dim, starts: &[usize], index: &[usize], value: &[i32]| {
             SparseDelta::new(dim, starts.to_vec(), index.to_vec(), value.to_vec())
         };
-        // (dim, starts, indices, values, valid?)
-        let cases: [(_, &[usize], &[usize], &[i32], bool); 7] = [
+        /// (dim, starts, indices, values, valid?)
+        type Case = (
+            (usize, usize, usize, usize),
+            &'static [usize],
+            &'static [usize],
+            &'static [i32],
+            bool,
+        );
+        let cases: [Case; 7] = [
             // 1×2×1×2: filter 0 owns flat 0..2, filter 1 owns 2..4.
             ((1, 2, 1, 2), &[0, 1, 2], &[1, 3], &[5, -5], true),
             ((1, 2, 1, 2), &[0, 1, 2], &[2, 3], &[5, -5], false),
