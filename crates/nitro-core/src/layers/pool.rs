@@ -403,9 +403,9 @@ impl Pool2d {
         Ok(Array4::from_shape_vec((n, c, h, w), out).expect("sizes"))
     }
 
-    /// [`Pool2d::backward`] of a max pool as its non-zero entries, grouped by channel: each
-    /// window's `δ` at its saved arg-max, nothing for a padding maximum or a zero `δ`. The dense
-    /// form ([`SparseDelta::to_dense`]) equals what [`Pool2d::backward`] returns; average
+    /// [`Pool2d::backward`] of a max pool as its non-zero entries, one group per image and
+    /// channel (image-major): each window's `δ` at its saved arg-max, nothing for a padding
+    /// maximum or a zero `δ`. The dense form ([`SparseDelta::to_dense`]) equals what [`Pool2d::backward`] returns; average
     /// pooling spreads every `δ` over its window and is refused.
     pub fn backward_sparse(&mut self, delta: ArrayView4<'_, i32>) -> Result<SparseDelta> {
         if self.kind != PoolKind::Max {
