@@ -42,7 +42,7 @@ for n in 1 2 4 8 16 32; do
   echo
 done
 echo "== GEMM 50176x1152x256 (VGG8B block 2) by threads"
-for n in 1 2 "$(nproc)"; do
+for n in $(printf '%s\n' 1 2 "$(nproc)" | sort -nu); do
   echo -n "threads $n: "
   RAYON_NUM_THREADS=$n timeout 120 "$B/gemm_speed" 50176 1152 256 3
 done

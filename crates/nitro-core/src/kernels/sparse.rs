@@ -238,12 +238,6 @@ fn filters_per_block(ckk: usize, f: usize) -> usize {
     by_cache.min(by_threads).max(1)
 }
 
-/// One filter's running sums inside [`filter_block`].
-struct FilterSums {
-    /// `Σ|δ|` of the current `i32` run.
-    used: u64,
-}
-
 /// The gradient rows (`C×k×k` order) of the filters from `f0` on that `rows` holds. Images are
 /// visited one at a time, each adding every filter's entries of that image (consecutive groups
 /// of the error, one sequential run), so that the image's patches are read from cache while
@@ -259,7 +253,8 @@ fn filter_block(
 ) {
     let ckk = g.c * g.k * g.k;
     let nf = rows.len() / ckk.max(1);
-    let mut sums: Vec<FilterSums> = (0..nf).map(|_| FilterSums { used: 0 }).collect();
+    // Per filter, `Σ|δ|` of its current `i32` run.
+    let mut used = alloc::vec![0u64; nf];
     // Largest `Σ|δ|` of a proven i32 run (`budget·max|x| ≤ 2³¹−1`); none without narrow sums.
     let budget = how
         .narrow
@@ -269,14 +264,14 @@ fn filter_block(
     let mut part = alloc::vec![0i32; nf * ckk];
     let (n, filters) = (delta.dim.0, delta.dim.1);
     for m in 0..n {
-        for (j, s) in sums.iter_mut().enumerate() {
+        for (j, u) in used.iter_mut().enumerate() {
             let (idx, val) = delta.plane(m, f0 + j);
             let (tj, pj) = (
                 &mut total[j * ckk..(j + 1) * ckk],
                 &mut part[j * ckk..(j + 1) * ckk],
             );
             let plane = Plane::new(g, m, f0 + j, filters);
-            add_entries(xt, g, plane, idx, val, budget, s, tj, pj, how.build);
+            add_entries(xt, g, (plane, idx, val), budget, u, tj, pj, how.build);
         }
     }
     for (pj, tj) in part.chunks_exact_mut(ckk).zip(total.chunks_exact_mut(ckk)) {
@@ -299,11 +294,9 @@ fn filter_block(
 fn add_entries(
     xt: &[i16],
     g: &Geometry,
-    p: Plane,
-    mut idx: &[usize],
-    mut val: &[i32],
+    (p, mut idx, mut val): Run<'_>,
     budget: Option<u64>,
-    s: &mut FilterSums,
+    used: &mut u64,
     total: &mut [i64],
     part: &mut [i32],
     build: Isa,
@@ -315,8 +308,8 @@ fn add_entries(
     while !idx.is_empty() {
         let mut take = 0;
         for &v in val {
-            match s.used.checked_add(u64::from(v.unsigned_abs())) {
-                Some(u) if u <= budget => s.used = u,
+            match used.checked_add(u64::from(v.unsigned_abs())) {
+                Some(u) if u <= budget => *used = u,
                 _ => break,
             }
             take += 1;
@@ -325,7 +318,7 @@ fn add_entries(
         if take < idx.len() {
             // The next entry does not fit this run: close it.
             flush(part, total);
-            s.used = 0;
+            *used = 0;
             if u64::from(val[take].unsigned_abs()) > budget {
                 accumulate_i64(
                     xt,
