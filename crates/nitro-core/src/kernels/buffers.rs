@@ -10,6 +10,14 @@ use alloc::vec::Vec;
 #[cfg(feature = "std")]
 const KEEP: usize = 32;
 
+/// Smaller buffers are not kept (the allocator serves them cheaply).
+#[cfg(feature = "std")]
+const MIN_KEPT: usize = 4096;
+
+/// A kept buffer serves requests down to `1/SLACK` of its capacity.
+#[cfg(feature = "std")]
+const SLACK: usize = 2;
+
 /// Element types with a free list.
 pub(crate) trait Reusable: Copy + Default + 'static {
     #[cfg(feature = "std")]
@@ -60,24 +68,35 @@ pub(crate) fn take_dirty<T: Reusable>(len: usize) -> Vec<T> {
     alloc::vec![T::default(); len]
 }
 
-/// The smallest free buffer with capacity for `len`, if any.
+/// A free buffer for `len` elements, if any: of those with capacity for `len` but not more than
+/// [`SLACK`] times it, the smallest already holding `len` elements (no fill needed), else the
+/// smallest. Why the bounds: a short request served by a long buffer gives it back shortened,
+/// and the next long request then fills the difference (a memset of up to megabytes per
+/// step); requests below [`MIN_KEPT`] never find a buffer (none is kept) and allocate.
 #[cfg(feature = "std")]
 fn reuse<T: Reusable>(len: usize) -> Option<Vec<T>> {
+    if len < MIN_KEPT {
+        return None;
+    }
     let mut free = T::list().lock().unwrap_or_else(|e| e.into_inner());
-    let best = free
-        .iter()
+    pick(&free, len).map(|i| free.swap_remove(i))
+}
+
+/// Which of the `free` buffers [`reuse`] takes for `len` elements.
+#[cfg(feature = "std")]
+fn pick<T>(free: &[Vec<T>], len: usize) -> Option<usize> {
+    free.iter()
         .enumerate()
-        .filter(|(_, v)| v.capacity() >= len)
-        .min_by_key(|(_, v)| v.capacity())
-        .map(|(i, _)| i);
-    best.map(|i| free.swap_remove(i))
+        .filter(|(_, v)| (len..=SLACK * len).contains(&v.capacity()))
+        .min_by_key(|(_, v)| (v.len() < len, v.capacity()))
+        .map(|(i, _)| i)
 }
 
 /// Return a buffer for reuse.
 pub(crate) fn give<T: Reusable>(v: Vec<T>) {
     #[cfg(feature = "std")]
     {
-        if v.capacity() < 4096 {
+        if v.capacity() < MIN_KEPT {
             return;
         }
         let mut free = T::list().lock().unwrap_or_else(|e| e.into_inner());
@@ -121,5 +140,28 @@ mod tests {
         let g = take_dirty::<u32>(20_000);
         assert_eq!(g.len(), 20_000);
         give(g);
+    }
+
+    #[test]
+    fn a_buffer_is_picked_that_needs_no_fill_and_is_not_much_too_long() {
+        let filled = |n: usize| alloc::vec![0u32; n];
+        let shortened = |n: usize, len: usize| {
+            let mut v = filled(n);
+            v.truncate(len);
+            v
+        };
+        // The smallest buffer that already holds the elements, before a smaller one that would
+        // have to be filled.
+        let free = [shortened(8_000, 100), filled(9_000), filled(8_500)];
+        assert_eq!(pick(&free, 8_000), Some(2));
+        // Without a filled one, the smallest that fits.
+        let free = [shortened(9_000, 10), shortened(8_000, 10)];
+        assert_eq!(pick(&free, 7_000), Some(1));
+        // Never one more than SLACK times the request, nor one too short.
+        let free = [filled(SLACK * 5_000 + 1), filled(4_999)];
+        assert_eq!(pick(&free, 5_000), None);
+        assert_eq!(pick(&[filled(SLACK * 5_000)], 5_000), Some(0));
+        // Requests below MIN_KEPT never take a kept buffer.
+        assert!(reuse::<u32>(MIN_KEPT - 1).is_none());
     }
 }

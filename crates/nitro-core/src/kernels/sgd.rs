@@ -7,6 +7,7 @@ use crate::arith::{tdiv, DivU31};
 use crate::error::{Error, Result};
 #[cfg(nitro_x86_simd)]
 use crate::kernels::cpu::{loop_build, Isa};
+use crate::kernels::par;
 use alloc::format;
 
 /// The parameters `Plan::new` needs: what an `Sgd` holds.
@@ -43,6 +44,36 @@ pub(crate) fn overflow_at(layer: &str, i: usize, v: i64) -> Error {
 
 /// Parameters per block of the range-checked update loops.
 const LANES: usize = 8;
+
+/// Parameters per part of a pass run on several threads (a multiple of [`LANES`]): smaller
+/// layers stay on the calling thread, where waking the pool would cost more than it saves.
+const PART: usize = 1 << 15;
+
+/// The part length for `n` parameters: all of them in one part unless there are several
+/// threads and more than two parts' worth.
+fn part_len(n: usize) -> usize {
+    if par::threads() > 1 && n > 2 * PART {
+        PART
+    } else {
+        n.max(1)
+    }
+}
+
+/// `f` of every part of equal-length `params` and `grads` (cut by [`part_len`]), in order, on
+/// all threads when there are several parts.
+fn on_parts<R: Send>(
+    params: &[i32],
+    grads: &[i64],
+    f: impl Fn(&[i32], &[i64]) -> R + Sync + Send,
+) -> alloc::vec::Vec<R> {
+    let len = part_len(params.len());
+    if len >= params.len() {
+        return alloc::vec![f(params, grads)];
+    }
+    let mut parts: alloc::vec::Vec<(&[i32], &[i64])> =
+        params.chunks(len).zip(grads.chunks(len)).collect();
+    par::map_mut(&mut parts, |(p, g)| f(p, g))
+}
 
 /// An IntegerSGD step prepared for one update: both divisors as exact multiply-and-shift reciprocals.
 ///
@@ -227,7 +258,17 @@ impl Plan {
         Ok(scan)
     }
 
+    /// [`Plan::scan_part`] of every part, on all threads: each field of [`Scan`] says
+    /// something of every element, so the parts' answers combine with `and`.
     fn scan(&self, params: &[i32], grads: &[i64]) -> Scan {
+        let parts = on_parts(params, grads, |p, g| self.scan_part(p, g));
+        Scan {
+            surely_fits: parts.iter().all(|s| s.surely_fits),
+            narrow: parts.iter().all(|s| s.narrow),
+        }
+    }
+
+    fn scan_part(&self, params: &[i32], grads: &[i64]) -> Scan {
         #[cfg(nitro_x86_simd)]
         match loop_build() {
             // SAFETY (all three entry points): the instruction set is allowed and detected.
@@ -238,7 +279,14 @@ impl Plan {
         self.scan_generic(params, grads)
     }
 
+    /// [`Plan::fits_part`] of every part, on all threads.
     fn fits(&self, params: &[i32], grads: &[i64]) -> bool {
+        on_parts(params, grads, |p, g| self.fits_part(p, g))
+            .into_iter()
+            .all(|f| f)
+    }
+
+    fn fits_part(&self, params: &[i32], grads: &[i64]) -> bool {
         #[cfg(nitro_x86_simd)]
         match loop_build() {
             Isa::Avx512Vnni => return unsafe { self.fits_avx512(params, grads) },
@@ -248,7 +296,16 @@ impl Plan {
         self.fits_generic(params, grads)
     }
 
+    /// Second pass, on all threads for a large layer: every new value depends on its own
+    /// parameter and gradient only, so any cut into parts writes the same bits.
     pub(crate) fn write(&self, params: &mut [i32], grads: &[i64], scan: Scan) {
+        let len = part_len(params.len());
+        par::for_each_chunk_mut(params, len, |i, p| {
+            self.write_part(p, &grads[i * len..i * len + p.len()], scan)
+        });
+    }
+
+    fn write_part(&self, params: &mut [i32], grads: &[i64], scan: Scan) {
         #[cfg(nitro_x86_simd)]
         match loop_build() {
             Isa::Avx512Vnni => return unsafe { self.write_avx512(params, grads, scan.narrow) },
