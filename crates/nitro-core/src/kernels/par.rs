@@ -6,7 +6,9 @@
 use alloc::vec::Vec;
 
 /// Multiply-adds below which a product stays on the calling thread (waking the pool costs more).
-pub(crate) const PAR_MIN_MACS: usize = 1 << 24;
+/// MLP2's largest products (64×784×200, 10 M) run on both threads above it; with the step
+/// inside the pool ([`on_pool`]) 2²¹ was as fast as 2¹⁹ and faster than 2²⁴ (BENCHMARKS.md).
+pub(crate) const PAR_MIN_MACS: usize = 1 << 21;
 
 /// Threads of the current pool (1 without feature `parallel`).
 pub fn threads() -> usize {
@@ -130,6 +132,22 @@ where
     }
 }
 
+/// `f` on a thread of rayon's current pool (the global one outside any), returning its result:
+/// at once when the caller already is one. For the entry points of a step: called from
+/// another thread (a program's main thread, Python's), every parallel loop inside `f` would
+/// otherwise be handed to the pool and waited for on its own, a thread wake-up each (tens of
+/// them per step); from inside the pool they are forked and joined where they run.
+pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    #[cfg(feature = "parallel")]
+    {
+        rayon::scope(|_| f())
+    }
+    #[cfg(not(feature = "parallel"))]
+    {
+        f()
+    }
+}
+
 /// Both closures, possibly at the same time.
 pub fn join<RA: Send, RB: Send>(
     a: impl FnOnce() -> RA + Send,
@@ -171,5 +189,12 @@ mod tests {
         assert_eq!(a, [0, 0, 0, 1, 1, 1, 2, 2, 2]);
         assert_eq!(b, [0, 0, 1, 1, 2, 2]);
         assert_eq!(join(|| 1, || 2), (1, 2));
+        // Called from outside the pool (the test's own thread), `f` runs on one of its threads.
+        #[cfg(feature = "parallel")]
+        {
+            assert!(rayon::current_thread_index().is_none());
+            assert!(on_pool(|| rayon::current_thread_index().is_some()));
+        }
+        assert_eq!(on_pool(|| 7), 7);
     }
 }

@@ -368,8 +368,10 @@ impl Cnn {
     /// Evaluation-mode logits for NCHW images.
     pub fn predict_logits(&self, x: ArrayView4<'_, i8>) -> Result<Array2<i8>> {
         self.check_images(&x, None)?;
-        let features = flatten(self.features_infer(x, self.compat())?);
-        self.tail().infer(features.view())
+        par::on_pool(|| {
+            let features = flatten(self.features_infer(x, self.compat())?);
+            self.tail().infer(features.view())
+        })
     }
 
     /// Predicted classes for rows `N × (C·H·W)` (arg-max, first on ties; algorithm.md §4.4).
@@ -528,29 +530,35 @@ impl Cnn {
         step: &Step<'_>,
         share: Share,
     ) -> Result<StepStats> {
-        let compat = step.compat;
-        let features = flatten(self.features_forward(x, true, compat, share)?);
-        let mut convs = conv_updates(&mut self.stages, Some(step), self.config.conv_amp_adjust);
-        let tail = tail_of!(mut self);
-        tail.compute(features, step, 0, share, &mut convs)
+        par::on_pool(|| {
+            let compat = step.compat;
+            let features = flatten(self.features_forward(x, true, compat, share)?);
+            let mut convs = conv_updates(&mut self.stages, Some(step), self.config.conv_amp_adjust);
+            let tail = tail_of!(mut self);
+            tail.compute(features, step, 0, share, &mut convs)
+        })
     }
 
     /// The step of [`Compat::Reference`], every update staged as it is computed (the
     /// classifier blocks' second update reads the first's result).
     fn step_staged(&mut self, x: ArrayView4<'_, i8>, step: &Step<'_>) -> Result<StepStats> {
-        let compat = step.compat;
-        let share = Share::whole(step.labels.len());
-        let features = flatten(self.features_forward(x, true, compat, share)?);
-        let mut convs = conv_updates(&mut self.stages, Some(step), self.config.conv_amp_adjust);
-        let tail = tail_of!(mut self);
-        tail.train_step(features, step, compat == Compat::Reference, &mut convs)
+        par::on_pool(|| {
+            let compat = step.compat;
+            let share = Share::whole(step.labels.len());
+            let features = flatten(self.features_forward(x, true, compat, share)?);
+            let mut convs = conv_updates(&mut self.stages, Some(step), self.config.conv_amp_adjust);
+            let tail = tail_of!(mut self);
+            tail.train_step(features, step, compat == Compat::Reference, &mut convs)
+        })
     }
 
     /// Apply the gradients the layers hold, all-or-nothing.
     fn apply_held(&mut self, fwd: &Sgd, sub: &Sgd) -> Result<()> {
-        let mut convs = conv_updates(&mut self.stages, None, self.config.conv_amp_adjust);
-        let tail = tail_of!(mut self);
-        tail.apply(fwd, sub, 0, &mut convs)
+        par::on_pool(|| {
+            let mut convs = conv_updates(&mut self.stages, None, self.config.conv_amp_adjust);
+            let tail = tail_of!(mut self);
+            tail.apply(fwd, sub, 0, &mut convs)
+        })
     }
 
     /// After a failed step: drop what the layers saved and staged, restore the generators.

@@ -10,6 +10,7 @@ use crate::data::Normalization;
 use crate::data::Share;
 use crate::error::{Error, Result};
 use crate::init::Init;
+use crate::kernels::par;
 use crate::layers::{ActivationKind, Dropout, Linear, Scaling};
 use crate::loss::{argmax_rows, count_correct_chunked};
 use crate::metrics::StepStats;
@@ -237,7 +238,7 @@ impl Mlp {
     /// Evaluation-mode logits (the output scaling layer's `i8`).
     pub fn predict_logits(&self, x: ArrayView2<'_, i8>) -> Result<Array2<i8>> {
         self.check_batch(&x, None)?;
-        self.tail().infer(x)
+        par::on_pool(|| self.tail().infer(x))
     }
 
     /// Predicted classes (arg-max, first on ties; algorithm.md §4.4).
@@ -392,13 +393,13 @@ impl Mlp {
         share: Share,
     ) -> Result<StepStats> {
         let tail = tail_of!(mut self);
-        tail.compute(x.mapv(i16::from), step, frozen, share, &mut ())
+        par::on_pool(|| tail.compute(x.mapv(i16::from), step, frozen, share, &mut ()))
     }
 
     /// Apply the gradients the layers hold, all-or-nothing.
     fn apply_held(&mut self, step: &Step<'_>, frozen: usize) -> Result<()> {
         let tail = tail_of!(mut self);
-        tail.apply(&step.fwd_sgd, &step.sub_sgd, frozen, &mut ())
+        par::on_pool(|| tail.apply(&step.fwd_sgd, &step.sub_sgd, frozen, &mut ()))
     }
 
     /// After a failed step: drop what the layers saved and staged, restore the generators.
