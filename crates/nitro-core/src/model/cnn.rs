@@ -338,27 +338,42 @@ impl Cnn {
         compat: Compat,
         share: Share,
     ) -> Result<Array4<i16>> {
-        let mut cur: Array4<i16> = x.mapv(i16::from);
+        let mut cur = Features::Input(x);
         for s in &mut self.stages {
             cur = match s {
-                Stage::Block(b) => b.forward(cur.view(), train)?.mapv(i16::from),
-                Stage::Pool(p) => p.values(cur.view(), compat)?,
-                Stage::Dropout(d) => d.forward_share(&to_i8(&cur)?, train, share),
+                Stage::Block(b) => Features::I8(match cur.view() {
+                    View::I8(v) => b.forward(v, train)?,
+                    View::I16(v) => b.forward(v, train)?,
+                }),
+                Stage::Pool(p) => match cur.view() {
+                    View::I8(v) => Features::I8(p.values(v, compat)?),
+                    View::I16(v) => Features::I16(p.values(v, compat)?),
+                },
+                Stage::Dropout(d) => Features::I16(match cur {
+                    Features::I8(a) => d.forward_share(&a, train, share),
+                    other => d.forward_share(&other.into_i8()?, train, share),
+                }),
             };
         }
-        Ok(cur)
+        Ok(cur.into_i16())
     }
 
     fn features_infer(&self, x: ArrayView4<'_, i8>, compat: Compat) -> Result<Array4<i16>> {
-        let mut cur: Array4<i16> = x.mapv(i16::from);
+        let mut cur = Features::Input(x);
         for s in &self.stages {
             cur = match s {
-                Stage::Block(b) => b.infer(cur.view())?.mapv(i16::from),
-                Stage::Pool(p) => p.values(cur.view(), compat)?,
+                Stage::Block(b) => Features::I8(match cur.view() {
+                    View::I8(v) => b.infer(v)?,
+                    View::I16(v) => b.infer(v)?,
+                }),
+                Stage::Pool(p) => match cur.view() {
+                    View::I8(v) => Features::I8(p.values(v, compat)?),
+                    View::I16(v) => Features::I16(p.values(v, compat)?),
+                },
                 Stage::Dropout(_) => cur,
             };
         }
-        Ok(cur)
+        Ok(cur.into_i16())
     }
 
     fn compat(&self) -> Compat {
@@ -734,13 +749,55 @@ fn new_stage(config: &CnnConfig, f: &FeatureShape) -> Result<Stage> {
     })
 }
 
-/// Narrow an `i16` tensor holding `i8` values (dropout input).
-fn to_i8(x: &Array4<i16>) -> Result<Array4<i8>> {
-    let mut out = Array4::<i8>::zeros(x.raw_dim());
-    for (o, &v) in out.iter_mut().zip(x.iter()) {
-        *o = i8::try_from(v).map_err(|_| {
-            Error::config("a Dropout feature must follow a conv block or pool, not another dropout")
-        })?;
+/// The feature maps between stages, in the narrowest type that holds them: the `i8` images and
+/// block outputs (and pools of them) as they are — widening a block-1 output to `i16` was a
+/// fresh 13 MB per VGG8B step — and `i16` after a dropout (the widening takes place where a
+/// stage reads them: the convolution's padded input, or at the end for the classifier).
+enum Features<'a> {
+    Input(ArrayView4<'a, i8>),
+    I8(Array4<i8>),
+    I16(Array4<i16>),
+}
+
+/// A view of [`Features`].
+enum View<'b> {
+    I8(ArrayView4<'b, i8>),
+    I16(ArrayView4<'b, i16>),
+}
+
+impl Features<'_> {
+    fn view(&self) -> View<'_> {
+        match self {
+            Features::Input(v) => View::I8(v.view()),
+            Features::I8(a) => View::I8(a.view()),
+            Features::I16(a) => View::I16(a.view()),
+        }
     }
-    Ok(out)
+
+    fn into_i16(self) -> Array4<i16> {
+        match self {
+            Features::Input(v) => v.mapv(i16::from),
+            Features::I8(a) => a.mapv(i16::from),
+            Features::I16(a) => a,
+        }
+    }
+
+    /// The maps as `i8` (a dropout's input): an error if they hold a value outside `i8`, which
+    /// only another dropout's output can.
+    fn into_i8(self) -> Result<Array4<i8>> {
+        let x = match self {
+            Features::Input(v) => return Ok(v.to_owned()),
+            Features::I8(a) => return Ok(a),
+            Features::I16(a) => a,
+        };
+        let mut out = Array4::<i8>::zeros(x.raw_dim());
+        for (o, &v) in out.iter_mut().zip(x.iter()) {
+            *o = i8::try_from(v).map_err(|_| {
+                Error::config(
+                    "a Dropout feature must follow a conv block or pool, not another dropout",
+                )
+            })?;
+        }
+        Ok(out)
+    }
 }
