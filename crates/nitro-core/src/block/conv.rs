@@ -130,6 +130,22 @@ impl LocalConv2dBlock {
         Ok(h)
     }
 
+    /// The training forward, its output kept only for the local update (no copy returned):
+    /// the model reads it as the next stage's input through [`LocalConv2dBlock::kept_output`].
+    pub(crate) fn forward_kept<T: Int>(&mut self, x: ArrayView4<'_, T>) -> Result<()>
+    where
+        i16: From<T>,
+    {
+        let scaled = self.conv.forward_scaled(x, true, &self.conv_scale)?;
+        self.saved_out = Some(self.act.forward(scaled, true));
+        Ok(())
+    }
+
+    /// The output the last training forward kept, until the local update takes it.
+    pub(crate) fn kept_output(&self) -> Option<&Array4<i8>> {
+        self.saved_out.as_ref()
+    }
+
     /// Evaluation-mode forward.
     pub fn infer<T: Int>(&self, x: ArrayView4<'_, T>) -> Result<Array4<i8>>
     where

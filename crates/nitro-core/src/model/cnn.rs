@@ -339,41 +339,51 @@ impl Cnn {
         share: Share,
     ) -> Result<Array4<i16>> {
         let mut cur = Features::Input(x);
-        for s in &mut self.stages {
-            cur = match s {
-                Stage::Block(b) => Features::I8(match cur.view() {
-                    View::I8(v) => b.forward(v, train)?,
-                    View::I16(v) => b.forward(v, train)?,
+        for i in 0..self.stages.len() {
+            let (done, rest) = self.stages.split_at_mut(i);
+            cur = match &mut rest[0] {
+                Stage::Block(b) if train => {
+                    match cur.view(done)? {
+                        View::I8(v) => b.forward_kept(v)?,
+                        View::I16(v) => b.forward_kept(v)?,
+                    }
+                    Features::Kept(i)
+                }
+                Stage::Block(b) => Features::I8(match cur.view(done)? {
+                    View::I8(v) => b.forward(v, false)?,
+                    View::I16(v) => b.forward(v, false)?,
                 }),
-                Stage::Pool(p) => match cur.view() {
+                Stage::Pool(p) => match cur.view(done)? {
                     View::I8(v) => Features::I8(p.values(v, compat)?),
                     View::I16(v) => Features::I16(p.values(v, compat)?),
                 },
                 Stage::Dropout(d) => Features::I16(match cur {
+                    Features::Input(v) => d.forward_share(&v.to_owned(), train, share),
+                    Features::Kept(j) => d.forward_share(kept(done, j)?, train, share),
                     Features::I8(a) => d.forward_share(&a, train, share),
-                    other => d.forward_share(&other.into_i8()?, train, share),
+                    Features::I16(a) => d.forward_share(&narrow_i8(&a)?, train, share),
                 }),
             };
         }
-        Ok(cur.into_i16())
+        cur.into_i16(&self.stages)
     }
 
     fn features_infer(&self, x: ArrayView4<'_, i8>, compat: Compat) -> Result<Array4<i16>> {
         let mut cur = Features::Input(x);
         for s in &self.stages {
             cur = match s {
-                Stage::Block(b) => Features::I8(match cur.view() {
+                Stage::Block(b) => Features::I8(match cur.view(&[])? {
                     View::I8(v) => b.infer(v)?,
                     View::I16(v) => b.infer(v)?,
                 }),
-                Stage::Pool(p) => match cur.view() {
+                Stage::Pool(p) => match cur.view(&[])? {
                     View::I8(v) => Features::I8(p.values(v, compat)?),
                     View::I16(v) => Features::I16(p.values(v, compat)?),
                 },
                 Stage::Dropout(_) => cur,
             };
         }
-        Ok(cur.into_i16())
+        cur.into_i16(&[])
     }
 
     fn compat(&self) -> Compat {
@@ -752,9 +762,12 @@ fn new_stage(config: &CnnConfig, f: &FeatureShape) -> Result<Stage> {
 /// The feature maps between stages, in the narrowest type that holds them: the `i8` images and
 /// block outputs (and pools of them) as they are — widening a block-1 output to `i16` was a
 /// fresh 13 MB per VGG8B step — and `i16` after a dropout (the widening takes place where a
-/// stage reads them: the convolution's padded input, or at the end for the classifier).
+/// stage reads them: the convolution's padded input, or at the end for the classifier). A
+/// training block's output is read where the block keeps it for its update (`Kept`: the
+/// stage's index), not copied.
 enum Features<'a> {
     Input(ArrayView4<'a, i8>),
+    Kept(usize),
     I8(Array4<i8>),
     I16(Array4<i16>),
 }
@@ -765,39 +778,45 @@ enum View<'b> {
     I16(ArrayView4<'b, i16>),
 }
 
+/// The output block `stages[j]` kept for its update.
+fn kept(stages: &[Stage], j: usize) -> Result<&Array4<i8>> {
+    match stages.get(j) {
+        Some(Stage::Block(b)) => b.kept_output(),
+        _ => None,
+    }
+    .ok_or_else(|| Error::config(format!("stage {j}: no kept training output")))
+}
+
 impl Features<'_> {
-    fn view(&self) -> View<'_> {
-        match self {
+    /// The maps, `done` the stages before the one reading them.
+    fn view<'b>(&'b self, done: &'b [Stage]) -> Result<View<'b>> {
+        Ok(match self {
             Features::Input(v) => View::I8(v.view()),
+            Features::Kept(j) => View::I8(kept(done, *j)?.view()),
             Features::I8(a) => View::I8(a.view()),
             Features::I16(a) => View::I16(a.view()),
-        }
+        })
     }
 
-    fn into_i16(self) -> Array4<i16> {
-        match self {
+    /// The maps widened to `i16` (the classifier's input), `stages` the model's.
+    fn into_i16(self, stages: &[Stage]) -> Result<Array4<i16>> {
+        Ok(match self {
             Features::Input(v) => v.mapv(i16::from),
+            Features::Kept(j) => kept(stages, j)?.mapv(i16::from),
             Features::I8(a) => a.mapv(i16::from),
             Features::I16(a) => a,
-        }
+        })
     }
+}
 
-    /// The maps as `i8` (a dropout's input): an error if they hold a value outside `i8`, which
-    /// only another dropout's output can.
-    fn into_i8(self) -> Result<Array4<i8>> {
-        let x = match self {
-            Features::Input(v) => return Ok(v.to_owned()),
-            Features::I8(a) => return Ok(a),
-            Features::I16(a) => a,
-        };
-        let mut out = Array4::<i8>::zeros(x.raw_dim());
-        for (o, &v) in out.iter_mut().zip(x.iter()) {
-            *o = i8::try_from(v).map_err(|_| {
-                Error::config(
-                    "a Dropout feature must follow a conv block or pool, not another dropout",
-                )
-            })?;
-        }
-        Ok(out)
+/// `i16` maps holding `i8` values (a dropout's input): an error if one is outside `i8`, which
+/// only another dropout's output can be.
+fn narrow_i8(x: &Array4<i16>) -> Result<Array4<i8>> {
+    let mut out = Array4::<i8>::zeros(x.raw_dim());
+    for (o, &v) in out.iter_mut().zip(x.iter()) {
+        *o = i8::try_from(v).map_err(|_| {
+            Error::config("a Dropout feature must follow a conv block or pool, not another dropout")
+        })?;
     }
+    Ok(out)
 }
