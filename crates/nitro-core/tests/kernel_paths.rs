@@ -382,7 +382,8 @@ proptest! {
 #[test]
 fn products_split_across_threads_match_the_oracle() {
     let mut r = Pcg32::new(77, 7);
-    // 262×1031×70 ≈ 18.9 M multiply-adds (threshold: 2²⁴ ≈ 16.8 M); odd sizes cross tile edges.
+    // 262×1031×70 ≈ 18.9 M multiply-adds (well above the threshold, 2²¹ ≈ 2.1 M); odd sizes cross
+    // tile edges.
     let a = cast::<i8>(&matrix(&mut r, 262, 1031, 127, 8));
     let narrow = cast::<i32>(&matrix(&mut r, 70, 1031, 32_767, 32));
     let wide = cast::<i32>(&matrix(&mut r, 70, 1031, 1 << 22, 32));
