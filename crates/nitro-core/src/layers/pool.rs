@@ -405,8 +405,9 @@ impl Pool2d {
 
     /// [`Pool2d::backward`] of a max pool as its non-zero entries, one group per image and
     /// channel (image-major): each window's `δ` at its saved arg-max, nothing for a padding
-    /// maximum or a zero `δ`. The dense form ([`SparseDelta::to_dense`]) equals what [`Pool2d::backward`] returns; average
-    /// pooling spreads every `δ` over its window and is refused.
+    /// maximum or a zero `δ`. The dense form ([`SparseDelta::to_dense`]) equals what
+    /// [`Pool2d::backward`] returns; average pooling spreads every `δ` over its window and is
+    /// refused.
     pub fn backward_sparse(&mut self, delta: ArrayView4<'_, i32>) -> Result<SparseDelta> {
         if self.kind != PoolKind::Max {
             return Err(Error::config(

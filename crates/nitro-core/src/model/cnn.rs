@@ -330,11 +330,10 @@ impl Cnn {
         Ok(())
     }
 
-    /// Feature-extractor forward (training mode saves in each block).
+    /// Feature-extractor training forward: each block keeps what its update needs.
     fn features_forward(
         &mut self,
         x: ArrayView4<'_, i8>,
-        train: bool,
         compat: Compat,
         share: Share,
     ) -> Result<Array4<i16>> {
@@ -342,26 +341,19 @@ impl Cnn {
         for i in 0..self.stages.len() {
             let (done, rest) = self.stages.split_at_mut(i);
             cur = match &mut rest[0] {
-                Stage::Block(b) if train => {
+                Stage::Block(b) => {
                     match cur.view(done)? {
                         View::I8(v) => b.forward_kept(v)?,
                         View::I16(v) => b.forward_kept(v)?,
                     }
                     Features::Kept(i)
                 }
-                Stage::Block(b) => Features::I8(match cur.view(done)? {
-                    View::I8(v) => b.forward(v, false)?,
-                    View::I16(v) => b.forward(v, false)?,
-                }),
-                Stage::Pool(p) => match cur.view(done)? {
-                    View::I8(v) => Features::I8(p.values(v, compat)?),
-                    View::I16(v) => Features::I16(p.values(v, compat)?),
-                },
+                Stage::Pool(p) => cur.view(done)?.pooled(p, compat)?,
                 Stage::Dropout(d) => Features::I16(match cur {
-                    Features::Input(v) => d.forward_share(&v.to_owned(), train, share),
-                    Features::Kept(j) => d.forward_share(kept(done, j)?, train, share),
-                    Features::I8(a) => d.forward_share(&a, train, share),
-                    Features::I16(a) => d.forward_share(&narrow_i8(&a)?, train, share),
+                    Features::Input(v) => d.forward_share(&v.to_owned(), true, share),
+                    Features::Kept(j) => d.forward_share(kept(done, j)?, true, share),
+                    Features::I8(a) => d.forward_share(&a, true, share),
+                    Features::I16(a) => d.forward_share(&narrow_i8(&a)?, true, share),
                 }),
             };
         }
@@ -376,10 +368,7 @@ impl Cnn {
                     View::I8(v) => b.infer(v)?,
                     View::I16(v) => b.infer(v)?,
                 }),
-                Stage::Pool(p) => match cur.view(&[])? {
-                    View::I8(v) => Features::I8(p.values(v, compat)?),
-                    View::I16(v) => Features::I16(p.values(v, compat)?),
-                },
+                Stage::Pool(p) => cur.view(&[])?.pooled(p, compat)?,
                 Stage::Dropout(_) => cur,
             };
         }
@@ -557,7 +546,7 @@ impl Cnn {
     ) -> Result<StepStats> {
         par::on_pool(|| {
             let compat = step.compat;
-            let features = flatten(self.features_forward(x, true, compat, share)?);
+            let features = flatten(self.features_forward(x, compat, share)?);
             let mut convs = conv_updates(&mut self.stages, Some(step), self.config.conv_amp_adjust);
             let tail = tail_of!(mut self);
             tail.compute(features, step, 0, share, &mut convs)
@@ -570,7 +559,7 @@ impl Cnn {
         par::on_pool(|| {
             let compat = step.compat;
             let share = Share::whole(step.labels.len());
-            let features = flatten(self.features_forward(x, true, compat, share)?);
+            let features = flatten(self.features_forward(x, compat, share)?);
             let mut convs = conv_updates(&mut self.stages, Some(step), self.config.conv_amp_adjust);
             let tail = tail_of!(mut self);
             tail.train_step(features, step, compat == Compat::Reference, &mut convs)
@@ -776,6 +765,16 @@ enum Features<'a> {
 enum View<'b> {
     I8(ArrayView4<'b, i8>),
     I16(ArrayView4<'b, i16>),
+}
+
+impl View<'_> {
+    /// The pool of these maps (values only), in the same type.
+    fn pooled<'a>(self, p: &Pool2d, compat: Compat) -> Result<Features<'a>> {
+        Ok(match self {
+            View::I8(v) => Features::I8(p.values(v, compat)?),
+            View::I16(v) => Features::I16(p.values(v, compat)?),
+        })
+    }
 }
 
 /// The output block `stages[j]` kept for its update.
