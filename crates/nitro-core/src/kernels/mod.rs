@@ -5,7 +5,7 @@
 //! * [`gemm`] — the bound proof and the two product engines; `x86` holds every intrinsic.
 //! * [`im2col`] — convolutions lowered onto products, over [`channels_last`] padded inputs;
 //!   [`sparse`] — the weight gradient of a sparse (max-pooled) error.
-//! * `sgd` — the vectorised IntegerSGD update loops.
+//! * `sgd` — the vectorised IntegerSGD update loops; `map` — the layers' element-wise maps.
 //! * [`par`] — every parallel loop of the crate; `buffers` — reused product buffers.
 
 pub(crate) mod buffers;
@@ -13,6 +13,7 @@ pub mod channels_last;
 pub mod cpu;
 pub mod gemm;
 pub mod im2col;
+pub(crate) mod map;
 pub mod par;
 pub(crate) mod sgd;
 pub mod sparse;

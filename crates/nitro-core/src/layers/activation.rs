@@ -4,6 +4,7 @@
 use super::saved::no_forward;
 use crate::arith::{tdiv, DivU31};
 use crate::error::{Error, Result};
+use crate::kernels::map::{map_array, zip_with};
 use crate::kernels::sparse::SparseDelta;
 use alloc::format;
 use ndarray::{Array, Dimension, IxDyn, Zip};
@@ -242,15 +243,21 @@ const TABLE_MIN_LEN: usize = 256;
 /// `δ` but `i32::MIN`, which takes the division).
 #[inline(always)]
 fn backward_by_table(kind: ActivationKind, table: &[DivU31; 256], x: i8, delta: i32) -> i32 {
-    let d = i64::from(delta);
-    let sign = (d >> 63) as u64;
-    let abs = ((d as u64) ^ sign).wrapping_sub(sign);
-    if abs >> 31 == 0 {
-        // |q| ≤ |δ| < 2³¹: fits i32.
-        (table[usize::from(x as u8)].div(abs) ^ sign).wrapping_sub(sign) as i64 as i32
+    if delta != i32::MIN {
+        by_reciprocal(table, x, delta)
     } else {
         kind.backward_scalar(x, delta)
     }
+}
+
+/// [`backward_by_table`] without its branch, for a `δ ≠ i32::MIN` (`|δ| < 2³¹`, the
+/// reciprocal's exact range; `|q| ≤ |δ|` fits `i32`): the loop over a tensor vectorises.
+#[inline(always)]
+fn by_reciprocal(table: &[DivU31; 256], x: i8, delta: i32) -> i32 {
+    let d = i64::from(delta);
+    let sign = (d >> 63) as u64;
+    let abs = ((d as u64) ^ sign).wrapping_sub(sign);
+    (table[usize::from(x as u8)].div(abs) ^ sign).wrapping_sub(sign) as i64 as i32
 }
 
 /// The bipolar mask sign at a flat index of a tensor of `shape` (algorithm.md §3.4):
@@ -308,7 +315,7 @@ impl Activation {
             y
         } else if x.len() >= TABLE_MIN_LEN {
             let table = k.forward_table();
-            x.mapv(|v| table[usize::from(v as u8)])
+            map_array(x.view(), |v: i8| table[usize::from(v as u8)])
         } else {
             x.mapv(|v| k.forward_scalar(v))
         }
@@ -381,11 +388,15 @@ pub fn backward_with_input<D: Dimension>(
         let x = x
             .into_shape_with_order(delta.raw_dim())
             .expect("same shape checked");
-        match &table {
-            Some(t) => Zip::from(&mut delta)
+        match (&table, x.as_slice(), delta.as_slice_mut()) {
+            // Contiguous and without i32::MIN (a scan that vectorises): branch-free.
+            (Some(t), Some(xs), Some(ds)) if !ds.contains(&i32::MIN) => {
+                zip_with(xs, ds, |xv, d| by_reciprocal(t, xv, d))
+            }
+            (Some(t), _, _) => Zip::from(&mut delta)
                 .and(&x)
                 .for_each(|d, &xv| *d = backward_by_table(kind, t, xv, *d)),
-            None => Zip::from(&mut delta)
+            (None, _, _) => Zip::from(&mut delta)
                 .and(&x)
                 .for_each(|d, &xv| *d = kind.backward_scalar(xv, *d)),
         }

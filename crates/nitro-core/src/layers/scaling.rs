@@ -3,7 +3,7 @@
 
 use crate::arith::{clip8, tdiv, DivU31};
 use crate::error::{Error, Result};
-use crate::kernels::par;
+use crate::kernels::map::map_array;
 use ndarray::{Array, Dimension};
 
 /// Scaling by `2⁸ · fan_in` back to the symmetric `i8` range.
@@ -54,18 +54,7 @@ impl Scaling {
 
     /// Forward: `clip8(tdiv(z, SF))` element-wise.
     pub fn forward<D: Dimension>(&self, z: &Array<i64, D>) -> Array<i8, D> {
-        let one = self.scalar();
-        if z.len() >= 1 << 16 {
-            if let Some(src) = z.as_slice() {
-                let mut out = alloc::vec![0i8; src.len()];
-                par::for_each_chunk_mut(&mut out, 1 << 14, |i, o| {
-                    let s = &src[i << 14..];
-                    o.iter_mut().zip(s).for_each(|(o, &v)| *o = one(v));
-                });
-                return Array::from_shape_vec(z.raw_dim(), out).expect("same shape");
-            }
-        }
-        z.mapv(one)
+        map_array(z.view(), self.scalar())
     }
 
     /// [`Scaling::forward`] of a product that is not needed afterwards: its buffer goes back

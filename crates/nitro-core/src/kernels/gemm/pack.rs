@@ -196,6 +196,13 @@ fn pack_impl<T: Int, const W: usize>(a: &ArrayView2<'_, T>, how: Narrow) -> Opti
     let mut data = buffers::take_dirty::<u32>(rows.div_ceil(W) * kp * W);
     let row_major = k > 0 && a.strides()[1] == 1;
     let col_major = k > 0 && m > 0 && a.strides()[0] == 1;
+    // Full B panels of a contiguous row-major operand, taken as it is: 16 pairs at a time by
+    // the AVX-512 transpose (the pairs past the last multiple of 16 as below).
+    // A column-major operand whose columns follow each other: all its values, column by column.
+    let at = a.t();
+    let columns = if col_major { at.as_slice() } else { None };
+    #[cfg(nitro_x86_simd)]
+    let by_vectors = how == Narrow::Direct && loop_build() == Isa::Avx512Vnni;
     for_panels(&mut data, kp * W, |p, dst| {
         let live = W.min(rows - p * W);
         if live < W {
@@ -204,15 +211,42 @@ fn pack_impl<T: Int, const W: usize>(a: &ArrayView2<'_, T>, how: Narrow) -> Opti
         let srcs: [(usize, u32, i32); W] =
             core::array::from_fn(|r| source(how, m, (p * W + r).min(rows - 1)));
         if row_major {
+            #[cfg(nitro_x86_simd)]
+            let done = match by_vectors && live == W {
+                true => panel_by_vectors::<T, W>(a, p * W, dst),
+                false => 0,
+            };
+            #[cfg(not(nitro_x86_simd))]
+            let done = 0;
             for (r, &(src, sh, mask)) in srcs.iter().enumerate().take(live) {
                 let row = a.row(src);
                 let row = row.as_slice().expect("unit stride row");
                 let conv = |v: T| (Into::<i32>::into(v) >> sh) & mask;
-                for (d, pair) in dst.chunks_exact_mut(W).zip(row.chunks_exact(2)) {
+                for (d, pair) in dst.chunks_exact_mut(W).zip(row.chunks_exact(2)).skip(done) {
                     d[r] = word(conv(pair[0]), conv(pair[1]));
                 }
                 if k % 2 == 1 {
                     dst[(kp - 1) * W + r] = word(conv(row[k - 1]), 0);
+                }
+            }
+        } else if let (Some(cols), Narrow::Direct, true) = (columns.as_ref(), how, live == W) {
+            // A full panel of a contiguous column-major operand as it is: each pair's W words
+            // from two runs of W consecutive values, a loop that vectorises.
+            let base = p * W;
+            for (q, d) in dst.chunks_exact_mut(W).enumerate() {
+                let c0 = &cols[2 * q * m + base..][..W];
+                match 2 * q + 1 < k {
+                    true => {
+                        let c1 = &cols[(2 * q + 1) * m + base..][..W];
+                        for ((d, &x0), &x1) in d.iter_mut().zip(c0).zip(c1) {
+                            *d = word(x0.into(), x1.into());
+                        }
+                    }
+                    false => {
+                        for (d, &x0) in d.iter_mut().zip(c0) {
+                            *d = word(x0.into(), 0);
+                        }
+                    }
                 }
             }
         } else if col_major {
@@ -250,6 +284,55 @@ fn pack_impl<T: Int, const W: usize>(a: &ArrayView2<'_, T>, how: Narrow) -> Opti
         kp,
         max: mx,
     })
+}
+
+/// The first pairs of the full panel of rows `r0..r0 + W` (`W` = [`NR`] or [`MR`]) of a
+/// contiguous operand of `i8`, `i16` or `i32` values (all within ±32767) by AVX-512 shuffles:
+/// how many pairs it packed, a multiple of 16 (0 for another layout, width or element type).
+/// Only under an AVX-512 loop build.
+#[cfg(nitro_x86_simd)]
+fn panel_by_vectors<T: Int, const W: usize>(
+    a: &ArrayView2<'_, T>,
+    r0: usize,
+    dst: &mut [u32],
+) -> usize {
+    use crate::kernels::x86::avx512::{pack_panel16, pack_panel6, PairRow};
+    use core::any::TypeId;
+    fn rows_as<U: PairRow, T: Int, const W: usize>(
+        all: &[T],
+        k: usize,
+        r0: usize,
+        pairs: usize,
+        dst: &mut [u32],
+    ) {
+        debug_assert_eq!(TypeId::of::<U>(), TypeId::of::<T>());
+        // SAFETY: U and T are the same type (checked by the caller with their TypeIds).
+        let all = unsafe { core::slice::from_raw_parts(all.as_ptr() as *const U, all.len()) };
+        let rows: [&[U]; W] = core::array::from_fn(|r| &all[(r0 + r) * k..(r0 + r + 1) * k]);
+        // SAFETY (both): the caller's build is AVX-512 (loop_build: allowed and detected);
+        // every value is within ±32767 (the operand's bound was checked before packing).
+        match W {
+            NR => unsafe { pack_panel16(&rows, pairs, dst) },
+            _ => unsafe { pack_panel6(&rows, pairs, dst) },
+        }
+    }
+    let (Some(all), k) = (a.as_slice(), a.ncols()) else {
+        return 0;
+    };
+    let pairs = k / 32 * 16;
+    let id = TypeId::of::<T>();
+    if pairs == 0 || (W != NR && W != MR) {
+        return 0;
+    } else if id == TypeId::of::<i32>() {
+        rows_as::<i32, T, W>(all, k, r0, pairs, dst);
+    } else if id == TypeId::of::<i16>() {
+        rows_as::<i16, T, W>(all, k, r0, pairs, dst);
+    } else if id == TypeId::of::<i8>() {
+        rows_as::<i8, T, W>(all, k, r0, pairs, dst);
+    } else {
+        return 0;
+    }
+    pairs
 }
 
 /// Run `fill(panel, storage)` over consecutive panels of `len` words each — on several threads
@@ -335,5 +418,113 @@ impl Packed16 {
     /// Return the packed storage for reuse.
     pub(crate) fn release(self) {
         buffers::give(self.data);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::cpu::{set_dispatch, Dispatch};
+    use ndarray::{s, Array2};
+
+    /// The panels of `a` (`w` rows each) by their definition (module docs), element by element.
+    fn reference<T: Int>(a: &ArrayView2<'_, T>, w: usize) -> Vec<u32> {
+        let (m, k) = a.dim();
+        let kp = k.div_ceil(2);
+        let at = |i: usize, t: usize| match i < m && t < k {
+            true => Into::<i32>::into(a[(i, t)]),
+            false => 0,
+        };
+        let mut out = Vec::new();
+        for p in 0..m.div_ceil(w) {
+            for q in 0..kp {
+                for r in 0..w {
+                    out.push(word(at(p * w + r, 2 * q), at(p * w + r, 2 * q + 1)));
+                }
+            }
+        }
+        out
+    }
+
+    /// The A and the B packing of `a` under `isa`, checked against [`reference`].
+    fn packed<T: Int>(a: &ArrayView2<'_, T>, isa: Isa) -> [(Vec<u32>, u64); 2] {
+        set_dispatch(Dispatch::new(true, isa));
+        let packs = [
+            (pack_a(a, Narrow::Direct), MR),
+            (pack_b(a, Narrow::Direct), NR),
+        ];
+        packs.map(|(p, w)| {
+            let p = p.expect("values within i16");
+            assert_eq!(
+                p.data,
+                reference(a, w),
+                "{isa}: {w}-row panels of {:?}",
+                a.dim()
+            );
+            let out = (p.data.clone(), p.max);
+            p.release();
+            out
+        })
+    }
+
+    /// Every build packs A and B panels word for word as the portable loop does — full and
+    /// partial panels, reductions around multiples of 32 (the AVX-512 transpose's block and its tail),
+    /// odd ones, each element type, contiguous and sliced operands. (Tests running meanwhile
+    /// see the forced dispatch too: every path computes the same integers.)
+    #[test]
+    fn every_build_packs_like_the_portable_loop() {
+        fn check<T: Int + core::fmt::Debug>(conv: impl Fn(i32) -> T) {
+            let mut state = 0x2545_f491u64;
+            let mut next = move || {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 33) % 255) as i32 - 127
+            };
+            for (n, k) in [
+                (16, 32),
+                (16, 31),
+                (17, 33),
+                (40, 64),
+                (33, 100),
+                (48, 784),
+                (5, 70),
+                (6, 96),
+                (13, 64),
+            ] {
+                let a = Array2::from_shape_fn((n, k), |_| conv(next()));
+                let want = packed(&a.view(), Isa::Portable);
+                let sliced = a.slice(s![1.., ..k - 1]);
+                let want_sliced = packed(&sliced, Isa::Portable);
+                // Column-major: the transpose of a contiguous array, and of a sliced one.
+                let b = Array2::from_shape_fn((k, n), |_| conv(next()));
+                let (bt, bts) = (b.t(), b.slice(s![..k - 1, 1..]).reversed_axes());
+                let want_t = [packed(&bt, Isa::Portable), packed(&bts, Isa::Portable)];
+                for isa in Isa::ALL.into_iter().filter(|i| i.detected()) {
+                    assert_eq!(packed(&a.view(), isa), want, "{isa} {n}×{k}");
+                    assert_eq!(packed(&sliced, isa), want_sliced, "{isa} {n}×{k} sliced");
+                    assert_eq!(packed(&bt, isa), want_t[0], "{isa} {n}×{k} transposed");
+                    assert_eq!(
+                        packed(&bts, isa),
+                        want_t[1],
+                        "{isa} {n}×{k} sliced, transposed"
+                    );
+                }
+            }
+            set_dispatch(Dispatch::default());
+        }
+        check(|v| v as i8);
+        check(|v| (v * 200) as i16);
+        check(|v| v * 258);
+        // ±32767 itself (the narrowing's edge).
+        let a = Array2::from_shape_fn(
+            (16, 64),
+            |(i, j)| if (i + j) % 2 == 0 { 32_767 } else { -32_767 },
+        );
+        let want = packed(&a.view(), Isa::Portable);
+        for isa in Isa::ALL.into_iter().filter(|i| i.detected()) {
+            assert_eq!(packed(&a.view(), isa), want, "{isa} edges");
+        }
+        set_dispatch(Dispatch::default());
     }
 }

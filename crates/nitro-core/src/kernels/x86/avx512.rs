@@ -147,3 +147,178 @@ pub(crate) unsafe fn sparse_chunk<const R: usize>(
         }
     }
 }
+
+/// An element type whose rows [`pack_panel16`] reads: 32 consecutive values as the 16 pair
+/// words `(v[2j], v[2j+1])` (even term in the low half) of one 512-bit vector.
+pub(crate) trait PairRow: Copy + 'static {
+    /// The 16 pair words of the 32 values at `p`.
+    ///
+    /// # Safety
+    /// AVX-512 F and BW; `p` must point at 32 readable values, each within ±32767 (the
+    /// narrowing to `i16` of `i32` values is a truncation, exact in that range).
+    unsafe fn words(p: *const Self) -> __m512i;
+}
+
+impl PairRow for i8 {
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn words(p: *const i8) -> __m512i {
+        // SAFETY: 32 bytes readable (caller); the instruction sets are enabled by the caller.
+        unsafe { _mm512_cvtepi8_epi16(_mm256_loadu_si256(p as *const _)) }
+    }
+}
+
+impl PairRow for i16 {
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn words(p: *const i16) -> __m512i {
+        // SAFETY: 64 bytes readable (caller).
+        unsafe { _mm512_loadu_si512(p as *const _) }
+    }
+}
+
+impl PairRow for i32 {
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn words(p: *const i32) -> __m512i {
+        // SAFETY: 128 bytes readable (caller); each value fits i16, so truncating is exact.
+        unsafe {
+            let lo = _mm512_cvtepi32_epi16(_mm512_loadu_si512(p as *const _));
+            let hi = _mm512_cvtepi32_epi16(_mm512_loadu_si512(p.add(16) as *const _));
+            _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+        }
+    }
+}
+
+/// The first `pairs` pairs (a multiple of 16) of a B panel ([`NR`] = 16 rows, the layout of
+/// `gemm::pack`): `dst[q·16 + r]` = row `r`'s pair word `q`. Sixteen rows' words for 16 pairs
+/// are loaded as a 16×16 matrix of `u32` and transposed in registers (four rounds of 16
+/// shuffles), so each pair's 16 lanes are one store — instead of one store per word.
+///
+/// # Safety
+/// The CPU must have AVX-512 F and BW; every value in the first `2·pairs` of each row must be
+/// within ±32767.
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(crate) unsafe fn pack_panel16<T: PairRow>(rows: &[&[T]], pairs: usize, dst: &mut [u32]) {
+    assert!(rows.len() == NR && pairs.is_multiple_of(16) && dst.len() >= pairs * NR);
+    assert!(rows.iter().all(|r| r.len() >= 2 * pairs));
+    let mut q0 = 0;
+    while q0 < pairs {
+        // SAFETY: each row holds 2·pairs ≥ 2·q0 + 32 values (asserted); the destination holds
+        // pairs·16 ≥ (q0 + 16)·16 words.
+        unsafe {
+            let m: [__m512i; 16] = core::array::from_fn(|r| T::words(rows[r].as_ptr().add(2 * q0)));
+            let t = transpose16(m);
+            for (j, v) in t.iter().enumerate() {
+                _mm512_storeu_si512(dst.as_mut_ptr().add((q0 + j) * NR) as *mut _, *v);
+            }
+        }
+        q0 += 16;
+    }
+}
+
+/// The transpose of a 16×16 matrix of `u32` held as 16 row vectors: output `j` holds element
+/// `j` of every input, in input order.
+///
+/// # Safety
+/// The CPU must have AVX-512 F.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn transpose16(m: [__m512i; 16]) -> [__m512i; 16] {
+    // Round 1 (within 128-bit lanes): a[2i] = (m[2i][4L], m[2i+1][4L], m[2i][4L+1], m[2i+1][4L+1])
+    // per lane L; a[2i+1] the same for elements 4L+2, 4L+3.
+    let a: [__m512i; 16] = core::array::from_fn(|n| {
+        let (x, y) = (m[n & !1], m[n | 1]);
+        if n % 2 == 0 {
+            _mm512_unpacklo_epi32(x, y)
+        } else {
+            _mm512_unpackhi_epi32(x, y)
+        }
+    });
+    // Round 2: b[4i + c] holds, in lane L, element 4L + c of rows 4i..4i+4.
+    let b: [__m512i; 16] = core::array::from_fn(|n| {
+        let (i, c) = (n / 4, n % 4);
+        let (x, y) = (a[4 * i + c / 2], a[4 * i + 2 + c / 2]);
+        if c % 2 == 0 {
+            _mm512_unpacklo_epi64(x, y)
+        } else {
+            _mm512_unpackhi_epi64(x, y)
+        }
+    });
+    // Rounds 3 and 4: per c, a 4×4 transpose of 128-bit lanes across b[c], b[4+c], b[8+c],
+    // b[12+c]; output 4L + c is lane L of each, in that order.
+    let mut out = [_mm512_setzero_si512(); 16];
+    for c in 0..4 {
+        let u0 = _mm512_shuffle_i32x4::<0x44>(b[c], b[4 + c]);
+        let u1 = _mm512_shuffle_i32x4::<0xee>(b[c], b[4 + c]);
+        let u2 = _mm512_shuffle_i32x4::<0x44>(b[8 + c], b[12 + c]);
+        let u3 = _mm512_shuffle_i32x4::<0xee>(b[8 + c], b[12 + c]);
+        out[c] = _mm512_shuffle_i32x4::<0x88>(u0, u2);
+        out[4 + c] = _mm512_shuffle_i32x4::<0xdd>(u0, u2);
+        out[8 + c] = _mm512_shuffle_i32x4::<0x88>(u1, u3);
+        out[12 + c] = _mm512_shuffle_i32x4::<0xdd>(u1, u3);
+    }
+    out
+}
+
+/// The first `pairs` pairs (a multiple of 16) of an A panel ([`MR`] = 6 rows): `dst[q·6 + r]` =
+/// row `r`'s pair word `q`. Per 16 pairs the six rows' word vectors are interleaved into six
+/// output vectors, each by three two-source permutes and two blends (constant indices:
+/// [`A_IDX`], [`A_FROM23`], [`A_FROM45`]).
+///
+/// # Safety
+/// The CPU must have AVX-512 F and BW; every value in the first `2·pairs` of each row must be
+/// within ±32767.
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(crate) unsafe fn pack_panel6<T: PairRow>(rows: &[&[T]], pairs: usize, dst: &mut [u32]) {
+    assert!(rows.len() == MR && pairs.is_multiple_of(16) && dst.len() >= pairs * MR);
+    assert!(rows.iter().all(|r| r.len() >= 2 * pairs));
+    let mut q0 = 0;
+    while q0 < pairs {
+        // SAFETY: as in `pack_panel16`, with MR words per pair.
+        unsafe {
+            let m: [__m512i; MR] = core::array::from_fn(|r| T::words(rows[r].as_ptr().add(2 * q0)));
+            for o in 0..MR {
+                let idx = _mm512_loadu_si512(A_IDX[o].as_ptr() as *const _);
+                let t01 = _mm512_permutex2var_epi32(m[0], idx, m[1]);
+                let t23 = _mm512_permutex2var_epi32(m[2], idx, m[3]);
+                let t45 = _mm512_permutex2var_epi32(m[4], idx, m[5]);
+                let t = _mm512_mask_blend_epi32(A_FROM23[o], t01, t23);
+                let t = _mm512_mask_blend_epi32(A_FROM45[o], t, t45);
+                _mm512_storeu_si512(dst.as_mut_ptr().add(q0 * MR + 16 * o) as *mut _, t);
+            }
+        }
+        q0 += 16;
+    }
+}
+
+/// Output word `e` of vector `o` of [`pack_panel6`] is pair `q = p / 6` of row `r = p % 6`
+/// (`p = 16·o + e`): index `q` into the first of two rows `(2i, 2i+1)` with `r = 2i`, `16 + q`
+/// with `r = 2i + 1`.
+const A_IDX: [[u32; 16]; MR] = {
+    let mut t = [[0u32; 16]; MR];
+    let mut p = 0;
+    while p < 16 * MR {
+        t[p / 16][p % 16] = (p / MR + 16 * (p % MR % 2)) as u32;
+        p += 1;
+    }
+    t
+};
+
+/// The words of each output vector of [`pack_panel6`] from rows 2 or 3.
+const A_FROM23: [u16; MR] = a_rows_mask(2);
+/// The words of each output vector of [`pack_panel6`] from rows 4 or 5.
+const A_FROM45: [u16; MR] = a_rows_mask(4);
+
+const fn a_rows_mask(first: usize) -> [u16; MR] {
+    let mut k = [0u16; MR];
+    let mut p = 0;
+    while p < 16 * MR {
+        let r = p % MR;
+        if r == first || r == first + 1 {
+            k[p / 16] |= 1 << (p % 16);
+        }
+        p += 1;
+    }
+    k
+}
