@@ -381,25 +381,31 @@ impl TailMut<'_> {
 
     /// The gradients of the classifier's part of algorithm.md §4.3 on the rows `share` of a
     /// batch, without any update: training forward, output error and output-layer gradient,
-    /// every trained block's local gradients (in parallel where available), each kept in its
-    /// layers; `alongside` (the feature extractor's blocks) computes its own concurrently.
-    /// Apply them with [`TailMut::apply`] (or take them out of the layers first). On error
-    /// the layers keep nothing (the caller clears them).
+    /// every trained block's local gradients, each kept in its layers; `alongside` (the
+    /// feature extractor's blocks) computes its own concurrently. Apply them with
+    /// [`TailMut::apply`] (or take them out of the layers first). On error the layers keep
+    /// nothing (the caller clears them); a forward error comes first, then the first of the
+    /// blocks' in order (`alongside`'s first), as if the forward had run before every update.
     pub fn compute(
-        mut self,
+        self,
         input: Array2<i16>,
         step: &Step<'_>,
         frozen: usize,
         share: Share,
         alongside: &mut impl Alongside,
     ) -> Result<StepStats> {
-        let frozen = frozen.min(self.blocks.len());
-        let (delta, (loss, correct)) = self.forward(input, step, frozen, share)?;
-        self.out.compute_backward(delta.view(), false)?;
-        let compute =
-            |b: &mut LocalLinearBlock| b.compute_gradients(&step.target, step.labels, step.compat);
-        let blocks = &mut self.blocks[frozen..];
-        let (before, own) = par::join(|| alongside.compute(), || par::map_mut(blocks, compute));
+        let TailMut {
+            blocks,
+            dropouts,
+            out,
+            out_scale,
+        } = self;
+        let output = Output { out, out_scale };
+        let ((forward, own), before) = par::join(
+            || learn_from(blocks, dropouts, output, input, step, frozen, share),
+            || alongside.compute(),
+        );
+        let (loss, correct) = forward?;
         Ok(StepStats {
             loss,
             correct,
@@ -445,6 +451,70 @@ impl TailMut<'_> {
         }
         result.map(|_| ())
     }
+}
+
+/// The output layers of a classifier, borrowed for a training step.
+struct Output<'m> {
+    out: &'m mut Linear,
+    out_scale: &'m Scaling,
+}
+
+/// The training forward of `blocks` (with their `dropouts`; the first `frozen` in evaluation
+/// mode) and then `output` on `input`, ending in the output layer's gradient; every trained
+/// block's local gradients as soon as its forward is done, while the forward goes on (a
+/// block's update reads only what its own forward saved: algorithm.md §4.3 — so the order
+/// changes no bit). Returns the forward's result — the output loss and correct count — and
+/// each trained block's, in order.
+#[allow(clippy::type_complexity)]
+fn learn_from(
+    blocks: &mut [LocalLinearBlock],
+    dropouts: &mut [Option<Dropout>],
+    output: Output<'_>,
+    input: Array2<i16>,
+    step: &Step<'_>,
+    frozen: usize,
+    share: Share,
+) -> (Result<(i64, u64)>, Vec<Result<LocalStats>>) {
+    let (Some((b, rest)), Some((d, drest))) =
+        (blocks.split_first_mut(), dropouts.split_first_mut())
+    else {
+        let Output { out, out_scale } = output;
+        let result = (|| {
+            let pred = out_scale.forward(&out.forward_owned(input, true)?);
+            let stats = loss_and_correct(&pred, &step.target, step.labels);
+            out.compute_backward(output_error(&pred, &step.target, step.compat).view(), false)?;
+            Ok(stats)
+        })();
+        return (result, Vec::new());
+    };
+    if frozen > 0 {
+        return match b.infer(input.view()) {
+            Ok(h) => learn_from(
+                rest,
+                drest,
+                output,
+                h.mapv(i16::from),
+                step,
+                frozen - 1,
+                share,
+            ),
+            Err(e) => (Err(e), Vec::new()),
+        };
+    }
+    let h = match b.forward_owned(input, true) {
+        Ok(h) => h,
+        Err(e) => return (Err(e), Vec::new()),
+    };
+    let next = match d {
+        Some(d) => d.forward_share(&h, true, share),
+        None => h.mapv(i16::from),
+    };
+    let (mine, (forward, mut theirs)) = par::join(
+        || b.compute_gradients(&step.target, step.labels, step.compat),
+        || learn_from(rest, drest, output, next, step, 0, share),
+    );
+    theirs.insert(0, mine);
+    (forward, theirs)
 }
 
 /// The linear layer called `name` among a classifier's layers.
