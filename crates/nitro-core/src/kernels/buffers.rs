@@ -30,6 +30,8 @@ static U32: std::sync::Mutex<Vec<Vec<u32>>> = std::sync::Mutex::new(Vec::new());
 static I64: std::sync::Mutex<Vec<Vec<i64>>> = std::sync::Mutex::new(Vec::new());
 #[cfg(feature = "std")]
 static I8: std::sync::Mutex<Vec<Vec<i8>>> = std::sync::Mutex::new(Vec::new());
+#[cfg(feature = "std")]
+static I32: std::sync::Mutex<Vec<Vec<i32>>> = std::sync::Mutex::new(Vec::new());
 
 impl Reusable for u32 {
     #[cfg(feature = "std")]
@@ -44,6 +46,12 @@ impl Reusable for i64 {
     }
 }
 /// The tile engine's digit tiles.
+impl Reusable for i32 {
+    #[cfg(feature = "std")]
+    fn list() -> &'static std::sync::Mutex<Vec<Vec<i32>>> {
+        &I32
+    }
+}
 impl Reusable for i8 {
     #[cfg(feature = "std")]
     fn list() -> &'static std::sync::Mutex<Vec<Vec<i8>>> {

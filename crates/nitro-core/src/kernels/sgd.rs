@@ -42,6 +42,9 @@ pub(crate) fn overflow_at(layer: &str, i: usize, v: i64) -> Error {
     )
 }
 
+/// A part's parameters and their gradients.
+type Inputs<'a> = (&'a [i32], &'a [i64]);
+
 /// Parameters per block of the range-checked update loops.
 const LANES: usize = 8;
 
@@ -211,6 +214,47 @@ impl Plan {
         bad == 0
     }
 
+    /// Every new value into `out` (lengths are equal); whether all of them fit `i32` (those
+    /// that do not are stored truncated: the caller discards `out` then). [`Plan::fits_generic`]
+    /// with the stores.
+    #[inline(always)]
+    fn updated_generic(&self, params: &[i32], grads: &[i64], out: &mut [i32]) -> bool {
+        let out_of_range = |v: i64| (v as u64).wrapping_add(1 << 31) >> 32;
+        // Nearly always every |P| and |G| is below 2³¹: one branch-free loop by the
+        // reciprocals (exact there), then, only if some value is wider, again block by block.
+        let (mut bad, mut wide) = (0u64, 0u64);
+        for ((o, &p), &g) in out.iter_mut().zip(params).zip(grads) {
+            wide |= (g.unsigned_abs() | i64::from(p).unsigned_abs()) >> 31;
+            let v = self.fast(p, g);
+            bad |= out_of_range(v);
+            *o = v as i32;
+        }
+        if wide == 0 {
+            return bad == 0;
+        }
+        let n = params.len() / LANES * LANES;
+        let mut bad = 0u64;
+        for ((o, &p), &g) in out[n..].iter_mut().zip(&params[n..]).zip(&grads[n..]) {
+            let v = self.exact(p, g);
+            bad |= out_of_range(v);
+            *o = v as i32;
+        }
+        for ((o, p), g) in out[..n]
+            .chunks_exact_mut(LANES)
+            .zip(params[..n].chunks_exact(LANES))
+            .zip(grads[..n].chunks_exact(LANES))
+        {
+            let (Ok(p), Ok(g)) = (p.try_into(), g.try_into()) else {
+                unreachable!("chunks_exact yields LANES elements")
+            };
+            for (o, v) in o.iter_mut().zip(self.block(p, g)) {
+                bad |= out_of_range(v);
+                *o = v as i32;
+            }
+        }
+        bad == 0
+    }
+
     /// Store every new value (all known to fit `i32`; lengths are equal). With `narrow` (see
     /// [`Scan`]) every value comes from [`Plan::fast`] in one branch-free loop.
     #[inline(always)]
@@ -256,6 +300,71 @@ impl Plan {
             }
         }
         Ok(scan)
+    }
+
+    /// The new value of every parameter into `out`, in one pass (on all threads for a large
+    /// layer), if every one fits `i32`; else the error [`Plan::check`] reports, and `out` holds
+    /// nothing of use. `params`, `grads` and `out` have equal lengths (else a shape error).
+    pub(crate) fn updated(
+        &self,
+        params: &[i32],
+        grads: &[i64],
+        out: &mut [i32],
+        layer: &str,
+    ) -> Result<()> {
+        check_lengths(params, grads, layer)?;
+        if out.len() != params.len() {
+            return Err(Error::shape(format!(
+                "{layer}: {} parameters but room for {} new values",
+                params.len(),
+                out.len()
+            )));
+        }
+        let len = part_len(params.len());
+        let mut parts: alloc::vec::Vec<(Inputs<'_>, &mut [i32])> = params
+            .chunks(len)
+            .zip(grads.chunks(len))
+            .zip(out.chunks_mut(len))
+            .collect();
+        let fits = match parts.len() {
+            1 => alloc::vec![self.updated_part(parts[0].0 .0, parts[0].0 .1, parts[0].1)],
+            _ => par::map_mut(&mut parts, |((p, g), o)| self.updated_part(p, g, o)),
+        };
+        if fits.into_iter().all(|f| f) {
+            return Ok(());
+        }
+        // Rare: the first offending parameter, one at a time (this scan is authoritative; if it
+        // finds none, every value is stored again from it).
+        self.check(params, grads, layer)?;
+        for ((o, &p), &g) in out.iter_mut().zip(params).zip(grads) {
+            *o = self.exact(p, g) as i32;
+        }
+        Ok(())
+    }
+
+    fn updated_part(&self, params: &[i32], grads: &[i64], out: &mut [i32]) -> bool {
+        #[cfg(nitro_x86_simd)]
+        match loop_build() {
+            // SAFETY (both): the instruction set is allowed and detected.
+            Isa::Avx512Vnni => return unsafe { self.updated_avx512(params, grads, out) },
+            Isa::Avx2 => return unsafe { self.updated_avx2(params, grads, out) },
+            _ => {}
+        }
+        self.updated_generic(params, grads, out)
+    }
+
+    /// [`Plan::updated_generic`] compiled for AVX2.
+    #[cfg(nitro_x86_simd)]
+    #[target_feature(enable = "avx2")]
+    unsafe fn updated_avx2(&self, params: &[i32], grads: &[i64], out: &mut [i32]) -> bool {
+        self.updated_generic(params, grads, out)
+    }
+
+    /// [`Plan::updated_generic`] compiled for AVX-512.
+    #[cfg(nitro_x86_simd)]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn updated_avx512(&self, params: &[i32], grads: &[i64], out: &mut [i32]) -> bool {
+        self.updated_generic(params, grads, out)
     }
 
     /// [`Plan::scan_part`] of every part, on all threads: each field of [`Scan`] says

@@ -3,7 +3,8 @@
 
 use crate::arith::tdiv;
 use crate::error::{Error, Result};
-use crate::kernels::sgd::{Plan, Rates, Scan};
+use crate::kernels::buffers;
+use crate::kernels::sgd::{Plan, Rates};
 use alloc::format;
 use ndarray::{Array, Array1, Dimension};
 
@@ -164,46 +165,70 @@ impl Sgd {
             )));
         }
         let weight_grad = standard(weight_grad);
-        let weight_scan = plan.check(&values(weight), slice(&weight_grad), layer)?;
+        let new_weight = updated(&plan, &values(weight), &weight_grad, layer)?;
+        // The gradient is spent: its buffer serves the next step's product of the same size.
+        crate::kernels::recycle(weight_grad);
+        let new_weight = Array::from_shape_vec(weight.raw_dim(), new_weight)
+            .expect("as many values as the weight");
         let bias = match bias {
-            Some((b, g)) => {
-                let g = standard(g);
-                let scan = plan.check(&values(b), slice(&g), layer)?;
-                Some((g, scan))
-            }
+            Some((b, g)) => Some(Array1::from(updated(
+                &plan,
+                &values(b),
+                &standard(g),
+                layer,
+            )?)),
             None => None,
         };
         Ok(Staged {
-            plan,
-            weight: (weight_grad, weight_scan),
+            weight: new_weight,
             bias,
         })
     }
 }
 
+/// The new values of `params` by `plan` and their gradients `grads` (standard layout), in a
+/// buffer from the kernels' free list; the error of the first that would leave `i32`.
+fn updated<D: Dimension>(
+    plan: &Plan,
+    params: &[i32],
+    grads: &Array<i64, D>,
+    layer: &str,
+) -> Result<alloc::vec::Vec<i32>> {
+    let mut out = buffers::take_dirty::<i32>(params.len());
+    match plan.updated(params, slice(grads), &mut out, layer) {
+        Ok(()) => Ok(out),
+        Err(e) => {
+            buffers::give(out);
+            Err(e)
+        }
+    }
+}
+
 /// A checked IntegerSGD update of one layer's weights (and bias), not yet written
-/// ([`Sgd::stage`]). It holds the gradients; [`Staged::commit`] writes the new values into the
-/// parameters it was checked against, dropping it discards the update.
+/// ([`Sgd::stage`]): the new values, computed and checked in one pass; [`Staged::commit`]
+/// puts them in place of the parameters they were computed from, dropping it discards the
+/// update.
 #[derive(Clone, Debug)]
 pub(crate) struct Staged<D: Dimension> {
-    plan: Plan,
-    weight: (Array<i64, D>, Scan),
-    bias: Option<(Array1<i64>, Scan)>,
+    weight: Array<i32, D>,
+    bias: Option<Array1<i32>>,
 }
 
 impl<D: Dimension> Staged<D> {
-    /// Write the update into `weight` and `bias`: the parameters [`Sgd::stage`] checked,
-    /// unchanged since (so every new value fits `i32`, as proven then). The layer keeps both
-    /// in standard layout; a parameter that is not is made so first.
+    /// Replace `weight` and `bias` — the parameters [`Sgd::stage`] computed from, unchanged
+    /// since — by their new values (in standard layout); the old weights' buffer goes back to
+    /// the free list for the next step's update.
     pub(crate) fn commit(self, weight: &mut Array<i32, D>, bias: Option<&mut Array1<i32>>) {
-        let (g, scan) = self.weight;
-        debug_assert_eq!(weight.shape(), g.shape(), "committed to the checked weight");
-        self.plan.write(slice_mut(weight), slice(&g), scan);
-        // The gradient is spent: its buffer serves the next step's product of the same size.
-        crate::kernels::recycle(g);
-        if let (Some((g, scan)), Some(b)) = (self.bias, bias) {
-            debug_assert_eq!(b.len(), g.len(), "committed to the checked bias");
-            self.plan.write(slice_mut(b), slice(&g), scan);
+        debug_assert_eq!(
+            weight.shape(),
+            self.weight.shape(),
+            "committed to the staged weight"
+        );
+        let old = core::mem::replace(weight, self.weight);
+        buffers::give(old.into_raw_vec_and_offset().0);
+        if let (Some(new), Some(b)) = (self.bias, bias) {
+            debug_assert_eq!(b.len(), new.len(), "committed to the staged bias");
+            *b = new;
         }
     }
 }
@@ -321,11 +346,31 @@ mod tests {
             }
             _ => {
                 let m = alloc::format!("{}", r.unwrap_err());
-                let (i, v) = expect.clone().err().or(expect_bias.err()).unwrap();
+                let (i, v) = expect.clone().err().or(expect_bias.clone().err()).unwrap();
                 let want = alloc::format!("parameter {i} would become {v}, outside i32");
                 assert!(m.contains("layer_y") && m.contains(&want), "{m} / {want}");
                 assert_eq!((&w[..], &b[..]), (params, bias), "neither changed on error");
             }
+        }
+        // Staged (one pass computing and checking the new values), then committed.
+        let (mut w, mut b) = (Array1::from(params.to_vec()), Array1::from(bias.to_vec()));
+        let grads = (Array1::from(grads.to_vec()), Array1::from(bg.to_vec()));
+        let r = s.stage(&w, grads.0, Some((&b, grads.1)), "layer_z");
+        match (&expect, &expect_bias, r) {
+            (Ok(ew), Ok(eb), Ok(staged)) => {
+                staged.commit(&mut w, Some(&mut b));
+                assert_eq!(
+                    (w.as_slice().unwrap(), b.as_slice().unwrap()),
+                    (&ew[..], &eb[..])
+                );
+            }
+            (_, _, Err(err)) if expect.is_err() || expect_bias.is_err() => {
+                let m = alloc::format!("{err}");
+                let (i, v) = expect.clone().err().or(expect_bias.err()).unwrap();
+                let want = alloc::format!("parameter {i} would become {v}, outside i32");
+                assert!(m.contains("layer_z") && m.contains(&want), "{m} / {want}");
+            }
+            (e, eb, r) => panic!("reference {e:?} / {eb:?}, staged {:?}", r.map(|_| ())),
         }
     }
 
