@@ -467,9 +467,16 @@ mod tests {
     #[test]
     fn large_inputs_match_the_scalar_functions() {
         let mut r = crate::rng::Pcg32::new(9, 9);
-        let x = Array2::from_shape_fn((20, 50), |_| r.symmetric(127) as i8);
+        // Every i8 (the ends ±127 and −128 included), errors of every magnitude; and the same
+        // errors with one i32::MIN (which takes the division).
+        let x = Array2::from_shape_fn((20, 50), |(i, j)| (i * 50 + j) as u8 as i8);
         let d = Array2::from_shape_fn((20, 50), |_| r.next_u32() as i32 >> r.below(31));
-        for k in kinds() {
+        let mut with_min = d.clone();
+        with_min[(3, 7)] = i32::MIN;
+        for (k, d) in kinds()
+            .into_iter()
+            .flat_map(|k| [(k, d.clone()), (k, with_min.clone())])
+        {
             let mut layer = Activation::new(k).unwrap_or(Activation {
                 kind: k,
                 saved: None,
