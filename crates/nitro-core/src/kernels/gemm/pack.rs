@@ -513,6 +513,40 @@ mod tests {
             }
             set_dispatch(Dispatch::default());
         }
+        // The same operands given row by row (the convolutions' patches).
+        struct Rows(Array2<i16>);
+        impl RowSource for Rows {
+            fn rows(&self) -> usize {
+                self.0.nrows()
+            }
+            fn cols(&self) -> usize {
+                self.0.ncols()
+            }
+            fn bound(&self) -> u64 {
+                32_767
+            }
+            fn row(&self, r: usize, out: &mut [i16]) {
+                out.copy_from_slice(self.0.row(r).as_slice().expect("standard layout"));
+            }
+        }
+        for (n, k) in [(6, 32), (13, 64), (16, 1152), (7, 33), (20, 31), (1, 0)] {
+            let a = Array2::from_shape_fn((n, k), |(i, j)| {
+                ((i * 7919 + j * 104_729) % 65_535) as i16 - 32_767
+            });
+            let src = Rows(a.clone());
+            for isa in Isa::ALL.into_iter().filter(|i| i.detected()) {
+                set_dispatch(Dispatch::new(true, isa));
+                for (p, w) in [(pack_a_rows(&src), MR), (pack_b_rows(&src), NR)] {
+                    let p = p.expect("within i16");
+                    assert_eq!(
+                        p.data,
+                        reference(&a.view(), w),
+                        "{isa} rows {n}×{k}, {w}-row panels"
+                    );
+                    p.release();
+                }
+            }
+        }
         check(|v| v as i8);
         check(|v| (v * 200) as i16);
         check(|v| v * 258);
