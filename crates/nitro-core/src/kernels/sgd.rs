@@ -1,7 +1,8 @@
 //! The IntegerSGD update loops (algorithm.md §5), vectorised: an [`Plan`] turns both divisions of
 //! `P ← P − (tdiv(G, lr_inv·amp) + tdiv(P, decay_inv))` into exact multiply-and-shift
-//! reciprocals and applies them in two allocation-free passes (check, then write), so an update
-//! is all-or-nothing.
+//! reciprocals. An update is all-or-nothing: either staged — one pass computes every new value
+//! into a separate buffer and checks that it fits `i32` ([`Plan::updated`]) — or in place, in
+//! two allocation-free passes (check, then write).
 
 use crate::arith::{tdiv, DivU31};
 use crate::error::{Error, Result};
@@ -85,9 +86,10 @@ fn on_parts<R: Send>(
 /// and where that integer leaves `i64` (only for `|G|` near 2⁶³) both wrap to the same value
 /// modulo 2⁶⁴ — far outside `i32`, so an [`Error::Overflow`] either way.
 ///
-/// An update is two passes over the parameters, without allocating: [`Plan::scan`] bounds every
-/// new value (and, only if that bound is not enough, [`Plan::fits`] computes them); then
-/// [`Plan::write`] computes and stores them.
+/// A staged update is one pass, [`Plan::updated`]. An update in place is two passes over the
+/// parameters, without allocating: [`Plan::scan`] bounds every new value (and, only if that
+/// bound is not enough, [`Plan::fits`] computes them); then [`Plan::write`] computes and stores
+/// them.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Plan {
     /// `lr_inv · amp`, > 0.
