@@ -401,9 +401,11 @@ impl TailMut<'_> {
             out_scale,
         } = self;
         let output = Output { out, out_scale };
-        let ((forward, own), before) = par::join(
-            || learn_from(blocks, dropouts, output, input, step, frozen, share),
+        // `alongside` first: where there is one thread (a device), the feature extractor's
+        // update temporaries are gone before the classifier's gradients are computed.
+        let (before, (forward, own)) = par::join(
             || alongside.compute(),
+            || learn_from(blocks, dropouts, output, input, step, frozen, share),
         );
         let (loss, correct) = forward?;
         Ok(StepStats {
@@ -465,7 +467,6 @@ struct Output<'m> {
 /// block's update reads only what its own forward saved: algorithm.md §4.3 — so the order
 /// changes no bit). Returns the forward's result — the output loss and correct count — and
 /// each trained block's, in order.
-#[allow(clippy::type_complexity)]
 fn learn_from(
     blocks: &mut [LocalLinearBlock],
     dropouts: &mut [Option<Dropout>],
@@ -475,6 +476,7 @@ fn learn_from(
     frozen: usize,
     share: Share,
 ) -> (Result<(i64, u64)>, Vec<Result<LocalStats>>) {
+    debug_assert_eq!(blocks.len(), dropouts.len(), "one dropout slot per block");
     let (Some((b, rest)), Some((d, drest))) =
         (blocks.split_first_mut(), dropouts.split_first_mut())
     else {
