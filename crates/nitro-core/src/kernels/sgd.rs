@@ -217,8 +217,7 @@ impl Plan {
     }
 
     /// Every new value into `out` (lengths are equal); whether all of them fit `i32` (those
-    /// that do not are stored truncated: the caller discards `out` then). [`Plan::fits_generic`]
-    /// with the stores.
+    /// that do not are stored truncated: the caller discards `out` then).
     #[inline(always)]
     fn updated_generic(&self, params: &[i32], grads: &[i64], out: &mut [i32]) -> bool {
         let out_of_range = |v: i64| (v as u64).wrapping_add(1 << 31) >> 32;
@@ -234,30 +233,15 @@ impl Plan {
         if wide == 0 {
             return bad == 0;
         }
-        let n = params.len() / LANES * LANES;
-        let mut bad = 0u64;
-        for ((o, &p), &g) in out[n..].iter_mut().zip(&params[n..]).zip(&grads[n..]) {
-            let v = self.exact(p, g);
-            bad |= out_of_range(v);
-            *o = v as i32;
-        }
-        for ((o, p), g) in out[..n]
-            .chunks_exact_mut(LANES)
-            .zip(params[..n].chunks_exact(LANES))
-            .zip(grads[..n].chunks_exact(LANES))
-        {
-            let (Ok(p), Ok(g)) = (p.try_into(), g.try_into()) else {
-                unreachable!("chunks_exact yields LANES elements")
-            };
-            for (o, v) in o.iter_mut().zip(self.block(p, g)) {
-                bad |= out_of_range(v);
-                *o = v as i32;
-            }
-        }
-        bad == 0
+        // Rare: the passes of an update in place — the write's block-by-block form into `out`
+        // (a value that does not fit is stored truncated, and `out` discarded), the check.
+        out.copy_from_slice(params);
+        self.write_generic(out, grads, false);
+        self.fits_generic(params, grads)
     }
 
-    /// Store every new value (all known to fit `i32`; lengths are equal). With `narrow` (see
+    /// Store every new value (lengths are equal; one that does not fit `i32` is stored truncated —
+    /// the in-place update writes only values known to fit). With `narrow` (see
     /// [`Scan`]) every value comes from [`Plan::fast`] in one branch-free loop.
     #[inline(always)]
     fn write_generic(&self, params: &mut [i32], grads: &[i64], narrow: bool) {

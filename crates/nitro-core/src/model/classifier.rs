@@ -305,7 +305,7 @@ impl TailMut<'_> {
         alongside: &mut impl Alongside,
     ) -> Result<StepStats> {
         let (delta, (loss, correct)) =
-            self.forward(input, step, 0, Share::whole(step.labels.len()))?;
+            self.forward(input, step, Share::whole(step.labels.len()))?;
         self.out
             .stage_backward(delta.view(), false, &step.sub_sgd)?;
         let update = |b: &mut LocalLinearBlock| {
@@ -346,37 +346,19 @@ impl TailMut<'_> {
 }
 
 impl TailMut<'_> {
-    /// The training forward of the classifier on the rows `share` of a batch (the first
-    /// `frozen` blocks in evaluation mode), then the output error `δ = ŷ − y` with the output
-    /// loss and correct count; the output layer keeps its input for the update.
+    /// The training forward of the classifier on the rows `share` of a batch, then the output
+    /// error `δ = ŷ − y` with the output loss and correct count; the output layer keeps its
+    /// input for the update.
     fn forward(
         &mut self,
         mut input: Array2<i16>,
         step: &Step<'_>,
-        frozen: usize,
         share: Share,
     ) -> Result<(Array2<i32>, (i64, u64))> {
-        for (i, (b, d)) in self
-            .blocks
-            .iter_mut()
-            .zip(self.dropouts.iter_mut())
-            .enumerate()
-        {
-            if i < frozen {
-                input = b.infer(input.view())?.mapv(i16::from);
-                continue;
-            }
-            let h = b.forward_owned(input, true)?;
-            input = match d {
-                Some(d) => d.forward_share(&h, true, share),
-                None => h.mapv(i16::from),
-            };
+        for (b, d) in self.blocks.iter_mut().zip(self.dropouts.iter_mut()) {
+            input = block_forward(b, d, input, share)?;
         }
-        let pred = self
-            .out_scale
-            .forward(&self.out.forward_owned(input, true)?);
-        let stats = loss_and_correct(&pred, &step.target, step.labels);
-        Ok((output_error(&pred, &step.target, step.compat), stats))
+        output_forward(self.out, self.out_scale, input, step)
     }
 
     /// The gradients of the classifier's part of algorithm.md §4.3 on the rows `share` of a
@@ -481,12 +463,10 @@ fn learn_from(
         (blocks.split_first_mut(), dropouts.split_first_mut())
     else {
         let Output { out, out_scale } = output;
-        let result = (|| {
-            let pred = out_scale.forward(&out.forward_owned(input, true)?);
-            let stats = loss_and_correct(&pred, &step.target, step.labels);
-            out.compute_backward(output_error(&pred, &step.target, step.compat).view(), false)?;
+        let result = output_forward(out, out_scale, input, step).and_then(|(delta, stats)| {
+            out.compute_backward(delta.view(), false)?;
             Ok(stats)
-        })();
+        });
         return (result, Vec::new());
     };
     if frozen > 0 {
@@ -503,13 +483,9 @@ fn learn_from(
             Err(e) => (Err(e), Vec::new()),
         };
     }
-    let h = match b.forward_owned(input, true) {
-        Ok(h) => h,
+    let next = match block_forward(b, d, input, share) {
+        Ok(next) => next,
         Err(e) => return (Err(e), Vec::new()),
-    };
-    let next = match d {
-        Some(d) => d.forward_share(&h, true, share),
-        None => h.mapv(i16::from),
     };
     let (mine, (forward, mut theirs)) = par::join(
         || b.compute_gradients(&step.target, step.labels, step.compat),
@@ -517,6 +493,34 @@ fn learn_from(
     );
     theirs.insert(0, mine);
     (forward, theirs)
+}
+
+/// A block's training forward (it saves what its update needs) and its dropout: the next
+/// block's input.
+fn block_forward(
+    b: &mut LocalLinearBlock,
+    dropout: &mut Option<Dropout>,
+    input: Array2<i16>,
+    share: Share,
+) -> Result<Array2<i16>> {
+    let h = b.forward_owned(input, true)?;
+    Ok(match dropout {
+        Some(d) => d.forward_share(&h, true, share),
+        None => h.mapv(i16::from),
+    })
+}
+
+/// The output layer's training forward (it keeps its input) and scaling on the last block's
+/// output, then the output error `δ = ŷ − y` with the output loss and correct count.
+fn output_forward(
+    out: &mut Linear,
+    out_scale: &Scaling,
+    input: Array2<i16>,
+    step: &Step<'_>,
+) -> Result<(Array2<i32>, (i64, u64))> {
+    let pred = out_scale.forward(&out.forward_owned(input, true)?);
+    let stats = loss_and_correct(&pred, &step.target, step.labels);
+    Ok((output_error(&pred, &step.target, step.compat), stats))
 }
 
 /// The linear layer called `name` among a classifier's layers.
