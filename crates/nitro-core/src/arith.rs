@@ -105,6 +105,13 @@ impl DivU31 {
     pub(crate) fn div(self, n: u64) -> u64 {
         (u64::from(n as u32) * u64::from(self.m)) >> self.s
     }
+
+    /// The multiplier and the shift, for a vector kernel that divides the same way.
+    #[cfg(nitro_x86_simd)]
+    #[inline]
+    pub(crate) fn parts(self) -> (u32, u32) {
+        (self.m, self.s)
+    }
 }
 
 #[cfg(test)]

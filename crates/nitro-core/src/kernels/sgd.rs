@@ -9,6 +9,8 @@ use crate::error::{Error, Result};
 #[cfg(nitro_x86_simd)]
 use crate::kernels::cpu::{loop_build, Isa};
 use crate::kernels::par;
+#[cfg(nitro_x86_simd)]
+use crate::kernels::x86::avx512;
 use alloc::format;
 
 /// The parameters `Plan::new` needs: what an `Sgd` holds.
@@ -220,21 +222,43 @@ impl Plan {
     /// that do not are stored truncated: the caller discards `out` then).
     #[inline(always)]
     fn updated_generic(&self, params: &[i32], grads: &[i64], out: &mut [i32]) -> bool {
-        let out_of_range = |v: i64| (v as u64).wrapping_add(1 << 31) >> 32;
-        // Nearly always every |P| and |G| is below 2³¹: one branch-free loop by the
-        // reciprocals (exact there), then, only if some value is wider, again block by block.
-        let (mut bad, mut wide) = (0u64, 0u64);
+        let flags = self.fast_pass(params, grads, out);
+        self.finish(flags, params, grads, out)
+    }
+
+    /// [`Plan::fast`] of every parameter into `out` (lengths are equal), truncated to `i32`, in
+    /// one branch-free loop; returns its two flags: the OR of every `|P|` and `|G|`, and the OR
+    /// of every new value `v + 2³¹` (wrapping, as `u64`). Both are ORs of whole values, shifted
+    /// once by [`Plan::finish`] (`(a | b) >> k` is `(a >> k) | (b >> k)`), so the loop stays
+    /// short.
+    #[inline(always)]
+    fn fast_pass(&self, params: &[i32], grads: &[i64], out: &mut [i32]) -> (u64, u64) {
+        let (mut wide, mut shifted) = (0u64, 0u64);
         for ((o, &p), &g) in out.iter_mut().zip(params).zip(grads) {
-            wide |= (g.unsigned_abs() | i64::from(p).unsigned_abs()) >> 31;
+            wide |= g.unsigned_abs() | i64::from(p).unsigned_abs();
             let v = self.fast(p, g);
-            bad |= out_of_range(v);
+            shifted |= (v as u64).wrapping_add(1 << 31);
             *o = v as i32;
         }
-        if wide == 0 {
-            return bad == 0;
+        (wide, shifted)
+    }
+
+    /// The verdict of a staged update from [`Plan::fast_pass`]'s flags over all of `params`.
+    /// Nearly always every |P| and |G| is below 2³¹: the fast values are exact, and all fit
+    /// `i32` ⇔ every `v + 2³¹ ∈ [0, 2³²)` ⇔ the OR's bits from 32 up are clear. Otherwise
+    /// (rare) the passes of an update in place: the write's block-by-block form into `out` (a
+    /// value that does not fit is stored truncated, and `out` discarded), then the check.
+    #[inline(always)]
+    fn finish(
+        &self,
+        (wide, shifted): (u64, u64),
+        params: &[i32],
+        grads: &[i64],
+        out: &mut [i32],
+    ) -> bool {
+        if wide >> 31 == 0 {
+            return shifted >> 32 == 0;
         }
-        // Rare: the passes of an update in place — the write's block-by-block form into `out`
-        // (a value that does not fit is stored truncated, and `out` discarded), the check.
         out.copy_from_slice(params);
         self.write_generic(out, grads, false);
         self.fits_generic(params, grads)
@@ -346,11 +370,47 @@ impl Plan {
         self.updated_generic(params, grads, out)
     }
 
-    /// [`Plan::updated_generic`] compiled for AVX-512.
+    /// [`Plan::updated_generic`] with the fast pass by the AVX-512 kernel (eight parameters per
+    /// step, one multiply per division; the tail of fewer than eight by the portable loop),
+    /// unless that kernel failed its first-use check.
     #[cfg(nitro_x86_simd)]
     #[target_feature(enable = "avx512f,avx512bw")]
     unsafe fn updated_avx512(&self, params: &[i32], grads: &[i64], out: &mut [i32]) -> bool {
-        self.updated_generic(params, grads, out)
+        if !fast_kernel_usable() {
+            return self.updated_generic(params, grads, out);
+        }
+        // SAFETY: AVX-512 F is enabled here; equal lengths (the caller).
+        let flags = unsafe { self.fast_pass_avx512(params, grads, out) };
+        self.finish(flags, params, grads, out)
+    }
+
+    /// [`Plan::fast_pass`] by the AVX-512 kernel on whole groups of eight, the portable loop on
+    /// the rest.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512 F; lengths are equal.
+    #[cfg(nitro_x86_simd)]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn fast_pass_avx512(
+        &self,
+        params: &[i32],
+        grads: &[i64],
+        out: &mut [i32],
+    ) -> (u64, u64) {
+        let n = params.len() / 8 * 8;
+        let (head, tail) = out.split_at_mut(n);
+        // SAFETY: the caller has AVX-512 F; the three heads have length n.
+        let (w1, s1) = unsafe {
+            avx512::sgd_fast(
+                &params[..n],
+                &grads[..n],
+                head,
+                self.grad_div.parts(),
+                self.decay_div.parts(),
+            )
+        };
+        let (w2, s2) = self.fast_pass(&params[n..], &grads[n..], tail);
+        (w1 | w2, s1 | s2)
     }
 
     /// [`Plan::scan_part`] of every part, on all threads: each field of [`Scan`] says
@@ -450,5 +510,177 @@ impl Plan {
     #[target_feature(enable = "avx512f,avx512bw")]
     unsafe fn write_avx512(&self, params: &mut [i32], grads: &[i64], narrow: bool) {
         self.write_generic(params, grads, narrow)
+    }
+}
+
+/// Self-check verdict of the AVX-512 fast-pass kernel: 0 not yet checked, 1 agrees with the
+/// portable loop, 2 disagreed (never used again).
+#[cfg(nitro_x86_simd)]
+static FAST_VERDICT: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+
+/// Whether the AVX-512 fast-pass kernel agrees with the portable loop (checked once, at first
+/// use; the caller has detected AVX-512).
+#[cfg(nitro_x86_simd)]
+fn fast_kernel_usable() -> bool {
+    use core::sync::atomic::Ordering;
+    match FAST_VERDICT.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            // SAFETY: only called where AVX-512 F and BW are detected.
+            let ok = unsafe { fast_kernel_self_check() };
+            FAST_VERDICT.store(if ok { 1 } else { 2 }, Ordering::Relaxed);
+            if !ok {
+                #[cfg(feature = "std")]
+                std::eprintln!(
+                    "nitro-core: warning: the AVX-512 SGD update kernel disagreed with the \
+                     portable loop on its self-check; using the loop"
+                );
+            }
+            ok
+        }
+    }
+}
+
+/// The kernel's pass against [`Plan::fast_pass`] — values and both flags — for several
+/// divisors (1, odd, a power of two, beyond 2³¹, decay off) on edge and random parameters and
+/// gradients, narrow and wide (the pass is defined for every input, so all must agree), with a
+/// tail of fewer than eight.
+///
+/// # Safety
+/// The CPU must have AVX-512 F.
+#[cfg(nitro_x86_simd)]
+#[target_feature(enable = "avx512f")]
+unsafe fn fast_kernel_self_check() -> bool {
+    let edges_p = [
+        0,
+        1,
+        -1,
+        2,
+        -2,
+        i32::MAX,
+        i32::MIN,
+        i32::MIN + 1,
+        1 << 30,
+        -(1 << 30),
+    ];
+    let edges_g = [
+        0,
+        1,
+        -1,
+        (1 << 31) - 1,
+        -(1 << 31) + 1,
+        1 << 31,
+        -(1 << 31),
+        i64::MAX,
+        i64::MIN,
+        i64::MIN + 1,
+        (1 << 32) + 5,
+        -(1 << 40) - 3,
+    ];
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        // xorshift64*: a fixed stream, independent of the crate's RNG.
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    };
+    let mut params = alloc::vec::Vec::new();
+    let mut grads = alloc::vec::Vec::new();
+    for &p in &edges_p {
+        for &g in &edges_g {
+            params.push(p);
+            grads.push(g);
+        }
+    }
+    for _ in 0..101 {
+        let (a, b) = (next(), next());
+        // Mostly narrow values: a few bits of `b` pick the widths.
+        params.push((a as i32) >> (b & 31));
+        grads.push((b as i64) >> (24 + (a >> 59)));
+    }
+    let n = params.len();
+    let rates = [
+        (1, 1, 0),
+        (3, 7, 5),
+        (512, 64, 1 << 20),
+        (1 << 16, 1 << 16, 3),
+        (12_345, 1, 1),
+    ];
+    rates.iter().all(|&(lr_inv, amp, decay_inv)| {
+        let Some(plan) = Plan::new(Rates {
+            lr_inv,
+            amp,
+            decay_inv,
+        }) else {
+            return false;
+        };
+        [n, n - 3, 7].iter().all(|&len| {
+            let (mut want, mut got) = (alloc::vec![0i32; len], alloc::vec![0i32; len]);
+            let a = plan.fast_pass(&params[..len], &grads[..len], &mut want);
+            // SAFETY: the caller has AVX-512 F; equal lengths.
+            let b = unsafe { plan.fast_pass_avx512(&params[..len], &grads[..len], &mut got) };
+            a == b && want == got
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(nitro_x86_simd)]
+    #[test]
+    fn avx512_fast_pass_passes_its_self_check_where_the_cpu_has_it() {
+        if !Isa::Avx512Vnni.detected() {
+            std::eprintln!("SKIPPED: AVX-512 SGD update kernel not tested: this CPU lacks AVX-512");
+            return;
+        }
+        // SAFETY: detected.
+        assert!(unsafe { fast_kernel_self_check() });
+        assert!(fast_kernel_usable());
+    }
+
+    #[cfg(nitro_x86_simd)]
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(500))]
+
+        /// The kernel's values and flags are the portable pass's for every input (narrow,
+        /// wide, any divisor), and the staged update's verdict is the same.
+        #[test]
+        fn avx512_fast_pass_is_the_portable_pass(
+            rates in (1i64..=(1 << 20), 1i64..=(1 << 12), proptest::prop_oneof![proptest::strategy::Just(0i64), 1i64..=(1 << 34)]),
+            pg in proptest::collection::vec(
+                (
+                    proptest::prop_oneof![4 => -50_000i32..=50_000, 1 => proptest::num::i32::ANY],
+                    proptest::prop_oneof![
+                        4 => -(1i64 << 31)..(1i64 << 31),
+                        1 => proptest::num::i64::ANY,
+                        1 => proptest::strategy::Just(i64::MIN),
+                    ],
+                ),
+                0..90,
+            ),
+        ) {
+            if !Isa::Avx512Vnni.detected() {
+                return Ok(());
+            }
+            let plan = Plan::new(Rates { lr_inv: rates.0, amp: rates.1, decay_inv: rates.2 }).unwrap();
+            let (p, g): (alloc::vec::Vec<i32>, alloc::vec::Vec<i64>) = pg.into_iter().unzip();
+            let (mut want, mut got) = (alloc::vec![0i32; p.len()], alloc::vec![1i32; p.len()]);
+            let a = plan.fast_pass(&p, &g, &mut want);
+            // SAFETY: detected; equal lengths.
+            let b = unsafe { plan.fast_pass_avx512(&p, &g, &mut got) };
+            proptest::prop_assert_eq!(a, b);
+            proptest::prop_assert_eq!(&want, &got);
+            let mut generic = alloc::vec![0i32; p.len()];
+            let fits = plan.updated_generic(&p, &g, &mut generic);
+            // SAFETY: detected.
+            proptest::prop_assert_eq!(fits, unsafe { plan.updated_avx512(&p, &g, &mut got) });
+            if fits {
+                proptest::prop_assert_eq!(&generic, &got);
+            }
+        }
     }
 }

@@ -322,3 +322,70 @@ const fn a_rows_mask(first: usize) -> [u16; MR] {
     }
     k
 }
+
+/// The branch-free IntegerSGD pass of `kernels::sgd` (`Plan::fast` on every parameter), eight
+/// per step, over the first `⌊n/8⌋·8` entries of equal-length slices (the caller does the
+/// tail): each new value, truncated to `i32`, into `out`; returns the OR of every `|P|` and
+/// `|G|` (as `u64`) and the OR of every `v + 2³¹` (wrapping, as `u64`), the loop's two flags.
+///
+/// Each division is one `vpmuludq` and one shift by the divisor's multiplier and shift
+/// (`arith::DivU31`), on the low 32 bits of `|x|` as `DivU31::div` reads it, and the signs are
+/// restored by masked adds: every lane holds `Plan::fast`'s integer for every input, so the
+/// flags and stored values are the portable pass's bit for bit (`kernels::sgd` checks that at
+/// first use).
+///
+/// # Safety
+/// AVX-512 F; `params`, `grads` and `out` have equal lengths.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn sgd_fast(
+    params: &[i32],
+    grads: &[i64],
+    out: &mut [i32],
+    grad_div: (u32, u32),
+    decay_div: (u32, u32),
+) -> (u64, u64) {
+    assert!(params.len() == grads.len() && params.len() == out.len());
+    let steps = params.len() / 8;
+    let recip = |(m, s): (u32, u32)| {
+        (
+            _mm512_set1_epi64(i64::from(m)),
+            _mm_set_epi64x(0, i64::from(s)),
+        )
+    };
+    let (mg, sg) = recip(grad_div);
+    let (mp, sp) = recip(decay_div);
+    let zero = _mm512_setzero_si512();
+    let bias = _mm512_set1_epi64(1 << 31);
+    let (mut wide, mut shifted) = (zero, zero);
+    let (pp, pg, po) = (params.as_ptr(), grads.as_ptr(), out.as_mut_ptr());
+    for i in 0..steps {
+        // SAFETY: 8·i + 8 ≤ len for all three slices.
+        unsafe {
+            let p = _mm512_cvtepi32_epi64(_mm256_loadu_si256(pp.add(8 * i) as *const __m256i));
+            let g = _mm512_loadu_si512(pg.add(8 * i) as *const _);
+            let (ap, ag) = (_mm512_abs_epi64(p), _mm512_abs_epi64(g));
+            wide = _mm512_ternarylogic_epi64::<0xFE>(wide, ap, ag);
+            let qp = _mm512_srl_epi64(_mm512_mul_epu32(ap, mp), sp);
+            let qg = _mm512_srl_epi64(_mm512_mul_epu32(ag, mg), sg);
+            // P − tdiv(P, ·): subtract ⌊|P|/·⌋ where P ≥ 0, add it where P < 0; then G's term.
+            let kept = _mm512_mask_add_epi64(
+                _mm512_sub_epi64(p, qp),
+                _mm512_cmplt_epi64_mask(p, zero),
+                p,
+                qp,
+            );
+            let v = _mm512_mask_add_epi64(
+                _mm512_sub_epi64(kept, qg),
+                _mm512_cmplt_epi64_mask(g, zero),
+                kept,
+                qg,
+            );
+            shifted = _mm512_or_si512(shifted, _mm512_add_epi64(v, bias));
+            _mm256_storeu_si256(po.add(8 * i) as *mut __m256i, _mm512_cvtepi64_epi32(v));
+        }
+    }
+    (
+        _mm512_reduce_or_epi64(wide) as u64,
+        _mm512_reduce_or_epi64(shifted) as u64,
+    )
+}
