@@ -39,6 +39,8 @@ use ndarray::{Array2, ArrayView2};
 const ROWS: usize = 16;
 /// Reduction bytes per tile row.
 const CHUNK: usize = 64;
+/// Bytes of a cache line: where tiles and accumulators start.
+const LINE: usize = 64;
 /// Most digits per value (`|v| ≤ 2139062143`; `i32` operands beyond take another engine).
 const MAX_PARTS: usize = 4;
 /// K chunks per `i32` block: `2¹⁴ · 64 · 2047 = 2³¹ − 2²⁰ < 2³¹` (see the module docs).
@@ -97,7 +99,11 @@ enum Layout {
 
 /// An operand written as digit tiles (module docs), with how many digits each value has.
 pub(super) struct Digits {
+    /// The tiles start at `data[lead]`, the buffer's first 64-byte boundary: a tile row is then
+    /// one cache line, where a row straddling two lines costs `tileloadd` twice the line fills
+    /// (the system allocator returns large buffers 16 or 32 bytes past a line).
     data: Vec<i8>,
+    lead: usize,
     /// Operand rows.
     rows: usize,
     /// Blocks of [`ROWS`] rows.
@@ -111,7 +117,7 @@ pub(super) struct Digits {
 impl Digits {
     /// Tile `chunk` of block-and-digit `x = block·parts + digit`.
     fn tile(&self, x: usize, chunk: usize) -> *const i8 {
-        self.data[(x * self.chunks + chunk) * TILE_BYTES..].as_ptr()
+        self.data[self.lead + (x * self.chunks + chunk) * TILE_BYTES..].as_ptr()
     }
 
     fn release(self) {
@@ -186,7 +192,9 @@ fn pack<T: Int>(src: &Operand<'_, '_, T>, parts: usize, layout: Layout) -> Digit
     let (rows, k) = (src.rows(), src.cols());
     let (blocks, chunks) = (rows.div_ceil(ROWS), k.div_ceil(CHUNK));
     let per_block = parts * chunks * TILE_BYTES;
-    let mut data = buffers::take_dirty::<i8>(blocks * per_block);
+    let mut data = buffers::take_dirty::<i8>(blocks * per_block + LINE - 1);
+    let lead = data.as_ptr().align_offset(LINE).min(LINE - 1);
+    let tiles = &mut data[lead..lead + blocks * per_block];
     // The same safe code compiled for AVX-512 where the processor has it (every AMX processor
     // so far does), else for the baseline.
     let wide = loop_build() == Isa::Avx512Vnni;
@@ -200,16 +208,18 @@ fn pack<T: Int>(src: &Operand<'_, '_, T>, parts: usize, layout: Layout) -> Digit
         }
     };
     if per_block > 0 {
-        if data.len() >= 1 << 18 {
-            par::for_each_chunk_mut(&mut data, per_block, fill_block);
+        if tiles.len() >= 1 << 18 {
+            par::for_each_chunk_mut(tiles, per_block, fill_block);
         } else {
-            data.chunks_exact_mut(per_block)
+            tiles
+                .chunks_exact_mut(per_block)
                 .enumerate()
                 .for_each(|(b, dst)| fill_block(b, dst));
         }
     }
     Digits {
         data,
+        lead,
         rows,
         blocks,
         parts,
@@ -318,6 +328,10 @@ fn product(a: &Digits, b: &Digits) -> Vec<i64> {
     c
 }
 
+/// The four accumulator tiles as `tilestored` writes them, on cache lines (as [`Digits`]).
+#[repr(C, align(64))]
+struct Accumulators([i32; 4 * ROWS * ROWS]);
+
 /// Rows `b0·16 ..` of C (`cblock`, `n` columns): every pair of A tiles against every pair of
 /// B tiles, one `i32` block of at most `kb` chunks at a time, added into C.
 ///
@@ -335,7 +349,7 @@ unsafe fn task(a: &Digits, b: &Digits, b0: usize, cblock: &mut [i64], kb: usize)
     let blocks = (cblock.len() / n).div_ceil(ROWS);
     let xs = (b0 * a.parts..(b0 + blocks) * a.parts).collect::<Vec<_>>();
     let ys = (0..b.blocks * b.parts).collect::<Vec<_>>();
-    let mut acc = [0i32; 4 * ROWS * ROWS];
+    let mut acc = Accumulators([0i32; 4 * ROWS * ROWS]);
     // SAFETY: AMX is available (the caller's contract).
     unsafe { kernel::configure() };
     for xp in xs.chunks(2) {
@@ -348,8 +362,8 @@ unsafe fn task(a: &Digits, b: &Digits, b0: usize, cblock: &mut [i64], kb: usize)
                 // SAFETY: configured above; each pointer starts `len` consecutive tiles of
                 // its block and digit (k0 + len ≤ chunks); `acc` holds four tiles; the sums
                 // fit i32 (len ≤ BLOCK_CHUNKS, module docs).
-                unsafe { kernel::dot_2x2(ta, tb, len, acc.as_mut_ptr()) };
-                add_tiles(&acc, cblock, (xp, a.parts, b0), (yp, b.parts), n, k0 == 0);
+                unsafe { kernel::dot_2x2(ta, tb, len, acc.0.as_mut_ptr()) };
+                add_tiles(&acc.0, cblock, (xp, a.parts, b0), (yp, b.parts), n, k0 == 0);
                 k0 += len;
             }
         }
@@ -609,6 +623,40 @@ mod tests {
         // A product beyond i64 is an error here too.
         let a = Array2::from_elem((1, MIN_K), i32::MAX);
         assert!(gemm(Operand::View(&a.view()), Operand::View(&a.view())).is_err());
+    }
+
+    #[test]
+    fn every_tile_starts_on_a_cache_line() {
+        // Packing is plain code (no AMX needed): every tile the kernel loads begins a line,
+        // whatever the allocator returned, and the digits below the tiles are the operand's.
+        let mut r = Pcg32::new(5, 9);
+        for &(rows, k, bound) in &[
+            (1usize, 1usize, 127i64),
+            (17, 65, 32_639),
+            (40, 300, 200_000),
+        ] {
+            let a = to::<i32>(&matrix(&mut r, rows, k, bound));
+            let parts = parts_for(bound as u64).unwrap();
+            for layout in [Layout::Rows, Layout::Quads] {
+                let d = pack(&Operand::View(&a.view()), parts, layout);
+                for x in 0..d.blocks * d.parts {
+                    for c in 0..d.chunks {
+                        assert_eq!(d.tile(x, c) as usize % LINE, 0, "{rows}x{k}: tile {x},{c}");
+                    }
+                }
+                // Row 0's digits of chunk 0 (A layout: the tile's first row; B: the first
+                // byte of every quad of row 0 is at 64·q).
+                let first: i64 = (0..parts)
+                    .map(|i| {
+                        // SAFETY: tile (i, 0) is TILE_BYTES readable bytes of `d`.
+                        let t = unsafe { core::slice::from_raw_parts(d.tile(i, 0), TILE_BYTES) };
+                        i64::from(t[0]) << (8 * i)
+                    })
+                    .sum();
+                assert_eq!(first, i64::from(a[[0, 0]]), "{rows}x{k}");
+                d.release();
+            }
+        }
     }
 
     #[test]
