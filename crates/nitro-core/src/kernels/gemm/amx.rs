@@ -39,6 +39,8 @@ use ndarray::{Array2, ArrayView2};
 const ROWS: usize = 16;
 /// Reduction bytes per tile row.
 const CHUNK: usize = 64;
+/// Sets of four accumulator tiles a task keeps ([`task`]): 128 KiB, within L2.
+const SUM_SETS: usize = 32;
 /// Bytes of a cache line: where tiles and accumulators start.
 const LINE: usize = 64;
 /// Most digits per value (`|v| ≤ 2139062143`; `i32` operands beyond take another engine).
@@ -335,10 +337,17 @@ struct Accumulators([i32; 4 * ROWS * ROWS]);
 /// Rows `b0·16 ..` of C (`cblock`, `n` columns): every pair of A tiles against every pair of
 /// B tiles, one `i32` block of at most `kb` chunks at a time, added into C.
 ///
+/// Per pair of A tiles, group of at most [`SUM_SETS`] pairs of B tiles and `i32` block, every
+/// pair of the group is multiplied first, into its own set of four sums (`sums`), and only then
+/// are the sets added into C: the tile products run back to back, so the processor overlaps
+/// one's loads with the previous one's arithmetic, which an epilogue between every two of them
+/// prevented.
+///
 /// The first contribution to each entry stores instead of adding (C is not zeroed): it is the
 /// one of both operands' lowest digit in the first K block, which comes first because pairs of
-/// A tiles are the outer loop, pairs of B tiles the middle one and K blocks the inner one, and
-/// a block's lowest digit precedes its others in both orders.
+/// A tiles are the outer loop, groups of B pairs the next, K blocks the next and pairs of B
+/// tiles the inner one, and the first pair (and group) of either operand's tiles that reaches
+/// a block of rows holds its lowest digit.
 ///
 /// # Safety
 /// AMX must be available ([`kernel::available`]); AVX-512 F comes with every AMX processor
@@ -349,21 +358,27 @@ unsafe fn task(a: &Digits, b: &Digits, b0: usize, cblock: &mut [i64], kb: usize)
     let blocks = (cblock.len() / n).div_ceil(ROWS);
     let xs = (b0 * a.parts..(b0 + blocks) * a.parts).collect::<Vec<_>>();
     let ys = (0..b.blocks * b.parts).collect::<Vec<_>>();
-    let mut acc = Accumulators([0i32; 4 * ROWS * ROWS]);
+    let mut sums = (0..ys.len().div_ceil(2).min(SUM_SETS))
+        .map(|_| Accumulators([0i32; 4 * ROWS * ROWS]))
+        .collect::<Vec<_>>();
     // SAFETY: AMX is available (the caller's contract).
     unsafe { kernel::configure() };
     for xp in xs.chunks(2) {
-        for yp in ys.chunks(2) {
+        for group in ys.chunks(2 * SUM_SETS) {
             let mut k0 = 0;
             while k0 < a.chunks {
                 let len = kb.min(a.chunks - k0);
                 let ta = [a.tile(xp[0], k0), a.tile(xp[xp.len() - 1], k0)];
-                let tb = [b.tile(yp[0], k0), b.tile(yp[yp.len() - 1], k0)];
-                // SAFETY: configured above; each pointer starts `len` consecutive tiles of
-                // its block and digit (k0 + len ≤ chunks); `acc` holds four tiles; the sums
-                // fit i32 (len ≤ BLOCK_CHUNKS, module docs).
-                unsafe { kernel::dot_2x2(ta, tb, len, acc.0.as_mut_ptr()) };
-                add_tiles(&acc.0, cblock, (xp, a.parts, b0), (yp, b.parts), n, k0 == 0);
+                for (yp, acc) in group.chunks(2).zip(sums.iter_mut()) {
+                    let tb = [b.tile(yp[0], k0), b.tile(yp[yp.len() - 1], k0)];
+                    // SAFETY: configured above; each pointer starts `len` consecutive tiles of
+                    // its block and digit (k0 + len ≤ chunks); `acc` holds four tiles; the
+                    // sums fit i32 (len ≤ BLOCK_CHUNKS, module docs).
+                    unsafe { kernel::dot_2x2(ta, tb, len, acc.0.as_mut_ptr()) };
+                }
+                for (yp, acc) in group.chunks(2).zip(&sums) {
+                    add_tiles(&acc.0, cblock, (xp, a.parts, b0), (yp, b.parts), n, k0 == 0);
+                }
                 k0 += len;
             }
         }
@@ -560,6 +575,9 @@ mod tests {
             (17, 33, 321),
             (40, 7, 450),
             (3, 50, 2049),
+            // More pairs of B tiles than a task keeps sums for (SUM_SETS), with one, two and
+            // three digits: groups whose edges split a block's digits.
+            (17, 16 * (2 * SUM_SETS + 1), 256),
         ]
         .iter()
         .enumerate()
