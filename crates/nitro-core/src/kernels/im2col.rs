@@ -399,20 +399,39 @@ where
     let mut out = vec![O::default(); n * f * hw];
     let image = |m: usize, om: &mut [O]| {
         let zm = &z[m * hw * f..(m + 1) * hw * f];
-        #[cfg(nitro_x86_simd)]
-        {
-            use crate::kernels::cpu::{loop_build, Isa};
-            match loop_build() {
-                // SAFETY (both): the instruction set is allowed and detected.
-                Isa::Avx512Vnni => return unsafe { image_avx512(zm, om, f, bias, &epilogue) },
-                Isa::Avx2 => return unsafe { image_avx2(zm, om, f, bias, &epilogue) },
-                _ => {}
-            }
-        }
-        image_impl(zm, om, f, bias, &epilogue)
+        image_positions(zm, om, (f, hw), bias, &epilogue, (0, hw));
     };
     crate::kernels::par::for_each_chunk_mut(&mut out, (f * hw).max(1), image);
     out
+}
+
+/// Positions `s0..s1` of one image of [`rows_to_nchw`]: `z` holds their rows (`(s1 − s0) × F`),
+/// `o` is the image's whole `F × Ho·Wo` output, of which those positions of every filter row
+/// are written. On the widest build the dispatch allows (the same safe code, the same values).
+pub(crate) fn image_positions<O, E>(
+    z: &[i64],
+    o: &mut [O],
+    (f, hw): (usize, usize),
+    bias: &[i64],
+    epilogue: &E,
+    range: (usize, usize),
+) where
+    O: NchwLane,
+    E: Fn(i64) -> O,
+{
+    #[cfg(nitro_x86_simd)]
+    {
+        use crate::kernels::cpu::{loop_build, Isa};
+        match loop_build() {
+            // SAFETY (both): the instruction set is allowed and detected.
+            Isa::Avx512Vnni => {
+                return unsafe { image_avx512(z, o, (f, hw), bias, epilogue, range) }
+            }
+            Isa::Avx2 => return unsafe { image_avx2(z, o, (f, hw), bias, epilogue, range) },
+            _ => {}
+        }
+    }
+    image_impl(z, o, (f, hw), bias, epilogue, range)
 }
 
 #[cfg(nitro_x86_simd)]
@@ -420,11 +439,12 @@ where
 unsafe fn image_avx512<O: NchwLane, E: Fn(i64) -> O>(
     z: &[i64],
     o: &mut [O],
-    f: usize,
+    shape: (usize, usize),
     bias: &[i64],
     e: &E,
+    range: (usize, usize),
 ) {
-    image_impl(z, o, f, bias, e)
+    image_impl(z, o, shape, bias, e, range)
 }
 
 #[cfg(nitro_x86_simd)]
@@ -432,23 +452,31 @@ unsafe fn image_avx512<O: NchwLane, E: Fn(i64) -> O>(
 unsafe fn image_avx2<O: NchwLane, E: Fn(i64) -> O>(
     z: &[i64],
     o: &mut [O],
-    f: usize,
+    shape: (usize, usize),
     bias: &[i64],
     e: &E,
+    range: (usize, usize),
 ) {
-    image_impl(z, o, f, bias, e)
+    image_impl(z, o, shape, bias, e, range)
 }
 
-/// One image of [`rows_to_nchw`]: `z` is its `Ho·Wo × F` block, `o` its `F × Ho·Wo` output.
+/// [`image_positions`]' loop: 16 positions at a time, the epilogue over whole rows of `z` into
+/// a small buffer, then its transposed write.
 #[inline(always)]
-fn image_impl<O: NchwLane, E: Fn(i64) -> O>(z: &[i64], o: &mut [O], f: usize, bias: &[i64], e: &E) {
-    let hw = o.len() / f.max(1);
+fn image_impl<O: NchwLane, E: Fn(i64) -> O>(
+    z: &[i64],
+    o: &mut [O],
+    (f, hw): (usize, usize),
+    bias: &[i64],
+    e: &E,
+    (p0, p1): (usize, usize),
+) {
     let mut tile = vec![O::default(); 16 * f];
-    for s0 in (0..hw).step_by(16) {
-        let s1 = (s0 + 16).min(hw);
+    for s0 in (p0..p1).step_by(16) {
+        let s1 = (s0 + 16).min(p1);
         for (trow, zrow) in tile
             .chunks_exact_mut(f)
-            .zip(z[s0 * f..s1 * f].chunks_exact(f))
+            .zip(z[(s0 - p0) * f..(s1 - p0) * f].chunks_exact(f))
         {
             for ((t, &zv), &b) in trow.iter_mut().zip(zrow).zip(bias) {
                 *t = e(zv + b);

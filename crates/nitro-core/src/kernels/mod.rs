@@ -24,6 +24,6 @@ pub(crate) mod x86;
 pub use buffers::recycle;
 pub use cpu::{dispatch, set_dispatch, Dispatch, Int, Isa};
 pub use gemm::{
-    engine_counts, gemm_nn, gemm_nt, gemm_nt_rows, gemm_nt_with, gemm_rows_nt, gemm_tn, Accum,
-    EngineCounts, RowSource,
+    engine_counts, gemm_nn, gemm_nt, gemm_nt_rows, gemm_nt_with, gemm_rows_nt, gemm_rows_nt_nchw,
+    gemm_tn, Accum, EngineCounts, RowSource,
 };

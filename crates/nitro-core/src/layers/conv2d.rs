@@ -10,9 +10,9 @@ use super::saved::{no_forward, no_gradient};
 use super::scaling::Scaling;
 use crate::error::{Error, Result};
 use crate::kernels::channels_last::ChannelsLast;
-use crate::kernels::im2col::{hwc_weights, out_size, rows_to_nchw, NchwLane, Patches, PatchesHwc};
+use crate::kernels::im2col::{hwc_weights, out_size, NchwLane, Patches, PatchesHwc};
 use crate::kernels::sparse::{conv_weight_gradient, SparseDelta};
-use crate::kernels::{gemm_nt_rows, gemm_rows_nt, Int};
+use crate::kernels::{gemm_nt_rows, gemm_rows_nt_nchw, Int};
 use crate::optim::{Gradient, Sgd, Staged};
 use alloc::format;
 use alloc::string::String;
@@ -132,16 +132,15 @@ impl Conv2d {
         // Channels-last patches and weights: the same sums, faster patch rows (im2col.rs).
         let cols = PatchesHwc::new(xp, self.kernel())?;
         let w = hwc_weights(self.weight.view());
-        // (N·Ho·Wo) × F: row (m, i, j) holds every filter's output at that position.
-        let z = gemm_rows_nt(&cols, w.view()).map_err(|e| e.in_layer(&self.name))?;
         let f = self.filters();
         let bias: Vec<i64> = match &self.bias {
             Some(b) => b.iter().map(|&v| i64::from(v)).collect(),
             None => alloc::vec![0; f],
         };
-        let zs = z.as_slice().expect("standard layout");
-        let out = rows_to_nchw(zs, (n, f, ho * wo), &bias, epilogue);
-        crate::kernels::recycle(z);
+        // The (N·Ho·Wo) × F product (row (m, i, j): every filter's output at that position)
+        // through the epilogue into N × F × Ho·Wo.
+        let out = gemm_rows_nt_nchw(&cols, w.view(), (n, ho * wo), &bias, epilogue)
+            .map_err(|e| e.in_layer(&self.name))?;
         Ok(Array4::from_shape_vec((n, f, ho, wo), out).expect("sizes computed above"))
     }
 

@@ -30,6 +30,7 @@ use super::proof::prove_i64;
 use crate::error::Result;
 use crate::kernels::buffers;
 use crate::kernels::cpu::{loop_build, Int, Isa};
+use crate::kernels::im2col::{image_positions, rows_to_nchw, NchwLane};
 use crate::kernels::par;
 use crate::kernels::x86::amx::{self as kernel, TILE_BYTES};
 use alloc::vec::Vec;
@@ -39,6 +40,9 @@ use ndarray::{Array2, ArrayView2};
 const ROWS: usize = 16;
 /// Reduction bytes per tile row.
 const CHUNK: usize = 64;
+/// Row blocks of C a task of [`gemm_nchw`] computes at a time: 64 rows, 128 KiB of `i64` for
+/// 256 filters, which stay in L2 until the epilogue reads them.
+const BAND_BLOCKS: usize = 4;
 /// Sets of four accumulator tiles a task keeps ([`task`]): 128 KiB, within L2.
 const SUM_SETS: usize = 32;
 /// Bytes of a cache line: where tiles and accumulators start.
@@ -325,9 +329,99 @@ fn product(a: &Digits, b: &Digits) -> Vec<i64> {
     par::for_each_chunk_mut(&mut c, per_task * ROWS * n, |t, cblock| {
         // SAFETY: the tile engine runs only where `Isa::Amx` is detected (AMX present and
         // permitted: `kernel::available`), which the dispatch checked before packing.
-        unsafe { task(a, b, t * per_task, cblock, kb) };
+        unsafe { task(a, b, t * per_task, cblock, kb, &mut sum_sets(b)) };
     });
     c
+}
+
+/// The accumulator sets [`task`] needs for B's tiles.
+fn sum_sets(b: &Digits) -> Vec<Accumulators> {
+    let sets = (b.blocks * b.parts).div_ceil(2).min(SUM_SETS);
+    (0..sets)
+        .map(|_| Accumulators([0i32; 4 * ROWS * ROWS]))
+        .collect()
+}
+
+/// A convolution's `C = A·Bᵀ` (rows: the `images·hw` output positions, image-major; columns:
+/// the filters) on the tile engine straight into the `images × F × hw` output, `epilogue(c +
+/// bias[f])` per entry, or `Ok(None)` when the engine cannot take the operands. C is never
+/// whole in memory: each task computes a band of [`BAND_BLOCKS`] row blocks at a time into a
+/// buffer that stays in L2, and writes the band's positions out (`im2col::image_positions`,
+/// the epilogue [`im2col::rows_to_nchw`] applies to a whole C). A task owns whole images of
+/// the output; a row block that two tasks' images share is computed by both, each writing
+/// its own rows.
+pub(super) fn gemm_nchw<A: Int, B: Int, O: NchwLane, E: Fn(i64) -> O + Sync>(
+    a: Operand<'_, '_, A>,
+    b: Operand<'_, '_, B>,
+    (images, hw): (usize, usize),
+    bias: &[i64],
+    epilogue: &E,
+) -> Result<Option<Vec<O>>> {
+    let Some((pa, pb)) = plan(&a, &b)? else {
+        return Ok(None);
+    };
+    let (m, f) = (a.rows(), b.rows());
+    debug_assert_eq!(m, images * hw);
+    debug_assert_eq!(bias.len(), f);
+    let (da, db) = (pack(&a, pa, Layout::Rows), pack(&b, pb, Layout::Quads));
+    let mut out = alloc::vec![O::default(); images * f * hw];
+    let per_image = f * hw;
+    if per_image > 0 && da.chunks > 0 {
+        let kb = da.chunks.div_ceil(da.chunks.div_ceil(BLOCK_CHUNKS));
+        let macs = m * f * da.chunks * CHUNK * da.parts * db.parts;
+        let per_task = par::rows_per_task(images, macs / 4);
+        par::for_each_chunk_mut(&mut out, per_task * per_image, |t, chunk| {
+            let first = t * per_task;
+            let rows = (first * hw, (first + chunk.len() / per_image) * hw);
+            band_task(&da, &db, rows, kb, (first, hw), bias, epilogue, chunk);
+        });
+    } else if per_image > 0 {
+        // K = 0: every sum is zero.
+        let z = alloc::vec![0i64; m * f];
+        out = rows_to_nchw(&z, (images, f, hw), bias, epilogue);
+    }
+    da.release();
+    db.release();
+    Ok(Some(out))
+}
+
+/// Rows `r0..r1` of C (whole images from `first` on, of `hw` positions) into `out`, those
+/// images' outputs ([`gemm_nchw`]).
+#[allow(clippy::too_many_arguments)]
+fn band_task<O: NchwLane, E: Fn(i64) -> O>(
+    a: &Digits,
+    b: &Digits,
+    (r0, r1): (usize, usize),
+    kb: usize,
+    (first, hw): (usize, usize),
+    bias: &[i64],
+    epilogue: &E,
+    out: &mut [O],
+) {
+    let f = b.rows;
+    let mut band = buffers::take_dirty::<i64>(BAND_BLOCKS * ROWS * f);
+    let mut sums = sum_sets(b);
+    let mut blk = r0 / ROWS;
+    while blk * ROWS < r1 {
+        let rows = (BAND_BLOCKS * ROWS).min(a.rows - blk * ROWS);
+        let cb = &mut band[..rows * f];
+        // SAFETY: the tile engine runs only where `Isa::Amx` is detected (AMX present and
+        // permitted), which the dispatch checked before packing; `cb` holds whole rows of C
+        // from block `blk` on, the last block cut only at C's end.
+        unsafe { task(a, b, blk, cb, kb, &mut sums) };
+        // The band's rows that are this task's, image by image.
+        let (mut r, end) = ((blk * ROWS).max(r0), (blk * ROWS + rows).min(r1));
+        while r < end {
+            let (img, s0) = (r / hw, r % hw);
+            let s1 = hw.min(s0 + (end - r));
+            let z = &cb[(r - blk * ROWS) * f..][..(s1 - s0) * f];
+            let o = &mut out[(img - first) * f * hw..][..f * hw];
+            image_positions(z, o, (f, hw), bias, epilogue, (s0, s1));
+            r += s1 - s0;
+        }
+        blk += BAND_BLOCKS;
+    }
+    buffers::give(band);
 }
 
 /// The four accumulator tiles as `tilestored` writes them, on cache lines (as [`Digits`]).
@@ -353,14 +447,19 @@ struct Accumulators([i32; 4 * ROWS * ROWS]);
 /// AMX must be available ([`kernel::available`]); AVX-512 F comes with every AMX processor
 /// (the epilogue is compiled for it).
 #[target_feature(enable = "avx512f")]
-unsafe fn task(a: &Digits, b: &Digits, b0: usize, cblock: &mut [i64], kb: usize) {
+unsafe fn task(
+    a: &Digits,
+    b: &Digits,
+    b0: usize,
+    cblock: &mut [i64],
+    kb: usize,
+    sums: &mut [Accumulators],
+) {
     let n = b.rows;
     let blocks = (cblock.len() / n).div_ceil(ROWS);
     let xs = (b0 * a.parts..(b0 + blocks) * a.parts).collect::<Vec<_>>();
     let ys = (0..b.blocks * b.parts).collect::<Vec<_>>();
-    let mut sums = (0..ys.len().div_ceil(2).min(SUM_SETS))
-        .map(|_| Accumulators([0i32; 4 * ROWS * ROWS]))
-        .collect::<Vec<_>>();
+    debug_assert!(sums.len() >= ys.len().div_ceil(2).min(SUM_SETS));
     // SAFETY: AMX is available (the caller's contract).
     unsafe { kernel::configure() };
     for xp in xs.chunks(2) {
@@ -376,7 +475,7 @@ unsafe fn task(a: &Digits, b: &Digits, b0: usize, cblock: &mut [i64], kb: usize)
                     // sums fit i32 (len ≤ BLOCK_CHUNKS, module docs).
                     unsafe { kernel::dot_2x2(ta, tb, len, acc.0.as_mut_ptr()) };
                 }
-                for (yp, acc) in group.chunks(2).zip(&sums) {
+                for (yp, acc) in group.chunks(2).zip(sums.iter()) {
                     add_tiles(&acc.0, cblock, (xp, a.parts, b0), (yp, b.parts), n, k0 == 0);
                 }
                 k0 += len;
@@ -641,6 +740,50 @@ mod tests {
         // A product beyond i64 is an error here too.
         let a = Array2::from_elem((1, MIN_K), i32::MAX);
         assert!(gemm(Operand::View(&a.view()), Operand::View(&a.view())).is_err());
+    }
+
+    #[test]
+    fn the_convolution_product_goes_through_its_epilogue_band_by_band() {
+        if !amx_here("AMX tile engine (fused convolution epilogue) not tested") {
+            return;
+        }
+        let mut r = Pcg32::new(23, 4);
+        // (images, positions, filters, K, bound of B): positions on and off the 16-row blocks
+        // and the 64-row bands, images whose rows share a block, digits 1 to 3.
+        for &(images, hw, f, k, bb) in &[
+            (3usize, 49usize, 20usize, 300usize, 127i64),
+            (2, 13, 33, 64, 32_639),
+            (1, 16, 16, 256, 1000),
+            (5, 196, 40, 130, 32_640),
+            (4, 100, 17, 1, 5),
+            (7, 30, 64, 577, 200_000),
+        ] {
+            let a = to::<i16>(&matrix(&mut r, images * hw, k, 127));
+            let b = to::<i32>(&matrix(&mut r, f, k, bb));
+            let bias: Vec<i64> = (0..f).map(|_| i64::from(r.below(2001)) - 1000).collect();
+            let c = oracle(&a.mapv(i64::from), &b.mapv(i64::from));
+            let cs = c.as_slice().unwrap();
+            let what = alloc::format!("{images}x{hw} positions, {f} filters, K {k}, |b| {bb}");
+            let wide = gemm_nchw(
+                Operand::View(&a.view()),
+                Operand::View(&b.view()),
+                (images, hw),
+                &bias,
+                &|v| v,
+            );
+            let want = rows_to_nchw(cs, (images, f, hw), &bias, |v| v);
+            assert_eq!(wide.unwrap().unwrap(), want, "{what}");
+            let narrow = |v: i64| (v >> 12).clamp(-127, 127) as i8;
+            let bytes = gemm_nchw(
+                Operand::View(&a.view()),
+                Operand::View(&b.view()),
+                (images, hw),
+                &bias,
+                &narrow,
+            );
+            let want = rows_to_nchw(cs, (images, f, hw), &bias, narrow);
+            assert_eq!(bytes.unwrap().unwrap(), want, "{what}, i8");
+        }
     }
 
     #[test]

@@ -33,7 +33,8 @@ pub use pack::RowSource;
 pub use proof::Accum;
 
 use super::cpu::{dispatch, Dispatch, Int, Isa};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use alloc::format;
 use alloc::vec::Vec;
 use ndarray::{Array2, ArrayView2};
 use pack::{Narrow, Packed16, SPLIT_MAX};
@@ -332,6 +333,57 @@ pub fn gemm_rows_nt<B: Int>(a: &dyn RowSource, b: ArrayView2<'_, B>) -> Result<A
         }
     }
     gemm_nt_with(materialise(a).view(), b, None, d)
+}
+
+/// A convolution's product and epilogue in one: [`gemm_rows_nt`] (`a`: the `images·hw` patch
+/// rows, image-major; `b`: the `F` filters) followed by
+/// [`rows_to_nchw`](crate::kernels::im2col::rows_to_nchw)`(C, (images, F, hw), bias,
+/// epilogue)`, the same values. On the tile engine the `i64` product is never written whole
+/// (its bands go straight through the epilogue); elsewhere it is those two calls.
+pub fn gemm_rows_nt_nchw<B, O, E>(
+    a: &dyn RowSource,
+    b: ArrayView2<'_, B>,
+    (images, hw): (usize, usize),
+    bias: &[i64],
+    epilogue: E,
+) -> Result<Vec<O>>
+where
+    B: Int,
+    O: crate::kernels::im2col::NchwLane,
+    E: Fn(i64) -> O + Sync,
+{
+    check_k(a.cols(), b.ncols())?;
+    let f = b.nrows();
+    if a.rows() != images * hw || bias.len() != f {
+        return Err(Error::shape(format!(
+            "convolution product: {} patch rows for {images} images of {hw} positions, {} \
+             biases for {f} filters",
+            a.rows(),
+            bias.len()
+        )));
+    }
+    #[cfg(nitro_x86_simd)]
+    {
+        let d = dispatch();
+        if tiles_allowed(d) && amx::worth_it(a.rows(), f, a.cols()) {
+            let got = amx::gemm_nchw(
+                amx::Operand::<i16>::Rows(a),
+                amx::Operand::View(&b),
+                (images, hw),
+                bias,
+                &epilogue,
+            )?;
+            if let Some(out) = got {
+                count(0);
+                return Ok(out);
+            }
+        }
+    }
+    let z = gemm_rows_nt(a, b)?;
+    let zs = z.as_slice().expect("standard layout");
+    let out = crate::kernels::im2col::rows_to_nchw(zs, (images, f, hw), bias, epilogue);
+    crate::kernels::recycle(z);
+    Ok(out)
 }
 
 /// A row source written out as a matrix (the fallback when it cannot be packed directly).
