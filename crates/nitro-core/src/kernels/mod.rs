@@ -4,6 +4,7 @@
 //! * [`cpu`] — instruction sets, their detection and the forceable [`Dispatch`] (a leaf).
 //! * [`gemm`] — the bound proof and the two product engines; `x86` holds every intrinsic.
 //! * [`im2col`] — convolutions lowered onto products, over [`channels_last`] padded inputs;
+//!   [`nchw`] — their epilogue (bias, scaling, the transpose back to NCHW);
 //!   [`sparse`] — the weight gradient of a sparse (max-pooled) error.
 //! * `sgd` — the vectorised IntegerSGD update loops; `map` — the layers' element-wise maps.
 //! * [`par`] — every parallel loop of the crate; `buffers` — reused product buffers.
@@ -14,6 +15,7 @@ pub mod cpu;
 pub mod gemm;
 pub mod im2col;
 pub(crate) mod map;
+pub mod nchw;
 pub mod par;
 pub(crate) mod sgd;
 pub mod sparse;

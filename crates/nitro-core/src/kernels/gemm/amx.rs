@@ -30,7 +30,7 @@ use super::proof::prove_i64;
 use crate::error::Result;
 use crate::kernels::buffers;
 use crate::kernels::cpu::{loop_build, Int, Isa};
-use crate::kernels::im2col::{image_positions, rows_to_nchw, NchwLane};
+use crate::kernels::nchw::{image_positions, rows_to_nchw, NchwLane};
 use crate::kernels::par;
 use crate::kernels::x86::amx::{self as kernel, TILE_BYTES};
 use alloc::vec::Vec;
@@ -346,8 +346,8 @@ fn sum_sets(b: &Digits) -> Vec<Accumulators> {
 /// the filters) on the tile engine straight into the `images × F × hw` output, `epilogue(c +
 /// bias[f])` per entry, or `Ok(None)` when the engine cannot take the operands. C is never
 /// whole in memory: each task computes a band of [`BAND_BLOCKS`] row blocks at a time into a
-/// buffer that stays in L2, and writes the band's positions out (`im2col::image_positions`,
-/// the epilogue [`im2col::rows_to_nchw`] applies to a whole C). A task owns whole images of
+/// buffer that stays in L2, and writes the band's positions out (`nchw::image_positions`,
+/// the epilogue [`rows_to_nchw`] applies to a whole C). A task owns whole images of
 /// the output; a row block that two tasks' images share is computed by both, each writing
 /// its own rows.
 pub(super) fn gemm_nchw<A: Int, B: Int, O: NchwLane, E: Fn(i64) -> O + Sync>(

@@ -337,7 +337,7 @@ pub fn gemm_rows_nt<B: Int>(a: &dyn RowSource, b: ArrayView2<'_, B>) -> Result<A
 
 /// A convolution's product and epilogue in one: [`gemm_rows_nt`] (`a`: the `images·hw` patch
 /// rows, image-major; `b`: the `F` filters) followed by
-/// [`rows_to_nchw`](crate::kernels::im2col::rows_to_nchw)`(C, (images, F, hw), bias,
+/// [`rows_to_nchw`](crate::kernels::nchw::rows_to_nchw)`(C, (images, F, hw), bias,
 /// epilogue)`, the same values. On the tile engine the `i64` product is never written whole
 /// (its bands go straight through the epilogue); elsewhere it is those two calls.
 pub fn gemm_rows_nt_nchw<B, O, E>(
@@ -349,7 +349,7 @@ pub fn gemm_rows_nt_nchw<B, O, E>(
 ) -> Result<Vec<O>>
 where
     B: Int,
-    O: crate::kernels::im2col::NchwLane,
+    O: crate::kernels::nchw::NchwLane,
     E: Fn(i64) -> O + Sync,
 {
     check_k(a.cols(), b.ncols())?;
@@ -381,7 +381,7 @@ where
     }
     let z = gemm_rows_nt(a, b)?;
     let zs = z.as_slice().expect("standard layout");
-    let out = crate::kernels::im2col::rows_to_nchw(zs, (images, f, hw), bias, epilogue);
+    let out = crate::kernels::nchw::rows_to_nchw(zs, (images, f, hw), bias, epilogue);
     crate::kernels::recycle(z);
     Ok(out)
 }
