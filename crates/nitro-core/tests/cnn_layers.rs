@@ -493,3 +493,56 @@ fn fused_scaled_forward_equals_conv_then_scaling() {
         }
     }
 }
+
+/// The convolution product with its epilogue in one call: the same values as the product
+/// followed by `rows_to_nchw`, on every dispatch path this CPU has (the tile engine's banded
+/// form where AMX runs: a product large enough for it), and a shape error naming the sizes for
+/// rows or biases that do not match.
+#[test]
+fn convolution_product_with_epilogue_equals_product_then_epilogue() {
+    use nitro_core::kernels::channels_last::ChannelsLast;
+    use nitro_core::kernels::im2col::PatchesHwc;
+    use nitro_core::kernels::nchw::rows_to_nchw;
+    use nitro_core::kernels::{
+        engine_counts, gemm_rows_nt, gemm_rows_nt_nchw, set_dispatch, Dispatch, Isa,
+    };
+    let mut r = Pcg32::new(41, 6);
+    // 7 images of 14×14 positions (images share 16-row blocks), 32 channels, 48 filters:
+    // K = 288 and 7·196·48·288 = 19.0 M multiply-adds, above the tile engine's 2²⁴.
+    let x = Array4::from_shape_fn((7, 32, 14, 14), |_| r.symmetric(127) as i8);
+    let xp = ChannelsLast::padded(x.view(), 1).unwrap();
+    let rows = PatchesHwc::new(&xp, 3).unwrap();
+    let w = ndarray::Array2::from_shape_fn((48, 288), |_| r.symmetric(3000) as i16);
+    let bias: Vec<i64> = (0..48).map(|_| i64::from(r.symmetric(500))).collect();
+    let scale = |v: i64| (v >> 10).clamp(-127, 127) as i8;
+    for isa in [
+        Isa::Portable,
+        Isa::Avx2,
+        Isa::AvxVnni,
+        Isa::Avx512Vnni,
+        Isa::Amx,
+    ] {
+        if !isa.detected() {
+            eprintln!("SKIPPED: {isa}: this CPU lacks {}", isa.cpu_flags());
+            continue;
+        }
+        set_dispatch(Dispatch::new(true, isa));
+        let z = gemm_rows_nt(&rows, w.view()).unwrap();
+        let want = rows_to_nchw(z.as_slice().unwrap(), (7, 48, 196), &bias, scale);
+        let tiles = engine_counts().tiles;
+        let got = gemm_rows_nt_nchw(&rows, w.view(), (7, 196), &bias, scale).unwrap();
+        assert_eq!(got, want, "{isa}");
+        if isa == Isa::Amx {
+            assert!(
+                engine_counts().tiles > tiles,
+                "the banded product did not run on tiles"
+            );
+        }
+        for (shape, b) in [((6, 196), &bias[..]), ((7, 196), &bias[1..])] {
+            let e = gemm_rows_nt_nchw(&rows, w.view(), shape, b, scale).unwrap_err();
+            assert!(matches!(e, Error::Shape(_)), "{e}");
+            assert!(e.to_string().contains("patch rows"), "{e}");
+        }
+    }
+    set_dispatch(Dispatch::default());
+}
