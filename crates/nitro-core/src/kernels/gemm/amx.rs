@@ -30,7 +30,7 @@ use super::proof::prove_i64;
 use crate::error::Result;
 use crate::kernels::buffers;
 use crate::kernels::cpu::{loop_build, Int, Isa};
-use crate::kernels::nchw::{image_positions, rows_to_nchw, NchwLane};
+use crate::kernels::nchw::{image_positions, NchwLane};
 use crate::kernels::par;
 use crate::kernels::x86::amx::{self as kernel, TILE_BYTES};
 use alloc::vec::Vec;
@@ -322,9 +322,7 @@ fn product(a: &Digits, b: &Digits) -> Vec<i64> {
         c.fill(0);
         return c;
     }
-    // Equal K blocks of at most BLOCK_CHUNKS chunks.
-    let kb = a.chunks.div_ceil(a.chunks.div_ceil(BLOCK_CHUNKS));
-    let macs = m * n * a.chunks * CHUNK * a.parts * b.parts;
+    let (kb, macs) = schedule(a, b);
     let per_task = par::rows_per_task(a.blocks, macs / 4);
     par::for_each_chunk_mut(&mut c, per_task * ROWS * n, |t, cblock| {
         // SAFETY: the tile engine runs only where `Isa::Amx` is detected (AMX present and
@@ -332,6 +330,14 @@ fn product(a: &Digits, b: &Digits) -> Vec<i64> {
         unsafe { task(a, b, t * per_task, cblock, kb, &mut sum_sets(b)) };
     });
     c
+}
+
+/// How a product of two packed operands (equal K chunks, at least one) runs: its `i32` block
+/// length in chunks (equal K blocks of at most [`BLOCK_CHUNKS`]) and its tile multiply-adds
+/// (what the split into tasks weighs).
+fn schedule(a: &Digits, b: &Digits) -> (usize, usize) {
+    let kb = a.chunks.div_ceil(a.chunks.div_ceil(BLOCK_CHUNKS));
+    (kb, a.rows * b.rows * a.chunks * CHUNK * a.parts * b.parts)
 }
 
 /// The accumulator sets [`task`] needs for B's tiles.
@@ -344,10 +350,11 @@ fn sum_sets(b: &Digits) -> Vec<Accumulators> {
 
 /// A convolution's `C = A·Bᵀ` (rows: the `images·hw` output positions, image-major; columns:
 /// the filters) on the tile engine straight into the `images × F × hw` output, `epilogue(c +
-/// bias[f])` per entry, or `Ok(None)` when the engine cannot take the operands. C is never
+/// bias[f])` per entry, or `Ok(None)` when the engine cannot take the operands (or K is 0,
+/// which the other engines' path handles). C is never
 /// whole in memory: each task computes a band of [`BAND_BLOCKS`] row blocks at a time into a
 /// buffer that stays in L2, and writes the band's positions out (`nchw::image_positions`,
-/// the epilogue [`rows_to_nchw`] applies to a whole C). A task owns whole images of
+/// the epilogue [`rows_to_nchw`](crate::kernels::nchw::rows_to_nchw) applies to a whole C). A task owns whole images of
 /// the output; a row block that two tasks' images share is computed by both, each writing
 /// its own rows.
 pub(super) fn gemm_nchw<A: Int, B: Int, O: NchwLane, E: Fn(i64) -> O + Sync>(
@@ -357,6 +364,9 @@ pub(super) fn gemm_nchw<A: Int, B: Int, O: NchwLane, E: Fn(i64) -> O + Sync>(
     bias: &[i64],
     epilogue: &E,
 ) -> Result<Option<Vec<O>>> {
+    if a.cols() == 0 {
+        return Ok(None);
+    }
     let Some((pa, pb)) = plan(&a, &b)? else {
         return Ok(None);
     };
@@ -366,19 +376,14 @@ pub(super) fn gemm_nchw<A: Int, B: Int, O: NchwLane, E: Fn(i64) -> O + Sync>(
     let (da, db) = (pack(&a, pa, Layout::Rows), pack(&b, pb, Layout::Quads));
     let mut out = alloc::vec![O::default(); images * f * hw];
     let per_image = f * hw;
-    if per_image > 0 && da.chunks > 0 {
-        let kb = da.chunks.div_ceil(da.chunks.div_ceil(BLOCK_CHUNKS));
-        let macs = m * f * da.chunks * CHUNK * da.parts * db.parts;
+    if per_image > 0 {
+        let (kb, macs) = schedule(&da, &db);
         let per_task = par::rows_per_task(images, macs / 4);
         par::for_each_chunk_mut(&mut out, per_task * per_image, |t, chunk| {
             let first = t * per_task;
             let rows = (first * hw, (first + chunk.len() / per_image) * hw);
             band_task(&da, &db, rows, kb, (first, hw), bias, epilogue, chunk);
         });
-    } else if per_image > 0 {
-        // K = 0: every sum is zero.
-        let z = alloc::vec![0i64; m * f];
-        out = rows_to_nchw(&z, (images, f, hw), bias, epilogue);
     }
     da.release();
     db.release();
@@ -613,6 +618,7 @@ pub(super) fn self_check() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::nchw::rows_to_nchw;
     use crate::rng::Pcg32;
 
     /// Whether AMX can run here; else one visible line (straight to stderr: the harness

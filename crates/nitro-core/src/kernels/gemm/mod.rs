@@ -110,10 +110,21 @@ fn on_tiles<A: Int, B: Int>(
     b: amx::Operand<'_, '_, B>,
     d: Dispatch,
 ) -> Result<Option<Array2<i64>>> {
-    if !tiles_allowed(d) || !amx::worth_it(a.rows(), b.rows(), a.cols()) {
+    tiles_run((a.rows(), b.rows(), a.cols()), d, || amx::gemm(a, b))
+}
+
+/// `run` (a tile engine product of `m×k` by `n×k`) when the tile engine is allowed under `d`
+/// and the shape is worth it, counted when it took the operands; `Ok(None)` otherwise.
+#[cfg(nitro_x86_simd)]
+fn tiles_run<R>(
+    (m, n, k): (usize, usize, usize),
+    d: Dispatch,
+    run: impl FnOnce() -> Result<Option<R>>,
+) -> Result<Option<R>> {
+    if !tiles_allowed(d) || !amx::worth_it(m, n, k) {
         return Ok(None);
     }
-    let c = amx::gemm(a, b)?;
+    let c = run()?;
     if c.is_some() {
         count(0);
     }
@@ -364,19 +375,12 @@ where
     }
     #[cfg(nitro_x86_simd)]
     {
-        let d = dispatch();
-        if tiles_allowed(d) && amx::worth_it(a.rows(), f, a.cols()) {
-            let got = amx::gemm_nchw(
-                amx::Operand::<i16>::Rows(a),
-                amx::Operand::View(&b),
-                (images, hw),
-                bias,
-                &epilogue,
-            )?;
-            if let Some(out) = got {
-                count(0);
-                return Ok(out);
-            }
+        let banded = tiles_run((a.rows(), f, a.cols()), dispatch(), || {
+            let (ta, tb) = (amx::Operand::<i16>::Rows(a), amx::Operand::View(&b));
+            amx::gemm_nchw(ta, tb, (images, hw), bias, &epilogue)
+        })?;
+        if let Some(out) = banded {
+            return Ok(out);
         }
     }
     let z = gemm_rows_nt(a, b)?;
