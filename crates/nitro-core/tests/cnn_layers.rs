@@ -120,6 +120,29 @@ fn conv_forward_and_gradient_match_oracle() {
     assert!(paths.contains(&Accum::I64));
 }
 
+/// Two layers whose padded inputs have one size (14×14 unpadded, 12×12 padded by 1): each
+/// forward takes the buffers the other's last forward gave back (kernels/buffers.rs) — the
+/// padded copy with values where the next one has padding, the reordered weights, the output —
+/// and must still equal the oracle.
+#[test]
+fn forwards_reusing_buffers_match_the_oracle() {
+    let mut r = Pcg32::new(5, 9);
+    let w = rand4(&mut r, (32, 16, 3, 3), 64);
+    let mut layers = [
+        (Conv2d::new("p0", w.clone(), None, 1, 0).unwrap(), 14, 0),
+        (Conv2d::new("p1", w.clone(), None, 1, 1).unwrap(), 12, 1),
+    ];
+    for round in 0..6 {
+        let (conv, d, p) = &mut layers[round % 2];
+        // Non-zero values only, so that a stale value where padding belongs changes the sums.
+        let x = rand4(&mut r, (2, 16, *d, *d), 127).mapv(|v| if v == 0 { 1 } else { v as i16 });
+        let z = conv.forward(x.view(), false).unwrap();
+        let want = conv_oracle(&x.mapv(i64::from), &w.mapv(i64::from), *p);
+        assert_eq!(z, want, "round {round}");
+        nitro_core::kernels::recycle(z);
+    }
+}
+
 /// The weight gradient of a 64×28×28 batch reduces over 50176 terms: with δ large enough it
 /// takes the chunked path and stays exact (algorithm.md §10).
 #[test]

@@ -194,6 +194,34 @@ proptest! {
     }
 }
 
+/// Blocks large enough that the pooled arg-max, the sparse entries, the activation input, the
+/// channels-last copy and the gradient's accumulators come from the kernels' free list: run
+/// three times at one size, each run reads buffers the previous one left with its values, and
+/// must still equal the dense chain (nothing stale leaks in).
+#[test]
+fn repeated_blocks_of_one_size_equal_the_dense_chain() {
+    for seed in 0..3 {
+        let cs = Case {
+            n: 3,
+            c: 32,
+            f: 64,
+            k: 3,
+            pad: 1,
+            extra: 12,
+            pool: (2, 2),
+            pool_pad: (false, false),
+            ties: false,
+            wide_x: false,
+            bias: true,
+            kind: 0,
+            mode: 1,
+            compat: Compat::Exact,
+            seed,
+        };
+        check(cs).unwrap();
+    }
+}
+
 #[test]
 fn padding_maxima_and_ties_route_like_the_dense_backward() {
     // 1×1×2×2 input, 2×2 windows padded by 1: every window has 3 padding entries. In reference

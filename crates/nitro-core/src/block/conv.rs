@@ -4,7 +4,7 @@
 
 use super::head::{head_gradient, is_present, require_head, take_saved};
 use crate::error::{Error, Result};
-use crate::kernels::Int;
+use crate::kernels::{buffers, Int};
 use crate::layers::{
     flatten, unflatten, Activation, ActivationKind, Conv2d, Linear, Pool2d, PoolKind, Scaling,
 };
@@ -152,7 +152,9 @@ impl LocalConv2dBlock {
         i16: From<T>,
     {
         let scaled = self.conv.infer_scaled(x, &self.conv_scale)?;
-        Ok(self.act.infer(&scaled))
+        let y = self.act.infer(&scaled);
+        buffers::give_array(scaled);
+        Ok(y)
     }
 
     /// The opt-in amplification adjustment `d² / (kh·kw)` of algorithm.md §5 (at least 1).
@@ -263,7 +265,12 @@ impl LocalConv2dBlock {
         require_head(&self.head)?;
         let h = take_saved(&mut self.saved_out, &self.conv.name)?;
         let pooled = match &mut self.pool {
-            Some(p) => p.forward(h.view(), true, compat)?,
+            Some(p) => {
+                let pooled = p.forward(h.view(), true, compat)?;
+                // The block's output is spent: its buffer serves the next step's activation.
+                buffers::give_array(h);
+                pooled
+            }
             None => h,
         };
         let (_, f, dh, dw) = pooled.dim();

@@ -1,8 +1,11 @@
-//! Reused buffers for packed operands and product results: a training step packs and produces
-//! the same sizes batch after batch, so the kernels take zeroed buffers from a small free list
-//! instead of asking the allocator (and, for large sizes, the OS: fresh pages fault in one by
-//! one) every time. With `std` the lists are process-wide behind a mutex; without it every
-//! buffer is a fresh allocation.
+//! Reused buffers: a training step (and an inference batch) packs operands, produces results
+//! and keeps layer state — padded inputs, activations, arg-max positions, sparse errors — of
+//! the same sizes batch after batch, so the kernels and layers take buffers from a small free
+//! list and hand them back once spent, instead of asking the allocator every time. For large
+//! sizes the allocator asks the OS, and fresh pages fault in one by one, each zeroed by the
+//! kernel (on a two-core KVM guest, ~19,000 faults and ~10 % of a VGG8B step before the layers
+//! handed their buffers back; BENCHMARKS.md). With `std` the lists are process-wide behind a
+//! mutex; without it every buffer is a fresh allocation.
 
 use alloc::vec::Vec;
 
@@ -19,7 +22,7 @@ const MIN_KEPT: usize = 4096;
 const SLACK: usize = 2;
 
 /// Element types with a free list.
-pub(crate) trait Reusable: Copy + Default + 'static {
+pub trait Reusable: Copy + Default + 'static {
     #[cfg(feature = "std")]
     fn list() -> &'static std::sync::Mutex<Vec<Vec<Self>>>;
 }
@@ -32,6 +35,10 @@ static I64: std::sync::Mutex<Vec<Vec<i64>>> = std::sync::Mutex::new(Vec::new());
 static I8: std::sync::Mutex<Vec<Vec<i8>>> = std::sync::Mutex::new(Vec::new());
 #[cfg(feature = "std")]
 static I32: std::sync::Mutex<Vec<Vec<i32>>> = std::sync::Mutex::new(Vec::new());
+#[cfg(feature = "std")]
+static I16: std::sync::Mutex<Vec<Vec<i16>>> = std::sync::Mutex::new(Vec::new());
+#[cfg(feature = "std")]
+static USIZE: std::sync::Mutex<Vec<Vec<usize>>> = std::sync::Mutex::new(Vec::new());
 
 impl Reusable for u32 {
     #[cfg(feature = "std")]
@@ -50,6 +57,20 @@ impl Reusable for i32 {
     #[cfg(feature = "std")]
     fn list() -> &'static std::sync::Mutex<Vec<Vec<i32>>> {
         &I32
+    }
+}
+/// Max-pool arg-max positions and sparse errors' indices.
+impl Reusable for usize {
+    #[cfg(feature = "std")]
+    fn list() -> &'static std::sync::Mutex<Vec<Vec<usize>>> {
+        &USIZE
+    }
+}
+/// Channels-last convolution inputs.
+impl Reusable for i16 {
+    #[cfg(feature = "std")]
+    fn list() -> &'static std::sync::Mutex<Vec<Vec<i16>>> {
+        &I16
     }
 }
 impl Reusable for i8 {
@@ -74,6 +95,24 @@ pub(crate) fn take_dirty<T: Reusable>(len: usize) -> Vec<T> {
         }
     }
     alloc::vec![T::default(); len]
+}
+
+/// A buffer of `len` zeros (a memset of memory already mapped, where a fresh buffer of that
+/// size would fault its pages in one by one).
+pub(crate) fn take_zeroed<T: Reusable>(len: usize) -> Vec<T> {
+    let mut v = take_dirty::<T>(len);
+    v.fill(T::default());
+    v
+}
+
+/// An empty buffer with room for `len` elements (to be filled by pushing).
+pub(crate) fn take_empty<T: Reusable>(len: usize) -> Vec<T> {
+    #[cfg(feature = "std")]
+    if let Some(mut v) = reuse::<T>(len) {
+        v.clear();
+        return v;
+    }
+    Vec::with_capacity(len)
 }
 
 /// A free buffer for `len` elements, if any: of those with capacity for `len` but not more than
@@ -126,8 +165,12 @@ pub(crate) fn give<T: Reusable>(v: Vec<T>) {
 /// Hand a product's result back for reuse once its values have been consumed (optional; a
 /// dropped result is simply freed).
 pub fn recycle<D: ndarray::Dimension>(c: ndarray::Array<i64, D>) {
-    let (v, _) = c.into_raw_vec_and_offset();
-    give(v);
+    give_array(c);
+}
+
+/// Return an array's buffer for reuse (a step's activations and errors, once consumed).
+pub(crate) fn give_array<T: Reusable, D: ndarray::Dimension>(a: ndarray::Array<T, D>) {
+    give(a.into_raw_vec_and_offset().0);
 }
 
 #[cfg(test)]

@@ -6,10 +6,9 @@
 //! and transposing in one pass — and keeps it for the backward, so the sparse weight gradient
 //! reads the very same copy.
 
-use super::par;
+use super::{buffers, par};
 use crate::error::{Error, Result};
 use alloc::format;
-use alloc::vec;
 use alloc::vec::Vec;
 use ndarray::{Array4, ArrayView4};
 
@@ -71,12 +70,18 @@ impl ChannelsLast {
                 .unsigned_abs()
                 .max(i32::from(hi).unsigned_abs()),
         );
-        let mut data = vec![0i16; len + ALIGN - 1];
+        // A buffer of an earlier step (stale values): each image is zeroed where padded below.
+        let mut data = buffers::take_dirty::<i16>(len + ALIGN - 1);
         let lead = data.as_ptr().align_offset(ALIGN * 2).min(ALIGN - 1);
         if per_image > 0 {
             let per_input = c * h * w;
             let values = &mut data[lead..lead + len];
             par::for_each_chunk_mut(values, per_image, |m, o| {
+                if p > 0 {
+                    // The padding; the interior is all written below. (One image, in L2, just
+                    // before the transpose writes it again.)
+                    o.fill(0);
+                }
                 transpose_image(
                     &src[m * per_input..(m + 1) * per_input],
                     o,
@@ -120,7 +125,14 @@ impl ChannelsLast {
     }
 }
 
-/// One image: `s` is its `C × H × W` input, `o` its zeroed `Hp × Wp × C` output; input row `i`
+impl Drop for ChannelsLast {
+    /// The next forward's input of the same size takes the buffer (kernels/buffers.rs).
+    fn drop(&mut self) {
+        buffers::give(core::mem::take(&mut self.data));
+    }
+}
+
+/// One image: `s` is its `C × H × W` input, `o` its `Hp × Wp × C` output, zero where padded; input row `i`
 /// lands on output row `i + p`, shifted right by `p`. Tiles of [`TILE_C`] channels ×
 /// [`TILE_P`] positions: contiguous reads into the tile, contiguous 64-byte runs out of it.
 fn transpose_image<T>(s: &[T], o: &mut [i16], (c, h, w): (usize, usize, usize), wp: usize, p: usize)

@@ -7,12 +7,12 @@
 //! Index conventions: a "patch row" is `(m, i, j)` → `(m·Ho + i)·Wo + j`; a "patch column" is
 //! `(c, u, v)` → `(c·k + u)·k + v`, which is the row-major flattening of a weight `F×C×k×k`.
 
+use super::buffers::{self, Reusable};
 use super::channels_last::ChannelsLast;
 use super::gemm::RowSource;
 use crate::error::{Error, Result};
 use alloc::format;
 use alloc::vec;
-use alloc::vec::Vec;
 use ndarray::{s, Array2, Array4, ArrayView4};
 
 /// `x` zero-padded by `p` on each side of both spatial axes.
@@ -285,15 +285,20 @@ impl RowSource for PatchesHwc<'_> {
 
 /// Convolution weights `F×C×k×k` as the `F × (k·k·C)` matrix whose columns match
 /// [`PatchesHwc`]'s order.
-pub fn hwc_weights<T: Copy>(w: ArrayView4<'_, T>) -> Array2<T> {
+/// Built in a buffer of the kernels' free list (every element written), which the caller may
+/// hand back once the product has read it (`buffers::give_array`).
+pub fn hwc_weights<T: Reusable>(w: ArrayView4<'_, T>) -> Array2<T> {
     let (f, c, k, _) = w.dim();
     let ws = w.as_standard_layout();
     let src = ws.as_slice().expect("standard layout");
     let kk = k * k;
-    let mut out = Vec::with_capacity(src.len());
-    for filter in src.chunks_exact((c * kk).max(1)) {
-        for uv in 0..kk {
-            out.extend((0..c).map(|ch| filter[ch * kk + uv]));
+    let ckk = (c * kk).max(1);
+    let mut out = buffers::take_dirty::<T>(src.len());
+    for (filter, row) in src.chunks_exact(ckk).zip(out.chunks_exact_mut(ckk)) {
+        for (uv, run) in row.chunks_exact_mut(c.max(1)).enumerate().take(kk) {
+            for (ch, o) in run.iter_mut().enumerate() {
+                *o = filter[ch * kk + uv];
+            }
         }
     }
     Array2::from_shape_vec((f, kk * c), out).expect("F·k·k·C values")

@@ -41,14 +41,15 @@ where
 pub(crate) fn map_array<S, D, Dim, F>(a: ArrayView<'_, S, Dim>, f: F) -> Array<D, Dim>
 where
     S: Copy + Sync,
-    D: Copy + Default + Send,
+    D: super::buffers::Reusable + Send,
     Dim: Dimension,
     F: Fn(S) -> D + Sync + Send,
 {
     let Some(src) = a.as_slice() else {
         return a.mapv(f);
     };
-    let mut out = alloc::vec![D::default(); src.len()];
+    // Every element is written below: a buffer of an earlier step serves, stale values and all.
+    let mut out = super::buffers::take_dirty::<D>(src.len());
     zip_with(src, &mut out, |s, _| f(s));
     Array::from_shape_vec(a.raw_dim(), out).expect("as many elements as the shape")
 }

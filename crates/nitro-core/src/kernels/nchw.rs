@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 
 /// An element type of a convolution's output: how a tile of `16 × F` epilogue values
 /// (position-major) is written out filter-major.
-pub trait NchwLane: Copy + Default + Send + Sync {
+pub trait NchwLane: Copy + Default + Send + Sync + super::buffers::Reusable {
     /// Write `tile` (`(s1 − s0) × f`, row `sp` holding every filter's value at position
     /// `s0 + sp`) into `o` (`f × hw`) at positions `s0..s1` of every filter row.
     #[inline(always)]
@@ -103,7 +103,7 @@ where
     O: NchwLane,
     E: Fn(i64) -> O + Sync,
 {
-    let mut out = vec![O::default(); n * f * hw];
+    let mut out = super::buffers::take_dirty::<O>(n * f * hw);
     let image = |m: usize, om: &mut [O]| {
         let zm = &z[m * hw * f..(m + 1) * hw * f];
         image_positions(zm, om, (f, hw), bias, &epilogue, (0, hw));

@@ -18,7 +18,7 @@
 use crate::error::{Error, Result};
 use crate::kernels::channels_last::ChannelsLast;
 use crate::kernels::cpu::{dispatch, loop_build, Isa};
-use crate::kernels::par;
+use crate::kernels::{buffers, par};
 use alloc::format;
 use alloc::vec::Vec;
 use ndarray::Array4;
@@ -35,6 +35,14 @@ pub struct SparseDelta {
     starts: Vec<usize>,
     index: Vec<usize>,
     value: Vec<i32>,
+}
+
+impl Drop for SparseDelta {
+    /// The next step's pooling backward takes the entries' buffers (kernels/buffers.rs).
+    fn drop(&mut self) {
+        buffers::give(core::mem::take(&mut self.index));
+        buffers::give(core::mem::take(&mut self.value));
+    }
 }
 
 impl SparseDelta {
@@ -156,7 +164,8 @@ pub fn conv_weight_gradient(
         narrow: dispatch().allow_i16,
         build: loop_build(),
     };
-    let mut g = alloc::vec![0i64; f * ckk];
+    // Every row is written whole by its block; the update hands the buffer back (optim/sgd.rs).
+    let mut g = buffers::take_dirty::<i64>(f * ckk);
     let mut gb = alloc::vec![0i64; if bias { f } else { 0 }];
     let block = filters_per_block(ckk, f);
     // Every block depends on nothing but its own inputs: any schedule gives the same bits.
@@ -260,8 +269,8 @@ fn filter_block(
         .narrow
         .then(|| (i32::MAX as u64).checked_div(max_x).unwrap_or(u64::MAX));
     // Accumulated in kernel-row-major `k×k×C` order (the order patches are gathered in).
-    let mut total = alloc::vec![0i64; nf * ckk];
-    let mut part = alloc::vec![0i32; nf * ckk];
+    let mut total = buffers::take_zeroed::<i64>(nf * ckk);
+    let mut part = buffers::take_zeroed::<i32>(nf * ckk);
     let (n, filters) = (delta.dim.0, delta.dim.1);
     for m in 0..n {
         for (j, u) in used.iter_mut().enumerate() {
@@ -285,6 +294,8 @@ fn filter_block(
             }
         }
     }
+    buffers::give(total);
+    buffers::give(part);
 }
 
 /// Add `δ·patch` of the given entries of one filter: into `part` in runs proven to fit `i32`

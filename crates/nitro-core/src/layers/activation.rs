@@ -4,6 +4,7 @@
 use super::saved::no_forward;
 use crate::arith::{tdiv, DivU31};
 use crate::error::{Error, Result};
+use crate::kernels::buffers;
 use crate::kernels::map::{map_array, zip_with};
 use crate::kernels::sparse::SparseDelta;
 use alloc::format;
@@ -331,7 +332,10 @@ impl Activation {
                 x.shape()
             )));
         }
-        Ok(backward_with_input(self.kind, x.view(), delta))
+        let d = backward_with_input(self.kind, x.view(), delta);
+        // The saved input is spent: its buffer serves the next forward (kernels/buffers.rs).
+        buffers::give_array(x);
+        Ok(d)
     }
 
     /// [`Activation::backward`] of a sparse error, entry by entry in place: each value becomes
@@ -359,6 +363,8 @@ impl Activation {
             };
             *d = kind.backward_scalar(xm, *d);
         }
+        drop(xs);
+        buffers::give_array(x);
         Ok(())
     }
 }

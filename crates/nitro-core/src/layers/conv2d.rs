@@ -13,7 +13,7 @@ use crate::kernels::channels_last::ChannelsLast;
 use crate::kernels::im2col::{hwc_weights, out_size, Patches, PatchesHwc};
 use crate::kernels::nchw::NchwLane;
 use crate::kernels::sparse::{conv_weight_gradient, SparseDelta};
-use crate::kernels::{gemm_nt_rows, gemm_rows_nt_nchw, Int};
+use crate::kernels::{buffers, gemm_nt_rows, gemm_rows_nt_nchw, Int};
 use crate::optim::{Gradient, Sgd, Staged};
 use alloc::format;
 use alloc::string::String;
@@ -142,6 +142,7 @@ impl Conv2d {
         // through the epilogue into N × F × Ho·Wo.
         let out = gemm_rows_nt_nchw(&cols, w.view(), (n, ho * wo), &bias, epilogue)
             .map_err(|e| e.in_layer(&self.name))?;
+        buffers::give_array(w);
         Ok(Array4::from_shape_vec((n, f, ho, wo), out).expect("sizes computed above"))
     }
 

@@ -4,8 +4,8 @@
 use super::saved::no_forward;
 use crate::arith::tdiv;
 use crate::error::{Error, Result};
-use crate::kernels::par;
 use crate::kernels::sparse::SparseDelta;
+use crate::kernels::{buffers, par};
 use crate::optim::Compat;
 use alloc::format;
 use alloc::vec::Vec;
@@ -156,7 +156,9 @@ impl Pool2d {
         let max = self.kind == PoolKind::Max;
         let mut out = alloc::vec![T::default(); n * c * ho * wo];
         let mut arg = if max {
-            alloc::vec![PADDING; n * c * ho * wo]
+            let mut arg = buffers::take_dirty::<usize>(n * c * ho * wo);
+            arg.fill(PADDING);
+            arg
         } else {
             Vec::new()
         };
@@ -376,6 +378,7 @@ impl Pool2d {
                         out[a] = dv;
                     }
                 }
+                buffers::give(arg);
             }
             PoolKind::Avg => {
                 let (kh, kw) = self.kernel;
@@ -420,8 +423,9 @@ impl Pool2d {
         let d = ds.as_slice().expect("standard layout");
         let per = ho * wo;
         let mut starts = Vec::with_capacity(n * c + 1);
-        let mut index = Vec::with_capacity(arg.len());
-        let mut value = Vec::with_capacity(arg.len());
+        // The sparse error hands these back when dropped (kernels/sparse.rs).
+        let mut index = buffers::take_empty::<usize>(arg.len());
+        let mut value = buffers::take_empty::<i32>(arg.len());
         // One group per plane, image-major: the order of `arg` and `d` themselves.
         for (a_plane, d_plane) in arg.chunks(per.max(1)).zip(d.chunks(per.max(1))) {
             starts.push(index.len());
@@ -434,6 +438,7 @@ impl Pool2d {
         }
         starts.resize(n * c, index.len());
         starts.push(index.len());
+        buffers::give(arg);
         SparseDelta::new((n, c, h, w), starts, index, value)
     }
 

@@ -10,7 +10,7 @@ use crate::data::Normalization;
 use crate::data::Share;
 use crate::error::{Error, Result};
 use crate::init::{bound, try_uniform};
-use crate::kernels::par;
+use crate::kernels::{buffers, par};
 use crate::layers::{flatten, Conv2d, Dropout, Linear, Pool2d, PoolKind, Scaling};
 use crate::loss::{argmax_rows, count_correct_chunked};
 use crate::metrics::{LocalStats, StepStats};
@@ -363,14 +363,20 @@ impl Cnn {
     fn features_infer(&self, x: ArrayView4<'_, i8>, compat: Compat) -> Result<Array4<i16>> {
         let mut cur = Features::Input(x);
         for s in &self.stages {
-            cur = match s {
+            let next = match s {
                 Stage::Block(b) => Features::I8(match cur.view(&[])? {
                     View::I8(v) => b.infer(v)?,
                     View::I16(v) => b.infer(v)?,
                 }),
                 Stage::Pool(p) => cur.view(&[])?.pooled(p, compat)?,
-                Stage::Dropout(_) => cur,
+                Stage::Dropout(_) => continue,
             };
+            // A stage's input is spent: its buffer serves the next batch's (kernels/buffers.rs).
+            match core::mem::replace(&mut cur, next) {
+                Features::I8(a) => buffers::give_array(a),
+                Features::I16(a) => buffers::give_array(a),
+                Features::Input(_) | Features::Kept(_) => {}
+            }
         }
         cur.into_i16(&[])
     }

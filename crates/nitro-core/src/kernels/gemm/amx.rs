@@ -374,7 +374,7 @@ pub(super) fn gemm_nchw<A: Int, B: Int, O: NchwLane, E: Fn(i64) -> O + Sync>(
     debug_assert_eq!(m, images * hw);
     debug_assert_eq!(bias.len(), f);
     let (da, db) = (pack(&a, pa, Layout::Rows), pack(&b, pb, Layout::Quads));
-    let mut out = alloc::vec![O::default(); images * f * hw];
+    let mut out = buffers::take_dirty::<O>(images * f * hw);
     let per_image = f * hw;
     if per_image > 0 {
         let (kb, macs) = schedule(&da, &db);
