@@ -15,6 +15,7 @@ pub mod cpu;
 pub mod gemm;
 pub mod im2col;
 pub(crate) mod map;
+pub(crate) mod maxpool;
 pub mod nchw;
 pub mod par;
 pub(crate) mod sgd;

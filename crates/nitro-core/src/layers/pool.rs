@@ -4,6 +4,7 @@
 use super::saved::no_forward;
 use crate::arith::tdiv;
 use crate::error::{Error, Result};
+use crate::kernels::maxpool::{self, PADDING};
 use crate::kernels::sparse::SparseDelta;
 use crate::kernels::{buffers, par};
 use crate::optim::Compat;
@@ -15,7 +16,9 @@ use ndarray::{Array2, Array4, ArrayView4};
 type Nchw = (usize, usize, usize, usize);
 
 /// Element types that can be pooled (the `i8` block outputs, `i16` after dropout, `i32` errors).
-pub trait PoolElem: Copy + Ord + Into<i64> + TryFrom<i64> + Default + Send + Sync {
+pub trait PoolElem:
+    Copy + Ord + Into<i32> + Into<i64> + TryFrom<i64> + Default + Send + Sync
+{
     /// The type's minimum: the max-pool padding value (algorithm.md §3.5).
     const MIN: Self;
 }
@@ -57,9 +60,6 @@ impl PoolKind {
         }
     }
 }
-
-/// Marks a max-pool window whose maximum was a padding element (routes no error).
-const PADDING: usize = usize::MAX;
 
 /// A pooling layer with kernel `(kh, kw)` = stride and padding `(ph, pw)`.
 #[derive(Clone, Debug)]
@@ -154,6 +154,10 @@ impl Pool2d {
         let area = (kh * kw) as i64;
         let per = (ho * wo).max(1);
         let max = self.kind == PoolKind::Max;
+        let windows = maxpool::Windows {
+            kernel: self.kernel,
+            padding: self.padding,
+        };
         let mut out = alloc::vec![T::default(); n * c * ho * wo];
         let mut arg = if max {
             let mut arg = buffers::take_dirty::<usize>(n * c * ho * wo);
@@ -165,28 +169,20 @@ impl Pool2d {
         // One plane: its outputs (and arg-max indices for max pooling).
         let plane_fn = |plane: usize, o: &mut [T], mut a: Option<&mut [usize]>| -> Result<()> {
             let base = plane * h * w;
+            // Max pooling: kernels/maxpool.rs (a kernel beyond its limits takes the loop below).
+            if let Some(a) = a.as_deref_mut() {
+                if kh <= maxpool::BAND_ROWS && kw <= maxpool::BAND_COLS {
+                    let plane = maxpool::Plane { base, h, w };
+                    maxpool::plane(xv, plane, windows, pad_value, o, a);
+                    return Ok(());
+                }
+            }
             for oi in 0..ho {
                 // Windows wholly inside the input (no padding): read straight from the rows,
                 // the first element starting the maximum (the same arg-max on ties: later
                 // elements replace it only when strictly larger, in row-major order).
                 let y0 = (oi * kh).wrapping_sub(ph);
                 let rows_inside = y0 < h && y0 + kh <= h;
-                // A whole output row of max windows inside the input, of the common widths:
-                // row by row, loops the compiler unrolls and vectorises.
-                if rows_inside && pw == 0 && wo * kw <= w {
-                    if let Some(a) = a.as_deref_mut() {
-                        let at = (base + y0 * w, w, kh);
-                        let (orow, arow) = (&mut o[oi * wo..][..wo], &mut a[oi * wo..][..wo]);
-                        // Inlined with the common widths as constants (unrolled inner loops).
-                        match kw {
-                            2 if kh == 2 => max_2x2(xv, (at.0, w), orow, arow),
-                            2 => band_max(xv, at, 2, orow, arow),
-                            4 => band_max(xv, at, 4, orow, arow),
-                            _ => band_max(xv, at, kw, orow, arow),
-                        }
-                        continue;
-                    }
-                }
                 for oj in 0..wo {
                     let x0 = (oj * kw).wrapping_sub(pw);
                     if rows_inside && x0 < w && x0 + kw <= w {
@@ -211,7 +207,10 @@ impl Pool2d {
                                 let mut sum = 0i64;
                                 for u in 0..kh {
                                     let at = start + u * w;
-                                    sum += xv[at..at + kw].iter().map(|&v| v.into()).sum::<i64>();
+                                    sum += xv[at..at + kw]
+                                        .iter()
+                                        .map(|&v| Into::<i64>::into(v))
+                                        .sum::<i64>();
                                 }
                                 // |mean| ≤ max|x|: always fits T.
                                 o[i] = T::try_from(tdiv(sum, area)).map_err(|_| {
@@ -477,69 +476,4 @@ pub fn unflatten<T: Clone>(x: Array2<T>, chw: (usize, usize, usize)) -> Result<A
     };
     Ok(x.into_shape_with_order((n, chw.0, chw.1, chw.2))
         .expect("standard layout"))
-}
-
-/// One output row of 2×2 max pooling inside the input (the stack's pools): each window's four
-/// elements compared in row-major order, a later one replacing only when strictly larger (the
-/// arg-max rule of algorithm.md §3.5), without the per-row passes of [`band_max`].
-#[inline(always)]
-fn max_2x2<T: PoolElem>(xv: &[T], (start, w): (usize, usize), o: &mut [T], a: &mut [usize]) {
-    let wo = o.len();
-    let (r0, r1) = (
-        &xv[start..start + 2 * wo],
-        &xv[start + w..start + w + 2 * wo],
-    );
-    for (j, ((ov, av), (p, q))) in o
-        .iter_mut()
-        .zip(a.iter_mut())
-        .zip(r0.chunks_exact(2).zip(r1.chunks_exact(2)))
-        .enumerate()
-    {
-        let (mut best, mut at) = (p[0], 0);
-        for (v, off) in [(p[1], 1), (q[0], w), (q[1], w + 1)] {
-            if v > best {
-                (best, at) = (v, off);
-            }
-        }
-        *ov = best;
-        *av = start + 2 * j + at;
-    }
-}
-
-/// One output row of max pooling whose windows (`kw` wide, `kh` high, stride = kernel) all lie
-/// inside the input: `start` is the flat index of the band's first input, `w` the input width.
-/// Each input row gives each window its first maximum (strictly larger replaces, in column
-/// order); rows are then taken in order, a later row replacing only a strictly larger maximum:
-/// together the first maximum in row-major order, the arg-max rule of algorithm.md §3.5.
-#[inline(always)]
-fn band_max<T: PoolElem>(
-    xv: &[T],
-    (start, w, kh): (usize, usize, usize),
-    kw: usize,
-    o: &mut [T],
-    a: &mut [usize],
-) {
-    let wo = o.len();
-    for u in 0..kh {
-        let row0 = start + u * w;
-        let row = &xv[row0..row0 + wo * kw];
-        for (oj, ((ov, av), win)) in o
-            .iter_mut()
-            .zip(a.iter_mut())
-            .zip(row.chunks_exact(kw))
-            .enumerate()
-        {
-            let (mut best, mut at) = (win[0], 0);
-            for (v, &x) in win.iter().enumerate().skip(1) {
-                if x > best {
-                    best = x;
-                    at = v;
-                }
-            }
-            if u == 0 || best > *ov {
-                *ov = best;
-                *av = row0 + oj * kw + at;
-            }
-        }
-    }
 }

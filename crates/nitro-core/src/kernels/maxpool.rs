@@ -1,0 +1,365 @@
+//! Max pooling with arg-max, one output row of windows at a time (`layers::pool` calls these
+//! for each plane). Windows are `kh × kw` with stride = kernel; the padding takes part with its
+//! value, and the arg-max rule is algorithm.md §3.5's: the first maximum in row-major order (a
+//! later element replaces the maximum only when strictly larger), `PADDING` when that element
+//! is padding.
+//!
+//! [`plane`] handles every window shape, a row of windows in two passes. First each column of the band gets its
+//! maximum over the window's rows and the first row holding it — one loop over contiguous
+//! columns per row, which the compiler vectorises, where comparing element by element along
+//! each window row was a chain of dependent, unpredictable branches. Then each window's
+//! maximum is the largest column maximum, and its first occurrence in row-major order is the
+//! one in the smallest first row, then the leftmost column: the same element the element-wise
+//! rule picks.
+
+/// The band's columns kept on the stack at once (whole windows; a wider band is done in parts).
+pub(crate) const BAND_COLS: usize = 256;
+
+/// The most window rows [`band`] takes (a window row's index is kept in a byte).
+pub(crate) const BAND_ROWS: usize = 256;
+
+/// A window's arg-max when its maximum is padding (routes no error).
+pub(crate) const PADDING: usize = usize::MAX;
+
+/// One input plane: its first flat index, height and width.
+#[derive(Clone, Copy)]
+pub(crate) struct Plane {
+    pub base: usize,
+    pub h: usize,
+    pub w: usize,
+}
+
+/// Window geometry: kernel `(kh, kw)` (= stride), padding `(ph, pw)`.
+#[derive(Clone, Copy)]
+pub(crate) struct Windows {
+    pub kernel: (usize, usize),
+    pub padding: (usize, usize),
+}
+
+/// Max pooling of plane `p` of `xv` into its `ho × wo` outputs: the maxima into `o` and their
+/// flat input indices (or [`PADDING`]) into `a`, row-major. `pad` is the padding's value.
+/// Needs `kh ≤ BAND_ROWS` and `kw ≤ BAND_COLS`. On the widest build the dispatch allows (the
+/// same safe code, the same values).
+pub(crate) fn plane<T: Copy + Ord + Into<i32>>(
+    xv: &[T],
+    p: Plane,
+    g: Windows,
+    pad: T,
+    o: &mut [T],
+    a: &mut [usize],
+) {
+    #[cfg(nitro_x86_simd)]
+    {
+        use crate::kernels::cpu::{loop_build, Isa};
+        match loop_build() {
+            // SAFETY (both): the instruction set is allowed and detected.
+            Isa::Avx512Vnni => return unsafe { plane_avx512(xv, p, g, pad, o, a) },
+            Isa::Avx2 => return unsafe { plane_avx2(xv, p, g, pad, o, a) },
+            _ => {}
+        }
+    }
+    plane_impl(xv, p, g, pad, o, a)
+}
+
+#[cfg(nitro_x86_simd)]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn plane_avx512<T: Copy + Ord + Into<i32>>(
+    xv: &[T],
+    p: Plane,
+    g: Windows,
+    pad: T,
+    o: &mut [T],
+    a: &mut [usize],
+) {
+    plane_impl(xv, p, g, pad, o, a)
+}
+
+#[cfg(nitro_x86_simd)]
+#[target_feature(enable = "avx2")]
+unsafe fn plane_avx2<T: Copy + Ord + Into<i32>>(
+    xv: &[T],
+    p: Plane,
+    g: Windows,
+    pad: T,
+    o: &mut [T],
+    a: &mut [usize],
+) {
+    plane_impl(xv, p, g, pad, o, a)
+}
+
+#[inline(always)]
+fn plane_impl<T: Copy + Ord + Into<i32>>(
+    xv: &[T],
+    p: Plane,
+    g: Windows,
+    pad: T,
+    o: &mut [T],
+    a: &mut [usize],
+) {
+    let ((kh, kw), (ph, pw)) = (g.kernel, g.padding);
+    let wo = (p.w + 2 * pw - kw) / kw + 1;
+    assert!(kh <= BAND_ROWS && (1..=BAND_COLS).contains(&kw) && a.len() == o.len());
+    let mut scratch = Scratch {
+        m: [pad; BAND_COLS],
+        first: [0; BAND_COLS],
+        rows: [pad; ROWS_BUF],
+    };
+    for (oi, (orow, arow)) in o
+        .chunks_exact_mut(wo)
+        .zip(a.chunks_exact_mut(wo))
+        .enumerate()
+    {
+        let y0 = (oi * kh).wrapping_sub(ph);
+        if (kh, kw) == (2, 2) && pw == 0 && y0 < p.h && y0 + 2 <= p.h {
+            max_2x2(xv, (p.base + y0 * p.w, p.w), orow, arow);
+        } else {
+            band(xv, p, g, oi, pad, orow, arow, &mut scratch);
+        }
+    }
+}
+
+/// [`band`]'s working rows, made once per plane.
+struct Scratch<T> {
+    /// Column maxima.
+    m: [T; BAND_COLS],
+    /// The window row each column maximum first occurs in.
+    first: [u8; BAND_COLS],
+    /// A batch of window rows, padded columns.
+    rows: [T; ROWS_BUF],
+}
+
+/// Output row `oi`: its `o.len()` windows' maxima into `o`, arg-max into `a`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn band<T: Copy + Ord + Into<i32>>(
+    xv: &[T],
+    p: Plane,
+    g: Windows,
+    oi: usize,
+    pad: T,
+    o: &mut [T],
+    a: &mut [usize],
+    s: &mut Scratch<T>,
+) {
+    let ((kh, kw), (ph, pw)) = (g.kernel, g.padding);
+    let per_part = BAND_COLS / kw;
+    for j0 in (0..o.len()).step_by(per_part) {
+        let j1 = o.len().min(j0 + per_part);
+        let cols = (j1 - j0) * kw;
+        // Whole vectors only (no scalar remainder; the columns past `cols` are never read).
+        let width = cols.next_multiple_of(LANES).min(BAND_COLS);
+        // Padded column of the part's first column; the part's columns `lo..hi` are inside
+        // the input (on rows that are), the others padding.
+        let xe0 = j0 * kw;
+        let lo = pw.saturating_sub(xe0).min(cols);
+        let hi = (pw + p.w).saturating_sub(xe0).clamp(lo, cols);
+        let (m, first) = (&mut s.m[..width], &mut s.first[..width]);
+        // Rows are copied a batch at a time before any is compared: a vector load of a row
+        // just written by a short copy would wait for the copy's stores to reach the cache.
+        let batch = ROWS_BUF / width;
+        for u0 in (0..kh).step_by(batch) {
+            let u1 = kh.min(u0 + batch);
+            let buf = &mut s.rows[..(u1 - u0) * width];
+            // Fixed-length fills and copies, inlined (a call to the C library's memset and
+            // memcpy for every few dozen bytes cost more than the comparisons).
+            for v in buf.chunks_exact_mut(LANES) {
+                v.fill(pad);
+            }
+            for (u, row) in (u0..u1).zip(buf.chunks_exact_mut(width)) {
+                let y = (oi * kh + u).wrapping_sub(ph);
+                if y < p.h {
+                    let at = p.base + y * p.w + (xe0 + lo - pw);
+                    copy_short(&mut row[lo..hi], &xv[at..at + (hi - lo)]);
+                }
+            }
+            for (u, row) in (u0..u1).zip(buf.chunks_exact(width)) {
+                if u == 0 {
+                    for ((m, f), r) in m
+                        .chunks_exact_mut(LANES)
+                        .zip(first.chunks_exact_mut(LANES))
+                        .zip(row.chunks_exact(LANES))
+                    {
+                        m.copy_from_slice(r);
+                        f.fill(0);
+                    }
+                } else {
+                    // `u < kh ≤ 256`: fits the byte.
+                    rise(m, first, row, u as u8);
+                }
+            }
+        }
+        for (jj, ((ov, av), (wm, wf))) in o[j0..j1]
+            .iter_mut()
+            .zip(&mut a[j0..j1])
+            .zip(m.chunks_exact(kw).zip(first.chunks_exact(kw)))
+            .enumerate()
+        {
+            // One key per column, larger for a larger maximum, then an earlier first row,
+            // then a column further left (all distinct): the window's largest key is its
+            // winner, found without a branch per column.
+            let mut best = 0u64;
+            for (v, (&mv, &fv)) in wm.iter().zip(wf).enumerate() {
+                // The biased value fits 32 bits, `v < kw ≤ 256`.
+                let biased = (i64::from(mv.into()) - i64::from(i32::MIN)) as u64;
+                best = best.max(biased << 16 | u64::from(255 - fv) << 8 | (255 - v as u64));
+            }
+            let (row, col) = (
+                255 - (best >> 8 & 255) as usize,
+                255 - (best & 255) as usize,
+            );
+            *ov = wm[col];
+            let y = (oi * kh + row).wrapping_sub(ph);
+            let x = ((j0 + jj) * kw + col).wrapping_sub(pw);
+            *av = if y < p.h && x < p.w {
+                p.base + y * p.w + x
+            } else {
+                PADDING
+            };
+        }
+    }
+}
+
+/// `dst = src` (equal lengths) in 16-element steps and a remainder, all inline.
+#[inline(always)]
+fn copy_short<T: Copy>(dst: &mut [T], src: &[T]) {
+    let (mut d, mut s) = (dst.chunks_exact_mut(16), src.chunks_exact(16));
+    for (d, s) in (&mut d).zip(&mut s) {
+        d.copy_from_slice(s);
+    }
+    for (d, &s) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *d = s;
+    }
+}
+
+/// Columns per step of [`rise`]: one 512-bit vector of `i8`.
+const LANES: usize = 64;
+
+/// Values of the window-row batch (a multiple of [`BAND_COLS`]: a band of eight 64-column rows;
+/// small, since it is made for every plane).
+const ROWS_BUF: usize = 2 * BAND_COLS;
+
+/// Columns where window row `r` is strictly larger take its value, and `r` as their first
+/// row. Fixed-length, branch-free steps, so that each is a few vector instructions.
+#[inline(always)]
+fn rise<T: Copy + Ord>(m: &mut [T], first: &mut [u8], row: &[T], r: u8) {
+    let steps = m
+        .chunks_exact_mut(LANES)
+        .zip(first.chunks_exact_mut(LANES))
+        .zip(row.chunks_exact(LANES));
+    for ((m, first), row) in steps {
+        // New values computed whole, then stored whole: a conditional store per column
+        // becomes a masked vector store, and the next row's load of it is not forwarded.
+        let mut nm = [row[0]; LANES];
+        let mut nf = [0u8; LANES];
+        for i in 0..LANES {
+            // As masks and bit operations, which every vector build has (a select of bytes
+            // was left scalar by the AVX2 and baseline builds).
+            let up = u8::from(row[i] > m[i]).wrapping_neg();
+            nm[i] = row[i].max(m[i]);
+            nf[i] = (first[i] & !up) | (r & up);
+        }
+        m.copy_from_slice(&nm);
+        first.copy_from_slice(&nf);
+    }
+}
+
+/// One output row of 2×2 max pooling inside the input (the stack's pools; `start` is the
+/// flat index of the band's first input, `w` the input width): each window's four elements
+/// compared in row-major order, a later one replacing only when strictly larger.
+#[inline(always)]
+fn max_2x2<T: Copy + Ord>(xv: &[T], (start, w): (usize, usize), o: &mut [T], a: &mut [usize]) {
+    let wo = o.len();
+    let (r0, r1) = (
+        &xv[start..start + 2 * wo],
+        &xv[start + w..start + w + 2 * wo],
+    );
+    for (j, ((ov, av), (p, q))) in o
+        .iter_mut()
+        .zip(a.iter_mut())
+        .zip(r0.chunks_exact(2).zip(r1.chunks_exact(2)))
+        .enumerate()
+    {
+        let (mut best, mut at) = (p[0], 0);
+        for (v, off) in [(p[1], 1), (q[0], w), (q[1], w + 1)] {
+            if v > best {
+                (best, at) = (v, off);
+            }
+        }
+        *ov = best;
+        *av = start + 2 * j + at;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Pcg32;
+
+    /// The element-wise rule, spelled out: every window element in row-major order, padding
+    /// included, a later one replacing only when strictly larger.
+    fn oracle(xv: &[i8], p: Plane, g: Windows, oi: usize, wo: usize, pad: i8) -> Vec<(i8, usize)> {
+        let ((kh, kw), (ph, pw)) = (g.kernel, g.padding);
+        (0..wo)
+            .map(|oj| {
+                let mut best: Option<(i8, usize)> = None;
+                for u in 0..kh {
+                    for v in 0..kw {
+                        let (y, x) = (
+                            (oi * kh + u).wrapping_sub(ph),
+                            (oj * kw + v).wrapping_sub(pw),
+                        );
+                        let e = if y < p.h && x < p.w {
+                            (xv[p.base + y * p.w + x], p.base + y * p.w + x)
+                        } else {
+                            (pad, PADDING)
+                        };
+                        if best.is_none_or(|b| e.0 > b.0) {
+                            best = Some(e);
+                        }
+                    }
+                }
+                best.expect("kernel ≥ 1×1")
+            })
+            .collect()
+    }
+
+    /// Random planes (few distinct values: ties everywhere, padding maxima), kernels up to
+    /// 9×9 and one wider than a part of the band, paddings up to half the kernel, both pad
+    /// values: every row equals the element-wise rule.
+    #[test]
+    fn band_equals_the_element_wise_rule() {
+        let mut r = Pcg32::new(11, 3);
+        let mut shapes = alloc::vec![((3, 130), (1, 65)), ((2, BAND_COLS), (1, 0))];
+        for kh in 1..=9 {
+            for kw in 1..=9 {
+                shapes.push(((kh, kw), (kh / 2, kw / 2)));
+                shapes.push(((kh, kw), (0, 0)));
+                shapes.push(((kh, kw), (r.below(kh as u32 / 2 + 1) as usize, 0)));
+            }
+        }
+        for ((kh, kw), (ph, pw)) in shapes {
+            let (h, w) = (kh + r.below(12) as usize, kw + r.below(700) as usize);
+            let xv: Vec<i8> = (0..2 * h * w)
+                .map(|_| [-128i8, -5, 0, 0, 3, 127][r.below(6) as usize])
+                .collect();
+            let (ho, wo) = ((h + 2 * ph - kh) / kh + 1, (w + 2 * pw - kw) / kw + 1);
+            let g = Windows {
+                kernel: (kh, kw),
+                padding: (ph, pw),
+            };
+            let p = Plane { base: h * w, h, w };
+            for pad in [i8::MIN, 0] {
+                let (mut o, mut a) = (alloc::vec![0i8; ho * wo], alloc::vec![0usize; ho * wo]);
+                plane(&xv, p, g, pad, &mut o, &mut a);
+                let got: Vec<(i8, usize)> = o.into_iter().zip(a).collect();
+                for (oi, got) in got.chunks_exact(wo).enumerate() {
+                    assert_eq!(
+                        got,
+                        oracle(&xv, p, g, oi, wo, pad),
+                        "kernel {kh}×{kw}, padding {ph}×{pw}, {h}×{w}, row {oi}, pad {pad}"
+                    );
+                }
+            }
+        }
+    }
+}
