@@ -177,6 +177,26 @@ mod x86 {
     }
 }
 
+/// Whether the CPU has AVX-512 VBMI (with F and BW): the byte permutes of the table lookup
+/// (`kernels::lookup`), which the VNNI build does not imply.
+#[cfg(nitro_x86_simd)]
+pub(crate) fn avx512_vbmi() -> bool {
+    #[cfg(feature = "std")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vbmi")
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        cfg!(all(
+            target_feature = "avx512f",
+            target_feature = "avx512bw",
+            target_feature = "avx512vbmi"
+        ))
+    }
+}
+
 /// Which kernels a product may use. The default allows everything; tests force each variant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Dispatch {

@@ -14,6 +14,7 @@ pub mod channels_last;
 pub mod cpu;
 pub mod gemm;
 pub mod im2col;
+pub(crate) mod lookup;
 pub(crate) mod map;
 pub(crate) mod maxpool;
 pub mod nchw;

@@ -5,7 +5,8 @@ use super::saved::no_forward;
 use crate::arith::{tdiv, DivU31};
 use crate::error::{Error, Result};
 use crate::kernels::buffers;
-use crate::kernels::map::{map_array, zip_with};
+use crate::kernels::lookup::lookup_array;
+use crate::kernels::map::zip_with;
 use crate::kernels::sparse::SparseDelta;
 use alloc::format;
 use ndarray::{Array, Dimension, IxDyn, Zip};
@@ -315,8 +316,7 @@ impl Activation {
             }
             y
         } else if x.len() >= TABLE_MIN_LEN {
-            let table = k.forward_table();
-            map_array(x.view(), |v: i8| table[usize::from(v as u8)])
+            lookup_array(x.view(), &k.forward_table())
         } else {
             x.mapv(|v| k.forward_scalar(v))
         }

@@ -389,3 +389,40 @@ pub(crate) unsafe fn sgd_fast(
         _mm512_reduce_or_epi64(shifted) as u64,
     )
 }
+
+/// `dst[i] = table[src[i] as u8]` (equal lengths) 64 values at a time: entries 0–127 and
+/// 128–255 each by a two-table byte permute on index bits 0–6, then bit 7 picks. The tail goes
+/// to `rest` (the portable loop).
+///
+/// # Safety
+/// AVX-512 F, BW and VBMI must be available.
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+pub(crate) unsafe fn lookup_vbmi(
+    src: &[i8],
+    dst: &mut [i8],
+    table: &[i8; 256],
+    rest: fn(&[i8], &mut [i8], &[i8; 256]),
+) {
+    let t = table.as_ptr();
+    // SAFETY: the table holds 4 × 64 bytes.
+    let (t0, t1, t2, t3) = unsafe {
+        (
+            _mm512_loadu_si512(t as *const _),
+            _mm512_loadu_si512(t.add(64) as *const _),
+            _mm512_loadu_si512(t.add(128) as *const _),
+            _mm512_loadu_si512(t.add(192) as *const _),
+        )
+    };
+    let (mut d, mut s) = (dst.chunks_exact_mut(64), src.chunks_exact(64));
+    for (d, s) in (&mut d).zip(&mut s) {
+        // SAFETY: both chunks hold 64 bytes.
+        unsafe {
+            let x = _mm512_loadu_si512(s.as_ptr() as *const _);
+            let low = _mm512_permutex2var_epi8(t0, x, t1);
+            let high = _mm512_permutex2var_epi8(t2, x, t3);
+            let y = _mm512_mask_blend_epi8(_mm512_movepi8_mask(x), low, high);
+            _mm512_storeu_si512(d.as_mut_ptr() as *mut _, y);
+        }
+    }
+    rest(s.remainder(), d.into_remainder(), table);
+}
