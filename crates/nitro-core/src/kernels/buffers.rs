@@ -27,58 +27,28 @@ pub trait Reusable: Copy + Default + 'static {
     fn list() -> &'static std::sync::Mutex<Vec<Vec<Self>>>;
 }
 
-#[cfg(feature = "std")]
-static U32: std::sync::Mutex<Vec<Vec<u32>>> = std::sync::Mutex::new(Vec::new());
-#[cfg(feature = "std")]
-static I64: std::sync::Mutex<Vec<Vec<i64>>> = std::sync::Mutex::new(Vec::new());
-#[cfg(feature = "std")]
-static I8: std::sync::Mutex<Vec<Vec<i8>>> = std::sync::Mutex::new(Vec::new());
-#[cfg(feature = "std")]
-static I32: std::sync::Mutex<Vec<Vec<i32>>> = std::sync::Mutex::new(Vec::new());
-#[cfg(feature = "std")]
-static I16: std::sync::Mutex<Vec<Vec<i16>>> = std::sync::Mutex::new(Vec::new());
-#[cfg(feature = "std")]
-static USIZE: std::sync::Mutex<Vec<Vec<usize>>> = std::sync::Mutex::new(Vec::new());
+/// One free list per element type, with what uses it.
+macro_rules! reusable {
+    ($($t:ty: $doc:literal),* $(,)?) => {$(
+        #[doc = $doc]
+        impl Reusable for $t {
+            #[cfg(feature = "std")]
+            fn list() -> &'static std::sync::Mutex<Vec<Vec<$t>>> {
+                static LIST: std::sync::Mutex<Vec<Vec<$t>>> = std::sync::Mutex::new(Vec::new());
+                &LIST
+            }
+        }
+    )*};
+}
 
-impl Reusable for u32 {
-    #[cfg(feature = "std")]
-    fn list() -> &'static std::sync::Mutex<Vec<Vec<u32>>> {
-        &U32
-    }
-}
-impl Reusable for i64 {
-    #[cfg(feature = "std")]
-    fn list() -> &'static std::sync::Mutex<Vec<Vec<i64>>> {
-        &I64
-    }
-}
-/// The tile engine's digit tiles.
-impl Reusable for i32 {
-    #[cfg(feature = "std")]
-    fn list() -> &'static std::sync::Mutex<Vec<Vec<i32>>> {
-        &I32
-    }
-}
-/// Max-pool arg-max positions and sparse errors' indices.
-impl Reusable for usize {
-    #[cfg(feature = "std")]
-    fn list() -> &'static std::sync::Mutex<Vec<Vec<usize>>> {
-        &USIZE
-    }
-}
-/// Channels-last convolution inputs.
-impl Reusable for i16 {
-    #[cfg(feature = "std")]
-    fn list() -> &'static std::sync::Mutex<Vec<Vec<i16>>> {
-        &I16
-    }
-}
-impl Reusable for i8 {
-    #[cfg(feature = "std")]
-    fn list() -> &'static std::sync::Mutex<Vec<Vec<i8>>> {
-        &I8
-    }
-}
+reusable!(
+    u32: "Packed operand panels.",
+    i64: "Products and gradient sums.",
+    i32: "Updated weights, reordered conv weights, the sparse gradient's run sums and errors.",
+    i16: "Channels-last convolution inputs.",
+    i8: "The tile engine's digits, conv outputs and activations.",
+    usize: "Max-pool arg-max positions and sparse errors' indices.",
+);
 
 /// A buffer of `len` elements whose contents are unspecified (stale values of an earlier use,
 /// or zeros): for callers that write every element before reading any.
