@@ -67,11 +67,17 @@ pub(crate) fn take_dirty<T: Reusable>(len: usize) -> Vec<T> {
     alloc::vec![T::default(); len]
 }
 
+/// Whether [`take_dirty`] may return stale values: only with `std`, where buffers are kept
+/// (without it every buffer is a fresh allocation of default values).
+pub(crate) const REUSES: bool = cfg!(feature = "std");
+
 /// A buffer of `len` zeros (a memset of memory already mapped, where a fresh buffer of that
 /// size would fault its pages in one by one).
 pub(crate) fn take_zeroed<T: Reusable>(len: usize) -> Vec<T> {
     let mut v = take_dirty::<T>(len);
-    v.fill(T::default());
+    if REUSES {
+        v.fill(T::default());
+    }
     v
 }
 

@@ -77,7 +77,7 @@ impl ChannelsLast {
             let per_input = c * h * w;
             let values = &mut data[lead..lead + len];
             par::for_each_chunk_mut(values, per_image, |m, o| {
-                if p > 0 {
+                if p > 0 && buffers::REUSES {
                     // The padding; the interior is all written below. (One image, in L2, just
                     // before the transpose writes it again.)
                     o.fill(0);

@@ -58,7 +58,7 @@ pub(crate) fn plane<T: Copy + Ord + Into<i32>>(
             _ => {}
         }
     }
-    plane_impl(xv, p, g, pad, o, a)
+    plane_impl::<_, PORTABLE_LANES>(xv, p, g, pad, o, a)
 }
 
 #[cfg(nitro_x86_simd)]
@@ -71,7 +71,7 @@ unsafe fn plane_avx512<T: Copy + Ord + Into<i32>>(
     o: &mut [T],
     a: &mut [usize],
 ) {
-    plane_impl(xv, p, g, pad, o, a)
+    plane_impl::<_, LANES>(xv, p, g, pad, o, a)
 }
 
 #[cfg(nitro_x86_simd)]
@@ -84,11 +84,12 @@ unsafe fn plane_avx2<T: Copy + Ord + Into<i32>>(
     o: &mut [T],
     a: &mut [usize],
 ) {
-    plane_impl(xv, p, g, pad, o, a)
+    plane_impl::<_, LANES>(xv, p, g, pad, o, a)
 }
 
+/// `L`: columns per step of [`rise`] (the band's width is rounded up to it).
 #[inline(always)]
-fn plane_impl<T: Copy + Ord + Into<i32>>(
+fn plane_impl<T: Copy + Ord + Into<i32>, const L: usize>(
     xv: &[T],
     p: Plane,
     g: Windows,
@@ -113,7 +114,7 @@ fn plane_impl<T: Copy + Ord + Into<i32>>(
         if (kh, kw) == (2, 2) && pw == 0 && y0 < p.h && y0 + 2 <= p.h {
             max_2x2(xv, (p.base + y0 * p.w, p.w), orow, arow);
         } else {
-            band(xv, p, g, oi, pad, orow, arow, &mut scratch);
+            band::<T, L>(xv, p, g, oi, pad, orow, arow, &mut scratch);
         }
     }
 }
@@ -131,7 +132,7 @@ struct Scratch<T> {
 /// Output row `oi`: its `o.len()` windows' maxima into `o`, arg-max into `a`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn band<T: Copy + Ord + Into<i32>>(
+fn band<T: Copy + Ord + Into<i32>, const L: usize>(
     xv: &[T],
     p: Plane,
     g: Windows,
@@ -147,7 +148,7 @@ fn band<T: Copy + Ord + Into<i32>>(
         let j1 = o.len().min(j0 + per_part);
         let cols = (j1 - j0) * kw;
         // Whole vectors only (no scalar remainder; the columns past `cols` are never read).
-        let width = cols.next_multiple_of(LANES).min(BAND_COLS);
+        let width = cols.next_multiple_of(L).min(BAND_COLS);
         // Padded column of the part's first column; the part's columns `lo..hi` are inside
         // the input (on rows that are), the others padding.
         let xe0 = j0 * kw;
@@ -162,7 +163,7 @@ fn band<T: Copy + Ord + Into<i32>>(
             let buf = &mut s.rows[..(u1 - u0) * width];
             // Fixed-length fills and copies, inlined (a call to the C library's memset and
             // memcpy for every few dozen bytes cost more than the comparisons).
-            for v in buf.chunks_exact_mut(LANES) {
+            for v in buf.chunks_exact_mut(L) {
                 v.fill(pad);
             }
             for (u, row) in (u0..u1).zip(buf.chunks_exact_mut(width)) {
@@ -175,16 +176,16 @@ fn band<T: Copy + Ord + Into<i32>>(
             for (u, row) in (u0..u1).zip(buf.chunks_exact(width)) {
                 if u == 0 {
                     for ((m, f), r) in m
-                        .chunks_exact_mut(LANES)
-                        .zip(first.chunks_exact_mut(LANES))
-                        .zip(row.chunks_exact(LANES))
+                        .chunks_exact_mut(L)
+                        .zip(first.chunks_exact_mut(L))
+                        .zip(row.chunks_exact(L))
                     {
                         m.copy_from_slice(r);
                         f.fill(0);
                     }
                 } else {
                     // `u < kh ≤ 256`: fits the byte.
-                    rise(m, first, row, u as u8);
+                    rise::<T, L>(m, first, row, u as u8);
                 }
             }
         }
@@ -231,8 +232,19 @@ fn copy_short<T: Copy>(dst: &mut [T], src: &[T]) {
     }
 }
 
-/// Columns per step of [`rise`]: one 512-bit vector of `i8`.
+/// Columns per step of [`rise`]: one 512-bit vector of `i8` (four 128-bit ones on x86-64's
+/// SSE2 baseline: steps of 16 were slower there, VGG8B block 2's head 4.5 → 6.6 ms).
 const LANES: usize = 64;
+
+/// Columns per step of the portable build: [`LANES`] where the baseline has vectors (x86-64,
+/// AArch64); one on the microcontrollers, which would otherwise compare every column up to
+/// the next 64 (a 7-column band rounded up cost the embedded CNN 19 % more instructions per
+/// step).
+const PORTABLE_LANES: usize = if cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
+    LANES
+} else {
+    1
+};
 
 /// Values of the window-row batch (a multiple of [`BAND_COLS`]: a band of eight 64-column rows;
 /// small, since it is made for every plane).
@@ -241,17 +253,17 @@ const ROWS_BUF: usize = 2 * BAND_COLS;
 /// Columns where window row `r` is strictly larger take its value, and `r` as their first
 /// row. Fixed-length, branch-free steps, so that each is a few vector instructions.
 #[inline(always)]
-fn rise<T: Copy + Ord>(m: &mut [T], first: &mut [u8], row: &[T], r: u8) {
+fn rise<T: Copy + Ord, const L: usize>(m: &mut [T], first: &mut [u8], row: &[T], r: u8) {
     let steps = m
-        .chunks_exact_mut(LANES)
-        .zip(first.chunks_exact_mut(LANES))
-        .zip(row.chunks_exact(LANES));
+        .chunks_exact_mut(L)
+        .zip(first.chunks_exact_mut(L))
+        .zip(row.chunks_exact(L));
     for ((m, first), row) in steps {
         // New values computed whole, then stored whole: a conditional store per column
         // becomes a masked vector store, and the next row's load of it is not forwarded.
-        let mut nm = [row[0]; LANES];
-        let mut nf = [0u8; LANES];
-        for i in 0..LANES {
+        let mut nm = [row[0]; L];
+        let mut nf = [0u8; L];
+        for i in 0..L {
             // As masks and bit operations, which every vector build has (a select of bytes
             // was left scalar by the AVX2 and baseline builds).
             let up = u8::from(row[i] > m[i]).wrapping_neg();
@@ -294,6 +306,9 @@ fn max_2x2<T: Copy + Ord>(xv: &[T], (start, w): (usize, usize), o: &mut [T], a: 
 mod tests {
     use super::*;
     use crate::rng::Pcg32;
+
+    /// A way to pool a plane: the dispatch or one step width.
+    type Way = fn(&[i8], Plane, Windows, i8, &mut [i8], &mut [usize]);
 
     /// The element-wise rule, spelled out: every window element in row-major order, padding
     /// included, a later one replacing only when strictly larger.
@@ -348,15 +363,22 @@ mod tests {
                 padding: (ph, pw),
             };
             let p = Plane { base: h * w, h, w };
-            for pad in [i8::MIN, 0] {
+            // Through the dispatch, and each step width directly (1: the microcontrollers').
+            let ways: [(&str, Way); 4] = [
+                ("dispatch", plane),
+                ("1 column", plane_impl::<i8, 1>),
+                ("16 columns", plane_impl::<i8, 16>),
+                ("64 columns", plane_impl::<i8, 64>),
+            ];
+            for ((way, run), pad) in ways.into_iter().flat_map(|w| [(w, i8::MIN), (w, 0)]) {
                 let (mut o, mut a) = (alloc::vec![0i8; ho * wo], alloc::vec![0usize; ho * wo]);
-                plane(&xv, p, g, pad, &mut o, &mut a);
+                run(&xv, p, g, pad, &mut o, &mut a);
                 let got: Vec<(i8, usize)> = o.into_iter().zip(a).collect();
                 for (oi, got) in got.chunks_exact(wo).enumerate() {
                     assert_eq!(
                         got,
                         oracle(&xv, p, g, oi, wo, pad),
-                        "kernel {kh}×{kw}, padding {ph}×{pw}, {h}×{w}, row {oi}, pad {pad}"
+                        "{way}: kernel {kh}×{kw}, padding {ph}×{pw}, {h}×{w}, row {oi}, pad {pad}"
                     );
                 }
             }
