@@ -4,13 +4,14 @@
 //! later element replaces the maximum only when strictly larger), `PADDING` when that element
 //! is padding.
 //!
-//! [`plane`] handles every window shape, a row of windows in two passes. First each column of the band gets its
-//! maximum over the window's rows and the first row holding it — one loop over contiguous
-//! columns per row, which the compiler vectorises, where comparing element by element along
-//! each window row was a chain of dependent, unpredictable branches. Then each window's
-//! maximum is the largest column maximum, and its first occurrence in row-major order is the
-//! one in the smallest first row, then the leftmost column: the same element the element-wise
-//! rule picks.
+//! [`plane`] handles every window shape, a row of windows in two passes. First each column of
+//! the band gets its maximum over the window's rows and the first row holding it — one loop
+//! over contiguous columns per row, which the compiler vectorises, where comparing element by
+//! element along each window row was a chain of dependent, unpredictable branches. Then each
+//! window's maximum is the largest column maximum, and its first occurrence in row-major order
+//! is the one in the smallest first row, then the leftmost column: the same element the
+//! element-wise rule picks (found through one key per column where there are vectors, by a
+//! compare per column on microcontrollers).
 
 /// The band's columns kept on the stack at once (whole windows; a wider band is done in parts).
 pub(crate) const BAND_COLS: usize = 256;
@@ -195,19 +196,31 @@ fn band<T: Copy + Ord + Into<i32>, const L: usize>(
             .zip(m.chunks_exact(kw).zip(first.chunks_exact(kw)))
             .enumerate()
         {
-            // One key per column, larger for a larger maximum, then an earlier first row,
-            // then a column further left (all distinct): the window's largest key is its
-            // winner, found without a branch per column.
-            let mut best = 0u64;
-            for (v, (&mv, &fv)) in wm.iter().zip(wf).enumerate() {
-                // The biased value fits 32 bits, `v < kw ≤ 256`.
-                let biased = (i64::from(mv.into()) - i64::from(i32::MIN)) as u64;
-                best = best.max(biased << 16 | u64::from(255 - fv) << 8 | (255 - v as u64));
-            }
-            let (row, col) = (
-                255 - (best >> 8 & 255) as usize,
-                255 - (best & 255) as usize,
-            );
+            let (row, col) = if L == 1 {
+                // The microcontrollers: a compare per column, where the 64-bit keys below
+                // cost a 32-bit core several instructions each.
+                let (mut best, mut row, mut col) = (wm[0], wf[0], 0);
+                for (v, (&mv, &fv)) in wm.iter().zip(wf).enumerate().skip(1) {
+                    if mv > best || (mv == best && fv < row) {
+                        (best, row, col) = (mv, fv, v);
+                    }
+                }
+                (usize::from(row), col)
+            } else {
+                // One key per column, larger for a larger maximum, then an earlier first row,
+                // then a column further left (all distinct): the window's largest key is its
+                // winner, found without a branch per column.
+                let mut best = 0u64;
+                for (v, (&mv, &fv)) in wm.iter().zip(wf).enumerate() {
+                    // The biased value fits 32 bits, `v < kw ≤ 256`.
+                    let biased = (i64::from(mv.into()) - i64::from(i32::MIN)) as u64;
+                    best = best.max(biased << 16 | u64::from(255 - fv) << 8 | (255 - v as u64));
+                }
+                (
+                    255 - (best >> 8 & 255) as usize,
+                    255 - (best & 255) as usize,
+                )
+            };
             *ov = wm[col];
             let y = (oi * kh + row).wrapping_sub(ph);
             let x = ((j0 + jj) * kw + col).wrapping_sub(pw);
