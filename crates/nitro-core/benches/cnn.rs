@@ -3,7 +3,8 @@
 //! max-pool head (dense vs sparse), the max pooling of VGG8B's block outputs (its heads' padded
 //! windows and the stack's 2×2 pools), and one full VGG8B training step (batch 64).
 //! The step takes tens of seconds on a small machine: run it alone with
-//! `cargo bench -p nitro-core --bench cnn -- vgg8b`.
+//! `cargo bench -p nitro-core --bench cnn -- vgg8b`. `NITROD_ISA=avx2` (or `portable`,
+//! `avx-vnni`, `avx512-vnni`) caps the kernels' instruction set for all of them.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use ndarray::Array4;
@@ -151,5 +152,17 @@ fn vgg8b_step(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, conv, sparse_gradient, max_pooling, vgg8b_step);
+/// Not a benchmark: the instruction-set cap from `NITROD_ISA`, before the others run.
+fn isa_cap(_: &mut Criterion) {
+    nitro_core::kernels::cap_from_env().expect("NITROD_ISA names an instruction set");
+}
+
+criterion_group!(
+    benches,
+    isa_cap,
+    conv,
+    sparse_gradient,
+    max_pooling,
+    vgg8b_step
+);
 criterion_main!(benches);

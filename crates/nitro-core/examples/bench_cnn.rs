@@ -42,10 +42,7 @@ fn main() -> nitro_core::Result<()> {
     let steps = arg("--steps", 2);
     let infer = arg("--infer", 128).max(1);
     // NITROD_ISA=avx2 (or portable, avx-vnni, avx512-vnni, amx) caps the kernels' instruction set.
-    if let Ok(name) = std::env::var("NITROD_ISA") {
-        let isa: nitro_core::kernels::Isa = name.parse()?;
-        nitro_core::kernels::set_dispatch(nitro_core::kernels::Dispatch::new(true, isa));
-    }
+    nitro_core::kernels::cap_from_env()?;
     let used = nitro_core::kernels::gemm::kernel_isa();
     let spec = CnnPreset::Vgg8b.spec("fashion-mnist")?;
     let mut model = Cnn::new(spec.config)?;

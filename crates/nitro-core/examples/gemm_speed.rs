@@ -14,10 +14,7 @@ fn main() {
         .collect();
     let wide = std::env::args().nth(5).is_some();
     let (m, k, n, reps) = (a[0], a[1], a[2], a[3]);
-    if let Ok(name) = std::env::var("NITROD_ISA") {
-        let isa: nitro_core::kernels::Isa = name.parse().expect("instruction set");
-        nitro_core::kernels::set_dispatch(nitro_core::kernels::Dispatch::new(true, isa));
-    }
+    nitro_core::kernels::cap_from_env().expect("NITROD_ISA names an instruction set");
     let mut r = Pcg32::new(1, 1);
     let x = Array2::from_shape_fn((m, k), |_| r.symmetric(127) as i8);
     let bound = if wide { 1 << 20 } else { 16_000 };

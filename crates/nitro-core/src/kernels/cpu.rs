@@ -277,6 +277,27 @@ pub fn set_dispatch(d: Dispatch) {
     DISPATCH.store(encode(d), Ordering::Relaxed);
 }
 
+/// The environment variable the examples and benchmarks read to cap the kernels' instruction
+/// set (`portable`, `avx2`, `avx-vnni`, `avx512-vnni`, `amx`).
+pub const ISA_ENV: &str = "NITROD_ISA";
+
+/// Cap the dispatch at the instruction set [`ISA_ENV`] names, when it is set: the cap, or
+/// `None` when unset; a name that is no instruction set is an error (nothing changed).
+#[cfg(feature = "std")]
+pub fn cap_from_env() -> crate::error::Result<Option<Isa>> {
+    let Ok(name) = std::env::var(ISA_ENV) else {
+        return Ok(None);
+    };
+    let isa: Isa = name.parse().map_err(|e| match e {
+        crate::error::Error::Config(m) => {
+            crate::error::Error::config(alloc::format!("{ISA_ENV}: {m}"))
+        }
+        o => o,
+    })?;
+    set_dispatch(Dispatch::new(true, isa));
+    Ok(Some(isa))
+}
+
 const fn encode(d: Dispatch) -> u8 {
     (if d.allow_i16 { 0 } else { 0x80 }) | d.isa as u8
 }
@@ -297,6 +318,23 @@ mod tests {
         assert!(Isa::best().detected());
         assert_eq!(encode(Dispatch::DEFAULT), Isa::Amx as u8);
         set_dispatch(Dispatch::DEFAULT);
+    }
+
+    /// `NITROD_ISA`: unset is no cap, a name that is no instruction set an error naming the
+    /// variable and the value, a name the cap. (`amx` is the default cap, so the other tests
+    /// running meanwhile see no change; for the same reason the dispatch itself is not read.)
+    #[cfg(feature = "std")]
+    #[test]
+    fn the_isa_cap_comes_from_the_environment() {
+        // No other test reads or writes this variable.
+        std::env::remove_var(ISA_ENV);
+        assert_eq!(cap_from_env().unwrap(), None);
+        std::env::set_var(ISA_ENV, "avx3");
+        let e = cap_from_env().unwrap_err().to_string();
+        assert!(e.contains("NITROD_ISA") && e.contains("avx3"), "{e}");
+        std::env::set_var(ISA_ENV, "amx");
+        assert_eq!(cap_from_env().unwrap(), Some(Isa::Amx));
+        std::env::remove_var(ISA_ENV);
     }
 
     fn dispatch_after(d: Dispatch) -> Dispatch {

@@ -26,7 +26,9 @@ pub(crate) mod tile;
 pub(crate) mod x86;
 
 pub use buffers::recycle;
-pub use cpu::{dispatch, set_dispatch, Dispatch, Int, Isa};
+#[cfg(feature = "std")]
+pub use cpu::cap_from_env;
+pub use cpu::{dispatch, set_dispatch, Dispatch, Int, Isa, ISA_ENV};
 pub use gemm::{
     engine_counts, gemm_nn, gemm_nt, gemm_nt_rows, gemm_nt_with, gemm_rows_nt, gemm_rows_nt_nchw,
     gemm_tn, Accum, EngineCounts, RowSource,
