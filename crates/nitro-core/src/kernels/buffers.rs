@@ -27,18 +27,37 @@ pub trait Reusable: Copy + Default + 'static {
     fn list() -> &'static std::sync::Mutex<Vec<Vec<Self>>>;
 }
 
-/// One free list per element type, with what uses it.
+/// One free list per element type, with what uses it; and [`release`], which empties them all.
 macro_rules! reusable {
-    ($($t:ty: $doc:literal),* $(,)?) => {$(
-        #[doc = $doc]
-        impl Reusable for $t {
+    ($($t:ty: $doc:literal),* $(,)?) => {
+        $(
+            #[doc = $doc]
+            impl Reusable for $t {
+                #[cfg(feature = "std")]
+                fn list() -> &'static std::sync::Mutex<Vec<Vec<$t>>> {
+                    static LIST: std::sync::Mutex<Vec<Vec<$t>>> =
+                        std::sync::Mutex::new(Vec::new());
+                    &LIST
+                }
+            }
+        )*
+
+        /// Free every kept buffer (the lists keep up to 32 per element type, process-wide, for
+        /// the next step of the same sizes: after a large model is done with, hundreds of MB).
+        /// Training after it is as exact as before; only its first step allocates again.
+        pub fn release() {
             #[cfg(feature = "std")]
-            fn list() -> &'static std::sync::Mutex<Vec<Vec<$t>>> {
-                static LIST: std::sync::Mutex<Vec<Vec<$t>>> = std::sync::Mutex::new(Vec::new());
-                &LIST
+            {
+                $(
+                    let mut free = <$t as Reusable>::list()
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    free.clear();
+                    free.shrink_to_fit();
+                )*
             }
         }
-    )*};
+    };
 }
 
 reusable!(
@@ -152,6 +171,23 @@ pub(crate) fn give_array<T: Reusable, D: ndarray::Dimension>(a: ndarray::Array<T
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// After `release`, a kept buffer is gone: the next request of its size is a fresh one.
+    /// (A size no other test asks for; another test may give a buffer meanwhile, but not one
+    /// of sevens.)
+    #[cfg(feature = "std")]
+    #[test]
+    fn release_frees_the_kept_buffers() {
+        let len = 16_453;
+        give(alloc::vec![7u32; len]);
+        assert!(
+            take_dirty::<u32>(len).iter().all(|&v| v == 7),
+            "kept before release"
+        );
+        give(alloc::vec![7u32; len]);
+        release();
+        assert!(!take_dirty::<u32>(len).iter().all(|&v| v == 7), "released");
+    }
 
     #[test]
     fn buffers_are_reused_with_the_requested_length() {

@@ -25,7 +25,7 @@ pub(crate) mod tile;
 #[cfg(nitro_x86_simd)]
 pub(crate) mod x86;
 
-pub use buffers::recycle;
+pub use buffers::{recycle, release as release_buffers};
 #[cfg(feature = "std")]
 pub use cpu::cap_from_env;
 pub use cpu::{dispatch, set_dispatch, Dispatch, Int, Isa, ISA_ENV};
