@@ -5,11 +5,9 @@
 //! has VNNI without it), so it is detected on its own, and checked once against the loop before
 //! its first use.
 
+use super::map::{PART, PAR_MIN};
 use super::par;
 use ndarray::{Array, ArrayView, Dimension};
-
-/// Values per task when a map is split across threads.
-const PART: usize = 1 << 16;
 
 /// `table[x as u8]` of every element of `a`, in a new array of its shape (standard order), in
 /// a buffer of the kernels' free list.
@@ -37,7 +35,7 @@ pub(crate) fn lookup(src: &[i8], dst: &mut [i8], table: &[i8; 256]) {
         let s = &src[i * PART..i * PART + d.len()];
         on_build(s, d, table, vbmi)
     };
-    if dst.len() >= 2 * PART && par::threads() > 1 {
+    if dst.len() >= PAR_MIN && par::threads() > 1 {
         par::for_each_chunk_mut(dst, PART, part);
     } else {
         on_build(src, dst, table, vbmi);
@@ -120,12 +118,12 @@ mod tests {
     use crate::kernels::cpu::{set_dispatch, Dispatch, Isa};
     use crate::rng::Pcg32;
 
-    /// Random tables and lengths around the vector width and the task size, through the
+    /// Random tables and lengths around the vector width and over several tasks, through the
     /// dispatch on the portable and the AVX-512 build: the loop's values.
     #[test]
     fn every_build_looks_up_like_the_loop() {
         let mut r = Pcg32::new(3, 5);
-        for len in [0, 1, 63, 64, 65, 200, 2 * PART + 77] {
+        for len in [0, 1, 63, 64, 65, 200, PAR_MIN + PART / 2 + 77] {
             let table: [i8; 256] = core::array::from_fn(|_| r.next_u32() as i8);
             let src: alloc::vec::Vec<i8> = (0..len).map(|_| r.next_u32() as i8).collect();
             let mut want = alloc::vec![0i8; len];

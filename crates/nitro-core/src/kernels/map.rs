@@ -1,4 +1,4 @@
-//! Element-wise maps — a product scaled back to `i8`, an activation and its backward — as plain
+//! Element-wise maps — a product scaled back to `i8`, an activation's backward — as plain
 //! loops compiled for the widest build the dispatch allows ([`loop_build`]), on all threads when
 //! the tensor is large. The layers' element functions are small and branch-free; compiled for the
 //! crate's baseline target (SSE2) and called through ndarray's iterators they had cost more than
@@ -12,10 +12,10 @@ use crate::kernels::par;
 use ndarray::{Array, ArrayView, Dimension};
 
 /// Elements from which a map runs on all threads (smaller ones stay on the calling thread:
-/// waking the pool would cost more than the loop).
-const PAR_MIN: usize = 1 << 16;
+/// waking the pool would cost more than the loop); also the table lookup's (`lookup.rs`).
+pub(crate) const PAR_MIN: usize = 1 << 16;
 /// Elements per part of a map on several threads.
-const PART: usize = 1 << 14;
+pub(crate) const PART: usize = 1 << 14;
 
 /// `dst[i] = f(src[i], dst[i])` for every `i` (equal lengths).
 pub(crate) fn zip_with<S, D, F>(src: &[S], dst: &mut [D], f: F)
