@@ -160,9 +160,8 @@ impl Pool2d {
         };
         let mut out = alloc::vec![T::default(); n * c * ho * wo];
         let mut arg = if max {
-            let mut arg = buffers::take_dirty::<usize>(n * c * ho * wo);
-            arg.fill(PADDING);
-            arg
+            // Every window writes its arg-max below (kernels/maxpool.rs or the loop).
+            buffers::take_dirty::<usize>(n * c * ho * wo)
         } else {
             Vec::new()
         };
