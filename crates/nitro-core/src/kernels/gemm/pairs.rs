@@ -139,23 +139,47 @@ pub(crate) fn gemm16(a: &Packed16, b: &Packed16, kc: usize, isa: Isa) -> Vec<i64
     let per_task = par::rows_per_task(panels_a, 2 * m * n * kp);
     par::for_each_chunk_mut(&mut c, per_task * MR * n, |t, cblock| {
         let rows = cblock.len() / n;
-        block(a, b, t * per_task, rows, cblock, n, kc, isa);
+        let args = (a, b, t * per_task, rows, cblock, n, kc);
+        #[cfg(nitro_x86_simd)]
+        // SAFETY: `isa` is detected on this CPU (the callers' contract).
+        match isa {
+            Isa::Avx512Vnni => return unsafe { block_avx512(args) },
+            Isa::AvxVnni => return unsafe { block_avxvnni(args) },
+            Isa::Avx2 => return unsafe { block_avx2(args) },
+            Isa::Portable | Isa::Amx => {}
+        }
+        block(args, isa);
     });
     c
 }
 
-/// The rows `p0·MR .. p0·MR + rows` of C (`cblock`, row-major with `n` columns).
-#[allow(clippy::too_many_arguments)]
-fn block(
-    a: &Packed16,
-    b: &Packed16,
-    p0: usize,
-    rows: usize,
-    cblock: &mut [i64],
-    n: usize,
-    kc: usize,
-    isa: Isa,
-) {
+/// What [`block`] works on: the packed operands, the first A panel, the rows of C, C's block,
+/// C's columns, the pairs per K block.
+type BlockArgs<'a> = (&'a Packed16, &'a Packed16, usize, usize, &'a mut [i64], usize, usize);
+
+#[cfg(nitro_x86_simd)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn block_avx512(args: BlockArgs<'_>) {
+    block(args, Isa::Avx512Vnni)
+}
+
+#[cfg(nitro_x86_simd)]
+#[target_feature(enable = "avx2,avxvnni")]
+unsafe fn block_avxvnni(args: BlockArgs<'_>) {
+    block(args, Isa::AvxVnni)
+}
+
+#[cfg(nitro_x86_simd)]
+#[target_feature(enable = "avx2")]
+unsafe fn block_avx2(args: BlockArgs<'_>) {
+    block(args, Isa::Avx2)
+}
+
+/// The rows `p0·MR .. p0·MR + rows` of C (`cblock`, row-major with `n` columns), compiled into
+/// each ISA's wrapper above so that its micro-kernel is inlined (a call per micro-tile cost a
+/// eighth of an MLP2 step: its weight gradients have K = 64, 32 pairs per micro-tile).
+#[inline(always)]
+fn block((a, b, p0, rows, cblock, n, kc): BlockArgs<'_>, isa: Isa) {
     let kp = a.kp;
     let panels = rows.div_ceil(MR);
     let panels_b = n.div_ceil(NR);
@@ -197,7 +221,7 @@ fn block(
 
 /// One micro-tile on `isa`: `C[r][l] (+)= Σ_q pair products` over `width` B panels (`bps[0]`
 /// and, for two, `bps[1]`), for `r < rows`, `l < cols`.
-#[inline]
+#[inline(always)]
 fn micro(ap: &[u32], bps: [&[u32]; 2], width: usize, c: &mut [i64], t: Tile, isa: Isa) {
     #[cfg(nitro_x86_simd)]
     {

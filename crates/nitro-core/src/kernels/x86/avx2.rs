@@ -10,6 +10,7 @@ use core::arch::x86_64::*;
 ///
 /// # Safety
 /// The CPU must have AVX2.
+#[inline]
 #[target_feature(enable = "avx2")]
 pub(crate) unsafe fn micro_pairs(ap: &[u32], bp: &[u32], c: &mut [i64], t: Tile) {
     // SAFETY: AVX2 is enabled here (the closure and the inlined body inherit it).

@@ -13,6 +13,7 @@ use core::arch::x86_64::*;
 ///
 /// # Safety
 /// The CPU must have AVX-512 F, BW and VNNI.
+#[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 pub(crate) unsafe fn micro_pairs<const P: usize>(
     ap: &[u32],
@@ -55,6 +56,7 @@ pub(crate) unsafe fn micro_pairs<const P: usize>(
 ///
 /// # Safety
 /// The CPU must have AVX-512 F; `c` must hold `t.rows` rows of `t.cols` entries at `t.ldc`.
+#[inline]
 #[target_feature(enable = "avx512f")]
 unsafe fn store_zmm<const P: usize>(acc: &[[__m512i; P]; MR], j: usize, c: &mut [i64], t: Tile) {
     if t.cols == NR {

@@ -13,6 +13,7 @@ use core::arch::x86_64::*;
 ///
 /// # Safety
 /// The CPU must have AVX2 and AVX-VNNI.
+#[inline]
 #[target_feature(enable = "avx2,avxvnni")]
 pub(crate) unsafe fn micro_pairs(ap: &[u32], bp: &[u32], c: &mut [i64], t: Tile) {
     // SAFETY: AVX2 and AVX-VNNI are enabled here (the closure and the inlined body inherit them).
