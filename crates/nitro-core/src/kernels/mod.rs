@@ -7,8 +7,11 @@
 //!   [`nchw`] — their epilogue (bias, scaling, the transpose back to NCHW);
 //!   [`sparse`] — the weight gradient of a sparse (max-pooled) error.
 //! * `sgd` — the vectorised IntegerSGD update loops; `map` — the layers' element-wise maps.
-//! * [`par`] — every parallel loop of the crate; `buffers` — reused product buffers.
+//! * [`par`] — every parallel loop of the crate (`awake` keeps the pool polling through a
+//!   step); `buffers` — reused product buffers.
 
+#[cfg(feature = "parallel")]
+mod awake;
 pub(crate) mod buffers;
 pub mod channels_last;
 pub mod cpu;

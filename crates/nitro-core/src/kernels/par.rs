@@ -136,11 +136,13 @@ where
 /// at once when the caller already is one. For the entry points of a step: called from
 /// another thread (a program's main thread, Python's), every parallel loop inside `f` would
 /// otherwise be handed to the pool and waited for on its own, a thread wake-up each (tens of
-/// them per step); from inside the pool they are forked and joined where they run.
+/// them per step); from inside the pool they are forked and joined where they run. While `f`
+/// runs, the pool's other workers stay awake, polling for its work ([`super::awake`]); an
+/// `on_pool` inside another adds nothing.
 pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     #[cfg(feature = "parallel")]
     {
-        rayon::scope(|_| f())
+        super::awake::run(f)
     }
     #[cfg(not(feature = "parallel"))]
     {

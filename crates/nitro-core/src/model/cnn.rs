@@ -430,7 +430,8 @@ impl Cnn {
         self.require_heads()?;
         let step = Step::new(labels, self.config.classes, hyper)?;
         let rngs = self.dropout_rngs();
-        let result = match step.compat {
+        // One stay on the pool for the whole step (the pool is kept awake through it).
+        let result = par::on_pool(|| match step.compat {
             // The classifier's second update reads the first one's result: staged in one go.
             Compat::Reference => self.step_staged(x, &step),
             // One source of the update: the step's gradients, then their application — what
@@ -441,7 +442,7 @@ impl Cnn {
                     self.apply_held(&step.fwd_sgd, &step.sub_sgd)
                         .map(|()| stats)
                 }),
-        };
+        });
         if result.is_err() {
             self.failed_step(&rngs);
         }

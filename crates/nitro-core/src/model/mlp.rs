@@ -298,9 +298,11 @@ impl Mlp {
         // One source of the update: the step's gradients, then their application — what
         // data-parallel training does with the gradients of several shares added up.
         let rngs = self.dropout_rngs();
-        let result = self
-            .compute(x, &step, frozen, share)
-            .and_then(|stats| self.apply_held(&step, frozen).map(|()| stats));
+        // One stay on the pool for the whole step (the pool is kept awake through it).
+        let result = par::on_pool(|| {
+            self.compute(x, &step, frozen, share)
+                .and_then(|stats| self.apply_held(&step, frozen).map(|()| stats))
+        });
         if result.is_err() {
             self.failed_step(&rngs);
         }

@@ -155,7 +155,15 @@ pub(crate) fn gemm16(a: &Packed16, b: &Packed16, kc: usize, isa: Isa) -> Vec<i64
 
 /// What [`block`] works on: the packed operands, the first A panel, the rows of C, C's block,
 /// C's columns, the pairs per K block.
-type BlockArgs<'a> = (&'a Packed16, &'a Packed16, usize, usize, &'a mut [i64], usize, usize);
+type BlockArgs<'a> = (
+    &'a Packed16,
+    &'a Packed16,
+    usize,
+    usize,
+    &'a mut [i64],
+    usize,
+    usize,
+);
 
 #[cfg(nitro_x86_simd)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
