@@ -63,6 +63,45 @@ def test_sigint_stops_fit_with_consistent_model(interrupt):
     assert report["same"] and report["preds"] and report["more"] == 64
 
 
+# One long epoch, and a Ctrl-C (the process's own SIGINT) 0.3 s into it: the engine's loop runs
+# on a pool thread, where CPython runs no signal handler, so this checks that the calling
+# thread's watch stops it after the batch in progress, not at the end of the epoch.
+MID_EPOCH = textwrap.dedent(
+    """
+    import json, os, signal, threading
+    import numpy as np
+    import nitrod_rs
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(-127, 128, size=(60_000, 784), dtype=np.int8)
+    y = rng.integers(0, 10, size=60_000)
+    model = nitrod_rs.MLP([784, 1024, 1024, 10], seed=0)
+    threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+    try:
+        model.fit(x, y, epochs=1, progress=False)
+        print(json.dumps({"stopped": False}))
+    except KeyboardInterrupt:
+        h = model.history
+        print(json.dumps({"stopped": True, "cancelled": h.cancelled, "epochs": len(h),
+                          "total": h.epochs[-1]["train_total"] if len(h) else None}))
+    """
+)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("threads", [None, 1, 2])
+def test_sigint_stops_an_epoch_after_the_batch_in_progress(threads):
+    code = MID_EPOCH.replace("progress=False", f"progress=False, threads={threads}")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=600)
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["stopped"], (report, done.stderr)
+    assert report["cancelled"], report
+    # Stopped inside the one epoch (937 batches of 64), after a whole batch.
+    assert report["total"] is not None and 0 < report["total"] < 60_000, report
+    assert report["total"] % 64 == 0, report
+
+
 # -- the nitrod command ---------------------------------------------------------------------------
 
 # The console script's own two lines (``from nitrod_rs.cli import main``; ``sys.exit(main())``),

@@ -1,8 +1,9 @@
 //! The glue of training: keyword arguments to a `TrainConfig` and back, one epoch of the
-//! engine's loop (`nitro_core::fit_from`) run with the GIL released and the model's compute in
-//! the chosen thread pool, with a per-batch Python callback and signal check that may stop it,
-//! and single training steps.
+//! engine's loop (`nitro_core::fit_from`) run with the GIL released on a thread of the chosen
+//! pool while the caller's thread checks for signals, with a per-batch Python callback, either
+//! of which may stop it after a batch, and single training steps.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use ndarray::{Array2, ArrayView2};
@@ -17,7 +18,7 @@ use pyo3::types::PyDict;
 use crate::convert::labels_to_usize;
 use crate::errors::{to_py, value_err};
 use crate::parallel::Exchanged;
-use crate::threads::{in_pool, pool_for};
+use crate::threads::{checking_signals, in_pool, inside_pool, pool_for};
 
 /// A model whose compute runs in a chosen thread pool, while the epoch loop (and so the Python
 /// callbacks and signal checks) stays on the calling thread.
@@ -407,9 +408,10 @@ pub struct EpochOutcome {
 }
 
 /// Run `state` on `model` until `cfg.epochs` are complete or a batch callback stops it: GIL
-/// released, compute in the pool for `threads`, `on_batch(epoch, batch, batches, loss,
-/// correct, total)` and a signal check after every batch (Ctrl-C stops after that batch; the
-/// exception is returned, not raised).
+/// released, the loop on a thread of the pool for `threads`, `on_batch(epoch, batch, batches,
+/// loss, correct, total)` after every batch (on that thread), and this thread checking for
+/// signals meanwhile (Ctrl-C stops after the batch in progress; the exception is returned,
+/// not raised).
 ///
 /// With `exchange`, every step is computed by workers (`parallel::Exchanged`): the model
 /// applies the sum of their gradient sums, which is its own step bit for bit.
@@ -433,7 +435,20 @@ pub fn run_epoch<M: DataParallel + Send + Sync>(
         }
         Control::Stop
     };
+    // The engine's loop runs on a thread of the pool (its steps then start where they are,
+    // not handed over one by one), except with an exchange, whose Python calls stay on this
+    // thread. CPython runs signal handlers only on its main thread: off it, this thread (the
+    // caller's) checks for signals while it waits, and a signal stops the loop at the next
+    // batch through `stop`.
+    let on_pool = exchange.is_none();
+    let stop = AtomicBool::new(false);
     let mut ob = |p: &Progress| -> Control {
+        if stop.load(Ordering::Acquire) {
+            return Control::Stop;
+        }
+        if on_batch.is_none() && on_pool {
+            return Control::Continue;
+        }
         Python::attach(|py| {
             if let Some(cb) = &on_batch {
                 let args = (
@@ -448,23 +463,33 @@ pub fn run_epoch<M: DataParallel + Send + Sync>(
                     return record(e);
                 }
             }
-            match py.check_signals() {
-                Ok(()) => Control::Continue,
-                Err(e) => record(e),
+            match on_pool {
+                true => Control::Continue,
+                false => py
+                    .check_signals()
+                    .map_or_else(record, |()| Control::Continue),
             }
         })
     };
-    let history = py.detach(|| match &exchange {
+    let history = match &exchange {
         None => {
-            let mut pooled = Pooled {
-                model,
-                pool: pool.as_deref(),
+            let signal = |e: PyErr| {
+                record(e);
+                stop.store(true, Ordering::Release);
             };
-            nitro_core::fit_from(&mut pooled, sets, cfg, state, &mut ob, &mut |_| {
-                Ok(Control::Continue)
+            checking_signals(py, signal, || {
+                inside_pool(pool.as_deref(), || {
+                    let mut pooled = Pooled {
+                        model,
+                        pool: pool.as_deref(),
+                    };
+                    nitro_core::fit_from(&mut pooled, sets, cfg, state, &mut ob, &mut |_| {
+                        Ok(Control::Continue)
+                    })
+                })
             })
         }
-        Some(exchange) => {
+        Some(exchange) => py.detach(|| {
             let mut exchanged = Exchanged {
                 model,
                 pool: pool.as_deref(),
@@ -474,8 +499,8 @@ pub fn run_epoch<M: DataParallel + Send + Sync>(
             nitro_core::fit_from(&mut exchanged, sets, cfg, state, &mut ob, &mut |_| {
                 Ok(Control::Continue)
             })
-        }
-    });
+        }),
+    };
     let exception = pending.into_inner().ok().flatten();
     Ok(EpochOutcome { history, exception })
 }

@@ -95,10 +95,56 @@ pub fn pool_for(threads: Option<usize>) -> PyResult<Option<Arc<rayon::ThreadPool
     Ok(Some(p))
 }
 
+/// `f` (a whole training run) on a thread of the chosen pool, or of the global one: its
+/// steps then start on the pool where they are, instead of each being handed to it from the
+/// caller's thread and waited for (`nitro_core::kernels::par::inside_pool`).
+pub fn inside_pool<T: Send>(pool: Option<&rayon::ThreadPool>, f: impl FnOnce() -> T + Send) -> T {
+    match pool {
+        Some(p) => p.install(f),
+        None => nitro_core::kernels::par::inside_pool(f),
+    }
+}
+
 /// Run `f` in `pool`, or on the calling thread (rayon's global pool) for `None`.
 pub fn in_pool<T: Send>(pool: Option<&rayon::ThreadPool>, f: impl FnOnce() -> T + Send) -> T {
     match pool {
         Some(p) => p.install(f),
         None => f(),
+    }
+}
+
+/// How often [`checking_signals`] looks for a signal while the work runs.
+const SIGNAL_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// `work` on another thread, the GIL released, while this one waits for it and checks for
+/// signals every [`SIGNAL_POLL`] (where this is CPython's main thread, the only one that runs
+/// signal handlers), handing each exception a signal raised (a Ctrl-C's `KeyboardInterrupt`)
+/// to `signal`; `work`'s result (its panic is passed on).
+pub fn checking_signals<T: Send>(
+    py: Python<'_>,
+    signal: impl Fn(PyErr) + Sync,
+    work: impl FnOnce() -> T + Send,
+) -> T {
+    use std::sync::mpsc::{channel, RecvTimeoutError};
+    let outcome = py.detach(|| {
+        std::thread::scope(|s| {
+            let (done, finished) = channel::<()>();
+            let worker = s.spawn(move || {
+                let r = work();
+                let _ = done.send(());
+                r
+            });
+            // Disconnected: the work panicked (its sender dropped); `join` says so.
+            while let Err(RecvTimeoutError::Timeout) = finished.recv_timeout(SIGNAL_POLL) {
+                if let Err(e) = Python::attach(|py| py.check_signals()) {
+                    signal(e);
+                }
+            }
+            worker.join()
+        })
+    });
+    match outcome {
+        Ok(r) => r,
+        Err(panic) => std::panic::resume_unwind(panic),
     }
 }

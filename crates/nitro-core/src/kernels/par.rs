@@ -150,6 +150,21 @@ pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     }
 }
 
+/// `f` on a thread of rayon's current pool (at once when the caller already is one), without
+/// keeping the pool awake: for a loop of steps (a training run called from a program's or
+/// Python's own thread), so that each step's [`on_pool`] starts where it is instead of being
+/// handed to the pool and waited for (two thread wake-ups per step).
+pub fn inside_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    #[cfg(feature = "parallel")]
+    {
+        rayon::scope(|_| f())
+    }
+    #[cfg(not(feature = "parallel"))]
+    {
+        f()
+    }
+}
+
 /// Both closures, possibly at the same time.
 pub fn join<RA: Send, RB: Send>(
     a: impl FnOnce() -> RA + Send,
