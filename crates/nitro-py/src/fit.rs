@@ -20,8 +20,8 @@ use crate::errors::{to_py, value_err};
 use crate::parallel::Exchanged;
 use crate::threads::{checking_signals, in_pool, inside_pool, pool_for};
 
-/// A model whose compute runs in a chosen thread pool, while the epoch loop (and so the Python
-/// callbacks and signal checks) stays on the calling thread.
+/// A model whose compute runs in a chosen thread pool (its steps and evaluations installed
+/// there; a no-op when the epoch loop already runs on one of its threads, as in [`run_epoch`]).
 struct Pooled<'a, M> {
     model: &'a mut M,
     pool: Option<&'a rayon::ThreadPool>,
