@@ -45,6 +45,10 @@ const CHUNK: usize = 64;
 const BAND_BLOCKS: usize = 4;
 /// Sets of four accumulator tiles a task keeps ([`task`]): 128 KiB, within L2.
 const SUM_SETS: usize = 32;
+/// The tiles of one K block a task keeps in L2 while it multiplies them: of A, a band of
+/// row blocks, and of B, a group of column blocks, each used against all of the other's.
+const A_BAND_BYTES: usize = 1 << 19;
+const B_GROUP_BYTES: usize = 1 << 19;
 /// Bytes of a cache line: where tiles and accumulators start.
 const LINE: usize = 64;
 /// Most digits per value (`|v| ≤ 2139062143`; `i32` operands beyond take another engine).
@@ -340,6 +344,11 @@ fn schedule(a: &Digits, b: &Digits) -> (usize, usize) {
     (kb, a.rows * b.rows * a.chunks * CHUNK * a.parts * b.parts)
 }
 
+/// Pairs of tiles of `kb`-chunk K blocks that fit `bytes` (at least one).
+fn pairs_within(bytes: usize, kb: usize) -> usize {
+    (bytes / (2 * kb * TILE_BYTES)).max(1)
+}
+
 /// The accumulator sets [`task`] needs for B's tiles.
 fn sum_sets(b: &Digits) -> Vec<Accumulators> {
     let sets = (b.blocks * b.parts).div_ceil(2).min(SUM_SETS);
@@ -436,17 +445,24 @@ struct Accumulators([i32; 4 * ROWS * ROWS]);
 /// Rows `b0·16 ..` of C (`cblock`, `n` columns): every pair of A tiles against every pair of
 /// B tiles, one `i32` block of at most `kb` chunks at a time, added into C.
 ///
-/// Per pair of A tiles, group of at most [`SUM_SETS`] pairs of B tiles and `i32` block, every
-/// pair of the group is multiplied first, into its own set of four sums (`sums`), and only then
-/// are the sets added into C: the tile products run back to back, so the processor overlaps
-/// one's loads with the previous one's arithmetic, which an epilogue between every two of them
-/// prevented.
+/// The pairs are taken in cache-sized sets: a band of A pairs (at most [`A_BAND_BYTES`] of one
+/// K block's tiles) and, within it, a group of B pairs (at most [`B_GROUP_BYTES`], and at most
+/// [`SUM_SETS`] pairs), every A pair of the band against every B pair of the group. Each tile
+/// a `tileloadd` reads is then in L2 for all but its first use; taking every B pair per A pair
+/// instead streamed all of B (4.7 MB for a 512-filter layer with two-digit weights) from L3
+/// once per 32 rows of C, and its loads stalled the tile unit (a Sapphire Rapids-class Xeon,
+/// one thread: `3136×4608·512ᵀ` 231–249 → 306–342 MMAC/s; BENCHMARKS.md).
+///
+/// Per A pair, group and `i32` block, every pair of the group is multiplied first, into its
+/// own set of four sums (`sums`), and only then are the sets added into C: the tile products
+/// run back to back, so the processor overlaps one's loads with the previous one's arithmetic,
+/// which an epilogue between every two of them prevented.
 ///
 /// The first contribution to each entry stores instead of adding (C is not zeroed): it is the
-/// one of both operands' lowest digit in the first K block, which comes first because pairs of
-/// A tiles are the outer loop, groups of B pairs the next, K blocks the next and pairs of B
-/// tiles the inner one, and the first pair (and group) of either operand's tiles that reaches
-/// a block of rows holds its lowest digit.
+/// one of both operands' lowest digit in the first K block, which comes first because every
+/// loop — bands of A pairs, groups of B pairs, A pairs, K blocks, B pairs — runs in ascending
+/// order, and the first band, group or pair of either operand's tiles that reaches a block of
+/// rows (or columns) holds its lowest digit.
 ///
 /// # Safety
 /// AMX must be available ([`kernel::available`]); AVX-512 F comes with every AMX processor
@@ -467,23 +483,30 @@ unsafe fn task(
     debug_assert!(sums.len() >= ys.len().div_ceil(2).min(SUM_SETS));
     // SAFETY: AMX is available (the caller's contract).
     unsafe { kernel::configure() };
-    for xp in xs.chunks(2) {
-        for group in ys.chunks(2 * SUM_SETS) {
-            let mut k0 = 0;
-            while k0 < a.chunks {
-                let len = kb.min(a.chunks - k0);
-                let ta = [a.tile(xp[0], k0), a.tile(xp[xp.len() - 1], k0)];
-                for (yp, acc) in group.chunks(2).zip(sums.iter_mut()) {
-                    let tb = [b.tile(yp[0], k0), b.tile(yp[yp.len() - 1], k0)];
-                    // SAFETY: configured above; each pointer starts `len` consecutive tiles of
-                    // its block and digit (k0 + len ≤ chunks); `acc` holds four tiles; the
-                    // sums fit i32 (len ≤ BLOCK_CHUNKS, module docs).
-                    unsafe { kernel::dot_2x2(ta, tb, len, acc.0.as_mut_ptr()) };
+    let (band, group) = (
+        pairs_within(A_BAND_BYTES, kb),
+        pairs_within(B_GROUP_BYTES, kb),
+    );
+    let group = group.min(SUM_SETS);
+    for xband in xs.chunks(2 * band) {
+        for group in ys.chunks(2 * group) {
+            for xp in xband.chunks(2) {
+                let mut k0 = 0;
+                while k0 < a.chunks {
+                    let len = kb.min(a.chunks - k0);
+                    let ta = [a.tile(xp[0], k0), a.tile(xp[xp.len() - 1], k0)];
+                    for (yp, acc) in group.chunks(2).zip(sums.iter_mut()) {
+                        let tb = [b.tile(yp[0], k0), b.tile(yp[yp.len() - 1], k0)];
+                        // SAFETY: configured above; each pointer starts `len` consecutive tiles
+                        // of its block and digit (k0 + len ≤ chunks); `acc` holds four tiles;
+                        // the sums fit i32 (len ≤ BLOCK_CHUNKS, module docs).
+                        unsafe { kernel::dot_2x2(ta, tb, len, acc.0.as_mut_ptr()) };
+                    }
+                    for (yp, acc) in group.chunks(2).zip(sums.iter()) {
+                        add_tiles(&acc.0, cblock, (xp, a.parts, b0), (yp, b.parts), n, k0 == 0);
+                    }
+                    k0 += len;
                 }
-                for (yp, acc) in group.chunks(2).zip(sums.iter()) {
-                    add_tiles(&acc.0, cblock, (xp, a.parts, b0), (yp, b.parts), n, k0 == 0);
-                }
-                k0 += len;
             }
         }
     }
@@ -683,6 +706,10 @@ mod tests {
             // More pairs of B tiles than a task keeps sums for (SUM_SETS), with one, two and
             // three digits: groups whose edges split a block's digits.
             (17, 16 * (2 * SUM_SETS + 1), 256),
+            // A K long enough that a band of A pairs and a group of B pairs are three pairs
+            // each (A_BAND_BYTES, B_GROUP_BYTES): several bands and groups, their edges
+            // splitting a block's digits.
+            (16 * 9 + 5, 16 * 7 + 3, 72 * CHUNK + 17),
         ]
         .iter()
         .enumerate()
