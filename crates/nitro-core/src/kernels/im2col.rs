@@ -281,6 +281,26 @@ impl RowSource for PatchesHwc<'_> {
             out[u * run..(u + 1) * run].copy_from_slice(&x[src..src + run]);
         }
     }
+    /// The runs narrowed straight from the input (no `i16` copy of the row first).
+    fn row_bytes(&self, r: usize, out: &mut [i8], _wide: &mut [i16]) {
+        let x = self.x.values();
+        let Geometry {
+            c,
+            hp,
+            wp,
+            k,
+            ho,
+            wo,
+            ..
+        } = self.g;
+        let (m, i, j) = (r / (ho * wo), (r / wo) % ho, r % wo);
+        let run = k * c;
+        for u in 0..k {
+            let src = ((m * hp + i + u) * wp + j) * c;
+            let o = &mut out[u * run..(u + 1) * run];
+            crate::kernels::map::on_build(&x[src..src + run], o, &|v: i16, _| v as i8);
+        }
+    }
 }
 
 /// Convolution weights `F×C×k×k` as the `F × (k·k·C)` matrix whose columns match
@@ -349,9 +369,12 @@ mod tests {
             (hwc.rows(), hwc.cols(), hwc.bound()),
             (p.nrows(), p.ncols(), 119)
         );
-        let mut row = vec![0i16; hwc.cols()];
+        let (mut row, mut bytes) = (vec![0i16; hwc.cols()], vec![0i8; hwc.cols()]);
         for (r, want) in p.rows().into_iter().enumerate() {
             hwc.row(r, &mut row);
+            // Values of at most 119 are their own bytes: the narrowed row is the row.
+            hwc.row_bytes(r, &mut bytes, &mut []);
+            assert!(row.iter().zip(&bytes).all(|(&v, &b)| v == i16::from(b)));
             for (ch, u, v) in
                 (0..3).flat_map(|c| (0..3).flat_map(move |u| (0..3).map(move |v| (c, u, v))))
             {

@@ -54,8 +54,9 @@ where
     Array::from_shape_vec(a.raw_dim(), out).expect("as many elements as the shape")
 }
 
-/// One part on the widest allowed build.
-fn on_build<S: Copy, D: Copy, F: Fn(S, D) -> D>(src: &[S], dst: &mut [D], f: &F) {
+/// `dst[i] = f(src[i], dst[i])` on the calling thread, on the widest allowed build (also for
+/// short runs inside other kernels' loops).
+pub(crate) fn on_build<S: Copy, D: Copy, F: Fn(S, D) -> D>(src: &[S], dst: &mut [D], f: &F) {
     #[cfg(nitro_x86_simd)]
     match loop_build() {
         // SAFETY (both): the instruction set is allowed and detected; the body is safe code.

@@ -167,6 +167,21 @@ impl<T: Int> Operand<'_, '_, T> {
         (max, parts_for(max))
     }
 
+    /// Row `r` as bytes into `out`, for an operand of one digit (`|v| ≤ 127`: every value is
+    /// its own digit); `wide` is scratch for a row source's `i16` values.
+    #[inline(always)]
+    fn fill_bytes(&self, r: usize, out: &mut [i8], wide: &mut [i16]) {
+        match self {
+            Operand::View(a) => {
+                for (o, v) in out.iter_mut().zip(a.row(r)) {
+                    let v: i32 = (*v).into();
+                    *o = v as i8;
+                }
+            }
+            Operand::Rows(s) => s.row_bytes(r, out, wide),
+        }
+    }
+
     /// Row `r` into `out` (`wide` is scratch for a row source's `i16` values).
     #[inline(always)]
     fn fill(&self, r: usize, out: &mut [i32], wide: &mut [i16]) {
@@ -255,7 +270,20 @@ fn pack_block<T: Int>(src: &Operand<'_, '_, T>, b: usize, dst: &mut [i8], s: Sha
     if live < ROWS {
         dst.fill(0); // rows past the operand stay zero
     }
-    let (mut row, mut wide) = (alloc::vec![0i32; chunks * CHUNK], alloc::vec![0i16; k]);
+    let mut wide = alloc::vec![0i16; k];
+    if parts == 1 && layout == Layout::Rows {
+        // One digit, the value itself: each row narrowed once, its chunks copied to their
+        // tiles (the K tail past `k` stays zero).
+        let mut bytes = alloc::vec![0i8; chunks * CHUNK];
+        for r in 0..live {
+            src.fill_bytes(b * ROWS + r, &mut bytes[..k], &mut wide);
+            for (chunk, vals) in bytes.chunks_exact(CHUNK).enumerate() {
+                dst[chunk * TILE_BYTES + r * CHUNK..][..CHUNK].copy_from_slice(vals);
+            }
+        }
+        return;
+    }
+    let mut row = alloc::vec![0i32; chunks * CHUNK];
     let mut split = [[0i8; CHUNK]; MAX_PARTS];
     for r in 0..live {
         src.fill(b * ROWS + r, &mut row[..k], &mut wide);

@@ -369,6 +369,14 @@ pub trait RowSource: Sync {
     fn bound(&self) -> u64;
     /// Write row `r` into `out` (`out.len() == cols()`).
     fn row(&self, r: usize, out: &mut [i16]);
+    /// Row `r` as bytes, for a source whose [`RowSource::bound`] is at most 127 (every value
+    /// then fits `i8` as it is): `out.len() == cols()`, `wide` scratch of the same length.
+    fn row_bytes(&self, r: usize, out: &mut [i8], wide: &mut [i16]) {
+        self.row(r, wide);
+        for (o, &v) in out.iter_mut().zip(wide.iter()) {
+            *o = v as i8;
+        }
+    }
 }
 
 /// Pack the rows of a [`RowSource`] as A panels; `None` if its bound exceeds `i16`.
