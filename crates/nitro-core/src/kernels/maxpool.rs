@@ -88,6 +88,90 @@ unsafe fn plane_avx2<T: Copy + Ord + Into<i32>>(
     plane_impl::<_, LANES>(xv, p, g, pad, o, a)
 }
 
+/// The maxima alone of plane `p` (evaluation: no arg-max) into `o`, row-major; `pad` is the
+/// padding's value. On the widest build the dispatch allows (the same safe code, the same
+/// values).
+pub(crate) fn plane_values<T: Copy + Ord>(xv: &[T], p: Plane, g: Windows, pad: T, o: &mut [T]) {
+    #[cfg(nitro_x86_simd)]
+    {
+        use crate::kernels::cpu::{loop_build, Isa};
+        match loop_build() {
+            // SAFETY (both): the instruction set is allowed and detected.
+            Isa::Avx512Vnni => return unsafe { values_avx512(xv, p, g, pad, o) },
+            Isa::Avx2 => return unsafe { values_avx2(xv, p, g, pad, o) },
+            _ => {}
+        }
+    }
+    values_impl(xv, p, g, pad, o)
+}
+
+#[cfg(nitro_x86_simd)]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn values_avx512<T: Copy + Ord>(xv: &[T], p: Plane, g: Windows, pad: T, o: &mut [T]) {
+    values_impl(xv, p, g, pad, o)
+}
+
+#[cfg(nitro_x86_simd)]
+#[target_feature(enable = "avx2")]
+unsafe fn values_avx2<T: Copy + Ord>(xv: &[T], p: Plane, g: Windows, pad: T, o: &mut [T]) {
+    values_impl(xv, p, g, pad, o)
+}
+
+/// [`plane_values`]' loop. A 2×2 window row with both rows inside is the maximum of the two
+/// rows' column maxima, by pairs of columns (contiguous loops that vectorise); any other row
+/// of windows folds each window's elements, starting from `pad` where it reaches into the
+/// padding.
+#[inline(always)]
+fn values_impl<T: Copy + Ord>(xv: &[T], p: Plane, g: Windows, pad: T, o: &mut [T]) {
+    let ((kh, kw), (ph, pw)) = (g.kernel, g.padding);
+    let (h, w) = (p.h, p.w);
+    let wo = (w + 2 * pw - kw) / kw + 1;
+    let mut cols = [pad; 2 * BAND_COLS];
+    for (oi, orow) in o.chunks_exact_mut(wo).enumerate() {
+        // Window rows in padded coordinates, and the part of them inside the input.
+        let top = oi * kh;
+        let (ya, yb) = (top.max(ph), (top + kh).min(h + ph));
+        if kh == 2 && kw == 2 && pw == 0 && yb == ya + 2 && 2 * wo <= w {
+            let r0 = &xv[p.base + (ya - ph) * w..][..2 * wo];
+            let r1 = &xv[p.base + (ya + 1 - ph) * w..][..2 * wo];
+            for (part, (c0, c1)) in orow
+                .chunks_mut(BAND_COLS)
+                .zip(r0.chunks(2 * BAND_COLS).zip(r1.chunks(2 * BAND_COLS)))
+            {
+                let m = &mut cols[..c0.len()];
+                for ((mv, &a), &b) in m.iter_mut().zip(c0).zip(c1) {
+                    *mv = a.max(b);
+                }
+                for (ov, pair) in part.iter_mut().zip(m.chunks_exact(2)) {
+                    *ov = pair[0].max(pair[1]);
+                }
+            }
+            continue;
+        }
+        for (oj, ov) in orow.iter_mut().enumerate() {
+            let left = oj * kw;
+            let (xa, xb) = (left.max(pw), (left + kw).min(w + pw));
+            // A window reaching into the padding starts from the pad value; one inside from
+            // its first element.
+            let inside = yb >= ya + kh && xb >= xa + kw;
+            let mut m = if inside {
+                xv[p.base + (ya - ph) * w + xa - pw]
+            } else {
+                pad
+            };
+            for y in ya..yb {
+                let row = p.base + (y - ph) * w;
+                if xa < xb {
+                    m = xv[row + xa - pw..row + xb - pw]
+                        .iter()
+                        .fold(m, |a, &v| a.max(v));
+                }
+            }
+            *ov = m;
+        }
+    }
+}
+
 /// `L`: columns per step of [`rise`] (the band's width is rounded up to it).
 #[inline(always)]
 fn plane_impl<T: Copy + Ord + Into<i32>, const L: usize>(
@@ -391,6 +475,22 @@ mod tests {
                     assert_eq!(
                         got,
                         oracle(&xv, p, g, oi, wo, pad),
+                        "{way}: kernel {kh}×{kw}, padding {ph}×{pw}, {h}×{w}, row {oi}, pad {pad}"
+                    );
+                }
+            }
+            // The maxima alone (evaluation), on the dispatch and the portable loop.
+            type Values = fn(&[i8], Plane, Windows, i8, &mut [i8]);
+            let values: [(&str, Values); 2] =
+                [("values", plane_values), ("portable values", values_impl)];
+            for ((way, run), pad) in values.into_iter().flat_map(|w| [(w, i8::MIN), (w, 0)]) {
+                let mut o = alloc::vec![0i8; ho * wo];
+                run(&xv, p, g, pad, &mut o);
+                for (oi, got) in o.chunks_exact(wo).enumerate() {
+                    let want: Vec<i8> =
+                        oracle(&xv, p, g, oi, wo, pad).iter().map(|e| e.0).collect();
+                    assert_eq!(
+                        got, want,
                         "{way}: kernel {kh}×{kw}, padding {ph}×{pw}, {h}×{w}, row {oi}, pad {pad}"
                     );
                 }

@@ -17,7 +17,7 @@ type Nchw = (usize, usize, usize, usize);
 
 /// Element types that can be pooled (the `i8` block outputs, `i16` after dropout, `i32` errors).
 pub trait PoolElem:
-    Copy + Ord + Into<i32> + Into<i64> + TryFrom<i64> + Default + Send + Sync
+    Copy + Ord + Into<i32> + Into<i64> + TryFrom<i64> + Default + Send + Sync + buffers::Reusable
 {
     /// The type's minimum: the max-pool padding value (algorithm.md §3.5).
     const MIN: Self;
@@ -289,46 +289,21 @@ impl Pool2d {
             Compat::Exact => T::MIN,
             Compat::Reference => T::default(),
         };
-        let mut out = alloc::vec![T::default(); n * c * ho * wo];
+        // Every output is written below: a buffer of an earlier batch serves.
+        let mut out = buffers::take_dirty::<T>(n * c * ho * wo);
         let per = (ho * wo).max(1);
         let parallel = out.len() >= 1 << 14;
+        let windows = maxpool::Windows {
+            kernel: (kh, kw),
+            padding: (ph, pw),
+        };
         par::try_for_each_chunk_mut(&mut out, per, parallel, |plane, o| {
-            let base = plane * h * w;
-            for (oi, orow) in o.chunks_exact_mut(wo.max(1)).enumerate().take(ho) {
-                // Window rows in padded coordinates, and the part of them inside the input.
-                let top = oi * kh;
-                let (ya, yb) = (top.max(ph), (top + kh).min(h + ph));
-                if kh == 2 && kw == 2 && pw == 0 && yb == ya + 2 && 2 * wo <= w {
-                    // The pools between VGG blocks: two rows, pairs of columns.
-                    let r0 = &xv[base + (ya - ph) * w..][..2 * wo];
-                    let r1 = &xv[base + (ya + 1 - ph) * w..][..2 * wo];
-                    for ((ov, p), q) in orow
-                        .iter_mut()
-                        .zip(r0.chunks_exact(2))
-                        .zip(r1.chunks_exact(2))
-                    {
-                        *ov = p[0].max(p[1]).max(q[0].max(q[1]));
-                    }
-                    continue;
-                }
-                for (oj, ov) in orow.iter_mut().enumerate() {
-                    let left = oj * kw;
-                    let (xa, xb) = (left.max(pw), (left + kw).min(w + pw));
-                    // Every value is at least the type's minimum; a window reaching into the
-                    // padding starts from the pad value.
-                    let inside = yb >= ya + kh && xb >= xa + kw;
-                    let mut m = if inside { T::MIN } else { pad };
-                    for y in ya..yb {
-                        let row = base + (y - ph) * w;
-                        if xa < xb {
-                            m = xv[row + xa - pw..row + xb - pw]
-                                .iter()
-                                .fold(m, |a, &v| a.max(v));
-                        }
-                    }
-                    *ov = m;
-                }
-            }
+            let plane = maxpool::Plane {
+                base: plane * h * w,
+                h,
+                w,
+            };
+            maxpool::plane_values(xv, plane, windows, pad, o);
             Ok(())
         })?;
         Ok(Array4::from_shape_vec((n, c, ho, wo), out).expect("sizes computed above"))
