@@ -3,7 +3,6 @@
 //! applied to every entry (bias, scaling, the transpose back to NCHW) — for a whole C
 //! ([`rows_to_nchw`]) or a range of one image's positions (what the tile engine's bands use).
 
-use alloc::vec;
 use alloc::vec::Vec;
 
 /// An element type of a convolution's output: how a tile of `16 × F` epilogue values
@@ -178,7 +177,14 @@ fn image_impl<O: NchwLane, E: Fn(i64) -> O>(
     e: &E,
     (p0, p1): (usize, usize),
 ) {
-    let mut tile = vec![O::default(); 16 * f];
+    // A 16 × f tile: on the stack for the tile engine's blocks of 16 filters.
+    let (mut stack, mut heap) = ([O::default(); 16 * 16], Vec::new());
+    let tile: &mut [O] = if f <= 16 {
+        &mut stack[..16 * f]
+    } else {
+        heap.resize(16 * f, O::default());
+        &mut heap
+    };
     for s0 in (p0..p1).step_by(16) {
         let s1 = (s0 + 16).min(p1);
         for (trow, zrow) in tile
@@ -189,7 +195,7 @@ fn image_impl<O: NchwLane, E: Fn(i64) -> O>(
                 *t = e(zv + b);
             }
         }
-        O::write_tile(&tile, f, o, hw, (s0, s1));
+        O::write_tile(tile, f, o, hw, (s0, s1));
     }
 }
 

@@ -359,7 +359,8 @@ fn product(a: &Digits, b: &Digits) -> Vec<i64> {
     par::for_each_chunk_mut(&mut c, per_task * ROWS * n, |t, cblock| {
         // SAFETY: the tile engine runs only where `Isa::Amx` is detected (AMX present and
         // permitted: `kernel::available`), which the dispatch checked before packing.
-        unsafe { task(a, b, t * per_task, cblock, kb, &mut sum_sets(b)) };
+        let mut sink = Dense { c: cblock, n };
+        unsafe { task(a, b, t * per_task, &mut sink, kb, &mut sum_sets(b)) };
     });
     c
 }
@@ -388,12 +389,15 @@ fn sum_sets(b: &Digits) -> Vec<Accumulators> {
 /// A convolution's `C = A·Bᵀ` (rows: the `images·hw` output positions, image-major; columns:
 /// the filters) on the tile engine straight into the `images × F × hw` output, `epilogue(c +
 /// bias[f])` per entry, or `Ok(None)` when the engine cannot take the operands (or K is 0,
-/// which the other engines' path handles). C is never
-/// whole in memory: each task computes a band of [`BAND_BLOCKS`] row blocks at a time into a
-/// buffer that stays in L2, and writes the band's positions out (`nchw::image_positions`,
-/// the epilogue [`rows_to_nchw`](crate::kernels::nchw::rows_to_nchw) applies to a whole C). A task owns whole images of
-/// the output; a row block that two tasks' images share is computed by both, each writing
-/// its own rows.
+/// which the other engines' path handles). C is never whole in memory. Where each block of C
+/// is complete when first written — one K block, one-digit A, and B's digits paired within
+/// its blocks (one or two digits) — each block goes from the accumulator tiles through the
+/// epilogue into the output ([`fused_task`]; the VGG convolutions). Otherwise a task computes
+/// a band of [`BAND_BLOCKS`] row blocks at a time into a buffer that stays in L2 and writes the
+/// band's positions out ([`band_task`]). Both write through `nchw::image_positions`, the loop
+/// [`rows_to_nchw`](crate::kernels::nchw::rows_to_nchw) applies to a whole C. A task owns
+/// whole images of the output; a row block that two tasks' images share is computed by both,
+/// each writing its own rows.
 pub(super) fn gemm_nchw<A: Int, B: Int, O: NchwLane, E: Fn(i64) -> O + Sync>(
     a: Operand<'_, '_, A>,
     b: Operand<'_, '_, B>,
@@ -416,10 +420,17 @@ pub(super) fn gemm_nchw<A: Int, B: Int, O: NchwLane, E: Fn(i64) -> O + Sync>(
     if per_image > 0 {
         let (kb, macs) = schedule(&da, &db);
         let per_task = par::rows_per_task(images, macs / 4);
+        // One K block, one-digit A and B pairs that never split a block's digits: each
+        // block of C is written once, complete, and can go through the epilogue right away.
+        let fused = kb == da.chunks && pa == 1 && pb <= 2;
         par::for_each_chunk_mut(&mut out, per_task * per_image, |t, chunk| {
             let first = t * per_task;
             let rows = (first * hw, (first + chunk.len() / per_image) * hw);
-            band_task(&da, &db, rows, kb, (first, hw), bias, epilogue, chunk);
+            if fused {
+                fused_task(&da, &db, rows, kb, (first, hw), bias, epilogue, chunk);
+            } else {
+                band_task(&da, &db, rows, kb, (first, hw), bias, epilogue, chunk);
+            }
         });
     }
     da.release();
@@ -450,7 +461,7 @@ fn band_task<O: NchwLane, E: Fn(i64) -> O>(
         // SAFETY: the tile engine runs only where `Isa::Amx` is detected (AMX present and
         // permitted), which the dispatch checked before packing; `cb` holds whole rows of C
         // from block `blk` on, the last block cut only at C's end.
-        unsafe { task(a, b, blk, cb, kb, &mut sums) };
+        unsafe { task(a, b, blk, &mut Dense { c: cb, n: f }, kb, &mut sums) };
         // The band's rows that are this task's, image by image.
         let (mut r, end) = ((blk * ROWS).max(r0), (blk * ROWS + rows).min(r1));
         while r < end {
@@ -464,6 +475,125 @@ fn band_task<O: NchwLane, E: Fn(i64) -> O>(
         blk += BAND_BLOCKS;
     }
     buffers::give(band);
+}
+
+/// [`band_task`] where every block of C is complete when written (see [`gemm_nchw`]): each
+/// goes through the epilogue from the accumulator tiles, while they are in L1, straight
+/// into the output — no band of `i64` sums written and read back.
+#[allow(clippy::too_many_arguments)]
+fn fused_task<O: NchwLane, E: Fn(i64) -> O>(
+    a: &Digits,
+    b: &Digits,
+    (r0, r1): (usize, usize),
+    kb: usize,
+    (first, hw): (usize, usize),
+    bias: &[i64],
+    epilogue: &E,
+    out: &mut [O],
+) {
+    let blk = r0 / ROWS;
+    let mut sink = Epilogue {
+        out,
+        rows: (r1.div_ceil(ROWS) * ROWS).min(a.rows) - blk * ROWS,
+        base: blk * ROWS,
+        owned: (r0, r1),
+        first,
+        hw,
+        f: b.rows,
+        bias,
+        epilogue,
+    };
+    // SAFETY: as band_task's; the sink covers the task's row blocks, the last cut only at
+    // C's end.
+    unsafe { task(a, b, blk, &mut sink, kb, &mut sum_sets(b)) };
+}
+
+/// Where [`task`] puts each block of C once its tiles are combined.
+trait Sink {
+    /// Rows of C from the task's first block on.
+    fn rows(&self) -> usize;
+    /// `C (+)= Σ_g tiles[g] << shifts[g]` over the block's live entries.
+    fn put<const G: usize>(&mut self, tiles: [&[i32]; G], shifts: [u32; G], at: Block);
+}
+
+/// Rows of C in memory (`n` columns), summed into across K blocks and digit pairs.
+struct Dense<'c> {
+    c: &'c mut [i64],
+    n: usize,
+}
+
+impl Sink for Dense<'_> {
+    fn rows(&self) -> usize {
+        self.c.len() / self.n
+    }
+
+    #[inline(always)]
+    fn put<const G: usize>(&mut self, tiles: [&[i32]; G], shifts: [u32; G], at: Block) {
+        for r in 0..at.rows {
+            let crow = &mut self.c[(at.r0 + r) * self.n + at.c0..][..at.cols];
+            let rows: [&[i32]; G] = core::array::from_fn(|g| &tiles[g][r * ROWS..][..at.cols]);
+            for (col, cv) in crow.iter_mut().enumerate() {
+                let mut v = 0i64;
+                for g in 0..G {
+                    v += i64::from(rows[g][col]) << shifts[g];
+                }
+                *cv = if at.first { v } else { *cv + v };
+            }
+        }
+    }
+}
+
+/// A convolution's output (`images × F × hw`, from image `first` on), written from complete
+/// blocks of C through `epilogue(c + bias[f])`: only the rows `owned` (whole images), a block
+/// that two tasks' images share being computed by both.
+struct Epilogue<'o, 'e, O, E> {
+    out: &'o mut [O],
+    /// Rows of C the task's blocks cover, from `base` (its first block's first row).
+    rows: usize,
+    base: usize,
+    owned: (usize, usize),
+    first: usize,
+    hw: usize,
+    f: usize,
+    bias: &'e [i64],
+    epilogue: &'e E,
+}
+
+impl<O: NchwLane, E: Fn(i64) -> O> Sink for Epilogue<'_, '_, O, E> {
+    fn rows(&self) -> usize {
+        self.rows
+    }
+
+    #[inline(always)]
+    fn put<const G: usize>(&mut self, tiles: [&[i32]; G], shifts: [u32; G], at: Block) {
+        debug_assert!(at.first, "a fused block is written once, complete");
+        // The block's sums, position-major with `cols` per row, then the epilogue's loop (the
+        // band path's, compiled for the widest build) on the rows the task owns.
+        let mut v = [0i64; ROWS * ROWS];
+        for r in 0..at.rows {
+            let rows: [&[i32]; G] = core::array::from_fn(|g| &tiles[g][r * ROWS..][..at.cols]);
+            for (col, vc) in v[r * at.cols..][..at.cols].iter_mut().enumerate() {
+                let mut sum = 0i64;
+                for g in 0..G {
+                    sum += i64::from(rows[g][col]) << shifts[g];
+                }
+                *vc = sum;
+            }
+        }
+        let (hw, f) = (self.hw, self.f);
+        let bias = &self.bias[at.c0..][..at.cols];
+        let g0 = self.base + at.r0;
+        let (mut r, end) = (g0.max(self.owned.0), (g0 + at.rows).min(self.owned.1));
+        while r < end {
+            let (img, s0) = (r / hw, r % hw);
+            let s1 = hw.min(s0 + (end - r));
+            // From the block's first filter row of the image on: filter `c0 + fi` at `fi·hw`.
+            let o = &mut self.out[((img - self.first) * f + at.c0) * hw..];
+            let z = &v[(r - g0) * at.cols..][..(s1 - s0) * at.cols];
+            image_positions(z, o, (at.cols, hw), bias, self.epilogue, (s0, s1));
+            r += s1 - s0;
+        }
+    }
 }
 
 /// The four accumulator tiles as `tilestored` writes them, on cache lines (as [`Digits`]).
@@ -495,17 +625,16 @@ struct Accumulators([i32; 4 * ROWS * ROWS]);
 /// # Safety
 /// AMX must be available ([`kernel::available`]); AVX-512 F comes with every AMX processor
 /// (the epilogue is compiled for it).
-#[target_feature(enable = "avx512f")]
-unsafe fn task(
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn task<S: Sink>(
     a: &Digits,
     b: &Digits,
     b0: usize,
-    cblock: &mut [i64],
+    sink: &mut S,
     kb: usize,
     sums: &mut [Accumulators],
 ) {
-    let n = b.rows;
-    let blocks = (cblock.len() / n).div_ceil(ROWS);
+    let blocks = sink.rows().div_ceil(ROWS);
     let xs = (b0 * a.parts..(b0 + blocks) * a.parts).collect::<Vec<_>>();
     let ys = (0..b.blocks * b.parts).collect::<Vec<_>>();
     debug_assert!(sums.len() >= ys.len().div_ceil(2).min(SUM_SETS));
@@ -531,7 +660,14 @@ unsafe fn task(
                         unsafe { kernel::dot_2x2(ta, tb, len, acc.0.as_mut_ptr()) };
                     }
                     for (yp, acc) in group.chunks(2).zip(sums.iter()) {
-                        add_tiles(&acc.0, cblock, (xp, a.parts, b0), (yp, b.parts), n, k0 == 0);
+                        add_tiles(
+                            &acc.0,
+                            sink,
+                            (xp, a.parts, b0),
+                            (yp, b.parts),
+                            b.rows,
+                            k0 == 0,
+                        );
                     }
                     k0 += len;
                 }
@@ -547,9 +683,9 @@ unsafe fn task(
 /// its digits' weight `256^(i+j)`, and written once — stored instead of added where the group
 /// holds the entry's first contribution (the lowest digits in the first K block).
 #[inline(always)]
-fn add_tiles(
+fn add_tiles<S: Sink>(
     acc: &[i32; 4 * ROWS * ROWS],
-    cblock: &mut [i64],
+    sink: &mut S,
     (xp, pa, b0): (&[usize], usize, usize),
     (yp, pb): (&[usize], usize),
     n: usize,
@@ -584,54 +720,35 @@ fn add_tiles(
         }
         // The lowest digits of both operands: shift 0 (digit 0 of each).
         let first = first_block && shifts[..members].contains(&0);
-        let rows = ROWS.min(cblock.len() / n - rb * ROWS);
-        let (c0, cols) = (cb * ROWS, ROWS.min(n - cb * ROWS));
         let at = Block {
-            rows,
-            cols,
-            c0: rb * ROWS * n + c0,
-            n,
+            rows: ROWS.min(sink.rows() - rb * ROWS),
+            cols: ROWS.min(n - cb * ROWS),
+            r0: rb * ROWS,
+            c0: cb * ROWS,
             first,
         };
         match members {
-            1 => write_group::<1>([tiles[0]], [shifts[0]], cblock, at),
-            2 => write_group::<2>([tiles[0], tiles[1]], [shifts[0], shifts[1]], cblock, at),
-            3 => write_group::<3>(
+            1 => sink.put::<1>([tiles[0]], [shifts[0]], at),
+            2 => sink.put::<2>([tiles[0], tiles[1]], [shifts[0], shifts[1]], at),
+            3 => sink.put::<3>(
                 [tiles[0], tiles[1], tiles[2]],
                 [shifts[0], shifts[1], shifts[2]],
-                cblock,
                 at,
             ),
-            _ => write_group::<4>(tiles, shifts, cblock, at),
+            _ => sink.put::<4>(tiles, shifts, at),
         }
     }
 }
 
-/// Where a group of tiles lands in C: live rows and columns, the offset of its first entry,
-/// the row stride, and whether it stores.
+/// Where a group of tiles lands in C: live rows and columns, its first row (from the task's
+/// first block) and column, and whether it stores (holds the entries' first contribution).
 #[derive(Clone, Copy)]
 struct Block {
     rows: usize,
     cols: usize,
+    r0: usize,
     c0: usize,
-    n: usize,
     first: bool,
-}
-
-/// `C (+)= Σ_g tiles[g] << shifts[g]` over the block's live entries.
-#[inline(always)]
-fn write_group<const G: usize>(tiles: [&[i32]; G], shifts: [u32; G], c: &mut [i64], at: Block) {
-    for r in 0..at.rows {
-        let crow = &mut c[at.c0 + r * at.n..][..at.cols];
-        let rows: [&[i32]; G] = core::array::from_fn(|g| &tiles[g][r * ROWS..][..at.cols]);
-        for (col, cv) in crow.iter_mut().enumerate() {
-            let mut v = 0i64;
-            for g in 0..G {
-                v += i64::from(rows[g][col]) << shifts[g];
-            }
-            *cv = if at.first { v } else { *cv + v };
-        }
-    }
 }
 
 /// Products with every digit count on shapes that cross every tile and block edge, against the
@@ -818,6 +935,11 @@ mod tests {
             (5, 196, 40, 130, 32_640),
             (4, 100, 17, 1, 5),
             (7, 30, 64, 577, 200_000),
+            // Large enough for several tasks, which share the row blocks that straddle their
+            // images: one and two digits (every block complete when written: fused) and three.
+            (9, 49, 48, 1152, 127),
+            (9, 49, 48, 1152, 32_639),
+            (9, 49, 48, 1152, 32_640),
         ] {
             let a = to::<i16>(&matrix(&mut r, images * hw, k, 127));
             let b = to::<i32>(&matrix(&mut r, f, k, bb));
