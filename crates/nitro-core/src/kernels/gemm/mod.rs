@@ -110,18 +110,19 @@ fn on_tiles<A: Int, B: Int>(
     b: amx::Operand<'_, '_, B>,
     d: Dispatch,
 ) -> Result<Option<Array2<i64>>> {
-    tiles_run((a.rows(), b.rows(), a.cols()), d, || amx::gemm(a, b))
+    let worth_it = amx::worth_it(a.rows(), b.rows(), a.cols());
+    tiles_run(worth_it, d, || amx::gemm(a, b))
 }
 
-/// `run` (a tile engine product of `m×k` by `n×k`) when the tile engine is allowed under `d`
-/// and the shape is worth it, counted when it took the operands; `Ok(None)` otherwise.
+/// `run` (a tile engine product) when the tile engine is allowed under `d` and the shape is
+/// `worth_it`, counted when it took the operands; `Ok(None)` otherwise.
 #[cfg(nitro_x86_simd)]
 fn tiles_run<R>(
-    (m, n, k): (usize, usize, usize),
+    worth_it: bool,
     d: Dispatch,
     run: impl FnOnce() -> Result<Option<R>>,
 ) -> Result<Option<R>> {
-    if !tiles_allowed(d) || !amx::worth_it(m, n, k) {
+    if !tiles_allowed(d) || !worth_it {
         return Ok(None);
     }
     let c = run()?;
@@ -375,7 +376,8 @@ where
     }
     #[cfg(nitro_x86_simd)]
     {
-        let banded = tiles_run((a.rows(), f, a.cols()), dispatch(), || {
+        let worth_it = amx::worth_it_nchw(a.rows(), f, a.cols());
+        let banded = tiles_run(worth_it, dispatch(), || {
             let (ta, tb) = (amx::Operand::<i16>::Rows(a), amx::Operand::View(&b));
             amx::gemm_nchw(ta, tb, (images, hw), bias, &epilogue)
         })?;
