@@ -78,17 +78,10 @@ impl ChannelsLast {
             let values = &mut data[lead..lead + len];
             par::for_each_chunk_mut(values, per_image, |m, o| {
                 if p > 0 && buffers::REUSES {
-                    // The padding; the interior is all written below. (One image, in L2, just
-                    // before the transpose writes it again.)
-                    o.fill(0);
+                    zero_padding(o, (c, h, w), wp, p);
                 }
-                transpose_image(
-                    &src[m * per_input..(m + 1) * per_input],
-                    o,
-                    (c, h, w),
-                    wp,
-                    p,
-                );
+                let s = &src[m * per_input..(m + 1) * per_input];
+                transpose_image(s, o, (c, h, w), wp, p);
             });
         }
         data.truncate(lead + len);
@@ -129,6 +122,20 @@ impl Drop for ChannelsLast {
     /// The next forward's input of the same size takes the buffer (kernels/buffers.rs).
     fn drop(&mut self) {
         buffers::give(core::mem::take(&mut self.data));
+    }
+}
+
+/// The padding of one image's output `o` (`Hp × Wp × C`) set to zero: the `p` rows above and
+/// below the input's and the `p` positions at both ends of each input row (the interior is
+/// all written by the transpose).
+fn zero_padding(o: &mut [i16], (c, h, _): (usize, usize, usize), wp: usize, p: usize) {
+    let row = wp * c;
+    o[..p * row].fill(0);
+    o[(h + p) * row..].fill(0);
+    for i in p..h + p {
+        let r = &mut o[i * row..(i + 1) * row];
+        r[..p * c].fill(0);
+        r[(wp - p) * c..].fill(0);
     }
 }
 
@@ -205,6 +212,28 @@ mod tests {
             // The values start on a cache line and hold nothing after the last one.
             prop_assert_eq!(got.values().as_ptr() as usize % 64, 0);
             prop_assert_eq!(got.values().len(), n * c * hp * wp);
+        }
+    }
+
+    /// A buffer of an earlier step holds stale values: the padding is zeroed all the same
+    /// (rows above and below, positions at both ends of each row), for one padding and two.
+    #[test]
+    fn padding_is_zero_in_a_reused_buffer() {
+        for p in [1usize, 2] {
+            let (n, c, h, w) = (2, 5, 30, 31);
+            let len = n * c * (h + 2 * p) * (w + 2 * p) + ALIGN - 1;
+            for _ in 0..4 {
+                buffers::give(alloc::vec![7i16; len]);
+            }
+            let x = Array4::from_shape_fn((n, c, h, w), |(m, ch, i, j)| {
+                ((m * 7 + ch * 5 + i * 3 + j) % 200) as i16 - 100
+            });
+            let got = ChannelsLast::padded(x.view(), p).unwrap();
+            assert_eq!(
+                got.to_nchw(),
+                crate::kernels::im2col::pad(x.view(), p),
+                "p = {p}"
+            );
         }
     }
 
