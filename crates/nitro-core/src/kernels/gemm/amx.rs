@@ -182,9 +182,23 @@ impl<T: Int> Operand<'_, '_, T> {
     fn fill_bytes(&self, r: usize, out: &mut [i8], wide: &mut [i16]) {
         match self {
             Operand::View(a) => {
-                for (o, v) in out.iter_mut().zip(a.row(r)) {
+                let row = a.row(r);
+                let narrow = |v: &T| {
                     let v: i32 = (*v).into();
-                    *o = v as i8;
+                    v as i8
+                };
+                // A contiguous row as a slice loop (which vectorises), else element by element.
+                match row.as_slice() {
+                    Some(vals) => {
+                        for (o, v) in out.iter_mut().zip(vals) {
+                            *o = narrow(v);
+                        }
+                    }
+                    None => {
+                        for (o, v) in out.iter_mut().zip(row) {
+                            *o = narrow(v);
+                        }
+                    }
                 }
             }
             Operand::Rows(s) => s.row_bytes(r, out, wide),
@@ -385,6 +399,11 @@ fn schedule(a: &Digits, b: &Digits) -> (usize, usize) {
 /// Pairs of tiles of `kb`-chunk K blocks that fit `bytes` (at least one).
 fn pairs_within(bytes: usize, kb: usize) -> usize {
     (bytes / (2 * kb * TILE_BYTES)).max(1)
+}
+
+/// The size of the fewest equal sets of at most `most` that hold `total`.
+fn balanced(total: usize, most: usize) -> usize {
+    total.div_ceil(total.div_ceil(most.max(1)).max(1)).max(1)
 }
 
 /// The accumulator sets [`task`] needs for B's tiles.
@@ -613,8 +632,9 @@ struct Accumulators([i32; 4 * ROWS * ROWS]);
 /// B tiles, one `i32` block of at most `kb` chunks at a time, added into C.
 ///
 /// The pairs are taken in cache-sized sets: a band of A pairs (at most [`A_BAND_BYTES`] of one
-/// K block's tiles) and, within it, a group of B pairs (at most [`B_GROUP_BYTES`], and at most
-/// [`SUM_SETS`] pairs), every A pair of the band against every B pair of the group. Each tile
+/// K block's tiles) and, within it, a group of B pairs (at most [`B_GROUP_BYTES`] and
+/// [`SUM_SETS`] pairs, B cut into groups of equal size), every A pair of the band against
+/// every B pair of the group. Each tile
 /// a `tileloadd` reads is then in L2 for all but its first use; taking every B pair per A pair
 /// instead streamed all of B (4.7 MB for a 512-filter layer with two-digit weights) from L3
 /// once per 32 rows of C, and its loads stalled the tile unit (a Sapphire Rapids-class Xeon,
@@ -649,11 +669,11 @@ unsafe fn task<S: Sink>(
     debug_assert!(sums.len() >= ys.len().div_ceil(2).min(SUM_SETS));
     // SAFETY: AMX is available (the caller's contract).
     unsafe { kernel::configure() };
-    let (band, group) = (
-        pairs_within(A_BAND_BYTES, kb),
-        pairs_within(B_GROUP_BYTES, kb),
+    let band = pairs_within(A_BAND_BYTES, kb);
+    let group = balanced(
+        ys.len().div_ceil(2),
+        pairs_within(B_GROUP_BYTES, kb).min(SUM_SETS),
     );
-    let group = group.min(SUM_SETS);
     for xband in xs.chunks(2 * band) {
         for group in ys.chunks(2 * group) {
             for xp in xband.chunks(2) {
