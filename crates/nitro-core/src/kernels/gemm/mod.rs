@@ -351,7 +351,7 @@ pub fn gemm_rows_nt<B: Int>(a: &dyn RowSource, b: ArrayView2<'_, B>) -> Result<A
 /// rows, image-major; `b`: the `F` filters) followed by
 /// [`rows_to_nchw`](crate::kernels::nchw::rows_to_nchw)`(C, (images, F, hw), bias,
 /// epilogue)`, the same values. On the tile engine the `i64` product is never written whole
-/// (its bands go straight through the epilogue); elsewhere it is those two calls.
+/// (its blocks or bands go straight through the epilogue); elsewhere it is those two calls.
 pub fn gemm_rows_nt_nchw<B, O, E>(
     a: &dyn RowSource,
     b: ArrayView2<'_, B>,
