@@ -13,6 +13,7 @@ use super::gemm::RowSource;
 use crate::error::{Error, Result};
 use alloc::format;
 use alloc::vec;
+use core::ops::Range;
 use ndarray::{s, Array2, Array4, ArrayView4};
 
 /// `x` zero-padded by `p` on each side of both spatial axes.
@@ -264,26 +265,22 @@ impl RowSource for PatchesHwc<'_> {
     }
     fn row(&self, r: usize, out: &mut [i16]) {
         let x = self.x.values();
-        let Geometry {
-            c,
-            hp,
-            wp,
-            k,
-            ho,
-            wo,
-            ..
-        } = self.g;
-        // Row (m, i, j): for every window row, `k·C` consecutive inputs.
-        let (m, i, j) = (r / (ho * wo), (r / wo) % ho, r % wo);
-        let run = k * c;
-        for u in 0..k {
-            let src = ((m * hp + i + u) * wp + j) * c;
-            out[u * run..(u + 1) * run].copy_from_slice(&x[src..src + run]);
-        }
+        self.runs(r, |dst, src| out[dst].copy_from_slice(&x[src]));
     }
     /// The runs narrowed straight from the input (no `i16` copy of the row first).
     fn row_bytes(&self, r: usize, out: &mut [i8], _wide: &mut [i16]) {
         let x = self.x.values();
+        self.runs(r, |dst, src| {
+            crate::kernels::map::on_build(&x[src], &mut out[dst], &|v: i16, _| v as i8)
+        });
+    }
+}
+
+impl PatchesHwc<'_> {
+    /// Row `r = (m, i, j)`'s `k` runs, one per window row, of `k·C` consecutive inputs: `f(the
+    /// run's place in the row, its place in the input)`.
+    #[inline(always)]
+    fn runs(&self, r: usize, mut f: impl FnMut(Range<usize>, Range<usize>)) {
         let Geometry {
             c,
             hp,
@@ -297,8 +294,7 @@ impl RowSource for PatchesHwc<'_> {
         let run = k * c;
         for u in 0..k {
             let src = ((m * hp + i + u) * wp + j) * c;
-            let o = &mut out[u * run..(u + 1) * run];
-            crate::kernels::map::on_build(&x[src..src + run], o, &|v: i16, _| v as i8);
+            f(u * run..(u + 1) * run, src..src + run);
         }
     }
 }

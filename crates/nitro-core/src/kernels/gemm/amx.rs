@@ -453,11 +453,19 @@ pub(super) fn gemm_nchw<A: Int, B: Int, O: NchwLane, E: Fn(i64) -> O + Sync>(
         let fused = kb == da.chunks && pa == 1 && pb <= 2;
         par::for_each_chunk_mut(&mut out, per_task * per_image, |t, chunk| {
             let first = t * per_task;
-            let rows = (first * hw, (first + chunk.len() / per_image) * hw);
+            let images = Images {
+                owned: (first * hw, (first + chunk.len() / per_image) * hw),
+                out: chunk,
+                first,
+                hw,
+                f,
+                bias,
+                epilogue,
+            };
             if fused {
-                fused_task(&da, &db, rows, kb, (first, hw), bias, epilogue, chunk);
+                fused_task(&da, &db, kb, images);
             } else {
-                band_task(&da, &db, rows, kb, (first, hw), bias, epilogue, chunk);
+                band_task(&da, &db, kb, images);
             }
         });
     }
@@ -466,20 +474,48 @@ pub(super) fn gemm_nchw<A: Int, B: Int, O: NchwLane, E: Fn(i64) -> O + Sync>(
     Ok(Some(out))
 }
 
-/// Rows `r0..r1` of C (whole images from `first` on, of `hw` positions) into `out`, those
-/// images' outputs ([`gemm_nchw`]).
-#[allow(clippy::too_many_arguments)]
+/// A task's part of a convolution's output: the rows `owned` of C (whole images from image
+/// `first` on, of `hw` positions), written to `out` (those images' `F × hw` outputs) through
+/// `epilogue(c + bias[f])`.
+struct Images<'o, 'e, O, E> {
+    out: &'o mut [O],
+    owned: (usize, usize),
+    first: usize,
+    hw: usize,
+    f: usize,
+    bias: &'e [i64],
+    epilogue: &'e E,
+}
+
+impl<O: NchwLane, E: Fn(i64) -> O> Images<'_, '_, O, E> {
+    /// Rows `g0..g0 + rows` of C, filters `c0..c0 + cols` (`z`: those rows, `cols` sums each),
+    /// where they are this task's, image by image.
+    fn write(&mut self, z: &[i64], g0: usize, rows: usize, (c0, cols): (usize, usize)) {
+        let (hw, f) = (self.hw, self.f);
+        let bias = &self.bias[c0..][..cols];
+        let (mut r, end) = (g0.max(self.owned.0), (g0 + rows).min(self.owned.1));
+        while r < end {
+            let (img, s0) = (r / hw, r % hw);
+            let s1 = hw.min(s0 + (end - r));
+            // From filter row c0 of the image on: filter `c0 + fi` at `fi·hw`.
+            let o = &mut self.out[((img - self.first) * f + c0) * hw..];
+            let zr = &z[(r - g0) * cols..][..(s1 - s0) * cols];
+            image_positions(zr, o, (cols, hw), bias, self.epilogue, (s0, s1));
+            r += s1 - s0;
+        }
+    }
+}
+
+/// A task's images ([`gemm_nchw`]) by bands of [`BAND_BLOCKS`] row blocks of C in a buffer that
+/// stays in L2, each band written out once computed.
 fn band_task<O: NchwLane, E: Fn(i64) -> O>(
     a: &Digits,
     b: &Digits,
-    (r0, r1): (usize, usize),
     kb: usize,
-    (first, hw): (usize, usize),
-    bias: &[i64],
-    epilogue: &E,
-    out: &mut [O],
+    mut images: Images<'_, '_, O, E>,
 ) {
     let f = b.rows;
+    let (r0, r1) = images.owned;
     let mut band = buffers::take_dirty::<i64>(BAND_BLOCKS * ROWS * f);
     let mut sums = sum_sets(b);
     let mut blk = r0 / ROWS;
@@ -490,16 +526,7 @@ fn band_task<O: NchwLane, E: Fn(i64) -> O>(
         // permitted), which the dispatch checked before packing; `cb` holds whole rows of C
         // from block `blk` on, the last block cut only at C's end.
         unsafe { task(a, b, blk, &mut Dense { c: cb, n: f }, kb, &mut sums) };
-        // The band's rows that are this task's, image by image.
-        let (mut r, end) = ((blk * ROWS).max(r0), (blk * ROWS + rows).min(r1));
-        while r < end {
-            let (img, s0) = (r / hw, r % hw);
-            let s1 = hw.min(s0 + (end - r));
-            let z = &cb[(r - blk * ROWS) * f..][..(s1 - s0) * f];
-            let o = &mut out[(img - first) * f * hw..][..f * hw];
-            image_positions(z, o, (f, hw), bias, epilogue, (s0, s1));
-            r += s1 - s0;
-        }
+        images.write(cb, blk * ROWS, rows, (0, f));
         blk += BAND_BLOCKS;
     }
     buffers::give(band);
@@ -508,28 +535,18 @@ fn band_task<O: NchwLane, E: Fn(i64) -> O>(
 /// [`band_task`] where every block of C is complete when written (see [`gemm_nchw`]): each
 /// goes through the epilogue from the accumulator tiles, while they are in L1, straight
 /// into the output — no band of `i64` sums written and read back.
-#[allow(clippy::too_many_arguments)]
 fn fused_task<O: NchwLane, E: Fn(i64) -> O>(
     a: &Digits,
     b: &Digits,
-    (r0, r1): (usize, usize),
     kb: usize,
-    (first, hw): (usize, usize),
-    bias: &[i64],
-    epilogue: &E,
-    out: &mut [O],
+    images: Images<'_, '_, O, E>,
 ) {
+    let (r0, r1) = images.owned;
     let blk = r0 / ROWS;
     let mut sink = Epilogue {
-        out,
         rows: (r1.div_ceil(ROWS) * ROWS).min(a.rows) - blk * ROWS,
         base: blk * ROWS,
-        owned: (r0, r1),
-        first,
-        hw,
-        f: b.rows,
-        bias,
-        epilogue,
+        images,
     };
     // SAFETY: as band_task's; the sink covers the task's row blocks, the last cut only at
     // C's end.
@@ -571,20 +588,12 @@ impl Sink for Dense<'_> {
     }
 }
 
-/// A convolution's output (`images × F × hw`, from image `first` on), written from complete
-/// blocks of C through `epilogue(c + bias[f])`: only the rows `owned` (whole images), a block
-/// that two tasks' images share being computed by both.
+/// A task's images written from complete blocks of C ([`fused_task`]).
 struct Epilogue<'o, 'e, O, E> {
-    out: &'o mut [O],
     /// Rows of C the task's blocks cover, from `base` (its first block's first row).
     rows: usize,
     base: usize,
-    owned: (usize, usize),
-    first: usize,
-    hw: usize,
-    f: usize,
-    bias: &'e [i64],
-    epilogue: &'e E,
+    images: Images<'o, 'e, O, E>,
 }
 
 impl<O: NchwLane, E: Fn(i64) -> O> Sink for Epilogue<'_, '_, O, E> {
@@ -596,7 +605,7 @@ impl<O: NchwLane, E: Fn(i64) -> O> Sink for Epilogue<'_, '_, O, E> {
     fn put<const G: usize>(&mut self, tiles: [&[i32]; G], shifts: [u32; G], at: Block) {
         debug_assert!(at.first, "a fused block is written once, complete");
         // The block's sums, position-major with `cols` per row, then the epilogue's loop (the
-        // band path's, compiled for the widest build) on the rows the task owns.
+        // band path's, compiled for the widest build).
         let mut v = [0i64; ROWS * ROWS];
         for r in 0..at.rows {
             let rows: [&[i32]; G] = core::array::from_fn(|g| &tiles[g][r * ROWS..][..at.cols]);
@@ -608,19 +617,8 @@ impl<O: NchwLane, E: Fn(i64) -> O> Sink for Epilogue<'_, '_, O, E> {
                 *vc = sum;
             }
         }
-        let (hw, f) = (self.hw, self.f);
-        let bias = &self.bias[at.c0..][..at.cols];
         let g0 = self.base + at.r0;
-        let (mut r, end) = (g0.max(self.owned.0), (g0 + at.rows).min(self.owned.1));
-        while r < end {
-            let (img, s0) = (r / hw, r % hw);
-            let s1 = hw.min(s0 + (end - r));
-            // From the block's first filter row of the image on: filter `c0 + fi` at `fi·hw`.
-            let o = &mut self.out[((img - self.first) * f + at.c0) * hw..];
-            let z = &v[(r - g0) * at.cols..][..(s1 - s0) * at.cols];
-            image_positions(z, o, (at.cols, hw), bias, self.epilogue, (s0, s1));
-            r += s1 - s0;
-        }
+        self.images.write(&v, g0, at.rows, (at.c0, at.cols));
     }
 }
 
