@@ -61,7 +61,7 @@ impl Isa {
             Isa::Avx2 => "avx2",
             Isa::AvxVnni => "avx_vnni",
             Isa::Avx512Vnni => "avx512f+avx512bw+avx512_vnni",
-            Isa::Amx => "amx_tile+amx_int8 (and Linux's permission for the tile state)",
+            Isa::Amx => "amx_tile+amx_int8 with avx512f+avx512bw+avx512_vnni (and Linux's permission for the tile state)",
         }
     }
 
@@ -132,7 +132,9 @@ fn detect() -> u8 {
         if x86::avx512_vnni() {
             bits |= 1 << (Isa::Avx512Vnni as u8);
         }
-        if crate::kernels::x86::amx::available() {
+        // The tile engine's packing and epilogue are compiled for AVX-512 F and BW, which
+        // every AMX processor has; a guest shown AMX without them gets no tiles.
+        if x86::avx512_vnni() && crate::kernels::x86::amx::available() {
             bits |= 1 << (Isa::Amx as u8);
         }
         bits

@@ -650,8 +650,8 @@ struct Accumulators([i32; 4 * ROWS * ROWS]);
 /// rows (or columns) holds its lowest digit.
 ///
 /// # Safety
-/// AMX must be available ([`kernel::available`]); AVX-512 F comes with every AMX processor
-/// (the epilogue is compiled for it).
+/// AMX must be available ([`kernel::available`]), and AVX-512 F and BW, which `Isa::Amx`'s
+/// detection requires (the sinks' loops are compiled for them).
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn task<S: Sink>(
     a: &Digits,
