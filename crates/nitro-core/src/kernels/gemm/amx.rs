@@ -75,7 +75,7 @@ pub(super) fn worth_it(m: usize, n: usize, k: usize) -> bool {
 /// blocks of C go from the accumulator tiles through the epilogue (one K block), so a short
 /// reduction costs no `i64` sums written out and read back, which the other engines' `i64` C
 /// does (VGG8B's first convolution, `50176×9·128ᵀ`: a 51 MB C per batch; a Sapphire
-/// Rapids-class Xeon, one thread: inference 287–295 → 294–313 images/s on tiles).
+/// Rapids-class Xeon, one thread: VGG8B inference 280–296 → 280–304 images/s; BENCHMARKS.md).
 pub(super) fn worth_it_nchw(m: usize, n: usize, k: usize) -> bool {
     m.saturating_mul(n).saturating_mul(k) >= MIN_MACS
 }
@@ -626,15 +626,15 @@ impl<O: NchwLane, E: Fn(i64) -> O> Sink for Epilogue<'_, '_, O, E> {
 #[repr(C, align(64))]
 struct Accumulators([i32; 4 * ROWS * ROWS]);
 
-/// Rows `b0·16 ..` of C (`cblock`, `n` columns): every pair of A tiles against every pair of
-/// B tiles, one `i32` block of at most `kb` chunks at a time, added into C.
+/// Rows `b0·16 ..` of C into `sink` (as many rows as it holds): every pair of A tiles against
+/// every pair of B tiles, one `i32` block of at most `kb` chunks at a time, each block of C
+/// handed to the sink once its tiles are combined.
 ///
 /// The pairs are taken in cache-sized sets: a band of A pairs (at most [`A_BAND_BYTES`] of one
 /// K block's tiles) and, within it, a group of B pairs (at most [`B_GROUP_BYTES`] and
 /// [`SUM_SETS`] pairs, B cut into groups of equal size), every A pair of the band against
-/// every B pair of the group. Each tile
-/// a `tileloadd` reads is then in L2 for all but its first use; taking every B pair per A pair
-/// instead streamed all of B (4.7 MB for a 512-filter layer with two-digit weights) from L3
+/// every B pair of the group. Each tile a `tileloadd` reads is then in L2 for all but its
+/// first use; taking every B pair per A pair instead streamed all of B (4.7 MB for a 512-filter layer with two-digit weights) from L3
 /// once per 32 rows of C, and its loads stalled the tile unit (a Sapphire Rapids-class Xeon,
 /// one thread: `3136×4608·512ᵀ` 231–249 → 306–342 MMAC/s; BENCHMARKS.md).
 ///
