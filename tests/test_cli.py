@@ -120,9 +120,12 @@ def test_main_returns_codes_in_process(tmp_path, capsys):
 
 def test_ctrl_c_during_train_exits_130_and_keeps_results(tmp_path, fmnist, interrupt):
     hist = tmp_path / "h.json"
+    # A run far longer than the 2 s before the Ctrl-C on any machine: no validation split (so
+    # no early stopping, which ended a 500-epoch run of this size after 1.6 s on a fast day).
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nitrod_rs.cli", "train", "--model", "mlp1", "--epochs", "500",
-         "--dataset", "fashion-mnist", "--limit", "6400", "--json", str(hist), "--no-progress"],
+        [sys.executable, "-m", "nitrod_rs.cli", "train", "--model", "mlp1", "--epochs", "5000",
+         "--val-split", "0", "--dataset", "fashion-mnist", "--limit", "6400", "--json",
+         str(hist), "--no-progress"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def ready() -> None:
