@@ -181,26 +181,10 @@ impl<T: Int> Operand<'_, '_, T> {
     #[inline(always)]
     fn fill_bytes(&self, r: usize, out: &mut [i8], wide: &mut [i16]) {
         match self {
-            Operand::View(a) => {
-                let row = a.row(r);
-                let narrow = |v: &T| {
-                    let v: i32 = (*v).into();
-                    v as i8
-                };
-                // A contiguous row as a slice loop (which vectorises), else element by element.
-                match row.as_slice() {
-                    Some(vals) => {
-                        for (o, v) in out.iter_mut().zip(vals) {
-                            *o = narrow(v);
-                        }
-                    }
-                    None => {
-                        for (o, v) in out.iter_mut().zip(row) {
-                            *o = narrow(v);
-                        }
-                    }
-                }
-            }
+            Operand::View(a) => map_row(a, r, out, |v| {
+                let v: i32 = v.into();
+                v as i8
+            }),
             Operand::Rows(s) => s.row_bytes(r, out, wide),
         }
     }
@@ -209,26 +193,31 @@ impl<T: Int> Operand<'_, '_, T> {
     #[inline(always)]
     fn fill(&self, r: usize, out: &mut [i32], wide: &mut [i16]) {
         match self {
-            Operand::View(a) => {
-                let row = a.row(r);
-                match row.as_slice() {
-                    Some(vals) => {
-                        for (o, &v) in out.iter_mut().zip(vals) {
-                            *o = v.into();
-                        }
-                    }
-                    None => {
-                        for (o, &v) in out.iter_mut().zip(row) {
-                            *o = v.into();
-                        }
-                    }
-                }
-            }
+            Operand::View(a) => map_row(a, r, out, |v| v.into()),
             Operand::Rows(s) => {
                 s.row(r, wide);
                 for (o, &v) in out.iter_mut().zip(wide.iter()) {
                     *o = i32::from(v);
                 }
+            }
+        }
+    }
+}
+
+/// `out[j] = f(a[r][j])`: a contiguous row as a slice loop (which vectorises), else element by
+/// element.
+#[inline(always)]
+fn map_row<T: Int, D>(a: &ArrayView2<'_, T>, r: usize, out: &mut [D], f: impl Fn(T) -> D) {
+    let row = a.row(r);
+    match row.as_slice() {
+        Some(vals) => {
+            for (o, &v) in out.iter_mut().zip(vals) {
+                *o = f(v);
+            }
+        }
+        None => {
+            for (o, &v) in out.iter_mut().zip(row) {
+                *o = f(v);
             }
         }
     }
@@ -561,6 +550,16 @@ trait Sink {
     fn put<const G: usize>(&mut self, tiles: [&[i32]; G], shifts: [u32; G], at: Block);
 }
 
+/// Entry `col` of a row of a block: `Σ_g rows[g][col] << shifts[g]`, its tiles combined.
+#[inline(always)]
+fn tile_sum<const G: usize>(rows: &[&[i32]; G], shifts: [u32; G], col: usize) -> i64 {
+    let mut v = 0i64;
+    for g in 0..G {
+        v += i64::from(rows[g][col]) << shifts[g];
+    }
+    v
+}
+
 /// Rows of C in memory (`n` columns), summed into across K blocks and digit pairs.
 struct Dense<'c> {
     c: &'c mut [i64],
@@ -578,10 +577,7 @@ impl Sink for Dense<'_> {
             let crow = &mut self.c[(at.r0 + r) * self.n + at.c0..][..at.cols];
             let rows: [&[i32]; G] = core::array::from_fn(|g| &tiles[g][r * ROWS..][..at.cols]);
             for (col, cv) in crow.iter_mut().enumerate() {
-                let mut v = 0i64;
-                for g in 0..G {
-                    v += i64::from(rows[g][col]) << shifts[g];
-                }
+                let v = tile_sum(&rows, shifts, col);
                 *cv = if at.first { v } else { *cv + v };
             }
         }
@@ -610,11 +606,7 @@ impl<O: NchwLane, E: Fn(i64) -> O> Sink for Epilogue<'_, '_, O, E> {
         for r in 0..at.rows {
             let rows: [&[i32]; G] = core::array::from_fn(|g| &tiles[g][r * ROWS..][..at.cols]);
             for (col, vc) in v[r * at.cols..][..at.cols].iter_mut().enumerate() {
-                let mut sum = 0i64;
-                for g in 0..G {
-                    sum += i64::from(rows[g][col]) << shifts[g];
-                }
-                *vc = sum;
+                *vc = tile_sum(&rows, shifts, col);
             }
         }
         let g0 = self.base + at.r0;
