@@ -550,14 +550,28 @@ trait Sink {
     fn put<const G: usize>(&mut self, tiles: [&[i32]; G], shifts: [u32; G], at: Block);
 }
 
-/// Entry `col` of a row of a block: `Σ_g rows[g][col] << shifts[g]`, its tiles combined.
+/// Row `r` of a block, its tiles combined: `out[col] = Σ_g tiles[g][r][col] << shifts[g]`
+/// for the first `out.len()` columns. A whole row of sixteen runs on fixed-size arrays, which
+/// the compiler turns into vector widening, shifts and adds (a loop of variable length did not
+/// vectorise: scalar `movslq`/`shl`/`add` held most of a short-K product's time).
 #[inline(always)]
-fn tile_sum<const G: usize>(rows: &[&[i32]; G], shifts: [u32; G], col: usize) -> i64 {
-    let mut v = 0i64;
-    for g in 0..G {
-        v += i64::from(rows[g][col]) << shifts[g];
+fn row_sum<const G: usize>(tiles: &[&[i32]; G], shifts: [u32; G], r: usize, out: &mut [i64]) {
+    if let Ok(whole) = <&mut [i64; ROWS]>::try_from(&mut *out) {
+        let mut v = [0i64; ROWS];
+        for g in 0..G {
+            let t: &[i32; ROWS] = tiles[g][r * ROWS..][..ROWS].try_into().expect("a tile row");
+            for (vc, &tc) in v.iter_mut().zip(t) {
+                *vc += i64::from(tc) << shifts[g];
+            }
+        }
+        *whole = v;
+        return;
     }
-    v
+    for (col, o) in out.iter_mut().enumerate() {
+        *o = (0..G)
+            .map(|g| i64::from(tiles[g][r * ROWS + col]) << shifts[g])
+            .sum();
+    }
 }
 
 /// Rows of C in memory (`n` columns), summed into across K blocks and digit pairs.
@@ -573,12 +587,17 @@ impl Sink for Dense<'_> {
 
     #[inline(always)]
     fn put<const G: usize>(&mut self, tiles: [&[i32]; G], shifts: [u32; G], at: Block) {
+        let mut v = [0i64; ROWS];
         for r in 0..at.rows {
             let crow = &mut self.c[(at.r0 + r) * self.n + at.c0..][..at.cols];
-            let rows: [&[i32]; G] = core::array::from_fn(|g| &tiles[g][r * ROWS..][..at.cols]);
-            for (col, cv) in crow.iter_mut().enumerate() {
-                let v = tile_sum(&rows, shifts, col);
-                *cv = if at.first { v } else { *cv + v };
+            if at.first {
+                row_sum(&tiles, shifts, r, crow);
+            } else {
+                let v = &mut v[..at.cols];
+                row_sum(&tiles, shifts, r, v);
+                for (cv, &x) in crow.iter_mut().zip(v.iter()) {
+                    *cv += x;
+                }
             }
         }
     }
@@ -604,10 +623,7 @@ impl<O: NchwLane, E: Fn(i64) -> O> Sink for Epilogue<'_, '_, O, E> {
         // band path's, compiled for the widest build).
         let mut v = [0i64; ROWS * ROWS];
         for r in 0..at.rows {
-            let rows: [&[i32]; G] = core::array::from_fn(|g| &tiles[g][r * ROWS..][..at.cols]);
-            for (col, vc) in v[r * at.cols..][..at.cols].iter_mut().enumerate() {
-                *vc = tile_sum(&rows, shifts, col);
-            }
+            row_sum(&tiles, shifts, r, &mut v[r * at.cols..][..at.cols]);
         }
         let g0 = self.base + at.r0;
         self.images.write(&v, g0, at.rows, (at.c0, at.cols));
