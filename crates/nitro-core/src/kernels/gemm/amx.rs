@@ -33,6 +33,7 @@ use crate::kernels::cpu::{loop_build, Int, Isa};
 use crate::kernels::nchw::{image_positions, NchwLane};
 use crate::kernels::par;
 use crate::kernels::x86::amx::{self as kernel, TILE_BYTES};
+use crate::kernels::x86::avx512;
 use alloc::vec::Vec;
 use ndarray::{Array2, ArrayView2};
 
@@ -241,7 +242,7 @@ fn pack<T: Int>(src: &Operand<'_, '_, T>, parts: usize, layout: Layout) -> Digit
             // SAFETY: AVX-512 F and BW are detected (their detection is part of Avx512Vnni's).
             unsafe { pack_block_avx512(src, b, dst, shape) }
         } else {
-            pack_block(src, b, dst, shape)
+            pack_block(src, b, dst, shape, quads_portable)
         }
     };
     if per_block > 0 {
@@ -269,23 +270,50 @@ type Shape = (usize, usize, usize, usize, Layout);
 
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn pack_block_avx512<T: Int>(src: &Operand<'_, '_, T>, b: usize, dst: &mut [i8], s: Shape) {
-    pack_block(src, b, dst, s)
+    pack_block(src, b, dst, s, |stage, tile| {
+        // SAFETY: AVX-512 F is enabled here.
+        unsafe { avx512::quads16(stage, tile) }
+    })
 }
 
-/// The tiles of row block `b` (`dst`: its digits × K chunks tiles). Each live row is split into
-/// digits 64 values at a time — a K tail padded with zeros, whose digits are zero — and each
-/// digit's 64 bytes written as one tile row (A) or as sixteen 4-byte quads (B).
+/// One digit of a row block's chunk: sixteen rows of 64 bytes, before they become a tile.
+type Stage = [[i8; CHUNK]; ROWS];
+
+/// The Quads tile of a staged digit: tile row `q` holds quad `q` (bytes `4q..4q + 4`) of each
+/// of the sixteen rows, in row order — a 16×16 transpose of 4-byte words (the AVX-512 build
+/// transposes in registers, `avx512::quads16`).
+fn quads_portable(stage: &Stage, tile: &mut [i8]) {
+    for (q, out) in tile.chunks_exact_mut(CHUNK).enumerate() {
+        for (quad, row) in out.chunks_exact_mut(4).zip(stage) {
+            quad.copy_from_slice(&row[4 * q..][..4]);
+        }
+    }
+}
+
+/// The tiles of row block `b` (`dst`: its digits × K chunks tiles).
+///
+/// One digit (Rows): each live row narrowed once into bytes, its chunks copied to their tiles.
+/// Otherwise the block's live rows are read once, and chunk by chunk each row is split into
+/// digits 64 values at a time — a K tail padded with zeros, whose digits are zero — each digit
+/// staged as a row of sixteen and the staged digit written as its tile at once: copied (Rows)
+/// or transposed by `quads` (Quads). Writing each row's sixteen quads to their places in the
+/// tile one by one instead was most of the time of packing a two-digit `200×784` weight
+/// matrix.
 #[inline(always)]
-fn pack_block<T: Int>(src: &Operand<'_, '_, T>, b: usize, dst: &mut [i8], s: Shape) {
+fn pack_block<T: Int>(
+    src: &Operand<'_, '_, T>,
+    b: usize,
+    dst: &mut [i8],
+    s: Shape,
+    quads: impl Fn(&Stage, &mut [i8]),
+) {
     let (rows, k, chunks, parts, layout) = s;
     let live = ROWS.min(rows - b * ROWS);
-    if live < ROWS {
-        dst.fill(0); // rows past the operand stay zero
-    }
     let mut wide = alloc::vec![0i16; k];
     if parts == 1 && layout == Layout::Rows {
-        // One digit, the value itself: each row narrowed once, its chunks copied to their
-        // tiles (the K tail past `k` stays zero).
+        if live < ROWS {
+            dst.fill(0); // rows past the operand stay zero
+        }
         let mut bytes = alloc::vec![0i8; chunks * CHUNK];
         for r in 0..live {
             src.fill_bytes(b * ROWS + r, &mut bytes[..k], &mut wide);
@@ -295,23 +323,31 @@ fn pack_block<T: Int>(src: &Operand<'_, '_, T>, b: usize, dst: &mut [i8], s: Sha
         }
         return;
     }
-    let mut row = alloc::vec![0i32; chunks * CHUNK];
-    let mut split = [[0i8; CHUNK]; MAX_PARTS];
-    for r in 0..live {
+    let padded = chunks * CHUNK;
+    let mut vals = alloc::vec![0i32; live * padded];
+    for (r, row) in vals.chunks_exact_mut(padded).enumerate() {
         src.fill(b * ROWS + r, &mut row[..k], &mut wide);
-        for (chunk, vals) in row.chunks_exact(CHUNK).enumerate() {
-            let mut v: [i32; CHUNK] = vals.try_into().expect("one chunk");
+    }
+    // Rows past the operand stay zero in every stage.
+    let mut stage = [[[0i8; CHUNK]; ROWS]; MAX_PARTS];
+    let mut split = [[0i8; CHUNK]; MAX_PARTS];
+    for chunk in 0..chunks {
+        for (r, row) in vals.chunks_exact(padded).enumerate() {
+            let mut v: [i32; CHUNK] = row[chunk * CHUNK..][..CHUNK].try_into().expect("one chunk");
             split_chunk(&mut v, parts, &mut split);
-            for (i, d) in split.iter().enumerate().take(parts) {
-                let tile = &mut dst[(i * chunks + chunk) * TILE_BYTES..][..TILE_BYTES];
-                match layout {
-                    Layout::Rows => tile[r * CHUNK..][..CHUNK].copy_from_slice(d),
-                    Layout::Quads => {
-                        for (q, quad) in d.chunks_exact(4).enumerate() {
-                            tile[q * CHUNK + r * 4..][..4].copy_from_slice(quad);
-                        }
+            for (st, d) in stage.iter_mut().zip(&split).take(parts) {
+                st[r] = *d;
+            }
+        }
+        for (i, st) in stage.iter().enumerate().take(parts) {
+            let tile = &mut dst[(i * chunks + chunk) * TILE_BYTES..][..TILE_BYTES];
+            match layout {
+                Layout::Rows => {
+                    for (t, row) in tile.chunks_exact_mut(CHUNK).zip(st) {
+                        t.copy_from_slice(row);
                     }
                 }
+                Layout::Quads => quads(st, tile),
             }
         }
     }
@@ -859,6 +895,38 @@ mod tests {
         T::Error: core::fmt::Debug,
     {
         m.mapv(|v| T::try_from(v).unwrap())
+    }
+
+    #[test]
+    fn quads_tiles_are_the_staged_rows_transposed_by_words() {
+        let mut r = Pcg32::new(5, 9);
+        let stage: Stage =
+            core::array::from_fn(|_| core::array::from_fn(|_| r.symmetric(128) as i8));
+        let mut want = [0i8; TILE_BYTES];
+        quads_portable(&stage, &mut want);
+        // The layout by its definition: tile row q holds bytes 4q..4q+4 of each row in turn.
+        for q in 0..ROWS {
+            for (row, st) in stage.iter().enumerate() {
+                assert_eq!(
+                    want[q * CHUNK + 4 * row..][..4],
+                    st[4 * q..][..4],
+                    "q {q} row {row}"
+                );
+            }
+        }
+        if !Isa::Avx512Vnni.detected() {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED: the AVX-512 quads transpose: this CPU lacks {}",
+                Isa::Avx512Vnni.cpu_flags()
+            );
+            return;
+        }
+        let mut got = [0i8; TILE_BYTES];
+        // SAFETY: AVX-512 F is detected (part of Avx512Vnni's detection).
+        unsafe { avx512::quads16(&stage, &mut got) };
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -219,6 +219,25 @@ pub(crate) unsafe fn pack_panel16<T: PairRow>(rows: &[&[T]], pairs: usize, dst: 
     }
 }
 
+/// A tile of the AMX engine's Quads layout from sixteen rows of 64 bytes: `tile[q·64 + r·4 ..
+/// + 4]` = bytes `4q .. 4q + 4` of row `r` — the rows' 4-byte words transposed in registers
+/// ([`transpose16`]) and stored a tile row at a time.
+///
+/// # Safety
+/// The CPU must have AVX-512 F.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn quads16(rows: &[[i8; 64]; 16], tile: &mut [i8]) {
+    assert!(tile.len() >= 16 * 64);
+    // SAFETY: each row holds 64 bytes; the tile holds 16 rows of 64 (asserted).
+    unsafe {
+        let m: [__m512i; 16] =
+            core::array::from_fn(|r| _mm512_loadu_si512(rows[r].as_ptr() as *const _));
+        for (q, v) in transpose16(m).iter().enumerate() {
+            _mm512_storeu_si512(tile.as_mut_ptr().add(64 * q) as *mut _, *v);
+        }
+    }
+}
+
 /// The transpose of a 16×16 matrix of `u32` held as 16 row vectors: output `j` holds element
 /// `j` of every input, in input order.
 ///
