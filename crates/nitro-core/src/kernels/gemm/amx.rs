@@ -92,18 +92,18 @@ pub(super) fn parts_for(max: u64) -> Option<usize> {
 }
 
 /// The balanced digits of 64 values (`p` of them each, least significant first, `|v| ≤
-/// digit_bound(p)`), digit by digit: `d = v as i8` is `v`'s residue in `[−128, 127]`, and
-/// `(v − d)/256` is exact. `v` is consumed.
+/// digit_bound(p)`), digit by digit into row `r` of each digit's stage: `d = v as i8` is `v`'s
+/// residue in `[−128, 127]`, and `(v − d)/256` is exact. `v` is consumed.
 #[inline(always)]
-fn split_chunk(v: &mut [i32; CHUNK], p: usize, out: &mut [[i8; CHUNK]; MAX_PARTS]) {
-    for d in out.iter_mut().take(p - 1) {
-        for (di, vi) in d.iter_mut().zip(v.iter_mut()) {
+fn split_chunk(v: &mut [i32; CHUNK], p: usize, out: &mut [Stage; MAX_PARTS], r: usize) {
+    for st in out.iter_mut().take(p - 1) {
+        for (di, vi) in st[r].iter_mut().zip(v.iter_mut()) {
             *di = *vi as i8;
             *vi = (*vi - i32::from(*di)) >> 8;
         }
     }
     // What is left is the top digit, in [−128, 127] by the bound.
-    for (di, &vi) in out[p - 1].iter_mut().zip(v.iter()) {
+    for (di, &vi) in out[p - 1][r].iter_mut().zip(v.iter()) {
         *di = vi as i8;
     }
 }
@@ -330,14 +330,10 @@ fn pack_block<T: Int>(
     }
     // Rows past the operand stay zero in every stage.
     let mut stage = [[[0i8; CHUNK]; ROWS]; MAX_PARTS];
-    let mut split = [[0i8; CHUNK]; MAX_PARTS];
     for chunk in 0..chunks {
         for (r, row) in vals.chunks_exact(padded).enumerate() {
             let mut v: [i32; CHUNK] = row[chunk * CHUNK..][..CHUNK].try_into().expect("one chunk");
-            split_chunk(&mut v, parts, &mut split);
-            for (st, d) in stage.iter_mut().zip(&split).take(parts) {
-                st[r] = *d;
-            }
+            split_chunk(&mut v, parts, &mut stage, r);
         }
         for (i, st) in stage.iter().enumerate().take(parts) {
             let tile = &mut dst[(i * chunks + chunk) * TILE_BYTES..][..TILE_BYTES];
@@ -1121,10 +1117,10 @@ mod tests {
             for (c, &v) in chunk.iter_mut().zip(&vals) {
                 *c = v as i32;
             }
-            let mut d = [[0i8; CHUNK]; MAX_PARTS];
-            split_chunk(&mut chunk, p, &mut d);
+            let mut d = [[[0i8; CHUNK]; ROWS]; MAX_PARTS];
+            split_chunk(&mut chunk, p, &mut d, 3);
             for (t, &v) in vals.iter().enumerate() {
-                let back: i64 = (0..p).map(|i| i64::from(d[i][t]) << (8 * i)).sum();
+                let back: i64 = (0..p).map(|i| i64::from(d[i][3][t]) << (8 * i)).sum();
                 assert_eq!(back, v, "{v} in {p} digits");
             }
         }
