@@ -159,3 +159,56 @@ def test_ctrl_c_at_any_moment_of_nitrod_train_exits_130(delay, tiny_dir, tmp_pat
     assert len(said) == 1, (delay, err)
     if "final test accuracy" in out:  # stopped in training: the results so far were reported
         assert json.loads((tmp_path / "h.json").read_text())["cancelled"] is True
+
+
+# A Ctrl-C that lands in a weakref callback (the import system's module locks have one) cannot
+# leave it: CPython prints "Exception ignored" and goes on. Here the callback raises the
+# KeyboardInterrupt itself, so the case that CI once hit by chance happens every time.
+SWALLOWED = textwrap.dedent(
+    """
+    import sys, time, weakref
+    import nitrod_rs.cli as cli
+
+    class Box:
+        pass
+
+    def _run(argv):
+        def callback(ref):
+            raise {exc}
+        box = Box()
+        ref = weakref.ref(box, callback)
+        del box  # the callback runs here; what it raises is swallowed
+        deadline = time.monotonic() + {wait}
+        while time.monotonic() < deadline:
+            time.sleep(0.005)
+        print("RAN TO THE END", flush=True)
+        return 0
+
+    cli._run = _run
+    sys.exit(cli.main([]))
+    """
+)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("wait", [10, 0])
+def test_a_ctrl_c_swallowed_by_a_weakref_callback_still_stops_nitrod(wait):
+    """With ``wait`` 10 the run goes on after the swallowed Ctrl-C, which is sent again and
+    stops it; with 0 it ends before that, and ``main`` reports the Ctrl-C itself."""
+    code = SWALLOWED.format(exc="KeyboardInterrupt", wait=wait)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 130, (done.returncode, done.stderr)
+    assert "RAN TO THE END" not in done.stdout or wait == 0, done.stdout
+    assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    said = [line for line in done.stderr.splitlines() if line.startswith("nitrod: interrupted")]
+    assert len(said) == 1, done.stderr
+
+
+def test_other_exceptions_in_weakref_callbacks_are_still_reported():
+    code = SWALLOWED.format(exc="ValueError('from the callback')", wait=0)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "Exception ignored" in done.stderr and "from the callback" in done.stderr, done.stderr
+    assert "RAN TO THE END" in done.stdout

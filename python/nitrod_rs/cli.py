@@ -19,7 +19,9 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Sequence
@@ -872,11 +874,66 @@ def _run(argv: Sequence[str] | None) -> int:
         return 1
 
 
+class _SwallowedInterrupts:
+    """Ctrl-C that CPython swallowed, sent again.
+
+    An exception cannot leave a weakref callback or a ``__del__``: CPython prints it as
+    "Exception ignored in ..." and goes on. The import system's module locks have such a
+    callback, so a Ctrl-C landing in one while ``nitrod`` imports numpy or its models was lost,
+    and a run with many epochs went on as if no key had been pressed. While installed, this
+    ``sys.unraisablehook`` takes such a KeyboardInterrupt silently and sends SIGINT again a
+    moment later, from a timer thread, when the main thread is back in ordinary code (sent from
+    inside the hook, it would land in the hook and be swallowed once more). Other unraisable
+    exceptions go to the hook that was installed before.
+    """
+
+    #: Seconds from the swallowed Ctrl-C to the one sent again.
+    DELAY_S = 0.02
+
+    def __init__(self) -> None:
+        self._previous = sys.unraisablehook
+        self._timer: threading.Timer | None = None
+        self._sent = threading.Event()
+        sys.unraisablehook = self._hook
+
+    def _hook(self, unraisable: Any) -> None:
+        exc_type = unraisable.exc_type
+        if not (isinstance(exc_type, type) and issubclass(exc_type, KeyboardInterrupt)):
+            self._previous(unraisable)
+            return
+        if self._timer is not None and not self._sent.is_set():
+            return  # one is already on its way
+        self._sent.clear()
+        self._timer = threading.Timer(self.DELAY_S, self._send)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _send(self) -> None:
+        self._sent.set()
+        os.kill(os.getpid(), signal.SIGINT)
+
+    def close(self) -> bool:
+        """Restores the previous hook; True when a swallowed Ctrl-C had not been sent again yet
+        (it is not sent now: the caller reports it)."""
+        sys.unraisablehook = self._previous
+        if self._timer is None:
+            return False
+        self._timer.cancel()
+        return not self._sent.is_set()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nitrod`` console script; returns the exit code (see the module's
     documentation)."""
     try:
-        return _run(argv)
+        swallowed = _SwallowedInterrupts()
+        try:
+            code = _run(argv)
+        finally:
+            late = swallowed.close()
+        if late and code != EXIT_INTERRUPTED:  # the run ended before the Ctrl-C was sent again
+            raise KeyboardInterrupt
+        return code
     except KeyboardInterrupt:  # while the parser was built, or while an error was reported
         try:
             print("nitrod: interrupted", file=sys.stderr)
