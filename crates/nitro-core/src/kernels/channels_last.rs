@@ -60,30 +60,27 @@ impl ChannelsLast {
             .ok_or_else(|| Error::shape(format!("{n} padded images are too large")))?;
         let xs = x.as_standard_layout();
         let src = xs.as_slice().expect("standard layout");
-        // max|x| by the i16 extremes (a loop that vectorises); padding adds only zeros.
-        let (lo, hi) = src.iter().fold((0i16, 0i16), |(lo, hi), &v| {
-            let v = i16::from(v);
-            (lo.min(v), hi.max(v))
-        });
-        let bound = u64::from(
-            i32::from(lo)
-                .unsigned_abs()
-                .max(i32::from(hi).unsigned_abs()),
-        );
         // A buffer of an earlier step (stale values): each image is zeroed where padded below.
         let mut data = buffers::take_dirty::<i16>(len + ALIGN - 1);
         let lead = data.as_ptr().align_offset(ALIGN * 2).min(ALIGN - 1);
+        // Per image, max|x| (padding adds only zeros), found by the image's own task.
+        let mut bounds = alloc::vec![0u64; n];
         if per_image > 0 {
             let per_input = c * h * w;
             let values = &mut data[lead..lead + len];
-            par::for_each_chunk_mut(values, per_image, |m, o| {
+            let image = |m: usize, o: &mut [i16], b: &mut [u64]| {
                 if p > 0 && buffers::REUSES {
                     zero_padding(o, (c, h, w), wp, p);
                 }
                 let s = &src[m * per_input..(m + 1) * per_input];
+                b[0] = max_abs(s);
                 transpose_image(s, o, (c, h, w), wp, p);
-            });
+                Ok::<(), core::convert::Infallible>(())
+            };
+            let Ok(()) =
+                par::try_for_each_chunk_pair_mut(values, per_image, &mut bounds, 1, true, image);
         }
+        let bound = bounds.into_iter().max().unwrap_or(0);
         data.truncate(lead + len);
         Ok(ChannelsLast {
             data,
@@ -123,6 +120,22 @@ impl Drop for ChannelsLast {
     fn drop(&mut self) {
         buffers::give(core::mem::take(&mut self.data));
     }
+}
+
+/// `max |v|` of an image's values (by the `i16` extremes: a loop that vectorises).
+fn max_abs<T: Copy>(s: &[T]) -> u64
+where
+    i16: From<T>,
+{
+    let (lo, hi) = s.iter().fold((0i16, 0i16), |(lo, hi), &v| {
+        let v = i16::from(v);
+        (lo.min(v), hi.max(v))
+    });
+    u64::from(
+        i32::from(lo)
+            .unsigned_abs()
+            .max(i32::from(hi).unsigned_abs()),
+    )
 }
 
 /// The padding of one image's output `o` (`Hp × Wp × C`) set to zero: the `p` rows above and
@@ -186,6 +199,22 @@ fn padded_nchw(x: ArrayView4<'_, i8>, p: usize) -> Array4<i16> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The bound is the largest magnitude of every image, whichever image holds it (each
+    /// image's task finds its own), with and without padding.
+    #[test]
+    fn the_bound_is_the_largest_of_every_image() {
+        for (at, extreme) in [(0, -300i16), (2, -300), (3, 301), (1, i16::MIN)] {
+            let mut x = Array4::from_shape_fn((4, 3, 5, 6), |(m, c, i, j)| {
+                ((m + c + i + j) % 11) as i16 - 5
+            });
+            x[[at, 1, 2, 3]] = extreme;
+            for p in [0, 2] {
+                let got = ChannelsLast::padded(x.view(), p).unwrap();
+                assert_eq!(got.bound(), u64::from(extreme.unsigned_abs()), "{at} {p}");
+            }
+        }
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]

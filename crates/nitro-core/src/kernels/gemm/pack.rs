@@ -79,8 +79,27 @@ pub(crate) fn max_abs_view<T: Int>(a: &ArrayView2<'_, T>) -> u64 {
     max_abs_exact(a)
 }
 
-/// Largest magnitude of the operand's values (always scanned).
+/// Largest magnitude of the operand's values (always scanned). A large contiguous operand
+/// (a VGG layer's weights: up to 2.4 M) is scanned in parts on all threads.
 pub(crate) fn max_abs_exact<T: Int>(a: &ArrayView2<'_, T>) -> u64 {
+    if let Some(s) = a.as_slice_memory_order() {
+        if s.len() >= 2 * MAX_ABS_PART && par::threads() > 1 {
+            let mut parts: Vec<&[T]> = s.chunks(MAX_ABS_PART).collect();
+            let one = |p: &mut &[T]| {
+                let part = ArrayView2::from_shape((1, p.len()), p).expect("one row");
+                max_abs_build(&part)
+            };
+            return par::map_mut(&mut parts, one).into_iter().max().unwrap_or(0);
+        }
+    }
+    max_abs_build(a)
+}
+
+/// Values per part of a scan of [`max_abs_exact`] on all threads.
+const MAX_ABS_PART: usize = 1 << 18;
+
+/// [`max_abs_exact`] on the calling thread, on the widest build the dispatch allows.
+fn max_abs_build<T: Int>(a: &ArrayView2<'_, T>) -> u64 {
     #[cfg(nitro_x86_simd)]
     {
         match loop_build() {
@@ -434,6 +453,26 @@ mod tests {
     use super::*;
     use crate::kernels::cpu::{set_dispatch, Dispatch};
     use ndarray::{s, Array2};
+
+    /// A large operand is scanned in parts on all threads: the largest magnitude of every
+    /// part, wherever it lies (also a strided view, which is scanned whole).
+    #[test]
+    fn max_abs_exact_finds_the_extreme_of_every_part() {
+        let (m, k) = (5, 3 * MAX_ABS_PART / 5 + 7);
+        for (at, extreme) in [
+            (0, 70_000i32),
+            (m * k - 1, -70_001),
+            (2 * MAX_ABS_PART + 3, i32::MIN),
+        ] {
+            let mut v: Vec<i32> = (0..m * k).map(|i| (i % 2001) as i32 - 1000).collect();
+            v[at] = extreme;
+            let a = Array2::from_shape_vec((m, k), v).unwrap();
+            let want = u64::from(extreme.unsigned_abs());
+            assert_eq!(max_abs_exact(&a.view()), want, "{at}");
+            assert_eq!(max_abs_exact(&a.t()), want, "transposed {at}");
+            assert_eq!(max_abs_exact(&a.slice(s![.., ..;2])).max(want), want);
+        }
+    }
 
     /// The panels of `a` (`w` rows each) by their definition (module docs), element by element.
     fn reference<T: Int>(a: &ArrayView2<'_, T>, w: usize) -> Vec<u32> {
