@@ -910,7 +910,8 @@ class _SwallowedInterrupts:
 
     def _send(self) -> None:
         self._sent.set()
-        os.kill(os.getpid(), signal.SIGINT)
+        # From this thread: CPython runs the SIGINT handler on the main thread.
+        signal.raise_signal(signal.SIGINT)
 
     def close(self) -> bool:
         """Restores the previous hook; True when a swallowed Ctrl-C had not been sent again yet
@@ -934,7 +935,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if late and code != EXIT_INTERRUPTED:  # the run ended before the Ctrl-C was sent again
             raise KeyboardInterrupt
         return code
-    except KeyboardInterrupt:  # while the parser was built, or while an error was reported
+    # While the parser was built, while an error was reported, or a Ctrl-C swallowed late.
+    except KeyboardInterrupt:
         try:
             print("nitrod: interrupted", file=sys.stderr)
         except (OSError, KeyboardInterrupt):
