@@ -132,11 +132,15 @@ pub(super) struct Digits {
     parts: usize,
     /// K chunks of [`CHUNK`] bytes.
     chunks: usize,
+    /// The first row block the tiles hold: 0 for a whole operand, a band's first block for
+    /// the tiles a task packs band by band ([`Band`]).
+    first: usize,
 }
 
 impl Digits {
-    /// Tile `chunk` of block-and-digit `x = block·parts + digit`.
+    /// Tile `chunk` of block-and-digit `x = block·parts + digit` (a block the tiles hold).
     fn tile(&self, x: usize, chunk: usize) -> *const i8 {
+        let x = x - self.first * self.parts;
         self.data[self.lead + (x * self.chunks + chunk) * TILE_BYTES..].as_ptr()
     }
 
@@ -227,41 +231,75 @@ fn map_row<T: Int, D>(a: &ArrayView2<'_, T>, r: usize, out: &mut [D], f: impl Fn
 /// Write an operand as digit tiles in `layout`, `parts` digits per value (enough for its
 /// bound), on all threads when it is large.
 fn pack<T: Int>(src: &Operand<'_, '_, T>, parts: usize, layout: Layout) -> Digits {
-    let (rows, k) = (src.rows(), src.cols());
-    let (blocks, chunks) = (rows.div_ceil(ROWS), k.div_ceil(CHUNK));
+    let blocks = src.rows().div_ceil(ROWS);
+    let mut d = Digits {
+        data: Vec::new(),
+        lead: 0,
+        rows: src.rows(),
+        blocks,
+        parts,
+        chunks: src.cols().div_ceil(CHUNK),
+        first: 0,
+    };
+    pack_blocks(src, layout, 0..blocks, &mut d, true);
+    d
+}
+
+/// The tiles of row blocks `range` of `src` into `d` (whose `parts` they take), its buffer
+/// reused when large enough; on all threads when `parallel` and they are many.
+fn pack_blocks<T: Int>(
+    src: &Operand<'_, '_, T>,
+    layout: Layout,
+    range: core::ops::Range<usize>,
+    d: &mut Digits,
+    parallel: bool,
+) {
+    let (rows, k, parts) = (src.rows(), src.cols(), d.parts);
+    let chunks = k.div_ceil(CHUNK);
     let per_block = parts * chunks * TILE_BYTES;
-    let mut data = buffers::take_dirty::<i8>(blocks * per_block + LINE - 1);
-    let lead = data.as_ptr().align_offset(LINE).min(LINE - 1);
-    let tiles = &mut data[lead..lead + blocks * per_block];
+    let need = range.len() * per_block + LINE - 1;
+    if d.data.len() < need {
+        buffers::give(core::mem::take(&mut d.data));
+        d.data = buffers::take_dirty::<i8>(need);
+    }
+    let lead = d.data.as_ptr().align_offset(LINE).min(LINE - 1);
+    let tiles = &mut d.data[lead..lead + range.len() * per_block];
     // The same safe code compiled for AVX-512 where the processor has it (every AMX processor
     // so far does), else for the baseline.
     let wide = loop_build() == Isa::Avx512Vnni;
-    let fill_block = |b: usize, dst: &mut [i8]| {
+    let first = range.start;
+    let fill_block = |j: usize, dst: &mut [i8]| {
         let shape = (rows, k, chunks, parts, layout);
         if wide {
             // SAFETY: AVX-512 F and BW are detected (their detection is part of Avx512Vnni's).
-            unsafe { pack_block_avx512(src, b, dst, shape) }
+            unsafe { pack_block_avx512(src, first + j, dst, shape) }
         } else {
-            pack_block(src, b, dst, shape, quads_portable)
+            pack_block(src, first + j, dst, shape, quads_portable)
         }
     };
     if per_block > 0 {
-        if tiles.len() >= 1 << 18 {
+        if parallel && tiles.len() >= 1 << 18 {
             par::for_each_chunk_mut(tiles, per_block, fill_block);
         } else {
             tiles
                 .chunks_exact_mut(per_block)
                 .enumerate()
-                .for_each(|(b, dst)| fill_block(b, dst));
+                .for_each(|(j, dst)| fill_block(j, dst));
         }
     }
-    Digits {
-        data,
-        lead,
-        rows,
-        blocks,
-        parts,
-        chunks,
+    (d.lead, d.chunks, d.first) = (lead, chunks, first);
+}
+
+/// An A operand a task packs itself, band by band ([`task`]), instead of the whole operand
+/// being packed before the product.
+trait Bands: Sync {
+    /// The tiles of row blocks `range` into `d` (on the calling thread).
+    fn pack_band(&self, range: core::ops::Range<usize>, d: &mut Digits);
+}
+
+impl<T: Int> Bands for Operand<'_, '_, T> {
+    fn pack_band(&self, range: core::ops::Range<usize>, d: &mut Digits) {
+        pack_blocks(self, Layout::Rows, range, d, false);
     }
 }
 
@@ -404,7 +442,7 @@ fn product(a: &Digits, b: &Digits) -> Vec<i64> {
         // SAFETY: the tile engine runs only where `Isa::Amx` is detected (AMX present and
         // permitted: `kernel::available`), which the dispatch checked before packing.
         let mut sink = Dense { c: cblock, n };
-        unsafe { task(a, b, t * per_task, &mut sink, kb, &mut sum_sets(b)) };
+        unsafe { task(a, None, b, t * per_task, &mut sink, kb, &mut sum_sets(b)) };
     });
     c
 }
@@ -447,6 +485,13 @@ fn sum_sets(b: &Digits) -> Vec<Accumulators> {
 /// [`rows_to_nchw`](crate::kernels::nchw::rows_to_nchw) applies to a whole C. A task owns
 /// whole images of the output; a row block that two tasks' images share is computed by both,
 /// each writing its own rows.
+///
+/// A is not packed ahead either: each task packs its own row blocks' tiles, one band at a
+/// time, just before multiplying them ([`task`]'s `bands`), so they are written and read in L2.
+/// Packed whole first, the patches' tiles (58 MB per batch of 64 for VGG8B's second
+/// convolution) went out to memory and were read back from it: on a Sapphire Rapids-class
+/// Xeon (2 cores) VGG8B inference 516–523 → 627–656 images/s, a training step 0.219–0.228 →
+/// 0.189–0.203 s (BENCHMARKS.md).
 pub(super) fn gemm_nchw<A: Int, B: Int, O: NchwLane, E: Fn(i64) -> O + Sync>(
     a: Operand<'_, '_, A>,
     b: Operand<'_, '_, B>,
@@ -463,7 +508,18 @@ pub(super) fn gemm_nchw<A: Int, B: Int, O: NchwLane, E: Fn(i64) -> O + Sync>(
     let (m, f) = (a.rows(), b.rows());
     debug_assert_eq!(m, images * hw);
     debug_assert_eq!(bias.len(), f);
-    let (da, db) = (pack(&a, pa, Layout::Rows), pack(&b, pb, Layout::Quads));
+    // A (the patches, up to 58 MB for a VGG layer) is packed by each task, band by band, into
+    // a buffer that stays in L2 (`task`); only its shape is known here.
+    let da = Digits {
+        data: Vec::new(),
+        lead: 0,
+        rows: m,
+        blocks: m.div_ceil(ROWS),
+        parts: pa,
+        chunks: a.cols().div_ceil(CHUNK),
+        first: 0,
+    };
+    let db = pack(&b, pb, Layout::Quads);
     let mut out = buffers::take_dirty::<O>(images * f * hw);
     let per_image = f * hw;
     if per_image > 0 {
@@ -484,9 +540,9 @@ pub(super) fn gemm_nchw<A: Int, B: Int, O: NchwLane, E: Fn(i64) -> O + Sync>(
                 epilogue,
             };
             if fused {
-                fused_task(&da, &db, kb, images);
+                fused_task(&da, Some(&a), &db, kb, images);
             } else {
-                band_task(&da, &db, kb, images);
+                band_task(&da, Some(&a), &db, kb, images);
             }
         });
     }
@@ -531,6 +587,7 @@ impl<O: NchwLane, E: Fn(i64) -> O> Images<'_, '_, O, E> {
 /// stays in L2, each band written out once computed.
 fn band_task<O: NchwLane, E: Fn(i64) -> O>(
     a: &Digits,
+    bands: Option<&dyn Bands>,
     b: &Digits,
     kb: usize,
     mut images: Images<'_, '_, O, E>,
@@ -546,7 +603,7 @@ fn band_task<O: NchwLane, E: Fn(i64) -> O>(
         // SAFETY: the tile engine runs only where `Isa::Amx` is detected (AMX present and
         // permitted), which the dispatch checked before packing; `cb` holds whole rows of C
         // from block `blk` on, the last block cut only at C's end.
-        unsafe { task(a, b, blk, &mut Dense { c: cb, n: f }, kb, &mut sums) };
+        unsafe { task(a, bands, b, blk, &mut Dense { c: cb, n: f }, kb, &mut sums) };
         images.write(cb, blk * ROWS, rows, (0, f));
         blk += BAND_BLOCKS;
     }
@@ -558,6 +615,7 @@ fn band_task<O: NchwLane, E: Fn(i64) -> O>(
 /// into the output — no band of `i64` sums written and read back.
 fn fused_task<O: NchwLane, E: Fn(i64) -> O>(
     a: &Digits,
+    bands: Option<&dyn Bands>,
     b: &Digits,
     kb: usize,
     images: Images<'_, '_, O, E>,
@@ -571,7 +629,7 @@ fn fused_task<O: NchwLane, E: Fn(i64) -> O>(
     };
     // SAFETY: as band_task's; the sink covers the task's row blocks, the last cut only at
     // C's end.
-    unsafe { task(a, b, blk, &mut sink, kb, &mut sum_sets(b)) };
+    unsafe { task(a, bands, b, blk, &mut sink, kb, &mut sum_sets(b)) };
 }
 
 /// Where [`task`] puts each block of C once its tiles are combined.
@@ -668,7 +726,9 @@ struct Accumulators([i32; 4 * ROWS * ROWS]);
 
 /// Rows `b0·16 ..` of C into `sink` (as many rows as it holds): every pair of A tiles against
 /// every pair of B tiles, one `i32` block of at most `kb` chunks at a time, each block of C
-/// handed to the sink once its tiles are combined.
+/// handed to the sink once its tiles are combined. With `bands`, `a` gives only A's shape:
+/// the task packs each band of A's row blocks itself (all of their K chunks) into one buffer,
+/// reused band after band, just before the band is multiplied.
 ///
 /// The pairs are taken in cache-sized sets: a band of A pairs (at most [`A_BAND_BYTES`] of one
 /// K block's tiles) and, within it, a group of B pairs (at most [`B_GROUP_BYTES`] and
@@ -695,6 +755,7 @@ struct Accumulators([i32; 4 * ROWS * ROWS]);
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn task<S: Sink>(
     a: &Digits,
+    bands: Option<&dyn Bands>,
     b: &Digits,
     b0: usize,
     sink: &mut S,
@@ -712,7 +773,20 @@ unsafe fn task<S: Sink>(
         ys.len().div_ceil(2),
         pairs_within(B_GROUP_BYTES, kb).min(SUM_SETS),
     );
+    // A band of A packed here lives in this buffer (in L2) while the band is multiplied.
+    let mut local = bands.map(|_| Digits {
+        data: Vec::new(),
+        ..*a
+    });
     for xband in xs.chunks(2 * band) {
+        let a: &Digits = match (bands, local.as_mut()) {
+            (Some(src), Some(l)) => {
+                let (first, last) = (xband[0] / a.parts, xband[xband.len() - 1] / a.parts);
+                src.pack_band(first..last + 1, l);
+                l
+            }
+            _ => a,
+        };
         for group in ys.chunks(2 * group) {
             for xp in xband.chunks(2) {
                 let mut k0 = 0;
@@ -740,6 +814,9 @@ unsafe fn task<S: Sink>(
                 }
             }
         }
+    }
+    if let Some(l) = local {
+        l.release();
     }
     // SAFETY: as configure.
     unsafe { kernel::release() };
@@ -1043,6 +1120,10 @@ mod tests {
             (9, 49, 48, 1152, 127),
             (9, 49, 48, 1152, 32_639),
             (9, 49, 48, 1152, 32_640),
+            // K = 4096: a band of A is 8 row blocks, so each task packs and multiplies its
+            // 44 blocks in 6 bands (the last one short).
+            (2, 700, 24, 4096, 127),
+            (2, 700, 24, 4096, 32_639),
         ] {
             let a = to::<i16>(&matrix(&mut r, images * hw, k, 127));
             let b = to::<i32>(&matrix(&mut r, f, k, bb));
