@@ -8,6 +8,7 @@
 
 use super::{buffers, par};
 use crate::error::{Error, Result};
+use crate::kernels::Int;
 use alloc::format;
 use alloc::vec::Vec;
 use ndarray::{Array4, ArrayView4};
@@ -43,7 +44,7 @@ impl ChannelsLast {
     /// channels-last. A shape error when the padded size overflows.
     pub fn padded<T>(x: ArrayView4<'_, T>, p: usize) -> Result<Self>
     where
-        T: Copy + Send + Sync,
+        T: Int,
         i16: From<T>,
     {
         let (n, c, h, w) = x.dim();
@@ -152,10 +153,28 @@ fn zero_padding(o: &mut [i16], (c, h, _): (usize, usize, usize), wp: usize, p: u
     }
 }
 
-/// One image: `s` is its `C × H × W` input, `o` its `Hp × Wp × C` output, zero where padded; input row `i`
-/// lands on output row `i + p`, shifted right by `p`. Tiles of [`TILE_C`] channels ×
-/// [`TILE_P`] positions: contiguous reads into the tile, contiguous 64-byte runs out of it.
-fn transpose_image<T>(s: &[T], o: &mut [i16], (c, h, w): (usize, usize, usize), wp: usize, p: usize)
+/// One image: `s` is its `C × H × W` input, `o` its `Hp × Wp × C` output, zero where padded;
+/// input row `i` lands on output row `i + p`, shifted right by `p`. Bytes whose channels come
+/// in sixteens go through the AVX-512 VBMI kernel where the processor has it
+/// ([`bytes::transpose`]); otherwise tiles of [`TILE_C`] channels × [`TILE_P`] positions:
+/// contiguous reads into the tile, contiguous 64-byte runs out of it.
+fn transpose_image<T>(s: &[T], o: &mut [i16], shape: (usize, usize, usize), wp: usize, p: usize)
+where
+    T: Int,
+    i16: From<T>,
+{
+    #[cfg(nitro_x86_simd)]
+    if let Some(b) = T::bytes(s) {
+        if bytes::usable(shape.0) {
+            // SAFETY: `usable` found AVX-512 F, BW, VL and VBMI detected and allowed.
+            return unsafe { bytes::transpose(b, o, shape, wp, p) };
+        }
+    }
+    transpose_tiles(s, o, shape, wp, p)
+}
+
+/// [`transpose_image`]'s portable loop.
+fn transpose_tiles<T>(s: &[T], o: &mut [i16], (c, h, w): (usize, usize, usize), wp: usize, p: usize)
 where
     T: Copy,
     i16: From<T>,
@@ -178,6 +197,93 @@ where
                 for q in 0..pb {
                     let at = (j0 + q) * c + c0;
                     orow[at..at + cb].copy_from_slice(&tile[q * TILE_C..q * TILE_C + cb]);
+                }
+            }
+        }
+    }
+}
+
+/// The byte transpose on AVX-512 VBMI (`x86::avx512::transpose_bytes16`), with its first-use
+/// check against the portable loop.
+#[cfg(nitro_x86_simd)]
+mod bytes {
+    use crate::kernels::cpu::{avx512_vbmi, loop_build, Isa};
+    use crate::kernels::x86::avx512::{transpose_bytes16, TRANSPOSE_CHANNELS};
+    use core::sync::atomic::{AtomicU8, Ordering};
+
+    /// Self-check verdict: 0 not yet checked, 1 agrees with the loop, 2 disagreed.
+    static VERDICT: AtomicU8 = AtomicU8::new(0);
+
+    /// Whether the kernel may run for `c` channels: a multiple of sixteen, the dispatch allows
+    /// the AVX-512 build, the CPU has VBMI (and VL), and the kernel agreed with the loop on
+    /// its first-use check.
+    pub(super) fn usable(c: usize) -> bool {
+        c % TRANSPOSE_CHANNELS == 0
+            && c > 0
+            && loop_build() == Isa::Avx512Vnni
+            && avx512_vbmi()
+            && checked()
+    }
+
+    /// The first-use check (cached): two images' worth of shapes — positions on and off the
+    /// kernel's sixteen, padding 0 and 2, every byte value — against the portable loop.
+    fn checked() -> bool {
+        match VERDICT.load(Ordering::Relaxed) {
+            1 => true,
+            2 => false,
+            _ => {
+                let ok = [((32, 3, 21), 1), ((16, 2, 7), 0), ((48, 1, 16), 2)]
+                    .into_iter()
+                    .all(|((c, h, w), p)| {
+                        let s: alloc::vec::Vec<i8> =
+                            (0..c * h * w).map(|i| (i * 151 + 7) as u8 as i8).collect();
+                        let wp = w + 2 * p;
+                        let len = (h + 2 * p) * wp * c;
+                        let mut want = alloc::vec![0i16; len];
+                        let mut got = alloc::vec![0i16; len];
+                        super::transpose_tiles(&s, &mut want, (c, h, w), wp, p);
+                        // SAFETY: `usable` checked the instruction sets before calling here.
+                        unsafe { transpose(&s, &mut got, (c, h, w), wp, p) };
+                        got == want
+                    });
+                VERDICT.store(if ok { 1 } else { 2 }, Ordering::Relaxed);
+                if !ok {
+                    #[cfg(feature = "std")]
+                    std::eprintln!(
+                        "nitro-core: warning: the AVX-512 VBMI byte transpose disagreed with the \
+                         portable loop on its self-check; using the loop"
+                    );
+                }
+                ok
+            }
+        }
+    }
+
+    /// [`super::transpose_tiles`] for bytes with `C` a multiple of sixteen: per input row,
+    /// blocks of sixteen channels × sixteen positions.
+    ///
+    /// # Safety
+    /// AVX-512 F, BW, VL and VBMI must be available.
+    pub(super) unsafe fn transpose(
+        s: &[i8],
+        o: &mut [i16],
+        (c, h, w): (usize, usize, usize),
+        wp: usize,
+        p: usize,
+    ) {
+        let hw = h * w;
+        for i in 0..h {
+            let start = ((i + p) * wp + p) * c;
+            let orow = &mut o[start..start + w * c];
+            for c0 in (0..c).step_by(TRANSPOSE_CHANNELS) {
+                for j0 in (0..w).step_by(16) {
+                    let pb = 16.min(w - j0);
+                    let from = c0 * hw + i * w + j0;
+                    let src = &s[from..from + (TRANSPOSE_CHANNELS - 1) * hw + pb];
+                    let dst = &mut orow[j0 * c + c0..(j0 + pb - 1) * c + c0 + TRANSPOSE_CHANNELS];
+                    // SAFETY: the caller's instruction sets; the slices hold what it reads
+                    // and writes (sliced to exactly that above).
+                    unsafe { transpose_bytes16(src, hw, pb, dst, c) };
                 }
             }
         }
@@ -263,6 +369,74 @@ mod tests {
                 crate::kernels::im2col::pad(x.view(), p),
                 "p = {p}"
             );
+        }
+    }
+
+    /// Channel counts in sixteens (the AVX-512 VBMI byte transpose where the CPU has it) and
+    /// widths on and off its sixteen positions, through the dispatch on the portable and the
+    /// AVX-512 build: the padded NCHW tensor's values at their channels-last places.
+    #[test]
+    fn byte_images_in_sixteens_of_channels_transpose_on_every_build() {
+        use crate::kernels::cpu::{set_dispatch, Dispatch, Isa};
+        #[cfg(nitro_x86_simd)]
+        if !crate::kernels::cpu::avx512_vbmi() {
+            std::eprintln!(
+                "SKIPPED: AVX-512 VBMI byte transpose not tested: this CPU lacks VBMI or VL \
+                 (the portable loop is)"
+            );
+        }
+        let mut r = crate::rng::Pcg32::new(11, 2);
+        for &(c, h, w) in &[
+            (16, 1, 1),
+            (16, 3, 7),
+            (32, 2, 15),
+            (48, 2, 16),
+            (64, 3, 17),
+            (128, 2, 28),
+        ] {
+            for p in [0usize, 1, 2] {
+                let x = Array4::from_shape_fn((2, c, h, w), |_| r.next_u32() as i8);
+                let want = padded_nchw(x.view(), p);
+                for isa in [Isa::Portable, Isa::Avx512Vnni]
+                    .into_iter()
+                    .filter(|i| i.detected())
+                {
+                    set_dispatch(Dispatch::new(true, isa));
+                    let got = ChannelsLast::padded(x.view(), p).unwrap();
+                    assert_eq!(got.to_nchw(), want, "{isa}: {c}x{h}x{w}, padding {p}");
+                }
+                set_dispatch(Dispatch::DEFAULT);
+            }
+        }
+    }
+
+    /// The kernel alone: every position count from 1 to 16 moves byte `(ch, q)` to word
+    /// `q·stride + ch` and writes nothing else.
+    #[cfg(nitro_x86_simd)]
+    #[test]
+    fn the_byte_transpose_kernel_moves_each_byte_to_its_word() {
+        use crate::kernels::x86::avx512::transpose_bytes16;
+        if !crate::kernels::cpu::avx512_vbmi() {
+            std::eprintln!(
+                "SKIPPED: AVX-512 VBMI byte transpose kernel not tested: no VBMI or VL here"
+            );
+            return;
+        }
+        let (plane, stride) = (37usize, 21usize);
+        let src: Vec<i8> = (0..16 * plane).map(|i| (i * 73 + 5) as u8 as i8).collect();
+        for positions in 1..=16 {
+            let mut dst = alloc::vec![i16::MIN; 16 * stride + 16];
+            // SAFETY: VBMI (and F, BW, VL) detected above; the sizes cover what it touches.
+            unsafe { transpose_bytes16(&src, plane, positions, &mut dst, stride) };
+            for (i, &v) in dst.iter().enumerate() {
+                let (q, ch) = (i / stride, i % stride);
+                let want = if q < positions && ch < 16 {
+                    i16::from(src[ch * plane + q])
+                } else {
+                    i16::MIN
+                };
+                assert_eq!(v, want, "{positions} positions: word {i}");
+            }
         }
     }
 

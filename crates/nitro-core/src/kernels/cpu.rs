@@ -12,9 +12,16 @@ use core::sync::atomic::{AtomicU8, Ordering};
 pub trait Int: Copy + Send + Sync + Into<i64> + Into<i32> + 'static {
     /// The largest magnitude a value of the type can have (`|MIN|`).
     const BOUND: u64;
+    /// The values as bytes, where the type is `i8` (for kernels written for bytes).
+    fn bytes(_values: &[Self]) -> Option<&[i8]> {
+        None
+    }
 }
 impl Int for i8 {
     const BOUND: u64 = 128;
+    fn bytes(values: &[i8]) -> Option<&[i8]> {
+        Some(values)
+    }
 }
 impl Int for i16 {
     const BOUND: u64 = 32_768;
@@ -179,8 +186,9 @@ mod x86 {
     }
 }
 
-/// Whether the CPU has AVX-512 VBMI (with F and BW): the byte permutes of the table lookup
-/// (`kernels::lookup`), which the VNNI build does not imply.
+/// Whether the CPU has AVX-512 VBMI (with F, BW and VL): the byte permutes of the table
+/// lookup (`kernels::lookup`) and of the byte transpose (`kernels::channels_last`), which the
+/// VNNI build does not imply.
 #[cfg(nitro_x86_simd)]
 pub(crate) fn avx512_vbmi() -> bool {
     #[cfg(feature = "std")]
@@ -188,13 +196,15 @@ pub(crate) fn avx512_vbmi() -> bool {
         std::arch::is_x86_feature_detected!("avx512f")
             && std::arch::is_x86_feature_detected!("avx512bw")
             && std::arch::is_x86_feature_detected!("avx512vbmi")
+            && std::arch::is_x86_feature_detected!("avx512vl")
     }
     #[cfg(not(feature = "std"))]
     {
         cfg!(all(
             target_feature = "avx512f",
             target_feature = "avx512bw",
-            target_feature = "avx512vbmi"
+            target_feature = "avx512vbmi",
+            target_feature = "avx512vl"
         ))
     }
 }

@@ -447,3 +447,91 @@ pub(crate) unsafe fn lookup_vbmi(
     }
     rest(s.remainder(), d.into_remainder(), table);
 }
+
+/// Channels per block of [`transpose_bytes16`].
+pub(crate) const TRANSPOSE_CHANNELS: usize = 16;
+
+/// The permute indices of [`transpose_bytes16`]'s output vector `k`: byte `16·pq + ch` takes
+/// byte `16·(ch % 4) + 4k + pq` of the first source (channels 0–3 of either half) or, with bit
+/// 6 set, of the second (channels 4–7).
+const TRANSPOSE_INDEX: [[i8; 64]; 4] = {
+    let mut t = [[0i8; 64]; 4];
+    let mut k = 0;
+    while k < 4 {
+        let mut b = 0;
+        while b < 64 {
+            let (pq, ch) = (b / 16, b % 8);
+            t[k][b] = (((ch / 4) << 6) | (16 * (ch % 4) + 4 * k + pq)) as i8;
+            b += 1;
+        }
+        k += 1;
+    }
+    t
+};
+
+/// Sixteen channels × up to sixteen positions of `i8` values, transposed and widened: byte
+/// `src[ch·plane + q]` (channel `ch < 16`, position `q < positions`) becomes the word
+/// `dst[q·stride + ch]`. Four channels' sixteen bytes share a vector; two-source byte permutes
+/// (`vpermt2b`) gather each output vector's four positions of sixteen channels from channels
+/// 0–7 and 8–15, which are then widened and stored one position (32 bytes) at a time. Only
+/// the `positions` bytes of each channel are read and only their words written.
+///
+/// # Safety
+/// AVX-512 F, BW, VL and VBMI must be available; `src` must hold `15·plane + positions` bytes
+/// and `dst` `(positions − 1)·stride + 16` words (`positions` in `1..=16`).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi")]
+pub(crate) unsafe fn transpose_bytes16(
+    src: &[i8],
+    plane: usize,
+    positions: usize,
+    dst: &mut [i16],
+    stride: usize,
+) {
+    assert!((1..=16).contains(&positions));
+    assert!(src.len() >= 15 * plane + positions);
+    assert!(dst.len() >= (positions - 1) * stride + TRANSPOSE_CHANNELS);
+    let mask: __mmask16 = (1u32 << positions).wrapping_sub(1) as u16;
+    let (ps, pd) = (src.as_ptr(), dst.as_mut_ptr());
+    // SAFETY: every load reads `positions` bytes of a channel row inside `src`, every store
+    // writes sixteen words of a position inside `dst` (asserted above).
+    unsafe {
+        let row = |ch: usize| _mm_maskz_loadu_epi8(mask, ps.add(ch * plane) as *const _);
+        // z[g]: channels 4g..4g+4, 16 bytes (positions) each: byte 16·(ch % 4) + q.
+        let z: [__m512i; 4] = core::array::from_fn(|g| {
+            let v = _mm512_castsi128_si512(row(4 * g));
+            let v = _mm512_inserti32x4::<1>(v, row(4 * g + 1));
+            let v = _mm512_inserti32x4::<2>(v, row(4 * g + 2));
+            _mm512_inserti32x4::<3>(v, row(4 * g + 3))
+        });
+        // Output vector k: positions 4k..4k+4, byte 16·(q − 4k) + ch. For channel ch the
+        // source byte is 16·(ch % 4) + q of z[ch / 4]; a permute of (z0, z1) gives channels
+        // 0–7 and the same indices on (z2, z3) channels 8–15 (bit 6 picks the second source).
+        let high_channels: __mmask64 = 0xff00_ff00_ff00_ff00;
+        for (k, idx) in TRANSPOSE_INDEX
+            .iter()
+            .enumerate()
+            .take(positions.div_ceil(4))
+        {
+            let idx = _mm512_loadu_si512(idx.as_ptr() as *const _);
+            let lo = _mm512_permutex2var_epi8(z[0], idx, z[1]);
+            let hi = _mm512_permutex2var_epi8(z[2], idx, z[3]);
+            let out = _mm512_mask_blend_epi8(high_channels, lo, hi);
+            // Positions 4k, 4k+1 in the low 32 bytes, 4k+2, 4k+3 in the high ones.
+            let halves = [
+                _mm512_cvtepi8_epi16(_mm512_castsi512_si256(out)),
+                _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64::<1>(out)),
+            ];
+            for (h, w) in halves.into_iter().enumerate() {
+                for (e, words) in [_mm512_castsi512_si256(w), _mm512_extracti64x4_epi64::<1>(w)]
+                    .into_iter()
+                    .enumerate()
+                {
+                    let q = 4 * k + 2 * h + e;
+                    if q < positions {
+                        _mm256_storeu_si256(pd.add(q * stride) as *mut _, words);
+                    }
+                }
+            }
+        }
+    }
+}
