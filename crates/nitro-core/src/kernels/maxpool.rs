@@ -62,6 +62,139 @@ pub(crate) fn plane<T: Copy + Ord + Into<i32>>(
     plane_impl::<_, PORTABLE_LANES>(xv, p, g, pad, o, a)
 }
 
+/// [`plane`] for bytes: by the AVX-512 byte kernel (`x86::avx512::maxpool_band_bytes`: the
+/// band's column maxima in two vectors and every window's winner by a butterfly of keys)
+/// where the CPU has it and the plane fits it — windows a power of two up to 16 columns wide
+/// over at most 64 padded columns, as every VGG learning head's are — else [`plane`]. The
+/// same values and arg-max positions.
+pub(crate) fn plane_bytes(xv: &[i8], p: Plane, g: Windows, pad: i8, o: &mut [i8], a: &mut [usize]) {
+    #[cfg(nitro_x86_simd)]
+    if bytes::usable(p, g) {
+        // SAFETY: `usable` found AVX-512 F and BW detected and allowed, and the shape within
+        // the kernel's limits.
+        return unsafe { bytes::plane(xv, p, g, pad, o, a) };
+    }
+    plane(xv, p, g, pad, o, a)
+}
+
+/// The byte kernel's use: where it may run, its first-use check, and the plane loop around it.
+#[cfg(nitro_x86_simd)]
+mod bytes {
+    use super::{plane_impl, Plane, Windows, LANES, PADDING};
+    use crate::kernels::cpu::{loop_build, Isa};
+    use crate::kernels::x86::avx512::maxpool_band_bytes;
+    use core::sync::atomic::{AtomicU8, Ordering};
+
+    /// Self-check verdict: 0 not yet checked, 1 agrees with the loop, 2 disagreed.
+    static VERDICT: AtomicU8 = AtomicU8::new(0);
+
+    /// Whether the kernel takes this plane and may run: windows a power of two up to 16
+    /// columns wide, at most 64 padded columns under them, at most 255 rows, the AVX-512
+    /// build allowed, and the kernel's first-use check passed.
+    pub(super) fn usable(p: Plane, g: Windows) -> bool {
+        let ((kh, kw), (_, pw)) = (g.kernel, g.padding);
+        let wo = (p.w + 2 * pw).checked_sub(kw).map(|v| v / kw + 1);
+        kw.is_power_of_two()
+            && kw <= 16
+            && (1..=255).contains(&kh)
+            && pw < 64
+            && wo.is_some_and(|wo| wo * kw <= 64)
+            && loop_build() == Isa::Avx512Vnni
+            && checked()
+    }
+
+    /// The first-use check (cached): planes with ties, padding maxima and every window width
+    /// the kernel takes, against the portable loop.
+    fn checked() -> bool {
+        match VERDICT.load(Ordering::Relaxed) {
+            1 => true,
+            2 => false,
+            _ => {
+                let mut state = 0x9e37_79b9u32;
+                let ok = [
+                    ((8, 4), (4, 0), 28, 28),
+                    ((4, 4), (1, 1), 14, 14),
+                    ((2, 16), (1, 3), 5, 40),
+                    ((3, 1), (0, 0), 7, 9),
+                    ((8, 8), (4, 4), 28, 28),
+                ]
+                .into_iter()
+                .all(|(kernel, padding, h, w)| {
+                    let xv: alloc::vec::Vec<i8> = (0..h * w)
+                        .map(|_| {
+                            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                            [-128i8, -3, 0, 5, 127][(state >> 24) as usize % 5]
+                        })
+                        .collect();
+                    let (p, g) = (Plane { base: 0, h, w }, Windows { kernel, padding });
+                    let (kh, kw) = kernel;
+                    let n =
+                        ((h + 2 * padding.0 - kh) / kh + 1) * ((w + 2 * padding.1 - kw) / kw + 1);
+                    let (mut o1, mut a1) = (alloc::vec![0i8; n], alloc::vec![0usize; n]);
+                    let (mut o2, mut a2) = (alloc::vec![1i8; n], alloc::vec![1usize; n]);
+                    plane_impl::<i8, LANES>(&xv, p, g, i8::MIN, &mut o1, &mut a1);
+                    // SAFETY: `usable` checked AVX-512 before calling here.
+                    unsafe { plane(&xv, p, g, i8::MIN, &mut o2, &mut a2) };
+                    (o1, a1) == (o2, a2)
+                });
+                VERDICT.store(if ok { 1 } else { 2 }, Ordering::Relaxed);
+                if !ok {
+                    #[cfg(feature = "std")]
+                    std::eprintln!(
+                        "nitro-core: warning: the AVX-512 byte max pooling disagreed with the \
+                         portable loop on its self-check; using the loop"
+                    );
+                }
+                ok
+            }
+        }
+    }
+
+    /// Every output row of the plane through the kernel, its winners written as values and
+    /// flat input indices (or [`PADDING`]).
+    ///
+    /// # Safety
+    /// AVX-512 F and BW must be available; the shape as [`usable`] requires.
+    pub(super) unsafe fn plane(
+        xv: &[i8],
+        p: Plane,
+        g: Windows,
+        pad: i8,
+        o: &mut [i8],
+        a: &mut [usize],
+    ) {
+        let ((kh, kw), (ph, pw)) = (g.kernel, g.padding);
+        let wo = (p.w + 2 * pw - kw) / kw + 1;
+        let mut keys = [0u32; 64];
+        for (oi, (orow, arow)) in o
+            .chunks_exact_mut(wo)
+            .zip(a.chunks_exact_mut(wo))
+            .enumerate()
+        {
+            let row = |u: usize| {
+                let y = (oi * kh + u).wrapping_sub(ph);
+                (y < p.h).then(|| &xv[p.base + y * p.w..][..p.w])
+            };
+            // SAFETY: the caller's instruction sets and shape.
+            unsafe { maxpool_band_bytes(kh, row, (pw, kw, wo), pad, &mut keys) };
+            for (j, (ov, av)) in orow.iter_mut().zip(arow.iter_mut()).enumerate() {
+                let key = keys[j * kw];
+                let (r, c) = (255 - (key >> 8 & 255) as usize, 255 - (key & 255) as usize);
+                *ov = ((key >> 16) as i32 - 128) as i8;
+                let (y, x) = (
+                    (oi * kh + r).wrapping_sub(ph),
+                    (j * kw + c).wrapping_sub(pw),
+                );
+                *av = if y < p.h && x < p.w {
+                    p.base + y * p.w + x
+                } else {
+                    PADDING
+                };
+            }
+        }
+    }
+}
+
 #[cfg(nitro_x86_simd)]
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn plane_avx512<T: Copy + Ord + Into<i32>>(
@@ -461,8 +594,9 @@ mod tests {
             };
             let p = Plane { base: h * w, h, w };
             // Through the dispatch, and each step width directly (1: the microcontrollers').
-            let ways: [(&str, Way); 4] = [
+            let ways: [(&str, Way); 5] = [
                 ("dispatch", plane),
+                ("bytes", plane_bytes),
                 ("1 column", plane_impl::<i8, 1>),
                 ("16 columns", plane_impl::<i8, 16>),
                 ("64 columns", plane_impl::<i8, 64>),
@@ -493,6 +627,64 @@ mod tests {
                         got, want,
                         "{way}: kernel {kh}×{kw}, padding {ph}×{pw}, {h}×{w}, row {oi}, pad {pad}"
                     );
+                }
+            }
+        }
+    }
+
+    /// The planes the byte kernel takes (windows 1 to 16 columns wide in powers of two, up to
+    /// 64 padded columns, up to 255 rows), with ties and padding maxima, both pad values: every
+    /// row equals the element-wise rule, and the kernel did take them where the CPU has
+    /// AVX-512 (a visible skip where it does not).
+    #[test]
+    fn the_byte_kernel_equals_the_element_wise_rule() {
+        #[cfg(nitro_x86_simd)]
+        let here = crate::kernels::cpu::Isa::Avx512Vnni.detected();
+        #[cfg(not(nitro_x86_simd))]
+        let here = false;
+        if !here {
+            std::eprintln!("SKIPPED: AVX-512 byte max pooling not tested: this CPU lacks AVX-512 (the loop is)");
+        }
+        let mut r = Pcg32::new(5, 9);
+        for kw in [1usize, 2, 4, 8, 16] {
+            for kh in [1usize, 2, 3, 4, 8, 9, 255] {
+                for pw in [0, kw / 2, kw.saturating_sub(1)] {
+                    let ph = r.below(kh as u32 / 2 + 1) as usize;
+                    let wo = 64 / kw - r.below(2) as usize;
+                    let w = (wo * kw).saturating_sub(2 * pw).max(1) + r.below(kw as u32) as usize;
+                    let h = if kh == 255 {
+                        260
+                    } else {
+                        kh + r.below(10) as usize
+                    };
+                    let xv: Vec<i8> = (0..2 * h * w)
+                        .map(|_| [-128i8, -5, 0, 0, 3, 127][r.below(6) as usize])
+                        .collect();
+                    let (ho, wo) = ((h + 2 * ph - kh) / kh + 1, (w + 2 * pw - kw) / kw + 1);
+                    let g = Windows {
+                        kernel: (kh, kw),
+                        padding: (ph, pw),
+                    };
+                    let p = Plane { base: h * w, h, w };
+                    #[cfg(nitro_x86_simd)]
+                    assert_eq!(
+                        bytes::usable(p, g),
+                        here && wo * kw <= 64,
+                        "{kh}×{kw}, {w} wide"
+                    );
+                    for pad in [i8::MIN, 0] {
+                        let (mut o, mut a) =
+                            (alloc::vec![0i8; ho * wo], alloc::vec![0usize; ho * wo]);
+                        plane_bytes(&xv, p, g, pad, &mut o, &mut a);
+                        let got: Vec<(i8, usize)> = o.into_iter().zip(a).collect();
+                        for (oi, got) in got.chunks_exact(wo).enumerate() {
+                            assert_eq!(
+                                got,
+                                oracle(&xv, p, g, oi, wo, pad),
+                                "kernel {kh}×{kw}, padding {ph}×{pw}, {h}×{w}, row {oi}, pad {pad}"
+                            );
+                        }
+                    }
                 }
             }
         }

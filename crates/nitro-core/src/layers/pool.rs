@@ -21,9 +21,23 @@ pub trait PoolElem:
 {
     /// The type's minimum: the max-pool padding value (algorithm.md §3.5).
     const MIN: Self;
+    /// The values as bytes, where the type is `i8` (for the byte kernel of max pooling).
+    fn bytes(_values: &[Self]) -> Option<&[i8]> {
+        None
+    }
+    /// [`PoolElem::bytes`] for outputs.
+    fn bytes_mut(_values: &mut [Self]) -> Option<&mut [i8]> {
+        None
+    }
 }
 impl PoolElem for i8 {
     const MIN: Self = i8::MIN;
+    fn bytes(values: &[i8]) -> Option<&[i8]> {
+        Some(values)
+    }
+    fn bytes_mut(values: &mut [i8]) -> Option<&mut [i8]> {
+        Some(values)
+    }
 }
 impl PoolElem for i16 {
     const MIN: Self = i16::MIN;
@@ -172,6 +186,13 @@ impl Pool2d {
             if let Some(a) = a.as_deref_mut() {
                 if kh <= maxpool::BAND_ROWS && kw <= maxpool::BAND_COLS {
                     let plane = maxpool::Plane { base, h, w };
+                    // Bytes (the activations) by the byte kernel where it can take the plane.
+                    if let (Some(xb), Some(ob)) = (T::bytes(xv), T::bytes_mut(o)) {
+                        let pad =
+                            T::bytes(core::slice::from_ref(&pad_value)).map_or(i8::MIN, |p| p[0]);
+                        maxpool::plane_bytes(xb, plane, windows, pad, ob, a);
+                        return Ok(());
+                    }
                     maxpool::plane(xv, plane, windows, pad_value, o, a);
                     return Ok(());
                 }

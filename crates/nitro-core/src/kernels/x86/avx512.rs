@@ -535,3 +535,99 @@ pub(crate) unsafe fn transpose_bytes16(
         }
     }
 }
+
+/// Window row `r` of [`maxpool_band_bytes`] in a vector: lanes `pw..pw + len` hold the row,
+/// the others `padv` (all of them for a padding row, `None`).
+///
+/// # Safety
+/// AVX-512 F and BW must be available; `pw < 64`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn band_row(r: Option<&[i8]>, pw: usize, padv: __m512i) -> __m512i {
+    let Some(r) = r else { return padv };
+    let end = (pw + r.len()).min(64);
+    let upto = if end == 64 {
+        u64::MAX
+    } else {
+        (1u64 << end) - 1
+    };
+    let mask = upto & !((1u64 << pw) - 1);
+    // SAFETY: a masked lane `xe` reads `r[xe − pw]`, inside the row; the others are not read
+    // (masked loads suppress them).
+    unsafe { _mm512_mask_loadu_epi8(padv, mask, r.as_ptr().wrapping_sub(pw)) }
+}
+
+/// One row of max-pooling windows over a plane of bytes (`kernels::maxpool`): the window rows
+/// `row(u)` for `u < kh` (a row's input bytes, or `None` for a padding row), padded column
+/// `xe` holding input column `xe − pw` (`pad` outside the input), windows `kw` columns wide (a
+/// power of two up to 16) over the first 64 padded columns. Each column's maximum over the
+/// rows and the first row holding it are kept in two vectors (a row replaces the maximum only
+/// where strictly larger); then every column's key `(max + 128) << 16 | (255 − row) << 8 |
+/// (255 − column in its window)` — larger for a larger maximum, then an earlier row, then a
+/// column further left — is reduced to its window's largest by `log₂ kw` butterfly steps. On
+/// return `keys[j·kw]` is window `j`'s winner, for the `wo` windows.
+///
+/// # Safety
+/// AVX-512 F and BW must be available; `kh ≤ 255`, `pw < 64`, `kw` in {1, 2, 4, 8, 16},
+/// `wo·kw ≤ 64`.
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(crate) unsafe fn maxpool_band_bytes<'a>(
+    kh: usize,
+    row: impl Fn(usize) -> Option<&'a [i8]>,
+    (pw, kw, wo): (usize, usize, usize),
+    pad: i8,
+    keys: &mut [u32; 64],
+) {
+    assert!((1..=255).contains(&kh) && pw < 64 && kw.is_power_of_two() && kw <= 16);
+    assert!(wo * kw <= 64);
+    let padv = _mm512_set1_epi8(pad);
+    // SAFETY (both): the instruction sets are this function's.
+    let load = |u: usize| unsafe { band_row(row(u), pw, padv) };
+    let mut m = load(0);
+    let mut first = _mm512_setzero_si512();
+    for u in 1..kh {
+        let v = load(u);
+        let up = _mm512_cmpgt_epi8_mask(v, m);
+        m = _mm512_max_epi8(m, v);
+        first = _mm512_mask_mov_epi8(first, up, _mm512_set1_epi8(u as i8));
+    }
+    let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let ff = _mm512_set1_epi32(255);
+    // 255 − (lane mod kw): sixteen is a multiple of kw, so lane i of every group of sixteen
+    // columns is column i mod kw of its window.
+    let col = _mm512_sub_epi32(ff, _mm512_and_si512(lane, _mm512_set1_epi32(kw as i32 - 1)));
+    let ms = [
+        _mm512_extracti32x4_epi32::<0>(m),
+        _mm512_extracti32x4_epi32::<1>(m),
+        _mm512_extracti32x4_epi32::<2>(m),
+        _mm512_extracti32x4_epi32::<3>(m),
+    ];
+    let fs = [
+        _mm512_extracti32x4_epi32::<0>(first),
+        _mm512_extracti32x4_epi32::<1>(first),
+        _mm512_extracti32x4_epi32::<2>(first),
+        _mm512_extracti32x4_epi32::<3>(first),
+    ];
+    // Only the groups of sixteen columns that windows cover.
+    for (g, (mg, fg)) in ms
+        .into_iter()
+        .zip(fs)
+        .enumerate()
+        .take((wo * kw).div_ceil(16))
+    {
+        let value = _mm512_add_epi32(_mm512_cvtepi8_epi32(mg), _mm512_set1_epi32(128));
+        let rank = _mm512_sub_epi32(ff, _mm512_cvtepu8_epi32(fg));
+        let mut key = _mm512_or_si512(
+            _mm512_or_si512(_mm512_slli_epi32::<16>(value), _mm512_slli_epi32::<8>(rank)),
+            col,
+        );
+        let mut s = 1;
+        while s < kw {
+            let partner = _mm512_xor_si512(lane, _mm512_set1_epi32(s as i32));
+            key = _mm512_max_epu32(key, _mm512_permutexvar_epi32(partner, key));
+            s *= 2;
+        }
+        // SAFETY: keys holds 64 values; group g is 16 of them.
+        unsafe { _mm512_storeu_si512(keys.as_mut_ptr().add(16 * g) as *mut _, key) };
+    }
+}
