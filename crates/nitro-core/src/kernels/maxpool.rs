@@ -77,7 +77,27 @@ pub(crate) fn plane_bytes(xv: &[i8], p: Plane, g: Windows, pad: i8, o: &mut [i8]
     plane(xv, p, g, pad, o, a)
 }
 
-/// The byte kernel's use: where it may run, its first-use check, and the plane loop around it.
+/// [`plane_values`] for bytes: 2×2 windows without padding (the pools between blocks) by the
+/// AVX-512 kernel (`x86::avx512::max2x2_row_bytes`) where the CPU has it, else
+/// [`plane_values`]. The same values.
+pub(crate) fn plane_values_bytes(xv: &[i8], p: Plane, g: Windows, pad: i8, o: &mut [i8]) {
+    #[cfg(nitro_x86_simd)]
+    if g.kernel == (2, 2) && g.padding == (0, 0) && bytes::values_usable() {
+        let wo = p.w / 2;
+        for (oi, orow) in o.chunks_exact_mut(wo.max(1)).enumerate().take(p.h / 2) {
+            let r0 = &xv[p.base + 2 * oi * p.w..][..p.w];
+            let r1 = &xv[p.base + (2 * oi + 1) * p.w..][..p.w];
+            // SAFETY: `values_usable` found AVX-512 F and BW detected and allowed; each row
+            // holds `w ≥ 2·wo` bytes.
+            unsafe { crate::kernels::x86::avx512::max2x2_row_bytes(r0, r1, orow) };
+        }
+        return;
+    }
+    plane_values(xv, p, g, pad, o)
+}
+
+/// The byte kernels' use: where they may run, their first-use checks, and the plane loop
+/// around the arg-max one.
 #[cfg(nitro_x86_simd)]
 mod bytes {
     use super::{plane_impl, Plane, Windows, LANES, PADDING};
@@ -85,8 +105,54 @@ mod bytes {
     use crate::kernels::x86::avx512::maxpool_band_bytes;
     use core::sync::atomic::{AtomicU8, Ordering};
 
-    /// Self-check verdict: 0 not yet checked, 1 agrees with the loop, 2 disagreed.
+    /// Self-check verdicts: 0 not yet checked, 1 agrees with the loop, 2 disagreed.
     static VERDICT: AtomicU8 = AtomicU8::new(0);
+    static VALUES_VERDICT: AtomicU8 = AtomicU8::new(0);
+
+    /// Whether the 2×2 values kernel may run: the AVX-512 build allowed and its first-use
+    /// check (odd and even widths, every byte value, against the portable loop) passed.
+    pub(super) fn values_usable() -> bool {
+        if loop_build() != Isa::Avx512Vnni {
+            return false;
+        }
+        match VALUES_VERDICT.load(Ordering::Relaxed) {
+            1 => true,
+            2 => false,
+            _ => {
+                let ok = [(4usize, 129usize), (3, 28), (2, 2)]
+                    .into_iter()
+                    .all(|(h, w)| {
+                        let xv: alloc::vec::Vec<i8> =
+                            (0..h * w).map(|i| (i * 97 + 11) as u8 as i8).collect();
+                        let (p, g) = (
+                            Plane { base: 0, h, w },
+                            Windows {
+                                kernel: (2, 2),
+                                padding: (0, 0),
+                            },
+                        );
+                        let n = (h / 2) * (w / 2);
+                        let (mut want, mut got) = (alloc::vec![0i8; n], alloc::vec![1i8; n]);
+                        super::values_impl(&xv, p, g, i8::MIN, &mut want);
+                        for (oi, orow) in got.chunks_exact_mut(w / 2).enumerate() {
+                            let (r0, r1) = (&xv[2 * oi * w..][..w], &xv[(2 * oi + 1) * w..][..w]);
+                            // SAFETY: the AVX-512 build is allowed (checked above).
+                            unsafe { crate::kernels::x86::avx512::max2x2_row_bytes(r0, r1, orow) };
+                        }
+                        got == want
+                    });
+                VALUES_VERDICT.store(if ok { 1 } else { 2 }, Ordering::Relaxed);
+                if !ok {
+                    #[cfg(feature = "std")]
+                    std::eprintln!(
+                        "nitro-core: warning: the AVX-512 2×2 byte max pooling disagreed with \
+                         the portable loop on its self-check; using the loop"
+                    );
+                }
+                ok
+            }
+        }
+    }
 
     /// Whether the kernel takes this plane and may run: windows a power of two up to 16
     /// columns wide, at most 64 padded columns under them, at most 255 rows, the AVX-512
@@ -615,8 +681,11 @@ mod tests {
             }
             // The maxima alone (evaluation), on the dispatch and the portable loop.
             type Values = fn(&[i8], Plane, Windows, i8, &mut [i8]);
-            let values: [(&str, Values); 2] =
-                [("values", plane_values), ("portable values", values_impl)];
+            let values: [(&str, Values); 3] = [
+                ("values", plane_values),
+                ("portable values", values_impl),
+                ("byte values", plane_values_bytes),
+            ];
             for ((way, run), pad) in values.into_iter().flat_map(|w| [(w, i8::MIN), (w, 0)]) {
                 let mut o = alloc::vec![0i8; ho * wo];
                 run(&xv, p, g, pad, &mut o);
@@ -687,6 +756,39 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// The 2×2 byte kernel itself (its first-use check would hide a wrong one behind the
+    /// loop): every output count up to 70, odd widths, every byte value, against the rule;
+    /// and the dispatch takes it where the CPU has AVX-512.
+    #[cfg(nitro_x86_simd)]
+    #[test]
+    fn the_2x2_byte_kernel_takes_each_windows_maximum() {
+        if !crate::kernels::cpu::Isa::Avx512Vnni.detected() {
+            std::eprintln!(
+                "SKIPPED: AVX-512 2×2 byte max pooling not tested: this CPU lacks AVX-512"
+            );
+            return;
+        }
+        assert!(bytes::values_usable());
+        let mut r = Pcg32::new(8, 1);
+        for n in 0..70usize {
+            let w = 2 * n + r.below(2) as usize;
+            let rows: Vec<i8> = (0..2 * w).map(|_| r.next_u32() as i8).collect();
+            let (r0, r1) = rows.split_at(w);
+            let mut got = alloc::vec![0x55i8; n];
+            // SAFETY: AVX-512 F and BW detected above.
+            unsafe { crate::kernels::x86::avx512::max2x2_row_bytes(r0, r1, &mut got) };
+            let want: Vec<i8> = (0..n)
+                .map(|j| {
+                    r0[2 * j]
+                        .max(r0[2 * j + 1])
+                        .max(r1[2 * j])
+                        .max(r1[2 * j + 1])
+                })
+                .collect();
+            assert_eq!(got, want, "{n} outputs, width {w}");
         }
     }
 }

@@ -324,7 +324,14 @@ impl Pool2d {
                 h,
                 w,
             };
-            maxpool::plane_values(xv, plane, windows, pad, o);
+            match (T::bytes(xv), T::bytes_mut(o)) {
+                // Bytes (the activations between blocks) by the byte kernel where it applies.
+                (Some(xb), Some(ob)) => {
+                    let pad = T::bytes(core::slice::from_ref(&pad)).map_or(i8::MIN, |p| p[0]);
+                    maxpool::plane_values_bytes(xb, plane, windows, pad, ob);
+                }
+                _ => maxpool::plane_values(xv, plane, windows, pad, o),
+            }
             Ok(())
         })?;
         Ok(Array4::from_shape_vec((n, c, ho, wo), out).expect("sizes computed above"))

@@ -631,3 +631,35 @@ pub(crate) unsafe fn maxpool_band_bytes<'a>(
         unsafe { _mm512_storeu_si512(keys.as_mut_ptr().add(16 * g) as *mut _, key) };
     }
 }
+
+/// One output row of 2×2 max pooling (values only) over bytes: `o[j] = max(r0[2j], r0[2j+1],
+/// r1[2j], r1[2j+1])`, 32 outputs per step — the two rows' maximum, then each pair of bytes
+/// as a 16-bit lane whose two signed halves are compared and narrowed back to a byte.
+///
+/// # Safety
+/// AVX-512 F and BW must be available; `r0` and `r1` hold at least `2·o.len()` bytes.
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(crate) unsafe fn max2x2_row_bytes(r0: &[i8], r1: &[i8], o: &mut [i8]) {
+    let n = o.len();
+    assert!(r0.len() >= 2 * n && r1.len() >= 2 * n);
+    for j0 in (0..n).step_by(32) {
+        let count = (n - j0).min(32);
+        let inputs = if count == 32 {
+            u64::MAX
+        } else {
+            (1u64 << (2 * count)) - 1
+        };
+        let outputs = (1u64 << count) - 1;
+        // SAFETY: the masks cover `2·count` bytes of each row from `2·j0` and `count` outputs
+        // from `j0`, all inside the slices (asserted above).
+        unsafe {
+            let a = _mm512_maskz_loadu_epi8(inputs, r0.as_ptr().add(2 * j0));
+            let b = _mm512_maskz_loadu_epi8(inputs, r1.as_ptr().add(2 * j0));
+            let m = _mm512_max_epi8(a, b);
+            let even = _mm512_srai_epi16::<8>(_mm512_slli_epi16::<8>(m));
+            let odd = _mm512_srai_epi16::<8>(m);
+            let v = _mm512_cvtepi16_epi8(_mm512_max_epi16(even, odd));
+            _mm512_mask_storeu_epi8(o.as_mut_ptr().add(j0), outputs, _mm512_castsi256_si512(v));
+        }
+    }
+}
