@@ -19,11 +19,22 @@ pub trait NchwLane: Copy + Default + Send + Sync + super::buffers::Reusable {
 impl NchwLane for i64 {}
 
 impl NchwLane for i8 {
-    /// Blocks of 8 positions × 8 filters as one 8×8 byte transpose in `u64` words (three
-    /// rounds of masked swaps), so every write is 8 contiguous bytes; what is left over (fewer
-    /// than 8 of either) the plain loop writes.
+    /// A whole tile of 16 positions × 16 filters (the tile engine's) by the AVX-512 VBMI
+    /// transpose where the CPU has it ([`vbmi::tile16`]). Otherwise blocks of 8 positions × 8
+    /// filters as one 8×8 byte transpose in `u64` words (three rounds of masked swaps), so
+    /// every write is 8 contiguous bytes; what is left over (fewer than 8 of either) the plain
+    /// loop writes.
     #[inline(always)]
     fn write_tile(tile: &[i8], f: usize, o: &mut [i8], hw: usize, (s0, s1): (usize, usize)) {
+        #[cfg(nitro_x86_simd)]
+        if f == 16 && s1 - s0 == 16 && vbmi::usable() {
+            let t: &[i8; 256] = tile[..256].try_into().expect("a 16×16 tile");
+            // SAFETY: `usable` found AVX-512 F, BW, VL and VBMI detected and allowed; the 16
+            // filter rows from `s0` are inside `o` (`o` holds the image's 16·hw outputs of
+            // them, and s0 + 16 ≤ hw).
+            unsafe { crate::kernels::x86::avx512::transpose_tile16(t, &mut o[s0..], hw) };
+            return;
+        }
         let (f8, p8) = (f / 8 * 8, (s1 - s0) / 8 * 8);
         for q0 in (0..p8).step_by(8) {
             for f0 in (0..f8).step_by(8) {
@@ -42,6 +53,53 @@ impl NchwLane for i8 {
             write_tile_plain(&tile[q0 * f..], f, f8..f, o, hw, s0 + q0, s0 + q0 + 8);
         }
         write_tile_plain(&tile[p8 * f..], f, 0..f, o, hw, s0 + p8, s1);
+    }
+}
+
+/// The epilogue's tile transpose on AVX-512 VBMI, with its first-use check against the
+/// `u64` transposes.
+#[cfg(nitro_x86_simd)]
+mod vbmi {
+    use crate::kernels::cpu::{avx512_vbmi, loop_build, Isa};
+    use core::sync::atomic::{AtomicU8, Ordering};
+
+    /// Verdict: 0 not yet decided, 1 usable, 2 not (absent, not allowed, or disagreed).
+    static VERDICT: AtomicU8 = AtomicU8::new(0);
+
+    /// Whether `transpose_tile16` may run: the dispatch allows the AVX-512 build, the CPU has
+    /// VBMI (and VL), and the kernel agreed with the portable transposes on a tile of every
+    /// byte value written into rows of several strides (decided once; the dispatch is read
+    /// on every call).
+    pub(super) fn usable() -> bool {
+        match VERDICT.load(Ordering::Relaxed) {
+            1 => loop_build() == Isa::Avx512Vnni,
+            2 => false,
+            _ => {
+                let ok = avx512_vbmi() && check();
+                VERDICT.store(if ok { 1 } else { 2 }, Ordering::Relaxed);
+                ok && loop_build() == Isa::Avx512Vnni
+            }
+        }
+    }
+
+    fn check() -> bool {
+        let tile: [i8; 256] = core::array::from_fn(|i| (i * 113 + 9) as u8 as i8);
+        let ok = [16usize, 17, 49].into_iter().all(|hw| {
+            let mut want = alloc::vec![0i8; 16 * hw];
+            super::write_tile_plain(&tile, 16, 0..16, &mut want, hw, 0, 16);
+            let mut got = alloc::vec![0i8; 16 * hw];
+            // SAFETY: VBMI (and F, BW, VL) detected just before; 16 rows of `hw ≥ 16` bytes.
+            unsafe { crate::kernels::x86::avx512::transpose_tile16(&tile, &mut got, hw) };
+            got == want
+        });
+        if !ok {
+            #[cfg(feature = "std")]
+            std::eprintln!(
+                "nitro-core: warning: the AVX-512 VBMI epilogue transpose disagreed with the \
+                 portable transposes on its self-check; using them"
+            );
+        }
+        ok
     }
 }
 
@@ -240,6 +298,33 @@ mod tests {
         for (j, word) in t.iter().enumerate() {
             for (i, &b) in word.to_le_bytes().iter().enumerate() {
                 assert_eq!(b as usize, i * 8 + j);
+            }
+        }
+    }
+
+    /// The VBMI tile transpose itself (its first-use check would hide a wrong one behind the
+    /// portable transposes): random tiles into rows of strides 16 to 70, nothing else
+    /// written; and the epilogue takes it where the CPU has VBMI (a visible skip elsewhere).
+    #[cfg(nitro_x86_simd)]
+    #[test]
+    fn the_vbmi_tile_transpose_moves_each_byte_to_its_filter_row() {
+        if !crate::kernels::cpu::avx512_vbmi() {
+            std::eprintln!(
+                "SKIPPED: AVX-512 VBMI epilogue transpose not tested: no VBMI or VL here"
+            );
+            return;
+        }
+        assert!(vbmi::usable());
+        let mut r = crate::rng::Pcg32::new(17, 6);
+        for hw in [16usize, 17, 31, 49, 70] {
+            let tile: [i8; 256] = core::array::from_fn(|_| r.next_u32() as i8);
+            let mut got = alloc::vec![0x33i8; 16 * hw];
+            // SAFETY: VBMI (and F, BW, VL) detected above; 16 rows of `hw ≥ 16` bytes.
+            unsafe { crate::kernels::x86::avx512::transpose_tile16(&tile, &mut got, hw) };
+            for (i, &v) in got.iter().enumerate() {
+                let (fi, sp) = (i / hw, i % hw);
+                let want = if sp < 16 { tile[sp * 16 + fi] } else { 0x33 };
+                assert_eq!(v, want, "stride {hw}: byte {i}");
             }
         }
     }

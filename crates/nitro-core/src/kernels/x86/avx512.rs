@@ -663,3 +663,37 @@ pub(crate) unsafe fn max2x2_row_bytes(r0: &[i8], r1: &[i8], o: &mut [i8]) {
         }
     }
 }
+
+/// A 16×16 byte tile transposed into rows `stride` apart: `dst[q·stride + r] = tile[16·r + q]`
+/// — the same permutes as [`transpose_bytes16`] (the tile's rows are its sixteen "channels"),
+/// each output vector's four 16-byte lanes stored as four rows. The convolution epilogue's
+/// position-major tile of sixteen filters becomes sixteen filter rows of the NCHW output.
+///
+/// # Safety
+/// AVX-512 F, BW, VL and VBMI must be available; `dst` holds `15·stride + 16` bytes.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi")]
+pub(crate) unsafe fn transpose_tile16(tile: &[i8; 256], dst: &mut [i8], stride: usize) {
+    assert!(dst.len() >= 15 * stride + 16);
+    let (pt, pd) = (tile.as_ptr(), dst.as_mut_ptr());
+    // SAFETY: the tile holds 4 × 64 bytes; every store writes 16 bytes of a row inside `dst`
+    // (asserted above).
+    unsafe {
+        let z: [__m512i; 4] =
+            core::array::from_fn(|g| _mm512_loadu_si512(pt.add(64 * g) as *const _));
+        let high_rows: __mmask64 = 0xff00_ff00_ff00_ff00;
+        for (k, idx) in TRANSPOSE_INDEX.iter().enumerate() {
+            let idx = _mm512_loadu_si512(idx.as_ptr() as *const _);
+            let lo = _mm512_permutex2var_epi8(z[0], idx, z[1]);
+            let hi = _mm512_permutex2var_epi8(z[2], idx, z[3]);
+            let out = _mm512_mask_blend_epi8(high_rows, lo, hi);
+            let q = 4 * k;
+            _mm_storeu_si128(pd.add(q * stride) as *mut _, _mm512_castsi512_si128(out));
+            let l1 = _mm512_extracti32x4_epi32::<1>(out);
+            _mm_storeu_si128(pd.add((q + 1) * stride) as *mut _, l1);
+            let l2 = _mm512_extracti32x4_epi32::<2>(out);
+            _mm_storeu_si128(pd.add((q + 2) * stride) as *mut _, l2);
+            let l3 = _mm512_extracti32x4_epi32::<3>(out);
+            _mm_storeu_si128(pd.add((q + 3) * stride) as *mut _, l3);
+        }
+    }
+}
