@@ -225,8 +225,8 @@ mod bytes {
             && checked()
     }
 
-    /// The first-use check (cached): two images' worth of shapes — positions on and off the
-    /// kernel's sixteen, padding 0 and 2, every byte value — against the portable loop.
+    /// The first-use check (cached): three shapes — positions on and off the kernel's
+    /// sixteen, paddings 0 to 2, every byte value — against the portable loop.
     fn checked() -> bool {
         match VERDICT.load(Ordering::Relaxed) {
             1 => true,

@@ -16,10 +16,17 @@ pub trait Int: Copy + Send + Sync + Into<i64> + Into<i32> + 'static {
     fn bytes(_values: &[Self]) -> Option<&[i8]> {
         None
     }
+    /// [`Int::bytes`] for outputs.
+    fn bytes_mut(_values: &mut [Self]) -> Option<&mut [i8]> {
+        None
+    }
 }
 impl Int for i8 {
     const BOUND: u64 = 128;
     fn bytes(values: &[i8]) -> Option<&[i8]> {
+        Some(values)
+    }
+    fn bytes_mut(values: &mut [i8]) -> Option<&mut [i8]> {
         Some(values)
     }
 }

@@ -6,7 +6,7 @@ use crate::arith::tdiv;
 use crate::error::{Error, Result};
 use crate::kernels::maxpool::{self, PADDING};
 use crate::kernels::sparse::SparseDelta;
-use crate::kernels::{buffers, par};
+use crate::kernels::{buffers, par, Int};
 use crate::optim::Compat;
 use alloc::format;
 use alloc::vec::Vec;
@@ -16,28 +16,12 @@ use ndarray::{Array2, Array4, ArrayView4};
 type Nchw = (usize, usize, usize, usize);
 
 /// Element types that can be pooled (the `i8` block outputs, `i16` after dropout, `i32` errors).
-pub trait PoolElem:
-    Copy + Ord + Into<i32> + Into<i64> + TryFrom<i64> + Default + Send + Sync + buffers::Reusable
-{
+pub trait PoolElem: Int + Ord + TryFrom<i64> + Default + buffers::Reusable {
     /// The type's minimum: the max-pool padding value (algorithm.md §3.5).
     const MIN: Self;
-    /// The values as bytes, where the type is `i8` (for the byte kernel of max pooling).
-    fn bytes(_values: &[Self]) -> Option<&[i8]> {
-        None
-    }
-    /// [`PoolElem::bytes`] for outputs.
-    fn bytes_mut(_values: &mut [Self]) -> Option<&mut [i8]> {
-        None
-    }
 }
 impl PoolElem for i8 {
     const MIN: Self = i8::MIN;
-    fn bytes(values: &[i8]) -> Option<&[i8]> {
-        Some(values)
-    }
-    fn bytes_mut(values: &mut [i8]) -> Option<&mut [i8]> {
-        Some(values)
-    }
 }
 impl PoolElem for i16 {
     const MIN: Self = i16::MIN;

@@ -133,7 +133,7 @@ pub(super) struct Digits {
     /// K chunks of [`CHUNK`] bytes.
     chunks: usize,
     /// The first row block the tiles hold: 0 for a whole operand, a band's first block for
-    /// the tiles a task packs band by band ([`Band`]).
+    /// the tiles a task packs band by band ([`Bands`]).
     first: usize,
 }
 
