@@ -65,8 +65,8 @@ pub(crate) fn plane<T: Copy + Ord + Into<i32>>(
 /// [`plane`] for bytes: by the AVX-512 byte kernel (`x86::avx512::maxpool_band_bytes`: the
 /// band's column maxima in two vectors and every window's winner by a butterfly of keys)
 /// where the CPU has it and the plane fits it — windows a power of two up to 16 columns wide
-/// over at most 64 padded columns, as every VGG learning head's are — else [`plane`]. The
-/// same values and arg-max positions.
+/// over at most 64 padded columns, as every VGG learning head's are, but not 2×2 — else
+/// [`plane`]. The same values and arg-max positions.
 pub(crate) fn plane_bytes(xv: &[i8], p: Plane, g: Windows, pad: i8, o: &mut [i8], a: &mut [usize]) {
     #[cfg(nitro_x86_simd)]
     if bytes::usable(p, g) {
@@ -155,12 +155,15 @@ mod bytes {
     }
 
     /// Whether the kernel takes this plane and may run: windows a power of two up to 16
-    /// columns wide, at most 64 padded columns under them, at most 255 rows, the AVX-512
-    /// build allowed, and the kernel's first-use check passed.
+    /// columns wide (but not 2×2), at most 64 padded columns under them, at most 255 rows,
+    /// the AVX-512 build allowed, and the kernel's first-use check passed.
     pub(super) fn usable(p: Plane, g: Windows) -> bool {
         let ((kh, kw), (_, pw)) = (g.kernel, g.padding);
         let wo = (p.w + 2 * pw).checked_sub(kw).map(|v| v / kw + 1);
-        kw.is_power_of_two()
+        // 2×2 windows keep `max_2x2`, faster for them (criterion `pool/max stack 256x28x28
+        // k2x2 b64`, alternating: 6.6–7.0 ms there, 8.5–8.8 ms here).
+        g.kernel != (2, 2)
+            && kw.is_power_of_two()
             && kw <= 16
             && (1..=255).contains(&kh)
             && pw < 64
@@ -701,10 +704,10 @@ mod tests {
         }
     }
 
-    /// The planes the byte kernel takes (windows 1 to 16 columns wide in powers of two, up to
-    /// 64 padded columns, up to 255 rows), with ties and padding maxima, both pad values: every
-    /// row equals the element-wise rule, and the kernel did take them where the CPU has
-    /// AVX-512 (a visible skip where it does not).
+    /// The planes the byte kernel takes (windows 1 to 16 columns wide in powers of two but not
+    /// 2×2, up to 64 padded columns, up to 255 rows), with ties and padding maxima, both pad
+    /// values: every row equals the element-wise rule, and the kernel did take them where the
+    /// CPU has AVX-512 (a visible skip where it does not).
     #[test]
     fn the_byte_kernel_equals_the_element_wise_rule() {
         #[cfg(nitro_x86_simd)]
@@ -738,7 +741,7 @@ mod tests {
                     #[cfg(nitro_x86_simd)]
                     assert_eq!(
                         bytes::usable(p, g),
-                        here && wo * kw <= 64,
+                        here && wo * kw <= 64 && (kh, kw) != (2, 2),
                         "{kh}×{kw}, {w} wide"
                     );
                     for pad in [i8::MIN, 0] {
