@@ -208,11 +208,10 @@ where
 #[cfg(nitro_x86_simd)]
 mod bytes {
     use crate::kernels::cpu::{avx512_vbmi, loop_build, Isa};
+    use crate::kernels::self_check::SelfCheck;
     use crate::kernels::x86::avx512::{transpose_bytes16, TRANSPOSE_CHANNELS};
-    use core::sync::atomic::{AtomicU8, Ordering};
 
-    /// Self-check verdict: 0 not yet checked, 1 agrees with the loop, 2 disagreed.
-    static VERDICT: AtomicU8 = AtomicU8::new(0);
+    static CHECK: SelfCheck = SelfCheck::new("the AVX-512 VBMI byte transpose");
 
     /// Whether the kernel may run for `c` channels: a multiple of sixteen, the dispatch allows
     /// the AVX-512 build, the CPU has VBMI (and VL), and the kernel agreed with the loop on
@@ -228,35 +227,22 @@ mod bytes {
     /// The first-use check (cached): three shapes — positions on and off the kernel's
     /// sixteen, paddings 0 to 2, every byte value — against the portable loop.
     fn checked() -> bool {
-        match VERDICT.load(Ordering::Relaxed) {
-            1 => true,
-            2 => false,
-            _ => {
-                let ok = [((32, 3, 21), 1), ((16, 2, 7), 0), ((48, 1, 16), 2)]
-                    .into_iter()
-                    .all(|((c, h, w), p)| {
-                        let s: alloc::vec::Vec<i8> =
-                            (0..c * h * w).map(|i| (i * 151 + 7) as u8 as i8).collect();
-                        let wp = w + 2 * p;
-                        let len = (h + 2 * p) * wp * c;
-                        let mut want = alloc::vec![0i16; len];
-                        let mut got = alloc::vec![0i16; len];
-                        super::transpose_tiles(&s, &mut want, (c, h, w), wp, p);
-                        // SAFETY: `usable` checked the instruction sets before calling here.
-                        unsafe { transpose(&s, &mut got, (c, h, w), wp, p) };
-                        got == want
-                    });
-                VERDICT.store(if ok { 1 } else { 2 }, Ordering::Relaxed);
-                if !ok {
-                    #[cfg(feature = "std")]
-                    std::eprintln!(
-                        "nitro-core: warning: the AVX-512 VBMI byte transpose disagreed with the \
-                         portable loop on its self-check; using the loop"
-                    );
-                }
-                ok
-            }
-        }
+        CHECK.passed(|| {
+            [((32, 3, 21), 1), ((16, 2, 7), 0), ((48, 1, 16), 2)]
+                .into_iter()
+                .all(|((c, h, w), p)| {
+                    let s: alloc::vec::Vec<i8> =
+                        (0..c * h * w).map(|i| (i * 151 + 7) as u8 as i8).collect();
+                    let wp = w + 2 * p;
+                    let len = (h + 2 * p) * wp * c;
+                    let mut want = alloc::vec![0i16; len];
+                    let mut got = alloc::vec![0i16; len];
+                    super::transpose_tiles(&s, &mut want, (c, h, w), wp, p);
+                    // SAFETY: `usable` checked the instruction sets before calling here.
+                    unsafe { transpose(&s, &mut got, (c, h, w), wp, p) };
+                    got == want
+                })
+        })
     }
 
     /// [`super::transpose_tiles`] for bytes with `C` a multiple of sixteen: per input row,

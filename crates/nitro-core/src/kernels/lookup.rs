@@ -73,42 +73,28 @@ fn vbmi_usable() -> bool {
 
 #[cfg(nitro_x86_simd)]
 mod x86 {
-    use core::sync::atomic::{AtomicU8, Ordering};
+    use crate::kernels::self_check::SelfCheck;
 
     pub(super) use crate::kernels::cpu::avx512_vbmi as detected;
     pub(super) use crate::kernels::x86::avx512::lookup_vbmi;
 
-    /// Self-check verdict: 0 not yet checked, 1 agrees with the loop, 2 disagreed.
-    static VERDICT: AtomicU8 = AtomicU8::new(0);
+    static CHECK: SelfCheck = SelfCheck::new("the AVX-512 VBMI table lookup");
 
     /// The first-use check (cached): every byte value, a tail, a table with no pattern.
     /// Callers check [`detected`] first.
     pub(super) fn checked() -> bool {
-        match VERDICT.load(Ordering::Relaxed) {
-            1 => true,
-            2 => false,
-            _ => {
-                let table: [i8; 256] =
-                    core::array::from_fn(|i| (i.wrapping_mul(167) ^ 0x5a) as u8 as i8);
-                let src: alloc::vec::Vec<i8> =
-                    (0..256 + 37).map(|i| (i * 89 + 3) as u8 as i8).collect();
-                let mut want = alloc::vec![0i8; src.len()];
-                let mut got = alloc::vec![1i8; src.len()];
-                super::lookup_loop(&src, &mut want, &table);
-                // SAFETY: detected (callers check first).
-                unsafe { lookup_vbmi(&src, &mut got, &table, super::lookup_loop) };
-                let ok = got == want;
-                VERDICT.store(if ok { 1 } else { 2 }, Ordering::Relaxed);
-                if !ok {
-                    #[cfg(feature = "std")]
-                    std::eprintln!(
-                        "nitro-core: warning: the AVX-512 VBMI table lookup disagreed with the \
-                         portable loop on its self-check; using the loop"
-                    );
-                }
-                ok
-            }
-        }
+        CHECK.passed(|| {
+            let table: [i8; 256] =
+                core::array::from_fn(|i| (i.wrapping_mul(167) ^ 0x5a) as u8 as i8);
+            let src: alloc::vec::Vec<i8> =
+                (0..256 + 37).map(|i| (i * 89 + 3) as u8 as i8).collect();
+            let mut want = alloc::vec![0i8; src.len()];
+            let mut got = alloc::vec![1i8; src.len()];
+            super::lookup_loop(&src, &mut want, &table);
+            // SAFETY: detected (callers check first).
+            unsafe { lookup_vbmi(&src, &mut got, &table, super::lookup_loop) };
+            got == want
+        })
     }
 }
 

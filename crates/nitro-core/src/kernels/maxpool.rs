@@ -102,12 +102,11 @@ pub(crate) fn plane_values_bytes(xv: &[i8], p: Plane, g: Windows, pad: i8, o: &m
 mod bytes {
     use super::{plane_impl, Plane, Windows, LANES, PADDING};
     use crate::kernels::cpu::{loop_build, Isa};
+    use crate::kernels::self_check::SelfCheck;
     use crate::kernels::x86::avx512::maxpool_band_bytes;
-    use core::sync::atomic::{AtomicU8, Ordering};
 
-    /// Self-check verdicts: 0 not yet checked, 1 agrees with the loop, 2 disagreed.
-    static VERDICT: AtomicU8 = AtomicU8::new(0);
-    static VALUES_VERDICT: AtomicU8 = AtomicU8::new(0);
+    static CHECK: SelfCheck = SelfCheck::new("the AVX-512 byte max pooling");
+    static VALUES_CHECK: SelfCheck = SelfCheck::new("the AVX-512 2×2 byte max pooling");
 
     /// Whether the 2×2 values kernel may run: the AVX-512 build allowed and its first-use
     /// check (odd and even widths, every byte value, against the portable loop) passed.
@@ -115,43 +114,30 @@ mod bytes {
         if loop_build() != Isa::Avx512Vnni {
             return false;
         }
-        match VALUES_VERDICT.load(Ordering::Relaxed) {
-            1 => true,
-            2 => false,
-            _ => {
-                let ok = [(4usize, 129usize), (3, 28), (2, 2)]
-                    .into_iter()
-                    .all(|(h, w)| {
-                        let xv: alloc::vec::Vec<i8> =
-                            (0..h * w).map(|i| (i * 97 + 11) as u8 as i8).collect();
-                        let (p, g) = (
-                            Plane { base: 0, h, w },
-                            Windows {
-                                kernel: (2, 2),
-                                padding: (0, 0),
-                            },
-                        );
-                        let n = (h / 2) * (w / 2);
-                        let (mut want, mut got) = (alloc::vec![0i8; n], alloc::vec![1i8; n]);
-                        super::values_impl(&xv, p, g, i8::MIN, &mut want);
-                        for (oi, orow) in got.chunks_exact_mut(w / 2).enumerate() {
-                            let (r0, r1) = (&xv[2 * oi * w..][..w], &xv[(2 * oi + 1) * w..][..w]);
-                            // SAFETY: the AVX-512 build is allowed (checked above).
-                            unsafe { crate::kernels::x86::avx512::max2x2_row_bytes(r0, r1, orow) };
-                        }
-                        got == want
-                    });
-                VALUES_VERDICT.store(if ok { 1 } else { 2 }, Ordering::Relaxed);
-                if !ok {
-                    #[cfg(feature = "std")]
-                    std::eprintln!(
-                        "nitro-core: warning: the AVX-512 2×2 byte max pooling disagreed with \
-                         the portable loop on its self-check; using the loop"
+        VALUES_CHECK.passed(|| {
+            [(4usize, 129usize), (3, 28), (2, 2)]
+                .into_iter()
+                .all(|(h, w)| {
+                    let xv: alloc::vec::Vec<i8> =
+                        (0..h * w).map(|i| (i * 97 + 11) as u8 as i8).collect();
+                    let (p, g) = (
+                        Plane { base: 0, h, w },
+                        Windows {
+                            kernel: (2, 2),
+                            padding: (0, 0),
+                        },
                     );
-                }
-                ok
-            }
-        }
+                    let n = (h / 2) * (w / 2);
+                    let (mut want, mut got) = (alloc::vec![0i8; n], alloc::vec![1i8; n]);
+                    super::values_impl(&xv, p, g, i8::MIN, &mut want);
+                    for (oi, orow) in got.chunks_exact_mut(w / 2).enumerate() {
+                        let (r0, r1) = (&xv[2 * oi * w..][..w], &xv[(2 * oi + 1) * w..][..w]);
+                        // SAFETY: the AVX-512 build is allowed (checked above).
+                        unsafe { crate::kernels::x86::avx512::max2x2_row_bytes(r0, r1, orow) };
+                    }
+                    got == want
+                })
+        })
     }
 
     /// Whether the kernel takes this plane and may run: windows a power of two up to 16
@@ -175,48 +161,34 @@ mod bytes {
     /// The first-use check (cached): planes with ties, padding maxima and every window width
     /// the kernel takes, against the portable loop.
     fn checked() -> bool {
-        match VERDICT.load(Ordering::Relaxed) {
-            1 => true,
-            2 => false,
-            _ => {
-                let mut state = 0x9e37_79b9u32;
-                let ok = [
-                    ((8, 4), (4, 0), 28, 28),
-                    ((4, 4), (1, 1), 14, 14),
-                    ((2, 16), (1, 3), 5, 40),
-                    ((3, 1), (0, 0), 7, 9),
-                    ((8, 8), (4, 4), 28, 28),
-                ]
-                .into_iter()
-                .all(|(kernel, padding, h, w)| {
-                    let xv: alloc::vec::Vec<i8> = (0..h * w)
-                        .map(|_| {
-                            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                            [-128i8, -3, 0, 5, 127][(state >> 24) as usize % 5]
-                        })
-                        .collect();
-                    let (p, g) = (Plane { base: 0, h, w }, Windows { kernel, padding });
-                    let (kh, kw) = kernel;
-                    let n =
-                        ((h + 2 * padding.0 - kh) / kh + 1) * ((w + 2 * padding.1 - kw) / kw + 1);
-                    let (mut o1, mut a1) = (alloc::vec![0i8; n], alloc::vec![0usize; n]);
-                    let (mut o2, mut a2) = (alloc::vec![1i8; n], alloc::vec![1usize; n]);
-                    plane_impl::<i8, LANES>(&xv, p, g, i8::MIN, &mut o1, &mut a1);
-                    // SAFETY: `usable` checked AVX-512 before calling here.
-                    unsafe { plane(&xv, p, g, i8::MIN, &mut o2, &mut a2) };
-                    (o1, a1) == (o2, a2)
-                });
-                VERDICT.store(if ok { 1 } else { 2 }, Ordering::Relaxed);
-                if !ok {
-                    #[cfg(feature = "std")]
-                    std::eprintln!(
-                        "nitro-core: warning: the AVX-512 byte max pooling disagreed with the \
-                         portable loop on its self-check; using the loop"
-                    );
-                }
-                ok
-            }
-        }
+        CHECK.passed(|| {
+            let mut state = 0x9e37_79b9u32;
+            [
+                ((8, 4), (4, 0), 28, 28),
+                ((4, 4), (1, 1), 14, 14),
+                ((2, 16), (1, 3), 5, 40),
+                ((3, 1), (0, 0), 7, 9),
+                ((8, 8), (4, 4), 28, 28),
+            ]
+            .into_iter()
+            .all(|(kernel, padding, h, w)| {
+                let xv: alloc::vec::Vec<i8> = (0..h * w)
+                    .map(|_| {
+                        state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                        [-128i8, -3, 0, 5, 127][(state >> 24) as usize % 5]
+                    })
+                    .collect();
+                let (p, g) = (Plane { base: 0, h, w }, Windows { kernel, padding });
+                let (kh, kw) = kernel;
+                let n = ((h + 2 * padding.0 - kh) / kh + 1) * ((w + 2 * padding.1 - kw) / kw + 1);
+                let (mut o1, mut a1) = (alloc::vec![0i8; n], alloc::vec![0usize; n]);
+                let (mut o2, mut a2) = (alloc::vec![1i8; n], alloc::vec![1usize; n]);
+                plane_impl::<i8, LANES>(&xv, p, g, i8::MIN, &mut o1, &mut a1);
+                // SAFETY: `usable` checked AVX-512 before calling here.
+                unsafe { plane(&xv, p, g, i8::MIN, &mut o2, &mut a2) };
+                (o1, a1) == (o2, a2)
+            })
+        })
     }
 
     /// Every output row of the plane through the kernel, its winners written as values and

@@ -22,6 +22,8 @@ pub(crate) mod map;
 pub(crate) mod maxpool;
 pub mod nchw;
 pub mod par;
+#[cfg(nitro_x86_simd)]
+pub(crate) mod self_check;
 pub(crate) mod sgd;
 pub mod sparse;
 pub(crate) mod tile;

@@ -61,45 +61,27 @@ impl NchwLane for i8 {
 #[cfg(nitro_x86_simd)]
 mod vbmi {
     use crate::kernels::cpu::{avx512_vbmi, loop_build, Isa};
-    use core::sync::atomic::{AtomicU8, Ordering};
+    use crate::kernels::self_check::SelfCheck;
 
-    /// Verdict: 0 not yet decided, 1 usable, 2 not (absent, not allowed, or disagreed).
-    static VERDICT: AtomicU8 = AtomicU8::new(0);
+    static CHECK: SelfCheck = SelfCheck::new("the AVX-512 VBMI epilogue transpose");
 
     /// Whether `transpose_tile16` may run: the dispatch allows the AVX-512 build, the CPU has
     /// VBMI (and VL), and the kernel agreed with the portable transposes on a tile of every
-    /// byte value written into rows of several strides (decided once; the dispatch is read
-    /// on every call).
+    /// byte value written into rows of several strides.
     pub(super) fn usable() -> bool {
-        match VERDICT.load(Ordering::Relaxed) {
-            1 => loop_build() == Isa::Avx512Vnni,
-            2 => false,
-            _ => {
-                let ok = avx512_vbmi() && check();
-                VERDICT.store(if ok { 1 } else { 2 }, Ordering::Relaxed);
-                ok && loop_build() == Isa::Avx512Vnni
-            }
-        }
+        loop_build() == Isa::Avx512Vnni && avx512_vbmi() && CHECK.passed(check)
     }
 
     fn check() -> bool {
         let tile: [i8; 256] = core::array::from_fn(|i| (i * 113 + 9) as u8 as i8);
-        let ok = [16usize, 17, 49].into_iter().all(|hw| {
+        [16usize, 17, 49].into_iter().all(|hw| {
             let mut want = alloc::vec![0i8; 16 * hw];
             super::write_tile_plain(&tile, 16, 0..16, &mut want, hw, 0, 16);
             let mut got = alloc::vec![0i8; 16 * hw];
-            // SAFETY: VBMI (and F, BW, VL) detected just before; 16 rows of `hw ≥ 16` bytes.
+            // SAFETY: VBMI (and F, BW, VL) detected before; 16 rows of `hw ≥ 16` bytes.
             unsafe { crate::kernels::x86::avx512::transpose_tile16(&tile, &mut got, hw) };
             got == want
-        });
-        if !ok {
-            #[cfg(feature = "std")]
-            std::eprintln!(
-                "nitro-core: warning: the AVX-512 VBMI epilogue transpose disagreed with the \
-                 portable transposes on its self-check; using them"
-            );
-        }
-        ok
+        })
     }
 }
 

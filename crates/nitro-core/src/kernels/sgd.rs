@@ -513,33 +513,17 @@ impl Plan {
     }
 }
 
-/// Self-check verdict of the AVX-512 fast-pass kernel: 0 not yet checked, 1 agrees with the
-/// portable loop, 2 disagreed (never used again).
+/// The AVX-512 fast-pass kernel's first-use check.
 #[cfg(nitro_x86_simd)]
-static FAST_VERDICT: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+static FAST_CHECK: crate::kernels::self_check::SelfCheck =
+    crate::kernels::self_check::SelfCheck::new("the AVX-512 SGD update kernel");
 
 /// Whether the AVX-512 fast-pass kernel agrees with the portable loop (checked once, at first
 /// use; the caller has detected AVX-512).
 #[cfg(nitro_x86_simd)]
 fn fast_kernel_usable() -> bool {
-    use core::sync::atomic::Ordering;
-    match FAST_VERDICT.load(Ordering::Relaxed) {
-        1 => true,
-        2 => false,
-        _ => {
-            // SAFETY: only called where AVX-512 F and BW are detected.
-            let ok = unsafe { fast_kernel_self_check() };
-            FAST_VERDICT.store(if ok { 1 } else { 2 }, Ordering::Relaxed);
-            if !ok {
-                #[cfg(feature = "std")]
-                std::eprintln!(
-                    "nitro-core: warning: the AVX-512 SGD update kernel disagreed with the \
-                     portable loop on its self-check; using the loop"
-                );
-            }
-            ok
-        }
-    }
+    // SAFETY: only called where AVX-512 F and BW are detected.
+    FAST_CHECK.passed(|| unsafe { fast_kernel_self_check() })
 }
 
 /// The kernel's pass against [`Plan::fast_pass`] — values and both flags — for several
