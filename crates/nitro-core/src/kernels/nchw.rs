@@ -20,10 +20,10 @@ impl NchwLane for i64 {}
 
 impl NchwLane for i8 {
     /// A whole tile of 16 positions × 16 filters (the tile engine's) by the AVX-512 VBMI
-    /// transpose where the CPU has it ([`vbmi::tile16`]). Otherwise blocks of 8 positions × 8
-    /// filters as one 8×8 byte transpose in `u64` words (three rounds of masked swaps), so
-    /// every write is 8 contiguous bytes; what is left over (fewer than 8 of either) the plain
-    /// loop writes.
+    /// transpose where the CPU has it (`x86::avx512::transpose_tile16`). Otherwise blocks of
+    /// 8 positions × 8 filters as one 8×8 byte transpose in `u64` words (three rounds of
+    /// masked swaps), so every write is 8 contiguous bytes; what is left over (fewer than 8 of
+    /// either) the plain loop writes.
     #[inline(always)]
     fn write_tile(tile: &[i8], f: usize, o: &mut [i8], hw: usize, (s0, s1): (usize, usize)) {
         #[cfg(nitro_x86_simd)]
@@ -72,6 +72,7 @@ mod vbmi {
         loop_build() == Isa::Avx512Vnni && avx512_vbmi() && CHECK.passed(check)
     }
 
+    /// The kernel against the plain transposed write, into rows of three strides.
     fn check() -> bool {
         let tile: [i8; 256] = core::array::from_fn(|i| (i * 113 + 9) as u8 as i8);
         [16usize, 17, 49].into_iter().all(|hw| {

@@ -15,6 +15,13 @@ use ndarray::{Array2, Array4, ArrayView4};
 /// A tensor shape `(n, c, h, w)`.
 type Nchw = (usize, usize, usize, usize);
 
+/// A value of the byte type as the byte it is (for the byte kernels, which run only where
+/// [`Int::bytes`] gives the values as bytes).
+fn byte<T: Int>(v: T) -> i8 {
+    let v: i32 = v.into();
+    v as i8
+}
+
 /// Element types that can be pooled (the `i8` block outputs, `i16` after dropout, `i32` errors).
 pub trait PoolElem: Int + Ord + TryFrom<i64> + Default + buffers::Reusable {
     /// The type's minimum: the max-pool padding value (algorithm.md §3.5).
@@ -172,9 +179,7 @@ impl Pool2d {
                     let plane = maxpool::Plane { base, h, w };
                     // Bytes (the activations) by the byte kernel where it can take the plane.
                     if let (Some(xb), Some(ob)) = (T::bytes(xv), T::bytes_mut(o)) {
-                        let pad =
-                            T::bytes(core::slice::from_ref(&pad_value)).map_or(i8::MIN, |p| p[0]);
-                        maxpool::plane_bytes(xb, plane, windows, pad, ob, a);
+                        maxpool::plane_bytes(xb, plane, windows, byte(pad_value), ob, a);
                         return Ok(());
                     }
                     maxpool::plane(xv, plane, windows, pad_value, o, a);
@@ -311,8 +316,7 @@ impl Pool2d {
             match (T::bytes(xv), T::bytes_mut(o)) {
                 // Bytes (the activations between blocks) by the byte kernel where it applies.
                 (Some(xb), Some(ob)) => {
-                    let pad = T::bytes(core::slice::from_ref(&pad)).map_or(i8::MIN, |p| p[0]);
-                    maxpool::plane_values_bytes(xb, plane, windows, pad, ob);
+                    maxpool::plane_values_bytes(xb, plane, windows, byte(pad), ob)
                 }
                 _ => maxpool::plane_values(xv, plane, windows, pad, o),
             }
