@@ -596,25 +596,22 @@ pub(crate) unsafe fn maxpool_band_bytes<'a>(
     // 255 − (lane mod kw): sixteen is a multiple of kw, so lane i of every group of sixteen
     // columns is column i mod kw of its window.
     let col = _mm512_sub_epi32(ff, _mm512_and_si512(lane, _mm512_set1_epi32(kw as i32 - 1)));
-    let ms = [
-        _mm512_extracti32x4_epi32::<0>(m),
-        _mm512_extracti32x4_epi32::<1>(m),
-        _mm512_extracti32x4_epi32::<2>(m),
-        _mm512_extracti32x4_epi32::<3>(m),
-    ];
-    let fs = [
-        _mm512_extracti32x4_epi32::<0>(first),
-        _mm512_extracti32x4_epi32::<1>(first),
-        _mm512_extracti32x4_epi32::<2>(first),
-        _mm512_extracti32x4_epi32::<3>(first),
-    ];
-    // Only the groups of sixteen columns that windows cover.
-    for (g, (mg, fg)) in ms
-        .into_iter()
-        .zip(fs)
-        .enumerate()
-        .take((wo * kw).div_ceil(16))
-    {
+    // The maxima and first rows as bytes, read back sixteen columns at a time for only the
+    // groups of sixteen that windows cover.
+    let (mut mb, mut fb) = ([0i8; 64], [0i8; 64]);
+    // SAFETY: both arrays hold 64 bytes.
+    unsafe {
+        _mm512_storeu_si512(mb.as_mut_ptr() as *mut _, m);
+        _mm512_storeu_si512(fb.as_mut_ptr() as *mut _, first);
+    }
+    for g in 0..(wo * kw).div_ceil(16) {
+        // SAFETY: group g is bytes 16g..16g + 16 of each array (g < 4).
+        let (mg, fg) = unsafe {
+            (
+                _mm_loadu_si128(mb.as_ptr().add(16 * g) as *const _),
+                _mm_loadu_si128(fb.as_ptr().add(16 * g) as *const _),
+            )
+        };
         let value = _mm512_add_epi32(_mm512_cvtepi8_epi32(mg), _mm512_set1_epi32(128));
         let rank = _mm512_sub_epi32(ff, _mm512_cvtepu8_epi32(fg));
         let mut key = _mm512_or_si512(
