@@ -517,6 +517,64 @@ fn fused_scaled_forward_equals_conv_then_scaling() {
     }
 }
 
+/// The convolution product from the weights `F×C×k×k` as they are (the tile engine reorders
+/// each filter into the channels-last column order while packing it): the same values as the
+/// product with the reordered matrix, on every dispatch path this CPU has, for weights of one,
+/// two and three digits, odd channel counts, 1×1 and 3×3 kernels, and weights in a
+/// column-major array (not reordered in place: written out first).
+#[test]
+fn convolution_product_from_filters_equals_product_with_their_hwc_matrix() {
+    use ndarray::ShapeBuilder;
+    use nitro_core::kernels::channels_last::ChannelsLast;
+    use nitro_core::kernels::im2col::{hwc_weights, PatchesHwc};
+    use nitro_core::kernels::nchw::rows_to_nchw;
+    use nitro_core::kernels::{
+        conv_rows_nt_nchw, engine_counts, gemm_rows_nt, set_dispatch, Dispatch, Isa,
+    };
+    let mut r = Pcg32::new(43, 8);
+    // (channels, kernel, filters, |w|): every product is above the tile engine's 2²⁴.
+    for &(c, k, f, bound) in &[
+        (32usize, 3usize, 48usize, 127u32),
+        (37, 3, 40, 3000),
+        (5, 3, 300, 200_000),
+        (200, 1, 64, 30_000),
+    ] {
+        let x = Array4::from_shape_fn((7, c, 14, 14), |_| r.symmetric(127) as i8);
+        let xp = ChannelsLast::padded(x.view(), k / 2).unwrap();
+        let rows = PatchesHwc::new(&xp, k).unwrap();
+        let w = Array4::from_shape_fn((f, c, k, k), |_| r.symmetric(bound));
+        let mut wf = Array4::<i32>::zeros((f, c, k, k).f());
+        wf.assign(&w);
+        let bias: Vec<i64> = (0..f).map(|_| i64::from(r.symmetric(500))).collect();
+        let scale = |v: i64| (v >> 14).clamp(-127, 127) as i8;
+        let z = gemm_rows_nt(&rows, hwc_weights(w.view()).view()).unwrap();
+        let want = rows_to_nchw(z.as_slice().unwrap(), (7, f, 196), &bias, scale);
+        for isa in [
+            Isa::Portable,
+            Isa::Avx2,
+            Isa::AvxVnni,
+            Isa::Avx512Vnni,
+            Isa::Amx,
+        ] {
+            if !isa.detected() {
+                eprintln!("SKIPPED: {isa}: this CPU lacks {}", isa.cpu_flags());
+                continue;
+            }
+            set_dispatch(Dispatch::new(true, isa));
+            let what = format!("{isa}, C {c}, k {k}, F {f}, |w| ≤ {bound}");
+            let tiles = engine_counts().tiles;
+            let got = conv_rows_nt_nchw(&rows, w.view(), (7, 196), &bias, scale).unwrap();
+            assert_eq!(got, want, "{what}");
+            if isa == Isa::Amx {
+                assert!(engine_counts().tiles > tiles, "{what}: not on tiles");
+            }
+            let got = conv_rows_nt_nchw(&rows, wf.view(), (7, 196), &bias, scale).unwrap();
+            assert_eq!(got, want, "{what}, column-major weights");
+        }
+    }
+    set_dispatch(Dispatch::default());
+}
+
 /// The convolution product with its epilogue in one call: the same values as the product
 /// followed by `rows_to_nchw`, on every dispatch path this CPU has (the tile engine's banded
 /// form where AMX runs: a product large enough for it), and a shape error naming the sizes for

@@ -35,6 +35,6 @@ pub use buffers::{recycle, release as release_buffers};
 pub use cpu::cap_from_env;
 pub use cpu::{dispatch, set_dispatch, Dispatch, Int, Isa, ISA_ENV};
 pub use gemm::{
-    engine_counts, gemm_nn, gemm_nt, gemm_nt_rows, gemm_nt_with, gemm_rows_nt, gemm_rows_nt_nchw,
-    gemm_tn, Accum, EngineCounts, RowSource,
+    conv_rows_nt_nchw, engine_counts, gemm_nn, gemm_nt, gemm_nt_rows, gemm_nt_with, gemm_rows_nt,
+    gemm_rows_nt_nchw, gemm_tn, Accum, EngineCounts, RowSource,
 };

@@ -10,10 +10,10 @@ use super::saved::{no_forward, no_gradient};
 use super::scaling::Scaling;
 use crate::error::{Error, Result};
 use crate::kernels::channels_last::ChannelsLast;
-use crate::kernels::im2col::{hwc_weights, out_size, Patches, PatchesHwc};
+use crate::kernels::im2col::{out_size, Patches, PatchesHwc};
 use crate::kernels::nchw::NchwLane;
 use crate::kernels::sparse::{conv_weight_gradient, SparseDelta};
-use crate::kernels::{buffers, gemm_nt_rows, gemm_rows_nt_nchw, Int};
+use crate::kernels::{conv_rows_nt_nchw, gemm_nt_rows, Int};
 use crate::optim::{Gradient, Sgd, Staged};
 use alloc::format;
 use alloc::string::String;
@@ -132,7 +132,6 @@ impl Conv2d {
         let (ho, wo) = out_size(hp, wp, self.kernel()).map_err(|e| e.in_layer(&self.name))?;
         // Channels-last patches and weights: the same sums, faster patch rows (im2col.rs).
         let cols = PatchesHwc::new(xp, self.kernel())?;
-        let w = hwc_weights(self.weight.view());
         let f = self.filters();
         let bias: Vec<i64> = match &self.bias {
             Some(b) => b.iter().map(|&v| i64::from(v)).collect(),
@@ -140,9 +139,8 @@ impl Conv2d {
         };
         // The (N·Ho·Wo) × F product (row (m, i, j): every filter's output at that position)
         // through the epilogue into N × F × Ho·Wo.
-        let out = gemm_rows_nt_nchw(&cols, w.view(), (n, ho * wo), &bias, epilogue)
+        let out = conv_rows_nt_nchw(&cols, self.weight.view(), (n, ho * wo), &bias, epilogue)
             .map_err(|e| e.in_layer(&self.name))?;
-        buffers::give_array(w);
         Ok(Array4::from_shape_vec((n, f, ho, wo), out).expect("sizes computed above"))
     }
 

@@ -153,6 +153,53 @@ impl Digits {
 pub(super) enum Operand<'a, 'v, T: Int> {
     View(&'a ArrayView2<'v, T>),
     Rows(&'a dyn RowSource),
+    Filters(Filters<'a, T>),
+}
+
+/// Convolution weights `F×C×k×k` (row-major) read as the `F × (k·k·C)` matrix whose columns
+/// follow the channels-last patches (`im2col::hwc_weights`' matrix), reordered row by row as
+/// they are packed instead of written out whole first: the matrix (18 MB for VGG8B's
+/// convolutions, most of it not in cache) is not written and read back for every batch.
+#[derive(Clone, Copy)]
+pub(super) struct Filters<'a, T> {
+    values: &'a [T],
+    filters: usize,
+    channels: usize,
+    taps: usize,
+}
+
+impl<'a, T: Int> Filters<'a, T> {
+    /// The weights, when they are in standard layout.
+    pub(super) fn new(w: ndarray::ArrayView4<'a, T>) -> Option<Self> {
+        let (f, c, k, _) = w.dim();
+        let values = w.to_slice()?;
+        Some(Filters {
+            values,
+            filters: f,
+            channels: c,
+            taps: k * k,
+        })
+    }
+
+    fn cols(&self) -> usize {
+        self.channels * self.taps
+    }
+
+    fn rows(&self) -> usize {
+        self.filters
+    }
+
+    /// Row `r` (filter `r`, taps outer, channels inner) through `f` into `out`.
+    #[inline(always)]
+    fn map_row<D>(&self, r: usize, out: &mut [D], f: impl Fn(T) -> D) {
+        let (c, kk) = (self.channels, self.taps);
+        let filter = &self.values[r * c * kk..(r + 1) * c * kk];
+        for (tap, run) in out.chunks_exact_mut(c).enumerate().take(kk) {
+            for (o, &v) in run.iter_mut().zip(filter[tap..].iter().step_by(kk)) {
+                *o = f(v);
+            }
+        }
+    }
 }
 
 impl<T: Int> Operand<'_, '_, T> {
@@ -160,6 +207,7 @@ impl<T: Int> Operand<'_, '_, T> {
         match self {
             Operand::View(a) => a.nrows(),
             Operand::Rows(s) => s.rows(),
+            Operand::Filters(w) => w.rows(),
         }
     }
 
@@ -167,6 +215,7 @@ impl<T: Int> Operand<'_, '_, T> {
         match self {
             Operand::View(a) => a.ncols(),
             Operand::Rows(s) => s.cols(),
+            Operand::Filters(w) => w.cols(),
         }
     }
 
@@ -177,6 +226,11 @@ impl<T: Int> Operand<'_, '_, T> {
             Operand::View(_) if T::BOUND <= 128 => return (T::BOUND, Some(1)),
             Operand::View(a) => pack::max_abs_exact(a),
             Operand::Rows(s) => s.bound(),
+            Operand::Filters(_) if T::BOUND <= 128 => return (T::BOUND, Some(1)),
+            Operand::Filters(w) => {
+                let all = ArrayView2::from_shape((1, w.values.len()), w.values).expect("one row");
+                pack::max_abs_exact(&all)
+            }
         };
         (max, parts_for(max))
     }
@@ -191,6 +245,10 @@ impl<T: Int> Operand<'_, '_, T> {
                 v as i8
             }),
             Operand::Rows(s) => s.row_bytes(r, out, wide),
+            Operand::Filters(w) => w.map_row(r, out, |v| {
+                let v: i32 = v.into();
+                v as i8
+            }),
         }
     }
 
@@ -199,6 +257,7 @@ impl<T: Int> Operand<'_, '_, T> {
     fn fill(&self, r: usize, out: &mut [i32], wide: &mut [i16]) {
         match self {
             Operand::View(a) => map_row(a, r, out, |v| v.into()),
+            Operand::Filters(w) => w.map_row(r, out, |v| v.into()),
             Operand::Rows(s) => {
                 s.row(r, wide);
                 for (o, &v) in out.iter_mut().zip(wide.iter()) {

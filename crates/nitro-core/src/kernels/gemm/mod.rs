@@ -32,6 +32,7 @@ mod wide;
 pub use pack::RowSource;
 pub use proof::Accum;
 
+use super::buffers;
 use super::cpu::{dispatch, Dispatch, Int, Isa};
 use crate::error::{Error, Result};
 use alloc::format;
@@ -355,6 +356,57 @@ pub fn gemm_rows_nt<B: Int>(a: &dyn RowSource, b: ArrayView2<'_, B>) -> Result<A
 pub fn gemm_rows_nt_nchw<B, O, E>(
     a: &dyn RowSource,
     b: ArrayView2<'_, B>,
+    shape: (usize, usize),
+    bias: &[i64],
+    epilogue: E,
+) -> Result<Vec<O>>
+where
+    B: Int,
+    O: crate::kernels::nchw::NchwLane,
+    E: Fn(i64) -> O + Sync,
+{
+    nchw_product(a, Weights::Matrix(b), shape, bias, epilogue)
+}
+
+/// [`gemm_rows_nt_nchw`] with B given as convolution weights `F×C×k×k`, standing for their
+/// channels-last matrix ([`hwc_weights`](crate::kernels::im2col::hwc_weights), whose column
+/// order the patch rows `a` follow). The tile engine reorders each filter as it packs it; the
+/// other engines multiply the matrix written out.
+pub fn conv_rows_nt_nchw<O, E>(
+    a: &dyn RowSource,
+    w: ndarray::ArrayView4<'_, i32>,
+    shape: (usize, usize),
+    bias: &[i64],
+    epilogue: E,
+) -> Result<Vec<O>>
+where
+    O: crate::kernels::nchw::NchwLane,
+    E: Fn(i64) -> O + Sync,
+{
+    nchw_product(a, Weights::<i32>::Filters(w), shape, bias, epilogue)
+}
+
+/// The B operand of [`nchw_product`].
+enum Weights<'v, B> {
+    /// A matrix, one row per filter.
+    Matrix(ArrayView2<'v, B>),
+    /// Convolution weights `F×C×k×k`, as their channels-last matrix.
+    Filters(ndarray::ArrayView4<'v, i32>),
+}
+
+/// `f` of the channels-last matrix of the weights `w`, written out for it (in a buffer handed
+/// back after).
+fn with_hwc<R>(w: &ndarray::ArrayView4<'_, i32>, f: impl FnOnce(ArrayView2<'_, i32>) -> R) -> R {
+    let m = crate::kernels::im2col::hwc_weights(w.view());
+    let r = f(m.view());
+    buffers::give_array(m);
+    r
+}
+
+/// [`gemm_rows_nt_nchw`] and [`conv_rows_nt_nchw`].
+fn nchw_product<B, O, E>(
+    a: &dyn RowSource,
+    b: Weights<'_, B>,
     (images, hw): (usize, usize),
     bias: &[i64],
     epilogue: E,
@@ -364,8 +416,14 @@ where
     O: crate::kernels::nchw::NchwLane,
     E: Fn(i64) -> O + Sync,
 {
-    check_k(a.cols(), b.ncols())?;
-    let f = b.nrows();
+    let (f, k) = match &b {
+        Weights::Matrix(m) => (m.nrows(), m.ncols()),
+        Weights::Filters(w) => {
+            let (f, c, kh, kw) = w.dim();
+            (f, c * kh * kw)
+        }
+    };
+    check_k(a.cols(), k)?;
     if a.rows() != images * hw || bias.len() != f {
         return Err(Error::shape(format!(
             "convolution product: {} patch rows for {images} images of {hw} positions, {} \
@@ -378,14 +436,31 @@ where
     {
         let worth_it = amx::worth_it_nchw(a.rows(), f, a.cols());
         let banded = tiles_run(worth_it, dispatch(), || {
-            let (ta, tb) = (amx::Operand::<i16>::Rows(a), amx::Operand::View(&b));
-            amx::gemm_nchw(ta, tb, (images, hw), bias, &epilogue)
+            let ta = amx::Operand::<i16>::Rows(a);
+            match &b {
+                Weights::Matrix(m) => {
+                    amx::gemm_nchw(ta, amx::Operand::View(m), (images, hw), bias, &epilogue)
+                }
+                Weights::Filters(w) => match amx::Filters::new(w.view()) {
+                    Some(fw) => {
+                        amx::gemm_nchw(ta, amx::Operand::Filters(fw), (images, hw), bias, &epilogue)
+                    }
+                    // Not in standard layout: the matrix written out.
+                    None => with_hwc(w, |m| {
+                        let tb = amx::Operand::View(&m);
+                        amx::gemm_nchw(ta, tb, (images, hw), bias, &epilogue)
+                    }),
+                },
+            }
         })?;
         if let Some(out) = banded {
             return Ok(out);
         }
     }
-    let z = gemm_rows_nt(a, b)?;
+    let z = match &b {
+        Weights::Matrix(m) => gemm_rows_nt(a, m.view())?,
+        Weights::Filters(w) => with_hwc(w, |m| gemm_rows_nt(a, m))?,
+    };
     let zs = z.as_slice().expect("standard layout");
     let out = crate::kernels::nchw::rows_to_nchw(zs, (images, f, hw), bias, epilogue);
     crate::kernels::recycle(z);
