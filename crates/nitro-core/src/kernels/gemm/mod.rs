@@ -442,9 +442,13 @@ where
                     amx::gemm_nchw(ta, amx::Operand::View(m), (images, hw), bias, &epilogue)
                 }
                 Weights::Filters(w) => match amx::Filters::new(w.view()) {
-                    Some(fw) => {
-                        amx::gemm_nchw(ta, amx::Operand::Filters(fw), (images, hw), bias, &epilogue)
-                    }
+                    Some(fw) => amx::gemm_nchw(
+                        ta,
+                        amx::Operand::<i32>::Filters(fw),
+                        (images, hw),
+                        bias,
+                        &epilogue,
+                    ),
                     // Not in standard layout: the matrix written out.
                     None => with_hwc(w, |m| {
                         let tb = amx::Operand::View(&m);

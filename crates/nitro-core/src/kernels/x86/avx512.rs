@@ -694,3 +694,31 @@ pub(crate) unsafe fn transpose_tile16(tile: &[i8; 256], dst: &mut [i8], stride: 
         }
     }
 }
+
+/// A filter's weights `C×T` (channel-major: `filter[ch·T + t]`) in tap-major order,
+/// `out[t·C + ch]`, for the channels below the last multiple of sixteen (returned): one
+/// `vpgatherdd` of sixteen channels per tap, read at stride `T` from the filter (in L1 after the
+/// first tap). The caller copies the remaining channels.
+///
+/// # Safety
+/// AVX-512 F; `filter` holds `C·T` values and `out` at least as many; `16·T` fits `i32`.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn taps_outer(filter: &[i32], c: usize, t: usize, out: &mut [i32]) -> usize {
+    debug_assert!(filter.len() == c * t && out.len() >= c * t);
+    // Lane j reads the value T·j words on.
+    let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let idx = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(t as i32));
+    let whole = c / 16 * 16;
+    let (pf, po) = (filter.as_ptr(), out.as_mut_ptr());
+    for tap in 0..t {
+        for ch in (0..whole).step_by(16) {
+            // SAFETY: the sixteen values read are filter[(ch + j)·T + tap], j < 16, all below
+            // C·T; out[tap·C + ch ..][..16] is within C·T (the caller's contract).
+            unsafe {
+                let v = _mm512_i32gather_epi32::<4>(idx, pf.add(ch * t + tap) as *const _);
+                _mm512_storeu_si512(po.add(tap * c + ch) as *mut _, v);
+            }
+        }
+    }
+    whole
+}
