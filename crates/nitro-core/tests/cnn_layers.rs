@@ -8,6 +8,12 @@ use nitro_core::model::Stage;
 use nitro_core::rng::Pcg32;
 use nitro_core::CnnPreset;
 use nitro_core::{Cnn, Compat, Error};
+use std::sync::Mutex;
+
+/// The tests that set the process-wide dispatch (and read the engine counters) run one at a
+/// time: another test's `set_dispatch` between this one's and its product would move it to
+/// another path.
+static SERIAL: Mutex<()> = Mutex::new(());
 
 fn rand4(r: &mut Pcg32, dim: (usize, usize, usize, usize), bound: u32) -> Array4<i32> {
     Array4::from_shape_fn(dim, |_| r.symmetric(bound))
@@ -524,6 +530,7 @@ fn fused_scaled_forward_equals_conv_then_scaling() {
 /// column-major array (not reordered in place: written out first).
 #[test]
 fn convolution_product_from_filters_equals_product_with_their_hwc_matrix() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     use ndarray::ShapeBuilder;
     use nitro_core::kernels::channels_last::ChannelsLast;
     use nitro_core::kernels::im2col::{hwc_weights, PatchesHwc};
@@ -581,6 +588,7 @@ fn convolution_product_from_filters_equals_product_with_their_hwc_matrix() {
 /// rows or biases that do not match.
 #[test]
 fn convolution_product_with_epilogue_equals_product_then_epilogue() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     use nitro_core::kernels::channels_last::ChannelsLast;
     use nitro_core::kernels::im2col::PatchesHwc;
     use nitro_core::kernels::nchw::rows_to_nchw;
@@ -623,6 +631,58 @@ fn convolution_product_with_epilogue_equals_product_then_epilogue() {
             let e = gemm_rows_nt_nchw(&rows, w.view(), shape, b, scale).unwrap_err();
             assert!(matches!(e, Error::Shape(_)), "{e}");
             assert!(e.to_string().contains("patch rows"), "{e}");
+        }
+    }
+    set_dispatch(Dispatch::default());
+}
+
+/// A block's inference, whose activation is looked up on each tile of the convolution's scaled
+/// output as it is written (kernels/lookup.rs `Then`), equals the layers one after the other —
+/// the scaled output written out, then the activation over it — for table activations and a
+/// bipolar one (which keeps the separate pass), on every dispatch path this CPU has (the tile
+/// engine's fused epilogue where AMX runs: a product above its 2²⁴ multiply-adds).
+#[test]
+fn block_inference_with_the_activation_in_the_epilogue_equals_the_layers_in_turn() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    use ndarray::Array2;
+    use nitro_core::block::LocalConv2dBlock;
+    use nitro_core::kernels::{engine_counts, set_dispatch, Dispatch, Isa};
+    use nitro_core::layers::{ActivationKind, Linear};
+    let mut r = Pcg32::new(47, 2);
+    let (n, c, f, d) = (8, 32, 64, 14);
+    for kind in [
+        ActivationKind::NitroRelu { a: 4 },
+        ActivationKind::PocketTanh,
+        ActivationKind::PocketLeakyRelu { a: 5 },
+        ActivationKind::BipolarPocketRelu,
+    ] {
+        let w = Array4::from_shape_fn((f, c, 3, 3), |_| r.symmetric(8000));
+        let conv = Conv2d::new("conv", w, None, 1, 1).unwrap();
+        let geom = head_geometry(f, d, 1000);
+        let hw = Array2::from_shape_fn((10, geom.features), |_| r.symmetric(64));
+        let head = Linear::new("head", hw, None).unwrap();
+        let block =
+            LocalConv2dBlock::from_layers(conv, head, d, 1000, PoolKind::Max, kind).unwrap();
+        let x = Array4::from_shape_fn((n, c, d, d), |_| r.symmetric(127) as i8);
+        let scaled = block
+            .conv
+            .infer_scaled(x.view(), &block.conv_scale)
+            .unwrap();
+        let want = block.act.infer(&scaled);
+        // Outputs across the table: saturated, zero and in between.
+        assert!(scaled.iter().any(|&v| v == 127) && scaled.iter().any(|&v| v == -127));
+        assert!(scaled.iter().filter(|&&v| v.abs() < 100).count() > scaled.len() / 4);
+        for isa in [Isa::Portable, Isa::Avx2, Isa::Avx512Vnni, Isa::Amx] {
+            if !isa.detected() {
+                eprintln!("SKIPPED: {isa}: this CPU lacks {}", isa.cpu_flags());
+                continue;
+            }
+            set_dispatch(Dispatch::new(true, isa));
+            let tiles = engine_counts().tiles;
+            assert_eq!(block.infer(x.view()).unwrap(), want, "{kind:?} on {isa}");
+            if isa == Isa::Amx {
+                assert!(engine_counts().tiles > tiles, "{kind:?}: not on tiles");
+            }
         }
     }
     set_dispatch(Dispatch::default());

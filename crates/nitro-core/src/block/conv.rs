@@ -151,6 +151,10 @@ impl LocalConv2dBlock {
     where
         i16: From<T>,
     {
+        if let Some(table) = self.act.table() {
+            // The activation's lookup on each tile of the scaled output as it is written.
+            return self.conv.infer_scaled_lookup(x, &self.conv_scale, table);
+        }
         let scaled = self.conv.infer_scaled(x, &self.conv_scale)?;
         let y = self.act.infer(&scaled);
         buffers::give_array(scaled);

@@ -42,6 +42,32 @@ pub(crate) fn lookup(src: &[i8], dst: &mut [i8], table: &[i8; 256]) {
     }
 }
 
+/// An epilogue followed by a table lookup (`table[scale(v)]`), the lookup done on each tile
+/// of the epilogue's output while it is in L1 ([`super::nchw::Epilogue::finish`]): a
+/// convolution block's scaling and activation in one pass over its output (block/conv.rs).
+pub(crate) struct Then<S> {
+    pub(crate) scale: S,
+    pub(crate) table: [i8; 256],
+}
+
+impl<S: Fn(i64) -> i8 + Sync> super::nchw::Epilogue<i8> for Then<S> {
+    #[inline(always)]
+    fn value(&self, v: i64) -> i8 {
+        (self.scale)(v)
+    }
+
+    #[inline(always)]
+    fn finish(&self, tile: &mut [i8]) {
+        let vbmi = vbmi_usable();
+        let mut src = [0i8; 256];
+        for part in tile.chunks_mut(256) {
+            let src = &mut src[..part.len()];
+            src.copy_from_slice(part);
+            on_build(src, part, &self.table, vbmi);
+        }
+    }
+}
+
 fn on_build(src: &[i8], dst: &mut [i8], table: &[i8; 256], vbmi: bool) {
     #[cfg(nitro_x86_simd)]
     if vbmi {

@@ -5,6 +5,26 @@
 
 use alloc::vec::Vec;
 
+/// What the epilogue makes of the entries of C: [`Epilogue::value`] of each (`c + bias[f]`),
+/// then [`Epilogue::finish`] of each tile of values (at most sixteen positions × the filters)
+/// before it is written out — where a table lookup follows the scaling (the activation after a
+/// convolution block's scaling, `kernels::lookup::Then`), on the tile while it is in L1 instead
+/// of over the whole tensor afterwards. Any `Fn(i64) -> O` is an epilogue with nothing to finish.
+pub trait Epilogue<O>: Sync {
+    /// The output of one entry.
+    fn value(&self, v: i64) -> O;
+    /// Applied to every tile of values before it is written.
+    #[inline(always)]
+    fn finish(&self, _tile: &mut [O]) {}
+}
+
+impl<O, F: Fn(i64) -> O + Sync> Epilogue<O> for F {
+    #[inline(always)]
+    fn value(&self, v: i64) -> O {
+        self(v)
+    }
+}
+
 /// An element type of a convolution's output: how a tile of `16 × F` epilogue values
 /// (position-major) is written out filter-major.
 pub trait NchwLane: Copy + Default + Send + Sync + super::buffers::Reusable {
@@ -141,7 +161,7 @@ pub fn rows_to_nchw<O, E>(
 ) -> Vec<O>
 where
     O: NchwLane,
-    E: Fn(i64) -> O + Sync,
+    E: Epilogue<O>,
 {
     let mut out = super::buffers::take_dirty::<O>(n * f * hw);
     let image = |m: usize, om: &mut [O]| {
@@ -164,7 +184,7 @@ pub(crate) fn image_positions<O, E>(
     range: (usize, usize),
 ) where
     O: NchwLane,
-    E: Fn(i64) -> O,
+    E: Epilogue<O>,
 {
     #[cfg(nitro_x86_simd)]
     {
@@ -183,7 +203,7 @@ pub(crate) fn image_positions<O, E>(
 
 #[cfg(nitro_x86_simd)]
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn image_avx512<O: NchwLane, E: Fn(i64) -> O>(
+unsafe fn image_avx512<O: NchwLane, E: Epilogue<O>>(
     z: &[i64],
     o: &mut [O],
     shape: (usize, usize),
@@ -196,7 +216,7 @@ unsafe fn image_avx512<O: NchwLane, E: Fn(i64) -> O>(
 
 #[cfg(nitro_x86_simd)]
 #[target_feature(enable = "avx2")]
-unsafe fn image_avx2<O: NchwLane, E: Fn(i64) -> O>(
+unsafe fn image_avx2<O: NchwLane, E: Epilogue<O>>(
     z: &[i64],
     o: &mut [O],
     shape: (usize, usize),
@@ -210,7 +230,7 @@ unsafe fn image_avx2<O: NchwLane, E: Fn(i64) -> O>(
 /// [`image_positions`]' loop: 16 positions at a time, the epilogue over whole rows of `z` into
 /// a small buffer, then its transposed write.
 #[inline(always)]
-fn image_impl<O: NchwLane, E: Fn(i64) -> O>(
+fn image_impl<O: NchwLane, E: Epilogue<O>>(
     z: &[i64],
     o: &mut [O],
     (f, hw): (usize, usize),
@@ -233,9 +253,10 @@ fn image_impl<O: NchwLane, E: Fn(i64) -> O>(
             .zip(z[(s0 - p0) * f..(s1 - p0) * f].chunks_exact(f))
         {
             for ((t, &zv), &b) in trow.iter_mut().zip(zrow).zip(bias) {
-                *t = e(zv + b);
+                *t = e.value(zv + b);
             }
         }
+        e.finish(&mut tile[..(s1 - s0) * f]);
         O::write_tile(tile, f, o, hw, (s0, s1));
     }
 }

@@ -301,6 +301,12 @@ impl Activation {
         y
     }
 
+    /// The forward as a table of every input byte (`table[x as u8]`), for the kinds whose
+    /// output depends on the value alone (not the bipolar ones, which depend on the position).
+    pub(crate) fn table(&self) -> Option<[i8; 256]> {
+        (!self.kind.is_bipolar()).then(|| self.kind.forward_table())
+    }
+
     /// Forward without saving.
     pub fn infer<D: Dimension>(&self, x: &Array<i8, D>) -> Array<i8, D> {
         let k = self.kind;

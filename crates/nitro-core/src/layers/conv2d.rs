@@ -126,7 +126,7 @@ impl Conv2d {
     fn compute_map<O, E>(&self, xp: &ChannelsLast, epilogue: E) -> Result<Array4<O>>
     where
         O: NchwLane,
-        E: Fn(i64) -> O + Sync,
+        E: crate::kernels::nchw::Epilogue<O>,
     {
         let (n, _, hp, wp) = xp.dim();
         let (ho, wo) = out_size(hp, wp, self.kernel()).map_err(|e| e.in_layer(&self.name))?;
@@ -168,6 +168,22 @@ impl Conv2d {
     {
         let xp = self.padded_input(&x)?;
         self.compute_map(&xp, scale.scalar())
+    }
+
+    /// [`Conv2d::infer_scaled`] followed by `table` (`table[scaled as u8]`, an activation's
+    /// table) in the same pass.
+    pub(crate) fn infer_scaled_lookup<T: Int>(
+        &self,
+        x: ArrayView4<'_, T>,
+        scale: &Scaling,
+        table: [i8; 256],
+    ) -> Result<Array4<i8>>
+    where
+        i16: From<T>,
+    {
+        let xp = self.padded_input(&x)?;
+        let scale = scale.scalar();
+        self.compute_map(&xp, crate::kernels::lookup::Then { scale, table })
     }
 
     /// The input widened to `i16`, padded and channels-last in one pass: what the forward's

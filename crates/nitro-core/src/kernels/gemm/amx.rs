@@ -30,7 +30,7 @@ use super::proof::prove_i64;
 use crate::error::Result;
 use crate::kernels::buffers;
 use crate::kernels::cpu::{loop_build, Int, Isa};
-use crate::kernels::nchw::{image_positions, NchwLane};
+use crate::kernels::nchw::{self, image_positions, NchwLane};
 use crate::kernels::par;
 use crate::kernels::x86::amx::{self as kernel, TILE_BYTES};
 use crate::kernels::x86::avx512;
@@ -610,7 +610,7 @@ fn sum_sets(b: &Digits) -> Vec<Accumulators> {
 /// convolution) went out to memory and were read back from it: on a Sapphire Rapids-class
 /// Xeon (2 cores) VGG8B inference 516–523 → 627–656 images/s, a training step 0.219–0.228 →
 /// 0.189–0.203 s (BENCHMARKS.md).
-pub(super) fn gemm_nchw<A: Int, B: Int, O: NchwLane, E: Fn(i64) -> O + Sync>(
+pub(super) fn gemm_nchw<A: Int, B: Int, O: NchwLane, E: nchw::Epilogue<O>>(
     a: Operand<'_, '_, A>,
     b: Operand<'_, '_, B>,
     (images, hw): (usize, usize),
@@ -682,7 +682,7 @@ struct Images<'o, 'e, O, E> {
     epilogue: &'e E,
 }
 
-impl<O: NchwLane, E: Fn(i64) -> O> Images<'_, '_, O, E> {
+impl<O: NchwLane, E: nchw::Epilogue<O>> Images<'_, '_, O, E> {
     /// Rows `g0..g0 + rows` of C, filters `c0..c0 + cols` (`z`: those rows, `cols` sums each),
     /// where they are this task's, image by image.
     fn write(&mut self, z: &[i64], g0: usize, rows: usize, (c0, cols): (usize, usize)) {
@@ -703,7 +703,7 @@ impl<O: NchwLane, E: Fn(i64) -> O> Images<'_, '_, O, E> {
 
 /// A task's images ([`gemm_nchw`]) by bands of [`BAND_BLOCKS`] row blocks of C in a buffer that
 /// stays in L2, each band written out once computed.
-fn band_task<O: NchwLane, E: Fn(i64) -> O>(
+fn band_task<O: NchwLane, E: nchw::Epilogue<O>>(
     a: &Digits,
     bands: Option<&dyn Bands>,
     b: &Digits,
@@ -731,7 +731,7 @@ fn band_task<O: NchwLane, E: Fn(i64) -> O>(
 /// [`band_task`] where every block of C is complete when written (see [`gemm_nchw`]): each
 /// goes through the epilogue from the accumulator tiles, while they are in L1, straight
 /// into the output — no band of `i64` sums written and read back.
-fn fused_task<O: NchwLane, E: Fn(i64) -> O>(
+fn fused_task<O: NchwLane, E: nchw::Epilogue<O>>(
     a: &Digits,
     bands: Option<&dyn Bands>,
     b: &Digits,
@@ -819,7 +819,7 @@ struct Epilogue<'o, 'e, O, E> {
     images: Images<'o, 'e, O, E>,
 }
 
-impl<O: NchwLane, E: Fn(i64) -> O> Sink for Epilogue<'_, '_, O, E> {
+impl<O: NchwLane, E: nchw::Epilogue<O>> Sink for Epilogue<'_, '_, O, E> {
     fn rows(&self) -> usize {
         self.rows
     }

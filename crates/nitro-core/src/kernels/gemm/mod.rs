@@ -363,7 +363,7 @@ pub fn gemm_rows_nt_nchw<B, O, E>(
 where
     B: Int,
     O: crate::kernels::nchw::NchwLane,
-    E: Fn(i64) -> O + Sync,
+    E: crate::kernels::nchw::Epilogue<O>,
 {
     nchw_product(a, Weights::Matrix(b), shape, bias, epilogue)
 }
@@ -381,7 +381,7 @@ pub fn conv_rows_nt_nchw<O, E>(
 ) -> Result<Vec<O>>
 where
     O: crate::kernels::nchw::NchwLane,
-    E: Fn(i64) -> O + Sync,
+    E: crate::kernels::nchw::Epilogue<O>,
 {
     nchw_product(a, Weights::<i32>::Filters(w), shape, bias, epilogue)
 }
@@ -414,7 +414,7 @@ fn nchw_product<B, O, E>(
 where
     B: Int,
     O: crate::kernels::nchw::NchwLane,
-    E: Fn(i64) -> O + Sync,
+    E: crate::kernels::nchw::Epilogue<O>,
 {
     let (f, k) = match &b {
         Weights::Matrix(m) => (m.nrows(), m.ncols()),
