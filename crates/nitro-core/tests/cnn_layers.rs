@@ -533,7 +533,8 @@ fn convolution_product_from_filters_equals_product_with_their_hwc_matrix() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     use ndarray::ShapeBuilder;
     use nitro_core::kernels::channels_last::ChannelsLast;
-    use nitro_core::kernels::im2col::{hwc_weights, PatchesHwc};
+    use nitro_core::kernels::filters::hwc_weights;
+    use nitro_core::kernels::im2col::PatchesHwc;
     use nitro_core::kernels::nchw::rows_to_nchw;
     use nitro_core::kernels::{
         conv_rows_nt_nchw, engine_counts, gemm_rows_nt, set_dispatch, Dispatch, Isa,

@@ -7,7 +7,6 @@
 //! Index conventions: a "patch row" is `(m, i, j)` → `(m·Ho + i)·Wo + j`; a "patch column" is
 //! `(c, u, v)` → `(c·k + u)·k + v`, which is the row-major flattening of a weight `F×C×k×k`.
 
-use super::buffers::{self, Reusable};
 use super::channels_last::ChannelsLast;
 use super::gemm::RowSource;
 use crate::error::{Error, Result};
@@ -227,7 +226,7 @@ impl RowSource for Patches<'_> {
 
 /// The patch matrix of [`im2col`] with its columns in channels-last order `(u, v, c)` →
 /// `(u·k + v)·C + c` instead of `(c, u, v)`: the same products, so a product with the weights
-/// in that order ([`hwc_weights`]) gives the same sums — integer addition does not depend on
+/// in that order ([`hwc_weights`](super::filters::hwc_weights)) gives the same sums — integer addition does not depend on
 /// the order. It reads a channels-last padded input ([`ChannelsLast`]), from which a patch row
 /// is `k` contiguous runs of `k·C` values (the NCHW rows of [`Patches`] are `C·k` runs of `k`).
 pub struct PatchesHwc<'a> {
@@ -299,70 +298,10 @@ impl PatchesHwc<'_> {
     }
 }
 
-/// Convolution weights `F×C×k×k` as the `F × (k·k·C)` matrix whose columns match
-/// [`PatchesHwc`]'s order.
-/// Built in a buffer of the kernels' free list (every element written), which the caller may
-/// hand back once the product has read it (`buffers::give_array`).
-pub fn hwc_weights<T: Reusable + Send + Sync>(w: ArrayView4<'_, T>) -> Array2<T> {
-    let (f, c, k, _) = w.dim();
-    let ws = w.as_standard_layout();
-    let src = ws.as_slice().expect("standard layout");
-    let kk = k * k;
-    let ckk = (c * kk).max(1);
-    let mut out = buffers::take_dirty::<T>(src.len());
-    let filters = |first: usize, rows: &mut [T]| {
-        let from = &src[first * ckk..][..rows.len()];
-        for (filter, row) in from.chunks_exact(ckk).zip(rows.chunks_exact_mut(ckk)) {
-            for (uv, run) in row.chunks_exact_mut(c.max(1)).enumerate().take(kk) {
-                for (ch, o) in run.iter_mut().enumerate() {
-                    *o = filter[ch * kk + uv];
-                }
-            }
-        }
-    };
-    // A VGG layer's weights (up to 2.4 M) on all threads, in blocks of whole filters; a
-    // small layer on the calling thread.
-    if out.len() >= HWC_PARALLEL {
-        let per = HWC_BLOCK.div_ceil(ckk).max(1);
-        super::par::for_each_chunk_mut(&mut out, per * ckk, |b, rows| filters(b * per, rows));
-    } else {
-        filters(0, &mut out);
-    }
-    Array2::from_shape_vec((f, kk * c), out).expect("F·k·k·C values")
-}
-
-/// Weights from which [`hwc_weights`] runs on all threads.
-const HWC_PARALLEL: usize = 1 << 16;
-/// Weights per block of the parallel [`hwc_weights`] (rounded up to whole filters).
-const HWC_BLOCK: usize = 1 << 15;
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use ndarray::Array4;
-
-    /// Small layers (the calling thread) and large ones (blocks of filters on all threads,
-    /// the last block short) against the definition: column `(u·k + v)·C + c` of filter `f`
-    /// is `w[f, c, u, v]`.
-    #[test]
-    fn hwc_weights_reorder_every_filter_by_its_definition() {
-        for dim in [(3, 5, 3, 3), (41, 200, 3, 3), (7, 300, 5, 5)] {
-            let (f, c, k, _) = dim;
-            let w = Array4::from_shape_fn(dim, |(a, b, u, v)| {
-                (a * 7919 + b * 104_729 + u * 31 + v) as i32 % 65_521 - 32_760
-            });
-            let h = hwc_weights(w.view());
-            assert_eq!(h.dim(), (f, k * k * c), "{dim:?}");
-            for ((fi, col), &got) in h.indexed_iter() {
-                let (uv, ch) = (col / c, col % c);
-                assert_eq!(
-                    got,
-                    w[[fi, ch, uv / k, uv % k]],
-                    "{dim:?} filter {fi} column {col}"
-                );
-            }
-        }
-    }
 
     #[test]
     fn patches_and_transposed_patches_agree() {
@@ -423,7 +362,7 @@ mod tests {
         let w = Array4::from_shape_fn((2, 3, 3, 3), |(f, c, u, v)| {
             (f * 81 + c * 9 + u * 3 + v) as i32
         });
-        let wh = hwc_weights(w.view());
+        let wh = crate::kernels::filters::hwc_weights(w.view());
         // Column (u, v, c) = (2, 0, 1) is (2·3 + 0)·3 + 1 = 19.
         assert_eq!(wh[[1, 19]], w[[1, 1, 2, 0]]);
         assert!(Patches::new(xp.view(), 8).is_err());

@@ -15,6 +15,7 @@ mod awake;
 pub(crate) mod buffers;
 pub mod channels_last;
 pub mod cpu;
+pub mod filters;
 pub mod gemm;
 pub mod im2col;
 pub(crate) mod lookup;

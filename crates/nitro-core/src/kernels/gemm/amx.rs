@@ -30,6 +30,7 @@ use super::proof::prove_i64;
 use crate::error::Result;
 use crate::kernels::buffers;
 use crate::kernels::cpu::{loop_build, Int, Isa};
+use crate::kernels::filters::taps_outer;
 use crate::kernels::nchw::{self, image_positions, NchwLane};
 use crate::kernels::par;
 use crate::kernels::x86::amx::{self as kernel, TILE_BYTES};
@@ -157,7 +158,7 @@ pub(super) enum Operand<'a, 'v, T: Int> {
 }
 
 /// Convolution weights `F×C×k×k` (row-major) read as the `F × (k·k·C)` matrix whose columns
-/// follow the channels-last patches (`im2col::hwc_weights`' matrix), reordered row by row as
+/// follow the channels-last patches (`filters::hwc_weights`' matrix), reordered row by row as
 /// they are packed instead of written out whole first: the matrix (18 MB for VGG8B's
 /// convolutions, most of it not in cache) is not written and read back for every batch.
 #[derive(Clone, Copy)]
@@ -196,7 +197,7 @@ impl<'a> Filters<'a> {
     fn map_row<D>(&self, r: usize, out: &mut [D], f: impl Fn(i32) -> D) {
         let (c, kk) = (self.channels, self.taps);
         let filter = &self.values[r * c * kk..(r + 1) * c * kk];
-        taps_outer_loop(filter, (c, kk), 0, out, f);
+        taps_outer(filter, (c, kk), 0, out, f);
     }
 
     /// [`Filters::map_row`] into `i32`: sixteen channels per gather on AVX-512
@@ -212,7 +213,7 @@ impl<'a> Filters<'a> {
             // values and `out` as many; 16·k·k fits i32 (`Filters::new`).
             done = unsafe { avx512::taps_outer(filter, c, kk, out) };
         }
-        taps_outer_loop(filter, (c, kk), done, out, |v| v);
+        taps_outer(filter, (c, kk), done, out, |v| v);
     }
 }
 
@@ -235,34 +236,14 @@ fn gather_self_check() -> bool {
                 .map(|i| (i as i32).wrapping_mul(-1_640_531_527) ^ 0x2545_f491)
                 .collect();
             let mut want = alloc::vec![0i32; c * kk];
-            taps_outer_loop(&filter, (c, kk), 0, &mut want, |v| v);
+            taps_outer(&filter, (c, kk), 0, &mut want, |v| v);
             let mut got = alloc::vec![1i32; c * kk];
             // SAFETY: only called once `loop_build` found AVX-512 allowed and detected; the sizes
             // are the kernel's contract.
             let done = unsafe { avx512::taps_outer(&filter, c, kk, &mut got) };
-            taps_outer_loop(&filter, (c, kk), done, &mut got, |v| v);
+            taps_outer(&filter, (c, kk), done, &mut got, |v| v);
             done == c / 16 * 16 && got == want
         })
-}
-
-/// `out[t·C + ch] = f(filter[ch·T + t])` for the channels from `from` on.
-#[inline(always)]
-fn taps_outer_loop<T: Copy, D>(
-    filter: &[T],
-    (c, kk): (usize, usize),
-    from: usize,
-    out: &mut [D],
-    f: impl Fn(T) -> D,
-) {
-    if from >= c {
-        return;
-    }
-    for (tap, run) in out.chunks_exact_mut(c).enumerate().take(kk) {
-        let vals = filter[from * kk + tap..].iter().step_by(kk);
-        for (o, &v) in run[from..].iter_mut().zip(vals) {
-            *o = f(v);
-        }
-    }
 }
 
 impl<T: Int> Operand<'_, '_, T> {
@@ -1291,12 +1272,12 @@ mod tests {
         ] {
             let filter: Vec<i32> = (0..c * kk).map(|_| r.symmetric(1 << 30)).collect();
             let mut want = alloc::vec![7i32; c * kk];
-            taps_outer_loop(&filter, (c, kk), 0, &mut want, |v| v);
+            taps_outer(&filter, (c, kk), 0, &mut want, |v| v);
             let mut got = alloc::vec![-7i32; c * kk];
             // SAFETY: AVX-512 F detected; the sizes are the kernel's contract.
             let done = unsafe { avx512::taps_outer(&filter, c, kk, &mut got) };
             assert_eq!(done, c / 16 * 16, "C {c}, {kk} taps");
-            taps_outer_loop(&filter, (c, kk), done, &mut got, |v| v);
+            taps_outer(&filter, (c, kk), done, &mut got, |v| v);
             assert_eq!(got, want, "C {c}, {kk} taps");
         }
         assert!(gather_self_check());

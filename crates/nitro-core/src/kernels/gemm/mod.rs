@@ -369,7 +369,7 @@ where
 }
 
 /// [`gemm_rows_nt_nchw`] with B given as convolution weights `F×C×k×k`, standing for their
-/// channels-last matrix ([`hwc_weights`](crate::kernels::im2col::hwc_weights), whose column
+/// channels-last matrix ([`hwc_weights`](crate::kernels::filters::hwc_weights), whose column
 /// order the patch rows `a` follow). The tile engine reorders each filter as it packs it; the
 /// other engines multiply the matrix written out.
 pub fn conv_rows_nt_nchw<O, E>(
@@ -397,7 +397,7 @@ enum Weights<'v, B> {
 /// `f` of the channels-last matrix of the weights `w`, written out for it (in a buffer handed
 /// back after).
 fn with_hwc<R>(w: &ndarray::ArrayView4<'_, i32>, f: impl FnOnce(ArrayView2<'_, i32>) -> R) -> R {
-    let m = crate::kernels::im2col::hwc_weights(w.view());
+    let m = crate::kernels::filters::hwc_weights(w.view());
     let r = f(m.view());
     buffers::give_array(m);
     r
