@@ -15,6 +15,27 @@ use std::sync::Mutex;
 /// another path.
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// `f` on every dispatch path this CPU has, each set in turn (a visible skip line for each
+/// one it lacks), then the default dispatch again.
+fn on_every_path(mut f: impl FnMut(nitro_core::kernels::Isa)) {
+    use nitro_core::kernels::{set_dispatch, Dispatch, Isa};
+    for isa in [
+        Isa::Portable,
+        Isa::Avx2,
+        Isa::AvxVnni,
+        Isa::Avx512Vnni,
+        Isa::Amx,
+    ] {
+        if !isa.detected() {
+            eprintln!("SKIPPED: {isa}: this CPU lacks {}", isa.cpu_flags());
+            continue;
+        }
+        set_dispatch(Dispatch::new(true, isa));
+        f(isa);
+    }
+    set_dispatch(Dispatch::default());
+}
+
 fn rand4(r: &mut Pcg32, dim: (usize, usize, usize, usize), bound: u32) -> Array4<i32> {
     Array4::from_shape_fn(dim, |_| r.symmetric(bound))
 }
@@ -536,9 +557,7 @@ fn convolution_product_from_filters_equals_product_with_their_hwc_matrix() {
     use nitro_core::kernels::filters::hwc_weights;
     use nitro_core::kernels::im2col::PatchesHwc;
     use nitro_core::kernels::nchw::rows_to_nchw;
-    use nitro_core::kernels::{
-        conv_rows_nt_nchw, engine_counts, gemm_rows_nt, set_dispatch, Dispatch, Isa,
-    };
+    use nitro_core::kernels::{conv_rows_nt_nchw, engine_counts, gemm_rows_nt, Isa};
     let mut r = Pcg32::new(43, 8);
     // (channels, kernel, filters, |w|): every product is above the tile engine's 2²⁴.
     for &(c, k, f, bound) in &[
@@ -557,18 +576,7 @@ fn convolution_product_from_filters_equals_product_with_their_hwc_matrix() {
         let scale = |v: i64| (v >> 14).clamp(-127, 127) as i8;
         let z = gemm_rows_nt(&rows, hwc_weights(w.view()).view()).unwrap();
         let want = rows_to_nchw(z.as_slice().unwrap(), (7, f, 196), &bias, scale);
-        for isa in [
-            Isa::Portable,
-            Isa::Avx2,
-            Isa::AvxVnni,
-            Isa::Avx512Vnni,
-            Isa::Amx,
-        ] {
-            if !isa.detected() {
-                eprintln!("SKIPPED: {isa}: this CPU lacks {}", isa.cpu_flags());
-                continue;
-            }
-            set_dispatch(Dispatch::new(true, isa));
+        on_every_path(|isa| {
             let what = format!("{isa}, C {c}, k {k}, F {f}, |w| ≤ {bound}");
             let tiles = engine_counts().tiles;
             let got = conv_rows_nt_nchw(&rows, w.view(), (7, 196), &bias, scale).unwrap();
@@ -578,9 +586,8 @@ fn convolution_product_from_filters_equals_product_with_their_hwc_matrix() {
             }
             let got = conv_rows_nt_nchw(&rows, wf.view(), (7, 196), &bias, scale).unwrap();
             assert_eq!(got, want, "{what}, column-major weights");
-        }
+        });
     }
-    set_dispatch(Dispatch::default());
 }
 
 /// The convolution product with its epilogue in one call: the same values as the product
@@ -593,9 +600,7 @@ fn convolution_product_with_epilogue_equals_product_then_epilogue() {
     use nitro_core::kernels::channels_last::ChannelsLast;
     use nitro_core::kernels::im2col::PatchesHwc;
     use nitro_core::kernels::nchw::rows_to_nchw;
-    use nitro_core::kernels::{
-        engine_counts, gemm_rows_nt, gemm_rows_nt_nchw, set_dispatch, Dispatch, Isa,
-    };
+    use nitro_core::kernels::{engine_counts, gemm_rows_nt, gemm_rows_nt_nchw, Isa};
     let mut r = Pcg32::new(41, 6);
     // 7 images of 14×14 positions (images share 16-row blocks), 32 channels, 48 filters:
     // K = 288 and 7·196·48·288 = 19.0 M multiply-adds, above the tile engine's 2²⁴.
@@ -605,18 +610,7 @@ fn convolution_product_with_epilogue_equals_product_then_epilogue() {
     let w = ndarray::Array2::from_shape_fn((48, 288), |_| r.symmetric(3000) as i16);
     let bias: Vec<i64> = (0..48).map(|_| i64::from(r.symmetric(500))).collect();
     let scale = |v: i64| (v >> 10).clamp(-127, 127) as i8;
-    for isa in [
-        Isa::Portable,
-        Isa::Avx2,
-        Isa::AvxVnni,
-        Isa::Avx512Vnni,
-        Isa::Amx,
-    ] {
-        if !isa.detected() {
-            eprintln!("SKIPPED: {isa}: this CPU lacks {}", isa.cpu_flags());
-            continue;
-        }
-        set_dispatch(Dispatch::new(true, isa));
+    on_every_path(|isa| {
         let z = gemm_rows_nt(&rows, w.view()).unwrap();
         let want = rows_to_nchw(z.as_slice().unwrap(), (7, 48, 196), &bias, scale);
         let tiles = engine_counts().tiles;
@@ -633,8 +627,7 @@ fn convolution_product_with_epilogue_equals_product_then_epilogue() {
             assert!(matches!(e, Error::Shape(_)), "{e}");
             assert!(e.to_string().contains("patch rows"), "{e}");
         }
-    }
-    set_dispatch(Dispatch::default());
+    });
 }
 
 /// A block's inference, whose activation is looked up on each tile of the convolution's scaled
@@ -647,7 +640,7 @@ fn block_inference_with_the_activation_in_the_epilogue_equals_the_layers_in_turn
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     use ndarray::Array2;
     use nitro_core::block::LocalConv2dBlock;
-    use nitro_core::kernels::{engine_counts, set_dispatch, Dispatch, Isa};
+    use nitro_core::kernels::{engine_counts, Isa};
     use nitro_core::layers::{ActivationKind, Linear};
     let mut r = Pcg32::new(47, 2);
     let (n, c, f, d) = (8, 32, 64, 14);
@@ -673,18 +666,12 @@ fn block_inference_with_the_activation_in_the_epilogue_equals_the_layers_in_turn
         // Outputs across the table: saturated, zero and in between.
         assert!(scaled.iter().any(|&v| v == 127) && scaled.iter().any(|&v| v == -127));
         assert!(scaled.iter().filter(|&&v| v.abs() < 100).count() > scaled.len() / 4);
-        for isa in [Isa::Portable, Isa::Avx2, Isa::Avx512Vnni, Isa::Amx] {
-            if !isa.detected() {
-                eprintln!("SKIPPED: {isa}: this CPU lacks {}", isa.cpu_flags());
-                continue;
-            }
-            set_dispatch(Dispatch::new(true, isa));
+        on_every_path(|isa| {
             let tiles = engine_counts().tiles;
             assert_eq!(block.infer(x.view()).unwrap(), want, "{kind:?} on {isa}");
             if isa == Isa::Amx {
                 assert!(engine_counts().tiles > tiles, "{kind:?}: not on tiles");
             }
-        }
+        });
     }
-    set_dispatch(Dispatch::default());
 }
