@@ -37,6 +37,16 @@ pub(crate) struct Windows {
     pub padding: (usize, usize),
 }
 
+impl Windows {
+    /// Windows across a plane `h × w`, `(ho, wo)` (kernel = stride; the padded sizes are at
+    /// least the kernel's, which the layer checked).
+    #[inline(always)]
+    fn out(&self, (h, w): (usize, usize)) -> (usize, usize) {
+        let ((kh, kw), (ph, pw)) = (self.kernel, self.padding);
+        ((h + 2 * ph - kh) / kh + 1, (w + 2 * pw - kw) / kw + 1)
+    }
+}
+
 /// Max pooling of plane `p` of `xv` into its `ho × wo` outputs: the maxima into `o` and their
 /// flat input indices (or [`PADDING`]) into `a`, row-major. `pad` is the padding's value.
 /// Needs `kh ≤ BAND_ROWS` and `kw ≤ BAND_COLS`. On the widest build the dispatch allows (the
@@ -179,8 +189,8 @@ mod bytes {
                     })
                     .collect();
                 let (p, g) = (Plane { base: 0, h, w }, Windows { kernel, padding });
-                let (kh, kw) = kernel;
-                let n = ((h + 2 * padding.0 - kh) / kh + 1) * ((w + 2 * padding.1 - kw) / kw + 1);
+                let (ho, wo) = g.out((h, w));
+                let n = ho * wo;
                 let (mut o1, mut a1) = (alloc::vec![0i8; n], alloc::vec![0usize; n]);
                 let (mut o2, mut a2) = (alloc::vec![1i8; n], alloc::vec![1usize; n]);
                 plane_impl::<i8, LANES>(&xv, p, g, i8::MIN, &mut o1, &mut a1);
@@ -205,7 +215,7 @@ mod bytes {
         a: &mut [usize],
     ) {
         let ((kh, kw), (ph, pw)) = (g.kernel, g.padding);
-        let wo = (p.w + 2 * pw - kw) / kw + 1;
+        let wo = g.out((p.h, p.w)).1;
         let mut keys = [0u32; 64];
         for (oi, (orow, arow)) in o
             .chunks_exact_mut(wo)
@@ -299,7 +309,7 @@ unsafe fn values_avx2<T: Copy + Ord>(xv: &[T], p: Plane, g: Windows, pad: T, o: 
 fn values_impl<T: Copy + Ord>(xv: &[T], p: Plane, g: Windows, pad: T, o: &mut [T]) {
     let ((kh, kw), (ph, pw)) = (g.kernel, g.padding);
     let (h, w) = (p.h, p.w);
-    let wo = (w + 2 * pw - kw) / kw + 1;
+    let wo = g.out((h, w)).1;
     let mut cols = [pad; 2 * BAND_COLS];
     for (oi, orow) in o.chunks_exact_mut(wo).enumerate() {
         // Window rows in padded coordinates, and the part of them inside the input.
@@ -357,7 +367,7 @@ fn plane_impl<T: Copy + Ord + Into<i32>, const L: usize>(
     a: &mut [usize],
 ) {
     let ((kh, kw), (ph, pw)) = (g.kernel, g.padding);
-    let wo = (p.w + 2 * pw - kw) / kw + 1;
+    let wo = g.out((p.h, p.w)).1;
     assert!(kh <= BAND_ROWS && (1..=BAND_COLS).contains(&kw) && a.len() == o.len());
     let mut scratch = Scratch {
         m: [pad; BAND_COLS],
