@@ -46,8 +46,20 @@ pub(crate) fn lookup(src: &[i8], dst: &mut [i8], table: &[i8; 256]) {
 /// of the epilogue's output while it is in L1 ([`super::nchw::Epilogue::finish`]): a
 /// convolution block's scaling and activation in one pass over its output (block/conv.rs).
 pub(crate) struct Then<S> {
-    pub(crate) scale: S,
-    pub(crate) table: [i8; 256],
+    scale: S,
+    table: [i8; 256],
+    /// Whether the VBMI kernel may run (decided once, not per tile).
+    vbmi: bool,
+}
+
+impl<S> Then<S> {
+    pub(crate) fn new(scale: S, table: [i8; 256]) -> Self {
+        Then {
+            scale,
+            table,
+            vbmi: vbmi_usable(),
+        }
+    }
 }
 
 impl<S: Fn(i64) -> i8 + Sync> super::nchw::Epilogue<i8> for Then<S> {
@@ -58,12 +70,11 @@ impl<S: Fn(i64) -> i8 + Sync> super::nchw::Epilogue<i8> for Then<S> {
 
     #[inline(always)]
     fn finish(&self, tile: &mut [i8]) {
-        let vbmi = vbmi_usable();
         let mut src = [0i8; 256];
         for part in tile.chunks_mut(256) {
             let src = &mut src[..part.len()];
             src.copy_from_slice(part);
-            on_build(src, part, &self.table, vbmi);
+            on_build(src, part, &self.table, self.vbmi);
         }
     }
 }

@@ -183,7 +183,7 @@ impl Conv2d {
     {
         let xp = self.padded_input(&x)?;
         let scale = scale.scalar();
-        self.compute_map(&xp, crate::kernels::lookup::Then { scale, table })
+        self.compute_map(&xp, crate::kernels::lookup::Then::new(scale, table))
     }
 
     /// The input widened to `i16`, padded and channels-last in one pass: what the forward's
