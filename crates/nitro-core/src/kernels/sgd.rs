@@ -352,7 +352,9 @@ impl Plan {
         Ok(())
     }
 
-    fn updated_part(&self, params: &[i32], grads: &[i64], out: &mut [i32]) -> bool {
+    /// The new value of every parameter of one part into `out` (lengths are equal, one
+    /// thread); whether all of them fit `i32` (else `out` holds nothing of use).
+    pub(crate) fn updated_part(&self, params: &[i32], grads: &[i64], out: &mut [i32]) -> bool {
         #[cfg(nitro_x86_simd)]
         match loop_build() {
             // SAFETY (both): the instruction set is allowed and detected.

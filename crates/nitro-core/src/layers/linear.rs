@@ -24,8 +24,8 @@ pub struct Linear {
     pending: Option<Staged<Ix2>>,
     /// The exact gradient sums of the training step in progress, not yet applied
     /// ([`Linear::compute_backward`]; data-parallel training combines them across workers
-    /// before one update).
-    grad: Option<Gradient<Ix2>>,
+    /// before one update), or the product that gives them.
+    grad: Option<Held>,
     /// The parameters from before the step, while an update of it has been written
     /// provisionally ([`Linear::write_provisionally`]).
     before: Option<(Array2<i32>, Option<Array1<i32>>)>,
@@ -177,7 +177,6 @@ impl Linear {
         } else {
             None
         };
-        let weight = gemm_tn(delta, x.view()).map_err(|e| e.in_layer(&self.name))?;
         let bias = self.bias.as_ref().map(|_| {
             // Σ over the batch of each column of δ (exact: batch · 2³¹ < 2⁶³).
             let mut g = Array1::<i64>::zeros(delta.ncols());
@@ -188,7 +187,16 @@ impl Linear {
             }
             g
         });
-        self.grad = Some(Gradient { weight, bias });
+        self.grad = Some(if x.nrows() <= DEFER_ROWS {
+            Held::Product {
+                delta: delta.to_owned(),
+                input: x,
+                bias,
+            }
+        } else {
+            let weight = gemm_tn(delta, x.view()).map_err(|e| e.in_layer(&self.name))?;
+            Held::Sums(Gradient { weight, bias })
+        });
         Ok(din)
     }
 
@@ -197,15 +205,32 @@ impl Linear {
     /// value fits `i32`, else [`crate::Error::Overflow`]) and kept for [`Linear::commit`].
     pub(crate) fn stage_gradient(&mut self, sgd: &Sgd) -> Result<()> {
         self.pending = None;
-        let g = self.grad.take().ok_or_else(|| no_gradient(&self.name))?;
-        let bias = self.bias.as_ref().zip(g.bias);
-        self.pending = Some(sgd.stage(&self.weight, g.weight, bias, &self.name)?);
+        let held = self.grad.take().ok_or_else(|| no_gradient(&self.name))?;
+        self.pending = Some(match held {
+            Held::Sums(g) => {
+                let bias = self.bias.as_ref().zip(g.bias);
+                sgd.stage(&self.weight, g.weight, bias, &self.name)?
+            }
+            Held::Product { delta, input, bias } => {
+                let bias = self.bias.as_ref().zip(bias);
+                sgd.stage_product(&self.weight, delta.view(), input.view(), bias, &self.name)?
+            }
+        });
         Ok(())
     }
 
-    /// The gradient kept by [`Linear::compute_backward`], taken out of the layer.
-    pub(crate) fn take_gradient(&mut self) -> Option<Gradient<Ix2>> {
-        self.grad.take()
+    /// The gradient kept by [`Linear::compute_backward`], taken out of the layer (its sums
+    /// computed now if it was kept as their product).
+    pub(crate) fn take_gradient(&mut self) -> Result<Option<Gradient<Ix2>>> {
+        Ok(match self.grad.take() {
+            None => None,
+            Some(Held::Sums(g)) => Some(g),
+            Some(Held::Product { delta, input, bias }) => {
+                let weight =
+                    gemm_tn(delta.view(), input.view()).map_err(|e| e.in_layer(&self.name))?;
+                Some(Gradient { weight, bias })
+            }
+        })
     }
 
     /// Keep `g` as the gradient of the step in progress (for [`Linear::stage_gradient`]);
@@ -216,7 +241,7 @@ impl Linear {
             self.bias.as_ref().map(|b| b.len()),
             &self.name,
         )?;
-        self.grad = Some(g);
+        self.grad = Some(Held::Sums(g));
         Ok(())
     }
 
@@ -270,6 +295,26 @@ impl Linear {
         self.before = None;
     }
 }
+
+/// A weight gradient kept between [`Linear::compute_backward`] and its use.
+#[derive(Clone, Debug)]
+enum Held {
+    /// The sums `δᵀ·x` (and `Σ δ`).
+    Sums(Gradient<Ix2>),
+    /// The error and input whose product `δᵀ·x` the sums are, with the bias sums: a training
+    /// step's update computes the product straight into the new weights
+    /// ([`Sgd::stage_product`]), never writing the sums out.
+    Product {
+        delta: Array2<i32>,
+        input: Array2<i16>,
+        bias: Option<Array1<i64>>,
+    },
+}
+
+/// Batches of at most this many rows keep their weight gradient as a product ([`Held`]): its
+/// sums then cannot overflow `i64` (`2¹⁶·2³¹·2¹⁵ = 2⁶²`), so deferring the product defers no
+/// error — the step reports the same one at the same point as before.
+const DEFER_ROWS: usize = 1 << 16;
 
 /// Narrow every element to `i32`, or report the first that does not fit (as [`narrow_i32`]).
 fn narrow_all(d: &Array2<i64>, layer: &str, op: &'static str) -> Result<Array2<i32>> {

@@ -477,28 +477,29 @@ impl Cnn {
         self.require_heads()?;
         let step = Step::new(labels, self.config.classes, hyper)?;
         let rngs = self.dropout_rngs();
-        match self.compute(x, &step, share) {
-            Ok(stats) => {
-                let mut layers = Vec::new();
-                for s in &mut self.stages {
-                    if let Stage::Block(b) = s {
-                        take_into(&mut b.conv, &mut layers);
-                        take_into(&mut b.head, &mut layers);
-                    }
+        let taken = self.compute(x, &step, share).and_then(|stats| {
+            let mut layers = Vec::new();
+            for s in &mut self.stages {
+                if let Stage::Block(b) = s {
+                    take_into(&mut b.conv, &mut layers)?;
+                    take_into(&mut b.head, &mut layers)?;
                 }
-                for b in &mut self.blocks {
-                    for l in b.layers_mut() {
-                        take_into(l, &mut layers);
-                    }
-                }
-                take_into(&mut self.out, &mut layers);
-                Ok(Gradients::of_share(
-                    &share,
-                    stats,
-                    self.dropout_rngs(),
-                    layers,
-                ))
             }
+            for b in &mut self.blocks {
+                for l in b.layers_mut() {
+                    take_into(l, &mut layers)?;
+                }
+            }
+            take_into(&mut self.out, &mut layers)?;
+            Ok((stats, layers))
+        });
+        match taken {
+            Ok((stats, layers)) => Ok(Gradients::of_share(
+                &share,
+                stats,
+                self.dropout_rngs(),
+                layers,
+            )),
             Err(e) => {
                 self.failed_step(&rngs);
                 Err(e)

@@ -370,7 +370,7 @@ pub(crate) trait HoldsGradient {
     /// The layer's name.
     fn layer_name(&self) -> &str;
     /// Its gradient, taken out.
-    fn take(&mut self) -> Option<LayerGradient>;
+    fn take(&mut self) -> Result<Option<LayerGradient>>;
     /// Keep `g` as its gradient; a shape error unless it fits.
     fn put(&mut self, g: LayerGradient) -> Result<()>;
 }
@@ -379,10 +379,11 @@ impl HoldsGradient for crate::layers::Linear {
     fn layer_name(&self) -> &str {
         &self.name
     }
-    fn take(&mut self) -> Option<LayerGradient> {
+    fn take(&mut self) -> Result<Option<LayerGradient>> {
         let name = self.name.clone();
-        self.take_gradient()
-            .map(|g| LayerGradient::from_gradient(&name, g))
+        Ok(self
+            .take_gradient()?
+            .map(|g| LayerGradient::from_gradient(&name, g)))
     }
     fn put(&mut self, g: LayerGradient) -> Result<()> {
         self.put_gradient(g.into_gradient()?)
@@ -393,10 +394,11 @@ impl HoldsGradient for crate::layers::Conv2d {
     fn layer_name(&self) -> &str {
         &self.name
     }
-    fn take(&mut self) -> Option<LayerGradient> {
+    fn take(&mut self) -> Result<Option<LayerGradient>> {
         let name = self.name.clone();
-        self.take_gradient()
-            .map(|g| LayerGradient::from_gradient(&name, g))
+        Ok(self
+            .take_gradient()
+            .map(|g| LayerGradient::from_gradient(&name, g)))
     }
     fn put(&mut self, g: LayerGradient) -> Result<()> {
         self.put_gradient(g.into_gradient()?)
@@ -404,10 +406,14 @@ impl HoldsGradient for crate::layers::Conv2d {
 }
 
 /// Move the gradient `layer` holds (if any) to the end of `out`.
-pub(crate) fn take_into(layer: &mut impl HoldsGradient, out: &mut Vec<LayerGradient>) {
-    if let Some(g) = layer.take() {
+pub(crate) fn take_into(
+    layer: &mut impl HoldsGradient,
+    out: &mut Vec<LayerGradient>,
+) -> Result<()> {
+    if let Some(g) = layer.take()? {
         out.push(g);
     }
+    Ok(())
 }
 
 /// Put the next gradient of `layers` into `layer`: an error unless it is that layer's.

@@ -330,22 +330,23 @@ impl Mlp {
         self.require_heads()?;
         let step = Step::new(labels, self.config.classes, hyper)?;
         let rngs = self.dropout_rngs();
-        match self.compute(x, &step, 0, share) {
-            Ok(stats) => {
-                let mut layers = Vec::with_capacity(2 * self.blocks.len() + 1);
-                for b in &mut self.blocks {
-                    for l in b.layers_mut() {
-                        take_into(l, &mut layers);
-                    }
+        let taken = self.compute(x, &step, 0, share).and_then(|stats| {
+            let mut layers = Vec::with_capacity(2 * self.blocks.len() + 1);
+            for b in &mut self.blocks {
+                for l in b.layers_mut() {
+                    take_into(l, &mut layers)?;
                 }
-                take_into(&mut self.out, &mut layers);
-                Ok(Gradients::of_share(
-                    &share,
-                    stats,
-                    self.dropout_rngs(),
-                    layers,
-                ))
             }
+            take_into(&mut self.out, &mut layers)?;
+            Ok((stats, layers))
+        });
+        match taken {
+            Ok((stats, layers)) => Ok(Gradients::of_share(
+                &share,
+                stats,
+                self.dropout_rngs(),
+                layers,
+            )),
             Err(e) => {
                 self.failed_step(&rngs);
                 Err(e)

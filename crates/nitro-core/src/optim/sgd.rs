@@ -4,9 +4,11 @@
 use crate::arith::tdiv;
 use crate::error::{Error, Result};
 use crate::kernels::buffers;
+use crate::kernels::gemm::gemm_nt_each;
+use crate::kernels::gemm_tn;
 use crate::kernels::sgd::{Plan, Rates};
 use alloc::format;
-use ndarray::{Array, Array1, Dimension};
+use ndarray::{Array, Array1, Array2, ArrayView2, Dimension, Ix2};
 
 /// The IntegerSGD parameters of one layer: `Δ = tdiv(G, lr_inv·amp) (+ tdiv(P, decay_inv))`,
 /// `P ← P − Δ`.
@@ -186,6 +188,66 @@ impl Sgd {
     }
 }
 
+impl Sgd {
+    /// [`Sgd::stage`] of the weight gradient `δᵀ·x` of a linear layer (`delta`: `batch × out`,
+    /// `x`: `batch × in`, `weight`: `out × in`) without the gradient: each block of its rows
+    /// goes from the product straight into the new weights while it is in cache
+    /// ([`gemm_nt_each`]), so the `i64` sums are never written out and read back. The same
+    /// staged update, and the same errors, as `stage(weight, gemm_tn(delta, x)?, bias, layer)`:
+    /// when some new value does not fit `i32` that path runs and reports it.
+    pub(crate) fn stage_product(
+        &self,
+        weight: &Array2<i32>,
+        delta: ArrayView2<'_, i32>,
+        x: ArrayView2<'_, i16>,
+        bias: Option<(&Array1<i32>, Array1<i64>)>,
+        layer: &str,
+    ) -> Result<Staged<Ix2>> {
+        let plan = self.plan(layer)?;
+        let (rows, cols) = weight.dim();
+        if delta.ncols() != rows || x.ncols() != cols || delta.nrows() != x.nrows() {
+            return Err(Error::shape(format!(
+                "{layer}: weight is {rows}×{cols} but the error is {}×{} and the input {}×{}",
+                delta.nrows(),
+                delta.ncols(),
+                x.nrows(),
+                x.ncols()
+            )));
+        }
+        let params = values(weight);
+        let mut out = buffers::take_dirty::<i32>(params.len());
+        let fits = gemm_nt_each(delta.t(), x.t(), &mut out, |r0, g, o| {
+            plan.updated_part(&params[r0 * cols..r0 * cols + g.len()], g, o)
+        })
+        .map_err(|e| e.in_layer(layer));
+        match fits {
+            Ok(f) if f.iter().all(|&ok| ok) => {
+                let bias = match bias {
+                    Some((b, g)) => Some(Array1::from(updated(
+                        &plan,
+                        &values(b),
+                        &standard(g),
+                        layer,
+                    )?)),
+                    None => None,
+                };
+                Ok(Staged {
+                    weight: Array2::from_shape_vec((rows, cols), out)
+                        .expect("as many values as the weight"),
+                    bias,
+                })
+            }
+            fits => {
+                buffers::give(out);
+                fits?;
+                // A new value outside i32: the authoritative path finds it and names it.
+                let g = gemm_tn(delta, x).map_err(|e| e.in_layer(layer))?;
+                self.stage(weight, g, bias, layer)
+            }
+        }
+    }
+}
+
 /// The new values of `params` by `plan` and their gradients `grads` (standard layout), in a
 /// buffer from the kernels' free list; the error of the first that would leave `i32`.
 fn updated<D: Dimension>(
@@ -266,6 +328,62 @@ fn slice_mut<A: Clone, D: Dimension>(a: &mut Array<A, D>) -> &mut [A] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `stage_product` stages the very update `stage` does from the materialised gradient
+    /// `δᵀ·x`, and fails with the same error where a new weight leaves `i32`: narrow and wide
+    /// errors (the split along K), with and without decay, with a bias, shapes crossing the
+    /// product's blocks.
+    #[test]
+    fn staging_from_the_product_is_staging_its_sums() {
+        use crate::rng::Pcg32;
+        let mut r = Pcg32::new(5, 9);
+        let rates = [
+            Sgd::new(512, 1, 0).unwrap(),
+            Sgd::new(512, 4, 5_000).unwrap(),
+            Sgd::new(1, 1, 0).unwrap(),
+        ];
+        let (mut errors, mut staged) = (0, 0);
+        for case in 0..36 {
+            let (batch, outs, ins) = [(64, 200, 784), (3, 7, 5), (17, 33, 130)][case % 3];
+            let eb = [100u32, 30_000, 60_000, 1 << 20][case % 4];
+            let sgd = rates[case % 3];
+            // Weights near the edge of i32 with the unit learning rate: some update overflows.
+            let wb = if case % 3 == 2 {
+                i32::MAX as u32
+            } else {
+                1 << 20
+            };
+            let delta = Array2::from_shape_fn((batch, outs), |_| r.symmetric(eb));
+            let x = Array2::from_shape_fn((batch, ins), |_| r.symmetric(127) as i16);
+            let w = Array2::from_shape_fn((outs, ins), |_| r.symmetric(wb));
+            let b = Array1::from_shape_fn(outs, |_| r.symmetric(wb));
+            let gb = Array1::from_shape_fn(outs, |j| {
+                (0..batch).map(|i| i64::from(delta[[i, j]])).sum::<i64>()
+            });
+            let g = gemm_tn(delta.view(), x.view()).unwrap();
+            let want = sgd.stage(&w, g, Some((&b, gb.clone())), "layer");
+            let got = sgd.stage_product(&w, delta.view(), x.view(), Some((&b, gb)), "layer");
+            match (want, got) {
+                (Ok(want), Ok(got)) => {
+                    assert_eq!(got.weight, want.weight, "case {case}");
+                    assert_eq!(got.bias, want.bias, "case {case}");
+                    staged += 1;
+                }
+                (Err(want), Err(got)) => {
+                    assert_eq!(format!("{got}"), format!("{want}"), "case {case}");
+                    errors += 1;
+                }
+                (want, got) => panic!("case {case}: {:?} vs {:?}", want.err(), got.err()),
+            }
+        }
+        assert!(errors > 0 && staged > 0, "{errors} errors, {staged} staged");
+        // A shape mismatch is an error, not a panic.
+        let w = Array2::<i32>::zeros((3, 4));
+        let e = Array2::<i32>::zeros((2, 3));
+        let x = Array2::<i16>::zeros((2, 5));
+        let err = rates[0].stage_product(&w, e.view(), x.view(), None, "fc");
+        assert!(matches!(err, Err(Error::Shape(_))), "{:?}", err.err());
+    }
 
     #[test]
     fn sgd_step_matches_spec_formula() {

@@ -234,6 +234,84 @@ pub fn gemm_nt_with<A: Int, B: Int>(
     Ok(wide::gemm(&a, &b, acc, d.avx2()))
 }
 
+/// `C = A·Bᵀ` (as [`gemm_nt`]) handed to `f` in blocks of C's rows instead of returned: for a
+/// product read once, by a pass that writes `out` (one element per entry of C, row-major `m×n`),
+/// such as a weight gradient going straight into IntegerSGD's new weights. Where the pair
+/// engine takes the product (both operands within `i16`, or A wider and split along K) each
+/// block goes to `f(first row, its sums row-major, out's rows of it)` while it is in cache
+/// ([`pairs::gemm16_each`]) and C is never written out; any other product is computed by
+/// [`gemm_nt`]'s engines and handed over whole. The sums are [`gemm_nt`]'s, exactly; so are
+/// the errors. `f`'s results in row order.
+pub(crate) fn gemm_nt_each<A: Int, B: Int, O: Send, R: Send>(
+    a: ArrayView2<'_, A>,
+    b: ArrayView2<'_, B>,
+    out: &mut [O],
+    f: impl Fn(usize, &[i64], &mut [O]) -> R + Sync + Send,
+) -> Result<Vec<R>> {
+    gemm_nt_each_with(a, b, out, dispatch(), f)
+}
+
+/// [`gemm_nt_each`] under the dispatch `d` (tests force each path).
+fn gemm_nt_each_with<A: Int, B: Int, O: Send, R: Send>(
+    a: ArrayView2<'_, A>,
+    b: ArrayView2<'_, B>,
+    out: &mut [O],
+    d: Dispatch,
+    f: impl Fn(usize, &[i64], &mut [O]) -> R + Sync + Send,
+) -> Result<Vec<R>> {
+    check_k(a.ncols(), b.ncols())?;
+    let (m, n, k) = (a.nrows(), b.nrows(), a.ncols());
+    if out.len() != m * n {
+        return Err(Error::shape(format!(
+            "room for {} results of a {m}×{n} product",
+            out.len()
+        )));
+    }
+    // A product the tile engine would take goes its way (and is handed over whole).
+    #[cfg(nitro_x86_simd)]
+    let tiles = tiles_allowed(d) && amx::worth_it(m, n, k);
+    #[cfg(not(nitro_x86_simd))]
+    let tiles = false;
+    if d.allow_i16 && !tiles {
+        let operands = match pack::pack_a(&a, Narrow::Direct) {
+            Some(pa) => match pack::pack_b(&b, Narrow::Direct) {
+                Some(pb) => {
+                    let kc = prove_i64(pa.max, pb.max, k)
+                        .map(|()| Accum::prove(pa.max, pb.max, k).pairs_per_block(k));
+                    match kc {
+                        Ok(Some(kc)) => Some((pa, pb, kc)),
+                        other => {
+                            pa.release();
+                            pb.release();
+                            other?;
+                            None
+                        }
+                    }
+                }
+                None => {
+                    pa.release();
+                    None
+                }
+            },
+            None => split_k::operands_a_wide(&a, &b, pairs::KC)?,
+        };
+        if let Some((pa, pb, kc)) = operands {
+            let r = pairs::gemm16_each(&pa, &pb, kc, pairs::resolve(d.isa), out, f);
+            pa.release();
+            pb.release();
+            count(1);
+            return Ok(r);
+        }
+    }
+    let c = gemm_nt_with(a, b, None, d)?;
+    let r = match c.as_slice() {
+        Some(sums) => f(0, sums, out),
+        None => f(0, &c.iter().copied().collect::<Vec<i64>>(), out),
+    };
+    buffers::recycle(c);
+    Ok(alloc::vec![r])
+}
+
 /// The pair engine on packed operands, releasing both: every sum proven to fit `i64` (else the
 /// overflow error), `i32` blocks as long as the proof allows (no longer than a `forced`
 /// accumulation); `None` when not even one pair per block is proven.
@@ -523,6 +601,61 @@ mod tests {
 
     fn random(r: &mut Pcg32, rows: usize, cols: usize, bound: u32) -> Array2<i32> {
         Array2::from_shape_fn((rows, cols), |_| r.symmetric(bound))
+    }
+
+    /// `gemm_nt_each` hands every row of the product over exactly once, in order, with the
+    /// oracle's sums and `out`'s matching rows, on every path this CPU has: both operands
+    /// within `i16`, A wide (the split along K, an error gradient's case), both wide (handed
+    /// over whole), shapes that cross the micro-tiles and the consumer's blocks, and K = 0.
+    #[test]
+    fn each_block_of_a_product_reaches_its_consumer_once() {
+        let mut r = Pcg32::new(11, 2);
+        let shapes = [
+            (1, 1, 1),
+            (7, 5, 3),
+            (13, 37, 64),
+            (200, 784, 64),
+            (25, 300, 129),
+            (6, 9, 0),
+        ];
+        for d in Dispatch::all_detected() {
+            for (case, &(m, n, k)) in shapes.iter().enumerate() {
+                for bound in [127u32, 32_767, 60_000, 1 << 24] {
+                    let a = random(&mut r, m, k, bound);
+                    let b = random(&mut r, n, k, if bound > 60_000 { bound } else { 127 });
+                    let want = oracle(&a, &b);
+                    let mut out = alloc::vec![(usize::MAX, 0i64); m * n];
+                    let rows = gemm_nt_each_with(a.view(), b.view(), &mut out, d, |r0, c, o| {
+                        assert_eq!(c.len(), o.len());
+                        assert_eq!(c.len() % n, 0);
+                        for (i, (slot, &v)) in o.iter_mut().zip(c).enumerate() {
+                            *slot = (r0 + i / n, v);
+                        }
+                        (r0, c.len() / n)
+                    })
+                    .unwrap();
+                    // The blocks tile 0..m in order.
+                    let mut next = 0;
+                    for (r0, len) in rows {
+                        assert_eq!(r0, next, "{d:?} case {case}");
+                        next += len;
+                    }
+                    assert_eq!(next, m, "{d:?} case {case}");
+                    for (idx, &(row, v)) in out.iter().enumerate() {
+                        assert_eq!(
+                            row,
+                            idx / n,
+                            "{d:?} case {case}: entry {idx} in another row"
+                        );
+                        assert_eq!(
+                            v,
+                            want[[idx / n, idx % n]],
+                            "{d:?} case {case} bound {bound}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -139,18 +139,80 @@ pub(crate) fn gemm16(a: &Packed16, b: &Packed16, kc: usize, isa: Isa) -> Vec<i64
     let per_task = par::rows_per_task(panels_a, 2 * m * n * kp);
     par::for_each_chunk_mut(&mut c, per_task * MR * n, |t, cblock| {
         let rows = cblock.len() / n;
-        let args = (a, b, t * per_task, rows, cblock, n, kc);
-        #[cfg(nitro_x86_simd)]
-        // SAFETY: `isa` is detected on this CPU (the callers' contract).
-        match isa {
-            Isa::Avx512Vnni => return unsafe { block_avx512(args) },
-            Isa::AvxVnni => return unsafe { block_avxvnni(args) },
-            Isa::Avx2 => return unsafe { block_avx2(args) },
-            Isa::Portable | Isa::Amx => {}
-        }
-        block(args, isa);
+        block_on((a, b, t * per_task, rows, cblock, n, kc), isa);
     });
     c
+}
+
+/// C's rows per block handed to a consumer by [`gemm16_each`]: at most this many bytes of
+/// `i64` sums (at least one A panel), so that a block is still in L1 or L2 when its consumer
+/// reads it.
+const EACH_BYTES: usize = 64 << 10;
+
+/// [`gemm16`] without C: each block of C's rows (whole A panels, see [`EACH_BYTES`]) is
+/// computed into a scratch buffer and handed to `f(first row, the block's sums row-major,
+/// out's rows of that block)` while it is in cache; `out` has one element per entry of C
+/// (row-major `a.rows × b.rows`). For a product only read once, by a pass that writes
+/// something else of C's shape (a weight gradient that goes straight into IntegerSGD's new
+/// weights): its `i64` sums never travel to memory and back. The sums are exactly
+/// [`gemm16`]'s (the same micro-kernels and proof; `kc` as there). Returns `f`'s results in
+/// row order.
+pub(crate) fn gemm16_each<O: Send, R: Send>(
+    a: &Packed16,
+    b: &Packed16,
+    kc: usize,
+    isa: Isa,
+    out: &mut [O],
+    f: impl Fn(usize, &[i64], &mut [O]) -> R + Sync + Send,
+) -> Vec<R> {
+    let (m, n, kp) = (a.rows, b.rows, a.kp);
+    debug_assert_eq!(kp, b.kp);
+    assert_eq!(out.len(), m * n, "one output per entry of C");
+    if m == 0 || n == 0 {
+        return Vec::new();
+    }
+    if kp == 0 {
+        let c = alloc::vec![0i64; m * n];
+        return alloc::vec![f(0, &c, out)];
+    }
+    let kc = kc.clamp(1, KC);
+    let kc = kp.div_ceil(kp.div_ceil(kc));
+    let panels_a = m.div_ceil(MR);
+    let per_task = par::rows_per_task(panels_a, 2 * m * n * kp);
+    // A panels per consumer block, never more than a task has.
+    let each = (EACH_BYTES / (MR * n * 8)).clamp(1, per_task);
+    let mut tasks: Vec<(usize, &mut [O])> = out.chunks_mut(per_task * MR * n).enumerate().collect();
+    let per = par::map_mut(&mut tasks, |(t, rows_out)| {
+        let p0 = *t * per_task;
+        let mut scratch = buffers::take_dirty::<i64>((each * MR * n).min(rows_out.len()));
+        let mut results = Vec::new();
+        for (g, block_out) in rows_out.chunks_mut(each * MR * n).enumerate() {
+            let rows = block_out.len() / n;
+            let c = &mut scratch[..rows * n];
+            block_on((a, b, p0 + g * each, rows, c, n, kc), isa);
+            results.push(f((p0 + g * each) * MR, c, block_out));
+        }
+        buffers::give(scratch);
+        results
+    });
+    per.into_iter().flatten().collect()
+}
+
+/// [`block`] by `isa`'s wrapper (its micro-kernel inlined).
+fn block_on(args: BlockArgs<'_>, isa: Isa) {
+    #[cfg(nitro_x86_simd)]
+    // SAFETY: `isa` is detected on this CPU (the callers' contract).
+    match isa {
+        Isa::Avx512Vnni => return unsafe { block_avx512(args) },
+        Isa::AvxVnni => return unsafe { block_avxvnni(args) },
+        Isa::Avx2 => return unsafe { block_avx2(args) },
+        Isa::Portable | Isa::Amx => {}
+    }
+    let _ = isa;
+    // The portable kernel, named as a constant: with `isa` itself this copy of `block` would
+    // call every SIMD micro-kernel too, and a second caller keeps LLVM from inlining them into
+    // their wrappers (a call per micro-tile).
+    block(args, Isa::Portable);
 }
 
 /// What [`block`] works on: the packed operands, the first A panel, the rows of C, C's block,

@@ -99,12 +99,22 @@ pub(super) fn product_a_wide<T: Int, N: Int>(
     min_pairs: usize,
     d: Dispatch,
 ) -> Result<Option<Array2<i64>>> {
+    Ok(operands_a_wide(a, b, min_pairs)?.map(|(pa, pb, kc)| run(pa, pb, kc, d)))
+}
+
+/// The packed operands and the `i32` block length of [`product_a_wide`], for a caller that
+/// runs the pair engine on them itself (and releases them).
+pub(super) fn operands_a_wide<T: Int, N: Int>(
+    a: &ArrayView2<'_, T>,
+    b: &ArrayView2<'_, N>,
+    min_pairs: usize,
+) -> Result<Option<(Packed16, Packed16, usize)>> {
     let (mw, mx) = (pack::max_abs_view(a), pack::max_abs_view(b));
     let Some((s, kc)) = plan(mw, mx, a.ncols(), min_pairs)? else {
         return Ok(None);
     };
     let (pa, pb) = (pack_wide::<T, MR>(a, mw, s), pack_narrow::<N, NR>(b, mx, s));
-    Ok(Some(run(pa, pb, kc, d)))
+    Ok(Some((pa, pb, kc)))
 }
 
 /// The shift and the `i32` block length (in pairs) of a split product with the wide operand
