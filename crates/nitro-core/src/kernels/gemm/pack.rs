@@ -95,8 +95,10 @@ pub(crate) fn max_abs_exact<T: Int>(a: &ArrayView2<'_, T>) -> u64 {
     max_abs_build(a)
 }
 
-/// Values per part of a scan of [`max_abs_exact`] on all threads.
-const MAX_ABS_PART: usize = 1 << 18;
+/// Values per part of a scan of [`max_abs_exact`] on all threads: small enough that MLP2's
+/// first weights (157 k, scanned before every forward) are split, which left the other thread
+/// waiting for ~20 µs a step (2¹⁸: one part; criterion-like epoch 280 → 270 ms on 2 threads).
+const MAX_ABS_PART: usize = 1 << 16;
 
 /// [`max_abs_exact`] on the calling thread, on the widest build the dispatch allows.
 fn max_abs_build<T: Int>(a: &ArrayView2<'_, T>) -> u64 {
