@@ -124,6 +124,8 @@ class _Bar:
 
 def _use_bar(monkeypatch, bar: _Bar) -> None:
     monkeypatch.setattr(_progress, "progress", lambda enabled, epochs: bar)
+    # Shown every batch (a real bar is shown a few times a second): the stop lands on one.
+    monkeypatch.setattr(_progress, "EVERY_MS", 0)
 
 
 def test_stop_inside_an_epoch_then_resume_equals_uninterrupted_run(tmp_path, monkeypatch):

@@ -177,6 +177,7 @@ def test_interrupted_run_resumes_with_the_uninterrupted_results(
     # The run, as a worker runs it, stopped by Ctrl-C inside epoch 2.
     with monkeypatch.context() as m:
         m.setattr(_progress, "progress", lambda enabled, epochs: _CtrlC((2, 3)))
+        m.setattr(_progress, "EVERY_MS", 0)  # shown every batch: the stop lands on (2, 3)
         with pytest.raises(KeyboardInterrupt):
             _sweep_run.run_task(run.settings, run.seed, str(folder), str(data[0]), 1, 1)
     assert (folder / "checkpoint.safetensors").is_file()

@@ -35,13 +35,20 @@ def clock(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+#: The least time between two progress reports from the engine (``Run.epoch``'s ``every_ms``):
+#: enough for the bars (a terminal's is redrawn at most ten times a second, a log's line comes
+#: every 10 % of an epoch), and each report costs a trip through the GIL.
+EVERY_MS = 20
+
+
 class _Rate:
-    """Batches per second since the first batch seen, and the time left."""
+    """Batches per second since the first batch seen, and the time left. Reports may skip
+    batches (:data:`EVERY_MS`): the rate counts the batches between them, not the reports."""
 
     def __init__(self, epochs: int) -> None:
         self.epochs = epochs
         self.start: float | None = None
-        self.seen = 0
+        self.first = (0, 0)  # (epoch, batch) of the first report
 
     def update(self, epoch: int, batch: int, batches: int) -> tuple[float, float, float]:
         """``(batches/s, seconds left in the epoch, seconds left in the run)``."""
@@ -49,9 +56,12 @@ class _Rate:
         if self.start is None:
             # The first batch's own time is unknown: count from the call that reports it.
             self.start = now
+            self.first = (epoch, batch)
             return 0.0, 0.0, 0.0
-        self.seen += 1
-        rate = self.seen / max(now - self.start, 1e-9)
+        seen = (epoch - self.first[0]) * batches + batch - self.first[1]
+        rate = max(seen, 0) / max(now - self.start, 1e-9)
+        if rate <= 0.0:
+            return 0.0, 0.0, 0.0
         left_epoch = (batches - batch) / rate
         left_run = left_epoch + (self.epochs - epoch) * batches / rate
         return rate, left_epoch, left_run
@@ -137,11 +147,10 @@ class _TqdmBar:
             self.bar = self.tqdm(total=batches, initial=batch - 1,
                                  desc=f"epoch {epoch}/{self.epochs}", unit="batch",
                                  leave=False, dynamic_ncols=True)
-        self.bar.update(1)
-        if batch % 20 == 0 or batch == batches:
-            run = f", run ETA {clock(left_run)}" if rate > 0 else ""
-            self.bar.set_postfix_str(f"train acc {100.0 * correct / max(total, 1):.1f}%{run}",
-                                     refresh=False)
+        self.bar.update(batch - self.bar.n)  # reports may skip batches
+        run = f", run ETA {clock(left_run)}" if rate > 0 else ""
+        self.bar.set_postfix_str(f"train acc {100.0 * correct / max(total, 1):.1f}%{run}",
+                                 refresh=False)
 
     def epoch_end(self, line: str) -> None:
         self.close()  # leave=False: the bar disappears

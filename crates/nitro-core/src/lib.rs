@@ -81,7 +81,7 @@ pub use model::{Cnn, CnnConfig, Feature, Gradients, LayerGradient, Mlp, MlpConfi
 pub use optim::{Compat, Hyper, Plateau, Schedule, Sgd};
 pub use params::NamedParams;
 pub use presets::{CnnPreset, CnnPresetSpec, Preset, PresetSpec};
-pub use train::{fit, fit_from, EpochMetrics, History, RunState, Sets, TrainConfig};
+pub use train::{fit, fit_from, fit_held, EpochMetrics, History, RunState, Sets, TrainConfig};
 
 /// The library version (also written into saved models).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -7,7 +7,7 @@ mod common;
 use ndarray::Array2;
 use nitro_core::io::{Checkpoint, Model};
 use nitro_core::rng::Pcg32;
-use nitro_core::train::{fit, fit_from, Control, EpochEnd, Progress, RunState, Sets};
+use nitro_core::train::{fit, fit_from, fit_held, Control, EpochEnd, Progress, RunState, Sets};
 use nitro_core::{Augment, Cnn, Dataset, Error, Feature, Mlp, MlpConfig, Plateau, Split};
 use nitro_core::{History, TrainConfig};
 
@@ -199,6 +199,48 @@ fn a_finished_run_extends_to_more_epochs() {
     let (m, h) = resume_from(&saved[1], &sets, &config(3));
     assert!(weights(&m) == weights(&full), "models differ");
     assert_eq!(h.epochs.len(), 3);
+}
+
+/// A run object holding its sets (the Python binding's `Run`) trains one epoch per
+/// `fit_held` call, without fingerprinting the sets again: the same bits as one call for all
+/// epochs; other settings are still refused.
+#[test]
+fn a_held_run_trained_an_epoch_per_call_is_the_whole_run() {
+    let train = random_set(160, (1, 8, 8), 4, 1);
+    let sets = Sets::new(&train, None);
+    let (full, history, _) = uninterrupted(mlp, &sets, &config(3));
+    let mut m = mlp();
+    let mut state = RunState::new(&config(3), &sets).unwrap();
+    let mut last = None;
+    for epochs in 1..=3 {
+        let h = fit_held(
+            &mut m,
+            &sets,
+            &config(epochs),
+            &mut state,
+            &mut go,
+            &mut |_| Ok(Control::Continue),
+        )
+        .unwrap();
+        last = Some(h);
+    }
+    assert!(weights(&m) == weights(&full), "models differ");
+    // The metrics but for the wall-clock times.
+    let untimed = |h: &History| {
+        let mut e = h.epochs.clone();
+        for m in &mut e {
+            (m.train_millis, m.eval_millis) = (0, 0);
+        }
+        e
+    };
+    assert_eq!(untimed(&last.unwrap()), untimed(&history));
+    let mut changed = config(4);
+    changed.seed = 1;
+    let e = fit_held(&mut m, &sets, &changed, &mut state, &mut go, &mut |_| {
+        Ok(Control::Continue)
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("seed"), "{e}");
 }
 
 #[test]

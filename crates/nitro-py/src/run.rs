@@ -4,10 +4,11 @@
 //!
 //! A `Run` owns its data sets (training, optional validation, optional test), its settings
 //! (`TrainConfig`) and where it stands (`RunState`); `Run.epoch` runs the engine's loop
-//! (`nitro_core::fit_from`) until the next epoch boundary, `Run.save_checkpoint` writes the
+//! (`nitro_core::fit_held`) until the next epoch boundary, `Run.save_checkpoint` writes the
 //! model and the state into one file (`io::Checkpoint`), `Run.from_checkpoint` continues one.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use nitro_core::io::Checkpoint;
 use nitro_core::{Dataset, RunState, Sets, Split, TrainConfig};
@@ -20,7 +21,7 @@ use crate::convert::{epoch_dict, hyper_from};
 use crate::errors::{to_py, value_err};
 use crate::fit::{
     check_continues, dataset, optional_dataset, run_epoch, schedule_from, settings_dict,
-    train_config, Watch,
+    train_config, OnBatch, Watch,
 };
 use crate::model::Model;
 
@@ -264,16 +265,18 @@ impl Run {
 
     /// Train `model` until the next epoch boundary (GIL released; `threads` workers, results
     /// independent of it). `on_batch(epoch, batch, batches, loss, correct, total)` runs after
-    /// every batch, followed by a signal check; an exception there (Ctrl-C's
-    /// `KeyboardInterrupt` too) stops the run after that batch — the state then continues from
-    /// the next batch. Returns the epoch's metrics (partial when stopped inside it: `batch` is
+    /// every batch — or, with `every_ms` > 0, after a batch only when that many milliseconds
+    /// have passed since its last call (always after the first batch and the epoch's last: a
+    /// progress display's rate, without a trip through the GIL per batch) — followed by a
+    /// signal check; an exception there (Ctrl-C's `KeyboardInterrupt` too) stops the run after
+    /// that batch — the state then continues from the next batch. Returns the epoch's metrics (partial when stopped inside it: `batch` is
     /// then non-zero) and that exception, or `None`. An engine error is raised and ends the run.
     ///
     /// `exchange(x, labels, hyper, rngs) -> bytes`, when given, computes every step on workers
     /// (data-parallel training: `nitrod_rs._parallel`): it returns the exact sum of the
     /// gradient sums of the batch's shares, which `model` applies — its own step, bit for
     /// bit; an exception it raises ends the run as an engine error does.
-    #[pyo3(signature = (model, on_batch=None, threads=None, exchange=None))]
+    #[pyo3(signature = (model, on_batch=None, threads=None, exchange=None, every_ms=0))]
     fn epoch<'py>(
         &mut self,
         py: Python<'py>,
@@ -281,6 +284,7 @@ impl Run {
         on_batch: Option<Py<PyAny>>,
         threads: Option<usize>,
         exchange: Option<Py<PyAny>>,
+        every_ms: u64,
     ) -> PyResult<(Bound<'py, PyAny>, Option<Py<PyAny>>)> {
         self.usable()?;
         if self.state.finished() {
@@ -309,7 +313,10 @@ impl Run {
             &sets,
             &cfg,
             state,
-            on_batch,
+            on_batch.map(|call| OnBatch {
+                call,
+                every: Duration::from_millis(every_ms),
+            }),
             threads,
             exchange,
         )?;

@@ -222,6 +222,7 @@ class Run:
             bytes,
         ]
         | None = None,
+        every_ms: int = 0,
     ) -> tuple[dict[str, Any], BaseException | None]: ...
     def save_checkpoint(self, model: Model, path: str | PathLike[str]) -> None: ...
     @property

@@ -431,9 +431,12 @@ class Model:
         try:
             while not run.finished:
                 consistent = False
+                # Only a bar: reports a few times a second. A cluster's interrupt check needs
+                # every batch.
                 d, pending = run.epoch(
                     self._m, on_batch if bar is not None or cluster is not None else None,
-                    threads, None if cluster is None else cluster.exchange)
+                    threads, None if cluster is None else cluster.exchange,
+                    every_ms=_progress.EVERY_MS if cluster is None else 0)
                 consistent = True
                 if run.batch:  # stopped inside the epoch
                     partial = d

@@ -387,7 +387,7 @@ pub fn fit<M: Trainable>(
     on_epoch: &mut dyn FnMut(&EpochEnd<'_, M>) -> Result<Control>,
 ) -> Result<History> {
     let mut state = RunState::new(cfg, sets)?;
-    fit_from(model, sets, cfg, &mut state, on_batch, on_epoch)
+    fit_held(model, sets, cfg, &mut state, on_batch, on_epoch)
 }
 
 /// Continue the run `state` of `model` until `cfg.epochs` epochs are complete (or early
@@ -417,6 +417,23 @@ pub fn fit_from<M: Trainable>(
 ) -> Result<History> {
     cfg.validate(sets)?;
     state.check_continues(cfg, sets)?;
+    fit_held(model, sets, cfg, state, on_batch, on_epoch)
+}
+
+/// [`fit_from`] on sets that `state` was made from ([`RunState::new`]) or checked against
+/// ([`RunState::check_continues`]) and that the caller has held unchanged since — a run
+/// object that owns its sets and trains an epoch per call: everything is checked as there
+/// but the sets' fingerprints, which would read every pixel again at every call.
+pub fn fit_held<M: Trainable>(
+    model: &mut M,
+    sets: &Sets<'_>,
+    cfg: &TrainConfig,
+    state: &mut RunState,
+    on_batch: &mut dyn FnMut(&Progress) -> Control,
+    on_epoch: &mut dyn FnMut(&EpochEnd<'_, M>) -> Result<Control>,
+) -> Result<History> {
+    cfg.validate(sets)?;
+    state.check_continues_on_held(cfg, sets)?;
     state.config.epochs = cfg.epochs;
     state.config.eval_chunk = cfg.eval_chunk;
     // With a split, the training rows are read in place through their indices (no copy of the
