@@ -425,3 +425,46 @@ def test_the_engine_refuses_a_plateau_without_a_watched_set():
     run = _core.Run(_core.TrainSettings(epochs=1, plateau=True, select_on_test=True), x, y,
                     (1, 2, 3), x_test=x[:8], y_test=y[:8])
     assert run.watched == "test" and run.config["plateau"] and run.config["select_on_test"]
+
+
+def _fnv_print(x: np.ndarray, y: np.ndarray, chw: tuple[int, int, int]) -> str:
+    """The data fingerprint of algorithm.md's checkpoints, written out here as an oracle:
+    FNV-1a over 64-bit words — rows and geometry, the pixels eight at a time (little-endian,
+    the last word zero-padded), the labels."""
+    mask, prime = (1 << 64) - 1, 0x100000001B3
+    h = 0xCBF29CE484222325
+    raw = x.tobytes()
+    raw += bytes(-len(raw) % 8)
+    words = [len(y), *chw, *np.frombuffer(raw, dtype="<u8").tolist(), *y.tolist()]
+    for w in words:
+        h = ((h ^ int(w)) * prime) & mask
+    return f"{h:016x}"
+
+
+def test_a_large_set_is_fingerprinted_while_it_is_copied(tmp_path):
+    """From 1 MB of pixels a run's sets are fingerprinted on a thread beside their copy: the
+    checkpoint holds the fingerprints of the oracle, the run resumes on the same data and
+    refuses data with one pixel changed."""
+    import json
+    import struct
+    rng = np.random.default_rng(8)
+    x = rng.integers(-127, 128, size=(1400, 784), dtype=np.int8)  # 1.1 MB
+    y = rng.integers(0, 10, size=1400).astype(np.int64)
+    chw = (1, 28, 28)
+    settings = _core.TrainSettings(epochs=2, batch_size=200, lr_inv=512, seed=2)
+    m, run = _core.Model.mlp(784, [16], 10, seed=1), _core.Run(settings, x, y, chw,
+                                                              x_test=x[:700], y_test=y[:700])
+    run.epoch(m)
+    p = tmp_path / "ck.safetensors"
+    run.save_checkpoint(m, p)
+    raw = p.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    data = json.loads(json.loads(raw[8:8 + n])["__metadata__"]["checkpoint"])["data"]
+    assert data["train"] == {"rows": 1400, "fingerprint": _fnv_print(x, y, chw)}
+    assert data["test"] == {"rows": 700, "fingerprint": _fnv_print(x[:700], y[:700], chw)}
+    _, again = _core.Run.from_checkpoint(p, x, y, chw, x_test=x[:700], y_test=y[:700])
+    assert again.epochs_done == 1
+    changed = x.copy()
+    changed[1399, 783] ^= 1
+    with pytest.raises(Exception, match="training set"):
+        _core.Run.from_checkpoint(p, changed, y, chw, x_test=x[:700], y_test=y[:700])

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use nitro_core::io::Checkpoint;
+use nitro_core::train::DataPrints;
 use nitro_core::{Dataset, RunState, Sets, Split, TrainConfig};
 use numpy::{PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::exceptions::PyMemoryError;
@@ -127,8 +128,8 @@ pub struct Run {
     failed: Option<String>,
 }
 
-/// The data sets of a run, from the arrays handed over by Python.
-type Data = (Dataset, Option<Dataset>, Option<Dataset>);
+/// The data sets of a run, from the arrays handed over by Python, and their prints.
+type Data = (Dataset, Option<Dataset>, Option<Dataset>, DataPrints);
 
 #[allow(clippy::too_many_arguments)]
 fn data_of(
@@ -140,11 +141,15 @@ fn data_of(
     x_test: Option<PyReadonlyArray2<'_, i8>>,
     y_test: Option<PyReadonlyArray1<'_, i64>>,
 ) -> PyResult<Data> {
-    Ok((
-        dataset(&x, &y, chw)?,
-        optional_dataset(x_val, y_val, chw, "val")?,
-        optional_dataset(x_test, y_test, chw, "test")?,
-    ))
+    let (train, train_print) = dataset(&x, &y, chw)?;
+    let (val, val_print) = optional_dataset(x_val, y_val, chw, "val")?.unzip();
+    let (test, test_print) = optional_dataset(x_test, y_test, chw, "test")?.unzip();
+    let prints = DataPrints {
+        train: train_print,
+        val: val_print,
+        test: test_print,
+    };
+    Ok((train, val, test, prints))
 }
 
 impl Run {
@@ -185,14 +190,14 @@ impl Run {
         x_test: Option<PyReadonlyArray2<'_, i8>>,
         y_test: Option<PyReadonlyArray1<'_, i64>>,
     ) -> PyResult<Self> {
-        let (train, val, test) = data_of(x, y, chw, x_val, y_val, x_test, y_test)?;
+        let (train, val, test, prints) = data_of(x, y, chw, x_val, y_val, x_test, y_test)?;
         let cfg = settings.cfg.clone();
         let sets = Sets {
             train: &train,
             val: val.as_ref(),
             test: test.as_ref(),
         };
-        let state = RunState::new(&cfg, &sets).map_err(to_py)?;
+        let state = RunState::with_prints(&cfg, &sets, prints).map_err(to_py)?;
         Ok(Run {
             train,
             val,
@@ -240,7 +245,7 @@ impl Run {
                 cfg.epochs
             )));
         }
-        let (train, val, test) = data_of(x, y, chw, x_val, y_val, x_test, y_test)?;
+        let (train, val, test, prints) = data_of(x, y, chw, x_val, y_val, x_test, y_test)?;
         let mut run = Run {
             train,
             val,
@@ -250,7 +255,7 @@ impl Run {
             failed: None,
         };
         run.cfg.validate(&run.sets()).map_err(to_py)?;
-        check_continues(py, &run.state, &run.cfg, &run.sets())?;
+        check_continues(py, &run.state, &run.cfg, &run.sets(), prints)?;
         run.state.config.epochs = run.cfg.epochs;
         Ok((Model::from_inner(ck.model), run))
     }

@@ -7,7 +7,7 @@ use crate::names::VALIDATION_STREAM;
 use crate::rng::Pcg32;
 use alloc::format;
 use alloc::vec::Vec;
-use ndarray::Axis;
+use ndarray::{ArrayView2, Axis};
 
 /// A seeded validation split: `permille`/1000 of the rows (rounded down) are held out.
 ///
@@ -84,6 +84,12 @@ impl Dataset {
     /// (each step `h ← (h ⊕ w)·P` with an odd `P` is a bijection of `h ⊕ w`); swapped rows
     /// change it with near certainty.
     pub fn fingerprint(&self) -> u64 {
+        Dataset::fingerprint_of(self.x.view(), &self.y, self.chw)
+    }
+
+    /// [`Dataset::fingerprint`] of the set `x`, `y`, `chw` would make, without making it: a
+    /// caller copying the pixels into a set can compute it from the source meanwhile.
+    pub fn fingerprint_of(x: ArrayView2<'_, i8>, y: &[usize], chw: (usize, usize, usize)) -> u64 {
         const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
         const PRIME: u64 = 0x0000_0100_0000_01b3;
         // Defined modulo 2^64: the wrapping multiply is the algorithm.
@@ -95,11 +101,11 @@ impl Dataset {
             }
             u64::from_le_bytes(b)
         };
-        let (c, hh, w) = self.chw;
-        let mut h = [self.len(), c, hh, w]
+        let (c, hh, w) = chw;
+        let mut h = [y.len(), c, hh, w]
             .iter()
             .fold(OFFSET, |h, &v| eat(h, v as u64));
-        let x = self.x.as_standard_layout();
+        let x = x.as_standard_layout();
         let px = x.as_slice().expect("standard layout");
         let mut words = px.chunks_exact(8);
         for c in &mut words {
@@ -108,7 +114,7 @@ impl Dataset {
         if !words.remainder().is_empty() {
             h = eat(h, word(words.remainder()));
         }
-        self.y.iter().fold(h, |h, &y| eat(h, y as u64))
+        y.iter().fold(h, |h, &y| eat(h, y as u64))
     }
 }
 

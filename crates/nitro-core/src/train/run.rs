@@ -86,6 +86,14 @@ pub struct RunState {
 impl RunState {
     /// The state of a run that has not started: `cfg` checked, the streams seeded.
     pub fn new(cfg: &TrainConfig, sets: &Sets<'_>) -> Result<Self> {
+        RunState::with_prints(cfg, sets, DataPrints::of(sets))
+    }
+
+    /// [`RunState::new`] with the sets' prints computed by the caller — `DataPrints::of(sets)`,
+    /// e.g. from the arrays the sets were copied from, while copying them
+    /// ([`Dataset::fingerprint_of`]).
+    pub fn with_prints(cfg: &TrainConfig, sets: &Sets<'_>, prints: DataPrints) -> Result<Self> {
+        debug_assert!(prints == DataPrints::of(sets), "the prints of these sets");
         cfg.validate(sets)?;
         let rows = expected_rows(cfg, sets)?;
         Ok(RunState {
@@ -100,7 +108,7 @@ impl RunState {
             order: (0..rows).collect(),
             epochs: Vec::new(),
             early_stopped: false,
-            data: DataPrints::of(sets),
+            data: prints,
         })
     }
 
@@ -114,6 +122,18 @@ impl RunState {
     /// `eval_chunk`) on the same sets; the error names what differs.
     pub fn check_continues(&self, cfg: &TrainConfig, sets: &Sets<'_>) -> Result<()> {
         self.continues(cfg, sets, Some(DataPrints::of(sets)))
+    }
+
+    /// [`RunState::check_continues`] with the sets' prints computed by the caller (as for
+    /// [`RunState::with_prints`]).
+    pub fn check_continues_with(
+        &self,
+        cfg: &TrainConfig,
+        sets: &Sets<'_>,
+        prints: DataPrints,
+    ) -> Result<()> {
+        debug_assert!(prints == DataPrints::of(sets), "the prints of these sets");
+        self.continues(cfg, sets, Some(prints))
     }
 
     /// [`RunState::check_continues`] but for the sets' fingerprints, for sets this state was
