@@ -172,18 +172,9 @@ impl Sgd {
         crate::kernels::recycle(weight_grad);
         let new_weight = Array::from_shape_vec(weight.raw_dim(), new_weight)
             .expect("as many values as the weight");
-        let bias = match bias {
-            Some((b, g)) => Some(Array1::from(updated(
-                &plan,
-                &values(b),
-                &standard(g),
-                layer,
-            )?)),
-            None => None,
-        };
         Ok(Staged {
             weight: new_weight,
-            bias,
+            bias: staged_bias(&plan, bias, layer)?,
         })
     }
 }
@@ -221,22 +212,11 @@ impl Sgd {
         })
         .map_err(|e| e.in_layer(layer));
         match fits {
-            Ok(f) if f.iter().all(|&ok| ok) => {
-                let bias = match bias {
-                    Some((b, g)) => Some(Array1::from(updated(
-                        &plan,
-                        &values(b),
-                        &standard(g),
-                        layer,
-                    )?)),
-                    None => None,
-                };
-                Ok(Staged {
-                    weight: Array2::from_shape_vec((rows, cols), out)
-                        .expect("as many values as the weight"),
-                    bias,
-                })
-            }
+            Ok(f) if f.iter().all(|&ok| ok) => Ok(Staged {
+                weight: Array2::from_shape_vec((rows, cols), out)
+                    .expect("as many values as the weight"),
+                bias: staged_bias(&plan, bias, layer)?,
+            }),
             fits => {
                 buffers::give(out);
                 fits?;
@@ -246,6 +226,17 @@ impl Sgd {
             }
         }
     }
+}
+
+/// The new bias of a staged update, if the layer has one (the error of the first value that
+/// would leave `i32`).
+fn staged_bias(
+    plan: &Plan,
+    bias: Option<(&Array1<i32>, Array1<i64>)>,
+    layer: &str,
+) -> Result<Option<Array1<i32>>> {
+    bias.map(|(b, g)| updated(plan, &values(b), &standard(g), layer).map(Array1::from))
+        .transpose()
 }
 
 /// The new values of `params` by `plan` and their gradients `grads` (standard layout), in a
