@@ -4,7 +4,7 @@
 
 use super::classifier::{self, tail_of, Step, Tail};
 use super::cnn_config::{CnnConfig, Feature, FeatureShape};
-use super::gradients::{check_whole, no_more, put_next, take_into, Gradients};
+use super::gradients::{check_whole, no_more, put_next, take_classifier, take_into, Gradients};
 use crate::block::{LocalConv2dBlock, LocalLinearBlock};
 use crate::data::Normalization;
 use crate::data::Share;
@@ -485,12 +485,7 @@ impl Cnn {
                     take_into(&mut b.head, &mut layers)?;
                 }
             }
-            for b in &mut self.blocks {
-                for l in b.layers_mut() {
-                    take_into(l, &mut layers)?;
-                }
-            }
-            take_into(&mut self.out, &mut layers)?;
+            take_classifier(&mut self.blocks, &mut self.out, &mut layers)?;
             Ok((stats, layers))
         });
         match taken {

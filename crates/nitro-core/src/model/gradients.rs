@@ -405,6 +405,21 @@ impl HoldsGradient for crate::layers::Conv2d {
     }
 }
 
+/// Move the classifier's gradients — each block's forward layer and head, in order, then the
+/// output layer — to the end of `out`.
+pub(crate) fn take_classifier(
+    blocks: &mut [crate::block::LocalLinearBlock],
+    last: &mut crate::layers::Linear,
+    out: &mut Vec<LayerGradient>,
+) -> Result<()> {
+    for b in blocks {
+        for l in b.layers_mut() {
+            take_into(l, out)?;
+        }
+    }
+    take_into(last, out)
+}
+
 /// Move the gradient `layer` holds (if any) to the end of `out`.
 pub(crate) fn take_into(
     layer: &mut impl HoldsGradient,

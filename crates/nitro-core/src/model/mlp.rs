@@ -3,7 +3,7 @@
 //! prediction (§4.4).
 
 use super::classifier::{self, config_with, settings_of, tail_of, Settings, Step, Tail};
-use super::gradients::{check_whole, no_more, put_next, take_into, Gradients};
+use super::gradients::{check_whole, no_more, put_next, take_classifier, Gradients};
 use super::limits::Count;
 use crate::block::LocalLinearBlock;
 use crate::data::Normalization;
@@ -332,12 +332,7 @@ impl Mlp {
         let rngs = self.dropout_rngs();
         let taken = self.compute(x, &step, 0, share).and_then(|stats| {
             let mut layers = Vec::with_capacity(2 * self.blocks.len() + 1);
-            for b in &mut self.blocks {
-                for l in b.layers_mut() {
-                    take_into(l, &mut layers)?;
-                }
-            }
-            take_into(&mut self.out, &mut layers)?;
+            take_classifier(&mut self.blocks, &mut self.out, &mut layers)?;
             Ok((stats, layers))
         });
         match taken {
