@@ -143,7 +143,9 @@ impl Linear {
     /// The first half of [`Linear::stage_backward`]: the input error `δ·W` (with the weights
     /// before this step) when `input_error` is set, and the exact gradient sums `δᵀ·x` (and
     /// `Σ δ` for the bias) over the saved input's rows, kept in the layer for
-    /// [`Linear::stage_gradient`] (or [`Linear::take_gradient`]). No parameter changes.
+    /// [`Linear::stage_gradient`] (or [`Linear::take_gradient`]) — the weights' sums as the
+    /// product `δᵀ·x` itself, computed by whichever of the two comes ([`Held`]). No parameter
+    /// changes.
     ///
     /// Every gradient is a sum over the batch's rows of a function of the weights before the
     /// step and that row: the sums of the parts of a batch add up to the sum of the batch,
