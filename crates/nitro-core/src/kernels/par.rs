@@ -137,7 +137,7 @@ where
 /// another thread (a program's main thread, Python's), every parallel loop inside `f` would
 /// otherwise be handed to the pool and waited for on its own, a thread wake-up each (tens of
 /// them per step); from inside the pool they are forked and joined where they run. While `f`
-/// runs, the pool's other workers stay awake, polling for its work ([`super::awake`]); an
+/// runs, the pool's other workers stay awake, polling for its work (`kernels::awake`); an
 /// `on_pool` inside another adds nothing.
 pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     #[cfg(feature = "parallel")]
