@@ -25,23 +25,28 @@ impl Normalization {
             return Err(Error::shape("cannot fit normalisation on zero images"));
         }
         let count = (images.nrows() * plane) as i64;
-        let mut sum = vec![0i64; channels];
-        for row in images.rows() {
-            for (c, s) in sum.iter_mut().enumerate() {
-                for i in c * plane..(c + 1) * plane {
-                    *s += i64::from(row[i]) - 128;
-                }
-            }
-        }
-        let mean: Vec<i64> = sum.iter().map(|&s| tdiv(s, count)).collect();
-        let mut dev = vec![0i64; channels];
-        for row in images.rows() {
-            for (c, d) in dev.iter_mut().enumerate() {
-                for i in c * plane..(c + 1) * plane {
-                    *d += (i64::from(row[i]) - 128 - mean[c]).abs();
-                }
-            }
-        }
+        // One pass counting each channel's 256 pixel values; both sums follow from the counts
+        // exactly (Σ x = Σ_v n_v·(v − 128), Σ |x − mean| = Σ_v n_v·|v − 128 − mean|) — the same
+        // integers as summing pixel by pixel, twice over the images.
+        let hist = histograms(images, channels, plane);
+        let centred = |v: usize| v as i64 - 128;
+        let mean: Vec<i64> = hist
+            .iter()
+            .map(|h| {
+                let sum: i64 = h.iter().enumerate().map(|(v, &n)| n * centred(v)).sum();
+                tdiv(sum, count)
+            })
+            .collect();
+        let dev: Vec<i64> = hist
+            .iter()
+            .zip(&mean)
+            .map(|(h, &m)| {
+                h.iter()
+                    .enumerate()
+                    .map(|(v, &n)| n * (centred(v) - m).abs())
+                    .sum()
+            })
+            .collect();
         let mad: Vec<i64> = dev.iter().map(|&s| tdiv(s, count)).collect();
         let n = Normalization { mean, mad };
         n.validate()?;
@@ -81,9 +86,17 @@ impl Normalization {
             .map(|c| core::array::from_fn(|p| self.normalize_pixel(c, p as u8)))
             .collect();
         let mut out = Array2::<i8>::zeros(images.raw_dim());
-        for (orow, irow) in out.rows_mut().into_iter().zip(images.rows()) {
-            for (i, (o, &p)) in orow.into_iter().zip(irow.iter()).enumerate() {
-                *o = tables[i / plane][usize::from(p)];
+        for (mut orow, irow) in out.rows_mut().into_iter().zip(images.rows()) {
+            let orow = orow.as_slice_mut().expect("a row of a fresh array");
+            let irow = contiguous(&irow);
+            for ((o, i), table) in orow
+                .chunks_exact_mut(plane)
+                .zip(irow.chunks_exact(plane))
+                .zip(&tables)
+            {
+                for (o, &p) in o.iter_mut().zip(i) {
+                    *o = table[usize::from(p)];
+                }
             }
         }
         Ok(out)
@@ -93,6 +106,46 @@ impl Normalization {
     pub fn normalize_pixel(&self, c: usize, p: u8) -> i8 {
         let x = i64::from(p) - 128;
         tdiv((x - self.mean[c]) * 51, self.mad[c]).clamp(-128, 127) as i8
+    }
+}
+
+/// How often each pixel value occurs in each channel's planes. Four partial counts per channel,
+/// one per pixel position modulo 4: runs of equal pixels (a dark background) would otherwise
+/// make every increment wait for the previous one's store.
+fn histograms(images: ArrayView2<'_, u8>, channels: usize, plane: usize) -> Vec<[i64; 256]> {
+    let mut parts = vec![[[0u32; 256]; 4]; channels];
+    let mut hist = vec![[0i64; 256]; channels];
+    // Rows per flush of the `u32` counts into `hist` (2³² / plane values per row at most).
+    let flush = (u32::MAX as usize / plane.max(1)).max(1);
+    for (r, row) in images.rows().into_iter().enumerate() {
+        for (part, pixels) in parts.iter_mut().zip(contiguous(&row).chunks_exact(plane)) {
+            let mut quads = pixels.chunks_exact(4);
+            for q in &mut quads {
+                for (h, &p) in part.iter_mut().zip(q) {
+                    h[usize::from(p)] += 1;
+                }
+            }
+            for &p in quads.remainder() {
+                part[0][usize::from(p)] += 1;
+            }
+        }
+        if (r + 1) % flush == 0 || r + 1 == images.nrows() {
+            for (h, part) in hist.iter_mut().zip(parts.iter_mut()) {
+                for (v, total) in h.iter_mut().enumerate() {
+                    *total += part.iter().map(|p| i64::from(p[v])).sum::<i64>();
+                }
+                *part = [[0; 256]; 4];
+            }
+        }
+    }
+    hist
+}
+
+/// A row's pixels as a slice (copied only if the row is not contiguous).
+fn contiguous<'a>(row: &'a ndarray::ArrayView1<'_, u8>) -> alloc::borrow::Cow<'a, [u8]> {
+    match row.as_slice() {
+        Some(s) => alloc::borrow::Cow::Borrowed(s),
+        None => alloc::borrow::Cow::Owned(row.iter().copied().collect()),
     }
 }
 
@@ -129,5 +182,49 @@ mod tests {
             array![[-128i8, 127, -51]]
         );
         assert!(Normalization::fit(array![[7u8, 7]].view(), 1).is_err());
+    }
+
+    /// The statistics and the normalised pixels are those of the definition, summed pixel
+    /// by pixel (algorithm.md §2): one and three channels, contiguous and strided views.
+    #[test]
+    fn histogram_statistics_are_the_pixelwise_sums() {
+        let mut r = crate::rng::Pcg32::new(7, 1);
+        for (channels, plane, rows) in [(1, 784, 50), (3, 64, 33)] {
+            let wide = Array2::from_shape_fn((rows, 2 * channels * plane), |_| r.below(256) as u8);
+            let contiguous_half = wide.slice(ndarray::s![.., ..channels * plane]);
+            let strided = wide.slice(ndarray::s![.., ..;2]);
+            for images in [contiguous_half, strided] {
+                let count = (rows * plane) as i64;
+                let x = |i: usize, j: usize| i64::from(images[[i, j]]) - 128;
+                let mean: Vec<i64> = (0..channels)
+                    .map(|c| {
+                        let s = (0..rows)
+                            .flat_map(|i| (c * plane..(c + 1) * plane).map(move |j| (i, j)))
+                            .map(|(i, j)| x(i, j))
+                            .sum();
+                        tdiv(s, count)
+                    })
+                    .collect();
+                let mad: Vec<i64> = (0..channels)
+                    .map(|c| {
+                        let s = (0..rows)
+                            .flat_map(|i| (c * plane..(c + 1) * plane).map(move |j| (i, j)))
+                            .map(|(i, j)| (x(i, j) - mean[c]).abs())
+                            .sum();
+                        tdiv(s, count)
+                    })
+                    .collect();
+                let n = Normalization::fit(images, channels).unwrap();
+                assert_eq!((&n.mean, &n.mad), (&mean, &mad), "{channels} channels");
+                let out = n.apply(images).unwrap();
+                for ((i, j), &o) in out.indexed_iter() {
+                    assert_eq!(
+                        o,
+                        n.normalize_pixel(j / plane, images[[i, j]]),
+                        "({i}, {j})"
+                    );
+                }
+            }
+        }
     }
 }
