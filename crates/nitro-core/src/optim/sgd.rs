@@ -177,9 +177,7 @@ impl Sgd {
             bias: staged_bias(&plan, bias, layer)?,
         })
     }
-}
 
-impl Sgd {
     /// [`Sgd::stage`] of the weight gradient `δᵀ·x` of a linear layer (`delta`: `batch × out`,
     /// `x`: `batch × in`, `weight`: `out × in`) without the gradient: each block of its rows
     /// goes from the product straight into the new weights while it is in cache

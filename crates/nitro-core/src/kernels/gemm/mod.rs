@@ -275,19 +275,15 @@ fn gemm_nt_each_with<A: Int, B: Int, O: Send, R: Send>(
     if d.allow_i16 && !tiles {
         let operands = match pack::pack_a(&a, Narrow::Direct) {
             Some(pa) => match pack::pack_b(&b, Narrow::Direct) {
-                Some(pb) => {
-                    let kc = prove_i64(pa.max, pb.max, k)
-                        .map(|()| Accum::prove(pa.max, pb.max, k).pairs_per_block(k));
-                    match kc {
-                        Ok(Some(kc)) => Some((pa, pb, kc)),
-                        other => {
-                            pa.release();
-                            pb.release();
-                            other?;
-                            None
-                        }
+                Some(pb) => match pairs_per_block(&pa, &pb, k, None) {
+                    Ok(Some(kc)) => Some((pa, pb, kc)),
+                    other => {
+                        pa.release();
+                        pb.release();
+                        other?;
+                        None
                     }
-                }
+                },
                 None => {
                     pa.release();
                     None
@@ -322,17 +318,27 @@ fn proven_pairs(
     forced: Option<Accum>,
     d: Dispatch,
 ) -> Result<Option<Vec<i64>>> {
-    let c = prove_i64(pa.max, pb.max, k).map(|()| {
-        Accum::forced(forced, Accum::prove(pa.max, pb.max, k), k)
-            .pairs_per_block(k)
-            .map(|kc| pairs::gemm16(&pa, &pb, kc, pairs::resolve(d.isa)))
-    });
+    let c = pairs_per_block(&pa, &pb, k, forced)
+        .map(|kc| kc.map(|kc| pairs::gemm16(&pa, &pb, kc, pairs::resolve(d.isa))));
     pa.release();
     pb.release();
     if matches!(c, Ok(Some(_))) {
         count(1);
     }
     c
+}
+
+/// The pairs per `i32` block of the pair engine's product of `pa` and `pb` (K = `k`), as long
+/// as the proof allows and no longer than a `forced` accumulation; `None` when not even one
+/// pair is proven; the overflow error when not even `i64` holds the sums.
+fn pairs_per_block(
+    pa: &Packed16,
+    pb: &Packed16,
+    k: usize,
+    forced: Option<Accum>,
+) -> Result<Option<usize>> {
+    prove_i64(pa.max, pb.max, k)?;
+    Ok(Accum::forced(forced, Accum::prove(pa.max, pb.max, k), k).pairs_per_block(k))
 }
 
 /// `A·Bᵀ` for an A wider than `i16` (up to `32767·32768`) and a packed B: A split exactly into
