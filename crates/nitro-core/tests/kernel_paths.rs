@@ -122,7 +122,10 @@ fn check_all<A: Int, B: Int>(a: &Array2<A>, b: &Array2<B>, what: &str) {
             }
         }
         // Transposed storage of both operands (the layouts of δᵀ·x and δ·W).
-        let (at, bt) = (a.t().to_owned(), b.t().to_owned());
+        let (at, bt) = (
+            a.t().as_standard_layout().into_owned(),
+            b.t().as_standard_layout().into_owned(),
+        );
         let got = gemm_nt_with(at.t(), bt.t(), None, d);
         match &want {
             Some(w) => assert_eq!(&got.unwrap(), w, "{what} {d:?} transposed"),
