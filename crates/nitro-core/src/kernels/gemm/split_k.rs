@@ -177,8 +177,45 @@ fn pack_narrow<N: Int, const W: usize>(b: &ArrayView2<'_, N>, mx: u64, s: u32) -
 
 /// Panels of `W` rows of `a`, one pair word `pair(v)` per term (the layout of the direct
 /// packing with one term per pair instead of two); rows past the operand and the padding
-/// pair of an odd `K` are zero.
+/// pair of an odd `K` are zero. Compiled for the widest loop build the dispatch allows, as
+/// the direct packing is.
 fn pack_terms<T: Int, const W: usize>(
+    a: &ArrayView2<'_, T>,
+    pair: impl Fn(i32) -> u32 + Sync + Send,
+) -> Vec<u32> {
+    #[cfg(nitro_x86_simd)]
+    {
+        use crate::kernels::cpu::{loop_build, Isa};
+        match loop_build() {
+            // SAFETY (both): `loop_build` names a build this CPU has.
+            Isa::Avx512Vnni => return unsafe { pack_terms_avx512::<T, W>(a, pair) },
+            Isa::Avx2 => return unsafe { pack_terms_avx2::<T, W>(a, pair) },
+            _ => {}
+        }
+    }
+    pack_terms_impl::<T, W>(a, pair)
+}
+
+#[cfg(nitro_x86_simd)]
+#[target_feature(enable = "avx2")]
+unsafe fn pack_terms_avx2<T: Int, const W: usize>(
+    a: &ArrayView2<'_, T>,
+    pair: impl Fn(i32) -> u32 + Sync + Send,
+) -> Vec<u32> {
+    pack_terms_impl::<T, W>(a, pair)
+}
+
+#[cfg(nitro_x86_simd)]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn pack_terms_avx512<T: Int, const W: usize>(
+    a: &ArrayView2<'_, T>,
+    pair: impl Fn(i32) -> u32 + Sync + Send,
+) -> Vec<u32> {
+    pack_terms_impl::<T, W>(a, pair)
+}
+
+#[inline(always)]
+fn pack_terms_impl<T: Int, const W: usize>(
     a: &ArrayView2<'_, T>,
     pair: impl Fn(i32) -> u32 + Sync + Send,
 ) -> Vec<u32> {
@@ -186,6 +223,13 @@ fn pack_terms<T: Int, const W: usize>(
     let kp = pairs_for(k);
     let mut data = buffers::take_dirty::<u32>(m.div_ceil(W) * kp * W);
     let row_major = k > 0 && a.strides()[1] == 1;
+    // A column-major operand whose columns follow each other (the transposed error or input
+    // of a weight gradient): all its values, column by column, read without a view per term.
+    let at = a.t();
+    let columns = match k > 0 && m > 0 && a.strides()[0] == 1 {
+        true => at.as_slice(),
+        false => None,
+    };
     for_panels(&mut data, kp * W, |p, dst| {
         let live = W.min(m - p * W);
         if live < W {
@@ -203,9 +247,18 @@ fn pack_terms<T: Int, const W: usize>(
             }
             return;
         }
-        // Column-major (a transposed view: the error, or the input, of a weight gradient) or
-        // strided: one column of the operand per packed pair, contiguous where it can be.
         let rows = p * W..p * W + live;
+        if let Some(cols) = columns {
+            // Each term's W words from a run of consecutive values: a loop that vectorises.
+            for (t, d) in dst.chunks_exact_mut(W).take(k).enumerate() {
+                let c = &cols[t * m..(t + 1) * m][rows.clone()];
+                for (dr, &v) in d.iter_mut().zip(c) {
+                    *dr = pair(v.into());
+                }
+            }
+            return;
+        }
+        // Column-major with gaps between columns, or strided: one column per packed pair.
         for (t, d) in dst.chunks_exact_mut(W).take(k).enumerate() {
             let col = a.column(t);
             match col.as_slice() {
@@ -254,6 +307,12 @@ mod tests {
     use crate::kernels::gemm::pack::Narrow;
     use crate::rng::Pcg32;
 
+    /// `a`'s transpose stored row-major, so that its `.t()` is a column-major view of `a`
+    /// (`a.t().to_owned()` keeps the view's memory order: its `.t()` would be row-major again).
+    fn transposed(a: &Array2<i32>) -> Array2<i32> {
+        a.t().as_standard_layout().into_owned()
+    }
+
     fn oracle(a: &Array2<i32>, b: &Array2<i32>) -> Array2<i64> {
         Array2::from_shape_fn((a.nrows(), b.nrows()), |(i, j)| {
             (0..a.ncols())
@@ -299,11 +358,20 @@ mod tests {
             w[[m / 2, k / 2]] = (wb as i32 >> s << s) - 1; // low part 2ˢ−1
             let x = Array2::from_shape_fn((n, k), |_| r.symmetric(nb));
             let want = oracle(&w, &x);
-            let (wt, xt) = (w.t().to_owned(), x.t().to_owned());
+            let (wt, xt) = (transposed(&w), transposed(&x));
+            // Column-major with gaps between its columns: B's transpose inside a wider array.
+            let mut wider = Array2::zeros((k, n + 3));
+            wider.slice_mut(ndarray::s![.., ..n]).assign(&xt);
+            let gapped = wider.slice(ndarray::s![.., ..n]);
+            // Neither row- nor column-major: every second value of a larger array.
+            let mut spaced = Array2::zeros((2 * n, 2 * k));
+            spaced.slice_mut(ndarray::s![..;2, ..;2]).assign(&x);
+            let strided = spaced.slice(ndarray::s![..;2, ..;2]);
             for d in Dispatch::all_detected() {
-                // Wide A, narrow B packed from its view: row-major, and column-major (the
-                // transposed view of a weight gradient, `pack_narrow`'s contiguous path).
-                for b in [x.view(), xt.t()] {
+                // Wide A, narrow B packed from its view: row-major, column-major (the
+                // transposed view of a weight gradient, the contiguous path), column-major
+                // with gaps (one column view per term) and strided.
+                for b in [x.view(), xt.t(), gapped.t(), strided] {
                     let c = product_a_wide(&w.view(), &b, 1, d).unwrap();
                     assert_eq!(c.unwrap(), want, "A wide, case {case} {d:?}");
                 }
