@@ -284,6 +284,29 @@ fn mlp_run() -> Vec<Array2<i32>> {
     common::train_mlp(11, 123, 12)
 }
 
+/// An MLP whose forward layers' errors are wider than `i16` from the first step, as real
+/// training's are within its first epoch: the heads' initial weights times 64. Its weight
+/// gradients are split along K on the pair engine and take three-digit tiles where AMX runs.
+fn mlp_wide_run() -> Vec<Array2<i32>> {
+    let mut cfg = MlpConfig::new(784, &[200, 100, 50], 10);
+    cfg.seed = 5;
+    let mut model = Mlp::new(cfg).unwrap();
+    for (name, _) in model.config.linear_shapes() {
+        if name.contains("pred") {
+            let head = model.linear_mut(&name).unwrap();
+            head.weight.mapv_inplace(|w| w * 64);
+        }
+    }
+    let hyper = Hyper::default();
+    let mut r = Pcg32::new(31, 0);
+    for _ in 0..4 {
+        let x = Array2::from_shape_fn((64, 784), |_| r.symmetric(127) as i8);
+        let y: Vec<usize> = (0..64).map(|_| r.below(10) as usize).collect();
+        model.train_step(x.view(), &y, &hyper).unwrap();
+    }
+    model.linears().iter().map(|l| l.weight.clone()).collect()
+}
+
 fn cnn_run() -> Vec<Vec<i32>> {
     // 32 channels into a second convolution of 32 filters, batch 32: a product of 2048 × 288
     // × 32 (19 M multiply-adds), large enough for the AMX tile engine where it runs (it leaves
@@ -328,7 +351,13 @@ fn cnn_run() -> Vec<Vec<i32>> {
 #[test]
 fn training_is_bit_identical_across_dispatch_paths_and_threads() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    type Run = (Dispatch, usize, Vec<Array2<i32>>, Vec<Vec<i32>>);
+    type Run = (
+        Dispatch,
+        usize,
+        Vec<Array2<i32>>,
+        Vec<Array2<i32>>,
+        Vec<Vec<i32>>,
+    );
     let runs: Vec<Run> = common::dispatches()
         .into_iter()
         .flat_map(|d| [(d, 1usize), (d, 2)])
@@ -339,18 +368,33 @@ fn training_is_bit_identical_across_dispatch_paths_and_threads() {
                 .unwrap();
             set_dispatch(d);
             let before = engine_counts();
-            let (mlp, cnn) = pool.install(|| (mlp_run(), cnn_run()));
+            let (mlp, wide) = pool.install(|| (mlp_run(), mlp_wide_run()));
+            // Where AMX runs, the wide errors' weight gradients really went to tiles (the
+            // MLPs' other products are too small for the tile engine; without i16 pairs the
+            // gradients take the i32 engine).
+            let after_mlps = engine_counts();
+            if d.isa == Isa::Amx && d.allow_i16 {
+                assert!(after_mlps.tiles > before.tiles, "no MLP gradient on tiles");
+            }
+            let cnn = pool.install(cnn_run);
             // Where AMX runs, the tile engine really took part of these trainings.
             if d.isa == Isa::Amx {
-                assert!(engine_counts().tiles > before.tiles, "no product on tiles");
+                assert!(
+                    engine_counts().tiles > after_mlps.tiles,
+                    "no CNN product on tiles"
+                );
             }
-            (d, threads, mlp, cnn)
+            (d, threads, mlp, wide, cnn)
         })
         .collect();
     set_dispatch(Dispatch::default());
-    let (_, _, mlp0, cnn0) = &runs[0];
-    for (d, t, mlp, cnn) in &runs[1..] {
+    let (_, _, mlp0, wide0, cnn0) = &runs[0];
+    for (d, t, mlp, wide, cnn) in &runs[1..] {
         assert_eq!(mlp, mlp0, "MLP weights differ on {d:?}, {t} threads");
+        assert_eq!(
+            wide, wide0,
+            "wide-error MLP weights differ on {d:?}, {t} threads"
+        );
         assert_eq!(cnn, cnn0, "CNN weights differ on {d:?}, {t} threads");
     }
     // Training changed the weights (the comparison is not vacuous).

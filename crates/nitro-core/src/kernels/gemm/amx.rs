@@ -39,9 +39,9 @@ use alloc::vec::Vec;
 use ndarray::{Array2, ArrayView2};
 
 /// Operand rows per tile (and columns of C per B tile).
-const ROWS: usize = 16;
+pub(super) const ROWS: usize = 16;
 /// Reduction bytes per tile row.
-const CHUNK: usize = 64;
+pub(super) const CHUNK: usize = 64;
 /// Row blocks of C a task of [`gemm_nchw`] computes at a time: 64 rows, 128 KiB of `i64` for
 /// 256 filters, which stay in L2 until the epilogue reads them.
 const BAND_BLOCKS: usize = 4;
@@ -52,11 +52,11 @@ const SUM_SETS: usize = 32;
 const A_BAND_BYTES: usize = 1 << 19;
 const B_GROUP_BYTES: usize = 1 << 19;
 /// Bytes of a cache line: where tiles and accumulators start.
-const LINE: usize = 64;
+pub(super) const LINE: usize = 64;
 /// Most digits per value (`|v| ≤ 2139062143`; `i32` operands beyond take another engine).
-const MAX_PARTS: usize = 4;
+pub(super) const MAX_PARTS: usize = 4;
 /// K chunks per `i32` block: `2¹⁴ · 64 · 2047 = 2³¹ − 2²⁰ < 2³¹` (see the module docs).
-const BLOCK_CHUNKS: usize = 2047;
+pub(super) const BLOCK_CHUNKS: usize = 2047;
 /// The shortest reduction the tile engine is given: below it a tile product is too short to
 /// pay for writing its four accumulators out (a Sapphire Rapids-class Xeon, one thread:
 /// `200×64×784` with two-digit weights 309 µs on tiles, 170 µs on the AVX-512 pair engine).
@@ -83,7 +83,7 @@ pub(super) fn worth_it_nchw(m: usize, n: usize, k: usize) -> bool {
 }
 
 /// The largest magnitude `p` balanced digits hold: `127·(256ᵖ − 1)/255` (`127`, `32639`, …).
-fn digit_bound(p: usize) -> u64 {
+pub(super) fn digit_bound(p: usize) -> u64 {
     127 * ((1u64 << (8 * p)) - 1) / 255
 }
 
@@ -96,7 +96,7 @@ pub(super) fn parts_for(max: u64) -> Option<usize> {
 /// digit_bound(p)`), digit by digit into row `r` of each digit's stage: `d = v as i8` is `v`'s
 /// residue in `[−128, 127]`, and `(v − d)/256` is exact. `v` is consumed.
 #[inline(always)]
-fn split_chunk(v: &mut [i32; CHUNK], p: usize, out: &mut [Stage; MAX_PARTS], r: usize) {
+pub(super) fn split_chunk(v: &mut [i32; CHUNK], p: usize, out: &mut [Stage; MAX_PARTS], r: usize) {
     for st in out.iter_mut().take(p - 1) {
         for (di, vi) in st[r].iter_mut().zip(v.iter_mut()) {
             *di = *vi as i8;
@@ -414,7 +414,7 @@ unsafe fn pack_block_avx512<T: Int>(src: &Operand<'_, '_, T>, b: usize, dst: &mu
 }
 
 /// One digit of a row block's chunk: sixteen rows of 64 bytes, before they become a tile.
-type Stage = [[i8; CHUNK]; ROWS];
+pub(super) type Stage = [[i8; CHUNK]; ROWS];
 
 /// The Quads tile of a staged digit: tile row `q` holds quad `q` (bytes `4q..4q + 4`) of each
 /// of the sixteen rows, in row order — a 16×16 transpose of 4-byte words (the AVX-512 build

@@ -16,7 +16,9 @@
 //! packed as `i16` pairs by `pack`, one micro-kernel per instruction set) runs whenever both
 //! operands fit `i16` — or one is wider but splits exactly: along the reduction when the other
 //! is narrow (`split_k`: each term becomes one pair, C keeps its shape), else into two `i16`
-//! rows added back afterwards — and the `i32` engine (`wide`) otherwise.
+//! rows added back afterwards — and the `i32` engine (`wide`) otherwise. A weight gradient
+//! consumed block by block (`gemm_nt_each`) whose error needs three digits takes tiles where
+//! AMX runs, however short its reduction (`tiles_each`).
 //! All paths give the exact integer result (tested against a naive `i64` oracle); they only
 //! differ in speed. Because integer addition is exact and no path can overflow, results are
 //! bit-identical for any thread count and instruction set.
@@ -27,6 +29,8 @@ pub(crate) mod pack;
 pub(crate) mod pairs;
 pub mod proof;
 mod split_k;
+#[cfg(nitro_x86_simd)]
+mod tiles_each;
 mod wide;
 
 pub use pack::RowSource;
@@ -239,7 +243,9 @@ pub fn gemm_nt_with<A: Int, B: Int>(
 /// such as a weight gradient going straight into IntegerSGD's new weights. Where the pair
 /// engine takes the product (both operands within `i16`, or A wider and split along K) each
 /// block goes to `f(first row, its sums row-major, out's rows of it)` while it is in cache
-/// ([`pairs::gemm16_each`]) and C is never written out; any other product is computed by
+/// ([`pairs::gemm16_each`]) and C is never written out, and so on tiles where AMX runs and A
+/// (the error) needs three digits (`tiles_each`: blocks of 16 rows; a dispatch without `i16`
+/// pairs leaves both to the `i32` engine); any other product is computed by
 /// [`gemm_nt`]'s engines and handed over whole. The sums are [`gemm_nt`]'s, exactly; so are
 /// the errors. `f`'s results in row order.
 pub(crate) fn gemm_nt_each<A: Int, B: Int, O: Send, R: Send>(
@@ -289,7 +295,17 @@ fn gemm_nt_each_with<A: Int, B: Int, O: Send, R: Send>(
                     None
                 }
             },
-            None => split_k::operands_a_wide(&a, &b, pairs::KC)?,
+            // A wider than i16 (an error of three digits or more): on tiles where AMX runs
+            // and the operands are a weight gradient's, else split along K.
+            None => {
+                #[cfg(nitro_x86_simd)]
+                if let Some(r) = tiles_run(tiles_allowed(d) && tiles_each::usable(), d, || {
+                    tiles_each::gemm_each(&a, &b, out, &f)
+                })? {
+                    return Ok(r);
+                }
+                split_k::operands_a_wide(&a, &b, pairs::KC)?
+            }
         };
         if let Some((pa, pb, kc)) = operands {
             let r = pairs::gemm16_each(&pa, &pb, kc, pairs::resolve(d.isa), out, f);

@@ -158,3 +158,77 @@ pub(crate) unsafe fn dot_2x2(a: [*const i8; 2], b: [*const i8; 2], chunks: usize
         );
     }
 }
+
+/// The three sums `out[d] = A_d · Bᵀ` (`16×16` `i32` tiles, row-major, 1 KiB apart) of the
+/// digits `A_0, A_1, A_2` of one row block with one B tile per K chunk, over `chunks` chunks:
+/// the three A tiles of chunk `c` are consecutive at `a + (3c + d)·`[`TILE_BYTES`], the B tile
+/// at `b + c·`[`TILE_BYTES`]. `tmm0`–`tmm2` accumulate, `tmm4`–`tmm6` hold the A tiles and
+/// `tmm7` the B tile (a weight gradient's error of three digits against its one-digit input,
+/// `gemm::tiles_each`).
+///
+/// # Safety
+/// [`configure`] has run on this thread; `a` points to `3·chunks` tiles and `b` to `chunks`
+/// tiles of readable bytes, `out` to `3·256` writable `i32`; `chunks ≥ 1`; every sum fits
+/// `i32` (the caller's proof).
+pub(crate) unsafe fn dot_digits3(a: *const i8, b: *const i8, chunks: usize, out: *mut i32) {
+    debug_assert!(chunks >= 1);
+    // SAFETY: the caller's contract; the loop reads exactly `chunks` tiles of B and
+    // `3·chunks` of A, and the stores write 3 KiB at `out`.
+    unsafe {
+        asm!(
+            "tilezero tmm0",
+            "tilezero tmm1",
+            "tilezero tmm2",
+            "2:",
+            "tileloadd tmm7, [{b} + {s}*1]",
+            "tileloadd tmm4, [{a} + {s}*1]",
+            "tileloadd tmm5, [{a} + {s}*1 + 1024]",
+            "tileloadd tmm6, [{a} + {s}*1 + 2048]",
+            "tdpbssd tmm0, tmm4, tmm7",
+            "tdpbssd tmm1, tmm5, tmm7",
+            "tdpbssd tmm2, tmm6, tmm7",
+            "add {a}, 3072",
+            "add {b}, 1024",
+            "dec {n}",
+            "jnz 2b",
+            "tilestored [{out} + {s}*1], tmm0",
+            "tilestored [{out} + {s}*1 + 1024], tmm1",
+            "tilestored [{out} + {s}*1 + 2048], tmm2",
+            a = inout(reg) a => _,
+            b = inout(reg) b => _,
+            n = inout(reg) chunks => _,
+            out = in(reg) out,
+            s = in(reg) STRIDE,
+            options(nostack)
+        );
+    }
+}
+
+/// One row of a B tile from four consecutive K rows of sixteen values each (all within
+/// `[−128, 127]`): `out[4l + s] = rows[s][l]` — the four rows' bytes interleaved, `tdpbssd`'s
+/// layout for its second source. SSE2 only (every x86-64 has it): the values narrowed exactly
+/// by `packsswb` (no value saturates), then interleaved by byte and by 16-bit word.
+pub(crate) fn quad_row(rows: &[[i16; 16]; 4], out: &mut [i8; 64]) {
+    use core::arch::x86_64::*;
+    // SAFETY: SSE2 is part of x86-64; every load reads 16 bytes of a 32-byte row and every
+    // store writes 16 of `out`'s 64 bytes.
+    unsafe {
+        let bytes: [__m128i; 4] = core::array::from_fn(|s| {
+            let p = rows[s].as_ptr() as *const __m128i;
+            _mm_packs_epi16(_mm_loadu_si128(p), _mm_loadu_si128(p.add(1)))
+        });
+        let (lo01, hi01) = (
+            _mm_unpacklo_epi8(bytes[0], bytes[1]),
+            _mm_unpackhi_epi8(bytes[0], bytes[1]),
+        );
+        let (lo23, hi23) = (
+            _mm_unpacklo_epi8(bytes[2], bytes[3]),
+            _mm_unpackhi_epi8(bytes[2], bytes[3]),
+        );
+        let o = out.as_mut_ptr() as *mut __m128i;
+        _mm_storeu_si128(o, _mm_unpacklo_epi16(lo01, lo23));
+        _mm_storeu_si128(o.add(1), _mm_unpackhi_epi16(lo01, lo23));
+        _mm_storeu_si128(o.add(2), _mm_unpacklo_epi16(hi01, hi23));
+        _mm_storeu_si128(o.add(3), _mm_unpackhi_epi16(hi01, hi23));
+    }
+}

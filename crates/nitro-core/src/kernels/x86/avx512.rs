@@ -238,6 +238,27 @@ pub(crate) unsafe fn quads16(rows: &[[i8; 64]; 16], tile: &mut [i8]) {
     }
 }
 
+/// `out[q][s] = rows[s][q]`: sixteen rows of at most sixteen `i32` transposed in registers
+/// ([`transpose16`]); a row shorter than sixteen reads as zeros past its end (masked loads).
+///
+/// # Safety
+/// The CPU must have AVX-512 F.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn transpose_i32(rows: &[&[i32]; 16], out: &mut [[i32; 16]; 16]) {
+    // SAFETY: each masked load reads only the first `len ≤ 16` values of its row; each store
+    // writes one row of `out`.
+    unsafe {
+        let m: [__m512i; 16] = core::array::from_fn(|s| {
+            let len = rows[s].len().min(16);
+            let mask = ((1u32 << len) - 1) as u16;
+            _mm512_maskz_loadu_epi32(mask, rows[s].as_ptr())
+        });
+        for (o, v) in out.iter_mut().zip(transpose16(m)) {
+            _mm512_storeu_si512(o.as_mut_ptr() as *mut _, v);
+        }
+    }
+}
+
 /// The transpose of a 16×16 matrix of `u32` held as 16 row vectors: output `j` holds element
 /// `j` of every input, in input order.
 ///
