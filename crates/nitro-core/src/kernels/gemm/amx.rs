@@ -1027,14 +1027,14 @@ pub(super) fn self_check() -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::kernels::nchw::rows_to_nchw;
     use crate::rng::Pcg32;
 
     /// Whether AMX can run here; else one visible line (straight to stderr: the harness
-    /// captures `eprintln!`) naming what is missing.
-    fn amx_here(what: &str) -> bool {
+    /// captures `eprintln!`) naming what is missing. Also the tile gradients' tests'.
+    pub(in crate::kernels::gemm) fn amx_here(what: &str) -> bool {
         if Isa::Amx.detected() {
             return true;
         }

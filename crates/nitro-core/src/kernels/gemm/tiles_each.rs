@@ -314,25 +314,10 @@ fn self_check() -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::amx::tests::amx_here;
     use super::*;
-    use crate::kernels::cpu::Isa;
     use crate::rng::Pcg32;
     use ndarray::Array2;
-
-    /// Whether AMX can run here; else one visible line (straight to stderr: the harness
-    /// captures `eprintln!`) naming what is missing.
-    fn amx_here(what: &str) -> bool {
-        if Isa::Amx.detected() {
-            return true;
-        }
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED: {what}: this CPU (or OS) lacks {}",
-            Isa::Amx.cpu_flags()
-        );
-        false
-    }
 
     /// The sums of a product and the (first row, rows) of every block handed over.
     type Handed = (Vec<i64>, Vec<(usize, usize)>);
