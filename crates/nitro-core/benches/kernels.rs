@@ -3,15 +3,18 @@
 //!
 //! Shapes (algorithm.md §3; the shapes `BENCHMARKS.md` reports): MLP2's first layer forward `(M=64,
 //! K=784, N=200)`; its weight gradient `δᵀ·x` `(M=200, K=64, N=784)` with errors wider than `i16`
-//! (the exact high/low split); and the im2col shape of a VGG8B 3×3 convolution with 128 input and
-//! 256 output channels on a 28×28 map at batch 64 `(M=64·28·28, K=1152, N=256)`.
+//! (the exact high/low split); that layer's forward and update with the errors real training
+//! gives it (the gradient consumed by IntegerSGD block by block); and the im2col shape of a VGG8B
+//! 3×3 convolution with 128 input and 256 output channels on a 28×28 map at batch 64
+//! `(M=64·28·28, K=1152, N=256)`.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use ndarray::Array2;
 use nitro_core::kernels::gemm::{gemm_nt_with, Accum};
-use nitro_core::kernels::{Dispatch, Isa};
+use nitro_core::kernels::{set_dispatch, Dispatch, Isa};
+use nitro_core::layers::Linear;
 use nitro_core::rng::Pcg32;
-use nitro_core::{Hyper, Mlp, Preset};
+use nitro_core::{Hyper, Mlp, Preset, Sgd};
 use std::hint::black_box;
 
 fn random(r: &mut Pcg32, rows: usize, cols: usize, bound: u32) -> Array2<i32> {
@@ -91,6 +94,39 @@ fn gemm_mlp(c: &mut Criterion) {
     g.finish();
 }
 
+/// MLP2's first layer in training with the errors real training gives it (|δ| up to 2¹⁸: three
+/// 8-bit digits, past `i16`), forward then update (`Linear::backward`: the weight gradient
+/// consumed block by block by IntegerSGD), on each path: AMX tiles for the gradient
+/// (`tiles_amx`), the pair engine's split along K otherwise.
+fn linear_update(c: &mut Criterion) {
+    let mut r = Pcg32::new(6, 2);
+    let x = random_i8(&mut r, 64, 784);
+    let delta = random(&mut r, 64, 200, 1 << 18);
+    let sgd = Sgd::new(512, 640, 10_000).unwrap();
+    let layer = Linear::new("bench", random(&mut r, 200, 784, 16_000), None).unwrap();
+    let mut g = c.benchmark_group("linear_784x200_b64_real_errors");
+    g.throughput(Throughput::Elements(64 * 784 * 200));
+    for (name, d) in variants()
+        .into_iter()
+        .filter(|(n, _)| !n.starts_with("i32") && n != "i16_portable")
+    {
+        set_dispatch(d);
+        // Each iteration updates a fresh copy: the weights stay those of the first step.
+        g.bench_function(format!("forward_update_{name}"), |b| {
+            b.iter_batched_ref(
+                || layer.clone(),
+                |l| {
+                    l.forward(black_box(x.view()), true).unwrap();
+                    l.backward(delta.view(), false, &sgd).unwrap()
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    set_dispatch(Dispatch::DEFAULT);
+    g.finish();
+}
+
 fn gemm_conv(c: &mut Criterion) {
     let mut r = Pcg32::new(3, 1);
     let (m, k, n) = (64 * 28 * 28, 1152, 256);
@@ -143,5 +179,12 @@ fn mlp2_epoch(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, gemm_mlp, gemm_conv, mlp2_step, mlp2_epoch);
+criterion_group!(
+    benches,
+    gemm_mlp,
+    linear_update,
+    gemm_conv,
+    mlp2_step,
+    mlp2_epoch
+);
 criterion_main!(benches);
