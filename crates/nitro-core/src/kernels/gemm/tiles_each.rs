@@ -5,9 +5,10 @@
 //! Such an error (in real training an MLP's errors grow past 2¹⁵ within the first epoch) costs
 //! the pair engine two `i16` multiply-adds per term (`split_k`), while its input has one byte
 //! of digits (`|x| ≤ 127`). Here the error is written as three balanced base-256 digits
-//! ([`super::amx`]'s), each digit tile multiplied with the input's one tile by `tdpbssd`, and a `16×16` block of C is `Σ_d 256^d · (A_d·Bᵀ)`, summed in `i64` as it goes
-//! into the consumer's buffer — one row block (16 rows of C) at a time, so the sums never
-//! travel to memory and back.
+//! ([`super::amx`]'s), each digit tile multiplied with the input's one tile by `tdpbssd`, and
+//! a `16×16` block of C is `Σ_d 256^d · (A_d·Bᵀ)`, summed in `i64` as it goes into the
+//! consumer's buffer — one row block (16 rows of C) at a time, so the sums never travel to
+//! memory and back.
 //!
 //! Both operands arrive batch-major (`δ` is `batch × out`, `x` is `batch × in`: the views are
 //! their transposes). B's layout for `tdpbssd` is K-major in groups of four, so each B tile row
@@ -48,10 +49,10 @@ pub(super) fn usable() -> bool {
 }
 
 /// `C = A·Bᵀ` for a weight gradient — A the error's transpose (`m×k`, three digits: wider
-/// than `32639`, at most `8355711`), B the input's transpose (`n×k`, every `|x| ≤ 127`), both views of
-/// batch-major arrays (`a.t()` and `b.t()` contiguous) — handed to `f(first row, the block's
-/// sums row-major, out's rows of that block)` one row block of C (16 rows) at a time; `out`
-/// has one element per entry of C. `Ok(None)` where the operands are not of that kind (the
+/// than `32639`, at most `8355711`), B the input's transpose (`n×k`, every `|x| ≤ 127`),
+/// both views of batch-major arrays (`a.t()` and `b.t()` contiguous) — handed to `f(first
+/// row, the block's sums row-major, out's rows of that block)` one row block of C (16 rows)
+/// at a time; `out` has one element per entry of C. `Ok(None)` where the operands are not of that kind (the
 /// caller takes the pair engine); the overflow error when not even `i64` holds the sums. The
 /// sums are the exact `i64` dot products, as every engine's. `f`'s results in row order.
 ///
@@ -191,7 +192,8 @@ unsafe fn task<A: Int, O, R>(
     for (i, block_out) in out.chunks_mut(ROWS * n).enumerate() {
         let ib = first + i;
         let live = block_out.len() / n;
-        pack_a(delta, s, ib, a.tiles_mut(PARTS * s.chunks));
+        // SAFETY: AVX-512 F is available (the contract).
+        unsafe { pack_a(delta, s, ib, a.tiles_mut(PARTS * s.chunks)) };
         for j in 0..n.div_ceil(ROWS) {
             let b = tiles_b.at(j * s.chunks);
             // SAFETY: configured above; A holds `3·chunks` tiles and B's block `chunks`; `acc`
@@ -233,10 +235,10 @@ impl Tiles {
 /// at a time transposed in registers into the K-major rows of the tiles, then split into
 /// digits 64 values at a time. Rows past `m` and K past `k` are zeros.
 ///
-/// # Safety (of the AVX-512 call inside)
-/// Called from [`task`], where AVX-512 F is enabled.
+/// # Safety
+/// The CPU must have AVX-512 F (inlined into [`task`], which enables it).
 #[inline(always)]
-fn pack_a<A: Int>(delta: &[A], s: Shape, ib: usize, dst: &mut [i8]) {
+unsafe fn pack_a<A: Int>(delta: &[A], s: Shape, ib: usize, dst: &mut [i8]) {
     let (m, k) = (s.m, s.k);
     let cols = ib * ROWS..(ib * ROWS + ROWS).min(m);
     let mut stage: [Stage; MAX_PARTS] = [[[0i8; CHUNK]; ROWS]; MAX_PARTS];
@@ -256,7 +258,7 @@ fn pack_a<A: Int>(delta: &[A], s: Shape, ib: usize, dst: &mut [i8]) {
             }
             let views: [&[i32]; ROWS] = core::array::from_fn(|q| &rows[q][..]);
             let mut t = [[0i32; ROWS]; ROWS];
-            // SAFETY: AVX-512 F is enabled in the caller (`task`).
+            // SAFETY: the CPU has AVX-512 F (the contract).
             unsafe { avx512::transpose_i32(&views, &mut t) };
             for (v, tr) in vals.iter_mut().zip(&t) {
                 v[g * ROWS..][..ROWS].copy_from_slice(tr);
@@ -275,8 +277,8 @@ fn pack_a<A: Int>(delta: &[A], s: Shape, ib: usize, dst: &mut [i8]) {
 }
 
 /// A product with three-digit errors (its extremes included) on a shape that crosses every
-/// tile edge and more than one chunk, against the exact `i64` sums: does this path agree? (Only called where AMX
-/// is available.)
+/// tile edge and more than one chunk, against the exact `i64` sums: does this path agree?
+/// (Only called where AMX is available.)
 fn self_check() -> bool {
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = move |bound: i64| {
@@ -291,25 +293,23 @@ fn self_check() -> bool {
         }
     };
     let (m, n, k) = (2 * ROWS + 5, 3 * ROWS + 3, 2 * CHUNK + 9);
-    {
-        let bound = digit_bound(PARTS) as i64;
-        // Batch-major, as a layer holds them: the operands are their transposed views.
-        let delta = ndarray::Array2::from_shape_fn((k, m), |_| next(bound) as i32);
-        let x = ndarray::Array2::from_shape_fn((k, n), |_| next(127) as i16);
-        let want: Vec<i64> = (0..m * n)
-            .map(|e| {
-                let (i, j) = (e / n, e % n);
-                (0..k)
-                    .map(|t| i64::from(delta[[t, i]]) * i64::from(x[[t, j]]))
-                    .sum()
-            })
-            .collect();
-        let mut got = alloc::vec![0i64; m * n];
-        let r = gemm_each(&delta.t(), &x.t(), &mut got, &|_, sums, o: &mut [i64]| {
-            o.copy_from_slice(sums)
-        });
-        matches!(r, Ok(Some(_))) && got == want
-    }
+    let bound = digit_bound(PARTS) as i64;
+    // Batch-major, as a layer holds them: the operands are their transposed views.
+    let delta = ndarray::Array2::from_shape_fn((k, m), |_| next(bound) as i32);
+    let x = ndarray::Array2::from_shape_fn((k, n), |_| next(127) as i16);
+    let want: Vec<i64> = (0..m * n)
+        .map(|e| {
+            let (i, j) = (e / n, e % n);
+            (0..k)
+                .map(|t| i64::from(delta[[t, i]]) * i64::from(x[[t, j]]))
+                .sum()
+        })
+        .collect();
+    let mut got = alloc::vec![0i64; m * n];
+    let r = gemm_each(&delta.t(), &x.t(), &mut got, &|_, sums, o: &mut [i64]| {
+        o.copy_from_slice(sums)
+    });
+    matches!(r, Ok(Some(_))) && got == want
 }
 
 #[cfg(test)]
