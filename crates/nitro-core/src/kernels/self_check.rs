@@ -47,6 +47,25 @@ impl SelfCheck {
     }
 }
 
+/// Test values for a self-check from a fixed stream (xorshift64*, independent of the crate's
+/// RNG): each call gives `bound`, `−bound` (two in five each, so edges are frequent) or a value
+/// in `[−bound, bound]`.
+#[cfg_attr(not(nitro_x86_simd), allow(dead_code))]
+pub(crate) fn edge_values(seed: u64) -> impl FnMut(i64) -> i64 {
+    let mut state = seed;
+    move |bound: i64| {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        let v = (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as i64;
+        match v % 5 {
+            0 => bound,
+            1 => -bound,
+            _ => v % (2 * bound + 1) - bound,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

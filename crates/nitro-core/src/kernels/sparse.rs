@@ -641,19 +641,7 @@ fn pairs_self_check(build: Isa) -> bool {
     let g = Geometry::new(37, 3, (6, 6), (4, 4));
     // Image 1 of a one-filter error: its plane is flat 16..32.
     let p = Plane::new(&g, 1, 0, 1);
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move |m: i64| {
-        // xorshift64*: a fixed stream, independent of the crate's RNG.
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        let v = (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as i64;
-        match v % 5 {
-            0 => m,
-            1 => -m,
-            _ => v % (2 * m + 1) - m,
-        }
-    };
+    let mut next = crate::kernels::self_check::edge_values(0x2545_f491_4f6c_dd1d);
     let xt: Vec<i16> = (0..2 * 6 * 6 * 37).map(|_| next(255) as i16).collect();
     // Nine entries (an odd count), one δ outside i16 and one zero; Σ|δ|·255 < 2³¹.
     let idx: Vec<usize> = (0..9).map(|j| 16 + (j * 5) % 16).collect();

@@ -33,7 +33,7 @@ use crate::error::Result;
 use crate::kernels::buffers;
 use crate::kernels::cpu::Int;
 use crate::kernels::par;
-use crate::kernels::self_check::SelfCheck;
+use crate::kernels::self_check::{edge_values, SelfCheck};
 use crate::kernels::x86::amx::{self as kernel, TILE_BYTES};
 use crate::kernels::x86::avx512;
 use alloc::vec::Vec;
@@ -280,18 +280,7 @@ unsafe fn pack_a<A: Int>(delta: &[A], s: Shape, ib: usize, dst: &mut [i8]) {
 /// tile edge and more than one chunk, against the exact `i64` sums: does this path agree?
 /// (Only called where AMX is available.)
 fn self_check() -> bool {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move |bound: i64| {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        let v = (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as i64;
-        match v % 5 {
-            0 => bound,
-            1 => -bound,
-            _ => v % (2 * bound + 1) - bound,
-        }
-    };
+    let mut next = edge_values(0x9e37_79b9_7f4a_7c15);
     let (m, n, k) = (2 * ROWS + 5, 3 * ROWS + 3, 2 * CHUNK + 9);
     let bound = digit_bound(PARTS) as i64;
     // Batch-major, as a layer holds them: the operands are their transposed views.
